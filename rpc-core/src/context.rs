@@ -1,0 +1,103 @@
+//! What a handler can know about the call it serves.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+/// Who is on the other end of a connection, as far as the transport can tell.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerInfo {
+    /// The peer's process id.
+    pub pid: Option<u32>,
+    /// The peer's user id (Unix).
+    pub uid: Option<u32>,
+    /// The peer's user SID in string form (Windows), where the API gives it.
+    pub sid: Option<String>,
+}
+
+impl PeerInfo {
+    /// A peer whose identity is unknown (an in-memory or stdio transport).
+    pub fn unknown() -> Self {
+        Self::default()
+    }
+
+    /// A peer known by process and user id.
+    pub fn unix(pid: Option<u32>, uid: Option<u32>) -> Self {
+        Self {
+            pid,
+            uid,
+            sid: None,
+        }
+    }
+
+    /// A peer known by process id and user SID.
+    pub fn windows(pid: Option<u32>, sid: Option<String>) -> Self {
+        Self {
+            pid,
+            uid: None,
+            sid,
+        }
+    }
+}
+
+/// The context of the call being handled: the peer and the deadline.
+///
+/// Read it with [`CallContext::current`] from inside a handler.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    peer: Arc<PeerInfo>,
+    deadline: Option<Instant>,
+    request_id: Option<u64>,
+    method: &'static str,
+}
+
+tokio::task_local! {
+    static CURRENT: CallContext;
+}
+
+impl CallContext {
+    pub(crate) fn new(
+        peer: Arc<PeerInfo>,
+        deadline: Option<Instant>,
+        request_id: Option<u64>,
+        method: &'static str,
+    ) -> Self {
+        Self {
+            peer,
+            deadline,
+            request_id,
+            method,
+        }
+    }
+
+    /// The context of the call this task is handling, or `None` outside a handler (including in
+    /// tasks the handler spawned: pass the context along by value if they need it).
+    pub fn current() -> Option<CallContext> {
+        CURRENT.try_with(Clone::clone).ok()
+    }
+
+    /// Who called.
+    pub fn peer(&self) -> &PeerInfo {
+        &self.peer
+    }
+
+    /// When the caller stops waiting; the server drops the handler at that point.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The request id of the call (`None` for one-way calls).
+    pub fn request_id(&self) -> Option<u64> {
+        self.request_id
+    }
+
+    /// The method's name.
+    pub fn method(&self) -> &'static str {
+        self.method
+    }
+
+    pub(crate) async fn scope<F: std::future::Future>(self, future: F) -> F::Output {
+        CURRENT.scope(self, future).await
+    }
+}

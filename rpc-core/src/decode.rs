@@ -1,0 +1,855 @@
+//! Decoding values from peers with a nesting limit.
+//!
+//! postcard has no limit on how deeply values nest, so a few kilobytes of a recursive type
+//! (`enum Nested { Leaf, Node(Box<Nested>) }` costs one byte a level) would overflow the stack
+//! and abort the process. [`from_slice`] wraps postcard's deserializer in the style of
+//! `serde_stacker`: every visitor, access and seed that postcard hands out is wrapped, so every
+//! nested value passes through the guard, which counts the levels and fails with
+//! [`DecodeError::TooDeep`] before the stack runs out.
+//!
+//! A level is counted each time a visitor is handed nested data: every struct, tuple, tuple
+//! struct, sequence, map, enum, `Some` and newtype struct is one level, and the fields of a tuple
+//! or struct variant one more below their enum. Scalars, strings, byte buffers, units, `None` and
+//! `Box` cost nothing. So `u32` is 0 levels deep, `Vec<u32>` 1, `Vec<Option<u32>>` 2, and
+//! `Nested` with `n` nodes `n + 1`.
+
+use std::cell::Cell;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, Visitor};
+
+use crate::protocol::WireDecodeError;
+
+/// The nesting limit of [`DecodeLimits::default`].
+pub const DEFAULT_MAX_DEPTH: u32 = 128;
+
+/// Limits applied when decoding data from a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// How many levels values may nest (see the [module documentation](self) for what counts
+    /// as a level); deeper values fail with [`DecodeError::TooDeep`].
+    pub max_depth: u32,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        Self {
+            max_depth: DEFAULT_MAX_DEPTH,
+        }
+    }
+}
+
+/// Why a value did not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The value nests deeper than [`DecodeLimits::max_depth`].
+    #[error("value nested deeper than {max_depth} levels")]
+    TooDeep {
+        /// The limit that was exceeded.
+        max_depth: u32,
+    },
+    /// The value decoded but did not use all the bytes.
+    #[error("{count} bytes left over after the value")]
+    TrailingBytes {
+        /// How many bytes were left.
+        count: usize,
+    },
+    /// The bytes are not an encoding of the type.
+    #[error("malformed encoding")]
+    Malformed(#[source] postcard::Error),
+}
+
+impl From<&DecodeError> for WireDecodeError {
+    fn from(err: &DecodeError) -> Self {
+        match err {
+            DecodeError::TooDeep { .. } => WireDecodeError::TooDeep,
+            DecodeError::TrailingBytes { .. } => WireDecodeError::TrailingBytes,
+            DecodeError::Malformed(_) => WireDecodeError::Malformed,
+        }
+    }
+}
+
+/// Decodes exactly one `T` from `bytes` (no trailing bytes allowed), never nesting deeper
+/// than `limits.max_depth`.
+pub fn from_slice<'de, T: de::Deserialize<'de>>(
+    bytes: &'de [u8],
+    limits: &DecodeLimits,
+) -> Result<T, DecodeError> {
+    let state = State {
+        depth: Cell::new(0),
+        max: limits.max_depth,
+        too_deep: Cell::new(false),
+    };
+    let mut de = postcard::Deserializer::from_bytes(bytes);
+    let value = T::deserialize(Guard {
+        inner: &mut de,
+        state: &state,
+    })
+    .map_err(|e| match e {
+        Error::TooDeep => DecodeError::TooDeep {
+            max_depth: limits.max_depth,
+        },
+        Error::Inner(e) => DecodeError::Malformed(e),
+    })?;
+    match de.finalize().map_err(DecodeError::Malformed)? {
+        [] => Ok(value),
+        rest => Err(DecodeError::TrailingBytes { count: rest.len() }),
+    }
+}
+
+/// The error of the wrappers: the wrapped deserializer's error, or the limit.
+#[derive(Debug, thiserror::Error)]
+enum Error<E> {
+    #[error("value nested too deep")]
+    TooDeep,
+    #[error(transparent)]
+    Inner(E),
+}
+
+impl<E: de::Error> de::Error for Error<E> {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        Error::Inner(E::custom(msg))
+    }
+}
+
+/// Shared by all the wrappers of one decode.
+struct State {
+    depth: Cell<u32>,
+    max: u32,
+    /// Set while a [`Error::TooDeep`] travels through the wrapped deserializer as its own error
+    /// type, which cannot carry it; the next wrapper it comes out of turns it back.
+    too_deep: Cell<bool>,
+}
+
+impl State {
+    /// Our error going into the wrapped deserializer.
+    fn smuggle<E: de::Error>(&self, err: Error<E>) -> E {
+        match err {
+            Error::TooDeep => {
+                self.too_deep.set(true);
+                E::custom("value nested too deep")
+            }
+            Error::Inner(e) => e,
+        }
+    }
+
+    /// The wrapped deserializer's error coming out to us. The deserializer passes errors
+    /// straight up, so a smuggled [`Error::TooDeep`] is the next error out.
+    fn recover<E>(&self, err: E) -> Error<E> {
+        if self.too_deep.replace(false) {
+            Error::TooDeep
+        } else {
+            Error::Inner(err)
+        }
+    }
+
+    /// Runs `f` one level deeper, or fails if that is too deep.
+    fn nest<T, E: de::Error>(&self, f: impl FnOnce() -> Result<T, Error<E>>) -> Result<T, E> {
+        let depth = self.depth.get();
+        if depth >= self.max {
+            return Err(self.smuggle(Error::TooDeep));
+        }
+        self.depth.set(depth + 1);
+        let result = f();
+        self.depth.set(depth);
+        result.map_err(|e| self.smuggle(e))
+    }
+}
+
+/// Wraps a deserializer.
+struct Guard<'s, D> {
+    inner: D,
+    state: &'s State,
+}
+
+/// Wraps a visitor; counts the levels.
+struct GuardVisitor<'s, V> {
+    inner: V,
+    state: &'s State,
+}
+
+/// Wraps a seed.
+struct GuardSeed<'s, S> {
+    inner: S,
+    state: &'s State,
+}
+
+/// Wraps a `SeqAccess`, `MapAccess`, `EnumAccess` or `VariantAccess`.
+struct GuardAccess<'s, A> {
+    inner: A,
+    state: &'s State,
+}
+
+macro_rules! forward_deserialize {
+    ($($method:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, Self::Error> {
+            let state = self.state;
+            self.inner
+                .$method($($arg,)* GuardVisitor { inner: visitor, state })
+                .map_err(|e| state.recover(e))
+        }
+    )*};
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guard<'_, D> {
+    type Error = Error<D::Error>;
+
+    forward_deserialize! {
+        deserialize_any(); deserialize_bool(); deserialize_i8(); deserialize_i16();
+        deserialize_i32(); deserialize_i64(); deserialize_i128(); deserialize_u8();
+        deserialize_u16(); deserialize_u32(); deserialize_u64(); deserialize_u128();
+        deserialize_f32(); deserialize_f64(); deserialize_char(); deserialize_str();
+        deserialize_string(); deserialize_bytes(); deserialize_byte_buf(); deserialize_option();
+        deserialize_unit(); deserialize_unit_struct(name: &'static str);
+        deserialize_newtype_struct(name: &'static str); deserialize_seq();
+        deserialize_tuple(len: usize); deserialize_tuple_struct(name: &'static str, len: usize);
+        deserialize_map();
+        deserialize_struct(name: &'static str, fields: &'static [&'static str]);
+        deserialize_enum(name: &'static str, variants: &'static [&'static str]);
+        deserialize_identifier(); deserialize_ignored_any();
+    }
+
+    fn is_human_readable(&self) -> bool {
+        self.inner.is_human_readable()
+    }
+}
+
+macro_rules! forward_visit {
+    ($($method:ident($ty:ty);)*) => {$(
+        fn $method<E: de::Error>(self, v: $ty) -> Result<V::Value, E> {
+            self.inner.$method(v)
+        }
+    )*};
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for GuardVisitor<'_, V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.expecting(f)
+    }
+
+    forward_visit! {
+        visit_bool(bool); visit_i8(i8); visit_i16(i16); visit_i32(i32); visit_i64(i64);
+        visit_i128(i128); visit_u8(u8); visit_u16(u16); visit_u32(u32); visit_u64(u64);
+        visit_u128(u128); visit_f32(f32); visit_f64(f64); visit_char(char); visit_str(&str);
+        visit_borrowed_str(&'de str); visit_string(String); visit_bytes(&[u8]);
+        visit_borrowed_bytes(&'de [u8]); visit_byte_buf(Vec<u8>);
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<V::Value, E> {
+        self.inner.visit_none()
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<V::Value, E> {
+        self.inner.visit_unit()
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, inner: D) -> Result<V::Value, D::Error> {
+        let state = self.state;
+        state.nest(|| self.inner.visit_some(Guard { inner, state }))
+    }
+
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, inner: D) -> Result<V::Value, D::Error> {
+        let state = self.state;
+        state.nest(|| self.inner.visit_newtype_struct(Guard { inner, state }))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, inner: A) -> Result<V::Value, A::Error> {
+        let state = self.state;
+        state.nest(|| self.inner.visit_seq(GuardAccess { inner, state }))
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, inner: A) -> Result<V::Value, A::Error> {
+        let state = self.state;
+        state.nest(|| self.inner.visit_map(GuardAccess { inner, state }))
+    }
+
+    fn visit_enum<A: de::EnumAccess<'de>>(self, inner: A) -> Result<V::Value, A::Error> {
+        let state = self.state;
+        state.nest(|| self.inner.visit_enum(GuardAccess { inner, state }))
+    }
+}
+
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for GuardSeed<'_, S> {
+    type Value = S::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, inner: D) -> Result<S::Value, D::Error> {
+        let state = self.state;
+        self.inner
+            .deserialize(Guard { inner, state })
+            .map_err(|e| state.smuggle(e))
+    }
+}
+
+impl<'s, A> GuardAccess<'s, A> {
+    fn seed<S>(&self, inner: S) -> GuardSeed<'s, S> {
+        GuardSeed {
+            inner,
+            state: self.state,
+        }
+    }
+
+    fn visitor<V>(&self, inner: V) -> GuardVisitor<'s, V> {
+        GuardVisitor {
+            inner,
+            state: self.state,
+        }
+    }
+}
+
+impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for GuardAccess<'_, A> {
+    type Error = Error<A::Error>;
+
+    fn next_element_seed<S: DeserializeSeed<'de>>(
+        &mut self,
+        seed: S,
+    ) -> Result<Option<S::Value>, Self::Error> {
+        let seed = self.seed(seed);
+        self.inner
+            .next_element_seed(seed)
+            .map_err(|e| self.state.recover(e))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.inner.size_hint()
+    }
+}
+
+impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for GuardAccess<'_, A> {
+    type Error = Error<A::Error>;
+
+    fn next_key_seed<S: DeserializeSeed<'de>>(
+        &mut self,
+        seed: S,
+    ) -> Result<Option<S::Value>, Self::Error> {
+        let seed = self.seed(seed);
+        self.inner
+            .next_key_seed(seed)
+            .map_err(|e| self.state.recover(e))
+    }
+
+    fn next_value_seed<S: DeserializeSeed<'de>>(
+        &mut self,
+        seed: S,
+    ) -> Result<S::Value, Self::Error> {
+        let seed = self.seed(seed);
+        self.inner
+            .next_value_seed(seed)
+            .map_err(|e| self.state.recover(e))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.inner.size_hint()
+    }
+}
+
+impl<'de, 's, A: de::EnumAccess<'de>> de::EnumAccess<'de> for GuardAccess<'s, A> {
+    type Error = Error<A::Error>;
+    type Variant = GuardAccess<'s, A::Variant>;
+
+    fn variant_seed<S: DeserializeSeed<'de>>(
+        self,
+        seed: S,
+    ) -> Result<(S::Value, Self::Variant), Self::Error> {
+        let (seed, state) = (self.seed(seed), self.state);
+        match self.inner.variant_seed(seed) {
+            Ok((value, inner)) => Ok((value, GuardAccess { inner, state })),
+            Err(e) => Err(state.recover(e)),
+        }
+    }
+}
+
+impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for GuardAccess<'_, A> {
+    type Error = Error<A::Error>;
+
+    fn unit_variant(self) -> Result<(), Self::Error> {
+        self.inner.unit_variant().map_err(|e| self.state.recover(e))
+    }
+
+    fn newtype_variant_seed<S: DeserializeSeed<'de>>(
+        self,
+        seed: S,
+    ) -> Result<S::Value, Self::Error> {
+        let seed = self.seed(seed);
+        self.inner
+            .newtype_variant_seed(seed)
+            .map_err(|e| self.state.recover(e))
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(
+        self,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        let visitor = self.visitor(visitor);
+        self.inner
+            .tuple_variant(len, visitor)
+            .map_err(|e| self.state.recover(e))
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        let visitor = self.visitor(visitor);
+        self.inner
+            .struct_variant(fields, visitor)
+            .map_err(|e| self.state.recover(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+    use std::fmt::Debug;
+
+    use serde::de::DeserializeOwned;
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+
+    fn limits(max_depth: u32) -> DecodeLimits {
+        DecodeLimits { max_depth }
+    }
+
+    fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+        postcard::to_stdvec(value).expect("encodes")
+    }
+
+    #[track_caller]
+    fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(value: T) {
+        let bytes = encode(&value);
+        assert_eq!(from_slice::<T>(&bytes, &DecodeLimits::default()), Ok(value));
+    }
+
+    /// A byte buffer that goes through `serialize_bytes`/`deserialize_byte_buf`, not a seq.
+    #[derive(Debug, PartialEq)]
+    struct ByteBuf(Vec<u8>);
+
+    impl Serialize for ByteBuf {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(&self.0)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for ByteBuf {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = ByteBuf;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("bytes")
+                }
+                fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<ByteBuf, E> {
+                    Ok(ByteBuf(v.to_vec()))
+                }
+            }
+            d.deserialize_byte_buf(V)
+        }
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Unit;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Newtype(u64);
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct TupleStruct(i8, String);
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    enum Shape {
+        Empty,
+        Circle(f64),
+        Rect(u32, u32),
+        Named { name: String, sides: Option<u8> },
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Everything {
+        b: bool,
+        i8: i8,
+        i16: i16,
+        i32: i32,
+        i64: i64,
+        i128: i128,
+        u8: u8,
+        u16: u16,
+        u32: u32,
+        u64: u64,
+        u128: u128,
+        f32: f32,
+        f64: f64,
+        c: char,
+        s: String,
+        bytes: ByteBuf,
+        unit: (),
+        unit_struct: Unit,
+        newtype: Newtype,
+        tuple_struct: TupleStruct,
+        tuple: (u8, String, Option<i32>),
+        some: Option<Vec<u16>>,
+        none: Option<String>,
+        shapes: Vec<Shape>,
+        hash: HashMap<String, Vec<u32>>,
+        btree: BTreeMap<u32, Shape>,
+    }
+
+    #[test]
+    fn round_trips() {
+        round_trip(Everything {
+            b: true,
+            i8: -8,
+            i16: -1600,
+            i32: i32::MIN,
+            i64: -(1 << 40),
+            i128: i128::MIN + 1,
+            u8: 255,
+            u16: 60000,
+            u32: u32::MAX,
+            u64: 1 << 60,
+            u128: u128::MAX,
+            f32: 1.5,
+            f64: -2.25e300,
+            c: 'é',
+            s: "hello, wörld".into(),
+            bytes: ByteBuf(vec![0, 1, 2, 255]),
+            unit: (),
+            unit_struct: Unit,
+            newtype: Newtype(7),
+            tuple_struct: TupleStruct(-1, "t".into()),
+            tuple: (1, "two".into(), Some(-3)),
+            some: Some(vec![1, 2, 3]),
+            none: None,
+            shapes: vec![
+                Shape::Empty,
+                Shape::Circle(0.5),
+                Shape::Rect(3, 4),
+                Shape::Named {
+                    name: "hex".into(),
+                    sides: Some(6),
+                },
+                Shape::Named {
+                    name: String::new(),
+                    sides: None,
+                },
+            ],
+            hash: HashMap::from([("a".into(), vec![1]), ("b".into(), vec![])]),
+            btree: BTreeMap::from([(1, Shape::Empty), (2, Shape::Rect(1, 2))]),
+        });
+        round_trip(Shape::Rect(1, 2));
+        round_trip(Some(Shape::Empty));
+        round_trip(Option::<u8>::None);
+        round_trip(vec![vec![1u8], vec![], vec![2, 3]]);
+        round_trip((1u8, -2i64, "three".to_string(), [4u16; 3]));
+        round_trip(String::from("just a string"));
+        round_trip(());
+    }
+
+    #[test]
+    fn borrows_from_the_input() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Borrowed<'a> {
+            s: &'a str,
+            b: &'a [u8],
+        }
+        let bytes = encode(&Borrowed {
+            s: "borrowed",
+            b: &[9, 8, 7],
+        });
+        let value: Borrowed<'_> = from_slice(&bytes, &DecodeLimits::default()).expect("decodes");
+        assert_eq!(
+            value,
+            Borrowed {
+                s: "borrowed",
+                b: &[9, 8, 7]
+            }
+        );
+        assert!(bytes.as_ptr_range().contains(&value.s.as_ptr()));
+        assert!(bytes.as_ptr_range().contains(&value.b.as_ptr()));
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    enum Nested {
+        Leaf,
+        Node(Box<Nested>),
+    }
+
+    /// `Nested` with `nodes` nodes, encoded by hand: `nodes + 1` levels.
+    fn nested_bytes(nodes: usize) -> Vec<u8> {
+        let mut bytes = vec![1; nodes];
+        bytes.push(0);
+        bytes
+    }
+
+    #[test]
+    fn hand_built_encodings_match_postcard() {
+        let three = Nested::Node(Box::new(Nested::Node(Box::new(Nested::Node(Box::new(
+            Nested::Leaf,
+        ))))));
+        assert_eq!(encode(&three), nested_bytes(3));
+        let d = DecodeLimits::default();
+        assert_eq!(from_slice::<Nested>(&nested_bytes(3), &d), Ok(three));
+        assert_eq!(encode(&Tree(vec![Tree(vec![Tree(vec![])])])), [1, 1, 0]);
+        let list = List(Some(Box::new(List(Some(Box::new(List(None)))))));
+        assert_eq!(encode(&list), [1, 1, 0]);
+        let map = Map(BTreeMap::from([(
+            0,
+            Map(BTreeMap::from([(0, Map(BTreeMap::new()))])),
+        )]));
+        assert_eq!(encode(&map), [1, 0, 1, 0, 0]);
+        let link = Link {
+            next: Some(Box::new(Link { next: None })),
+        };
+        assert_eq!(encode(&link), [1, 0]);
+        let chain = Chain::More(0, Box::new(Chain::More(0, Box::new(Chain::End))));
+        assert_eq!(encode(&chain), [1, 0, 1, 0, 0]);
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Tree(Vec<Tree>);
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct List(Option<Box<List>>);
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Map(BTreeMap<u8, Map>);
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Link {
+        next: Option<Box<Link>>,
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    enum Chain {
+        End,
+        More(u8, Box<Chain>),
+    }
+
+    /// Decodes `bytes` as a `T` with the default limits on a thread with a 256 KiB stack.
+    fn decode_on_small_stack<T: DeserializeOwned + Debug>(
+        bytes: Vec<u8>,
+    ) -> Result<(), DecodeError> {
+        std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || from_slice::<T>(&bytes, &DecodeLimits::default()).map(drop))
+            .expect("spawns")
+            .join()
+            .expect("does not panic")
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        const DEEP: usize = 100_000;
+        let too_deep = Err(DecodeError::TooDeep {
+            max_depth: DEFAULT_MAX_DEPTH,
+        });
+        assert_eq!(
+            decode_on_small_stack::<Nested>(nested_bytes(DEEP)),
+            too_deep
+        );
+        assert_eq!(decode_on_small_stack::<Tree>(nested_bytes(DEEP)), too_deep);
+        assert_eq!(decode_on_small_stack::<List>(nested_bytes(DEEP)), too_deep);
+        assert_eq!(decode_on_small_stack::<Link>(nested_bytes(DEEP)), too_deep);
+        let pairs = [1, 0]
+            .repeat(DEEP)
+            .into_iter()
+            .chain([0])
+            .collect::<Vec<_>>();
+        assert_eq!(decode_on_small_stack::<Map>(pairs.clone()), too_deep);
+        assert_eq!(decode_on_small_stack::<Chain>(pairs), too_deep);
+    }
+
+    #[test]
+    fn default_depth_fits_a_small_stack() {
+        let max = DEFAULT_MAX_DEPTH as usize;
+        assert_eq!(
+            decode_on_small_stack::<Nested>(nested_bytes(max - 1)),
+            Ok(())
+        );
+        assert_eq!(
+            decode_on_small_stack::<Nested>(nested_bytes(max)),
+            Err(DecodeError::TooDeep {
+                max_depth: DEFAULT_MAX_DEPTH
+            })
+        );
+    }
+
+    #[track_caller]
+    fn check_depth<T: Serialize + DeserializeOwned + PartialEq + Debug>(value: T, depth: u32) {
+        let bytes = encode(&value);
+        assert_eq!(
+            from_slice::<T>(&bytes, &limits(depth)),
+            Ok(value),
+            "at the limit"
+        );
+        assert_eq!(
+            from_slice::<T>(&bytes, &limits(depth - 1)),
+            Err(DecodeError::TooDeep {
+                max_depth: depth - 1
+            }),
+            "one over the limit"
+        );
+    }
+
+    #[test]
+    fn limit_is_exact() {
+        for nodes in [0, 1, 10, 127] {
+            let levels = nodes as u32 + 1;
+            let bytes = nested_bytes(nodes);
+            assert!(from_slice::<Nested>(&bytes, &limits(levels)).is_ok());
+            assert_eq!(
+                from_slice::<Nested>(&bytes, &limits(levels - 1)),
+                Err(DecodeError::TooDeep {
+                    max_depth: levels - 1
+                })
+            );
+        }
+        check_depth(vec![vec![vec![1u8]]], 3);
+        check_depth(Some(Box::new(Some(Box::new(Some(5u8))))), 3);
+        check_depth(Newtype(1), 1);
+        check_depth((1u8, (2u8, 3u8)), 2);
+        check_depth(BTreeMap::from([(1u8, vec![2u8])]), 2);
+        check_depth(Shape::Rect(1, 2), 2);
+        check_depth(
+            Shape::Named {
+                name: "n".into(),
+                sides: Some(3),
+            },
+            3,
+        );
+        check_depth(vec![Shape::Circle(1.0)], 2);
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Outer {
+            before: u8,
+            inner: Inner,
+        }
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Inner {
+            list: Vec<Option<u8>>,
+        }
+        check_depth(
+            Outer {
+                before: 0,
+                inner: Inner {
+                    list: vec![None, Some(1)],
+                },
+            },
+            4,
+        );
+        // Scalars, strings, units and `None` cost nothing.
+        check_depth(vec![(); 2], 1);
+        assert_eq!(from_slice::<u32>(&encode(&5u32), &limits(0)), Ok(5));
+        assert_eq!(
+            from_slice::<String>(&encode(&"s"), &limits(0)),
+            Ok("s".into())
+        );
+        assert_eq!(from_slice::<Option<u8>>(&[0], &limits(0)), Ok(None));
+    }
+
+    #[test]
+    fn depth_is_released_between_siblings() {
+        let wide = vec![vec![vec![7u8; 3]; 50]; 50];
+        check_depth(wide, 3);
+        let nested = (0..200)
+            .map(|n| vec![Some(Box::new(n))])
+            .collect::<Vec<_>>();
+        check_depth(nested, 3);
+    }
+
+    #[test]
+    fn trailing_bytes_are_an_error() {
+        let mut bytes = encode(&(1u32, "x"));
+        bytes.extend([0, 0, 7]);
+        assert_eq!(
+            from_slice::<(u32, String)>(&bytes, &DecodeLimits::default()),
+            Err(DecodeError::TrailingBytes { count: 3 })
+        );
+    }
+
+    /// The postcard error that decoding `bytes` as a `T` fails with.
+    #[track_caller]
+    fn malformed<'a, T: Deserialize<'a> + Debug>(bytes: &'a [u8]) -> postcard::Error {
+        match from_slice::<T>(bytes, &DecodeLimits::default()) {
+            Err(DecodeError::Malformed(e)) => e,
+            other => panic!("expected malformed, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        use postcard::Error as E;
+        assert_eq!(malformed::<bool>(&[2]), E::DeserializeBadBool);
+        assert_eq!(
+            malformed::<Everything>(&[1, 2]),
+            E::DeserializeUnexpectedEnd
+        );
+        assert_eq!(malformed::<Option<u8>>(&[]), E::DeserializeUnexpectedEnd);
+        // Errors from deep inside come out unchanged.
+        assert_eq!(
+            malformed::<Vec<Vec<Option<bool>>>>(&[1, 1, 1, 9]),
+            E::DeserializeBadBool
+        );
+        assert_eq!(
+            malformed::<Vec<String>>(&[1, 2, 0xff, 0xfe]),
+            E::DeserializeBadUtf8
+        );
+        assert_eq!(
+            malformed::<Vec<u64>>(&[1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            E::DeserializeBadVarint
+        );
+        // Errors made by visitors (here: no variant 9) are serde custom errors.
+        assert_eq!(malformed::<Shape>(&[9]), E::SerdeDeCustom);
+        assert_eq!(malformed::<Vec<Shape>>(&[1, 9]), E::SerdeDeCustom);
+        // postcard is not self-describing.
+        assert_eq!(malformed::<de::IgnoredAny>(&[0]), E::WontImplement);
+        // A huge length prefix fails without allocating it.
+        assert_eq!(
+            malformed::<Vec<u8>>(&[0xff, 0xff, 0xff, 0xff, 0x0f]),
+            E::DeserializeUnexpectedEnd
+        );
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let d = limits(16);
+        for _ in 0..2000 {
+            let len = (next() % 64) as usize;
+            let bytes = (0..len).map(|_| next() as u8 % 4).collect::<Vec<_>>();
+            // Any outcome is fine as long as it is not a panic.
+            let _ = from_slice::<Everything>(&bytes, &d);
+            let _ = from_slice::<Vec<Shape>>(&bytes, &d);
+            let _ = from_slice::<Nested>(&bytes, &d);
+            let _ = from_slice::<Map>(&bytes, &d);
+            let _ = from_slice::<Chain>(&bytes, &d);
+        }
+    }
+
+    #[test]
+    fn converts_to_wire_errors() {
+        let wire = |e: DecodeError| WireDecodeError::from(&e);
+        assert_eq!(
+            wire(DecodeError::TooDeep { max_depth: 1 }),
+            WireDecodeError::TooDeep
+        );
+        assert_eq!(
+            wire(DecodeError::TrailingBytes { count: 1 }),
+            WireDecodeError::TrailingBytes
+        );
+        assert_eq!(
+            wire(DecodeError::Malformed(postcard::Error::DeserializeBadBool)),
+            WireDecodeError::Malformed
+        );
+        assert_eq!(DecodeLimits::default().max_depth, 128);
+    }
+}

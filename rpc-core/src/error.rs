@@ -1,0 +1,171 @@
+//! The framework's error type.
+
+use std::io;
+use std::sync::Arc;
+
+use crate::decode::DecodeError;
+use crate::frame::FrameError;
+use crate::protocol::{GoodbyeReason, Rejection, WireError};
+
+/// Why a call or a connection failed. One variant per cause; application errors of
+/// `Result<T, E>` methods are not here, they reach the caller as `E`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum RpcError {
+    /// Connecting failed before the handshake (no server, access denied, untrusted server...).
+    #[error("could not connect")]
+    Connect(#[source] ConnectError),
+    /// The server refused the handshake: another protocol version, another service, or another
+    /// interface of the same service.
+    #[error("handshake rejected: {0}")]
+    Rejected(#[source] Rejection),
+    /// The peer did not complete the handshake in time.
+    #[error("handshake timed out")]
+    HandshakeTimeout,
+    /// The call's deadline passed before its reply arrived. The server was told to stop it.
+    #[error("deadline exceeded")]
+    DeadlineExceeded,
+    /// The connection is closed (the peer went away, or it was closed after an error); calls in
+    /// flight and new calls fail with this.
+    #[error("connection closed")]
+    ConnectionClosed,
+    /// The server is shutting down and takes no new calls on this connection.
+    #[error("server is shutting down")]
+    ShuttingDown,
+    /// The peer closed the connection because of something this side sent.
+    #[error("peer closed the connection: {0}")]
+    ClosedByPeer(#[source] GoodbyeReason),
+    /// Reading or writing the connection failed.
+    #[error("I/O error on the connection")]
+    Io(#[source] Arc<io::Error>),
+    /// A frame from the peer was bad (too long, truncated); the connection is closed.
+    #[error("bad frame from the peer")]
+    Frame(#[source] FrameError),
+    /// The peer sent a message that breaks the protocol; the connection is closed.
+    #[error("protocol violation: {0}")]
+    Protocol(#[source] ProtocolError),
+    /// The arguments could not be encoded.
+    #[error("arguments could not be encoded")]
+    Encode(#[source] postcard::Error),
+    /// The call's encoded frame is larger than the server accepts; nothing was sent.
+    #[error("request of {len} bytes exceeds the peer's maximum frame of {max}")]
+    RequestTooLarge {
+        /// The frame length.
+        len: u64,
+        /// The peer's maximum.
+        max: u32,
+    },
+    /// The reply did not decode as the method's result type.
+    #[error("reply did not decode")]
+    Decode(#[source] DecodeError),
+    /// The server could not run the call, or could not send its result.
+    #[error("server failed the call: {0}")]
+    Remote(#[source] WireError),
+}
+
+impl From<io::Error> for RpcError {
+    fn from(error: io::Error) -> Self {
+        RpcError::Io(Arc::new(error))
+    }
+}
+
+impl From<FrameError> for RpcError {
+    fn from(error: FrameError) -> Self {
+        RpcError::Frame(error)
+    }
+}
+
+impl From<ProtocolError> for RpcError {
+    fn from(error: ProtocolError) -> Self {
+        RpcError::Protocol(error)
+    }
+}
+
+/// Why connecting to a named endpoint failed (before any protocol was spoken).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The name is not valid for an endpoint.
+    #[error("invalid endpoint name {name:?}: {reason}")]
+    InvalidName {
+        /// The name.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// No server listens on the name.
+    #[error("no server is listening on {endpoint}")]
+    NotFound {
+        /// Where the client looked.
+        endpoint: String,
+    },
+    /// The operating system refused access to the endpoint.
+    #[error("access to {endpoint} denied")]
+    PermissionDenied {
+        /// The endpoint.
+        endpoint: String,
+    },
+    /// Every instance of the endpoint stayed busy for the whole wait.
+    #[error("{endpoint} stayed busy")]
+    Busy {
+        /// The endpoint.
+        endpoint: String,
+    },
+    /// The server runs as another user than expected; nothing was sent to it.
+    #[error("server on {endpoint} runs as {actual}, expected {expected}")]
+    UntrustedServer {
+        /// The endpoint.
+        endpoint: String,
+        /// Who the server was expected to be.
+        expected: String,
+        /// Who it is.
+        actual: String,
+    },
+    /// The directory that holds endpoints is not private to this user.
+    #[error("endpoint directory {path} is not safe: {reason}")]
+    InsecureDirectory {
+        /// The directory.
+        path: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Connecting failed for another reason.
+    #[error("connecting to {endpoint} failed")]
+    Io {
+        /// The endpoint.
+        endpoint: String,
+        /// The OS error.
+        #[source]
+        source: Arc<io::Error>,
+    },
+}
+
+impl From<ConnectError> for RpcError {
+    fn from(error: ConnectError) -> Self {
+        RpcError::Connect(error)
+    }
+}
+
+/// A message from the peer that breaks the protocol.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// The frame's header did not decode.
+    #[error("frame header did not decode")]
+    BadHeader,
+    /// The first frame of the connection was not a hello (server) or a welcome (client).
+    #[error("expected a handshake message")]
+    ExpectedHandshake,
+    /// The hello did not start with the protocol's magic bytes: not a client of this protocol.
+    #[error("peer does not speak this protocol (bad magic)")]
+    BadMagic,
+    /// A message kind that this side does not accept here.
+    #[error("unexpected message kind {0}")]
+    UnexpectedKind(&'static str),
+    /// A call reused a request id that is still in flight.
+    #[error("request id {0} is already in flight")]
+    DuplicateId(u64),
+    /// The welcome named a protocol version this side does not speak.
+    #[error("server answered with protocol version {0}")]
+    BadVersion(u16),
+}

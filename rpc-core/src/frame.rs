@@ -1,0 +1,463 @@
+//! Framing: whole messages over byte streams and message pipes.
+//!
+//! A frame is `| len: u32 LE | payload |` (see [`crate::protocol`]). [`FrameReader`] turns any
+//! [`AsyncRead`] into whole payloads: it keeps partial frames until they are complete, splits
+//! reads that hold several frames, checks `len` against the maximum *before* setting any memory
+//! aside, and never reserves the claimed length up front (a peer that claims the maximum and
+//! stalls costs one read buffer, not the maximum). [`FrameWriter`] writes batches of encoded
+//! frames, coalesced into as few writes as the transport allows.
+
+use std::future::Future;
+use std::io;
+
+use bytes::{Buf, Bytes, BytesMut};
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::protocol::{Header, DEFAULT_MAX_FRAME, LEN_PREFIX};
+
+/// How much the reader asks the OS for at a time, and the most it sets aside for a frame that
+/// has not arrived yet.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Why a frame could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// The frame's length field exceeds the maximum; nothing was allocated for it.
+    #[error("frame of {len} bytes exceeds the maximum of {max}")]
+    TooLarge {
+        /// The claimed length.
+        len: u32,
+        /// The maximum.
+        max: u32,
+    },
+    /// A frame with a length of zero.
+    #[error("empty frame")]
+    Empty,
+    /// The stream ended inside a frame.
+    #[error("stream ended inside a frame ({have} of {need} bytes)")]
+    Truncated {
+        /// Bytes received of the frame, prefix included.
+        have: usize,
+        /// Bytes the frame needs, prefix included (4 while the prefix itself is incomplete).
+        need: usize,
+    },
+    /// A message pipe ended a message where the frame's length says it goes on, or the reverse.
+    #[error("pipe message boundary does not match the frame length")]
+    BoundaryMismatch,
+    /// Reading failed.
+    #[error("read failed: {0}")]
+    Io(io::ErrorKind),
+}
+
+/// Reads whole frames from a transport.
+pub trait FrameRead: Send + 'static {
+    /// Reads the next frame's payload (without its length prefix); `Ok(None)` when the peer
+    /// closed the stream cleanly between frames.
+    ///
+    /// Cancel-safe: if the future is dropped, no data is lost and the next call goes on.
+    ///
+    /// # Errors
+    ///
+    /// A [`FrameError`]; after one the transport is unusable.
+    fn read_frame(&mut self) -> impl Future<Output = Result<Option<Bytes>, FrameError>> + Send;
+}
+
+/// Writes encoded frames (each with its length prefix) to a transport.
+pub trait FrameWrite: Send + 'static {
+    /// Writes the frames in order. A byte stream may coalesce them into one write; a message
+    /// transport writes each frame as one message.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error; after one the transport is unusable.
+    fn write_frames(&mut self, frames: &[Bytes]) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Flushes and closes the sending direction, so the peer reads end-of-stream.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error of the flush or shutdown.
+    fn close(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+/// Reassembles frames from a byte stream.
+#[derive(Debug)]
+pub struct FrameReader<R> {
+    inner: R,
+    buf: BytesMut,
+    max_frame: u32,
+}
+
+impl<R: AsyncRead + Unpin + Send + 'static> FrameReader<R> {
+    /// A reader that accepts frames up to [`DEFAULT_MAX_FRAME`].
+    pub fn new(inner: R) -> Self {
+        Self::with_max_frame(inner, DEFAULT_MAX_FRAME)
+    }
+
+    /// A reader that accepts frames up to `max_frame` bytes (the `len` field).
+    pub fn with_max_frame(inner: R, max_frame: u32) -> Self {
+        Self {
+            inner,
+            buf: BytesMut::new(),
+            max_frame,
+        }
+    }
+
+    /// The underlying reader.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    /// Takes a complete frame off the front of the buffer, if there is one.
+    fn take_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+        let Some(prefix) = self.buf.get(..LEN_PREFIX) else {
+            return Ok(None);
+        };
+        let mut len_bytes = [0u8; LEN_PREFIX];
+        len_bytes.copy_from_slice(prefix);
+        let len = u32::from_le_bytes(len_bytes);
+        if len > self.max_frame {
+            return Err(FrameError::TooLarge {
+                len,
+                max: self.max_frame,
+            });
+        }
+        if len == 0 {
+            return Err(FrameError::Empty);
+        }
+        // `len` <= max_frame <= u32::MAX fits usize on every supported target.
+        let total = LEN_PREFIX + len as usize;
+        if self.buf.len() < total {
+            // Set aside room for what is missing, but never more than one chunk ahead of the
+            // data actually received.
+            let missing = total - self.buf.len();
+            self.buf.reserve(missing.min(READ_CHUNK));
+            return Ok(None);
+        }
+        self.buf.advance(LEN_PREFIX);
+        Ok(Some(self.buf.split_to(len as usize).freeze()))
+    }
+}
+
+impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for FrameReader<R> {
+    async fn read_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+        loop {
+            if let Some(frame) = self.take_frame()? {
+                return Ok(Some(frame));
+            }
+            if self.buf.capacity() - self.buf.len() < 64 {
+                self.buf.reserve(READ_CHUNK);
+            }
+            let n = self
+                .inner
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(|e| FrameError::Io(e.kind()))?;
+            if n == 0 {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                let need = match self.buf.get(..LEN_PREFIX) {
+                    Some(p) => LEN_PREFIX + u32::from_le_bytes([p[0], p[1], p[2], p[3]]) as usize,
+                    None => LEN_PREFIX,
+                };
+                return Err(FrameError::Truncated {
+                    have: self.buf.len(),
+                    need,
+                });
+            }
+        }
+    }
+}
+
+/// Writes frames to a byte stream, coalescing each batch into one buffer, or to a message
+/// pipe, one write (one pipe message) per frame.
+#[derive(Debug)]
+pub struct FrameWriter<W> {
+    inner: W,
+    buf: Vec<u8>,
+    messages: bool,
+}
+
+impl<W: AsyncWrite + Unpin + Send + 'static> FrameWriter<W> {
+    /// Wraps a byte stream: frames of a batch are coalesced into as few writes as possible.
+    pub fn new(inner: W) -> Self {
+        Self { inner, buf: Vec::new(), messages: false }
+    }
+
+    /// Wraps a message-mode pipe: every frame is written with one write, which the pipe keeps
+    /// as one message.
+    pub fn messages(inner: W) -> Self {
+        Self { inner, buf: Vec::new(), messages: true }
+    }
+}
+
+/// Frames at least this large are written on their own rather than copied into the batch.
+const COPY_LIMIT: usize = 64 * 1024;
+
+impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for FrameWriter<W> {
+    async fn write_frames(&mut self, frames: &[Bytes]) -> io::Result<()> {
+        if self.messages {
+            for frame in frames {
+                self.inner.write_all(frame).await?;
+            }
+            return self.inner.flush().await;
+        }
+        for frame in frames {
+            if frame.len() >= COPY_LIMIT {
+                if !self.buf.is_empty() {
+                    self.inner.write_all(&self.buf).await?;
+                    self.buf.clear();
+                }
+                self.inner.write_all(frame).await?;
+            } else {
+                self.buf.extend_from_slice(frame);
+            }
+        }
+        if !self.buf.is_empty() {
+            self.inner.write_all(&self.buf).await?;
+            self.buf.clear();
+        }
+        if self.buf.capacity() > 4 * COPY_LIMIT {
+            self.buf = Vec::new();
+        }
+        self.inner.flush().await
+    }
+
+    async fn close(&mut self) -> io::Result<()> {
+        self.inner.shutdown().await
+    }
+}
+
+/// Why a frame could not be encoded.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum EncodeError {
+    #[error("encoding failed")]
+    Postcard(#[from] postcard::Error),
+    #[error("frame of {len} bytes exceeds the maximum of {max}")]
+    TooLarge { len: u64, max: u32 },
+}
+
+/// Encodes one frame: prefix, header, then `body` (already postcard) or the encoding of `args`.
+pub(crate) fn encode_frame<B: Serialize + ?Sized>(
+    header: &Header,
+    body: FrameBody<'_, B>,
+    max_frame: u32,
+) -> Result<Bytes, EncodeError> {
+    let mut out = vec![0u8; LEN_PREFIX];
+    out = postcard::to_extend(header, out)?;
+    match body {
+        FrameBody::None => {}
+        FrameBody::Raw(bytes) => out.extend_from_slice(bytes),
+        FrameBody::Value(value) => out = postcard::to_extend(value, out)?,
+    }
+    let len = (out.len() - LEN_PREFIX) as u64;
+    let Ok(len32) = u32::try_from(len) else {
+        return Err(EncodeError::TooLarge {
+            len,
+            max: max_frame,
+        });
+    };
+    if len32 > max_frame {
+        return Err(EncodeError::TooLarge {
+            len,
+            max: max_frame,
+        });
+    }
+    out[..LEN_PREFIX].copy_from_slice(&len32.to_le_bytes());
+    Ok(Bytes::from(out))
+}
+
+/// The body of a frame to encode.
+pub(crate) enum FrameBody<'a, B: ?Sized> {
+    None,
+    Raw(&'a [u8]),
+    Value(&'a B),
+}
+
+/// Encodes a header-only frame (no body). Header-only frames are small and always fit.
+pub(crate) fn header_frame(header: &Header) -> Bytes {
+    encode_frame::<()>(header, FrameBody::None, u32::MAX).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    fn frame(payload: &[u8]) -> Vec<u8> {
+        let mut v = (payload.len() as u32).to_le_bytes().to_vec();
+        v.extend_from_slice(payload);
+        v
+    }
+
+    /// Feeds `bytes` to a reader in chunks of `chunk` bytes and collects the frames.
+    async fn read_all(bytes: Vec<u8>, chunk: usize, max: u32) -> Result<Vec<Bytes>, FrameError> {
+        let (mut tx, rx) = tokio::io::duplex(bytes.len().max(1));
+        let writer = tokio::spawn(async move {
+            for piece in bytes.chunks(chunk) {
+                tx.write_all(piece).await.expect("write");
+                tx.flush().await.expect("flush");
+                tokio::task::yield_now().await;
+            }
+        });
+        let mut reader = FrameReader::with_max_frame(rx, max);
+        let mut out = Vec::new();
+        let result = loop {
+            match reader.read_frame().await {
+                Ok(Some(f)) => out.push(f),
+                Ok(None) => break Ok(out),
+                Err(e) => break Err(e),
+            }
+        };
+        writer.await.expect("writer");
+        result
+    }
+
+    #[tokio::test]
+    async fn frames_split_at_every_byte_reassemble() {
+        let payloads: Vec<Vec<u8>> = vec![b"a".to_vec(), (0..=255u8).collect(), vec![7; 1000]];
+        let mut stream = Vec::new();
+        for p in &payloads {
+            stream.extend(frame(p));
+        }
+        // Split the stream at every position into two reads.
+        for cut in 0..=stream.len() {
+            let (mut tx, rxs) = tokio::io::duplex(stream.len());
+            let head = stream[..cut].to_vec();
+            let tail = stream[cut..].to_vec();
+            let w = tokio::spawn(async move {
+                tx.write_all(&head).await.expect("write");
+                tokio::task::yield_now().await;
+                tx.write_all(&tail).await.expect("write");
+            });
+            let mut reader = FrameReader::new(rxs);
+            for p in &payloads {
+                let got = reader.read_frame().await.expect("frame").expect("some");
+                assert_eq!(&got[..], &p[..], "cut at {cut}");
+            }
+            assert_eq!(reader.read_frame().await, Ok(None));
+            w.await.expect("writer");
+        }
+        // And one byte at a time.
+        let got = read_all(stream, 1, DEFAULT_MAX_FRAME)
+            .await
+            .expect("frames");
+        assert_eq!(got.len(), payloads.len());
+        for (g, p) in got.iter().zip(&payloads) {
+            assert_eq!(&g[..], &p[..]);
+        }
+    }
+
+    #[tokio::test]
+    async fn many_frames_merged_in_one_read() {
+        let mut stream = Vec::new();
+        for i in 0..500u32 {
+            stream.extend(frame(&i.to_le_bytes()));
+        }
+        let len = stream.len();
+        let got = read_all(stream, len, DEFAULT_MAX_FRAME)
+            .await
+            .expect("frames");
+        assert_eq!(got.len(), 500);
+        for (i, f) in got.iter().enumerate() {
+            assert_eq!(&f[..], &(i as u32).to_le_bytes());
+        }
+    }
+
+    #[tokio::test]
+    async fn oversized_frame_refused_from_header_alone() {
+        // Only the prefix arrives: the reader must refuse without waiting for the payload.
+        let (mut tx, rx) = tokio::io::duplex(64);
+        tx.write_all(&1025u32.to_le_bytes()).await.expect("write");
+        let mut reader = FrameReader::with_max_frame(rx, 1024);
+        assert_eq!(
+            reader.read_frame().await,
+            Err(FrameError::TooLarge {
+                len: 1025,
+                max: 1024
+            })
+        );
+        // Exactly the maximum is fine.
+        let got = read_all(frame(&[1; 1024]), 100, 1024)
+            .await
+            .expect("frames");
+        assert_eq!(got.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn claimed_length_is_not_reserved_up_front() {
+        let (mut tx, rx) = tokio::io::duplex(64);
+        tx.write_all(&DEFAULT_MAX_FRAME.to_le_bytes())
+            .await
+            .expect("write");
+        tx.write_all(&[0; 10]).await.expect("write");
+        let mut reader = FrameReader::new(rx);
+        let pending =
+            tokio::time::timeout(std::time::Duration::from_millis(50), reader.read_frame()).await;
+        assert!(pending.is_err(), "frame cannot be complete");
+        assert!(
+            reader.buf.capacity() <= 2 * READ_CHUNK,
+            "capacity {}",
+            reader.buf.capacity()
+        );
+    }
+
+    #[tokio::test]
+    async fn truncated_and_empty_frames_are_errors() {
+        let mut bytes = frame(b"hello");
+        bytes.truncate(6);
+        assert_eq!(
+            read_all(bytes, 3, 1024).await,
+            Err(FrameError::Truncated { have: 6, need: 9 })
+        );
+        assert_eq!(
+            read_all(vec![1, 0], 3, 1024).await,
+            Err(FrameError::Truncated { have: 2, need: 4 })
+        );
+        assert_eq!(
+            read_all(vec![0, 0, 0, 0], 3, 1024).await,
+            Err(FrameError::Empty)
+        );
+    }
+
+    #[tokio::test]
+    async fn writer_round_trips_through_reader() {
+        let (tx, rx) = tokio::io::duplex(1 << 20);
+        let mut writer = FrameWriter::new(tx);
+        let frames: Vec<Bytes> = vec![
+            Bytes::from(frame(b"small")),
+            Bytes::from(frame(&vec![9; 100_000])),
+            Bytes::from(frame(b"after")),
+        ];
+        writer.write_frames(&frames).await.expect("write");
+        writer.close().await.expect("close");
+        let mut reader = FrameReader::new(rx);
+        assert_eq!(
+            &reader.read_frame().await.expect("ok").expect("frame")[..],
+            b"small"
+        );
+        assert_eq!(
+            reader.read_frame().await.expect("ok").expect("frame").len(),
+            100_000
+        );
+        assert_eq!(
+            &reader.read_frame().await.expect("ok").expect("frame")[..],
+            b"after"
+        );
+        assert_eq!(reader.read_frame().await, Ok(None));
+    }
+
+    #[test]
+    fn encode_checks_the_maximum() {
+        let header = Header::Notify { method: 0 };
+        let ok = encode_frame(&header, FrameBody::<()>::Raw(&[0; 10]), 12).expect("fits");
+        assert_eq!(ok.len(), 4 + 12);
+        assert!(matches!(
+            encode_frame(&header, FrameBody::<()>::Raw(&[0; 11]), 12),
+            Err(EncodeError::TooLarge { len: 13, max: 12 })
+        ));
+    }
+}

@@ -1,0 +1,71 @@
+//! Typed RPC between processes on one machine, over pipes.
+//!
+//! This crate is what travels: the [wire protocol](protocol), [framing](frame), the
+//! [client](client) and [server](server) engines, and the [errors](RpcError). It has no
+//! operating-system code; `rpc-transport` binds names to Unix sockets and Windows named pipes
+//! and hands the engines their connections.
+//!
+//! A service is a trait:
+//!
+//! ```
+//! #[rpc_core::service]
+//! pub trait Calculator {
+//!     /// Adds two numbers.
+//!     async fn add(&self, a: i64, b: i64) -> i64;
+//! }
+//!
+//! struct Calc;
+//! impl Calculator for Calc {
+//!     async fn add(&self, a: i64, b: i64) -> i64 {
+//!         a + b
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), rpc_core::RpcError> {
+//! // In memory here; rpc-transport serves and connects by name.
+//! let client: CalculatorClient = rpc_core::memory::serve_and_connect(CalculatorServer::new(Calc)).await?;
+//! assert_eq!(client.add(2, 3).await?, 5);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The macro keeps the trait (its methods become `fn ... -> impl Future + Send`, which an
+//! `async fn` in the impl satisfies) and generates `CalculatorClient`, a cheap-to-clone client
+//! whose methods return `Result<_, RpcError>`, and `CalculatorServer<S>`, the dispatcher for any
+//! `S: Calculator`. Methods returning `Result<T, E>` reach the client as
+//! `Result<Result<T, E>, RpcError>`; `#[rpc(oneway)]` methods are not answered.
+
+pub mod client;
+pub mod context;
+pub mod decode;
+pub mod error;
+pub mod frame;
+pub mod memory;
+pub mod protocol;
+pub mod server;
+pub mod service;
+mod writer;
+
+pub use client::{Client, ClientConfig, ClientHandle};
+pub use context::{CallContext, PeerInfo};
+pub use error::{ConnectError, ProtocolError, RpcError};
+pub use rpc_macros::service;
+pub use server::{serve_connection, ConnectionError, ServerConfig, Shutdown};
+pub use service::{Dispatch, MethodDescriptor, MethodKind, ServiceDescriptor};
+
+/// What generated code uses. Not a public API: it changes without notice.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::client::{Client, ClientHandle};
+    pub use crate::decode::DecodeLimits;
+    pub use crate::error::RpcError;
+    pub use crate::service::{
+        decode_args, Dispatch, DispatchError, HandlerFuture, MethodDescriptor, MethodKind, Outcome,
+        ServiceDescriptor,
+    };
+    pub use ::core;
+    pub use ::serde;
+    pub use ::std::boxed::Box;
+    pub use ::std::sync::Arc;
+}

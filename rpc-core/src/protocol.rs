@@ -1,0 +1,375 @@
+//! The wire protocol.
+//!
+//! # Frames
+//!
+//! Every message is one frame. On byte streams (Unix sockets, FIFOs, anonymous pipes, stdio) the
+//! frames follow each other; on Windows message-mode pipes each frame is one pipe message and
+//! still carries its length, so that a reader that gets a message in pieces can reassemble it
+//! and check that the message boundary agrees.
+//!
+//! ```text
+//!  0               4                                  4 + len
+//!  +---------------+-----------------+----------------+
+//!  | len: u32 LE   | header (postcard)| body          |
+//!  +---------------+-----------------+----------------+
+//!                  |<------------- len ------------->|
+//! ```
+//!
+//! * `len` counts the bytes after itself. It is checked against the receiver's maximum frame
+//!   size (default [`DEFAULT_MAX_FRAME`], configurable, announced in the handshake) before any
+//!   memory is set aside for the frame; a longer frame closes the connection. A frame of length
+//!   zero is a protocol error.
+//! * `header` is a postcard-encoded [`Header`]: its first byte is the message kind (the variant
+//!   index, a varint that fits one byte for every kind), followed by the kind's fields as
+//!   postcard varints.
+//! * `body` is everything after the header: the postcard encoding of a method's argument tuple
+//!   (call, notify), of its value or typed error (reply), or nothing.
+//!
+//! # Connection
+//!
+//! The client speaks first. Its first frame must be [`Header::Hello`]; the server answers with
+//! [`Header::Welcome`] or [`Header::Reject`] and closes after a reject. A server that gets no
+//! hello within its handshake timeout closes the connection. After the welcome both sides may
+//! send frames at any time, and replies come back in any order.
+//!
+//! ```text
+//!  client                                   server
+//!    | -- Hello {magic, version, service, fingerprint, max_frame} --> |
+//!    | <-------------- Welcome {version, max_frame} ----------------- |
+//!    | -- Call {id: 1, method: 0, deadline} + (1, 2) --------------> |
+//!    | -- Call {id: 2, method: 1, deadline} + (1.0, 0.0) ----------> |
+//!    | <-------------- Reply {id: 2, AppError} + CalcError ---------- |
+//!    | <-------------- Reply {id: 1, Ok} + 3 ------------------------ |
+//!    | -- Notify {method: 2} + ("line",) -------------------------> |
+//!    | -- Call {id: 3, ...} ----------------------------------------> |
+//!    | -- Cancel {id: 3} -------------------------------------------> |  (handler dropped)
+//!    | <-------------- Goodbye {reason: ShuttingDown} --------------- |
+//! ```
+//!
+//! # Message kinds
+//!
+//! | kind | name | direction | fields | body |
+//! |---|---|---|---|---|
+//! | 0 | [`Hello`](Header::Hello) | client → server | magic `"PIPR"`, protocol version, service name, interface fingerprint, client's max frame | none |
+//! | 1 | [`Welcome`](Header::Welcome) | server → client | protocol version, server's max frame | none |
+//! | 2 | [`Reject`](Header::Reject) | server → client | [`Rejection`] | none |
+//! | 3 | [`Call`](Header::Call) | either (server → client reserved for callbacks) | request id, method id, deadline (µs from now, optional) | argument tuple |
+//! | 4 | [`Notify`](Header::Notify) | either | method id | argument tuple |
+//! | 5 | [`Reply`](Header::Reply) | answers a call | request id, [`ReplyStatus`] | value, typed error, or none |
+//! | 6 | [`Cancel`](Header::Cancel) | caller → callee | request id | none |
+//! | 7 | [`StreamItem`](Header::StreamItem) | reserved: streams | stream id | item |
+//! | 8 | [`StreamEnd`](Header::StreamEnd) | reserved: streams | stream id, optional [`WireError`] | none |
+//! | 9 | [`Credit`](Header::Credit) | reserved: stream flow control | stream id, items granted | none |
+//! | 10 | [`Goodbye`](Header::Goodbye) | either | [`GoodbyeReason`] | none |
+//!
+//! Request ids are chosen by the caller and unique among its calls in flight; a reply or cancel
+//! for an id that is not in flight is ignored (it raced with a cancel or a deadline). Deadlines
+//! travel as the time left, in microseconds, because both ends share a clock but not an epoch.
+//!
+//! A peer that sends a frame it must not (an unknown kind, a header that does not decode, a
+//! frame over the maximum, a second hello) gets a [`Goodbye`](Header::Goodbye) with the reason
+//! where possible, and its connection is closed.
+//!
+//! # Versions
+//!
+//! The hello's first fields are a fixed magic and [`PROTOCOL_VERSION`]; everything after them
+//! may change with the version. A server that does not speak the client's version rejects it
+//! with [`Rejection::UnsupportedVersion`].
+//!
+//! # Size of a call
+//!
+//! `add(1, 2)` (method 0, request id 1, a 30 s deadline) is a 13-byte frame: 4 bytes of
+//! length, 7 of header (`03 01 00 01 80 87 a7 0e` minus one: kind, id, method, option tag,
+//! deadline varint) and 2 of body (`02 04`, zig-zag varints); its reply `3` is 8 bytes.
+//! The figures are pinned by this module's tests.
+
+use serde::{Deserialize, Serialize};
+
+/// The first four bytes of every hello.
+pub const MAGIC: [u8; 4] = *b"PIPR";
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Default maximum frame length (`len` field), 16 MiB.
+pub const DEFAULT_MAX_FRAME: u32 = 16 * 1024 * 1024;
+
+/// Bytes of the length prefix.
+pub const LEN_PREFIX: usize = 4;
+
+/// A frame header: the message kind and its fields. See the [module docs](self).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Header {
+    /// Kind 0: the client's opening message.
+    Hello {
+        /// Always [`MAGIC`].
+        magic: [u8; 4],
+        /// The client's [`PROTOCOL_VERSION`].
+        version: u16,
+        /// The service the client wants.
+        service: String,
+        /// The client's interface fingerprint of that service.
+        fingerprint: u64,
+        /// The largest frame the client accepts.
+        max_frame: u32,
+    },
+    /// Kind 1: the server accepts the hello.
+    Welcome {
+        /// The protocol version the connection speaks.
+        version: u16,
+        /// The largest frame the server accepts.
+        max_frame: u32,
+    },
+    /// Kind 2: the server refuses the hello; it closes the connection after this frame.
+    Reject(Rejection),
+    /// Kind 3: a call that expects a reply. Body: the argument tuple.
+    Call {
+        /// Request id, unique among the caller's calls in flight.
+        id: u64,
+        /// Method id (the method's position in the service trait).
+        method: u32,
+        /// Time left to answer, in microseconds; `None` means no deadline.
+        deadline_us: Option<u64>,
+    },
+    /// Kind 4: a one-way call; no reply. Body: the argument tuple.
+    Notify {
+        /// Method id.
+        method: u32,
+    },
+    /// Kind 5: the answer to a call. Body: depends on the status.
+    Reply {
+        /// The call's request id.
+        id: u64,
+        /// What happened.
+        status: ReplyStatus,
+    },
+    /// Kind 6: the caller gave up on a call; the callee drops its handler.
+    Cancel {
+        /// The call's request id.
+        id: u64,
+    },
+    /// Kind 7 (reserved): one item of a stream. Body: the item.
+    StreamItem {
+        /// Stream id (the request id of the call that opened it).
+        stream: u64,
+    },
+    /// Kind 8 (reserved): a stream ended, with an error if it failed.
+    StreamEnd {
+        /// Stream id.
+        stream: u64,
+        /// Why the stream failed, if it did.
+        error: Option<WireError>,
+    },
+    /// Kind 9 (reserved): the receiver of a stream grants more items.
+    Credit {
+        /// Stream id.
+        stream: u64,
+        /// How many more items may be sent.
+        items: u32,
+    },
+    /// Kind 10: the sender closes the connection after this frame (or stops taking calls).
+    Goodbye {
+        /// Why.
+        reason: GoodbyeReason,
+    },
+}
+
+/// Why a server refused a hello.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// The server does not speak the client's protocol version.
+    #[error("protocol version {client} is not supported (server speaks {server})")]
+    UnsupportedVersion {
+        /// The client's version.
+        client: u16,
+        /// The server's version.
+        server: u16,
+    },
+    /// The server does not serve the service the client asked for.
+    #[error("service {requested:?} is not served here (this server serves {served:?})")]
+    UnknownService {
+        /// What the client asked for.
+        requested: String,
+        /// What the server serves.
+        served: String,
+    },
+    /// The service's interface differs between client and server.
+    #[error("interface of {service:?} differs: client fingerprint {client:#018x}, server {server:#018x}")]
+    FingerprintMismatch {
+        /// The service.
+        service: String,
+        /// The client's fingerprint.
+        client: u64,
+        /// The server's fingerprint.
+        server: u64,
+    },
+}
+
+/// The status of a reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReplyStatus {
+    /// The handler returned a value; the body is the value.
+    Ok,
+    /// The handler returned its typed application error; the body is the error.
+    AppError,
+    /// The framework could not run the handler or send its result; no body.
+    Failed(WireError),
+}
+
+/// A framework failure reported by the peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The method id is not one of the service's.
+    #[error("unknown method id {0}")]
+    UnknownMethod(u32),
+    /// The arguments did not decode as the method's argument types.
+    #[error("arguments did not decode: {0}")]
+    BadArguments(WireDecodeError),
+    /// The deadline passed before the handler finished; the handler was stopped.
+    #[error("deadline exceeded on the server")]
+    DeadlineExceeded,
+    /// The handler panicked.
+    #[error("handler panicked")]
+    HandlerPanicked,
+    /// The handler's result could not be encoded.
+    #[error("result could not be encoded")]
+    EncodeFailed,
+    /// The encoded result is larger than the caller's maximum frame.
+    #[error("result of {len} bytes exceeds the caller's maximum frame of {max}")]
+    ResultTooLarge {
+        /// The frame length that would have been sent.
+        len: u64,
+        /// The caller's maximum.
+        max: u32,
+    },
+    /// A one-way method was called as a call, or the reverse.
+    #[error("method {0} called with the wrong kind (call vs notify)")]
+    WrongKind(u32),
+}
+
+/// Why arguments did not decode, as sent on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireDecodeError {
+    /// Nested deeper than the receiver allows.
+    #[error("nested too deep")]
+    TooDeep,
+    /// Bytes left over after the value.
+    #[error("trailing bytes")]
+    TrailingBytes,
+    /// Not a valid encoding of the type.
+    #[error("malformed")]
+    Malformed,
+}
+
+/// Why a connection is being closed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum GoodbyeReason {
+    /// The sender is shutting down: it takes no new calls, answers those in flight, then closes.
+    #[error("shutting down")]
+    ShuttingDown,
+    /// The peer sent a frame longer than the maximum.
+    #[error("frame of {len} bytes exceeds the maximum of {max}")]
+    FrameTooLarge {
+        /// The claimed length.
+        len: u32,
+        /// The maximum.
+        max: u32,
+    },
+    /// The peer broke the protocol (a bad header, an unexpected kind).
+    #[error("protocol violation")]
+    ProtocolViolation,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_single_bytes_in_documented_order() {
+        let cases: Vec<(Header, u8)> = vec![
+            (
+                Header::Hello {
+                    magic: MAGIC,
+                    version: PROTOCOL_VERSION,
+                    service: String::new(),
+                    fingerprint: 0,
+                    max_frame: 0,
+                },
+                0,
+            ),
+            (
+                Header::Welcome {
+                    version: 1,
+                    max_frame: 0,
+                },
+                1,
+            ),
+            (
+                Header::Reject(Rejection::UnsupportedVersion {
+                    client: 2,
+                    server: 1,
+                }),
+                2,
+            ),
+            (
+                Header::Call {
+                    id: 0,
+                    method: 0,
+                    deadline_us: None,
+                },
+                3,
+            ),
+            (Header::Notify { method: 0 }, 4),
+            (
+                Header::Reply {
+                    id: 0,
+                    status: ReplyStatus::Ok,
+                },
+                5,
+            ),
+            (Header::Cancel { id: 0 }, 6),
+            (Header::StreamItem { stream: 0 }, 7),
+            (
+                Header::StreamEnd {
+                    stream: 0,
+                    error: None,
+                },
+                8,
+            ),
+            (
+                Header::Credit {
+                    stream: 0,
+                    items: 0,
+                },
+                9,
+            ),
+            (
+                Header::Goodbye {
+                    reason: GoodbyeReason::ShuttingDown,
+                },
+                10,
+            ),
+        ];
+        for (header, kind) in cases {
+            let bytes = postcard::to_stdvec(&header).expect("encode");
+            assert_eq!(bytes.first(), Some(&kind), "{header:?}");
+        }
+    }
+
+    #[test]
+    fn hello_starts_with_kind_then_magic_then_version() {
+        let bytes = postcard::to_stdvec(&Header::Hello {
+            magic: MAGIC,
+            version: PROTOCOL_VERSION,
+            service: "Calculator".into(),
+            fingerprint: 7,
+            max_frame: 1,
+        })
+        .expect("encode");
+        assert_eq!(&bytes[..6], &[0, b'P', b'I', b'P', b'R', 1]);
+    }
+}

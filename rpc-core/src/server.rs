@@ -1,0 +1,540 @@
+//! The server engine: serves one connection of a service.
+//!
+//! [`serve_connection`] performs the handshake, then reads calls and runs their handlers
+//! concurrently on the connection's task, writes replies as handlers finish (in any order),
+//! drops a handler when its caller cancels or its deadline passes, and stops reading while the
+//! connection has [`ServerConfig::max_in_flight`] calls running (excess calls wait in the
+//! transport, none is dropped). The transport's server loop calls it once per accepted
+//! connection.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::{AbortHandle, Abortable};
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::context::{CallContext, PeerInfo};
+use crate::decode::DecodeLimits;
+use crate::error::ProtocolError;
+use crate::frame::{
+    encode_frame, header_frame, EncodeError, FrameBody, FrameError, FrameRead, FrameWrite,
+};
+use crate::protocol::{
+    GoodbyeReason, Header, Rejection, ReplyStatus, WireError, DEFAULT_MAX_FRAME, MAGIC,
+    PROTOCOL_VERSION,
+};
+use crate::service::{Dispatch, MethodKind, Outcome};
+use crate::writer::spawn_writer;
+
+/// Settings of the server side of connections.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Largest frame accepted from a client. Default 16 MiB.
+    pub max_frame: u32,
+    /// Time a client has to complete its handshake. Default 5 s.
+    pub handshake_timeout: Duration,
+    /// Calls running at once on one connection; further calls wait unread. Default 128.
+    pub max_in_flight: usize,
+    /// Limits on decoding arguments.
+    pub decode_limits: DecodeLimits,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_frame: DEFAULT_MAX_FRAME,
+            handshake_timeout: Duration::from_secs(5),
+            max_in_flight: 128,
+            decode_limits: DecodeLimits::default(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Sets the largest frame accepted from a client.
+    pub fn max_frame(mut self, bytes: u32) -> Self {
+        self.max_frame = bytes;
+        self
+    }
+
+    /// Sets the time a client has to complete its handshake.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Sets how many calls may run at once on one connection.
+    ///
+    /// # Panics
+    ///
+    /// If `calls` is zero.
+    #[track_caller]
+    pub fn max_in_flight(mut self, calls: usize) -> Self {
+        assert!(calls > 0, "max_in_flight must be at least 1");
+        self.max_in_flight = calls;
+        self
+    }
+
+    /// Sets the maximum nesting depth of decoded arguments.
+    pub fn max_decode_depth(mut self, depth: u32) -> Self {
+        self.decode_limits.max_depth = depth;
+        self
+    }
+}
+
+/// A graceful-shutdown signal shared by a server and its connections.
+///
+/// Once [triggered](Shutdown::trigger), connections stop taking calls, tell their clients
+/// (a goodbye frame), finish the calls in flight and close.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    tx: Arc<watch::Sender<bool>>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Shutdown {
+    /// A signal that has not been triggered.
+    pub fn new() -> Self {
+        Self {
+            tx: Arc::new(watch::Sender::new(false)),
+        }
+    }
+
+    /// Triggers the shutdown. Idempotent.
+    pub fn trigger(&self) {
+        self.tx.send_replace(true);
+    }
+
+    /// Whether the shutdown has been triggered.
+    pub fn is_triggered(&self) -> bool {
+        *self.tx.borrow()
+    }
+
+    /// Completes once the shutdown is triggered.
+    pub fn triggered(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.tx.subscribe();
+        async move {
+            // Err means the sender is gone, which cannot happen while `self` lives; either way
+            // there is nothing left to wait for.
+            let _ = rx.wait_for(|t| *t).await;
+        }
+    }
+}
+
+/// Why a server connection ended with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// No hello arrived within the handshake timeout.
+    #[error("handshake timed out")]
+    HandshakeTimeout,
+    /// The client's hello was refused.
+    #[error("handshake rejected: {0}")]
+    Rejected(#[source] Rejection),
+    /// The client sent a bad frame.
+    #[error("bad frame")]
+    Frame(#[source] FrameError),
+    /// The client broke the protocol.
+    #[error("protocol violation")]
+    Protocol(#[source] ProtocolError),
+    /// Writing to the client failed.
+    #[error("write failed")]
+    Io(#[source] std::io::Error),
+}
+
+type Running = Pin<Box<dyn Future<Output = Done> + Send>>;
+
+/// A finished handler: the request id and the reply frame, if any.
+struct Done {
+    id: Option<u64>,
+    reply: Option<Bytes>,
+}
+
+/// Serves one connection until the client closes it, it breaks, or `shutdown` is triggered and
+/// the calls in flight have finished.
+///
+/// # Errors
+///
+/// Why the connection ended abnormally; the connection is closed in every case and the error is
+/// for logging. A client that simply goes away is `Ok`.
+pub async fn serve_connection<D, R, W>(
+    mut reader: R,
+    mut writer: W,
+    peer: PeerInfo,
+    service: D,
+    config: &ServerConfig,
+    shutdown: &Shutdown,
+) -> Result<(), ConnectionError>
+where
+    D: Dispatch,
+    R: FrameRead,
+    W: FrameWrite,
+{
+    let descriptor = service.descriptor();
+    let client_max_frame = tokio::select! {
+        result = tokio::time::timeout(config.handshake_timeout, handshake(&mut reader, &mut writer, &service, config)) => {
+            match result {
+                Ok(result) => result?,
+                Err(_) => return Err(ConnectionError::HandshakeTimeout),
+            }
+        }
+        () = shutdown.triggered() => {
+            let _ = writer.write_frames(&[header_frame(&Header::Goodbye { reason: GoodbyeReason::ShuttingDown })]).await;
+            return Ok(());
+        }
+    };
+    tracing::debug!(service = descriptor.name, ?peer, "connection open");
+
+    let (write_err_tx, mut write_err) = oneshot::channel();
+    let (outbox, writer_task) = spawn_writer(writer, move |e| {
+        let _ = write_err_tx.send(e);
+    });
+    let peer = Arc::new(peer);
+    let mut running: FuturesUnordered<Running> = FuturesUnordered::new();
+    let mut cancels: HashMap<u64, AbortHandle> = HashMap::new();
+    let mut draining = false;
+    let mut client_gone = false;
+    let shutdown_signal = shutdown.triggered();
+    tokio::pin!(shutdown_signal);
+
+    let result = loop {
+        if (draining || client_gone) && running.is_empty() {
+            break Ok(());
+        }
+        let reading = !draining && !client_gone && running.len() < config.max_in_flight;
+        tokio::select! {
+            biased;
+            Some(done) = running.next(), if !running.is_empty() => {
+                if let Some(id) = done.id {
+                    cancels.remove(&id);
+                }
+                if let Some(frame) = done.reply {
+                    let _ = outbox.send(frame);
+                }
+            }
+            error = &mut write_err => {
+                break match error {
+                    Ok(e) => Err(ConnectionError::Io(e)),
+                    Err(_) => Ok(()),
+                };
+            }
+            () = &mut shutdown_signal, if !draining => {
+                draining = true;
+                let _ = outbox.send(header_frame(&Header::Goodbye { reason: GoodbyeReason::ShuttingDown }));
+            }
+            frame = reader.read_frame(), if reading => {
+                let frame = match frame {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => {
+                        // Nobody is left to read replies: drop the calls, let one-way calls finish.
+                        client_gone = true;
+                        for (_, handle) in cancels.drain() {
+                            handle.abort();
+                        }
+                        continue;
+                    }
+                    Err(error) => {
+                        if let FrameError::TooLarge { len, max } = error {
+                            let _ = outbox.send(header_frame(&Header::Goodbye {
+                                reason: GoodbyeReason::FrameTooLarge { len, max },
+                            }));
+                        }
+                        break Err(ConnectionError::Frame(error));
+                    }
+                };
+                let call = match postcard::take_from_bytes::<Header>(&frame) {
+                    Ok((header, rest)) => (header, frame.len() - rest.len()),
+                    Err(_) => break Err(protocol_violation(&outbox, ProtocolError::BadHeader)),
+                };
+                match call {
+                    (Header::Call { id, method, deadline_us }, body_at) => {
+                        if cancels.contains_key(&id) {
+                            break Err(protocol_violation(&outbox, ProtocolError::DuplicateId(id)));
+                        }
+                        let deadline = deadline_us
+                            .and_then(|us| Instant::now().checked_add(Duration::from_micros(us)));
+                        let body = frame.slice(body_at..);
+                        let (abort, registration) = AbortHandle::new_pair();
+                        let handler = start_call(&service, config, &peer, id, method, deadline, &body, client_max_frame);
+                        cancels.insert(id, abort);
+                        running.push(Box::pin(Abortable::new(handler, registration).map(move |done| {
+                            done.unwrap_or(Done { id: Some(id), reply: None })
+                        })));
+                    }
+                    (Header::Notify { method }, body_at) => {
+                        if let Some(handler) = start_notify(&service, config, &peer, method, &frame.slice(body_at..)) {
+                            running.push(handler);
+                        }
+                    }
+                    (Header::Cancel { id }, _) => {
+                        if let Some(handle) = cancels.remove(&id) {
+                            tracing::debug!(id, "call cancelled by client");
+                            handle.abort();
+                        }
+                    }
+                    (Header::Goodbye { .. }, _) => {
+                        client_gone = true;
+                    }
+                    (Header::Hello { .. } | Header::Welcome { .. } | Header::Reject(_), _) => {
+                        break Err(protocol_violation(&outbox, ProtocolError::UnexpectedKind("handshake")));
+                    }
+                    (Header::Reply { .. }, _) => {
+                        break Err(protocol_violation(&outbox, ProtocolError::UnexpectedKind("reply")));
+                    }
+                    (Header::StreamItem { .. } | Header::StreamEnd { .. } | Header::Credit { .. }, _) => {
+                        break Err(protocol_violation(&outbox, ProtocolError::UnexpectedKind("stream")));
+                    }
+                }
+            }
+        }
+    };
+    // Dropping the handlers cancels them; dropping the outbox lets the writer flush and close.
+    drop(running);
+    drop(outbox);
+    let _ = writer_task.await;
+    tracing::debug!(service = descriptor.name, "connection closed");
+    result
+}
+
+fn protocol_violation(outbox: &crate::writer::Outbox, error: ProtocolError) -> ConnectionError {
+    let _ = outbox.send(header_frame(&Header::Goodbye {
+        reason: GoodbyeReason::ProtocolViolation,
+    }));
+    ConnectionError::Protocol(error)
+}
+
+/// Reads the hello and answers it; returns the client's maximum frame.
+async fn handshake<D: Dispatch, R: FrameRead, W: FrameWrite>(
+    reader: &mut R,
+    writer: &mut W,
+    service: &D,
+    config: &ServerConfig,
+) -> Result<u32, ConnectionError> {
+    let descriptor = service.descriptor();
+    let frame = reader
+        .read_frame()
+        .await
+        .map_err(ConnectionError::Frame)?
+        .ok_or(ConnectionError::Protocol(ProtocolError::ExpectedHandshake))?;
+    let (version, service_name, fingerprint, max_frame) =
+        match postcard::take_from_bytes::<Header>(&frame) {
+            Ok((
+                Header::Hello {
+                    magic,
+                    version,
+                    service,
+                    fingerprint,
+                    max_frame,
+                },
+                _,
+            )) => {
+                if magic != MAGIC {
+                    return Err(ConnectionError::Protocol(ProtocolError::BadMagic));
+                }
+                (version, service, fingerprint, max_frame)
+            }
+            Ok(_) => return Err(ConnectionError::Protocol(ProtocolError::ExpectedHandshake)),
+            Err(_) => return Err(ConnectionError::Protocol(ProtocolError::BadHeader)),
+        };
+    let rejection = if version != PROTOCOL_VERSION {
+        Some(Rejection::UnsupportedVersion {
+            client: version,
+            server: PROTOCOL_VERSION,
+        })
+    } else if service_name != descriptor.name {
+        Some(Rejection::UnknownService {
+            requested: service_name,
+            served: descriptor.name.to_owned(),
+        })
+    } else if fingerprint != descriptor.fingerprint {
+        Some(Rejection::FingerprintMismatch {
+            service: service_name,
+            client: fingerprint,
+            server: descriptor.fingerprint,
+        })
+    } else {
+        None
+    };
+    if let Some(rejection) = rejection {
+        let _ = writer
+            .write_frames(&[header_frame(&Header::Reject(rejection.clone()))])
+            .await;
+        let _ = writer.close().await;
+        return Err(ConnectionError::Rejected(rejection));
+    }
+    let welcome = header_frame(&Header::Welcome {
+        version: PROTOCOL_VERSION,
+        max_frame: config.max_frame,
+    });
+    writer
+        .write_frames(&[welcome])
+        .await
+        .map_err(ConnectionError::Io)?;
+    Ok(max_frame)
+}
+
+fn reply_frame(id: u64, status: ReplyStatus, body: &[u8], max_frame: u32) -> Bytes {
+    match encode_frame::<()>(
+        &Header::Reply { id, status },
+        FrameBody::Raw(body),
+        max_frame,
+    ) {
+        Ok(frame) => frame,
+        Err(EncodeError::TooLarge { len, max }) => header_frame(&Header::Reply {
+            id,
+            status: ReplyStatus::Failed(WireError::ResultTooLarge { len, max }),
+        }),
+        Err(EncodeError::Postcard(_)) => header_frame(&Header::Reply {
+            id,
+            status: ReplyStatus::Failed(WireError::EncodeFailed),
+        }),
+    }
+}
+
+fn failed(id: u64, error: WireError) -> Bytes {
+    header_frame(&Header::Reply {
+        id,
+        status: ReplyStatus::Failed(error),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start_call<D: Dispatch>(
+    service: &D,
+    config: &ServerConfig,
+    peer: &Arc<PeerInfo>,
+    id: u64,
+    method: u32,
+    deadline: Option<Instant>,
+    body: &Bytes,
+    client_max_frame: u32,
+) -> Running {
+    let descriptor = service.descriptor();
+    let Some(info) = descriptor.method(method) else {
+        let reply = failed(id, WireError::UnknownMethod(method));
+        return Box::pin(std::future::ready(Done {
+            id: Some(id),
+            reply: Some(reply),
+        }));
+    };
+    if info.kind != MethodKind::Call {
+        let reply = failed(id, WireError::WrongKind(method));
+        return Box::pin(std::future::ready(Done {
+            id: Some(id),
+            reply: Some(reply),
+        }));
+    }
+    let span = tracing::debug_span!(
+        "rpc.handle",
+        service = descriptor.name,
+        method = info.name,
+        id
+    );
+    let handler = match service.dispatch(method, body, &config.decode_limits) {
+        Ok(handler) => handler,
+        Err(error) => {
+            tracing::debug!(parent: &span, %error, "call refused");
+            let reply = failed(id, WireError::from(&error));
+            return Box::pin(std::future::ready(Done {
+                id: Some(id),
+                reply: Some(reply),
+            }));
+        }
+    };
+    let context = CallContext::new(Arc::clone(peer), deadline, Some(id), info.name);
+    Box::pin(
+        async move {
+            let guarded = AssertUnwindSafe(context.scope(handler)).catch_unwind();
+            let outcome = match deadline {
+                Some(deadline) => match tokio::time::timeout_at(deadline, guarded).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        tracing::debug!("deadline exceeded, handler stopped");
+                        return Done {
+                            id: Some(id),
+                            reply: Some(failed(id, WireError::DeadlineExceeded)),
+                        };
+                    }
+                },
+                None => guarded.await,
+            };
+            let reply = match outcome {
+                Ok(Outcome::Ok(body)) => reply_frame(id, ReplyStatus::Ok, &body, client_max_frame),
+                Ok(Outcome::AppError(body)) => {
+                    reply_frame(id, ReplyStatus::AppError, &body, client_max_frame)
+                }
+                Ok(Outcome::Failed(error)) => failed(id, error),
+                Ok(Outcome::NoReply) => failed(id, WireError::WrongKind(method)),
+                Err(_) => {
+                    tracing::warn!("handler panicked");
+                    failed(id, WireError::HandlerPanicked)
+                }
+            };
+            Done {
+                id: Some(id),
+                reply: Some(reply),
+            }
+        }
+        .instrument(span),
+    )
+}
+
+fn start_notify<D: Dispatch>(
+    service: &D,
+    config: &ServerConfig,
+    peer: &Arc<PeerInfo>,
+    method: u32,
+    body: &Bytes,
+) -> Option<Running> {
+    let descriptor = service.descriptor();
+    let Some(info) = descriptor
+        .method(method)
+        .filter(|m| m.kind == MethodKind::Oneway)
+    else {
+        tracing::debug!(
+            method,
+            "notification for a method that is not one-way; ignored"
+        );
+        return None;
+    };
+    let span = tracing::debug_span!("rpc.notify", service = descriptor.name, method = info.name);
+    let handler = match service.dispatch(method, body, &config.decode_limits) {
+        Ok(handler) => handler,
+        Err(error) => {
+            tracing::debug!(parent: &span, %error, "notification refused");
+            return None;
+        }
+    };
+    let context = CallContext::new(Arc::clone(peer), None, None, info.name);
+    Some(Box::pin(
+        async move {
+            if AssertUnwindSafe(context.scope(handler))
+                .catch_unwind()
+                .await
+                .is_err()
+            {
+                tracing::warn!("one-way handler panicked");
+            }
+            Done {
+                id: None,
+                reply: None,
+            }
+        }
+        .instrument(span),
+    ))
+}

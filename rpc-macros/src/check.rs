@@ -1,0 +1,309 @@
+//! What the generated code cannot support becomes a compile error spanned on the tokens at
+//! fault. Every check runs, so one build reports every mistake.
+
+use std::collections::HashSet;
+
+use quote::quote;
+use syn::{FnArg, GenericArgument, Path, PathArguments, ReturnType, TraitItem, Type};
+
+use crate::ctxt::Errors;
+use crate::model::{Kind, Method, Output, Service};
+
+/// Names of the generated client's own methods (inherent, `Client`, `Clone`, `Debug`): a service
+/// method with one of these names would clash with them.
+pub(crate) const RESERVED: &[&str] = &["with_timeout", "handle", "from_handle", "clone", "fmt"];
+
+/// Arguments travel as one tuple, and serde implements its traits for tuples up to this length.
+const MAX_ARGS: usize = 16;
+
+/// Records every problem of `service` in `errors`.
+pub(crate) fn check(errors: &mut Errors, service: &Service) {
+    check_trait(errors, service);
+    let mut names = HashSet::new();
+    for method in &service.methods {
+        check_method(errors, service, method);
+        if !names.insert(method.name.as_str()) {
+            errors.spanned(
+                &method.sig.ident,
+                format_args!("duplicate method name `{}`: each method needs its own name", method.name),
+            );
+        }
+    }
+}
+
+fn check_trait(errors: &mut Errors, service: &Service) {
+    if let Some(unsafety) = &service.unsafety {
+        errors.spanned(unsafety, "a service trait cannot be `unsafe`");
+    }
+    if let Some(auto_token) = &service.auto_token {
+        errors.spanned(auto_token, "a service trait cannot be an `auto` trait");
+    }
+    if !service.generics.params.is_empty() {
+        errors.spanned(
+            &service.generics,
+            "a service trait cannot have generic parameters: client and server must agree on \
+             concrete types",
+        );
+    }
+    if let Some(where_clause) = &service.generics.where_clause {
+        errors.spanned(where_clause, "a service trait cannot have a `where` clause");
+    }
+    if let Some(lit) = &service.name_lit {
+        let name = lit.value();
+        if name.is_empty() {
+            errors.spanned(lit, "the service name cannot be empty");
+        } else if name.chars().any(char::is_control) {
+            errors.spanned(lit, "the service name cannot contain control characters");
+        }
+    }
+    for item in &service.unsupported {
+        let what = match item {
+            TraitItem::Const(_) => "associated consts",
+            TraitItem::Type(_) => "associated types",
+            TraitItem::Macro(_) => "macro invocations",
+            _ => "items other than methods",
+        };
+        errors.spanned(
+            item,
+            format_args!("{what} are not supported in a service trait: it may only contain `async fn` methods"),
+        );
+    }
+}
+
+fn check_method(errors: &mut Errors, service: &Service, method: &Method) {
+    let sig = &method.sig;
+    let (fn_token, ident) = (&sig.fn_token, &sig.ident);
+
+    for attr in &method.attrs {
+        if attr.path().is_ident("cfg") || attr.path().is_ident("cfg_attr") {
+            errors.spanned(
+                attr,
+                "`#[cfg]` is not supported on service methods: method ids and the fingerprint \
+                 would change with the configuration",
+            );
+        }
+    }
+    if let Some(constness) = &sig.constness {
+        errors.spanned(constness, "service methods cannot be `const`");
+    }
+    if sig.asyncness.is_none() {
+        errors.spanned(
+            quote!(#fn_token #ident),
+            "service methods must be `async fn`: write `async fn name(&self, ...) -> T`",
+        );
+    }
+    if let Some(unsafety) = &sig.unsafety {
+        errors.spanned(
+            unsafety,
+            "service methods cannot be `unsafe`: a remote caller cannot uphold a safety contract",
+        );
+    }
+    if let Some(abi) = &sig.abi {
+        errors.spanned(abi, "service methods cannot have an ABI (`extern`)");
+    }
+    if !sig.generics.params.is_empty() {
+        let message = if sig.generics.type_params().next().is_none() && sig.generics.const_params().next().is_none() {
+            "service methods cannot have lifetime parameters: arguments and results are owned values"
+        } else {
+            "service methods cannot be generic: the server must know the concrete types to decode"
+        };
+        errors.spanned(&sig.generics, message);
+    }
+    if let Some(where_clause) = &sig.generics.where_clause {
+        errors.spanned(where_clause, "service methods cannot have a `where` clause");
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.spanned(variadic, "service methods cannot be variadic");
+    }
+    if let Some(default) = &method.default {
+        errors.spanned(
+            default,
+            "service methods cannot have a default body: write the body in the impl of the trait",
+        );
+    }
+    if RESERVED.contains(&method.name.as_str()) {
+        errors.spanned(
+            ident,
+            format_args!(
+                "a method named `{}` would clash with `{}::{}`; rename it (reserved names: {})",
+                method.name,
+                service.client_ident,
+                method.name,
+                RESERVED.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", "),
+            ),
+        );
+    }
+
+    check_receiver(errors, method);
+    check_args(errors, method);
+
+    if let ReturnType::Type(_, ty) = &sig.output {
+        check_type(errors, ty, Place::Return);
+        if method.kind == Kind::Oneway && !matches!(method.output, Output::Unit) {
+            errors.spanned(
+                ty,
+                "`#[rpc(oneway)]` methods cannot return a value: no reply is sent; remove the \
+                 return type or `oneway`",
+            );
+        }
+    }
+}
+
+fn check_receiver(errors: &mut Errors, method: &Method) {
+    let Some(FnArg::Receiver(receiver)) = method.sig.inputs.first() else {
+        errors.push(syn::Error::new(
+            method.sig.paren_token.span.join(),
+            "service methods must take `&self` first: a method without a receiver cannot be called on a client",
+        ));
+        return;
+    };
+    if receiver.colon_token.is_some() {
+        errors.spanned(
+            receiver,
+            "service methods must take `&self`: typed receivers such as `self: Box<Self>` are not supported",
+        );
+    } else if receiver.reference.is_none() {
+        errors.spanned(
+            receiver,
+            "service methods must take `&self`, not `self`: one service value serves every call",
+        );
+    } else if receiver.mutability.is_some() {
+        errors.spanned(
+            receiver,
+            "service methods must take `&self`, not `&mut self`: calls run concurrently; keep \
+             mutable state behind a `Mutex` or atomics",
+        );
+    }
+}
+
+fn check_args(errors: &mut Errors, method: &Method) {
+    let mut names = HashSet::new();
+    for (position, arg) in method.args.iter().enumerate() {
+        let (pat, ty) = (&arg.pat, &arg.ty);
+        for attr in &arg.attrs {
+            errors.spanned(attr, "attributes on service method arguments are not supported");
+        }
+        match &arg.ident {
+            None => errors.spanned(
+                pat,
+                "service method arguments must be plain names (`name: Type`): the name becomes a \
+                 parameter of the client method",
+            ),
+            Some(ident) => {
+                if !names.insert(ident.to_string()) {
+                    errors.spanned(ident, format_args!("argument name `{ident}` is used twice"));
+                }
+            }
+        }
+        if position == MAX_ARGS {
+            errors.spanned(
+                quote!(#pat: #ty),
+                format_args!(
+                    "a service method takes at most {MAX_ARGS} arguments (they travel as one tuple); \
+                     group them in a struct"
+                ),
+            );
+        }
+        check_type(errors, ty, Place::Argument);
+    }
+}
+
+/// Where a type appears, for the wording of errors.
+#[derive(Clone, Copy)]
+enum Place {
+    Argument,
+    Return,
+}
+
+impl Place {
+    fn borrowed(self) -> &'static str {
+        match self {
+            Place::Argument => {
+                "arguments are sent to another process, so they cannot be borrowed: use an owned \
+                 type (`String` for `&str`, `Vec<u8>` for `&[u8]`)"
+            }
+            Place::Return => {
+                "results are sent to another process, so they cannot be borrowed: return an owned type"
+            }
+        }
+    }
+
+    fn impl_trait(self) -> &'static str {
+        match self {
+            Place::Argument => {
+                "`impl Trait` arguments are not supported: the server must know the concrete type \
+                 to decode"
+            }
+            Place::Return => {
+                "`impl Trait` results are not supported: the client must know the concrete type to \
+                 decode; write the type (the method already becomes `fn -> impl Future<Output = T> + Send`)"
+            }
+        }
+    }
+}
+
+/// Rejects what cannot travel or cannot be named outside the trait: references, non-`'static`
+/// lifetimes, `impl Trait`, `Self`, raw pointers and `_`, at any depth.
+fn check_type(errors: &mut Errors, ty: &Type, place: Place) {
+    match ty {
+        Type::Reference(reference) => errors.spanned(reference, place.borrowed()),
+        Type::ImplTrait(impl_trait) => errors.spanned(impl_trait, place.impl_trait()),
+        Type::Ptr(ptr) => errors.spanned(ptr, "raw pointers cannot be sent to another process"),
+        Type::Infer(infer) => {
+            errors.spanned(infer, "write the type: `_` is not allowed in a service method's signature");
+        }
+        Type::Path(path) => {
+            if let Some(qself) = &path.qself {
+                check_type(errors, &qself.ty, place);
+            }
+            check_path(errors, &path.path, place);
+        }
+        Type::Array(array) => check_type(errors, &array.elem, place),
+        Type::Slice(slice) => check_type(errors, &slice.elem, place),
+        Type::Paren(paren) => check_type(errors, &paren.elem, place),
+        Type::Group(group) => check_type(errors, &group.elem, place),
+        Type::Tuple(tuple) => {
+            for elem in &tuple.elems {
+                check_type(errors, elem, place);
+            }
+        }
+        // Trait objects, function pointers, `!` and type macros are left to the compiler: some
+        // can be made serializable (a `Box<dyn Trait>` with a registry), and a macro is opaque.
+        _ => {}
+    }
+}
+
+fn check_path(errors: &mut Errors, path: &Path, place: Place) {
+    for segment in &path.segments {
+        if segment.ident == "Self" {
+            errors.spanned(
+                &segment.ident,
+                "`Self` cannot appear in a service method's signature: the generated client has \
+                 no such type; name the type",
+            );
+        }
+        match &segment.arguments {
+            PathArguments::None => {}
+            PathArguments::AngleBracketed(args) => {
+                for arg in &args.args {
+                    match arg {
+                        GenericArgument::Type(ty) => check_type(errors, ty, place),
+                        GenericArgument::AssocType(assoc) => check_type(errors, &assoc.ty, place),
+                        GenericArgument::Lifetime(lifetime) if lifetime.ident != "static" => {
+                            errors.spanned(lifetime, place.borrowed());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            PathArguments::Parenthesized(args) => {
+                for input in &args.inputs {
+                    check_type(errors, input, place);
+                }
+                if let ReturnType::Type(_, output) = &args.output {
+                    check_type(errors, output, place);
+                }
+            }
+        }
+    }
+}

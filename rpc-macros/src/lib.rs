@@ -1,0 +1,80 @@
+//! The `#[service]` attribute macro of the pipe RPC framework. Use it through `rpc-core`, as
+//! `#[rpc_core::service]`: the generated code names only `rpc_core`'s hidden module, so a
+//! service needs no other dependency.
+//!
+//! The macro parses the trait into a small model (`model`), checks it (`check`: every
+//! mistake is a compile error spanned on the tokens at fault, all reported at once), then
+//! generates the trait, the descriptors (`fingerprint`), the client (`client`) and the
+//! server (`server`).
+
+mod check;
+mod client;
+mod ctxt;
+mod expand;
+mod fingerprint;
+mod model;
+mod server;
+
+use proc_macro::TokenStream;
+
+/// Turns a trait into an RPC service: a typed client and a server dispatcher.
+///
+/// ```ignore
+/// #[rpc_core::service] // or #[rpc_core::service(name = "calc.v1")]
+/// pub trait Calculator {
+///     /// Adds two numbers.
+///     async fn add(&self, a: i64, b: i64) -> i64;
+///     /// Divides; the error is typed and reaches the client as `CalcError`.
+///     async fn divide(&self, a: f64, b: f64) -> Result<f64, CalcError>;
+///     /// Writes a line to the server's log without waiting.
+///     #[rpc(oneway)]
+///     async fn log(&self, line: String);
+/// }
+/// ```
+///
+/// (The crate docs of `rpc-core` hold a tested example.)
+///
+/// # What it generates
+///
+/// - **The trait**, with its attributes and docs, as `Trait: Send + Sync + 'static` whose
+///   methods return `impl Future<Output = T> + Send`. Implement it with `async fn`s.
+/// - **`CalculatorClient`** (same visibility as the trait): cheap to clone, implements
+///   `rpc_core::Client`. Each method has the trait method's arguments and docs and returns
+///   `Result<T, RpcError>`; a method declared `-> Result<T, E>` returns
+///   `Result<Result<T, E>, RpcError>`; a `#[rpc(oneway)]` method returns `Result<(), RpcError>`
+///   once the call is sent. `with_timeout` gives a client whose calls have another deadline.
+/// - **`CalculatorServer<S>`**: `new(service)` or `from_arc(arc)` for any `S: Calculator`; it
+///   implements `rpc_core::Dispatch`, which the server engine serves.
+///
+/// A method's wire id is its position in the trait. The handshake compares the service's name
+/// and a fingerprint of its methods (names, kinds, argument and result types as written, in
+/// order; not argument names), so reordering, renaming or retyping a method makes old clients
+/// fail to connect instead of decoding garbage. The fingerprint sees type *names*, not type
+/// definitions: change the service name (`name = "calc.v2"`) when an argument type's fields
+/// change.
+///
+/// `Result<T, E>` is recognised by its last path segment `Result` with two type arguments: an
+/// alias such as `io::Result<T>` or `type Answer = Result<T, E>` is treated as a plain value (and
+/// an `Err` then travels as an ordinary value).
+///
+/// # Options
+///
+/// - `#[service(name = "calc.v1")]`: the name in the handshake (default: the trait's name).
+/// - `#[service(crate = "path")]`: where `rpc_core` is, if the dependency is renamed.
+/// - `#[rpc(oneway)]` on a method: the client does not wait and no reply is sent; the method
+///   must not return a value.
+///
+/// # Rules (each a compile error)
+///
+/// The trait has no generic parameters, `where` clause, associated types, consts or macros, and
+/// is not `unsafe` or `auto`. Every method is an `async fn` without generics, `where` clause,
+/// default body, `unsafe`, `extern`, `const` or `#[cfg]`, takes `&self` first, and its arguments
+/// are plain names (at most 16). Argument and result types are owned: no references or
+/// non-`'static` lifetimes at any depth, no `impl Trait`, no `Self`. Method names are distinct
+/// and none of `with_timeout`, `handle`, `from_handle`, `clone`, `fmt` (the client's own).
+#[proc_macro_attribute]
+pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand::expand(attr.into(), item.into())
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}

@@ -1,0 +1,316 @@
+//! The service as the macro sees it: the trait parsed into a [`Service`] and its [`Method`]s.
+//!
+//! Building the model only fails on attributes it cannot read (`#[service(...)]`,
+//! `#[rpc(...)]`); everything else is kept as written, spans included, and judged by
+//! [`crate::check`].
+
+use proc_macro2::{TokenStream, TokenTree};
+use quote::{format_ident, quote};
+use syn::ext::IdentExt;
+use syn::meta::ParseNestedMeta;
+use syn::parse::Parser;
+use syn::punctuated::Punctuated;
+use syn::{
+    Attribute, Block, FnArg, GenericArgument, Generics, Ident, ItemTrait, LitStr, Pat,
+    PathArguments, ReturnType, Signature, Token, TraitItem, Type, TypeParamBound, Visibility,
+};
+
+use crate::ctxt::Errors;
+
+/// The options of `#[service(...)]`.
+#[derive(Default)]
+pub(crate) struct ServiceOptions {
+    /// `name = "..."`: the service's name in the handshake.
+    name: Option<LitStr>,
+    /// `crate = "..."`: the path of `rpc_core` when the dependency is renamed.
+    krate: Option<syn::Path>,
+}
+
+impl ServiceOptions {
+    /// Reads the tokens inside `#[service(...)]`, recording every mistake.
+    pub(crate) fn parse(errors: &mut Errors, attr: TokenStream) -> Self {
+        let mut options = Self::default();
+        let parser = syn::meta::parser(|meta| {
+            if meta.path.is_ident("name") {
+                let lit: LitStr = meta.value()?.parse()?;
+                if options.name.is_some() {
+                    errors.push(meta.error("duplicate `name` option"));
+                } else {
+                    options.name = Some(lit);
+                }
+            } else if meta.path.is_ident("crate") {
+                let lit: LitStr = meta.value()?.parse()?;
+                match lit.parse::<syn::Path>() {
+                    Err(e) => errors.spanned(&lit, format_args!("`crate` must name a path: {e}")),
+                    Ok(_) if options.krate.is_some() => {
+                        errors.push(meta.error("duplicate `crate` option"));
+                    }
+                    Ok(path) => options.krate = Some(path),
+                }
+            } else {
+                errors.push(meta.error(format_args!(
+                    "unknown `service` option `{}`: expected `name = \"...\"` or `crate = \"...\"`",
+                    path_string(&meta.path),
+                )));
+                skip_value(&meta)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = parser.parse2(attr) {
+            errors.push(e);
+        }
+        options
+    }
+}
+
+/// A trait under `#[service]`.
+pub(crate) struct Service {
+    /// The trait's attributes (docs included), as written.
+    pub(crate) attrs: Vec<Attribute>,
+    pub(crate) vis: Visibility,
+    pub(crate) unsafety: Option<Token![unsafe]>,
+    pub(crate) auto_token: Option<Token![auto]>,
+    pub(crate) trait_token: Token![trait],
+    pub(crate) ident: Ident,
+    pub(crate) generics: Generics,
+    pub(crate) supertraits: Punctuated<TypeParamBound, Token![+]>,
+    /// The name sent in the handshake: the trait's name unless renamed.
+    pub(crate) name: String,
+    /// The `name = "..."` literal, if the service was renamed (for error spans).
+    pub(crate) name_lit: Option<LitStr>,
+    /// The path of `rpc_core`'s hidden module, as generated code writes it.
+    pub(crate) private: TokenStream,
+    /// `{Trait}Client`.
+    pub(crate) client_ident: Ident,
+    /// `{Trait}Server`.
+    pub(crate) server_ident: Ident,
+    /// The name of the server's type parameter: `S`, unless the trait already uses that name.
+    pub(crate) server_param: Ident,
+    /// The methods, in order: a method's position is its wire id.
+    pub(crate) methods: Vec<Method>,
+    /// Items of the trait that are not methods (rejected by the checks).
+    pub(crate) unsupported: Vec<TraitItem>,
+}
+
+impl Service {
+    /// Builds the model of `item`, recording unreadable attributes in `errors`.
+    pub(crate) fn from_trait(errors: &mut Errors, options: ServiceOptions, item: ItemTrait) -> Self {
+        let server_param = if mentions_ident(quote!(#item), "S") {
+            format_ident!("__S")
+        } else {
+            format_ident!("S")
+        };
+        let bare = item.ident.unraw();
+        let mut methods = Vec::new();
+        let mut unsupported = Vec::new();
+        for trait_item in item.items {
+            match trait_item {
+                TraitItem::Fn(f) => methods.push(Method::from_item(errors, f.attrs, f.sig, f.default)),
+                other => unsupported.push(other),
+            }
+        }
+        let private = match &options.krate {
+            Some(path) => quote!(#path::__private),
+            None => quote!(::rpc_core::__private),
+        };
+        Self {
+            attrs: item.attrs,
+            vis: item.vis,
+            unsafety: item.unsafety,
+            auto_token: item.auto_token,
+            trait_token: item.trait_token,
+            name: options.name.as_ref().map_or_else(|| bare.to_string(), LitStr::value),
+            name_lit: options.name,
+            private,
+            client_ident: format_ident!("{}Client", bare, span = item.ident.span()),
+            server_ident: format_ident!("{}Server", bare, span = item.ident.span()),
+            server_param,
+            ident: item.ident,
+            generics: item.generics,
+            supertraits: item.supertraits,
+            methods,
+            unsupported,
+        }
+    }
+}
+
+/// Whether a method answers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Kind {
+    /// The client waits for a reply.
+    Call,
+    /// `#[rpc(oneway)]`: the client does not wait and nothing is sent back.
+    Oneway,
+}
+
+/// One method of the trait.
+pub(crate) struct Method {
+    /// The method's attributes minus `#[rpc(...)]`, docs included.
+    pub(crate) attrs: Vec<Attribute>,
+    /// The signature as written, for the checks and their spans.
+    pub(crate) sig: Signature,
+    /// A default body, if one was written (rejected by the checks).
+    pub(crate) default: Option<Block>,
+    /// The name in descriptors and the fingerprint (`r#` removed).
+    pub(crate) name: String,
+    pub(crate) kind: Kind,
+    /// The arguments after the receiver.
+    pub(crate) args: Vec<Arg>,
+    pub(crate) output: Output,
+}
+
+impl Method {
+    fn from_item(
+        errors: &mut Errors,
+        attrs: Vec<Attribute>,
+        sig: Signature,
+        default: Option<Block>,
+    ) -> Self {
+        let mut kind = Kind::Call;
+        let mut kept = Vec::with_capacity(attrs.len());
+        for attr in attrs {
+            if !attr.path().is_ident("rpc") {
+                kept.push(attr);
+                continue;
+            }
+            let parsed = attr.parse_nested_meta(|meta| {
+                if meta.path.is_ident("oneway") {
+                    if kind == Kind::Oneway {
+                        errors.push(meta.error("duplicate `oneway` option"));
+                    }
+                    kind = Kind::Oneway;
+                    if !meta.input.is_empty() && !meta.input.peek(Token![,]) {
+                        errors.push(meta.error("`oneway` takes no value: write `#[rpc(oneway)]`"));
+                        skip_value(&meta)?;
+                    }
+                } else {
+                    errors.push(meta.error(format_args!(
+                        "unknown `rpc` option `{}`: expected `oneway`",
+                        path_string(&meta.path),
+                    )));
+                    skip_value(&meta)?;
+                }
+                Ok(())
+            });
+            if let Err(e) = parsed {
+                errors.push(e);
+            }
+        }
+        let args = sig
+            .inputs
+            .iter()
+            .filter_map(|input| match input {
+                FnArg::Receiver(_) => None,
+                FnArg::Typed(typed) => Some(Arg {
+                    attrs: typed.attrs.clone(),
+                    ident: match &*typed.pat {
+                        Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => Some(p.ident.clone()),
+                        _ => None,
+                    },
+                    pat: (*typed.pat).clone(),
+                    ty: (*typed.ty).clone(),
+                }),
+            })
+            .collect();
+        Self {
+            attrs: kept,
+            name: sig.ident.unraw().to_string(),
+            kind,
+            args,
+            output: Output::of(&sig.output),
+            default,
+            sig,
+        }
+    }
+
+    /// The method's declared result type: what the trait's future outputs.
+    pub(crate) fn return_type(&self) -> TokenStream {
+        match &self.sig.output {
+            ReturnType::Default => quote!(()),
+            ReturnType::Type(_, ty) => quote!(#ty),
+        }
+    }
+
+    /// The `#[doc]` attributes.
+    pub(crate) fn docs(&self) -> impl Iterator<Item = &Attribute> {
+        self.attrs.iter().filter(|attr| attr.path().is_ident("doc"))
+    }
+}
+
+/// An argument after the receiver.
+pub(crate) struct Arg {
+    pub(crate) attrs: Vec<Attribute>,
+    /// The name, if the pattern is a plain name (`mut` allowed); `None` for other patterns.
+    pub(crate) ident: Option<Ident>,
+    pub(crate) pat: Pat,
+    pub(crate) ty: Type,
+}
+
+/// What a method returns, as far as the wire is concerned.
+pub(crate) enum Output {
+    /// No return type, or `()`.
+    Unit,
+    /// A plain value `T`.
+    Value(Type),
+    /// `Result<T, E>`: `E` is the method's typed application error.
+    ///
+    /// Recognised by the last path segment being `Result` with exactly two type arguments, so
+    /// `std::result::Result<T, E>` counts and `io::Result<T>` or an alias such as
+    /// `type Outcome = Result<T, E>` is a plain value.
+    Result { ok: Type, err: Type },
+}
+
+impl Output {
+    fn of(output: &ReturnType) -> Self {
+        let ReturnType::Type(_, ty) = output else {
+            return Self::Unit;
+        };
+        match &**ty {
+            Type::Tuple(tuple) if tuple.elems.is_empty() => Self::Unit,
+            Type::Path(path) if path.qself.is_none() => {
+                let Some(last) = path.path.segments.last() else {
+                    return Self::Value((**ty).clone());
+                };
+                if last.ident != "Result" {
+                    return Self::Value((**ty).clone());
+                }
+                let PathArguments::AngleBracketed(args) = &last.arguments else {
+                    return Self::Value((**ty).clone());
+                };
+                let mut types = args.args.iter().map(|arg| match arg {
+                    GenericArgument::Type(ty) => Some(ty),
+                    _ => None,
+                });
+                match (types.next(), types.next(), types.next()) {
+                    (Some(Some(ok)), Some(Some(err)), None) => Self::Result { ok: ok.clone(), err: err.clone() },
+                    _ => Self::Value((**ty).clone()),
+                }
+            }
+            _ => Self::Value((**ty).clone()),
+        }
+    }
+}
+
+/// Consumes the value of an option the parser does not know (`= expr` or `(...)`), so that the
+/// options after it are still read.
+fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+    if meta.input.peek(Token![=]) {
+        meta.value()?.parse::<syn::Expr>()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        meta.input.parse::<TokenTree>()?;
+    }
+    Ok(())
+}
+
+fn path_string(path: &syn::Path) -> String {
+    quote!(#path).to_string().replace(' ', "")
+}
+
+/// Whether `tokens` contain the identifier `name` anywhere.
+fn mentions_ident(tokens: TokenStream, name: &str) -> bool {
+    tokens.into_iter().any(|tree| match tree {
+        TokenTree::Ident(ident) => ident == name,
+        TokenTree::Group(group) => mentions_ident(group.stream(), name),
+        TokenTree::Punct(_) | TokenTree::Literal(_) => false,
+    })
+}

@@ -1,0 +1,133 @@
+//! The generated server: `{Trait}Server<S>`, the dispatcher for any `S: Trait`.
+
+use proc_macro2::{Literal, Span, TokenStream};
+use quote::quote;
+use syn::Ident;
+
+use crate::model::{Kind, Method, Output, Service};
+
+/// The struct, outside the `const _` block so that users can name it.
+pub(crate) fn struct_def(service: &Service) -> TokenStream {
+    let Service { vis, ident, server_ident, server_param, private, .. } = service;
+    let doc = format!(
+        " Server for [`{ident}`]: decodes each call, runs it on the `{server_param}` it holds and \
+         encodes the result.\n\n Hand it to the server engine; it is cheap to clone (an `Arc`)."
+    );
+    quote! {
+        #[doc = #doc]
+        #vis struct #server_ident<#server_param> {
+            service: #private::Arc<#server_param>,
+        }
+    }
+}
+
+/// `Clone`, `Debug`, the constructors and `Dispatch`, for the `const _` block.
+pub(crate) fn impls(service: &Service) -> TokenStream {
+    let Service { vis, ident, server_ident, server_param: s, private, .. } = service;
+    let server_name = server_ident.to_string();
+    let local = |name: &str| Ident::new(name, Span::mixed_site());
+    let (service_arg, formatter) = (local("service"), local("__f"));
+    let (method_id, args, limits) = (local("__method"), local("__args"), local("__limits"));
+
+    let arms = service.methods.iter().enumerate().map(|(index, method)| {
+        let id = Literal::usize_unsuffixed(index);
+        let body = arm(service, method, &args, &limits);
+        quote!(#id => #body,)
+    });
+    let unknown = quote! {
+        ::core::result::Result::Err(#private::DispatchError::UnknownMethod(#method_id))
+    };
+    let dispatch_body = if service.methods.is_empty() {
+        quote! {
+            let _ = (#args, #limits);
+            #unknown
+        }
+    } else {
+        quote! {
+            match #method_id {
+                #(#arms)*
+                _ => #unknown,
+            }
+        }
+    };
+
+    quote! {
+        #[automatically_derived]
+        impl<#s> ::core::clone::Clone for #server_ident<#s> {
+            fn clone(&self) -> Self {
+                Self { service: #private::Arc::clone(&self.service) }
+            }
+        }
+
+        #[automatically_derived]
+        impl<#s> ::core::fmt::Debug for #server_ident<#s> {
+            fn fmt(&self, #formatter: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                #formatter.debug_struct(#server_name).finish_non_exhaustive()
+            }
+        }
+
+        impl<#s: #ident> #server_ident<#s> {
+            /// A server that runs every call on `service`.
+            #[must_use]
+            #vis fn new(#service_arg: #s) -> Self {
+                Self { service: #private::Arc::new(#service_arg) }
+            }
+
+            /// A server that runs every call on a service shared with other code.
+            #[must_use]
+            #vis fn from_arc(#service_arg: #private::Arc<#s>) -> Self {
+                Self { service: #service_arg }
+            }
+        }
+
+        #[automatically_derived]
+        impl<#s: #ident> #private::Dispatch for #server_ident<#s> {
+            fn descriptor(&self) -> &'static #private::ServiceDescriptor {
+                &__RPC_SERVICE
+            }
+
+            fn dispatch(
+                &self,
+                #method_id: u32,
+                #args: &[u8],
+                #limits: &#private::DecodeLimits,
+            ) -> ::core::result::Result<#private::HandlerFuture, #private::DispatchError> {
+                #dispatch_body
+            }
+        }
+    }
+}
+
+/// The match arm of one method: decode the argument tuple now (a bad frame is the caller's
+/// error), run the method in the returned future.
+fn arm(service: &Service, method: &Method, args: &Ident, limits: &Ident) -> TokenStream {
+    let Service { ident: trait_ident, server_param: s, private, .. } = service;
+    let name = &method.sig.ident;
+    let shared = Ident::new("__service", Span::mixed_site());
+    let future = Ident::new("__future", Span::mixed_site());
+    let values: Vec<Ident> = (0..method.args.len())
+        .map(|i| Ident::new(&format!("__arg{i}"), Span::mixed_site()))
+        .collect();
+    let types = method.args.iter().map(|arg| &arg.ty);
+    let decode = quote!(#private::decode_args::<(#(#types,)*)>(#args, #limits)?);
+    let decode = if values.is_empty() {
+        quote!(#decode;)
+    } else {
+        quote!(let (#(#values,)*) = #decode;)
+    };
+    let call = quote!(<#s as #trait_ident>::#name(&#shared, #(#values),*).await);
+    let outcome = match (method.kind, &method.output) {
+        (Kind::Oneway, _) => quote! {
+            #call;
+            #private::Outcome::NoReply
+        },
+        (Kind::Call, Output::Result { .. }) => quote!(#private::Outcome::from_result(&#call)),
+        (Kind::Call, Output::Unit | Output::Value(_)) => quote!(#private::Outcome::ok(&#call)),
+    };
+    quote! {{
+        #decode
+        let #shared = #private::Arc::clone(&self.service);
+        let #future: #private::HandlerFuture = #private::Box::pin(async move { #outcome });
+        ::core::result::Result::Ok(#future)
+    }}
+}

@@ -1,0 +1,212 @@
+//! Unix domain sockets in a directory private to the user.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rpc_core::frame::{FrameReader, FrameWriter};
+use rpc_core::{ConnectError, PeerInfo};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::endpoint::Endpoint;
+use crate::server::{BindError, ServerOptions};
+use crate::ClientOptions;
+
+type Reader = FrameReader<OwnedReadHalf>;
+type Writer = FrameWriter<OwnedWriteHalf>;
+
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The directory for endpoints without an explicit one.
+fn default_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        Some(runtime) if runtime.is_absolute() => runtime.join("rpc"),
+        _ => std::env::temp_dir().join(format!("rpc-{}", euid())),
+    }
+}
+
+fn insecure(path: &Path, reason: &'static str) -> ConnectError {
+    ConnectError::InsecureDirectory { path: path.display().to_string(), reason }
+}
+
+/// Checks that `dir` is a real directory owned by `owner`, closed to group and others.
+fn check_private_dir(dir: &Path, owners: &[u32]) -> Result<(), ConnectError> {
+    let meta = fs::symlink_metadata(dir).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => ConnectError::NotFound { endpoint: dir.display().to_string() },
+        _ => ConnectError::Io { endpoint: dir.display().to_string(), source: e.into() },
+    })?;
+    if meta.file_type().is_symlink() {
+        return Err(insecure(dir, "it is a symbolic link"));
+    }
+    if !meta.is_dir() {
+        return Err(insecure(dir, "it is not a directory"));
+    }
+    if !owners.contains(&meta.uid()) {
+        return Err(insecure(dir, "it is owned by another user"));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(insecure(dir, "it is accessible to other users"));
+    }
+    Ok(())
+}
+
+/// The endpoint's directory, created (0700) if missing, and checked.
+fn server_dir(endpoint: &Endpoint) -> Result<PathBuf, ConnectError> {
+    let dir = endpoint.dir().map_or_else(default_dir, Path::to_path_buf);
+    match fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(ConnectError::Io { endpoint: dir.display().to_string(), source: e.into() }),
+    }
+    check_private_dir(&dir, &[euid()])?;
+    Ok(dir)
+}
+
+fn socket_path(dir: &Path, endpoint: &Endpoint) -> PathBuf {
+    dir.join(format!("{}.sock", endpoint.name()))
+}
+
+/// A listening socket and the lock that makes it ours.
+pub(crate) struct Listener {
+    listener: UnixListener,
+    path: PathBuf,
+    /// Held (locked) for the listener's life; released when dropped.
+    _lock: File,
+    max_frame: u32,
+}
+
+impl Listener {
+    pub(crate) fn bind(endpoint: &Endpoint, options: &ServerOptions) -> Result<Self, BindError> {
+        let dir = server_dir(endpoint)?;
+        let name = endpoint.name().to_owned();
+        let io_err = |source: io::Error| BindError::Io { name: name.clone(), source };
+
+        // The lock decides who owns the name: a live server holds it for as long as it runs.
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(dir.join(format!("{name}.lock")))
+            .map_err(io_err)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(BindError::AddrInUse { name }),
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(e)),
+        }
+
+        let path = socket_path(&dir, endpoint);
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(BindError::SymlinkAtPath { path: path.display().to_string() })
+            }
+            Ok(meta) if meta.file_type().is_socket() => {
+                // We hold the lock, so whoever made this socket is gone: reclaim it.
+                tracing::info!(path = %path.display(), "removing stale socket");
+                fs::remove_file(&path).map_err(io_err)?;
+            }
+            Ok(_) => return Err(BindError::NotASocket { path: path.display().to_string() }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(e)),
+        }
+
+        // Bind under a temporary name, restrict it to the user, then move it into place: the
+        // socket is never reachable at its real path with any other mode.
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let temp = dir.join(format!(
+            ".{name}.{}.{}.tmp",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let std_listener = std::os::unix::net::UnixListener::bind(&temp).map_err(io_err)?;
+        let placed = fs::set_permissions(&temp, fs::Permissions::from_mode(0o600))
+            .and_then(|()| fs::rename(&temp, &path));
+        if let Err(e) = placed {
+            let _ = fs::remove_file(&temp);
+            return Err(io_err(e));
+        }
+        std_listener.set_nonblocking(true).map_err(io_err)?;
+        let listener = UnixListener::from_std(std_listener).map_err(io_err)?;
+        Ok(Self { listener, path, _lock: lock, max_frame: options.config.max_frame })
+    }
+
+    pub(crate) fn address(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    pub(crate) async fn accept(&mut self) -> io::Result<(Reader, Writer, PeerInfo)> {
+        let (stream, _) = self.listener.accept().await?;
+        let peer = match stream.peer_cred() {
+            Ok(cred) => PeerInfo::unix(cred.pid().and_then(|p| u32::try_from(p).ok()), Some(cred.uid())),
+            Err(_) => PeerInfo::unknown(),
+        };
+        let (read, write) = stream.into_split();
+        Ok((FrameReader::with_max_frame(read, self.max_frame), FrameWriter::new(write), peer))
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        // Remove our socket before the lock is released, so no client finds a dead socket.
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+pub(crate) fn is_transient_accept_error(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
+        || matches!(error.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted)
+}
+
+pub(crate) async fn termination_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+pub(crate) async fn connect(
+    endpoint: &Endpoint,
+    options: &ClientOptions,
+) -> Result<(Reader, Writer), ConnectError> {
+    let me = euid();
+    let dir = endpoint.dir().map_or_else(default_dir, Path::to_path_buf);
+    check_private_dir(&dir, &[me, 0])?;
+    let path = socket_path(&dir, endpoint);
+    let shown = || path.display().to_string();
+    if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(ConnectError::InsecureDirectory { path: shown(), reason: "the socket is a symbolic link" });
+    }
+    let stream = UnixStream::connect(&path).await.map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => ConnectError::NotFound { endpoint: shown() },
+        io::ErrorKind::PermissionDenied => ConnectError::PermissionDenied { endpoint: shown() },
+        _ => ConnectError::Io { endpoint: shown(), source: e.into() },
+    })?;
+    let cred = stream
+        .peer_cred()
+        .map_err(|e| ConnectError::Io { endpoint: shown(), source: e.into() })?;
+    if cred.uid() != me && cred.uid() != 0 {
+        return Err(ConnectError::UntrustedServer {
+            endpoint: shown(),
+            expected: format!("uid {me} or root"),
+            actual: format!("uid {}", cred.uid()),
+        });
+    }
+    let (read, write) = stream.into_split();
+    Ok((FrameReader::with_max_frame(read, options.config.max_frame), FrameWriter::new(write)))
+}

@@ -1,0 +1,274 @@
+//! Shared pieces of the end-to-end tests: a test service, servers on private endpoints, and a
+//! raw peer that speaks the protocol by hand.
+#![allow(dead_code, missing_docs, unreachable_pub)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rpc_core::frame::{FrameRead, FrameReader};
+use rpc_core::protocol::{Header, MAGIC, PROTOCOL_VERSION};
+use rpc_core::{Client, ClientConfig};
+use rpc_transport::{ClientOptions, Endpoint, Server, ServerOptions};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+
+/// How long a test waits for an event before it fails.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Waits for `future`, failing the test if it takes longer than [`PATIENCE`].
+pub async fn within<F: std::future::Future>(what: &str, future: F) -> F::Output {
+    match tokio::time::timeout(PATIENCE, future).await {
+        Ok(output) => output,
+        Err(_) => panic!("timed out waiting for {what}"),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum MathError {
+    DivisionByZero,
+    Overflow { a: i64, b: i64 },
+}
+
+/// A recursive type, for nesting attacks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Nested {
+    Leaf,
+    Node(Box<Nested>),
+}
+
+#[rpc_core::service]
+pub trait Probe {
+    /// Adds.
+    async fn add(&self, a: i64, b: i64) -> i64;
+    /// Checked multiplication with a typed error.
+    async fn mul(&self, a: i64, b: i64) -> Result<i64, MathError>;
+    /// Divides with a typed error.
+    async fn div(&self, a: i64, b: i64) -> Result<i64, MathError>;
+    /// Records a line; one-way.
+    #[rpc(oneway)]
+    async fn record(&self, line: String);
+    /// Sleeps, reporting start and drop to the test.
+    async fn sleep(&self, tag: u32, ms: u64) -> u32;
+    /// Echoes bytes.
+    async fn echo(&self, data: Vec<u8>) -> Vec<u8>;
+    /// Counts the depth of a nested value.
+    async fn depth(&self, value: Nested) -> u32;
+    /// The caller as the server sees it: (pid, uid).
+    async fn whoami(&self) -> (Option<u32>, Option<u32>);
+}
+
+/// What the server-side handlers report.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Recorded(String),
+    SleepStarted(u32),
+    SleepFinished(u32),
+    /// The handler future was dropped before finishing (cancelled or past its deadline).
+    SleepDropped(u32),
+}
+
+pub struct ProbeImpl {
+    events: mpsc::UnboundedSender<Event>,
+}
+
+impl ProbeImpl {
+    /// A probe whose events nobody reads.
+    pub fn new() -> Self {
+        let (events, _) = mpsc::unbounded_channel();
+        Self { events }
+    }
+}
+
+struct DropGuard {
+    tag: u32,
+    finished: bool,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        let event = if self.finished { Event::SleepFinished(self.tag) } else { Event::SleepDropped(self.tag) };
+        let _ = self.events.send(event);
+    }
+}
+
+impl Probe for ProbeImpl {
+    async fn add(&self, a: i64, b: i64) -> i64 {
+        a + b
+    }
+
+    async fn mul(&self, a: i64, b: i64) -> Result<i64, MathError> {
+        a.checked_mul(b).ok_or(MathError::Overflow { a, b })
+    }
+
+    async fn div(&self, a: i64, b: i64) -> Result<i64, MathError> {
+        a.checked_div(b).ok_or(MathError::DivisionByZero)
+    }
+
+    async fn record(&self, line: String) {
+        let _ = self.events.send(Event::Recorded(line));
+    }
+
+    async fn sleep(&self, tag: u32, ms: u64) -> u32 {
+        let _ = self.events.send(Event::SleepStarted(tag));
+        let mut guard = DropGuard { tag, finished: false, events: self.events.clone() };
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        guard.finished = true;
+        tag
+    }
+
+    async fn echo(&self, data: Vec<u8>) -> Vec<u8> {
+        data
+    }
+
+    async fn depth(&self, value: Nested) -> u32 {
+        let mut depth = 0;
+        let mut node = &value;
+        while let Nested::Node(inner) = node {
+            depth += 1;
+            node = inner;
+        }
+        depth
+    }
+
+    async fn whoami(&self) -> (Option<u32>, Option<u32>) {
+        let ctx = rpc_core::CallContext::current().expect("inside a handler");
+        (ctx.peer().pid, ctx.peer().uid)
+    }
+}
+
+/// A running test server on a private directory.
+pub struct TestServer {
+    pub endpoint: Endpoint,
+    pub socket: PathBuf,
+    pub shutdown: rpc_core::Shutdown,
+    pub events: mpsc::UnboundedReceiver<Event>,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub fn private_dir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("rpc-test-").tempdir().expect("tempdir")
+}
+
+impl TestServer {
+    pub fn start() -> Self {
+        Self::start_with(ServerOptions::default())
+    }
+
+    pub fn start_with(options: ServerOptions) -> Self {
+        let dir = private_dir();
+        let endpoint = Endpoint::new("probe").expect("name").in_dir(dir.path());
+        let mut server = Self::start_at(endpoint, options);
+        server._dir = Some(dir);
+        server
+    }
+
+    pub fn start_at(endpoint: Endpoint, options: ServerOptions) -> Self {
+        let (tx, events) = mpsc::unbounded_channel();
+        let server = Server::bind_with(&endpoint, ProbeServer::new(ProbeImpl { events: tx }), options)
+            .expect("bind");
+        let socket = PathBuf::from(server.address());
+        let shutdown = server.shutdown_handle();
+        let task = tokio::spawn(server.run());
+        Self { endpoint, socket, shutdown, events, task, _dir: None }
+    }
+
+    pub async fn client(&self) -> ProbeClient {
+        rpc_transport::connect_with(&self.endpoint, &ClientOptions::default()).await.expect("connect")
+    }
+
+    pub async fn client_with(&self, config: ClientConfig) -> ProbeClient {
+        rpc_transport::connect_with(&self.endpoint, &ClientOptions::default().config(config))
+            .await
+            .expect("connect")
+    }
+
+    /// Waits for the next event matching `want`, skipping others.
+    pub async fn expect_event(&mut self, want: &Event) {
+        within(&format!("event {want:?}"), async {
+            loop {
+                match self.events.recv().await {
+                    Some(event) if &event == want => return,
+                    Some(_) => continue,
+                    None => panic!("event channel closed before {want:?}"),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Asserts the server still serves a fresh client.
+    pub async fn assert_serving(&self) {
+        let client = self.client().await;
+        assert_eq!(within("a call on a fresh client", client.add(40, 2)).await.expect("call"), 42);
+    }
+}
+
+/// A peer that speaks the protocol by hand over the socket.
+pub struct RawPeer {
+    pub reader: FrameReader<tokio::net::unix::OwnedReadHalf>,
+    pub writer: tokio::net::unix::OwnedWriteHalf,
+}
+
+impl RawPeer {
+    pub async fn connect(socket: &PathBuf) -> Self {
+        let stream = UnixStream::connect(socket).await.expect("connect raw");
+        let (read, writer) = stream.into_split();
+        Self { reader: FrameReader::new(read), writer }
+    }
+
+    /// Connects and completes a correct handshake for the Probe service.
+    pub async fn handshake(socket: &PathBuf) -> Self {
+        let mut peer = Self::connect(socket).await;
+        let service = <ProbeClient as Client>::SERVICE;
+        peer.send_header(&Header::Hello {
+            magic: MAGIC,
+            version: PROTOCOL_VERSION,
+            service: service.name.to_owned(),
+            fingerprint: service.fingerprint,
+            max_frame: 1 << 20,
+        })
+        .await;
+        match peer.recv().await {
+            Some((Header::Welcome { .. }, _)) => peer,
+            other => panic!("expected welcome, got {other:?}"),
+        }
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.writer.write_all(bytes).await
+    }
+
+    pub async fn send_frame(&mut self, payload: &[u8]) {
+        let mut bytes = (payload.len() as u32).to_le_bytes().to_vec();
+        bytes.extend_from_slice(payload);
+        self.send_raw(&bytes).await.expect("send");
+    }
+
+    pub async fn send_header(&mut self, header: &Header) {
+        self.send_frame(&postcard::to_stdvec(header).expect("encode")).await;
+    }
+
+    /// The next frame, decoded; `None` when the server closed the connection.
+    pub async fn recv(&mut self) -> Option<(Header, Bytes)> {
+        let frame = within("a frame from the server", self.reader.read_frame()).await.ok()??;
+        let (header, rest) = postcard::take_from_bytes::<Header>(&frame).expect("server header");
+        let body = frame.slice(frame.len() - rest.len()..);
+        Some((header, body))
+    }
+
+    /// Reads until the server closes the connection; returns the headers seen on the way.
+    pub async fn until_closed(&mut self) -> Vec<Header> {
+        let mut seen = Vec::new();
+        while let Some((header, _)) = self.recv().await {
+            seen.push(header);
+        }
+        seen
+    }
+}
+

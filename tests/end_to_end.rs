@@ -1,0 +1,222 @@
+//! End-to-end behaviour over the real Unix socket.
+#![cfg(unix)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{within, Event, MathError, ProbeClient, TestServer};
+use futures_util::future::join_all;
+use rpc_core::{ClientConfig, RpcError};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_return_values_and_typed_errors() {
+    let server = TestServer::start();
+    let client = server.client().await;
+    assert_eq!(client.add(2, 3).await.expect("add"), 5);
+    assert_eq!(client.div(7, 2).await.expect("rpc"), Ok(3));
+    assert_eq!(client.div(1, 0).await.expect("rpc"), Err(MathError::DivisionByZero));
+    assert_eq!(
+        client.mul(i64::MAX, 2).await.expect("rpc"),
+        Err(MathError::Overflow { a: i64::MAX, b: 2 })
+    );
+    let data: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+    assert_eq!(client.echo(data.clone()).await.expect("echo"), data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_concurrent_calls_on_one_connection() {
+    let server = TestServer::start();
+    let client = server.client().await;
+    let calls = (0..1000i64).map(|i| {
+        let client = client.clone();
+        async move { (i, client.add(i, 1000 * i).await) }
+    });
+    let results = within("1000 calls", join_all(calls)).await;
+    assert_eq!(results.len(), 1000);
+    for (i, result) in results {
+        assert_eq!(result.expect("call"), 1001 * i);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_come_back_out_of_order() {
+    let server = TestServer::start();
+    let client = server.client().await;
+    let slow = tokio::spawn({
+        let client = client.clone();
+        async move { client.sleep(1, 500).await }
+    });
+    // The fast call completes while the slow one is still running on the same connection.
+    assert_eq!(client.sleep(2, 0).await.expect("fast"), 2);
+    assert!(!slow.is_finished(), "slow call finished first");
+    assert_eq!(within("slow call", slow).await.expect("join").expect("slow"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_clients_at_once() {
+    let server = TestServer::start();
+    let clients = join_all((0..50).map(|_| server.client())).await;
+    let calls = clients.iter().enumerate().map(|(n, client)| async move {
+        let n = n as i64;
+        for i in 0..20 {
+            assert_eq!(client.add(n, i).await.expect("call"), n + i);
+        }
+    });
+    within("50 clients", join_all(calls)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_way_calls_are_delivered_in_order() {
+    let mut server = TestServer::start();
+    let client = server.client().await;
+    for i in 0..10 {
+        client.record(format!("line {i}")).await.expect("notify");
+    }
+    for i in 0..10 {
+        server.expect_event(&Event::Recorded(format!("line {i}"))).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_deadline_fails_the_call_and_stops_the_handler() {
+    let mut server = TestServer::start();
+    let client = server.client().await.with_timeout(Some(Duration::from_millis(200)));
+    let result = client.sleep(7, 60_000).await;
+    assert!(matches!(result, Err(RpcError::DeadlineExceeded)), "{result:?}");
+    server.expect_event(&Event::SleepDropped(7)).await;
+    // The connection is still good.
+    assert_eq!(client.add(1, 1).await.expect("call"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_call_cancels_the_handler() {
+    let mut server = TestServer::start();
+    let client = server.client().await;
+    let call = tokio::spawn({
+        let client = client.clone();
+        async move { client.sleep(9, 60_000).await }
+    });
+    server.expect_event(&Event::SleepStarted(9)).await;
+    call.abort();
+    server.expect_event(&Event::SleepDropped(9)).await;
+    assert_eq!(client.add(2, 2).await.expect("call"), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_that_disconnects_mid_call() {
+    let mut server = TestServer::start();
+    let client = server.client().await;
+    let call = tokio::spawn({
+        let client = client.clone();
+        async move { client.sleep(10, 60_000).await }
+    });
+    server.expect_event(&Event::SleepStarted(10)).await;
+    drop(client);
+    call.abort();
+    server.expect_event(&Event::SleepDropped(10)).await;
+    server.assert_serving().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_calls_in_flight() {
+    let mut server = TestServer::start();
+    let client = server.client().await;
+    let in_flight = tokio::spawn({
+        let client = client.clone();
+        async move { client.sleep(11, 300).await }
+    });
+    server.expect_event(&Event::SleepStarted(11)).await;
+    server.shutdown.trigger();
+    // The call in flight is answered.
+    assert_eq!(within("call in flight", in_flight).await.expect("join").expect("call"), 11);
+    // The server stops and its socket disappears.
+    within("server to stop", &mut server.task).await.expect("join").expect("run");
+    assert!(!server.socket.exists(), "socket left behind");
+    // New calls fail, and so do new connections.
+    let after = client.add(1, 2).await;
+    assert!(
+        matches!(after, Err(RpcError::ShuttingDown | RpcError::ConnectionClosed)),
+        "{after:?}"
+    );
+    let refused = rpc_transport::connect_with::<ProbeClient>(&server.endpoint, &Default::default()).await;
+    assert!(matches!(refused, Err(RpcError::Connect(rpc_core::ConnectError::NotFound { .. }))), "{refused:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_timeout_bounds_calls_that_never_end() {
+    let mut server = TestServer::start_with(
+        rpc_transport::ServerOptions::default().shutdown_timeout(Duration::from_millis(200)),
+    );
+    let client = server.client().await.with_timeout(None);
+    let stuck = tokio::spawn({
+        let client = client.clone();
+        async move { client.sleep(12, 3_600_000).await }
+    });
+    server.expect_event(&Event::SleepStarted(12)).await;
+    server.shutdown.trigger();
+    within("server to stop", &mut server.task).await.expect("join").expect("run");
+    server.expect_event(&Event::SleepDropped(12)).await;
+    let result = within("stuck call to fail", stuck).await.expect("join");
+    assert!(matches!(result, Err(RpcError::ConnectionClosed)), "{result:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_in_flight_per_connection_are_limited_not_dropped() {
+    let mut server = TestServer::start_with(
+        rpc_transport::ServerOptions::default()
+            .config(rpc_core::ServerConfig::default().max_in_flight(2)),
+    );
+    let client = server.client().await;
+    let calls: Vec<_> = (0..6u32)
+        .map(|tag| {
+            let client = client.clone();
+            tokio::spawn(async move { client.sleep(100 + tag, 100).await })
+        })
+        .collect();
+    let mut running = 0usize;
+    let mut max_running = 0usize;
+    let mut finished = 0;
+    while finished < 6 {
+        match within("sleep events", server.events.recv()).await.expect("event") {
+            Event::SleepStarted(_) => running += 1,
+            Event::SleepFinished(_) => {
+                running -= 1;
+                finished += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        max_running = max_running.max(running);
+    }
+    assert_eq!(max_running, 2, "limit not applied");
+    for call in calls {
+        call.await.expect("join").expect("every call answered");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_sees_the_peer() {
+    let server = TestServer::start();
+    let client = server.client().await;
+    let (pid, uid) = client.whoami().await.expect("call");
+    assert_eq!(pid, Some(std::process::id()));
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(uid, Some(unsafe { libc::geteuid() }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_fails_fast_when_the_server_goes_away() {
+    let mut server = TestServer::start_with(
+        rpc_transport::ServerOptions::default().shutdown_timeout(Duration::ZERO),
+    );
+    let client = server.client_with(ClientConfig::default().default_timeout(None)).await;
+    let call = tokio::spawn({
+        let client = client.clone();
+        async move { client.sleep(13, 3_600_000).await }
+    });
+    server.expect_event(&Event::SleepStarted(13)).await;
+    server.shutdown.trigger();
+    let result = within("call to fail", call).await.expect("join");
+    assert!(matches!(result, Err(RpcError::ConnectionClosed)), "{result:?}");
+    assert!(client.is_closed());
+}

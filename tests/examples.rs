@@ -1,0 +1,74 @@
+//! The examples are real programs: run them as a user would.
+#![cfg(unix)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// The example binaries cargo builds next to the test binaries.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    let path = profile_dir.join("examples").join(name);
+    assert!(path.exists(), "{} not built (cargo test builds examples)", path.display());
+    path
+}
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(example("calculator")).args(args).output().expect("run example");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn calculator_demo_runs_server_and_client() {
+    let (ok, stdout, stderr) = run(&[]);
+    assert!(ok, "demo failed:\n{stdout}\n{stderr}");
+    for expected in [
+        "add(2, 3)           = 5",
+        "divide(7.0, 2.0)    = Ok(3.5)",
+        "divide(1.0, 0.0)    = Err(DivisionByZero)",
+        "server has logged [\"hello from the client\"]",
+        "total = 999000 (expected 999000)",
+        "server exited: exit status: 0",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+    }
+}
+
+#[test]
+fn calculator_serve_and_call_by_hand() {
+    let name = format!("calc-example-test-{}", std::process::id());
+    let mut server = Command::new(example("calculator"))
+        .args(["serve", "--name", &name])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start server");
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut line).expect("read");
+    assert_eq!(line.trim(), "ready");
+
+    let (ok, stdout, stderr) = run(&["call", "--name", &name, "add", "2", "3"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), "5");
+    let (ok, stdout, _) = run(&["call", "--name", &name, "divide", "1", "0"]);
+    assert!(ok);
+    assert_eq!(stdout.trim(), "error: division by zero");
+    let (ok, stdout, _) = run(&["call", "--name", &name, "log", "hi", "there"]);
+    assert!(ok);
+    assert_eq!(stdout.trim(), "logged; server has 1 lines");
+
+    // Ctrl-C shuts the server down gracefully.
+    let pid = i32::try_from(server.id()).expect("pid");
+    // SAFETY: sending a signal to our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let status = server.wait().expect("wait");
+    assert!(status.success(), "{status}");
+    let (ok, _, stderr) = run(&["call", "--name", &name, "add", "2", "3"]);
+    assert!(!ok);
+    assert!(stderr.contains("no server is listening"), "{stderr}");
+}

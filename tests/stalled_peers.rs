@@ -1,0 +1,94 @@
+//! 200 peers that claim a maximum-size frame and stall cost little memory and are dropped.
+//!
+//! This file is its own test binary with a single test, because it counts every allocation of
+//! the process.
+#![cfg(unix)]
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{within, RawPeer, TestServer};
+use rpc_core::protocol::DEFAULT_MAX_FRAME;
+use rpc_core::ServerConfig;
+use rpc_transport::ServerOptions;
+
+/// Counts the bytes allocated now and the peak since the last reset.
+struct Counting;
+
+static CURRENT: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator and only adds counting.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: same contract as the caller's.
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: same contract as the caller's.
+        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            if new_size >= layout.size() {
+                let now = CURRENT.fetch_add(new_size - layout.size(), Ordering::Relaxed)
+                    + (new_size - layout.size());
+                PEAK.fetch_max(now, Ordering::Relaxed);
+            } else {
+                CURRENT.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
+            }
+        }
+        new
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const PEERS: usize = 200;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_peers_claiming_the_maximum_cost_little_and_are_dropped() {
+    let server = TestServer::start_with(
+        ServerOptions::default()
+            .config(ServerConfig::default().handshake_timeout(Duration::from_millis(1500))),
+    );
+    server.assert_serving().await;
+    let before = CURRENT.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+
+    let mut peers = Vec::with_capacity(PEERS);
+    for _ in 0..PEERS {
+        let mut peer = RawPeer::connect(&server.socket).await;
+        // The prefix of a maximum-size frame, a few bytes of it, then nothing more.
+        peer.send_raw(&DEFAULT_MAX_FRAME.to_le_bytes()).await.expect("send prefix");
+        peer.send_raw(&[0; 16]).await.expect("send");
+        peers.push(peer);
+    }
+    // A good client is served while they stall.
+    server.assert_serving().await;
+
+    // Every stalled peer is dropped once its handshake time is up.
+    for peer in &mut peers {
+        within("the server to drop a stalled peer", peer.until_closed()).await;
+    }
+    let peak = PEAK.load(Ordering::Relaxed) - before;
+    let claimed = PEERS * DEFAULT_MAX_FRAME as usize;
+    println!("peak extra heap with {PEERS} stalled peers: {peak} bytes (they claimed {claimed})");
+    // Had each claimed frame been reserved, this would be 3.2 GB; allow 64 KiB per peer.
+    assert!(peak < PEERS * 64 * 1024, "peak {peak} bytes for {PEERS} stalled peers");
+    server.assert_serving().await;
+}

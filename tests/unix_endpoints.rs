@@ -1,0 +1,145 @@
+//! Unix endpoints: private directories, socket modes, one live server per name, stale sockets.
+#![cfg(unix)]
+
+mod common;
+
+use std::os::unix::fs::{symlink, PermissionsExt};
+
+use common::{private_dir, TestServer};
+use rpc_core::{ConnectError, RpcError};
+use rpc_transport::{BindError, ClientOptions, Endpoint, Server, ServerOptions};
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::symlink_metadata(path).expect("metadata").permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn socket_and_directory_are_private() {
+    let dir = private_dir();
+    let endpoints = dir.path().join("endpoints");
+    let endpoint = Endpoint::new("perm").expect("name").in_dir(&endpoints);
+    let server = TestServer::start_at(endpoint, ServerOptions::default());
+    assert_eq!(mode(&endpoints), 0o700, "directory created 0700");
+    assert_eq!(mode(&server.socket), 0o600, "socket 0600");
+    assert_eq!(mode(&endpoints.join("perm.lock")), 0o600, "lock file 0600");
+    server.assert_serving().await;
+}
+
+#[tokio::test]
+async fn directory_open_to_others_is_refused() {
+    let dir = private_dir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let endpoint = Endpoint::new("open").expect("name").in_dir(dir.path());
+    let result = Server::bind_with(&endpoint, common::ProbeServer::new(probe()), ServerOptions::default());
+    assert!(
+        matches!(result, Err(BindError::Endpoint(ConnectError::InsecureDirectory { .. }))),
+        "{result:?}"
+    );
+    let client = rpc_transport::connect_with::<common::ProbeClient>(&endpoint, &ClientOptions::default()).await;
+    assert!(matches!(client, Err(RpcError::Connect(ConnectError::InsecureDirectory { .. }))), "{client:?}");
+}
+
+#[tokio::test]
+async fn symlinked_directory_is_refused() {
+    let dir = private_dir();
+    let real = dir.path().join("real");
+    std::fs::create_dir(&real).expect("mkdir");
+    let link = dir.path().join("link");
+    symlink(&real, &link).expect("symlink");
+    let endpoint = Endpoint::new("x").expect("name").in_dir(&link);
+    let result = Server::bind_with(&endpoint, common::ProbeServer::new(probe()), ServerOptions::default());
+    assert!(
+        matches!(result, Err(BindError::Endpoint(ConnectError::InsecureDirectory { .. }))),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn second_server_on_a_live_name_is_refused() {
+    let server = TestServer::start();
+    let second = Server::bind_with(&server.endpoint, common::ProbeServer::new(probe()), ServerOptions::default());
+    assert!(matches!(second, Err(BindError::AddrInUse { .. })), "{second:?}");
+    // The first server was not displaced.
+    server.assert_serving().await;
+}
+
+#[tokio::test]
+async fn stale_socket_is_reclaimed() {
+    let dir = private_dir();
+    let endpoint = Endpoint::new("stale").expect("name").in_dir(dir.path());
+    // A socket left behind by a server that died without cleaning up: bound, then abandoned.
+    let path = dir.path().join("stale.sock");
+    let abandoned = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+    drop(abandoned);
+    assert!(path.exists());
+    let refused = rpc_transport::connect_with::<common::ProbeClient>(&endpoint, &ClientOptions::default()).await;
+    assert!(matches!(refused, Err(RpcError::Connect(ConnectError::NotFound { .. }))), "{refused:?}");
+    let server = TestServer::start_at(endpoint, ServerOptions::default());
+    server.assert_serving().await;
+}
+
+#[tokio::test]
+async fn name_is_free_again_after_the_server_stops() {
+    let dir = private_dir();
+    let endpoint = Endpoint::new("again").expect("name").in_dir(dir.path());
+    let first = TestServer::start_at(endpoint.clone(), ServerOptions::default());
+    first.shutdown.trigger();
+    first.task.await.expect("join").expect("run");
+    let second = TestServer::start_at(endpoint, ServerOptions::default());
+    second.assert_serving().await;
+}
+
+#[tokio::test]
+async fn symlink_at_the_socket_path_is_refused() {
+    let dir = private_dir();
+    let target = dir.path().join("elsewhere.sock");
+    symlink(&target, dir.path().join("sym.sock")).expect("symlink");
+    let endpoint = Endpoint::new("sym").expect("name").in_dir(dir.path());
+    let result = Server::bind_with(&endpoint, common::ProbeServer::new(probe()), ServerOptions::default());
+    assert!(matches!(result, Err(BindError::SymlinkAtPath { .. })), "{result:?}");
+    assert!(!target.exists(), "the link was followed");
+    let client = rpc_transport::connect_with::<common::ProbeClient>(&endpoint, &ClientOptions::default()).await;
+    assert!(matches!(client, Err(RpcError::Connect(ConnectError::InsecureDirectory { .. }))), "{client:?}");
+}
+
+#[tokio::test]
+async fn regular_file_at_the_socket_path_is_not_removed() {
+    let dir = private_dir();
+    let path = dir.path().join("file.sock");
+    std::fs::write(&path, b"keep me").expect("write");
+    let endpoint = Endpoint::new("file").expect("name").in_dir(dir.path());
+    let result = Server::bind_with(&endpoint, common::ProbeServer::new(probe()), ServerOptions::default());
+    assert!(matches!(result, Err(BindError::NotASocket { .. })), "{result:?}");
+    assert_eq!(std::fs::read(&path).expect("read"), b"keep me");
+}
+
+#[tokio::test]
+async fn missing_server_is_not_found() {
+    let dir = private_dir();
+    let endpoint = Endpoint::new("nobody").expect("name").in_dir(dir.path());
+    let result = rpc_transport::connect_with::<common::ProbeClient>(&endpoint, &ClientOptions::default()).await;
+    assert!(matches!(result, Err(RpcError::Connect(ConnectError::NotFound { .. }))), "{result:?}");
+}
+
+#[tokio::test]
+async fn default_directory_is_private_and_per_user() {
+    // Uses the real default place: $XDG_RUNTIME_DIR/rpc or <tmp>/rpc-<uid>.
+    let name = format!("default-dir-test-{}", std::process::id());
+    let server = Server::bind(&name, common::ProbeServer::new(probe())).expect("bind");
+    let socket = std::path::PathBuf::from(server.address());
+    let dir = socket.parent().expect("parent");
+    assert_eq!(mode(dir), 0o700);
+    assert_eq!(mode(&socket), 0o600);
+    let shutdown = server.shutdown_handle();
+    let task = tokio::spawn(server.run());
+    let client: common::ProbeClient = rpc_transport::connect(&name).await.expect("connect");
+    assert_eq!(client.add(1, 2).await.expect("call"), 3);
+    shutdown.trigger();
+    task.await.expect("join").expect("run");
+    assert!(!socket.exists());
+    let _ = std::fs::remove_file(dir.join(format!("{name}.lock")));
+}
+
+fn probe() -> common::ProbeImpl {
+    common::ProbeImpl::new()
+}
