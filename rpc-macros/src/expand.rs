@@ -64,17 +64,20 @@ fn trait_def(service: &Service) -> TokenStream {
             quote!(#ident: #ty)
         });
         let output = method.return_type();
+        let semi_token = method.semi_token.unwrap_or_default();
         quote! {
             #(#attrs)*
             #fn_token #name(#receiver, #(#args),*)
-                -> impl ::core::future::Future<Output = #output> + ::core::marker::Send;
+                -> impl ::core::future::Future<Output = #output> + ::core::marker::Send
+            #semi_token
         }
     });
+    let mut body = TokenStream::new();
+    service.brace_token.surround(&mut body, |body| body.extend(methods));
     quote! {
         #(#attrs)*
-        #vis #trait_token #ident: #(#supertraits +)* ::core::marker::Send + ::core::marker::Sync + 'static {
-            #(#methods)*
-        }
+        #vis #trait_token #ident: #(#supertraits +)* ::core::marker::Send + ::core::marker::Sync + 'static
+        #body
     }
 }
 

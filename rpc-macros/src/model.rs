@@ -12,7 +12,7 @@ use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::{
     Attribute, Block, FnArg, GenericArgument, Generics, Ident, ItemTrait, LitStr, Pat,
-    PathArguments, ReturnType, Signature, Token, TraitItem, Type, TypeParamBound, Visibility,
+    PathArguments, ReturnType, Signature, Token, TraitItem, TraitItemFn, Type, TypeParamBound, Visibility,
 };
 
 use crate::ctxt::Errors;
@@ -74,6 +74,8 @@ pub(crate) struct Service {
     pub(crate) ident: Ident,
     pub(crate) generics: Generics,
     pub(crate) supertraits: Punctuated<TypeParamBound, Token![+]>,
+    /// The trait's braces, reused so that lints on the trait point at the user's trait.
+    pub(crate) brace_token: syn::token::Brace,
     /// The name sent in the handshake: the trait's name unless renamed.
     pub(crate) name: String,
     /// The `name = "..."` literal, if the service was renamed (for error spans).
@@ -105,7 +107,7 @@ impl Service {
         let mut unsupported = Vec::new();
         for trait_item in item.items {
             match trait_item {
-                TraitItem::Fn(f) => methods.push(Method::from_item(errors, f.attrs, f.sig, f.default)),
+                TraitItem::Fn(f) => methods.push(Method::from_item(errors, f)),
                 other => unsupported.push(other),
             }
         }
@@ -128,6 +130,7 @@ impl Service {
             ident: item.ident,
             generics: item.generics,
             supertraits: item.supertraits,
+            brace_token: item.brace_token,
             methods,
             unsupported,
         }
@@ -151,6 +154,8 @@ pub(crate) struct Method {
     pub(crate) sig: Signature,
     /// A default body, if one was written (rejected by the checks).
     pub(crate) default: Option<Block>,
+    /// The closing `;` as written, if there was no body.
+    pub(crate) semi_token: Option<Token![;]>,
     /// The name in descriptors and the fingerprint (`r#` removed).
     pub(crate) name: String,
     pub(crate) kind: Kind,
@@ -160,12 +165,8 @@ pub(crate) struct Method {
 }
 
 impl Method {
-    fn from_item(
-        errors: &mut Errors,
-        attrs: Vec<Attribute>,
-        sig: Signature,
-        default: Option<Block>,
-    ) -> Self {
+    fn from_item(errors: &mut Errors, item: TraitItemFn) -> Self {
+        let TraitItemFn { attrs, sig, default, semi_token } = item;
         let mut kind = Kind::Call;
         let mut kept = Vec::with_capacity(attrs.len());
         for attr in attrs {
@@ -219,6 +220,7 @@ impl Method {
             args,
             output: Output::of(&sig.output),
             default,
+            semi_token,
             sig,
         }
     }

@@ -3,7 +3,6 @@
 #![allow(dead_code, missing_docs, unreachable_pub)]
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -152,7 +151,12 @@ pub struct TestServer {
 }
 
 pub fn private_dir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("rpc-test-").tempdir().expect("tempdir")
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .prefix("rpc-test-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .expect("tempdir")
 }
 
 impl TestServer {
