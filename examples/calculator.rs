@@ -176,9 +176,15 @@ async fn demo() -> Result<(), Error> {
 
     println!("add(2, 3)           = {}", calc.add(2, 3).await?);
     println!("divide(7.0, 2.0)    = {:?}", calc.divide(7.0, 2.0).await?);
-    println!("divide(1.0, 0.0)    = {:?}   (typed error)", calc.divide(1.0, 0.0).await?);
+    println!(
+        "divide(1.0, 0.0)    = {:?}   (typed error)",
+        calc.divide(1.0, 0.0).await?
+    );
     calc.log("hello from the client".to_owned()).await?;
-    println!("log(\"hello ...\")     sent one-way; server has logged {:?}", calc.logged().await?);
+    println!(
+        "log(\"hello ...\")     sent one-way; server has logged {:?}",
+        calc.logged().await?
+    );
 
     let started = Instant::now();
     let calls = (0..1000i64).map(|i| {

@@ -15,7 +15,10 @@ async fn calls_return_values_and_typed_errors() {
     let client = server.client().await;
     assert_eq!(client.add(2, 3).await.expect("add"), 5);
     assert_eq!(client.div(7, 2).await.expect("rpc"), Ok(3));
-    assert_eq!(client.div(1, 0).await.expect("rpc"), Err(MathError::DivisionByZero));
+    assert_eq!(
+        client.div(1, 0).await.expect("rpc"),
+        Err(MathError::DivisionByZero)
+    );
     assert_eq!(
         client.mul(i64::MAX, 2).await.expect("rpc"),
         Err(MathError::Overflow { a: i64::MAX, b: 2 })
@@ -50,7 +53,13 @@ async fn replies_come_back_out_of_order() {
     // The fast call completes while the slow one is still running on the same connection.
     assert_eq!(client.sleep(2, 0).await.expect("fast"), 2);
     assert!(!slow.is_finished(), "slow call finished first");
-    assert_eq!(within("slow call", slow).await.expect("join").expect("slow"), 1);
+    assert_eq!(
+        within("slow call", slow)
+            .await
+            .expect("join")
+            .expect("slow"),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,16 +83,24 @@ async fn one_way_calls_are_delivered_in_order() {
         client.record(format!("line {i}")).await.expect("notify");
     }
     for i in 0..10 {
-        server.expect_event(&Event::Recorded(format!("line {i}"))).await;
+        server
+            .expect_event(&Event::Recorded(format!("line {i}")))
+            .await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_deadline_fails_the_call_and_stops_the_handler() {
     let mut server = TestServer::start();
-    let client = server.client().await.with_timeout(Some(Duration::from_millis(200)));
+    let client = server
+        .client()
+        .await
+        .with_timeout(Some(Duration::from_millis(200)));
     let result = client.sleep(7, 60_000).await;
-    assert!(matches!(result, Err(RpcError::DeadlineExceeded)), "{result:?}");
+    assert!(
+        matches!(result, Err(RpcError::DeadlineExceeded)),
+        "{result:?}"
+    );
     server.expect_event(&Event::SleepDropped(7)).await;
     // The connection is still good.
     assert_eq!(client.add(1, 1).await.expect("call"), 2);
@@ -129,18 +146,37 @@ async fn graceful_shutdown_finishes_calls_in_flight() {
     server.expect_event(&Event::SleepStarted(11)).await;
     server.shutdown.trigger();
     // The call in flight is answered.
-    assert_eq!(within("call in flight", in_flight).await.expect("join").expect("call"), 11);
+    assert_eq!(
+        within("call in flight", in_flight)
+            .await
+            .expect("join")
+            .expect("call"),
+        11
+    );
     // The server stops and its socket disappears.
-    within("server to stop", &mut server.task).await.expect("join").expect("run");
+    within("server to stop", &mut server.task)
+        .await
+        .expect("join")
+        .expect("run");
     assert!(!server.socket.exists(), "socket left behind");
     // New calls fail, and so do new connections.
     let after = client.add(1, 2).await;
     assert!(
-        matches!(after, Err(RpcError::ShuttingDown | RpcError::ConnectionClosed)),
+        matches!(
+            after,
+            Err(RpcError::ShuttingDown | RpcError::ConnectionClosed)
+        ),
         "{after:?}"
     );
-    let refused = rpc_transport::connect_with::<ProbeClient>(&server.endpoint, &Default::default()).await;
-    assert!(matches!(refused, Err(RpcError::Connect(rpc_core::ConnectError::NotFound { .. }))), "{refused:?}");
+    let refused =
+        rpc_transport::connect_with::<ProbeClient>(&server.endpoint, &Default::default()).await;
+    assert!(
+        matches!(
+            refused,
+            Err(RpcError::Connect(rpc_core::ConnectError::NotFound { .. }))
+        ),
+        "{refused:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,10 +191,16 @@ async fn shutdown_timeout_bounds_calls_that_never_end() {
     });
     server.expect_event(&Event::SleepStarted(12)).await;
     server.shutdown.trigger();
-    within("server to stop", &mut server.task).await.expect("join").expect("run");
+    within("server to stop", &mut server.task)
+        .await
+        .expect("join")
+        .expect("run");
     server.expect_event(&Event::SleepDropped(12)).await;
     let result = within("stuck call to fail", stuck).await.expect("join");
-    assert!(matches!(result, Err(RpcError::ConnectionClosed)), "{result:?}");
+    assert!(
+        matches!(result, Err(RpcError::ConnectionClosed)),
+        "{result:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,7 +220,10 @@ async fn calls_in_flight_per_connection_are_limited_not_dropped() {
     let mut max_running = 0usize;
     let mut finished = 0;
     while finished < 6 {
-        match within("sleep events", server.events.recv()).await.expect("event") {
+        match within("sleep events", server.events.recv())
+            .await
+            .expect("event")
+        {
             Event::SleepStarted(_) => running += 1,
             Event::SleepFinished(_) => {
                 running -= 1;
@@ -209,7 +254,9 @@ async fn client_fails_fast_when_the_server_goes_away() {
     let mut server = TestServer::start_with(
         rpc_transport::ServerOptions::default().shutdown_timeout(Duration::ZERO),
     );
-    let client = server.client_with(ClientConfig::default().default_timeout(None)).await;
+    let client = server
+        .client_with(ClientConfig::default().default_timeout(None))
+        .await;
     let call = tokio::spawn({
         let client = client.clone();
         async move { client.sleep(13, 3_600_000).await }
@@ -217,6 +264,9 @@ async fn client_fails_fast_when_the_server_goes_away() {
     server.expect_event(&Event::SleepStarted(13)).await;
     server.shutdown.trigger();
     let result = within("call to fail", call).await.expect("join");
-    assert!(matches!(result, Err(RpcError::ConnectionClosed)), "{result:?}");
+    assert!(
+        matches!(result, Err(RpcError::ConnectionClosed)),
+        "{result:?}"
+    );
     assert!(rpc_core::Client::handle(&client).is_closed());
 }

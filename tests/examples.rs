@@ -8,14 +8,24 @@ use std::process::{Command, Stdio};
 /// The example binaries cargo builds next to the test binaries.
 fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
     let path = profile_dir.join("examples").join(name);
-    assert!(path.exists(), "{} not built (cargo test builds examples)", path.display());
+    assert!(
+        path.exists(),
+        "{} not built (cargo test builds examples)",
+        path.display()
+    );
     path
 }
 
 fn run(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(example("calculator")).args(args).output().expect("run example");
+    let output = Command::new(example("calculator"))
+        .args(args)
+        .output()
+        .expect("run example");
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -35,7 +45,10 @@ fn calculator_demo_runs_server_and_client() {
         "total = 999000 (expected 999000)",
         "server exited: exit status: 0",
     ] {
-        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
     }
 }
 
@@ -49,7 +62,9 @@ fn calculator_serve_and_call_by_hand() {
         .spawn()
         .expect("start server");
     let mut line = String::new();
-    BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut line).expect("read");
+    BufReader::new(server.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
     assert_eq!(line.trim(), "ready");
 
     let (ok, stdout, stderr) = run(&["call", "--name", &name, "add", "2", "3"]);

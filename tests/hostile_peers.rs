@@ -10,8 +10,8 @@ use rpc_core::protocol::{
     GoodbyeReason, Header, Rejection, ReplyStatus, WireDecodeError, WireError, MAGIC,
 };
 use rpc_core::{Client, RpcError, ServerConfig};
-use tokio::io::AsyncWriteExt;
 use rpc_transport::{ClientOptions, ServerOptions};
+use tokio::io::AsyncWriteExt;
 
 /// The same service name with another interface.
 #[rpc_core::service(name = "Probe")]
@@ -40,9 +40,14 @@ fn method_id(name: &str) -> u32 {
 async fn different_interface_is_rejected_at_connect() {
     let server = TestServer::start();
     let result =
-        rpc_transport::connect_with::<ProbeV2Client>(&server.endpoint, &ClientOptions::default()).await;
+        rpc_transport::connect_with::<ProbeV2Client>(&server.endpoint, &ClientOptions::default())
+            .await;
     match result {
-        Err(RpcError::Rejected(Rejection::FingerprintMismatch { service, client, server: ours })) => {
+        Err(RpcError::Rejected(Rejection::FingerprintMismatch {
+            service,
+            client,
+            server: ours,
+        })) => {
             assert_eq!(service, "Probe");
             assert_ne!(client, ours);
         }
@@ -55,7 +60,8 @@ async fn different_interface_is_rejected_at_connect() {
 async fn unknown_service_is_rejected_at_connect() {
     let server = TestServer::start();
     let result =
-        rpc_transport::connect_with::<ElsewhereClient>(&server.endpoint, &ClientOptions::default()).await;
+        rpc_transport::connect_with::<ElsewhereClient>(&server.endpoint, &ClientOptions::default())
+            .await;
     match result {
         Err(RpcError::Rejected(Rejection::UnknownService { requested, served })) => {
             assert_eq!(requested, "Elsewhere");
@@ -81,7 +87,10 @@ async fn other_protocol_versions_are_rejected() {
     let seen = peer.until_closed().await;
     assert_eq!(
         seen,
-        vec![Header::Reject(Rejection::UnsupportedVersion { client: 99, server: 1 })]
+        vec![Header::Reject(Rejection::UnsupportedVersion {
+            client: 99,
+            server: 1
+        })]
     );
 }
 
@@ -113,7 +122,9 @@ async fn frame_over_the_maximum_closes_only_that_connection() {
     peer.send_raw(&(max + 1).to_le_bytes()).await.expect("send");
     assert_eq!(
         peer.until_closed().await,
-        vec![Header::Goodbye { reason: GoodbyeReason::FrameTooLarge { len: max + 1, max } }]
+        vec![Header::Goodbye {
+            reason: GoodbyeReason::FrameTooLarge { len: max + 1, max }
+        }]
     );
     assert_eq!(bystander.add(1, 2).await.expect("bystander served"), 3);
     server.assert_serving().await;
@@ -126,8 +137,14 @@ async fn client_refuses_to_send_a_request_over_the_servers_maximum() {
     );
     let client = server.client().await;
     let result = client.echo(vec![0; 2048]).await;
-    assert!(matches!(result, Err(RpcError::RequestTooLarge { max: 1024, .. })), "{result:?}");
-    assert_eq!(client.echo(vec![1; 100]).await.expect("small echo"), vec![1; 100]);
+    assert!(
+        matches!(result, Err(RpcError::RequestTooLarge { max: 1024, .. })),
+        "{result:?}"
+    );
+    assert_eq!(
+        client.echo(vec![1; 100]).await.expect("small echo"),
+        vec![1; 100]
+    );
 }
 
 /// A small deterministic generator, so failures reproduce.
@@ -162,7 +179,9 @@ async fn random_garbage_closes_the_connection() {
     peer.send_frame(&[0xff; 32]).await;
     assert_eq!(
         peer.until_closed().await,
-        vec![Header::Goodbye { reason: GoodbyeReason::ProtocolViolation }]
+        vec![Header::Goodbye {
+            reason: GoodbyeReason::ProtocolViolation
+        }]
     );
     assert_eq!(bystander.add(20, 22).await.expect("bystander served"), 42);
     server.assert_serving().await;
@@ -184,8 +203,12 @@ async fn truncated_frame_closes_the_connection() {
 async fn arguments_nested_100_000_deep_are_an_error_and_the_server_lives() {
     let server = TestServer::start();
     let mut peer = RawPeer::handshake(&server.socket).await;
-    let mut call = postcard::to_stdvec(&Header::Call { id: 1, method: method_id("depth"), deadline_us: None })
-        .expect("encode");
+    let mut call = postcard::to_stdvec(&Header::Call {
+        id: 1,
+        method: method_id("depth"),
+        deadline_us: None,
+    })
+    .expect("encode");
     call.extend(std::iter::repeat_n(1u8, 100_000)); // Nested::Node, 100,000 times
     call.push(0); // Nested::Leaf
     peer.send_frame(&call).await;
@@ -197,12 +220,22 @@ async fn arguments_nested_100_000_deep_are_an_error_and_the_server_lives() {
         other => panic!("expected a failed reply, got {other:?}"),
     }
     // A value within the limit still works, on the same connection and on others.
-    let mut ok = postcard::to_stdvec(&Header::Call { id: 2, method: method_id("depth"), deadline_us: None })
-        .expect("encode");
+    let mut ok = postcard::to_stdvec(&Header::Call {
+        id: 2,
+        method: method_id("depth"),
+        deadline_us: None,
+    })
+    .expect("encode");
     ok.extend([1, 1, 1, 0]);
     peer.send_frame(&ok).await;
     match peer.recv().await {
-        Some((Header::Reply { id: 2, status: ReplyStatus::Ok }, body)) => {
+        Some((
+            Header::Reply {
+                id: 2,
+                status: ReplyStatus::Ok,
+            },
+            body,
+        )) => {
             assert_eq!(postcard::from_bytes::<u32>(&body).expect("u32"), 3);
         }
         other => panic!("expected a reply, got {other:?}"),
@@ -236,14 +269,26 @@ async fn server_stops_the_handler_at_the_deadline_it_received() {
 async fn unknown_method_and_bad_arguments_fail_only_the_call() {
     let server = TestServer::start();
     let mut peer = RawPeer::handshake(&server.socket).await;
-    let call = postcard::to_stdvec(&Header::Call { id: 1, method: 999, deadline_us: None }).expect("encode");
+    let call = postcard::to_stdvec(&Header::Call {
+        id: 1,
+        method: 999,
+        deadline_us: None,
+    })
+    .expect("encode");
     peer.send_frame(&call).await;
     assert_eq!(
         peer.recv().await.map(|(h, _)| h),
-        Some(Header::Reply { id: 1, status: ReplyStatus::Failed(WireError::UnknownMethod(999)) })
+        Some(Header::Reply {
+            id: 1,
+            status: ReplyStatus::Failed(WireError::UnknownMethod(999))
+        })
     );
-    let mut call = postcard::to_stdvec(&Header::Call { id: 2, method: method_id("add"), deadline_us: None })
-        .expect("encode");
+    let mut call = postcard::to_stdvec(&Header::Call {
+        id: 2,
+        method: method_id("add"),
+        deadline_us: None,
+    })
+    .expect("encode");
     call.extend([2, 4, 6]); // one byte too many
     peer.send_frame(&call).await;
     assert_eq!(
@@ -258,7 +303,8 @@ async fn unknown_method_and_bad_arguments_fail_only_the_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_peer_is_dropped_after_the_handshake_timeout() {
     let server = TestServer::start_with(
-        ServerOptions::default().config(ServerConfig::default().handshake_timeout(Duration::from_millis(200))),
+        ServerOptions::default()
+            .config(ServerConfig::default().handshake_timeout(Duration::from_millis(200))),
     );
     let mut peer = RawPeer::connect(&server.socket).await;
     within("server to drop the silent peer", peer.until_closed()).await;

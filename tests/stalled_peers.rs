@@ -74,7 +74,9 @@ async fn stalled_peers_claiming_the_maximum_cost_little_and_are_dropped() {
     for _ in 0..PEERS {
         let mut peer = RawPeer::connect(&server.socket).await;
         // The prefix of a maximum-size frame, a few bytes of it, then nothing more.
-        peer.send_raw(&DEFAULT_MAX_FRAME.to_le_bytes()).await.expect("send prefix");
+        peer.send_raw(&DEFAULT_MAX_FRAME.to_le_bytes())
+            .await
+            .expect("send prefix");
         peer.send_raw(&[0; 16]).await.expect("send");
         peers.push(peer);
     }
@@ -89,6 +91,9 @@ async fn stalled_peers_claiming_the_maximum_cost_little_and_are_dropped() {
     let claimed = PEERS * DEFAULT_MAX_FRAME as usize;
     println!("peak extra heap with {PEERS} stalled peers: {peak} bytes (they claimed {claimed})");
     // Had each claimed frame been reserved, this would be 3.2 GB; allow 64 KiB per peer.
-    assert!(peak < PEERS * 64 * 1024, "peak {peak} bytes for {PEERS} stalled peers");
+    assert!(
+        peak < PEERS * 64 * 1024,
+        "peak {peak} bytes for {PEERS} stalled peers"
+    );
     server.assert_serving().await;
 }

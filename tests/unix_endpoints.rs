@@ -10,7 +10,11 @@ use rpc_core::{ConnectError, RpcError};
 use rpc_transport::{BindError, ClientOptions, Endpoint, Server, ServerOptions};
 
 fn mode(path: &std::path::Path) -> u32 {
-    std::fs::symlink_metadata(path).expect("metadata").permissions().mode() & 0o777
+    std::fs::symlink_metadata(path)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o777
 }
 
 #[tokio::test]
@@ -30,13 +34,28 @@ async fn directory_open_to_others_is_refused() {
     let dir = private_dir();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let endpoint = Endpoint::new("open").expect("name").in_dir(dir.path());
-    let result = Server::bind_with(&endpoint, common::ProbeServer::new(probe()), ServerOptions::default());
+    let result = Server::bind_with(
+        &endpoint,
+        common::ProbeServer::new(probe()),
+        ServerOptions::default(),
+    );
     assert!(
-        matches!(result, Err(BindError::Endpoint(ConnectError::InsecureDirectory { .. }))),
+        matches!(
+            result,
+            Err(BindError::Endpoint(ConnectError::InsecureDirectory { .. }))
+        ),
         "{result:?}"
     );
-    let client = rpc_transport::connect_with::<common::ProbeClient>(&endpoint, &ClientOptions::default()).await;
-    assert!(matches!(client, Err(RpcError::Connect(ConnectError::InsecureDirectory { .. }))), "{client:?}");
+    let client =
+        rpc_transport::connect_with::<common::ProbeClient>(&endpoint, &ClientOptions::default())
+            .await;
+    assert!(
+        matches!(
+            client,
+            Err(RpcError::Connect(ConnectError::InsecureDirectory { .. }))
+        ),
+        "{client:?}"
+    );
 }
 
 #[tokio::test]
@@ -47,9 +66,16 @@ async fn symlinked_directory_is_refused() {
     let link = dir.path().join("link");
     symlink(&real, &link).expect("symlink");
     let endpoint = Endpoint::new("x").expect("name").in_dir(&link);
-    let result = Server::bind_with(&endpoint, common::ProbeServer::new(probe()), ServerOptions::default());
+    let result = Server::bind_with(
+        &endpoint,
+        common::ProbeServer::new(probe()),
+        ServerOptions::default(),
+    );
     assert!(
-        matches!(result, Err(BindError::Endpoint(ConnectError::InsecureDirectory { .. }))),
+        matches!(
+            result,
+            Err(BindError::Endpoint(ConnectError::InsecureDirectory { .. }))
+        ),
         "{result:?}"
     );
 }
@@ -57,8 +83,15 @@ async fn symlinked_directory_is_refused() {
 #[tokio::test]
 async fn second_server_on_a_live_name_is_refused() {
     let server = TestServer::start();
-    let second = Server::bind_with(&server.endpoint, common::ProbeServer::new(probe()), ServerOptions::default());
-    assert!(matches!(second, Err(BindError::AddrInUse { .. })), "{second:?}");
+    let second = Server::bind_with(
+        &server.endpoint,
+        common::ProbeServer::new(probe()),
+        ServerOptions::default(),
+    );
+    assert!(
+        matches!(second, Err(BindError::AddrInUse { .. })),
+        "{second:?}"
+    );
     // The first server was not displaced.
     server.assert_serving().await;
 }
@@ -72,8 +105,16 @@ async fn stale_socket_is_reclaimed() {
     let abandoned = std::os::unix::net::UnixListener::bind(&path).expect("bind");
     drop(abandoned);
     assert!(path.exists());
-    let refused = rpc_transport::connect_with::<common::ProbeClient>(&endpoint, &ClientOptions::default()).await;
-    assert!(matches!(refused, Err(RpcError::Connect(ConnectError::NotFound { .. }))), "{refused:?}");
+    let refused =
+        rpc_transport::connect_with::<common::ProbeClient>(&endpoint, &ClientOptions::default())
+            .await;
+    assert!(
+        matches!(
+            refused,
+            Err(RpcError::Connect(ConnectError::NotFound { .. }))
+        ),
+        "{refused:?}"
+    );
     let server = TestServer::start_at(endpoint, ServerOptions::default());
     server.assert_serving().await;
 }
@@ -95,11 +136,26 @@ async fn symlink_at_the_socket_path_is_refused() {
     let target = dir.path().join("elsewhere.sock");
     symlink(&target, dir.path().join("sym.sock")).expect("symlink");
     let endpoint = Endpoint::new("sym").expect("name").in_dir(dir.path());
-    let result = Server::bind_with(&endpoint, common::ProbeServer::new(probe()), ServerOptions::default());
-    assert!(matches!(result, Err(BindError::SymlinkAtPath { .. })), "{result:?}");
+    let result = Server::bind_with(
+        &endpoint,
+        common::ProbeServer::new(probe()),
+        ServerOptions::default(),
+    );
+    assert!(
+        matches!(result, Err(BindError::SymlinkAtPath { .. })),
+        "{result:?}"
+    );
     assert!(!target.exists(), "the link was followed");
-    let client = rpc_transport::connect_with::<common::ProbeClient>(&endpoint, &ClientOptions::default()).await;
-    assert!(matches!(client, Err(RpcError::Connect(ConnectError::InsecureDirectory { .. }))), "{client:?}");
+    let client =
+        rpc_transport::connect_with::<common::ProbeClient>(&endpoint, &ClientOptions::default())
+            .await;
+    assert!(
+        matches!(
+            client,
+            Err(RpcError::Connect(ConnectError::InsecureDirectory { .. }))
+        ),
+        "{client:?}"
+    );
 }
 
 #[tokio::test]
@@ -108,8 +164,15 @@ async fn regular_file_at_the_socket_path_is_not_removed() {
     let path = dir.path().join("file.sock");
     std::fs::write(&path, b"keep me").expect("write");
     let endpoint = Endpoint::new("file").expect("name").in_dir(dir.path());
-    let result = Server::bind_with(&endpoint, common::ProbeServer::new(probe()), ServerOptions::default());
-    assert!(matches!(result, Err(BindError::NotASocket { .. })), "{result:?}");
+    let result = Server::bind_with(
+        &endpoint,
+        common::ProbeServer::new(probe()),
+        ServerOptions::default(),
+    );
+    assert!(
+        matches!(result, Err(BindError::NotASocket { .. })),
+        "{result:?}"
+    );
     assert_eq!(std::fs::read(&path).expect("read"), b"keep me");
 }
 
@@ -117,8 +180,16 @@ async fn regular_file_at_the_socket_path_is_not_removed() {
 async fn missing_server_is_not_found() {
     let dir = private_dir();
     let endpoint = Endpoint::new("nobody").expect("name").in_dir(dir.path());
-    let result = rpc_transport::connect_with::<common::ProbeClient>(&endpoint, &ClientOptions::default()).await;
-    assert!(matches!(result, Err(RpcError::Connect(ConnectError::NotFound { .. }))), "{result:?}");
+    let result =
+        rpc_transport::connect_with::<common::ProbeClient>(&endpoint, &ClientOptions::default())
+            .await;
+    assert!(
+        matches!(
+            result,
+            Err(RpcError::Connect(ConnectError::NotFound { .. }))
+        ),
+        "{result:?}"
+    );
 }
 
 #[tokio::test]

@@ -184,13 +184,21 @@ pub struct FrameWriter<W> {
 impl<W: AsyncWrite + Unpin + Send + 'static> FrameWriter<W> {
     /// Wraps a byte stream: frames of a batch are coalesced into as few writes as possible.
     pub fn new(inner: W) -> Self {
-        Self { inner, buf: Vec::new(), messages: false }
+        Self {
+            inner,
+            buf: Vec::new(),
+            messages: false,
+        }
     }
 
     /// Wraps a message-mode pipe: every frame is written with one write, which the pipe keeps
     /// as one message.
     pub fn messages(inner: W) -> Self {
-        Self { inner, buf: Vec::new(), messages: true }
+        Self {
+            inner,
+            buf: Vec::new(),
+            messages: true,
+        }
     }
 }
 

@@ -78,10 +78,17 @@
 //!
 //! # Size of a call
 //!
-//! `add(1, 2)` (method 0, request id 1, a 30 s deadline) is a 13-byte frame: 4 bytes of
-//! length, 7 of header (`03 01 00 01 80 87 a7 0e` minus one: kind, id, method, option tag,
-//! deadline varint) and 2 of body (`02 04`, zig-zag varints); its reply `3` is 8 bytes.
-//! The figures are pinned by this module's tests.
+//! `add(1, 2)` as request 1 of method 0 with the default 30 s deadline is a 14-byte frame, and
+//! its reply `3` an 8-byte one (pinned by this module's tests):
+//!
+//! ```text
+//! call:  0a 00 00 00 | 03 01 00 01 80 87 a7 0e | 02 04
+//!        len = 10    | Call id=1 method=0 Some(30_000_000 µs) | (1, 2) as zig-zag varints
+//! reply: 04 00 00 00 | 05 01 00 | 06
+//!        len = 4     | Reply id=1 Ok | 3
+//! ```
+//!
+//! Without a deadline the call is 10 bytes.
 
 use serde::{Deserialize, Serialize};
 
@@ -371,5 +378,28 @@ mod tests {
         })
         .expect("encode");
         assert_eq!(&bytes[..6], &[0, b'P', b'I', b'P', b'R', 1]);
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+    use crate::frame::{encode_frame, FrameBody};
+
+    /// Pins the sizes quoted in the module docs.
+    #[test]
+    fn add_call_and_reply_sizes() {
+        let call = Header::Call { id: 1, method: 0, deadline_us: Some(30_000_000) };
+        let frame = encode_frame(&call, FrameBody::Value(&(1i64, 2i64)), u32::MAX).expect("encode");
+        assert_eq!(
+            &frame[..],
+            &[0x0a, 0, 0, 0, 0x03, 0x01, 0x00, 0x01, 0x80, 0x87, 0xa7, 0x0e, 0x02, 0x04]
+        );
+        let reply = Header::Reply { id: 1, status: ReplyStatus::Ok };
+        let answer = encode_frame(&reply, FrameBody::Value(&3i64), u32::MAX).expect("encode");
+        assert_eq!(&answer[..], &[0x04, 0, 0, 0, 0x05, 0x01, 0x00, 0x06]);
+        let bare = Header::Call { id: 1, method: 0, deadline_us: None };
+        let frame = encode_frame(&bare, FrameBody::Value(&(1i64, 2i64)), u32::MAX).expect("encode");
+        assert_eq!(frame.len(), 10);
     }
 }

@@ -33,13 +33,19 @@ impl Endpoint {
             Some("longer than 64 bytes")
         } else if name.starts_with('.') {
             Some("starts with a dot")
-        } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+        } else if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
             Some("only ASCII letters, digits, '.', '_' and '-' are allowed")
         } else {
             None
         };
         match reason {
-            Some(reason) => Err(ConnectError::InvalidName { name: name.to_owned(), reason }),
+            Some(reason) => Err(ConnectError::InvalidName {
+                name: name.to_owned(),
+                reason,
+            }),
             None => Ok(Self {
                 name: name.to_owned(),
                 #[cfg(unix)]
@@ -84,7 +90,16 @@ mod tests {
     fn names_are_validated() {
         assert!(Endpoint::new("calculator").is_ok());
         assert!(Endpoint::new("my-app_1.0").is_ok());
-        for bad in ["", ".hidden", "a/b", "a\\b", "spa ce", "nul\0", &"x".repeat(65), "é"] {
+        for bad in [
+            "",
+            ".hidden",
+            "a/b",
+            "a\\b",
+            "spa ce",
+            "nul\0",
+            &"x".repeat(65),
+            "é",
+        ] {
             assert!(
                 matches!(Endpoint::new(bad), Err(ConnectError::InvalidName { .. })),
                 "{bad:?} accepted"

@@ -114,7 +114,9 @@ pub struct Server<D> {
 
 impl<D> std::fmt::Debug for Server<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server").field("endpoint", &self.endpoint).finish_non_exhaustive()
+        f.debug_struct("Server")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
     }
 }
 
@@ -133,7 +135,11 @@ impl<D: Dispatch> Server<D> {
     /// # Errors
     ///
     /// As [`Server::bind`].
-    pub fn bind_with(endpoint: &Endpoint, service: D, options: ServerOptions) -> Result<Self, BindError> {
+    pub fn bind_with(
+        endpoint: &Endpoint,
+        service: D,
+        options: ServerOptions,
+    ) -> Result<Self, BindError> {
         let listener = platform::Listener::bind(endpoint, &options)?;
         tracing::info!(endpoint = %endpoint, service = service.descriptor().name, "serving");
         Ok(Self {
@@ -168,7 +174,13 @@ impl<D: Dispatch> Server<D> {
     ///
     /// Only if accepting fails in a way that cannot be retried.
     pub async fn run(self) -> io::Result<()> {
-        let Self { mut listener, service, options, shutdown, endpoint } = self;
+        let Self {
+            mut listener,
+            service,
+            options,
+            shutdown,
+            endpoint,
+        } = self;
         let config = Arc::new(options.config.clone());
         let slots = Arc::new(Semaphore::new(options.max_connections));
         let mut connections = JoinSet::new();
@@ -204,7 +216,9 @@ impl<D: Dispatch> Server<D> {
             connections.spawn(
                 async move {
                     let _permit = permit;
-                    if let Err(error) = serve_connection(reader, writer, peer, service, &config, &shutdown).await {
+                    if let Err(error) =
+                        serve_connection(reader, writer, peer, service, &config, &shutdown).await
+                    {
                         tracing::info!(%error, "connection closed with an error");
                     }
                 }
@@ -219,7 +233,10 @@ impl<D: Dispatch> Server<D> {
         })
         .await;
         if drained.is_err() {
-            tracing::warn!(left = connections.len(), "shutdown timeout: closing connections with calls in flight");
+            tracing::warn!(
+                left = connections.len(),
+                "shutdown timeout: closing connections with calls in flight"
+            );
             connections.shutdown().await;
         }
         result
@@ -239,5 +256,8 @@ pub async fn serve<D: Dispatch>(name: &str, service: D) -> Result<(), BindError>
         tracing::info!("termination requested; shutting down");
         shutdown.trigger();
     });
-    server.run().await.map_err(|source| BindError::Io { name: name.to_owned(), source })
+    server.run().await.map_err(|source| BindError::Io {
+        name: name.to_owned(),
+        source,
+    })
 }

@@ -32,14 +32,22 @@ fn default_dir() -> PathBuf {
 }
 
 fn insecure(path: &Path, reason: &'static str) -> ConnectError {
-    ConnectError::InsecureDirectory { path: path.display().to_string(), reason }
+    ConnectError::InsecureDirectory {
+        path: path.display().to_string(),
+        reason,
+    }
 }
 
 /// Checks that `dir` is a real directory owned by `owner`, closed to group and others.
 fn check_private_dir(dir: &Path, owners: &[u32]) -> Result<(), ConnectError> {
     let meta = fs::symlink_metadata(dir).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => ConnectError::NotFound { endpoint: dir.display().to_string() },
-        _ => ConnectError::Io { endpoint: dir.display().to_string(), source: e.into() },
+        io::ErrorKind::NotFound => ConnectError::NotFound {
+            endpoint: dir.display().to_string(),
+        },
+        _ => ConnectError::Io {
+            endpoint: dir.display().to_string(),
+            source: e.into(),
+        },
     })?;
     if meta.file_type().is_symlink() {
         return Err(insecure(dir, "it is a symbolic link"));
@@ -62,7 +70,12 @@ fn server_dir(endpoint: &Endpoint) -> Result<PathBuf, ConnectError> {
     match fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(ConnectError::Io { endpoint: dir.display().to_string(), source: e.into() }),
+        Err(e) => {
+            return Err(ConnectError::Io {
+                endpoint: dir.display().to_string(),
+                source: e.into(),
+            })
+        }
     }
     check_private_dir(&dir, &[euid()])?;
     Ok(dir)
@@ -85,7 +98,10 @@ impl Listener {
     pub(crate) fn bind(endpoint: &Endpoint, options: &ServerOptions) -> Result<Self, BindError> {
         let dir = server_dir(endpoint)?;
         let name = endpoint.name().to_owned();
-        let io_err = |source: io::Error| BindError::Io { name: name.clone(), source };
+        let io_err = |source: io::Error| BindError::Io {
+            name: name.clone(),
+            source,
+        };
 
         // The lock decides who owns the name: a live server holds it for as long as it runs.
         let lock = OpenOptions::new()
@@ -106,14 +122,20 @@ impl Listener {
         let path = socket_path(&dir, endpoint);
         match fs::symlink_metadata(&path) {
             Ok(meta) if meta.file_type().is_symlink() => {
-                return Err(BindError::SymlinkAtPath { path: path.display().to_string() })
+                return Err(BindError::SymlinkAtPath {
+                    path: path.display().to_string(),
+                })
             }
             Ok(meta) if meta.file_type().is_socket() => {
                 // We hold the lock, so whoever made this socket is gone: reclaim it.
                 tracing::info!(path = %path.display(), "removing stale socket");
                 fs::remove_file(&path).map_err(io_err)?;
             }
-            Ok(_) => return Err(BindError::NotASocket { path: path.display().to_string() }),
+            Ok(_) => {
+                return Err(BindError::NotASocket {
+                    path: path.display().to_string(),
+                })
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(e)),
         }
@@ -135,7 +157,12 @@ impl Listener {
         }
         std_listener.set_nonblocking(true).map_err(io_err)?;
         let listener = UnixListener::from_std(std_listener).map_err(io_err)?;
-        Ok(Self { listener, path, _lock: lock, max_frame: options.config.max_frame })
+        Ok(Self {
+            listener,
+            path,
+            _lock: lock,
+            max_frame: options.config.max_frame,
+        })
     }
 
     pub(crate) fn address(&self) -> String {
@@ -145,11 +172,18 @@ impl Listener {
     pub(crate) async fn accept(&mut self) -> io::Result<(Reader, Writer, PeerInfo)> {
         let (stream, _) = self.listener.accept().await?;
         let peer = match stream.peer_cred() {
-            Ok(cred) => PeerInfo::unix(cred.pid().and_then(|p| u32::try_from(p).ok()), Some(cred.uid())),
+            Ok(cred) => PeerInfo::unix(
+                cred.pid().and_then(|p| u32::try_from(p).ok()),
+                Some(cred.uid()),
+            ),
             Err(_) => PeerInfo::unknown(),
         };
         let (read, write) = stream.into_split();
-        Ok((FrameReader::with_max_frame(read, self.max_frame), FrameWriter::new(write), peer))
+        Ok((
+            FrameReader::with_max_frame(read, self.max_frame),
+            FrameWriter::new(write),
+            peer,
+        ))
     }
 }
 
@@ -161,8 +195,13 @@ impl Drop for Listener {
 }
 
 pub(crate) fn is_transient_accept_error(error: &io::Error) -> bool {
-    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
-        || matches!(error.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted)
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    ) || matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
+    )
 }
 
 pub(crate) async fn termination_signal() {
@@ -180,6 +219,12 @@ pub(crate) async fn termination_signal() {
     }
 }
 
+/// Whether a server running as `server_uid` may be trusted by a client running as `own_uid`:
+/// the same user, or root.
+fn trusted_server(server_uid: u32, own_uid: u32) -> bool {
+    server_uid == own_uid || server_uid == 0
+}
+
 pub(crate) async fn connect(
     endpoint: &Endpoint,
     options: &ClientOptions,
@@ -190,17 +235,28 @@ pub(crate) async fn connect(
     let path = socket_path(&dir, endpoint);
     let shown = || path.display().to_string();
     if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
-        return Err(ConnectError::InsecureDirectory { path: shown(), reason: "the socket is a symbolic link" });
+        return Err(ConnectError::InsecureDirectory {
+            path: shown(),
+            reason: "the socket is a symbolic link",
+        });
     }
-    let stream = UnixStream::connect(&path).await.map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => ConnectError::NotFound { endpoint: shown() },
-        io::ErrorKind::PermissionDenied => ConnectError::PermissionDenied { endpoint: shown() },
-        _ => ConnectError::Io { endpoint: shown(), source: e.into() },
+    let stream = UnixStream::connect(&path)
+        .await
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
+                ConnectError::NotFound { endpoint: shown() }
+            }
+            io::ErrorKind::PermissionDenied => ConnectError::PermissionDenied { endpoint: shown() },
+            _ => ConnectError::Io {
+                endpoint: shown(),
+                source: e.into(),
+            },
+        })?;
+    let cred = stream.peer_cred().map_err(|e| ConnectError::Io {
+        endpoint: shown(),
+        source: e.into(),
     })?;
-    let cred = stream
-        .peer_cred()
-        .map_err(|e| ConnectError::Io { endpoint: shown(), source: e.into() })?;
-    if cred.uid() != me && cred.uid() != 0 {
+    if !trusted_server(cred.uid(), me) {
         return Err(ConnectError::UntrustedServer {
             endpoint: shown(),
             expected: format!("uid {me} or root"),
@@ -208,5 +264,33 @@ pub(crate) async fn connect(
         });
     }
     let (read, write) = stream.into_split();
-    Ok((FrameReader::with_max_frame(read, options.config.max_frame), FrameWriter::new(write)))
+    Ok((
+        FrameReader::with_max_frame(read, options.config.max_frame),
+        FrameWriter::new(write),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_same_user_or_root_is_trusted() {
+        assert!(trusted_server(1000, 1000));
+        assert!(trusted_server(0, 1000));
+        assert!(trusted_server(0, 0));
+        assert!(!trusted_server(1001, 1000));
+        assert!(!trusted_server(1000, 0), "root does not trust an ordinary user's server");
+    }
+
+    #[test]
+    fn default_dir_is_per_user() {
+        let dir = default_dir();
+        match std::env::var_os("XDG_RUNTIME_DIR") {
+            Some(runtime) if Path::new(&runtime).is_absolute() => {
+                assert_eq!(dir, Path::new(&runtime).join("rpc"));
+            }
+            _ => assert!(dir.ends_with(format!("rpc-{}", euid()))),
+        }
+    }
 }

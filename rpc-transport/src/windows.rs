@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use rpc_core::frame::{FrameRead, FrameReader, FrameWrite, FrameWriter};
 use rpc_core::{ConnectError, PeerInfo};
-use tokio::net::windows::named_pipe::{NamedPipeClient, NamedPipeServer, PipeMode, ServerOptions as PipeOptions};
+use tokio::net::windows::named_pipe::{
+    NamedPipeClient, NamedPipeServer, PipeMode, ServerOptions as PipeOptions,
+};
 use windows_sys::Win32::Foundation::{
     CloseHandle, LocalFree, ERROR_ACCESS_DENIED, ERROR_FILE_NOT_FOUND, ERROR_PIPE_BUSY, HANDLE,
     INVALID_HANDLE_VALUE,
@@ -31,13 +33,16 @@ use windows_sys::Win32::Foundation::{
 use windows_sys::Win32::Security::Authorization::{
     ConvertSidToStringSidW, ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
 };
-use windows_sys::Win32::Security::{GetTokenInformation, TokenUser, SECURITY_ATTRIBUTES, TOKEN_QUERY, TOKEN_USER};
+use windows_sys::Win32::Security::{
+    GetTokenInformation, TokenUser, SECURITY_ATTRIBUTES, TOKEN_QUERY, TOKEN_USER,
+};
 use windows_sys::Win32::Storage::FileSystem::{
     CreateFileW, FILE_FLAG_OVERLAPPED, FILE_GENERIC_READ, FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA,
     OPEN_EXISTING, SECURITY_IDENTIFICATION, SECURITY_SQOS_PRESENT,
 };
 use windows_sys::Win32::System::Pipes::{
-    GetNamedPipeClientProcessId, GetNamedPipeServerProcessId, SetNamedPipeHandleState, PIPE_READMODE_MESSAGE,
+    GetNamedPipeClientProcessId, GetNamedPipeServerProcessId, SetNamedPipeHandleState,
+    PIPE_READMODE_MESSAGE,
 };
 use windows_sys::Win32::System::Threading::{
     GetCurrentProcess, OpenProcess, OpenProcessToken, PROCESS_QUERY_LIMITED_INFORMATION,
@@ -90,7 +95,9 @@ fn process_user_sid(pid: Option<u32>) -> io::Result<String> {
             }
             None => None,
         };
-        let process_handle = process.as_ref().map_or_else(|| GetCurrentProcess(), |h| h.0);
+        let process_handle = process
+            .as_ref()
+            .map_or_else(|| GetCurrentProcess(), |h| h.0);
         let mut token: HANDLE = std::ptr::null_mut();
         if OpenProcessToken(process_handle, TOKEN_QUERY, &mut token) == 0 {
             return Err(io::Error::last_os_error());
@@ -100,7 +107,14 @@ fn process_user_sid(pid: Option<u32>) -> io::Result<String> {
         GetTokenInformation(token.0, TokenUser, std::ptr::null_mut(), 0, &mut needed);
         // u64 elements keep the buffer aligned for TOKEN_USER.
         let mut buf = vec![0u64; (needed as usize).div_ceil(8).max(1)];
-        if GetTokenInformation(token.0, TokenUser, buf.as_mut_ptr().cast(), needed, &mut needed) == 0 {
+        if GetTokenInformation(
+            token.0,
+            TokenUser,
+            buf.as_mut_ptr().cast(),
+            needed,
+            &mut needed,
+        ) == 0
+        {
             return Err(io::Error::last_os_error());
         }
         let user = &*(buf.as_ptr().cast::<TOKEN_USER>());
@@ -176,11 +190,15 @@ impl Listener {
 
     pub(crate) fn bind(endpoint: &Endpoint, options: &ServerOptions) -> Result<Self, BindError> {
         let name = endpoint.name().to_owned();
-        let io_err = |source: io::Error| BindError::Io { name: name.clone(), source };
+        let io_err = |source: io::Error| BindError::Io {
+            name: name.clone(),
+            source,
+        };
         let path = pipe_path(endpoint);
         let owner = process_user_sid(None).map_err(io_err)?;
         let descriptor =
-            SecurityDescriptor::from_sddl(&pipe_sddl(&owner, options.allow_other_users)).map_err(io_err)?;
+            SecurityDescriptor::from_sddl(&pipe_sddl(&owner, options.allow_other_users))
+                .map_err(io_err)?;
         let mut pipe_options = PipeOptions::new();
         pipe_options
             .pipe_mode(PipeMode::Message)
@@ -195,24 +213,38 @@ impl Listener {
             }
             Err(e) => return Err(io_err(e)),
         };
-        Ok(Self { path, options: pipe_options, descriptor, waiting, max_frame: options.config.max_frame })
+        Ok(Self {
+            path,
+            options: pipe_options,
+            descriptor,
+            waiting,
+            max_frame: options.config.max_frame,
+        })
     }
 
     pub(crate) fn address(&self) -> String {
         self.path.clone()
     }
 
-    pub(crate) async fn accept(&mut self) -> io::Result<(impl FrameRead, impl FrameWrite, PeerInfo)> {
+    pub(crate) async fn accept(
+        &mut self,
+    ) -> io::Result<(impl FrameRead, impl FrameWrite, PeerInfo)> {
         self.waiting.connect().await?;
         // Create the next instance before handing this one off: one is always waiting.
         let next = self.create(false)?;
         let connected = std::mem::replace(&mut self.waiting, next);
         let mut pid = 0u32;
         // SAFETY: the handle is a connected pipe server instance.
-        let pid = (unsafe { GetNamedPipeClientProcessId(connected.as_raw_handle(), &mut pid) } != 0).then_some(pid);
+        let pid = (unsafe { GetNamedPipeClientProcessId(connected.as_raw_handle(), &mut pid) }
+            != 0)
+            .then_some(pid);
         let sid = pid.and_then(|p| process_user_sid(Some(p)).ok());
         let (read, write) = tokio::io::split(connected);
-        Ok((FrameReader::with_max_frame(read, self.max_frame), FrameWriter::messages(write), PeerInfo::windows(pid, sid)))
+        Ok((
+            FrameReader::with_max_frame(read, self.max_frame),
+            FrameWriter::messages(write),
+            PeerInfo::windows(pid, sid),
+        ))
     }
 }
 
@@ -230,7 +262,12 @@ fn create_instance(
         bInheritHandle: 0,
     };
     // SAFETY: the attributes and the descriptor they point to outlive the call.
-    unsafe { options.create_with_security_attributes_raw(path, (&mut attributes as *mut SECURITY_ATTRIBUTES).cast()) }
+    unsafe {
+        options.create_with_security_attributes_raw(
+            path,
+            (&mut attributes as *mut SECURITY_ATTRIBUTES).cast(),
+        )
+    }
 }
 
 pub(crate) fn is_transient_accept_error(error: &io::Error) -> bool {
@@ -297,10 +334,18 @@ pub(crate) async fn connect(
             Err(e) if e.raw_os_error() == Some(ERROR_ACCESS_DENIED as i32) => {
                 return Err(ConnectError::PermissionDenied { endpoint: shown() })
             }
-            Err(e) => return Err(ConnectError::Io { endpoint: shown(), source: e.into() }),
+            Err(e) => {
+                return Err(ConnectError::Io {
+                    endpoint: shown(),
+                    source: e.into(),
+                })
+            }
         }
     };
-    let io_err = |e: io::Error| ConnectError::Io { endpoint: shown(), source: e.into() };
+    let io_err = |e: io::Error| ConnectError::Io {
+        endpoint: shown(),
+        source: e.into(),
+    };
     let mut server_pid = 0u32;
     // SAFETY: the handle is a connected pipe client.
     if unsafe { GetNamedPipeServerProcessId(client.as_raw_handle(), &mut server_pid) } == 0 {
@@ -316,5 +361,30 @@ pub(crate) async fn connect(
         });
     }
     let (read, write) = tokio::io::split(client);
-    Ok((FrameReader::with_max_frame(read, options.config.max_frame), FrameWriter::messages(write)))
+    Ok((
+        FrameReader::with_max_frame(read, options.config.max_frame),
+        FrameWriter::messages(write),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_same_user_or_system_is_trusted() {
+        let me = "S-1-5-21-1-2-3-1001";
+        assert!(trusted_server(me, me));
+        assert!(trusted_server(SYSTEM_SID, me));
+        assert!(!trusted_server("S-1-5-21-1-2-3-1002", me));
+        assert!(!trusted_server("S-1-5-32-544", me), "administrators group is not a user");
+    }
+
+    #[test]
+    fn dacl_grants_owner_system_admins_and_denies_network() {
+        let sddl = pipe_sddl("S-1-5-21-9", false);
+        assert_eq!(sddl, "D:P(D;;GA;;;NU)(A;;GA;;;S-1-5-21-9)(A;;GA;;;SY)(A;;GA;;;BA)");
+        let open = pipe_sddl("S-1-5-21-9", true);
+        assert!(open.ends_with("(A;;0x12018b;;;AU)"), "{open}");
+    }
 }

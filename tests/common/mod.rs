@@ -90,7 +90,11 @@ struct DropGuard {
 
 impl Drop for DropGuard {
     fn drop(&mut self) {
-        let event = if self.finished { Event::SleepFinished(self.tag) } else { Event::SleepDropped(self.tag) };
+        let event = if self.finished {
+            Event::SleepFinished(self.tag)
+        } else {
+            Event::SleepDropped(self.tag)
+        };
         let _ = self.events.send(event);
     }
 }
@@ -114,7 +118,11 @@ impl Probe for ProbeImpl {
 
     async fn sleep(&self, tag: u32, ms: u64) -> u32 {
         let _ = self.events.send(Event::SleepStarted(tag));
-        let mut guard = DropGuard { tag, finished: false, events: self.events.clone() };
+        let mut guard = DropGuard {
+            tag,
+            finished: false,
+            events: self.events.clone(),
+        };
         tokio::time::sleep(Duration::from_millis(ms)).await;
         guard.finished = true;
         tag
@@ -174,16 +182,29 @@ impl TestServer {
 
     pub fn start_at(endpoint: Endpoint, options: ServerOptions) -> Self {
         let (tx, events) = mpsc::unbounded_channel();
-        let server = Server::bind_with(&endpoint, ProbeServer::new(ProbeImpl { events: tx }), options)
-            .expect("bind");
+        let server = Server::bind_with(
+            &endpoint,
+            ProbeServer::new(ProbeImpl { events: tx }),
+            options,
+        )
+        .expect("bind");
         let socket = PathBuf::from(server.address());
         let shutdown = server.shutdown_handle();
         let task = tokio::spawn(server.run());
-        Self { endpoint, socket, shutdown, events, task, _dir: None }
+        Self {
+            endpoint,
+            socket,
+            shutdown,
+            events,
+            task,
+            _dir: None,
+        }
     }
 
     pub async fn client(&self) -> ProbeClient {
-        rpc_transport::connect_with(&self.endpoint, &ClientOptions::default()).await.expect("connect")
+        rpc_transport::connect_with(&self.endpoint, &ClientOptions::default())
+            .await
+            .expect("connect")
     }
 
     pub async fn client_with(&self, config: ClientConfig) -> ProbeClient {
@@ -209,7 +230,12 @@ impl TestServer {
     /// Asserts the server still serves a fresh client.
     pub async fn assert_serving(&self) {
         let client = self.client().await;
-        assert_eq!(within("a call on a fresh client", client.add(40, 2)).await.expect("call"), 42);
+        assert_eq!(
+            within("a call on a fresh client", client.add(40, 2))
+                .await
+                .expect("call"),
+            42
+        );
     }
 }
 
@@ -223,7 +249,10 @@ impl RawPeer {
     pub async fn connect(socket: &PathBuf) -> Self {
         let stream = UnixStream::connect(socket).await.expect("connect raw");
         let (read, writer) = stream.into_split();
-        Self { reader: FrameReader::new(read), writer }
+        Self {
+            reader: FrameReader::new(read),
+            writer,
+        }
     }
 
     /// Connects and completes a correct handshake for the Probe service.
@@ -255,12 +284,15 @@ impl RawPeer {
     }
 
     pub async fn send_header(&mut self, header: &Header) {
-        self.send_frame(&postcard::to_stdvec(header).expect("encode")).await;
+        self.send_frame(&postcard::to_stdvec(header).expect("encode"))
+            .await;
     }
 
     /// The next frame, decoded; `None` when the server closed the connection.
     pub async fn recv(&mut self) -> Option<(Header, Bytes)> {
-        let frame = within("a frame from the server", self.reader.read_frame()).await.ok()??;
+        let frame = within("a frame from the server", self.reader.read_frame())
+            .await
+            .ok()??;
         let (header, rest) = postcard::take_from_bytes::<Header>(&frame).expect("server header");
         let body = frame.slice(frame.len() - rest.len()..);
         Some((header, body))
@@ -275,4 +307,3 @@ impl RawPeer {
         seen
     }
 }
-
