@@ -1,6 +1,4 @@
-//! End-to-end behaviour over the real Unix socket.
-#![cfg(unix)]
-
+//! End-to-end behaviour over the real transport: Unix sockets, or named pipes on Windows.
 mod common;
 
 use std::time::Duration;
@@ -153,12 +151,16 @@ async fn graceful_shutdown_finishes_calls_in_flight() {
             .expect("call"),
         11
     );
-    // The server stops and its socket disappears.
+    // The server stops and its endpoint disappears.
     within("server to stop", &mut server.task)
         .await
         .expect("join")
         .expect("run");
-    assert!(!server.socket.exists(), "socket left behind");
+    #[cfg(unix)]
+    assert!(
+        !std::path::Path::new(&server.address).exists(),
+        "socket left behind"
+    );
     // New calls fail, and so do new connections.
     let after = client.add(1, 2).await;
     assert!(
@@ -243,10 +245,20 @@ async fn calls_in_flight_per_connection_are_limited_not_dropped() {
 async fn handler_sees_the_peer() {
     let server = TestServer::start();
     let client = server.client().await;
-    let (pid, uid) = client.whoami().await.expect("call");
+    let (pid, uid, sid) = client.whoami().await.expect("call");
     assert_eq!(pid, Some(std::process::id()));
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(uid, Some(unsafe { libc::geteuid() }));
+    #[cfg(unix)]
+    {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(uid, Some(unsafe { libc::geteuid() }));
+        assert_eq!(sid, None);
+    }
+    #[cfg(windows)]
+    {
+        assert_eq!(uid, None);
+        let sid = sid.expect("the peer's SID");
+        assert!(sid.starts_with("S-1-5-"), "{sid}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

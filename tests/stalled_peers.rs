@@ -2,8 +2,6 @@
 //!
 //! This file is its own test binary with a single test, because it counts every allocation of
 //! the process.
-#![cfg(unix)]
-
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -72,7 +70,7 @@ async fn stalled_peers_claiming_the_maximum_cost_little_and_are_dropped() {
 
     let mut peers = Vec::with_capacity(PEERS);
     for _ in 0..PEERS {
-        let mut peer = RawPeer::connect(&server.socket).await;
+        let mut peer = RawPeer::connect(&server.address).await;
         // The prefix of a maximum-size frame, a few bytes of it, then nothing more.
         peer.send_raw(&DEFAULT_MAX_FRAME.to_le_bytes())
             .await

@@ -24,7 +24,11 @@ async fn socket_and_directory_are_private() {
     let endpoint = Endpoint::new("perm").expect("name").in_dir(&endpoints);
     let server = TestServer::start_at(endpoint, ServerOptions::default());
     assert_eq!(mode(&endpoints), 0o700, "directory created 0700");
-    assert_eq!(mode(&server.socket), 0o600, "socket 0600");
+    assert_eq!(
+        mode(std::path::Path::new(&server.address)),
+        0o600,
+        "socket 0600"
+    );
     assert_eq!(mode(&endpoints.join("perm.lock")), 0o600, "lock file 0600");
     server.assert_serving().await;
 }

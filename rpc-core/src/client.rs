@@ -16,7 +16,7 @@ use crate::decode::{self, DecodeLimits};
 use crate::error::{ProtocolError, RpcError};
 use crate::frame::{encode_frame, header_frame, EncodeError, FrameBody, FrameRead, FrameWrite};
 use crate::protocol::{
-    GoodbyeReason, Header, ReplyStatus, DEFAULT_MAX_FRAME, MAGIC, PROTOCOL_VERSION,
+    GoodbyeReason, Header, ReplyStatus, WireError, DEFAULT_MAX_FRAME, MAGIC, PROTOCOL_VERSION,
 };
 use crate::service::{MethodDescriptor, MethodKind, ServiceDescriptor};
 use crate::writer::{spawn_writer, Outbox};
@@ -273,7 +273,7 @@ impl ClientHandle {
         match reply.status {
             ReplyStatus::Ok => self.decode(reply.body()),
             ReplyStatus::AppError => Err(ProtocolError::UnexpectedKind("application error").into()),
-            ReplyStatus::Failed(e) => Err(RpcError::Remote(e)),
+            ReplyStatus::Failed(e) => Err(remote_error(e)),
         }
     }
 
@@ -297,7 +297,7 @@ impl ClientHandle {
         match reply.status {
             ReplyStatus::Ok => self.decode(reply.body()).map(Ok),
             ReplyStatus::AppError => self.decode(reply.body()).map(Err),
-            ReplyStatus::Failed(e) => Err(RpcError::Remote(e)),
+            ReplyStatus::Failed(e) => Err(remote_error(e)),
         }
     }
 
@@ -431,6 +431,15 @@ impl ClientHandle {
         }
         .instrument(span)
         .await
+    }
+}
+
+/// The error for a call the server failed. A deadline the server enforced is the same cause as
+/// one the client's own timer caught.
+fn remote_error(error: WireError) -> RpcError {
+    match error {
+        WireError::DeadlineExceeded => RpcError::DeadlineExceeded,
+        other => RpcError::Remote(other),
     }
 }
 

@@ -22,7 +22,8 @@ pub enum RpcError {
     /// The peer did not complete the handshake in time.
     #[error("handshake timed out")]
     HandshakeTimeout,
-    /// The call's deadline passed before its reply arrived. The server was told to stop it.
+    /// The call's deadline passed before its reply arrived, by the client's clock or the
+    /// server's; the handler on the server was stopped.
     #[error("deadline exceeded")]
     DeadlineExceeded,
     /// The connection is closed (the peer went away, or it was closed after an error); calls in

@@ -389,16 +389,27 @@ mod size_tests {
     /// Pins the sizes quoted in the module docs.
     #[test]
     fn add_call_and_reply_sizes() {
-        let call = Header::Call { id: 1, method: 0, deadline_us: Some(30_000_000) };
+        let call = Header::Call {
+            id: 1,
+            method: 0,
+            deadline_us: Some(30_000_000),
+        };
         let frame = encode_frame(&call, FrameBody::Value(&(1i64, 2i64)), u32::MAX).expect("encode");
         assert_eq!(
             &frame[..],
             &[0x0a, 0, 0, 0, 0x03, 0x01, 0x00, 0x01, 0x80, 0x87, 0xa7, 0x0e, 0x02, 0x04]
         );
-        let reply = Header::Reply { id: 1, status: ReplyStatus::Ok };
+        let reply = Header::Reply {
+            id: 1,
+            status: ReplyStatus::Ok,
+        };
         let answer = encode_frame(&reply, FrameBody::Value(&3i64), u32::MAX).expect("encode");
         assert_eq!(&answer[..], &[0x04, 0, 0, 0, 0x05, 0x01, 0x00, 0x06]);
-        let bare = Header::Call { id: 1, method: 0, deadline_us: None };
+        let bare = Header::Call {
+            id: 1,
+            method: 0,
+            deadline_us: None,
+        };
         let frame = encode_frame(&bare, FrameBody::Value(&(1i64, 2i64)), u32::MAX).expect("encode");
         assert_eq!(frame.len(), 10);
     }

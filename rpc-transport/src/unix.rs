@@ -280,7 +280,10 @@ mod tests {
         assert!(trusted_server(0, 1000));
         assert!(trusted_server(0, 0));
         assert!(!trusted_server(1001, 1000));
-        assert!(!trusted_server(1000, 0), "root does not trust an ordinary user's server");
+        assert!(
+            !trusted_server(1000, 0),
+            "root does not trust an ordinary user's server"
+        );
     }
 
     #[test]

@@ -377,13 +377,19 @@ mod tests {
         assert!(trusted_server(me, me));
         assert!(trusted_server(SYSTEM_SID, me));
         assert!(!trusted_server("S-1-5-21-1-2-3-1002", me));
-        assert!(!trusted_server("S-1-5-32-544", me), "administrators group is not a user");
+        assert!(
+            !trusted_server("S-1-5-32-544", me),
+            "administrators group is not a user"
+        );
     }
 
     #[test]
     fn dacl_grants_owner_system_admins_and_denies_network() {
         let sddl = pipe_sddl("S-1-5-21-9", false);
-        assert_eq!(sddl, "D:P(D;;GA;;;NU)(A;;GA;;;S-1-5-21-9)(A;;GA;;;SY)(A;;GA;;;BA)");
+        assert_eq!(
+            sddl,
+            "D:P(D;;GA;;;NU)(A;;GA;;;S-1-5-21-9)(A;;GA;;;SY)(A;;GA;;;BA)"
+        );
         let open = pipe_sddl("S-1-5-21-9", true);
         assert!(open.ends_with("(A;;0x12018b;;;AU)"), "{open}");
     }

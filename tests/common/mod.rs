@@ -2,7 +2,7 @@
 //! raw peer that speaks the protocol by hand.
 #![allow(dead_code, missing_docs, unreachable_pub)]
 
-use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,8 +11,7 @@ use rpc_core::protocol::{Header, MAGIC, PROTOCOL_VERSION};
 use rpc_core::{Client, ClientConfig};
 use rpc_transport::{ClientOptions, Endpoint, Server, ServerOptions};
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
-use tokio::net::UnixStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 /// How long a test waits for an event before it fails.
@@ -56,8 +55,8 @@ pub trait Probe {
     async fn echo(&self, data: Vec<u8>) -> Vec<u8>;
     /// Counts the depth of a nested value.
     async fn depth(&self, value: Nested) -> u32;
-    /// The caller as the server sees it: (pid, uid).
-    async fn whoami(&self) -> (Option<u32>, Option<u32>);
+    /// The caller as the server sees it: (pid, uid, sid).
+    async fn whoami(&self) -> (Option<u32>, Option<u32>, Option<String>);
 }
 
 /// What the server-side handlers report.
@@ -142,22 +141,25 @@ impl Probe for ProbeImpl {
         depth
     }
 
-    async fn whoami(&self) -> (Option<u32>, Option<u32>) {
+    async fn whoami(&self) -> (Option<u32>, Option<u32>, Option<String>) {
         let ctx = rpc_core::CallContext::current().expect("inside a handler");
-        (ctx.peer().pid, ctx.peer().uid)
+        (ctx.peer().pid, ctx.peer().uid, ctx.peer().sid.clone())
     }
 }
 
-/// A running test server on a private directory.
+/// A running test server on an endpoint of its own.
 pub struct TestServer {
     pub endpoint: Endpoint,
-    pub socket: PathBuf,
+    /// Where raw peers connect: the socket path or the pipe path.
+    pub address: String,
     pub shutdown: rpc_core::Shutdown,
     pub events: mpsc::UnboundedReceiver<Event>,
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
     _dir: Option<tempfile::TempDir>,
 }
 
+/// A directory of this test's own, closed to other users.
+#[cfg(unix)]
 pub fn private_dir() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
     tempfile::Builder::new()
@@ -167,16 +169,36 @@ pub fn private_dir() -> tempfile::TempDir {
         .expect("tempdir")
 }
 
+/// An endpoint no other test uses: its own directory on Unix, its own pipe name on Windows
+/// (pipe names are shared by every process of the machine, or of the Wine instance).
+pub fn unique_endpoint() -> (Endpoint, Option<tempfile::TempDir>) {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "probe-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let endpoint = Endpoint::new(&name).expect("name");
+    #[cfg(unix)]
+    {
+        let dir = private_dir();
+        (endpoint.in_dir(dir.path()), Some(dir))
+    }
+    #[cfg(windows)]
+    {
+        (endpoint, None)
+    }
+}
+
 impl TestServer {
     pub fn start() -> Self {
         Self::start_with(ServerOptions::default())
     }
 
     pub fn start_with(options: ServerOptions) -> Self {
-        let dir = private_dir();
-        let endpoint = Endpoint::new("probe").expect("name").in_dir(dir.path());
+        let (endpoint, dir) = unique_endpoint();
         let mut server = Self::start_at(endpoint, options);
-        server._dir = Some(dir);
+        server._dir = dir;
         server
     }
 
@@ -188,12 +210,12 @@ impl TestServer {
             options,
         )
         .expect("bind");
-        let socket = PathBuf::from(server.address());
+        let address = server.address();
         let shutdown = server.shutdown_handle();
         let task = tokio::spawn(server.run());
         Self {
             endpoint,
-            socket,
+            address,
             shutdown,
             events,
             task,
@@ -239,16 +261,50 @@ impl TestServer {
     }
 }
 
-/// A peer that speaks the protocol by hand over the socket.
+type BoxRead = Box<dyn AsyncRead + Unpin + Send>;
+type BoxWrite = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// Opens a raw connection to a server's address.
+#[cfg(unix)]
+async fn raw_connect(address: &str) -> (BoxRead, BoxWrite) {
+    let stream = tokio::net::UnixStream::connect(address)
+        .await
+        .expect("connect raw");
+    let (read, write) = stream.into_split();
+    (Box::new(read), Box::new(write))
+}
+
+/// Opens a raw connection to a server's address, in message mode like the real client.
+#[cfg(windows)]
+async fn raw_connect(address: &str) -> (BoxRead, BoxWrite) {
+    use tokio::net::windows::named_pipe::{ClientOptions, PipeMode};
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let pipe = loop {
+        match ClientOptions::new()
+            .pipe_mode(PipeMode::Message)
+            .open(address)
+        {
+            Ok(pipe) => break pipe,
+            // Every instance busy: the server is about to create the next one.
+            Err(e) if e.raw_os_error() == Some(231) && tokio::time::Instant::now() < deadline => {
+                tokio::task::yield_now().await;
+            }
+            Err(e) => panic!("connect raw: {e}"),
+        }
+    };
+    let (read, write) = tokio::io::split(pipe);
+    (Box::new(read), Box::new(write))
+}
+
+/// A peer that speaks the protocol by hand.
 pub struct RawPeer {
-    pub reader: FrameReader<tokio::net::unix::OwnedReadHalf>,
-    pub writer: tokio::net::unix::OwnedWriteHalf,
+    pub reader: FrameReader<BoxRead>,
+    pub writer: BoxWrite,
 }
 
 impl RawPeer {
-    pub async fn connect(socket: &PathBuf) -> Self {
-        let stream = UnixStream::connect(socket).await.expect("connect raw");
-        let (read, writer) = stream.into_split();
+    pub async fn connect(address: &str) -> Self {
+        let (read, writer) = raw_connect(address).await;
         Self {
             reader: FrameReader::new(read),
             writer,
@@ -256,8 +312,8 @@ impl RawPeer {
     }
 
     /// Connects and completes a correct handshake for the Probe service.
-    pub async fn handshake(socket: &PathBuf) -> Self {
-        let mut peer = Self::connect(socket).await;
+    pub async fn handshake(address: &str) -> Self {
+        let mut peer = Self::connect(address).await;
         let service = <ProbeClient as Client>::SERVICE;
         peer.send_header(&Header::Hello {
             magic: MAGIC,
@@ -274,7 +330,8 @@ impl RawPeer {
     }
 
     pub async fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.writer.write_all(bytes).await
+        self.writer.write_all(bytes).await?;
+        self.writer.flush().await
     }
 
     pub async fn send_frame(&mut self, payload: &[u8]) {

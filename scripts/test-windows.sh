@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Builds the workspace for x86_64-pc-windows-gnu and runs its whole test suite under Wine.
+# Works on a fresh Debian machine: installs what it needs (Debian's Rust with std sources, the
+# MinGW linker, Wine). Prints how many tests ran.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+started=$(date +%s)
+
+need=()
+[ -x /usr/bin/rustc ] && [ -d "/usr/src/rustc-$(/usr/bin/rustc --version 2>/dev/null | cut -d' ' -f2)/library" ] \
+    || need+=(rustc-web cargo-web rust-web-src)
+command -v x86_64-w64-mingw32-gcc >/dev/null || need+=(gcc-mingw-w64-x86-64-posix)
+command -v wine >/dev/null || need+=(wine64 wine)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "== installing ${need[*]}"
+    sudo_cmd=""
+    [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    # One transaction, so that rustc and its std sources are the same version.
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends \
+        rustc-web cargo-web rust-web-src gcc-mingw-w64-x86-64-posix wine64 wine >/dev/null
+fi
+version=$(/usr/bin/rustc --version | cut -d' ' -f2)
+[ -f "/usr/src/rustc-$version/library/Cargo.lock" ] || { echo "rust-web-src does not match rustc $version" >&2; exit 1; }
+
+work="${WINDOWS_WORK_DIR:-$root/target/windows}"
+mkdir -p "$work/shim"
+if [ ! -f "$work/shim/bcryptprimitives.dll" ] || [ scripts/windows/processprng.c -nt "$work/shim/bcryptprimitives.dll" ]; then
+    x86_64-w64-mingw32-gcc -O2 -shared -s -o "$work/shim/bcryptprimitives.dll" scripts/windows/processprng.c -lbcrypt
+fi
+
+export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1
+export CARGO_TARGET_DIR="$work/target"
+export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc
+export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER="timeout --kill-after=10 600 wine"
+export WINEPREFIX="$work/prefix" WINEARCH=win64 WINEDEBUG=-all
+export WINEDLLOVERRIDES="mscoree=;mshtml=;winemenubuilder.exe=d"
+export WINEPATH="Z:${work//\//\\}\\shim"
+unset DISPLAY WAYLAND_DISPLAY
+trap 'wineserver --kill >/dev/null 2>&1 || true' EXIT
+
+cargo=(/usr/bin/cargo --ignore-rust-version)
+flags=(-Zbuild-std=std,panic_unwind --target x86_64-pc-windows-gnu)
+echo "== building the workspace for Windows (rustc $version)"
+"${cargo[@]}" build --workspace --tests --examples "${flags[@]}"
+[ -d "$WINEPREFIX" ] || wineboot --init >/dev/null 2>&1 || true
+
+echo "== running the tests under $(wine --version)"
+log="$work/test.log"
+set +e
+"${cargo[@]}" test --workspace "${flags[@]}" -- --test-threads=4 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
+echo "== windows tests under wine: $passed passed, $failed failed, in $(( $(date +%s) - started )) s"
+exit "$status"
