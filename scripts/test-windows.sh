@@ -7,9 +7,14 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 started=$(date +%s)
 
+# Debian's Rust (bookworm-security has 1.96) builds std for Windows from its own sources.
+min_rust=89
+rust_minor() { /usr/bin/rustc --version 2>/dev/null | cut -d' ' -f2 | cut -d. -f2; }
 need=()
-[ -x /usr/bin/rustc ] && [ -d "/usr/src/rustc-$(/usr/bin/rustc --version 2>/dev/null | cut -d' ' -f2)/library" ] \
-    || need+=(rustc-web cargo-web rust-web-src)
+if [ ! -x /usr/bin/rustc ] || [ "$(rust_minor)" -lt "$min_rust" ] \
+    || [ ! -d "/usr/src/rustc-$(/usr/bin/rustc --version | cut -d' ' -f2)/library" ]; then
+    need+=(rustc-web cargo-web rust-web-src)
+fi
 command -v x86_64-w64-mingw32-gcc >/dev/null || need+=(gcc-mingw-w64-x86-64-posix)
 command -v wine >/dev/null || need+=(wine64 wine)
 if [ ${#need[@]} -gt 0 ]; then
@@ -40,8 +45,8 @@ export WINEPATH="Z:${work//\//\\}\\shim"
 unset DISPLAY WAYLAND_DISPLAY
 trap 'wineserver --kill >/dev/null 2>&1 || true' EXIT
 
-cargo=(/usr/bin/cargo --ignore-rust-version)
-flags=(-Zbuild-std=std,panic_unwind --target x86_64-pc-windows-gnu)
+cargo=(/usr/bin/cargo)
+flags=(--ignore-rust-version -Zbuild-std=std,panic_unwind --target x86_64-pc-windows-gnu)
 echo "== building the workspace for Windows (rustc $version)"
 "${cargo[@]}" build --workspace --tests --examples "${flags[@]}"
 [ -d "$WINEPREFIX" ] || wineboot --init >/dev/null 2>&1 || true

@@ -88,9 +88,11 @@ async fn stalled_peers_claiming_the_maximum_cost_little_and_are_dropped() {
     let peak = PEAK.load(Ordering::Relaxed) - before;
     let claimed = PEERS * DEFAULT_MAX_FRAME as usize;
     println!("peak extra heap with {PEERS} stalled peers: {peak} bytes (they claimed {claimed})");
-    // Had each claimed frame been reserved, this would be 3.2 GB; allow 64 KiB per peer.
+    // Had each claimed frame been reserved, this would be 3.2 GB. Our reader keeps at most two
+    // 16 KiB chunks per peer; on Windows mio adds its own 64 KiB read buffer per pipe instance.
+    let allowed_per_peer = if cfg!(windows) { 128 * 1024 } else { 64 * 1024 };
     assert!(
-        peak < PEERS * 64 * 1024,
+        peak < PEERS * allowed_per_peer,
         "peak {peak} bytes for {PEERS} stalled peers"
     );
     server.assert_serving().await;

@@ -25,7 +25,10 @@ pub(crate) fn check(errors: &mut Errors, service: &Service) {
         if !names.insert(method.name.as_str()) {
             errors.spanned(
                 &method.sig.ident,
-                format_args!("duplicate method name `{}`: each method needs its own name", method.name),
+                format_args!(
+                    "duplicate method name `{}`: each method needs its own name",
+                    method.name
+                ),
             );
         }
     }
@@ -86,11 +89,18 @@ fn check_method(errors: &mut Errors, service: &Service, method: &Method) {
     if let Some(constness) = &sig.constness {
         errors.spanned(constness, "service methods cannot be `const`");
     }
+    // `fn m(&self) -> impl Future<Output = T>` is what the macro generates; ask for the
+    // `async fn` it comes from instead of also rejecting the `impl Trait`.
+    let returns_impl =
+        matches!(&sig.output, ReturnType::Type(_, ty) if matches!(**ty, Type::ImplTrait(_)));
     if sig.asyncness.is_none() {
-        errors.spanned(
-            quote!(#fn_token #ident),
-            "service methods must be `async fn`: write `async fn name(&self, ...) -> T`",
-        );
+        let message = if returns_impl {
+            "service methods must be `async fn`: write `async fn name(&self, ...) -> T` instead of \
+             returning `impl Future<Output = T>` (the macro generates that signature)"
+        } else {
+            "service methods must be `async fn`: write `async fn name(&self, ...) -> T`"
+        };
+        errors.spanned(quote!(#fn_token #ident), message);
     }
     if let Some(unsafety) = &sig.unsafety {
         errors.spanned(
@@ -102,7 +112,9 @@ fn check_method(errors: &mut Errors, service: &Service, method: &Method) {
         errors.spanned(abi, "service methods cannot have an ABI (`extern`)");
     }
     if !sig.generics.params.is_empty() {
-        let message = if sig.generics.type_params().next().is_none() && sig.generics.const_params().next().is_none() {
+        let message = if sig.generics.type_params().next().is_none()
+            && sig.generics.const_params().next().is_none()
+        {
             "service methods cannot have lifetime parameters: arguments and results are owned values"
         } else {
             "service methods cannot be generic: the server must know the concrete types to decode"
@@ -129,7 +141,11 @@ fn check_method(errors: &mut Errors, service: &Service, method: &Method) {
                 method.name,
                 service.client_ident,
                 method.name,
-                RESERVED.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", "),
+                RESERVED
+                    .iter()
+                    .map(|name| format!("`{name}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             ),
         );
     }
@@ -138,7 +154,9 @@ fn check_method(errors: &mut Errors, service: &Service, method: &Method) {
     check_args(errors, method);
 
     if let ReturnType::Type(_, ty) = &sig.output {
-        check_type(errors, ty, Place::Return);
+        if !(returns_impl && sig.asyncness.is_none()) {
+            check_type(errors, ty, Place::Return);
+        }
         if method.kind == Kind::Oneway && !matches!(method.output, Output::Unit) {
             errors.spanned(
                 ty,
@@ -181,7 +199,10 @@ fn check_args(errors: &mut Errors, method: &Method) {
     for (position, arg) in method.args.iter().enumerate() {
         let (pat, ty) = (&arg.pat, &arg.ty);
         for attr in &arg.attrs {
-            errors.spanned(attr, "attributes on service method arguments are not supported");
+            errors.spanned(
+                attr,
+                "attributes on service method arguments are not supported",
+            );
         }
         match &arg.ident {
             None => errors.spanned(
@@ -250,7 +271,10 @@ fn check_type(errors: &mut Errors, ty: &Type, place: Place) {
         Type::ImplTrait(impl_trait) => errors.spanned(impl_trait, place.impl_trait()),
         Type::Ptr(ptr) => errors.spanned(ptr, "raw pointers cannot be sent to another process"),
         Type::Infer(infer) => {
-            errors.spanned(infer, "write the type: `_` is not allowed in a service method's signature");
+            errors.spanned(
+                infer,
+                "write the type: `_` is not allowed in a service method's signature",
+            );
         }
         Type::Path(path) => {
             if let Some(qself) = &path.qself {
@@ -290,7 +314,11 @@ fn check_path(errors: &mut Errors, path: &Path, place: Place) {
                         GenericArgument::Type(ty) => check_type(errors, ty, place),
                         GenericArgument::AssocType(assoc) => check_type(errors, &assoc.ty, place),
                         GenericArgument::Lifetime(lifetime) if lifetime.ident != "static" => {
-                            errors.spanned(lifetime, place.borrowed());
+                            errors.spanned(
+                                lifetime,
+                                "borrowed data cannot cross a process boundary: use `'static` or \
+                                 an owned type",
+                            );
                         }
                         _ => {}
                     }

@@ -1,14 +1,20 @@
 //! The generated client: `{Trait}Client`, one `async` method per service method.
 
 use proc_macro2::{Span, TokenStream};
-use quote::quote;
+use quote::{quote, quote_spanned};
 use syn::{Attribute, Expr, Ident, Lit, Meta};
 
 use crate::model::{Kind, Method, Output, Service};
 
 /// The struct, outside the `const _` block so that users can name it.
 pub(crate) fn struct_def(service: &Service) -> TokenStream {
-    let Service { vis, ident, client_ident, private, .. } = service;
+    let Service {
+        vis,
+        ident,
+        client_ident,
+        private,
+        ..
+    } = service;
     let doc = format!(
         " Client for [`{ident}`]: each method calls the service over a connection and returns \
          `Err(RpcError)` if the call could not complete.\n\n Cheap to clone: clones share the \
@@ -24,12 +30,21 @@ pub(crate) fn struct_def(service: &Service) -> TokenStream {
 
 /// `Clone`, `Debug`, `Client` and the inherent methods, for the `const _` block.
 pub(crate) fn impls(service: &Service) -> TokenStream {
-    let Service { vis, client_ident, private, .. } = service;
+    let Service {
+        vis,
+        client_ident,
+        private,
+        ..
+    } = service;
     let client_name = client_ident.to_string();
     let handle = Ident::new("__handle", Span::mixed_site());
     let formatter = Ident::new("__f", Span::mixed_site());
     let timeout = Ident::new("timeout", Span::mixed_site());
-    let methods = service.methods.iter().enumerate().map(|(index, method)| client_method(service, index, method));
+    let methods = service
+        .methods
+        .iter()
+        .enumerate()
+        .map(|(index, method)| client_method(service, index, method));
     quote! {
         #[automatically_derived]
         impl ::core::clone::Clone for #client_ident {
@@ -82,27 +97,34 @@ fn client_method(service: &Service, index: usize, method: &Method) -> TokenStrea
         quote!(#name: #ty)
     });
     let names: Vec<_> = method.args.iter().map(|arg| &arg.ident).collect();
-    let args = quote!(&(#(#names,)*));
-    let descriptor = quote!(&__RPC_METHODS[#index]);
-    let rpc_error = quote!(#private::RpcError);
+    // The call is spanned on the method's parameter list, so that a type that is not
+    // `Serialize` is reported there rather than on `#[service]`.
+    let span = method.sig.paren_token.span.join();
+    let args = quote_spanned!(span=> &(#(#names,)*));
+    let args_ty = method.args_tuple_type();
+    let descriptor = quote_spanned!(span=> &__RPC_METHODS[#index]);
     let (output, body) = match (&method.kind, &method.output) {
         (Kind::Oneway, _) => (
             quote!(()),
-            quote!(self.handle.notify(#descriptor, #args).await),
+            quote_spanned!(span=> self.handle.notify::<#args_ty>(#descriptor, #args).await),
         ),
         (Kind::Call, Output::Unit) => (
             quote!(()),
-            quote!(self.handle.call::<_, ()>(#descriptor, #args).await),
+            quote_spanned!(span=> self.handle.call::<#args_ty, ()>(#descriptor, #args).await),
         ),
-        (Kind::Call, Output::Value(ty)) => (
-            quote!(#ty),
-            quote!(self.handle.call::<_, #ty>(#descriptor, #args).await),
-        ),
+        (Kind::Call, Output::Value) => {
+            let ty = method.return_type();
+            (
+                ty.clone(),
+                quote_spanned!(span=> self.handle.call::<#args_ty, #ty>(#descriptor, #args).await),
+            )
+        }
         (Kind::Call, Output::Result { ok, err }) => (
             quote!(::core::result::Result<#ok, #err>),
-            quote!(self.handle.call_fallible::<_, #ok, #err>(#descriptor, #args).await),
+            quote_spanned!(span=> self.handle.call_fallible::<#args_ty, #ok, #err>(#descriptor, #args).await),
         ),
     };
+    let rpc_error = quote!(#private::RpcError);
     let docs = docs(method);
     // Clippy's limit is 7 parameters, `&self` included; the trait method already says so.
     let allow = (method.args.len() >= 6).then(|| quote!(#[allow(clippy::too_many_arguments)]));
@@ -123,7 +145,10 @@ fn docs(method: &Method) -> Vec<TokenStream> {
     if own.is_empty() {
         let line = match method.kind {
             Kind::Call => format!(" Calls `{}` on the server.", method.name),
-            Kind::Oneway => format!(" Sends `{}` to the server without waiting for it (one-way).", method.name),
+            Kind::Oneway => format!(
+                " Sends `{}` to the server without waiting for it (one-way).",
+                method.name
+            ),
         };
         docs.push(quote!(#[doc = #line]));
     }

@@ -2,7 +2,7 @@
 //! descriptors, the client and the server.
 
 use proc_macro2::{Span, TokenStream};
-use quote::quote;
+use quote::{quote, quote_spanned};
 use syn::Item;
 
 use crate::ctxt::Errors;
@@ -19,7 +19,10 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
     let item = match syn::parse2::<Item>(item) {
         Ok(Item::Trait(item)) => item,
         Ok(_) => {
-            errors.push(syn::Error::new(Span::call_site(), "`#[service]` applies to a trait"));
+            errors.push(syn::Error::new(
+                Span::call_site(),
+                "`#[service]` applies to a trait",
+            ));
             return errors.finish().map(|()| TokenStream::new());
         }
         Err(e) => {
@@ -52,7 +55,14 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
 /// The trait as the server implements it: `Send + Sync + 'static`, each `async fn` turned into a
 /// `fn` returning a `Send` future (an `async fn` in the impl satisfies it).
 fn trait_def(service: &Service) -> TokenStream {
-    let Service { attrs, vis, trait_token, ident, supertraits, .. } = service;
+    let Service {
+        attrs,
+        vis,
+        trait_token,
+        ident,
+        supertraits,
+        ..
+    } = service;
     let supertraits = supertraits.iter();
     let methods = service.methods.iter().map(|method| {
         let attrs = &method.attrs;
@@ -65,15 +75,25 @@ fn trait_def(service: &Service) -> TokenStream {
         });
         let output = method.return_type();
         let semi_token = method.semi_token.unwrap_or_default();
+        // Spanned on `async`: an impl whose future is not `Send` is told "required by this
+        // bound" there.
+        let span = method
+            .sig
+            .asyncness
+            .map_or_else(Span::call_site, |token| token.span);
+        let future = quote_spanned! {span=>
+            impl ::core::future::Future<Output = #output> + ::core::marker::Send
+        };
         quote! {
             #(#attrs)*
-            #fn_token #name(#receiver, #(#args),*)
-                -> impl ::core::future::Future<Output = #output> + ::core::marker::Send
+            #fn_token #name(#receiver, #(#args),*) -> #future
             #semi_token
         }
     });
     let mut body = TokenStream::new();
-    service.brace_token.surround(&mut body, |body| body.extend(methods));
+    service
+        .brace_token
+        .surround(&mut body, |body| body.extend(methods));
     quote! {
         #(#attrs)*
         #vis #trait_token #ident: #(#supertraits +)* ::core::marker::Send + ::core::marker::Sync + 'static
@@ -119,4 +139,254 @@ fn descriptors(service: &Service) -> syn::Result<TokenStream> {
             methods: &__RPC_METHODS,
         };
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use proc_macro2::TokenStream;
+    use quote::quote;
+
+    use super::expand;
+
+    fn expanded(attr: TokenStream, item: TokenStream) -> String {
+        match expand(attr, item) {
+            Ok(tokens) => tokens.to_string(),
+            Err(e) => panic!("expected an expansion, got {e}"),
+        }
+    }
+
+    #[test]
+    fn renamed_crate_is_the_only_path_to_the_runtime() {
+        let out = expanded(
+            quote!(crate = "::renamed"),
+            quote!(
+                pub trait Calc {
+                    async fn add(&self, a: i64) -> i64;
+                }
+            ),
+        );
+        assert!(!out.contains("rpc_core"), "{out}");
+        assert!(
+            out.contains(":: renamed :: __private :: ClientHandle"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn default_path_is_absolute() {
+        let out = expanded(
+            TokenStream::new(),
+            quote!(
+                trait Calc {
+                    async fn add(&self) -> i64;
+                }
+            ),
+        );
+        assert!(
+            out.contains(":: rpc_core :: __private :: Dispatch"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn server_parameter_avoids_user_names() {
+        let out = expanded(
+            TokenStream::new(),
+            quote!(
+                trait Calc {
+                    async fn add(&self, s: S) -> S;
+                }
+            ),
+        );
+        assert!(out.contains("struct CalcServer < __S >"), "{out}");
+        let out = expanded(
+            TokenStream::new(),
+            quote!(
+                trait Calc {
+                    async fn add(&self, s: u8) -> u8;
+                }
+            ),
+        );
+        assert!(out.contains("struct CalcServer < S >"), "{out}");
+    }
+
+    #[test]
+    fn method_ids_are_positions() {
+        let out = expanded(
+            TokenStream::new(),
+            quote!(
+                trait Calc {
+                    async fn a(&self);
+                    async fn b(&self);
+                    #[rpc(oneway)]
+                    async fn c(&self);
+                }
+            ),
+        );
+        assert!(out.contains("index : 0u32 , name : \"a\""), "{out}");
+        assert!(out.contains("index : 2u32 , name : \"c\" , kind : :: rpc_core :: __private :: MethodKind :: Oneway"), "{out}");
+    }
+
+    /// Whatever the input, the macro answers with code or errors, never a panic.
+    #[test]
+    fn malformed_input_is_an_error_not_a_panic() {
+        let cases: Vec<(TokenStream, TokenStream)> = vec![
+            (quote!(), quote!()),
+            (
+                quote!(),
+                quote!(
+                    fn f() {}
+                ),
+            ),
+            (quote!(), quote!(trait)),
+            (quote!(), quote!(trait T { fn })),
+            (quote!(), quote!(trait T { async fn f(&self) -> ; })),
+            (
+                quote!(name),
+                quote!(
+                    trait T {}
+                ),
+            ),
+            (
+                quote!(name =),
+                quote!(
+                    trait T {}
+                ),
+            ),
+            (
+                quote!(name = "a" name = "b"),
+                quote!(
+                    trait T {}
+                ),
+            ),
+            (
+                quote!(crate = ""),
+                quote!(
+                    trait T {}
+                ),
+            ),
+            (
+                quote!(= = =),
+                quote!(
+                    trait T {}
+                ),
+            ),
+            (
+                quote!(),
+                quote!(
+                    trait T {
+                        #[rpc()]
+                        async fn f(&self);
+                    }
+                ),
+            ),
+            (
+                quote!(),
+                quote!(
+                    trait T {
+                        #[rpc(oneway(x))]
+                        async fn f(&self);
+                    }
+                ),
+            ),
+            (
+                quote!(),
+                quote!(
+                    trait T {
+                        #[rpc(a::b)]
+                        async fn f(&self);
+                    }
+                ),
+            ),
+            (
+                quote!(),
+                quote!(
+                    trait T {
+                        #[rpc = 1]
+                        async fn f(&self);
+                    }
+                ),
+            ),
+            (
+                quote!(),
+                quote!(
+                    trait T {
+                        async fn f(&self, ...);
+                    }
+                ),
+            ),
+            (
+                quote!(),
+                quote!(
+                    trait T {
+                        async fn f(...);
+                    }
+                ),
+            ),
+            (
+                quote!(),
+                quote!(
+                    trait T {
+                        async fn f(&self) -> Result;
+                    }
+                ),
+            ),
+            (
+                quote!(),
+                quote!(
+                    trait T {
+                        async fn f(&self) -> Result<u8, u8, u8>;
+                    }
+                ),
+            ),
+            (
+                quote!(),
+                quote!(
+                    trait T {
+                        async fn f(&self) -> Result<'static, u8>;
+                    }
+                ),
+            ),
+            (
+                quote!(),
+                quote!(
+                    trait T {
+                        async fn f(&self) -> <u8 as X>::Result;
+                    }
+                ),
+            ),
+            (
+                quote!(),
+                quote!(
+                    trait T {
+                        async fn f(&self, x: [&u8; 3]) -> fn(&u8);
+                    }
+                ),
+            ),
+        ];
+        for (attr, item) in cases {
+            let result = std::panic::catch_unwind(|| {
+                expand(attr.clone(), item.clone()).map(|t| t.to_string())
+            });
+            assert!(result.is_ok(), "panicked on #[service({attr})] {item}");
+        }
+    }
+
+    #[test]
+    fn every_error_is_reported() {
+        let Err(error) = expand(
+            quote!(colour = "red"),
+            quote!(
+                trait T<X> {
+                    fn a(self);
+                    async fn clone(&self, b: &str);
+                    const C: u8;
+                }
+            ),
+        ) else {
+            panic!("expected errors");
+        };
+        // option, generics, not async, receiver, reserved name, reference, const item
+        assert_eq!(error.into_iter().count(), 7);
+    }
 }

@@ -4,15 +4,17 @@
 //! `#[rpc(...)]`); everything else is kept as written, spans included, and judged by
 //! [`crate::check`].
 
-use proc_macro2::{TokenStream, TokenTree};
-use quote::{format_ident, quote};
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::{format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
 use syn::{
     Attribute, Block, FnArg, GenericArgument, Generics, Ident, ItemTrait, LitStr, Pat,
-    PathArguments, ReturnType, Signature, Token, TraitItem, TraitItemFn, Type, TypeParamBound, Visibility,
+    PathArguments, ReturnType, Signature, Token, TraitItem, TraitItemFn, Type, TypeParamBound,
+    Visibility,
 };
 
 use crate::ctxt::Errors;
@@ -96,7 +98,11 @@ pub(crate) struct Service {
 
 impl Service {
     /// Builds the model of `item`, recording unreadable attributes in `errors`.
-    pub(crate) fn from_trait(errors: &mut Errors, options: ServiceOptions, item: ItemTrait) -> Self {
+    pub(crate) fn from_trait(
+        errors: &mut Errors,
+        options: ServiceOptions,
+        item: ItemTrait,
+    ) -> Self {
         let server_param = if mentions_ident(quote!(#item), "S") {
             format_ident!("__S")
         } else {
@@ -121,7 +127,10 @@ impl Service {
             unsafety: item.unsafety,
             auto_token: item.auto_token,
             trait_token: item.trait_token,
-            name: options.name.as_ref().map_or_else(|| bare.to_string(), LitStr::value),
+            name: options
+                .name
+                .as_ref()
+                .map_or_else(|| bare.to_string(), LitStr::value),
             name_lit: options.name,
             private,
             client_ident: format_ident!("{}Client", bare, span = item.ident.span()),
@@ -166,7 +175,12 @@ pub(crate) struct Method {
 
 impl Method {
     fn from_item(errors: &mut Errors, item: TraitItemFn) -> Self {
-        let TraitItemFn { attrs, sig, default, semi_token } = item;
+        let TraitItemFn {
+            attrs,
+            sig,
+            default,
+            semi_token,
+        } = item;
         let mut kind = Kind::Call;
         let mut kept = Vec::with_capacity(attrs.len());
         for attr in attrs {
@@ -205,7 +219,9 @@ impl Method {
                 FnArg::Typed(typed) => Some(Arg {
                     attrs: typed.attrs.clone(),
                     ident: match &*typed.pat {
-                        Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => Some(p.ident.clone()),
+                        Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => {
+                            Some(p.ident.clone())
+                        }
                         _ => None,
                     },
                     pat: (*typed.pat).clone(),
@@ -233,6 +249,22 @@ impl Method {
         }
     }
 
+    /// The argument tuple's type, `(A, B,)`, its parentheses spanned on the method's own
+    /// parameter list so that a missing `Serialize` or `Deserialize` is reported there.
+    pub(crate) fn args_tuple_type(&self) -> TokenStream {
+        let types = self.args.iter().map(|arg| &arg.ty);
+        quote_spanned!(self.sig.paren_token.span.join()=> (#(#types,)*))
+    }
+
+    /// The span that errors about the result type should point at: the type, or the method's
+    /// name when there is none.
+    pub(crate) fn return_span(&self) -> Span {
+        match &self.sig.output {
+            ReturnType::Default => self.sig.ident.span(),
+            ReturnType::Type(_, ty) => ty.span(),
+        }
+    }
+
     /// The `#[doc]` attributes.
     pub(crate) fn docs(&self) -> impl Iterator<Item = &Attribute> {
         self.attrs.iter().filter(|attr| attr.path().is_ident("doc"))
@@ -252,14 +284,14 @@ pub(crate) struct Arg {
 pub(crate) enum Output {
     /// No return type, or `()`.
     Unit,
-    /// A plain value `T`.
-    Value(Type),
+    /// A plain value: the declared return type ([`Method::return_type`]).
+    Value,
     /// `Result<T, E>`: `E` is the method's typed application error.
     ///
     /// Recognised by the last path segment being `Result` with exactly two type arguments, so
     /// `std::result::Result<T, E>` counts and `io::Result<T>` or an alias such as
     /// `type Outcome = Result<T, E>` is a plain value.
-    Result { ok: Type, err: Type },
+    Result { ok: Box<Type>, err: Box<Type> },
 }
 
 impl Output {
@@ -271,24 +303,27 @@ impl Output {
             Type::Tuple(tuple) if tuple.elems.is_empty() => Self::Unit,
             Type::Path(path) if path.qself.is_none() => {
                 let Some(last) = path.path.segments.last() else {
-                    return Self::Value((**ty).clone());
+                    return Self::Value;
                 };
                 if last.ident != "Result" {
-                    return Self::Value((**ty).clone());
+                    return Self::Value;
                 }
                 let PathArguments::AngleBracketed(args) = &last.arguments else {
-                    return Self::Value((**ty).clone());
+                    return Self::Value;
                 };
                 let mut types = args.args.iter().map(|arg| match arg {
                     GenericArgument::Type(ty) => Some(ty),
                     _ => None,
                 });
                 match (types.next(), types.next(), types.next()) {
-                    (Some(Some(ok)), Some(Some(err)), None) => Self::Result { ok: ok.clone(), err: err.clone() },
-                    _ => Self::Value((**ty).clone()),
+                    (Some(Some(ok)), Some(Some(err)), None) => Self::Result {
+                        ok: Box::new(ok.clone()),
+                        err: Box::new(err.clone()),
+                    },
+                    _ => Self::Value,
                 }
             }
-            _ => Self::Value((**ty).clone()),
+            _ => Self::Value,
         }
     }
 }
@@ -315,4 +350,22 @@ fn mentions_ident(tokens: TokenStream, name: &str) -> bool {
         TokenTree::Group(group) => mentions_ident(group.stream(), name),
         TokenTree::Punct(_) | TokenTree::Literal(_) => false,
     })
+}
+
+/// `tokens` with every span set to `span`, so that the compiler reports errors in them there.
+pub(crate) fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tree| {
+            if let TokenTree::Group(group) = &tree {
+                let mut inner =
+                    proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
+                inner.set_span(span);
+                tree = TokenTree::Group(inner);
+            } else {
+                tree.set_span(span);
+            }
+            tree
+        })
+        .collect()
 }

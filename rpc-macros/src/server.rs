@@ -1,17 +1,24 @@
 //! The generated server: `{Trait}Server<S>`, the dispatcher for any `S: Trait`.
 
 use proc_macro2::{Literal, Span, TokenStream};
-use quote::quote;
+use quote::{quote, quote_spanned};
 use syn::Ident;
 
-use crate::model::{Kind, Method, Output, Service};
+use crate::model::{respan, Kind, Method, Output, Service};
 
 /// The struct, outside the `const _` block so that users can name it.
 pub(crate) fn struct_def(service: &Service) -> TokenStream {
-    let Service { vis, ident, server_ident, server_param, private, .. } = service;
+    let Service {
+        vis,
+        ident,
+        server_ident,
+        server_param,
+        private,
+        ..
+    } = service;
     let doc = format!(
-        " Server for [`{ident}`]: decodes each call, runs it on the `{server_param}` it holds and \
-         encodes the result.\n\n Hand it to the server engine; it is cheap to clone (an `Arc`)."
+        " Server for [`{ident}`]: decodes each call, runs it on the service it holds and encodes \
+         the result.\n\n Hand it to the server engine; it is cheap to clone (an `Arc`)."
     );
     quote! {
         #[doc = #doc]
@@ -23,7 +30,14 @@ pub(crate) fn struct_def(service: &Service) -> TokenStream {
 
 /// `Clone`, `Debug`, the constructors and `Dispatch`, for the `const _` block.
 pub(crate) fn impls(service: &Service) -> TokenStream {
-    let Service { vis, ident, server_ident, server_param: s, private, .. } = service;
+    let Service {
+        vis,
+        ident,
+        server_ident,
+        server_param: s,
+        private,
+        ..
+    } = service;
     let server_name = server_ident.to_string();
     let local = |name: &str| Ident::new(name, Span::mixed_site());
     let (service_arg, formatter) = (local("service"), local("__f"));
@@ -55,7 +69,7 @@ pub(crate) fn impls(service: &Service) -> TokenStream {
         #[automatically_derived]
         impl<#s> ::core::clone::Clone for #server_ident<#s> {
             fn clone(&self) -> Self {
-                Self { service: #private::Arc::clone(&self.service) }
+                Self { service: ::core::clone::Clone::clone(&self.service) }
             }
         }
 
@@ -101,15 +115,20 @@ pub(crate) fn impls(service: &Service) -> TokenStream {
 /// The match arm of one method: decode the argument tuple now (a bad frame is the caller's
 /// error), run the method in the returned future.
 fn arm(service: &Service, method: &Method, args: &Ident, limits: &Ident) -> TokenStream {
-    let Service { ident: trait_ident, server_param: s, private, .. } = service;
+    let Service {
+        ident: trait_ident,
+        server_param: s,
+        private,
+        ..
+    } = service;
     let name = &method.sig.ident;
     let shared = Ident::new("__service", Span::mixed_site());
     let future = Ident::new("__future", Span::mixed_site());
     let values: Vec<Ident> = (0..method.args.len())
         .map(|i| Ident::new(&format!("__arg{i}"), Span::mixed_site()))
         .collect();
-    let types = method.args.iter().map(|arg| &arg.ty);
-    let decode = quote!(#private::decode_args::<(#(#types,)*)>(#args, #limits)?);
+    let args_ty = method.args_tuple_type();
+    let decode = quote!(#private::decode_args::<#args_ty>(#args, #limits)?);
     let decode = if values.is_empty() {
         quote!(#decode;)
     } else {
@@ -121,12 +140,23 @@ fn arm(service: &Service, method: &Method, args: &Ident, limits: &Ident) -> Toke
             #call;
             #private::Outcome::NoReply
         },
-        (Kind::Call, Output::Result { .. }) => quote!(#private::Outcome::from_result(&#call)),
-        (Kind::Call, Output::Unit | Output::Value(_)) => quote!(#private::Outcome::ok(&#call)),
+        // Spanned on the result type (and naming it), so that a type that is not `Serialize` is
+        // reported there.
+        (Kind::Call, Output::Result { ok, err }) => {
+            let span = method.return_span();
+            let private = respan(private.clone(), span);
+            quote_spanned!(span=> #private::Outcome::from_result::<#ok, #err>(&#call))
+        }
+        (Kind::Call, Output::Unit | Output::Value) => {
+            let span = method.return_span();
+            let private = respan(private.clone(), span);
+            let ty = method.return_type();
+            quote_spanned!(span=> #private::Outcome::ok::<#ty>(&#call))
+        }
     };
     quote! {{
         #decode
-        let #shared = #private::Arc::clone(&self.service);
+        let #shared = ::core::clone::Clone::clone(&self.service);
         let #future: #private::HandlerFuture = #private::Box::pin(async move { #outcome });
         ::core::result::Result::Ok(#future)
     }}

@@ -60,6 +60,10 @@ const SYSTEM_SID: &str = "S-1-5-18";
 /// whose value is FILE_CREATE_PIPE_INSTANCE.
 const CLIENT_ACCESS: u32 = FILE_GENERIC_READ | FILE_WRITE_DATA | FILE_WRITE_ATTRIBUTES;
 
+/// The most instances a named pipe can have without being unlimited. One instance is always
+/// waiting, so this serves up to 253 clients at once.
+const MAX_INSTANCES: usize = 254;
+
 /// Default wait while every instance is busy.
 const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -205,7 +209,7 @@ impl Listener {
             .reject_remote_clients(true)
             .access_inbound(true)
             .access_outbound(true)
-            .max_instances(255);
+            .max_instances(options.max_connections.saturating_add(1).min(MAX_INSTANCES));
         let waiting = match create_instance(&path, &pipe_options, &descriptor, true) {
             Ok(pipe) => pipe,
             Err(e) if e.raw_os_error() == Some(ERROR_ACCESS_DENIED as i32) => {

@@ -1,0 +1,9 @@
+#[rpc_core::service]
+pub trait Store {
+    type Key;
+    const LIMIT: usize;
+    async fn get(&self, key: String) -> u32;
+    some_macro!();
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[rpc_core::service]
+pub struct Store {
+    size: u32,
+}
+
+fn main() {}
