@@ -282,3 +282,52 @@ async fn client_fails_fast_when_the_server_goes_away() {
     );
     assert!(rpc_core::Client::handle(&client).is_closed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_of_every_awkward_size_round_trip() {
+    // Around the 4 KiB and 64 KiB buffers a Windows message pipe is read through, and large.
+    let max = 4 * 1024 * 1024;
+    let server = TestServer::start_with(
+        rpc_transport::ServerOptions::default()
+            .config(rpc_core::ServerConfig::default().max_frame(max)),
+    );
+    let client = server.client().await;
+    // The argument frame is the payload plus 4 bytes of length, the header and a length varint.
+    let largest = max as usize - 32;
+    for size in [
+        0,
+        1,
+        4095,
+        4096,
+        4097,
+        10_000,
+        65_535,
+        65_536,
+        65_537,
+        1 << 20,
+        largest,
+    ] {
+        let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let back = within("echo", client.echo(data.clone()))
+            .await
+            .expect("echo");
+        assert!(
+            back == data,
+            "size {size} came back as {} bytes",
+            back.len()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_two_clients_connect_at_once() {
+    let server = TestServer::start();
+    let options = rpc_transport::ClientOptions::default();
+    let connects =
+        (0..32).map(|_| rpc_transport::connect_with::<ProbeClient>(&server.endpoint, &options));
+    let clients = within("32 connects", join_all(connects)).await;
+    for (i, client) in clients.into_iter().enumerate() {
+        let client = client.expect("no client refused");
+        assert_eq!(client.add(i as i64, 1).await.expect("call"), i as i64 + 1);
+    }
+}
