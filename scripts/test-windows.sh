@@ -57,6 +57,9 @@ set +e
 "${cargo[@]}" test --workspace "${flags[@]}" -- --test-threads=4 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+# Show what Wine cannot confirm, and the DACL as read back from a live pipe.
+"${cargo[@]}" test -q -p rpc-transport --lib "${flags[@]}" -- --nocapture squat pipe_dacl 2>/dev/null \
+    | grep -E "NOT CONFIRMED|pipe DACL" || true
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 echo "== windows tests under wine: $passed passed, $failed failed, in $(( $(date +%s) - started )) s"

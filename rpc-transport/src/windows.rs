@@ -397,4 +397,159 @@ mod tests {
         let open = pipe_sddl("S-1-5-21-9", true);
         assert!(open.ends_with("(A;;0x12018b;;;AU)"), "{open}");
     }
+
+    /// Whether this runs under Wine, which does not enforce every pipe security setting.
+    fn under_wine() -> bool {
+        use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleA, GetProcAddress};
+        // SAFETY: looking up an export by name; nothing is called.
+        unsafe {
+            let ntdll = GetModuleHandleA(c"ntdll.dll".as_ptr().cast());
+            !ntdll.is_null() && GetProcAddress(ntdll, c"wine_get_version".as_ptr().cast()).is_some()
+        }
+    }
+
+    fn unique_endpoint(tag: &str) -> Endpoint {
+        Endpoint::new(&format!("unit-{tag}-{}", std::process::id())).expect("name")
+    }
+
+    /// Reads the DACL of the pipe back through a client handle, as SDDL.
+    fn read_back_dacl(path: &str) -> String {
+        use windows_sys::Win32::Security::Authorization::{
+            ConvertSecurityDescriptorToStringSecurityDescriptorW, GetSecurityInfo, SE_KERNEL_OBJECT,
+        };
+        use windows_sys::Win32::Security::DACL_SECURITY_INFORMATION;
+        use windows_sys::Win32::Storage::FileSystem::READ_CONTROL;
+        let wide_path = wide(path);
+        // SAFETY: plain Win32 calls; every handle and buffer is released before returning.
+        unsafe {
+            let handle = CreateFileW(
+                wide_path.as_ptr(),
+                READ_CONTROL | FILE_GENERIC_READ,
+                0,
+                std::ptr::null(),
+                OPEN_EXISTING,
+                0,
+                std::ptr::null_mut(),
+            );
+            assert!(
+                handle != INVALID_HANDLE_VALUE,
+                "open: {}",
+                io::Error::last_os_error()
+            );
+            let handle = OwnedHandle(handle);
+            let mut sd = std::ptr::null_mut();
+            let status = GetSecurityInfo(
+                handle.0,
+                SE_KERNEL_OBJECT,
+                DACL_SECURITY_INFORMATION,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                &mut sd,
+            );
+            assert_eq!(status, 0, "GetSecurityInfo");
+            let mut text: *mut u16 = std::ptr::null_mut();
+            let ok = ConvertSecurityDescriptorToStringSecurityDescriptorW(
+                sd,
+                SDDL_REVISION_1,
+                DACL_SECURITY_INFORMATION,
+                &mut text,
+                std::ptr::null_mut(),
+            );
+            assert_ne!(
+                ok, 0,
+                "ConvertSecurityDescriptorToStringSecurityDescriptorW"
+            );
+            let len = (0..).take_while(|&i| *text.add(i) != 0).count();
+            let sddl = String::from_utf16_lossy(std::slice::from_raw_parts(text, len));
+            LocalFree(text.cast());
+            LocalFree(sd);
+            sddl
+        }
+    }
+
+    /// The ACEs of an SDDL DACL, as `(type, rights, sid)`.
+    fn aces(sddl: &str) -> Vec<(String, String, String)> {
+        sddl.split('(')
+            .skip(1)
+            .map(|ace| {
+                let fields: Vec<&str> = ace.trim_end_matches(')').split(';').collect();
+                let field = |i: usize| fields.get(i).copied().unwrap_or_default().to_owned();
+                (field(0), field(2), field(5))
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn pipe_dacl_is_set_and_reads_back() {
+        let owner = process_user_sid(None).expect("own sid");
+        for allow_other_users in [false, true] {
+            let endpoint = unique_endpoint(if allow_other_users {
+                "dacl-open"
+            } else {
+                "dacl"
+            });
+            let options = ServerOptions {
+                allow_other_users,
+                ..ServerOptions::default()
+            };
+            let listener = Listener::bind(&endpoint, &options).expect("bind");
+            let sddl = read_back_dacl(&listener.address());
+            println!("pipe DACL read back (allow_other_users = {allow_other_users}): {sddl}");
+            assert!(sddl.starts_with("D:P"), "DACL must be protected: {sddl}");
+            let aces = aces(&sddl);
+            let sids: Vec<&str> = aces.iter().map(|(_, _, sid)| sid.as_str()).collect();
+            assert_eq!(
+                aces.first().map(|(t, _, s)| (t.as_str(), s.as_str())),
+                Some(("D", "NU")),
+                "{sddl}"
+            );
+            for expected in [owner.as_str(), "SY", "BA"] {
+                assert!(
+                    aces.iter().any(|(t, _, sid)| t == "A" && sid == expected),
+                    "no allow ACE for {expected}: {sddl}"
+                );
+            }
+            assert!(
+                !sids.contains(&"WD"),
+                "Everyone must not be granted: {sddl}"
+            );
+            assert!(
+                !sids.contains(&"AN"),
+                "anonymous must not be granted: {sddl}"
+            );
+            let other_users: Vec<_> = aces.iter().filter(|(_, _, sid)| sid == "AU").collect();
+            if allow_other_users {
+                assert_eq!(other_users.len(), 1, "{sddl}");
+                let rights = &other_users[0].1;
+                let mask = u32::from_str_radix(rights.trim_start_matches("0x"), 16)
+                    .unwrap_or_else(|_| panic!("rights {rights} not a plain mask"));
+                assert_eq!(mask, CLIENT_ACCESS);
+                assert_eq!(
+                    mask & 0x4,
+                    0,
+                    "FILE_CREATE_PIPE_INSTANCE (FILE_APPEND_DATA) granted"
+                );
+            } else {
+                assert!(other_users.is_empty(), "{sddl}");
+                assert_eq!(aces.len(), 4, "{sddl}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn second_server_on_a_live_name_cannot_squat_it() {
+        let endpoint = unique_endpoint("squat");
+        let first = Listener::bind(&endpoint, &ServerOptions::default()).expect("bind");
+        match Listener::bind(&endpoint, &ServerOptions::default()) {
+            Err(BindError::AddrInUse { .. }) => {}
+            Ok(_) if under_wine() => println!(
+                "NOT CONFIRMED: Wine does not enforce FILE_FLAG_FIRST_PIPE_INSTANCE; a second \
+                 server on a live name succeeded here and would fail on Windows"
+            ),
+            Ok(_) => panic!("a second server took the live name {}", first.address()),
+            Err(other) => panic!("expected AddrInUse, got {other:?}"),
+        }
+    }
 }
