@@ -134,6 +134,16 @@ struct Shared {
     limits: DecodeLimits,
 }
 
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The last handle is gone: tell the server, so it closes the connection even where the
+        // transport cannot half-close (a pipe's write end closes only with its read end).
+        let _ = self.outbox.send(header_frame(&Header::Goodbye {
+            reason: GoodbyeReason::ShuttingDown,
+        }));
+    }
+}
+
 /// An untyped, connected client: the engine under every generated client.
 ///
 /// Cheap to clone (an `Arc`); clones share the connection. The connection closes when the last

@@ -241,11 +241,8 @@ where
                 let frame = match frame {
                     Ok(Some(frame)) => frame,
                     Ok(None) => {
-                        // Nobody is left to read replies: drop the calls, let one-way calls finish.
                         client_gone = true;
-                        for (_, handle) in cancels.drain() {
-                            handle.abort();
-                        }
+                        abort_all(&mut cancels);
                         continue;
                     }
                     Err(error) => {
@@ -289,6 +286,7 @@ where
                     }
                     (Header::Goodbye { .. }, _) => {
                         client_gone = true;
+                        abort_all(&mut cancels);
                     }
                     (Header::Hello { .. } | Header::Welcome { .. } | Header::Reject(_), _) => {
                         break Err(protocol_violation(&outbox, ProtocolError::UnexpectedKind("handshake")));
@@ -309,6 +307,14 @@ where
     let _ = writer_task.await;
     tracing::debug!(service = descriptor.name, "connection closed");
     result
+}
+
+/// The client is gone (end of stream or goodbye): nobody will read replies, so the calls are
+/// dropped; one-way calls run to completion.
+fn abort_all(cancels: &mut HashMap<u64, AbortHandle>) {
+    for (_, handle) in cancels.drain() {
+        handle.abort();
+    }
 }
 
 fn protocol_violation(outbox: &crate::writer::Outbox, error: ProtocolError) -> ConnectionError {

@@ -233,7 +233,13 @@ impl Listener {
     pub(crate) async fn accept(
         &mut self,
     ) -> io::Result<(impl FrameRead, impl FrameWrite, PeerInfo)> {
-        self.waiting.connect().await?;
+        if let Err(error) = self.waiting.connect().await {
+            // A client that connected and left before being accepted leaves the instance in the
+            // closing state (ERROR_NO_DATA): disconnect it so it listens again, or every later
+            // accept would fail on it.
+            let _ = self.waiting.disconnect();
+            return Err(error);
+        }
         // Create the next instance before handing this one off: one is always waiting.
         let next = self.create(false)?;
         let connected = std::mem::replace(&mut self.waiting, next);
