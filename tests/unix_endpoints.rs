@@ -38,11 +38,7 @@ async fn directory_open_to_others_is_refused() {
     let dir = private_dir();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let endpoint = Endpoint::new("open").expect("name").in_dir(dir.path());
-    let result = Server::bind_with(
-        &endpoint,
-        common::ProbeServer::new(probe()),
-        ServerOptions::default(),
-    );
+    let result = bind(&endpoint);
     assert!(
         matches!(
             result,
@@ -70,11 +66,7 @@ async fn symlinked_directory_is_refused() {
     let link = dir.path().join("link");
     symlink(&real, &link).expect("symlink");
     let endpoint = Endpoint::new("x").expect("name").in_dir(&link);
-    let result = Server::bind_with(
-        &endpoint,
-        common::ProbeServer::new(probe()),
-        ServerOptions::default(),
-    );
+    let result = bind(&endpoint);
     assert!(
         matches!(
             result,
@@ -87,11 +79,7 @@ async fn symlinked_directory_is_refused() {
 #[tokio::test]
 async fn second_server_on_a_live_name_is_refused() {
     let server = TestServer::start();
-    let second = Server::bind_with(
-        &server.endpoint,
-        common::ProbeServer::new(probe()),
-        ServerOptions::default(),
-    );
+    let second = bind(&server.endpoint);
     assert!(
         matches!(second, Err(BindError::AddrInUse { .. })),
         "{second:?}"
@@ -140,11 +128,7 @@ async fn symlink_at_the_socket_path_is_refused() {
     let target = dir.path().join("elsewhere.sock");
     symlink(&target, dir.path().join("sym.sock")).expect("symlink");
     let endpoint = Endpoint::new("sym").expect("name").in_dir(dir.path());
-    let result = Server::bind_with(
-        &endpoint,
-        common::ProbeServer::new(probe()),
-        ServerOptions::default(),
-    );
+    let result = bind(&endpoint);
     assert!(
         matches!(result, Err(BindError::SymlinkAtPath { .. })),
         "{result:?}"
@@ -168,11 +152,7 @@ async fn regular_file_at_the_socket_path_is_not_removed() {
     let path = dir.path().join("file.sock");
     std::fs::write(&path, b"keep me").expect("write");
     let endpoint = Endpoint::new("file").expect("name").in_dir(dir.path());
-    let result = Server::bind_with(
-        &endpoint,
-        common::ProbeServer::new(probe()),
-        ServerOptions::default(),
-    );
+    let result = bind(&endpoint);
     assert!(
         matches!(result, Err(BindError::NotASocket { .. })),
         "{result:?}"
@@ -217,4 +197,13 @@ async fn default_directory_is_private_and_per_user() {
 
 fn probe() -> common::ProbeImpl {
     common::ProbeImpl::new()
+}
+
+/// Binds a probe server on `endpoint` with default options.
+fn bind(endpoint: &Endpoint) -> Result<Server<common::ProbeServer<common::ProbeImpl>>, BindError> {
+    Server::bind_with(
+        endpoint,
+        common::ProbeServer::new(probe()),
+        ServerOptions::default(),
+    )
 }

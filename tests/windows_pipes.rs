@@ -61,12 +61,3 @@ async fn missing_pipe_is_not_found() {
         "{result:?}"
     );
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn handler_sees_the_peers_sid() {
-    let server = TestServer::start();
-    let client = server.client().await;
-    let (pid, _, sid) = client.whoami().await.expect("call");
-    assert_eq!(pid, Some(std::process::id()));
-    assert!(sid.is_some_and(|s| s.starts_with("S-1-")));
-}
