@@ -14,7 +14,9 @@ use tracing::Instrument;
 
 use crate::decode::{self, DecodeLimits};
 use crate::error::{ProtocolError, RpcError};
-use crate::frame::{encode_frame, header_frame, EncodeError, FrameBody, FrameRead, FrameWrite};
+use crate::frame::{
+    encode_frame, header_frame, EncodeError, FrameBody, FrameError, FrameRead, FrameWrite,
+};
 use crate::protocol::{
     GoodbyeReason, Header, ReplyStatus, WireError, DEFAULT_MAX_FRAME, MAGIC, PROTOCOL_VERSION,
 };
@@ -188,10 +190,17 @@ impl ClientHandle {
         });
         let handshake = async {
             writer.write_frames(&[hello]).await?;
-            let frame = reader
-                .read_frame()
-                .await?
-                .ok_or(RpcError::ConnectionClosed)?;
+            // A first frame that is not one of ours means the peer is some other program (or a
+            // child that printed to its stdout): say so, and show what it sent.
+            let frame = match reader.read_frame().await {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return Err(RpcError::ConnectionClosed),
+                Err(FrameError::TooLarge { len, .. }) => {
+                    return Err(not_this_protocol(&len.to_le_bytes()))
+                }
+                Err(FrameError::Empty) => return Err(not_this_protocol(&[0; 4])),
+                Err(error) => return Err(error.into()),
+            };
             match postcard::take_from_bytes::<Header>(&frame) {
                 Ok((Header::Welcome { version, max_frame }, _)) => {
                     if version != PROTOCOL_VERSION {
@@ -202,7 +211,7 @@ impl ClientHandle {
                 Ok((Header::Reject(rejection), _)) => Err(RpcError::Rejected(rejection)),
                 Ok((Header::Goodbye { reason }, _)) => Err(RpcError::ClosedByPeer(reason)),
                 Ok(_) => Err(ProtocolError::ExpectedHandshake.into()),
-                Err(_) => Err(ProtocolError::BadHeader.into()),
+                Err(_) => Err(not_this_protocol(&frame)),
             }
         };
         let server_max_frame = tokio::time::timeout(config.handshake_timeout, handshake)
@@ -444,6 +453,17 @@ impl ClientHandle {
     }
 }
 
+/// The handshake's error for a first frame that is not one of this protocol.
+fn not_this_protocol(received: &[u8]) -> RpcError {
+    const SHOWN: usize = 32;
+    let shown = received.get(..SHOWN).unwrap_or(received);
+    let more = if received.len() > SHOWN { "..." } else { "" };
+    ProtocolError::NotThisProtocol {
+        received: format!("\"{}\"{more}", shown.escape_ascii()),
+    }
+    .into()
+}
+
 /// The error for a call the server failed. A deadline the server enforced is the same cause as
 /// one the client's own timer caught.
 fn remote_error(error: WireError) -> RpcError {
@@ -482,7 +502,7 @@ async fn read_replies<R: FrameRead>(mut reader: R, conn: &Conn) -> RpcError {
         let frame = match reader.read_frame().await {
             Ok(Some(frame)) => frame,
             Ok(None) => return RpcError::ConnectionClosed,
-            Err(e) => return RpcError::Frame(e),
+            Err(e) => return e.into(),
         };
         let Ok((header, rest)) = postcard::take_from_bytes::<Header>(&frame) else {
             return ProtocolError::BadHeader.into();

@@ -36,6 +36,10 @@ pub enum RpcError {
     /// The peer closed the connection because of something this side sent.
     #[error("peer closed the connection: {0}")]
     ClosedByPeer(#[source] GoodbyeReason),
+    /// The process serving the connection (a child process over its stdio) exited; calls in
+    /// flight fail with this as soon as the exit is seen. Carries the exit status.
+    #[error("peer process exited ({0})")]
+    PeerExited(std::process::ExitStatus),
     /// Reading or writing the connection failed.
     #[error("I/O error on the connection")]
     Io(#[source] Arc<io::Error>),
@@ -72,7 +76,10 @@ impl From<io::Error> for RpcError {
 
 impl From<FrameError> for RpcError {
     fn from(error: FrameError) -> Self {
-        RpcError::Frame(error)
+        match error {
+            FrameError::PeerExited(status) => RpcError::PeerExited(status),
+            other => RpcError::Frame(other),
+        }
     }
 }
 
@@ -166,6 +173,14 @@ pub enum ProtocolError {
     /// A call reused a request id that is still in flight.
     #[error("request id {0} is already in flight")]
     DuplicateId(u64),
+    /// The first bytes from the server were not a frame of this protocol: the peer is some other
+    /// program (or a child process printed to its stdout). `received` shows the start of what
+    /// arrived, escaped.
+    #[error("peer does not speak this protocol; it sent {received}")]
+    NotThisProtocol {
+        /// The first bytes received, escaped for display.
+        received: String,
+    },
     /// The welcome named a protocol version this side does not speak.
     #[error("server answered with protocol version {0}")]
     BadVersion(u16),

@@ -49,6 +49,10 @@ pub enum FrameError {
     /// Reading failed.
     #[error("read failed: {0}")]
     Io(io::ErrorKind),
+    /// The process on the other end exited (a child process serving over its stdio); no
+    /// frame can follow.
+    #[error("peer process exited ({0})")]
+    PeerExited(std::process::ExitStatus),
 }
 
 /// Reads whole frames from a transport.

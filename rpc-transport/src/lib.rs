@@ -14,6 +14,10 @@
 //! * **Windows**: a named pipe `\\.\pipe\rpc-<name>` in message mode (see the `windows`
 //!   module documentation of this crate's source).
 //!
+//! Any two one-way pipes make a connection too: [`pipes`] serves and connects over a reader and
+//! a writer, and [`child`] runs a service in a child process over its stdin/stdout or over two
+//! inherited anonymous pipes, supervising the child.
+//!
 //! ```no_run
 //! # #[rpc_core::service]
 //! # pub trait Calculator { async fn add(&self, a: i64, b: i64) -> i64; }
@@ -29,7 +33,9 @@
 //! # Ok(()) }
 //! ```
 
+pub mod child;
 mod endpoint;
+pub mod pipes;
 mod server;
 
 #[cfg(unix)]

@@ -1,0 +1,811 @@
+//! A service in a child process, over the child's stdin/stdout or over two inherited pipes.
+//!
+//! **Parent**: [`spawn`] starts a program with its stdin and stdout piped to a typed client
+//! (its stderr stays the parent's, for logs); [`spawn_with_pipes`] leaves the child's stdio
+//! alone and passes it two anonymous pipes instead. Both supervise the child:
+//!
+//! * when the child exits, calls in flight fail at once with [`RpcError::PeerExited`], which
+//!   carries the exit status;
+//! * when the last clone of the client is dropped, the child's input pipe is closed, the child
+//!   is expected to exit, and it is killed if it has not within [`ChildOptions::grace`];
+//! * a program that does not speak the protocol fails [`spawn`] with
+//!   [`SpawnError::Handshake`], showing what it wrote instead, and is killed.
+//!
+//! **Child**: [`serve_stdio`] (or [`serve_inherited_pipes`]) serves a service to the parent and
+//! returns when the parent goes away.
+//!
+//! # Keeping stdout clean
+//!
+//! Over stdio, the child's stdout *is* the connection: one stray `println!` would break it.
+//! [`serve_stdio`] therefore takes the real stdout for itself and points the process's standard
+//! output at its standard error (and standard input at the null device). From then on
+//! `println!`, a logger that writes to stdout, or a C library's `printf` all land in the
+//! parent's stderr, as logs, and cannot reach the connection. Anything printed *before*
+//! [`serve_stdio`] runs is still a problem: the parent's [`spawn`] then fails with
+//! [`rpc_core::ProtocolError::NotThisProtocol`], quoting the bytes it got. Call
+//! [`serve_stdio`] first thing in `main`, before any output.
+//!
+//! ```no_run
+//! # #[rpc_core::service]
+//! # pub trait Calculator { async fn add(&self, a: i64, b: i64) -> i64; }
+//! # struct Calc;
+//! # impl Calculator for Calc { async fn add(&self, a: i64, b: i64) -> i64 { a + b } }
+//! # async fn parent() -> Result<(), Box<dyn std::error::Error>> {
+//! // Parent:
+//! let mut command = tokio::process::Command::new("my-helper");
+//! command.arg("--serve");
+//! let (calc, child): (CalculatorClient, _) =
+//!     rpc_transport::child::spawn(command, &Default::default()).await?;
+//! assert_eq!(calc.add(2, 3).await?, 5);
+//! drop(calc); // closes the child's stdin; the child exits (or is killed after the grace period)
+//! let status = child.wait().await;
+//! # Ok(()) }
+//! # async fn child() -> Result<(), rpc_transport::child::ChildServeError> {
+//! // Child (`my-helper --serve`):
+//! rpc_transport::child::serve_stdio(CalculatorServer::new(Calc)).await?;
+//! # Ok(()) }
+//! ```
+
+use std::ffi::OsString;
+use std::io;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rpc_core::frame::{FrameError, FrameRead, FrameReader, FrameWrite, FrameWriter};
+use rpc_core::{Client, ClientConfig, ClientHandle, ConnectionError, Dispatch};
+use rpc_core::{RpcError, ServerConfig};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::process::{Child, Command};
+use tokio::sync::{oneshot, watch, Notify};
+use tokio::time::Instant;
+
+use crate::pipes::serve_pipes_as;
+
+/// The environment variable that tells a child started by [`spawn_with_pipes`] where its two
+/// pipes are: `<read>,<write>` (file descriptors on Unix, handle values on Windows).
+pub const PIPES_ENV: &str = "RPC_CHILD_PIPES";
+
+/// How long the reader waits, once the child's output has ended, for the child's exit status.
+const EXIT_WAIT: Duration = Duration::from_secs(2);
+
+/// How long the reader keeps reading what the child wrote before it exited.
+const DRAIN: Duration = Duration::from_millis(200);
+
+/// Settings of a child-process connection.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ChildOptions {
+    /// Settings of the connection (deadlines, frame size, handshake timeout).
+    pub config: ClientConfig,
+    /// How long the child may take to exit once its input is closed (the client was dropped)
+    /// before it is killed. Default 5 s.
+    pub grace: Duration,
+}
+
+impl Default for ChildOptions {
+    fn default() -> Self {
+        Self {
+            config: ClientConfig::default(),
+            grace: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ChildOptions {
+    /// Sets the settings of the connection.
+    pub fn config(mut self, config: ClientConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets how long the child may take to exit after its input is closed.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+}
+
+/// Why a child service could not be started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpawnError {
+    /// The program could not be started (not found, not executable...), or its pipes could not
+    /// be set up.
+    #[error("could not start {program}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The program started but did not complete the handshake; it has been killed. The cause
+    /// says why: [`RpcError::PeerExited`] if it exited first (with its status),
+    /// [`rpc_core::ProtocolError::NotThisProtocol`] if it wrote something else (quoted),
+    /// [`RpcError::Rejected`] if it serves another service, [`RpcError::HandshakeTimeout`] if
+    /// it said nothing.
+    #[error("{program} did not complete the handshake")]
+    Handshake {
+        /// The program.
+        program: String,
+        /// Why.
+        #[source]
+        source: RpcError,
+    },
+}
+
+/// Why serving the parent from a child process failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChildServeError {
+    /// The process's stdin and stdout could not be taken over.
+    #[error("could not take over stdin and stdout")]
+    Stdio(#[source] io::Error),
+    /// [`PIPES_ENV`] is not set: the process was not started by [`spawn_with_pipes`].
+    #[error("{PIPES_ENV} is not set: not started by spawn_with_pipes")]
+    NoPipes,
+    /// [`PIPES_ENV`] does not name two open pipes.
+    #[error("{PIPES_ENV}={value:?} does not name two inherited pipes: {reason}")]
+    BadPipes {
+        /// The variable's value.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The connection to the parent ended abnormally.
+    #[error("connection to the parent failed")]
+    Connection(#[source] ConnectionError),
+}
+
+/// What the supervisor knows about the child.
+#[derive(Debug, Clone, Copy)]
+enum ChildState {
+    Running,
+    Exited(ExitStatus),
+    /// The exit status could not be read.
+    Unknown,
+}
+
+/// A supervised child process serving a client (from [`spawn`] or [`spawn_with_pipes`]).
+///
+/// Dropping it does not stop the child: the client's lifetime does. Use [`ChildProcess::kill`]
+/// to stop it at once.
+#[derive(Debug, Clone)]
+pub struct ChildProcess {
+    pid: Option<u32>,
+    state: watch::Receiver<ChildState>,
+    kill: Arc<Notify>,
+}
+
+impl ChildProcess {
+    /// The child's process id, if it had not already exited when it was spawned.
+    pub fn id(&self) -> Option<u32> {
+        self.pid
+    }
+
+    /// The child's exit status, if it has exited.
+    pub fn try_status(&self) -> Option<ExitStatus> {
+        match *self.state.borrow() {
+            ChildState::Exited(status) => Some(status),
+            ChildState::Running | ChildState::Unknown => None,
+        }
+    }
+
+    /// Waits for the child to exit and returns its status; `None` if the status could not be
+    /// read from the operating system.
+    pub async fn wait(&self) -> Option<ExitStatus> {
+        exit_status(&mut self.state.clone()).await
+    }
+
+    /// Kills the child now. Calls in flight fail with [`RpcError::PeerExited`].
+    pub fn kill(&self) {
+        self.kill.notify_one();
+    }
+
+    /// Starts supervising `child`: the returned sender is fired (or dropped) when the child's
+    /// input is closed, which starts the grace period.
+    fn supervise(child: Child, grace: Duration) -> (Self, oneshot::Sender<()>) {
+        let (closed_tx, closed_rx) = oneshot::channel();
+        let (state_tx, state) = watch::channel(ChildState::Running);
+        let kill = Arc::new(Notify::new());
+        let process = Self {
+            pid: child.id(),
+            state,
+            kill: Arc::clone(&kill),
+        };
+        tokio::spawn(supervise(child, grace, closed_rx, kill, state_tx));
+        (process, closed_tx)
+    }
+}
+
+async fn supervise(
+    mut child: Child,
+    grace: Duration,
+    mut input_closed: oneshot::Receiver<()>,
+    kill: Arc<Notify>,
+    state: watch::Sender<ChildState>,
+) {
+    let pid = child.id();
+    let mut closed = false;
+    let mut kill_at: Option<Instant> = None;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            () = kill.notified() => {
+                tracing::debug!(?pid, "killing child");
+                let _ = child.start_kill();
+            }
+            _ = &mut input_closed, if !closed => {
+                closed = true;
+                kill_at = Some(Instant::now() + grace);
+            }
+            () = tokio::time::sleep_until(kill_at.unwrap_or_else(Instant::now)), if kill_at.is_some() => {
+                tracing::warn!(?pid, ?grace, "child did not exit after its input closed; killing it");
+                kill_at = None;
+                let _ = child.start_kill();
+            }
+        }
+    };
+    let new_state = match status {
+        Ok(status) => {
+            tracing::debug!(?pid, %status, "child exited");
+            ChildState::Exited(status)
+        }
+        Err(error) => {
+            tracing::warn!(?pid, %error, "could not read the child's exit status");
+            ChildState::Unknown
+        }
+    };
+    state.send_replace(new_state);
+}
+
+/// Waits until the child is no longer running; its status if known.
+async fn exit_status(state: &mut watch::Receiver<ChildState>) -> Option<ExitStatus> {
+    match state
+        .wait_for(|s| !matches!(s, ChildState::Running))
+        .await
+        .map(|s| *s)
+    {
+        Ok(ChildState::Exited(status)) => Some(status),
+        _ => None,
+    }
+}
+
+/// Reads the child's frames; once the child has exited, ends with its exit status.
+struct ChildReader<R> {
+    inner: FrameReader<R>,
+    state: watch::Receiver<ChildState>,
+    exited: Option<ExitStatus>,
+    /// Set when the exit status is unknown: read on without watching it.
+    blind: bool,
+}
+
+impl<R: AsyncRead + Unpin + Send + 'static> ChildReader<R> {
+    async fn after_end(
+        &mut self,
+        ended: Result<Option<Bytes>, FrameError>,
+    ) -> Result<Option<Bytes>, FrameError> {
+        // The output ended or broke: the child is exiting; report how.
+        match tokio::time::timeout(EXIT_WAIT, exit_status(&mut self.state)).await {
+            Ok(Some(status)) => {
+                self.exited = Some(status);
+                Err(FrameError::PeerExited(status))
+            }
+            _ => ended,
+        }
+    }
+
+    async fn drain(&mut self, status: ExitStatus) -> Result<Option<Bytes>, FrameError> {
+        // Frames the child wrote before it exited are still delivered.
+        match tokio::time::timeout(DRAIN, self.inner.read_frame()).await {
+            Ok(Ok(Some(frame))) => Ok(Some(frame)),
+            _ => Err(FrameError::PeerExited(status)),
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for ChildReader<R> {
+    async fn read_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+        if let Some(status) = self.exited {
+            return self.drain(status).await;
+        }
+        if self.blind {
+            return self.inner.read_frame().await;
+        }
+        let exited = tokio::select! {
+            biased;
+            result = self.inner.read_frame() => {
+                return match result {
+                    Ok(Some(frame)) => Ok(Some(frame)),
+                    ended => self.after_end(ended).await,
+                };
+            }
+            status = exit_status(&mut self.state) => status,
+        };
+        match exited {
+            Some(status) => {
+                self.exited = Some(status);
+                self.drain(status).await
+            }
+            None => {
+                self.blind = true;
+                self.inner.read_frame().await
+            }
+        }
+    }
+}
+
+/// Writes to the child; when dropped (the client is gone), starts the child's grace period.
+struct ChildWriter<W> {
+    inner: FrameWriter<W>,
+    closed: Option<oneshot::Sender<()>>,
+}
+
+impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for ChildWriter<W> {
+    async fn write_frames(&mut self, frames: &[Bytes]) -> io::Result<()> {
+        self.inner.write_frames(frames).await
+    }
+
+    async fn close(&mut self) -> io::Result<()> {
+        self.inner.close().await
+    }
+}
+
+impl<W> Drop for ChildWriter<W> {
+    fn drop(&mut self) {
+        if let Some(closed) = self.closed.take() {
+            let _ = closed.send(());
+        }
+    }
+}
+
+fn program_name(command: &Command) -> String {
+    command
+        .as_std()
+        .get_program()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Starts `command` with its stdin and stdout piped to a client of `C`'s service, and performs
+/// the handshake. The child's stderr is whatever `command` says (inherited by default). The
+/// child must serve with [`serve_stdio`].
+///
+/// # Errors
+///
+/// [`SpawnError::Spawn`] if the program cannot be started; [`SpawnError::Handshake`] if it
+/// does not complete the handshake (it is killed).
+pub async fn spawn<C: Client>(
+    command: impl Into<Command>,
+    options: &ChildOptions,
+) -> Result<(C, ChildProcess), SpawnError> {
+    let mut command = command.into();
+    let program = program_name(&command);
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    let spawn_error = |source| SpawnError::Spawn {
+        program: program.clone(),
+        source,
+    };
+    let mut child = command.spawn().map_err(spawn_error)?;
+    let pipes = child.stdout.take().zip(child.stdin.take());
+    let Some((stdout, stdin)) = pipes else {
+        return Err(spawn_error(io::Error::other("child has no stdio pipes")));
+    };
+    connect_child(child, stdout, stdin, program, options).await
+}
+
+/// Starts `command` and connects a client of `C`'s service over two anonymous pipes that the
+/// child inherits, leaving the child's stdin, stdout and stderr as `command` says. The child
+/// finds the pipes in the [`PIPES_ENV`] environment variable and must serve with
+/// [`serve_inherited_pipes`].
+///
+/// On Windows, the child's ends of the pipes are inheritable until the child has started: a
+/// process spawned by another thread in that moment inherits them too.
+///
+/// # Errors
+///
+/// As [`spawn`].
+pub async fn spawn_with_pipes<C: Client>(
+    command: impl Into<Command>,
+    options: &ChildOptions,
+) -> Result<(C, ChildProcess), SpawnError> {
+    let mut command = command.into();
+    let program = program_name(&command);
+    let spawn_error = |source| SpawnError::Spawn {
+        program: program.clone(),
+        source,
+    };
+    let (parent, child_ends) = os::pipe_pairs().map_err(spawn_error)?;
+    os::pass_to(&child_ends, &mut command).map_err(spawn_error)?;
+    command.kill_on_drop(true);
+    let child = command.spawn().map_err(spawn_error)?;
+    // The child has its copies now; ours must close, or the pipes never report end-of-file.
+    drop(child_ends);
+    let (reader, writer) = parent;
+    connect_child(child, reader, writer, program, options).await
+}
+
+async fn connect_child<C, R, W>(
+    child: Child,
+    reader: R,
+    writer: W,
+    program: String,
+    options: &ChildOptions,
+) -> Result<(C, ChildProcess), SpawnError>
+where
+    C: Client,
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (process, closed) = ChildProcess::supervise(child, options.grace);
+    let reader = ChildReader {
+        inner: FrameReader::with_max_frame(reader, options.config.max_frame),
+        state: process.state.clone(),
+        exited: None,
+        blind: false,
+    };
+    let writer = ChildWriter {
+        inner: FrameWriter::new(writer),
+        closed: Some(closed),
+    };
+    match ClientHandle::connect(reader, writer, C::SERVICE, &options.config).await {
+        Ok(handle) => Ok((C::from_handle(handle), process)),
+        Err(source) => {
+            process.kill();
+            Err(SpawnError::Handshake { program, source })
+        }
+    }
+}
+
+/// Serves `service` to the parent over this process's stdin and stdout, until the parent
+/// closes the connection, with the default [`ServerConfig`]. See [`serve_stdio_with`].
+///
+/// # Errors
+///
+/// As [`serve_stdio_with`].
+pub async fn serve_stdio<D: Dispatch>(service: D) -> Result<(), ChildServeError> {
+    serve_stdio_with(service, &ServerConfig::default()).await
+}
+
+/// Serves `service` to the parent over this process's stdin and stdout, until the parent
+/// closes the connection (returns `Ok`, and the process should then exit).
+///
+/// First it takes stdin and stdout for the connection and points the process's standard
+/// output at standard error and its standard input at the null device, so nothing else in the
+/// process can write into the connection or read from it (see the [module](self) docs).
+/// The handlers' [`rpc_core::CallContext`] names the parent process as the peer.
+///
+/// # Errors
+///
+/// [`ChildServeError::Stdio`] if stdin or stdout cannot be taken over (closed, or not
+/// readable/writable); [`ChildServeError::Connection`] if the connection ends abnormally.
+pub async fn serve_stdio_with<D: Dispatch>(
+    service: D,
+    config: &ServerConfig,
+) -> Result<(), ChildServeError> {
+    let (reader, writer) = os::take_stdio().map_err(ChildServeError::Stdio)?;
+    serve_pipes_as(reader, writer, os::parent(), service, config)
+        .await
+        .map_err(ChildServeError::Connection)
+}
+
+/// Serves `service` to the parent over the two pipes passed by [`spawn_with_pipes`], until the
+/// parent closes the connection. Stdin, stdout and stderr stay free for other uses.
+///
+/// # Errors
+///
+/// [`ChildServeError::NoPipes`] or [`ChildServeError::BadPipes`] if the process was not
+/// started by [`spawn_with_pipes`]; [`ChildServeError::Connection`] if the connection ends
+/// abnormally.
+pub async fn serve_inherited_pipes<D: Dispatch>(
+    service: D,
+    config: &ServerConfig,
+) -> Result<(), ChildServeError> {
+    let value = std::env::var_os(PIPES_ENV).ok_or(ChildServeError::NoPipes)?;
+    let (reader, writer) = os::inherited_pipes(&value)?;
+    serve_pipes_as(reader, writer, os::parent(), service, config)
+        .await
+        .map_err(ChildServeError::Connection)
+}
+
+type BoxReader = Box<dyn AsyncRead + Send + Unpin>;
+type BoxWriter = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Parses `<read>,<write>` from [`PIPES_ENV`].
+fn parse_pipes(value: &OsString) -> Result<(i64, i64), ChildServeError> {
+    let bad = |reason| ChildServeError::BadPipes {
+        value: value.to_string_lossy().into_owned(),
+        reason,
+    };
+    let text = value.to_str().ok_or_else(|| bad("not text"))?;
+    let (read, write) = text
+        .split_once(',')
+        .ok_or_else(|| bad("expected <read>,<write>"))?;
+    let number = |s: &str| s.trim().parse::<i64>().map_err(|_| bad("not a number"));
+    let (read, write) = (number(read)?, number(write)?);
+    if read == write {
+        return Err(bad("the same pipe twice"));
+    }
+    Ok((read, write))
+}
+
+#[cfg(unix)]
+mod os {
+    use std::fs::File;
+    use std::io::{self, Write};
+    use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+    use std::os::unix::fs::FileTypeExt;
+
+    use rpc_core::PeerInfo;
+    use tokio::net::unix::pipe;
+    use tokio::process::Command;
+
+    use super::{parse_pipes, BoxReader, BoxWriter, ChildServeError, PIPES_ENV};
+
+    /// The child's ends: it reads the first and writes the second.
+    pub(super) struct ChildEnds(OwnedFd, OwnedFd);
+
+    pub(super) fn pipe_pairs() -> io::Result<((pipe::Receiver, pipe::Sender), ChildEnds)> {
+        // std's pipes are close-on-exec; the child's ends are made inheritable in the child only.
+        let (child_read, parent_write) = io::pipe()?;
+        let (parent_read, child_write) = io::pipe()?;
+        let parent = (
+            pipe::Receiver::from_owned_fd(parent_read.into())?,
+            pipe::Sender::from_owned_fd(parent_write.into())?,
+        );
+        Ok((parent, ChildEnds(child_read.into(), child_write.into())))
+    }
+
+    pub(super) fn pass_to(ends: &ChildEnds, command: &mut Command) -> io::Result<()> {
+        let fds = [ends.0.as_raw_fd(), ends.1.as_raw_fd()];
+        command.env(PIPES_ENV, format!("{},{}", fds[0], fds[1]));
+        // SAFETY: the closure runs in the forked child before exec and only calls fcntl, which
+        // is async-signal-safe, on descriptors that stay open until the child has started.
+        unsafe {
+            command.pre_exec(move || {
+                for fd in fds {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) fn inherited_pipes(
+        value: &std::ffi::OsString,
+    ) -> Result<(BoxReader, BoxWriter), ChildServeError> {
+        let (read, write) = parse_pipes(value)?;
+        let bad = |reason| ChildServeError::BadPipes {
+            value: value.to_string_lossy().into_owned(),
+            reason,
+        };
+        let claim = |fd: i64| -> Result<File, ChildServeError> {
+            let fd = RawFd::try_from(fd).map_err(|_| bad("not a descriptor"))?;
+            // SAFETY: fcntl(F_GETFD) only queries the descriptor table.
+            if fd < 3 || unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+                return Err(bad("not an open descriptor"));
+            }
+            // SAFETY: the descriptor is open, and the parent passed it for this process to own;
+            // nothing else in the process knows its number.
+            let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+            // SAFETY: as above; close-on-exec keeps it from leaking into grandchildren.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            Ok(file)
+        };
+        let (read, write) = (claim(read)?, claim(write)?);
+        for file in [&read, &write] {
+            let is_pipe = file.metadata().is_ok_and(|m| m.file_type().is_fifo());
+            if !is_pipe {
+                return Err(bad("not a pipe"));
+            }
+        }
+        let reader = pipe::Receiver::from_file(read).map_err(ChildServeError::Stdio)?;
+        let writer = pipe::Sender::from_file(write).map_err(ChildServeError::Stdio)?;
+        Ok((Box::new(reader), Box::new(writer)))
+    }
+
+    /// Takes stdin and stdout for the connection; standard output now goes to standard error
+    /// and standard input reads the null device.
+    pub(super) fn take_stdio() -> io::Result<(BoxReader, BoxWriter)> {
+        let stdout = io::stdout();
+        // Held while descriptors move, so no other thread is halfway through a print.
+        let mut lock = stdout.lock();
+        lock.flush()?;
+        let input = io::stdin().as_fd().try_clone_to_owned()?;
+        let output = lock.as_fd().try_clone_to_owned()?;
+        let null = File::open("/dev/null")?;
+        // SAFETY: dup2 between open descriptors; 0, 1 and 2 stay open throughout.
+        unsafe {
+            if libc::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO) == -1
+                || libc::dup2(null.as_raw_fd(), libc::STDIN_FILENO) == -1
+            {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        drop(lock);
+        Ok((reader(File::from(input))?, writer(File::from(output))?))
+    }
+
+    fn is_pipe(file: &File) -> bool {
+        file.metadata().is_ok_and(|m| m.file_type().is_fifo())
+    }
+
+    fn reader(file: File) -> io::Result<BoxReader> {
+        if is_pipe(&file) {
+            Ok(Box::new(pipe::Receiver::from_file(file)?))
+        } else {
+            // A file, a socket or a terminal: read it on tokio's blocking threads.
+            Ok(Box::new(tokio::fs::File::from_std(file)))
+        }
+    }
+
+    fn writer(file: File) -> io::Result<BoxWriter> {
+        if is_pipe(&file) {
+            Ok(Box::new(pipe::Sender::from_file(file)?))
+        } else {
+            Ok(Box::new(tokio::fs::File::from_std(file)))
+        }
+    }
+
+    /// The parent process as the peer.
+    pub(super) fn parent() -> PeerInfo {
+        // SAFETY: neither call has preconditions or can fail.
+        let (ppid, uid) = unsafe { (libc::getppid(), libc::geteuid()) };
+        PeerInfo::unix(u32::try_from(ppid).ok(), Some(uid))
+    }
+}
+
+#[cfg(windows)]
+mod os {
+    use std::fs::File;
+    use std::io::{self, Write};
+    use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
+
+    use rpc_core::PeerInfo;
+    use tokio::process::Command;
+    use windows_sys::Win32::Foundation::{
+        SetHandleInformation, HANDLE, HANDLE_FLAG_INHERIT, INVALID_HANDLE_VALUE,
+    };
+    use windows_sys::Win32::Storage::FileSystem::{GetFileType, FILE_TYPE_PIPE};
+    use windows_sys::Win32::System::Console::{
+        GetStdHandle, SetStdHandle, STD_ERROR_HANDLE, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE,
+    };
+
+    use super::{parse_pipes, BoxReader, BoxWriter, ChildServeError, PIPES_ENV};
+
+    /// The child's ends: it reads the first and writes the second.
+    pub(super) struct ChildEnds(OwnedHandle, OwnedHandle);
+
+    type ParentEnds = (tokio::fs::File, tokio::fs::File);
+
+    pub(super) fn pipe_pairs() -> io::Result<(ParentEnds, ChildEnds)> {
+        // Anonymous pipes are synchronous: the parent's ends are read and written on tokio's
+        // blocking threads.
+        let (child_read, parent_write) = io::pipe()?;
+        let (parent_read, child_write) = io::pipe()?;
+        let parent = (
+            tokio::fs::File::from_std(File::from(OwnedHandle::from(parent_read))),
+            tokio::fs::File::from_std(File::from(OwnedHandle::from(parent_write))),
+        );
+        Ok((parent, ChildEnds(child_read.into(), child_write.into())))
+    }
+
+    fn set_inheritable(handle: RawHandle, inherit: bool) -> io::Result<()> {
+        let flags = if inherit { HANDLE_FLAG_INHERIT } else { 0 };
+        // SAFETY: the handle is open (owned by the caller).
+        if unsafe { SetHandleInformation(handle as HANDLE, HANDLE_FLAG_INHERIT, flags) } == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    pub(super) fn pass_to(ends: &ChildEnds, command: &mut Command) -> io::Result<()> {
+        // std starts children with handle inheritance on; only inheritable handles pass.
+        set_inheritable(ends.0.as_raw_handle(), true)?;
+        set_inheritable(ends.1.as_raw_handle(), true)?;
+        command.env(
+            PIPES_ENV,
+            format!(
+                "{},{}",
+                ends.0.as_raw_handle() as usize,
+                ends.1.as_raw_handle() as usize
+            ),
+        );
+        Ok(())
+    }
+
+    pub(super) fn inherited_pipes(
+        value: &std::ffi::OsString,
+    ) -> Result<(BoxReader, BoxWriter), ChildServeError> {
+        let (read, write) = parse_pipes(value)?;
+        let bad = |reason| ChildServeError::BadPipes {
+            value: value.to_string_lossy().into_owned(),
+            reason,
+        };
+        let claim = |value: i64| -> Result<File, ChildServeError> {
+            let raw = usize::try_from(value).map_err(|_| bad("not a handle"))? as RawHandle;
+            // SAFETY: GetFileType only queries the handle; an invalid one yields UNKNOWN.
+            if raw.is_null() || unsafe { GetFileType(raw as HANDLE) } != FILE_TYPE_PIPE {
+                return Err(bad("not an open pipe"));
+            }
+            // SAFETY: the handle is an open pipe that the parent passed for this process to
+            // own; nothing else in the process knows its value.
+            let owned = unsafe { OwnedHandle::from_raw_handle(raw) };
+            set_inheritable(owned.as_raw_handle(), false).map_err(ChildServeError::Stdio)?;
+            Ok(File::from(owned))
+        };
+        let (read, write) = (claim(read)?, claim(write)?);
+        Ok((
+            Box::new(tokio::fs::File::from_std(read)),
+            Box::new(tokio::fs::File::from_std(write)),
+        ))
+    }
+
+    /// Takes stdin and stdout for the connection; standard output now goes to standard error
+    /// and standard input is absent (reads see end-of-file).
+    pub(super) fn take_stdio() -> io::Result<(BoxReader, BoxWriter)> {
+        let stdout = io::stdout();
+        // Held while the handles move, so no other thread is halfway through a print.
+        let mut lock = stdout.lock();
+        lock.flush()?;
+        // SAFETY: Get/SetStdHandle only read and replace the process's standard handle slots;
+        // std looks the handles up on every write, so prints follow the new ones.
+        let (input, output) = unsafe {
+            let input = GetStdHandle(STD_INPUT_HANDLE);
+            let output = GetStdHandle(STD_OUTPUT_HANDLE);
+            for handle in [input, output] {
+                if handle.is_null() || handle == INVALID_HANDLE_VALUE {
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        "stdin or stdout is not open",
+                    ));
+                }
+            }
+            if SetStdHandle(STD_OUTPUT_HANDLE, GetStdHandle(STD_ERROR_HANDLE)) == 0
+                || SetStdHandle(STD_INPUT_HANDLE, std::ptr::null_mut()) == 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            // The slots no longer name them: they are ours alone now.
+            (
+                OwnedHandle::from_raw_handle(input as RawHandle),
+                OwnedHandle::from_raw_handle(output as RawHandle),
+            )
+        };
+        drop(lock);
+        Ok((
+            Box::new(tokio::fs::File::from_std(File::from(input))),
+            Box::new(tokio::fs::File::from_std(File::from(output))),
+        ))
+    }
+
+    /// The parent process as the peer (its id is not looked up on Windows).
+    pub(super) fn parent() -> PeerInfo {
+        PeerInfo::unknown()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipe_variable_is_parsed_strictly() {
+        let parse = |s: &str| parse_pipes(&OsString::from(s));
+        assert_eq!(parse("5,6").ok(), Some((5, 6)));
+        for bad in ["", "5", "5,", "a,b", "5;6", "7,7"] {
+            assert!(
+                matches!(parse(bad), Err(ChildServeError::BadPipes { .. })),
+                "{bad:?} accepted"
+            );
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! A service in a real child process: over its stdio and over inherited pipes, with supervision.
+
+#[path = "support/child_service.rs"]
+mod child_service;
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use child_service::HelperClient;
+use common::within;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use rpc_core::{ProtocolError, RpcError};
+use rpc_transport::child::{
+    serve_inherited_pipes, spawn, spawn_with_pipes, ChildOptions, ChildProcess, ChildServeError,
+    SpawnError,
+};
+use tokio::process::Command;
+
+/// The `rpc-test-child` binary that cargo builds next to the test binaries.
+fn child_program() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let path = profile_dir.join(format!("rpc-test-child{}", std::env::consts::EXE_SUFFIX));
+    assert!(path.exists(), "{} not built", path.display());
+    path
+}
+
+fn child(mode: &[&str]) -> Command {
+    let mut command = Command::new(child_program());
+    command.args(mode);
+    command
+}
+
+async fn start(mode: &[&str], options: &ChildOptions) -> (HelperClient, ChildProcess) {
+    within("the child to start", spawn(child(mode), options))
+        .await
+        .expect("spawn the child")
+}
+
+/// A file for a child's stderr or stdout, read back after it exits.
+fn capture() -> (tempfile::NamedTempFile, Stdio) {
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    let stdio = Stdio::from(file.reopen().expect("reopen"));
+    (file, stdio)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_over_a_child_stdio() {
+    let (helper, process) = start(&["stdio"], &ChildOptions::default()).await;
+    assert_eq!(helper.add(2, 3).await.expect("add"), 5);
+    let pid = helper.pid().await.expect("pid");
+    assert_eq!(Some(pid), process.id());
+    assert_ne!(pid, std::process::id());
+
+    let mut calls: FuturesUnordered<_> = (0..1000i64)
+        .map(|i| {
+            let helper = helper.clone();
+            async move { (i, helper.add(i, 1_000_000).await) }
+        })
+        .collect();
+    let mut answered = 0;
+    while let Some((i, result)) = within("1,000 calls", calls.next()).await {
+        assert_eq!(result.expect("call"), i + 1_000_000);
+        answered += 1;
+    }
+    assert_eq!(answered, 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_mebibytes_each_way() {
+    let (helper, _process) = start(&["stdio"], &ChildOptions::default()).await;
+    let data: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let echoed = within("a 4 MiB echo", helper.echo(data.clone()))
+        .await
+        .expect("echo");
+    assert!(echoed == data, "echo differs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_child_fails_calls_in_flight_with_its_status() {
+    let (helper, process) = start(&["stdio"], &ChildOptions::default()).await;
+    assert_eq!(helper.add(1, 1).await.expect("add"), 2);
+    let in_flight = tokio::spawn({
+        let helper = helper.clone();
+        async move { helper.sleep(60_000).await }
+    });
+    process.kill();
+    let result = within("the call to fail", in_flight).await.expect("task");
+    let status = match result {
+        Err(RpcError::PeerExited(status)) => status,
+        other => panic!("expected the exit status, got {other:?}"),
+    };
+    assert!(!status.success(), "{status}");
+    #[cfg(unix)]
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
+    // Later calls fail the same way, at once.
+    assert!(matches!(
+        helper.add(1, 1).await,
+        Err(RpcError::PeerExited(later)) if later == status
+    ));
+    assert_eq!(
+        within("the exit status", process.wait()).await,
+        Some(status)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_exiting_on_its_own_fails_calls_with_its_status() {
+    let (helper, process) = start(&["exit-after", "300"], &ChildOptions::default()).await;
+    let result = within("the call to fail", helper.sleep(60_000)).await;
+    match result {
+        Err(RpcError::PeerExited(status)) => assert_eq!(status.code(), Some(7)),
+        other => panic!("expected the exit status, got {other:?}"),
+    }
+    let status = within("the exit status", process.wait()).await;
+    assert_eq!(status.and_then(|s| s.code()), Some(7));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn program_that_writes_garbage_fails_the_handshake_clearly() {
+    let result = within(
+        "the handshake to fail",
+        spawn::<HelperClient>(child(&["garbage"]), &ChildOptions::default()),
+    )
+    .await;
+    match result {
+        Err(SpawnError::Handshake {
+            source: RpcError::Protocol(ProtocolError::NotThisProtocol { received }),
+            ..
+        }) => assert!(received.contains("this"), "{received}"),
+        other => panic!("expected a handshake error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_program_is_a_spawn_error() {
+    let result = spawn::<HelperClient>(
+        Command::new("rpc-no-such-program-anywhere"),
+        &ChildOptions::default(),
+    )
+    .await;
+    assert!(
+        matches!(result, Err(SpawnError::Spawn { .. })),
+        "{result:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_client_lets_the_child_exit_cleanly() {
+    // A grace period far beyond the test's patience: a kill would show as a timeout.
+    let options = ChildOptions::default().grace(Duration::from_secs(3600));
+    let (helper, process) = start(&["stdio"], &options).await;
+    assert_eq!(helper.add(2, 2).await.expect("add"), 4);
+    let copy = helper.clone();
+    drop(helper);
+    assert!(process.try_status().is_none(), "a clone still holds it");
+    drop(copy);
+    let status = within("the child to exit", process.wait()).await;
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_that_lingers_is_killed_after_the_grace_period() {
+    let options = ChildOptions::default().grace(Duration::from_millis(200));
+    let (helper, process) = start(&["linger"], &options).await;
+    assert_eq!(helper.add(2, 2).await.expect("add"), 4);
+    drop(helper);
+    let status = within("the child to be killed", process.wait())
+        .await
+        .expect("status");
+    assert!(!status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn println_in_the_child_goes_to_its_stderr_not_the_connection() {
+    let (stderr_file, stderr) = capture();
+    let mut command = child(&["stdio"]);
+    command.stderr(stderr);
+    let (helper, process): (HelperClient, _) = within(
+        "the child to start",
+        spawn(command, &ChildOptions::default()),
+    )
+    .await
+    .expect("spawn");
+    helper
+        .print("a stray line from a handler".into())
+        .await
+        .expect("print");
+    assert_eq!(helper.add(20, 22).await.expect("still connected"), 42);
+    drop(helper);
+    within("the child to exit", process.wait()).await;
+    let logged = std::fs::read_to_string(stderr_file.path()).expect("read stderr");
+    assert!(logged.contains("a stray line from a handler"), "{logged:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inherited_pipes_leave_the_childs_stdio_alone() {
+    let (stdout_file, stdout) = capture();
+    let mut command = child(&["pipes"]);
+    command.stdout(stdout);
+    let (helper, process): (HelperClient, _) = within(
+        "the child to start",
+        spawn_with_pipes(command, &ChildOptions::default()),
+    )
+    .await
+    .expect("spawn");
+    assert_eq!(helper.add(5, 6).await.expect("add"), 11);
+    let data = vec![7u8; 100_000];
+    assert_eq!(helper.echo(data.clone()).await.expect("echo"), data);
+    drop(helper);
+    let status = within("the child to exit", process.wait()).await;
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    let printed = std::fs::read_to_string(stdout_file.path()).expect("read stdout");
+    assert_eq!(printed.trim(), "stdout is still mine");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serving_inherited_pipes_without_them_is_a_clear_error() {
+    let service = child_service::HelperServer::new(child_service::HelperImpl);
+    let result = serve_inherited_pipes(service, &rpc_core::ServerConfig::default()).await;
+    assert!(
+        matches!(result, Err(ChildServeError::NoPipes)),
+        "{result:?}"
+    );
+}

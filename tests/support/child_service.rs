@@ -1,0 +1,43 @@
+//! The service that `rpc-test-child` serves to the child-process tests.
+#![allow(dead_code, missing_docs, unreachable_pub)]
+
+use std::time::Duration;
+
+#[rpc_core::service]
+pub trait Helper {
+    /// Adds.
+    async fn add(&self, a: i64, b: i64) -> i64;
+    /// Echoes bytes.
+    async fn echo(&self, data: Vec<u8>) -> Vec<u8>;
+    /// Sleeps, then answers `ms`.
+    async fn sleep(&self, ms: u64) -> u64;
+    /// Prints `line` to the child's stdout with `println!`, as careless code would.
+    async fn print(&self, line: String);
+    /// The child's process id.
+    async fn pid(&self) -> u32;
+}
+
+pub struct HelperImpl;
+
+impl Helper for HelperImpl {
+    async fn add(&self, a: i64, b: i64) -> i64 {
+        a + b
+    }
+
+    async fn echo(&self, data: Vec<u8>) -> Vec<u8> {
+        data
+    }
+
+    async fn sleep(&self, ms: u64) -> u64 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        ms
+    }
+
+    async fn print(&self, line: String) {
+        println!("{line}");
+    }
+
+    async fn pid(&self) -> u32 {
+        std::process::id()
+    }
+}
