@@ -425,31 +425,7 @@ mod tests {
         assert_eq!(from_slice::<T>(&bytes, &DecodeLimits::default()), Ok(value));
     }
 
-    /// A byte buffer that goes through `serialize_bytes`/`deserialize_byte_buf`, not a seq.
-    #[derive(Debug, PartialEq)]
-    struct ByteBuf(Vec<u8>);
-
-    impl Serialize for ByteBuf {
-        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            s.serialize_bytes(&self.0)
-        }
-    }
-
-    impl<'de> Deserialize<'de> for ByteBuf {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl Visitor<'_> for V {
-                type Value = ByteBuf;
-                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                    f.write_str("bytes")
-                }
-                fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<ByteBuf, E> {
-                    Ok(ByteBuf(v.to_vec()))
-                }
-            }
-            d.deserialize_byte_buf(V)
-        }
-    }
+    use crate::ByteBuf;
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct Unit;
@@ -516,7 +492,7 @@ mod tests {
             f64: -2.25e300,
             c: 'é',
             s: "hello, wörld".into(),
-            bytes: ByteBuf(vec![0, 1, 2, 255]),
+            bytes: ByteBuf::from(vec![0, 1, 2, 255]),
             unit: (),
             unit_struct: Unit,
             newtype: Newtype(7),
@@ -570,6 +546,71 @@ mod tests {
         );
         assert!(bytes.as_ptr_range().contains(&value.s.as_ptr()));
         assert!(bytes.as_ptr_range().contains(&value.b.as_ptr()));
+    }
+
+    /// What a visitor that accepts only whole byte strings saw: where the bytes were, how many,
+    /// and whether they were borrowed for the input's lifetime.
+    #[derive(Debug, PartialEq)]
+    struct SeenBytes {
+        at: usize,
+        len: usize,
+        borrowed: bool,
+    }
+
+    /// Accepts byte strings and nothing else (no sequence of `u8`s).
+    struct BytesOnly;
+
+    impl<'de> Visitor<'de> for BytesOnly {
+        type Value = SeenBytes;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a byte string")
+        }
+        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<SeenBytes, E> {
+            Ok(SeenBytes {
+                at: v.as_ptr() as usize,
+                len: v.len(),
+                borrowed: false,
+            })
+        }
+        fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<SeenBytes, E> {
+            Ok(SeenBytes {
+                borrowed: true,
+                ..self.visit_bytes::<E>(v)?
+            })
+        }
+    }
+
+    /// Asks for `deserialize_bytes` (`BYTE_BUF` false) or `deserialize_byte_buf` (true).
+    struct AskBytes<const BYTE_BUF: bool>(SeenBytes);
+
+    impl<'de, const BYTE_BUF: bool> Deserialize<'de> for AskBytes<BYTE_BUF> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let seen = if BYTE_BUF {
+                d.deserialize_byte_buf(BytesOnly)?
+            } else {
+                d.deserialize_bytes(BytesOnly)?
+            };
+            Ok(Self(seen))
+        }
+    }
+
+    #[test]
+    fn byte_requests_reach_the_visitor_as_one_borrowed_block() {
+        // A 1 MiB byte string: the guard must pass both byte requests through to postcard and
+        // postcard's answer (one slice of the input, after the 3-byte length) back, never a
+        // sequence: the visitor accepts nothing else. postcard lends the slice for the input's
+        // lifetime to `deserialize_bytes` only.
+        let bytes = encode(&ByteBuf::from(vec![5u8; 1024 * 1024]));
+        let want = |borrowed| SeenBytes {
+            at: bytes.as_ptr() as usize + 3,
+            len: 1024 * 1024,
+            borrowed,
+        };
+        let d = limits(0);
+        let AskBytes::<false>(seen) = from_slice(&bytes, &d).expect("bytes");
+        assert_eq!(seen, want(true));
+        let AskBytes::<true>(seen) = from_slice(&bytes, &d).expect("byte_buf");
+        assert_eq!(seen, want(false));
     }
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]

@@ -36,6 +36,7 @@
 //! `S: Calculator`. Methods returning `Result<T, E>` reach the client as
 //! `Result<Result<T, E>, RpcError>`; `#[rpc(oneway)]` methods are not answered.
 
+mod byte_buf;
 pub mod client;
 pub mod context;
 pub mod decode;
@@ -47,6 +48,7 @@ pub mod server;
 pub mod service;
 mod writer;
 
+pub use byte_buf::ByteBuf;
 pub use client::{Client, ClientConfig, ClientHandle};
 pub use context::{CallContext, PeerInfo};
 pub use error::{ConnectError, ProtocolError, RpcError};
