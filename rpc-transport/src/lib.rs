@@ -35,6 +35,8 @@
 
 pub mod child;
 mod endpoint;
+#[cfg(unix)]
+pub mod fifo;
 pub mod pipes;
 mod server;
 

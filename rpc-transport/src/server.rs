@@ -94,6 +94,12 @@ pub enum BindError {
         /// The path.
         path: String,
     },
+    /// Something that is not a FIFO sits at one of a FIFO pair's paths.
+    #[error("{path} exists and is not a FIFO")]
+    NotAFifo {
+        /// The path.
+        path: String,
+    },
     /// Creating the endpoint failed.
     #[error("binding {name} failed")]
     Io {

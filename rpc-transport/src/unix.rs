@@ -18,13 +18,13 @@ use crate::ClientOptions;
 type Reader = FrameReader<OwnedReadHalf>;
 type Writer = FrameWriter<OwnedWriteHalf>;
 
-fn euid() -> u32 {
+pub(crate) fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
 }
 
 /// The directory for endpoints without an explicit one.
-fn default_dir() -> PathBuf {
+pub(crate) fn default_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
         Some(runtime) if runtime.is_absolute() => runtime.join("rpc"),
         _ => std::env::temp_dir().join(format!("rpc-{}", euid())),
@@ -39,7 +39,7 @@ fn insecure(path: &Path, reason: &'static str) -> ConnectError {
 }
 
 /// Checks that `dir` is a real directory owned by `owner`, closed to group and others.
-fn check_private_dir(dir: &Path, owners: &[u32]) -> Result<(), ConnectError> {
+pub(crate) fn check_private_dir(dir: &Path, owners: &[u32]) -> Result<(), ConnectError> {
     let meta = fs::symlink_metadata(dir).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => ConnectError::NotFound {
             endpoint: dir.display().to_string(),
@@ -65,7 +65,7 @@ fn check_private_dir(dir: &Path, owners: &[u32]) -> Result<(), ConnectError> {
 }
 
 /// The endpoint's directory, created (0700) if missing, and checked.
-fn server_dir(endpoint: &Endpoint) -> Result<PathBuf, ConnectError> {
+pub(crate) fn server_dir(endpoint: &Endpoint) -> Result<PathBuf, ConnectError> {
     let dir = endpoint.dir().map_or_else(default_dir, Path::to_path_buf);
     match fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => {}
@@ -79,6 +79,29 @@ fn server_dir(endpoint: &Endpoint) -> Result<PathBuf, ConnectError> {
     }
     check_private_dir(&dir, &[euid()])?;
     Ok(dir)
+}
+
+/// Opens a lock file, creating it with mode 0600; never follows a symbolic link.
+pub(crate) fn open_lock_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Opens (creating it 0600) the lock file at `path` and takes its exclusive lock without
+/// waiting: `None` if another process holds it. The lock lasts as long as the file is open.
+pub(crate) fn try_lock(path: &Path) -> io::Result<Option<File>> {
+    let lock = open_lock_file(path)?;
+    match lock.try_lock() {
+        Ok(()) => Ok(Some(lock)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => Err(e),
+    }
 }
 
 fn socket_path(dir: &Path, endpoint: &Endpoint) -> PathBuf {
@@ -104,20 +127,11 @@ impl Listener {
         };
 
         // The lock decides who owns the name: a live server holds it for as long as it runs.
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(dir.join(format!("{name}.lock")))
-            .map_err(io_err)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(BindError::AddrInUse { name }),
-            Err(fs::TryLockError::Error(e)) => return Err(io_err(e)),
-        }
+        let lock = match try_lock(&dir.join(format!("{name}.lock"))) {
+            Ok(Some(lock)) => lock,
+            Ok(None) => return Err(BindError::AddrInUse { name }),
+            Err(e) => return Err(io_err(e)),
+        };
 
         let path = socket_path(&dir, endpoint);
         match fs::symlink_metadata(&path) {
@@ -221,7 +235,7 @@ pub(crate) async fn termination_signal() {
 
 /// Whether a server running as `server_uid` may be trusted by a client running as `own_uid`:
 /// the same user, or root.
-fn trusted_server(server_uid: u32, own_uid: u32) -> bool {
+pub(crate) fn trusted_server(server_uid: u32, own_uid: u32) -> bool {
     server_uid == own_uid || server_uid == 0
 }
 

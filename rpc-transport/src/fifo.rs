@@ -1,0 +1,422 @@
+//! A named pair of one-way pipes: FIFOs on Unix.
+//!
+//! For programs that can only open files by name: the server creates two FIFOs in the same
+//! private directory as the named-pipe endpoints, `<name>.in` (client to server) and
+//! `<name>.out` (server to client), both mode 0600, and serves one client at a time over them.
+//! The client opens them by name with [`connect`].
+//!
+//! FIFOs are easy to misuse: opening one blocks until the other side opens it too, so two
+//! programs that open a pair in different orders wait for each other forever. Here nothing
+//! blocks:
+//!
+//! * the client opens `<name>.out` for reading first, then `<name>.in` for writing, both without
+//!   waiting; with no server it gets [`ConnectError::NotFound`] at once;
+//! * a second client waits while one is connected (a lock file decides), and gets
+//!   [`ConnectError::Busy`] if it stays connected for [`ClientOptions::busy_timeout`];
+//! * a peer that writes to `<name>.in` without having opened `<name>.out` (the wrong order) is
+//!   refused: what it wrote is discarded, and if it then blocks opening `<name>.out` it is woken
+//!   and reads end-of-file. The server goes on with the next client.
+//!
+//! ```no_run
+//! # #[rpc_core::service]
+//! # pub trait Calculator { async fn add(&self, a: i64, b: i64) -> i64; }
+//! # #[derive(Clone)] struct Calc;
+//! # impl Calculator for Calc { async fn add(&self, a: i64, b: i64) -> i64 { a + b } }
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use rpc_transport::{fifo, ClientOptions, Endpoint};
+//!
+//! let endpoint = Endpoint::new("calculator")?;
+//! // Server:
+//! let server = fifo::FifoServer::bind(&endpoint)?;
+//! tokio::spawn(server.serve(CalculatorServer::new(Calc), Default::default()));
+//! // Client:
+//! let calc: CalculatorClient = fifo::connect(&endpoint, &ClientOptions::default()).await?;
+//! assert_eq!(calc.add(2, 3).await?, 5);
+//! # Ok(()) }
+//! ```
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rpc_core::frame::{FrameReader, FrameWriter};
+use rpc_core::{Client, ClientHandle, ConnectError, Dispatch, RpcError, ServerConfig};
+use tokio::io::AsyncWrite;
+use tokio::net::unix::pipe;
+
+use crate::endpoint::Endpoint;
+use crate::pipes::serve_pipes;
+use crate::server::BindError;
+use crate::unix::{
+    check_private_dir, default_dir, euid, open_lock_file, server_dir, trusted_server, try_lock,
+};
+use crate::ClientOptions;
+
+/// How long a client keeps retrying while the server is between two clients.
+const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a waiting client tries again.
+const RETRY: Duration = Duration::from_millis(10);
+
+fn paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    (
+        dir.join(format!("{name}.in")),
+        dir.join(format!("{name}.out")),
+    )
+}
+
+fn open_flags() -> i32 {
+    libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOFOLLOW
+}
+
+/// A FIFO pair bound to a name, ready to [`serve`](FifoServer::serve).
+#[derive(Debug)]
+pub struct FifoServer {
+    input: PathBuf,
+    output: PathBuf,
+    /// Locked while a client is connected.
+    session: File,
+    /// Held for the server's life: it owns the name.
+    _lock: File,
+}
+
+/// The session lock, released when dropped.
+struct SessionLock<'a>(&'a File);
+
+impl Drop for SessionLock<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+impl FifoServer {
+    /// Takes `endpoint`'s name and creates its two FIFOs (mode 0600), replacing FIFOs left by a
+    /// server that is gone.
+    ///
+    /// # Errors
+    ///
+    /// [`BindError::AddrInUse`] if a live server (FIFO or socket) holds the name,
+    /// [`BindError::SymlinkAtPath`] or [`BindError::NotAFifo`] if something else sits at a
+    /// FIFO's path (it is left alone), [`BindError::Endpoint`] if the directory is not private,
+    /// [`BindError::Io`] if creating them fails.
+    pub fn bind(endpoint: &Endpoint) -> Result<Self, BindError> {
+        let dir = server_dir(endpoint)?;
+        let name = endpoint.name().to_owned();
+        let io_err = |source: io::Error| BindError::Io {
+            name: name.clone(),
+            source,
+        };
+        let lock = match try_lock(&dir.join(format!("{name}.lock"))) {
+            Ok(Some(lock)) => lock,
+            Ok(None) => return Err(BindError::AddrInUse { name }),
+            Err(e) => return Err(io_err(e)),
+        };
+        let session = open_lock_file(&dir.join(format!("{name}.session.lock"))).map_err(io_err)?;
+        let (input, output) = paths(&dir, &name);
+        for path in [&input, &output] {
+            match fs::symlink_metadata(path) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(BindError::SymlinkAtPath {
+                        path: path.display().to_string(),
+                    })
+                }
+                // We hold the lock, so whoever made it is gone.
+                Ok(meta) if meta.file_type().is_fifo() => fs::remove_file(path).map_err(io_err)?,
+                Ok(_) => {
+                    return Err(BindError::NotAFifo {
+                        path: path.display().to_string(),
+                    })
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(e)),
+            }
+            make_fifo(path).map_err(io_err)?;
+        }
+        Ok(Self {
+            input,
+            output,
+            session,
+            _lock: lock,
+        })
+    }
+
+    /// The two FIFOs: client to server, and server to client.
+    pub fn paths(&self) -> (&Path, &Path) {
+        (&self.input, &self.output)
+    }
+
+    /// Serves clients one at a time, each until it closes its connection. Runs until dropped
+    /// (which closes the current connection and removes the FIFOs).
+    ///
+    /// # Errors
+    ///
+    /// Only if the FIFOs cannot be opened any more (removed by someone, for example). Errors of
+    /// single connections are logged and the next client is served.
+    pub async fn serve<D: Dispatch>(self, service: D, config: ServerConfig) -> io::Result<()> {
+        let service = Arc::new(service);
+        loop {
+            let input = OpenOptions::new()
+                .read(true)
+                .custom_flags(open_flags())
+                .open(&self.input)?;
+            let reader = pipe::Receiver::from_file(input)?;
+            // A FIFO that has had no writer since it was opened reports nothing: this waits
+            // for a client to open it and write its hello.
+            reader.readable().await?;
+            if bytes_waiting(&reader) == 0 {
+                // A writer came and went without a word (a previous client closing late): the
+                // FIFO now reports end-of-file until it is opened afresh.
+                continue;
+            }
+            // Held until both FIFOs are closed: the next client waits for it, so it never opens
+            // the reading end of a FIFO that this connection is about to close.
+            let session = self.lock_session().await?;
+            // A client opens its reading end first; a careless peer may open it only after
+            // writing, so give it the handshake timeout to do so.
+            let Some(output) = self.open_output(config.handshake_timeout).await? else {
+                self.refuse(&reader);
+                continue;
+            };
+            let writer = pipe::Sender::from_file(output)?;
+            tracing::debug!(fifo = %self.input.display(), "client connected");
+            if let Err(error) = serve_pipes(reader, writer, Arc::clone(&service), &config).await {
+                tracing::info!(%error, "FIFO connection ended with an error");
+            }
+            drop(session);
+        }
+    }
+
+    /// Opens the server-to-client FIFO once the client has opened its reading end; `None` if
+    /// it has not within `patience`.
+    async fn open_output(&self, patience: Duration) -> io::Result<Option<File>> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            match OpenOptions::new()
+                .write(true)
+                .custom_flags(open_flags())
+                .open(&self.output)
+            {
+                Ok(output) => return Ok(Some(output)),
+                Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Ok(None);
+                    }
+                    tokio::time::sleep(RETRY).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Takes the session lock; a client checking it holds it only for an instant.
+    async fn lock_session(&self) -> io::Result<SessionLock<'_>> {
+        loop {
+            match self.session.try_lock() {
+                Ok(()) => return Ok(SessionLock(&self.session)),
+                Err(fs::TryLockError::WouldBlock) => tokio::time::sleep(RETRY).await,
+                Err(fs::TryLockError::Error(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// Refuses a peer that wrote but did not open its reading end.
+    fn refuse(&self, reader: &pipe::Receiver) {
+        tracing::warn!(
+            fifo = %self.input.display(),
+            "a peer wrote but never opened the server-to-client FIFO; refused"
+        );
+        // Discard what it wrote, so the next client does not read it.
+        let mut sink = [0u8; 4096];
+        while matches!(reader.try_read(&mut sink), Ok(n) if n > 0) {}
+        // If it now blocks opening its reading end, a writer that comes and goes wakes it, and
+        // it reads end-of-file.
+        let _ = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(open_flags())
+            .open(&self.output);
+    }
+}
+
+impl Drop for FifoServer {
+    fn drop(&mut self) {
+        // Before the lock is released, so no client finds FIFOs nobody serves.
+        let _ = fs::remove_file(&self.input);
+        let _ = fs::remove_file(&self.output);
+    }
+}
+
+/// How many bytes can be read from `reader` now; 1 if the count is unavailable.
+fn bytes_waiting(reader: &pipe::Receiver) -> usize {
+    let mut count: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which is valid for that.
+    let result = unsafe { libc::ioctl(reader.as_raw_fd(), libc::FIONREAD, &mut count) };
+    if result == -1 {
+        return 1;
+    }
+    usize::try_from(count).unwrap_or(1)
+}
+
+fn make_fifo(path: &Path) -> io::Result<()> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // The umask can only have removed bits; make the mode exact.
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+}
+
+/// A pipe end that also keeps the client lock for as long as the connection lives.
+struct Locked<T> {
+    inner: T,
+    _lock: File,
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Locked<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Connects to the FIFO pair served on `endpoint`.
+///
+/// # Errors
+///
+/// [`RpcError::Connect`] with [`ConnectError::NotFound`] if no server serves the name,
+/// [`ConnectError::Busy`] if another client stayed connected for
+/// [`ClientOptions::busy_timeout`] (default 5 s), [`ConnectError::UntrustedServer`] if the FIFOs belong
+/// to another user, [`ConnectError::InsecureDirectory`] for a directory open to others or a
+/// FIFO path that is a symbolic link; otherwise as [`crate::connect`].
+pub async fn connect<C: Client>(
+    endpoint: &Endpoint,
+    options: &ClientOptions,
+) -> Result<C, RpcError> {
+    let me = euid();
+    let dir = endpoint.dir().map_or_else(default_dir, Path::to_path_buf);
+    check_private_dir(&dir, &[me, 0])?;
+    let name = endpoint.name();
+    let (input, output) = paths(&dir, name);
+    let shown = input.display().to_string();
+    let io_err = |e: io::Error| ConnectError::Io {
+        endpoint: shown.clone(),
+        source: e.into(),
+    };
+    let open_err = |e: io::Error| match e.raw_os_error() {
+        Some(libc::ENOENT) => ConnectError::NotFound {
+            endpoint: shown.clone(),
+        },
+        Some(libc::ELOOP) => ConnectError::InsecureDirectory {
+            path: shown.clone(),
+            reason: "a FIFO is a symbolic link",
+        },
+        Some(libc::EACCES) => ConnectError::PermissionDenied {
+            endpoint: shown.clone(),
+        },
+        _ => io_err(e),
+    };
+
+    // One client at a time: bytes of two writers would mix in the FIFO. A client that is
+    // leaving still holds the lock for a moment, so wait for it within the busy timeout.
+    let deadline =
+        tokio::time::Instant::now() + options.busy_timeout.unwrap_or(DEFAULT_BUSY_TIMEOUT);
+    let client_lock = dir.join(format!("{name}.client.lock"));
+    let lock = loop {
+        if let Some(lock) = try_lock(&client_lock).map_err(io_err)? {
+            break lock;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ConnectError::Busy { endpoint: shown }.into());
+        }
+        tokio::time::sleep(RETRY).await;
+    };
+
+    // Wait until the previous client's connection is closed on the server's side too.
+    let session_lock = dir.join(format!("{name}.session.lock"));
+    loop {
+        if try_lock(&session_lock).map_err(io_err)?.is_some() {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ConnectError::Busy { endpoint: shown }.into());
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+
+    // Our reading end first (never blocks), so the server can open its writing end.
+    let from_server = OpenOptions::new()
+        .read(true)
+        .custom_flags(open_flags())
+        .open(&output)
+        .map_err(open_err)?;
+    let meta = from_server.metadata().map_err(io_err)?;
+    if !meta.file_type().is_fifo() {
+        return Err(io_err(io::Error::other("not a FIFO")).into());
+    }
+    if !trusted_server(meta.uid(), me) {
+        return Err(ConnectError::UntrustedServer {
+            endpoint: shown.clone(),
+            expected: format!("uid {me} or root"),
+            actual: format!("uid {}", meta.uid()),
+        }
+        .into());
+    }
+
+    // Then the server's reading end. It is closed only between two clients, briefly; with no
+    // server at all (the name's lock is free) there is nothing to wait for.
+    let to_server = loop {
+        match OpenOptions::new()
+            .write(true)
+            .custom_flags(open_flags())
+            .open(&input)
+        {
+            Ok(file) => break file,
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                let server_alive =
+                    try_lock(&dir.join(format!("{name}.lock"))).is_ok_and(|l| l.is_none());
+                if !server_alive {
+                    return Err(ConnectError::NotFound { endpoint: shown }.into());
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(ConnectError::Busy { endpoint: shown }.into());
+                }
+                tokio::time::sleep(RETRY).await;
+            }
+            Err(e) => return Err(open_err(e).into()),
+        }
+    };
+    let reader = pipe::Receiver::from_file(from_server).map_err(io_err)?;
+    let writer = pipe::Sender::from_file(to_server).map_err(io_err)?;
+    let writer = Locked {
+        inner: writer,
+        _lock: lock,
+    };
+    let handle = ClientHandle::connect(
+        FrameReader::with_max_frame(reader, options.config.max_frame),
+        FrameWriter::new(writer),
+        C::SERVICE,
+        &options.config,
+    )
+    .await?;
+    Ok(C::from_handle(handle))
+}

@@ -1,0 +1,181 @@
+//! FIFO pairs: a server and clients that meet by name over two one-way pipes.
+#![cfg(unix)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+
+use common::{within, ProbeClient, ProbeImpl, ProbeServer};
+use rpc_core::{ConnectError, RpcError, ServerConfig};
+use rpc_transport::fifo::{self, FifoServer};
+use rpc_transport::{BindError, ClientOptions, Endpoint};
+
+struct Served {
+    endpoint: Endpoint,
+    input: std::path::PathBuf,
+    output: std::path::PathBuf,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+fn serve() -> Served {
+    let dir = common::private_dir();
+    let endpoint = Endpoint::new("fifo-probe")
+        .expect("name")
+        .in_dir(dir.path());
+    let server = FifoServer::bind(&endpoint).expect("bind");
+    let (input, output) = server.paths();
+    let (input, output) = (input.to_path_buf(), output.to_path_buf());
+    let task =
+        tokio::spawn(server.serve(ProbeServer::new(ProbeImpl::new()), ServerConfig::default()));
+    Served {
+        endpoint,
+        input,
+        output,
+        task,
+        _dir: dir,
+    }
+}
+
+async fn connect(served: &Served) -> Result<ProbeClient, RpcError> {
+    within(
+        "connecting",
+        fifo::connect(&served.endpoint, &ClientOptions::default()),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_over_a_fifo_pair() {
+    let served = serve();
+    for path in [&served.input, &served.output] {
+        let meta = std::fs::symlink_metadata(path).expect("fifo exists");
+        assert!(meta.file_type().is_fifo(), "{}", path.display());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+    let client = connect(&served).await.expect("connect");
+    assert_eq!(client.add(2, 3).await.expect("add"), 5);
+    let data = vec![9u8; 1 << 20];
+    assert_eq!(client.echo(data.clone()).await.expect("echo"), data);
+    let answers = futures_util::future::join_all((0..200).map(|i| client.add(i, i))).await;
+    for (i, answer) in (0..200).zip(answers) {
+        assert_eq!(answer.expect("add"), 2 * i);
+    }
+
+    // The next client is served once this one is gone.
+    drop(client);
+    let next = connect(&served).await;
+    let next = next.expect("connect again");
+    assert_eq!(next.add(1, 1).await.expect("add"), 2);
+    served.task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_client_is_busy_not_stuck() {
+    let served = serve();
+    let first = connect(&served).await.expect("connect");
+    assert_eq!(first.add(1, 2).await.expect("add"), 3);
+    let started = std::time::Instant::now();
+    let second = fifo::connect::<ProbeClient>(
+        &served.endpoint,
+        &ClientOptions::default().busy_timeout(std::time::Duration::from_millis(200)),
+    )
+    .await;
+    assert!(started.elapsed() < common::PATIENCE);
+    assert!(
+        matches!(second, Err(RpcError::Connect(ConnectError::Busy { .. }))),
+        "{second:?}"
+    );
+    assert_eq!(first.add(3, 4).await.expect("first unaffected"), 7);
+    served.task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_server_is_not_found_at_once() {
+    let served = serve();
+    let Served {
+        endpoint,
+        input,
+        output,
+        task,
+        _dir,
+    } = served;
+    task.abort();
+    let _ = task.await;
+    // The server removed its FIFOs.
+    assert!(!input.exists() && !output.exists());
+    let gone = fifo::connect::<ProbeClient>(&endpoint, &ClientOptions::default()).await;
+    assert!(
+        matches!(gone, Err(RpcError::Connect(ConnectError::NotFound { .. }))),
+        "{gone:?}"
+    );
+
+    // FIFOs left behind by a server that died: still not found, without waiting.
+    for path in [&input, &output] {
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    }
+    let stale = within(
+        "a stale pair to be refused",
+        fifo::connect::<ProbeClient>(&endpoint, &ClientOptions::default()),
+    )
+    .await;
+    assert!(
+        matches!(stale, Err(RpcError::Connect(ConnectError::NotFound { .. }))),
+        "{stale:?}"
+    );
+    // And a new server reclaims them.
+    let server = FifoServer::bind(&endpoint).expect("bind over stale FIFOs");
+    drop(server);
+}
+
+/// Runs `peer` on its own thread; waits for its result, failing (not hanging) after
+/// [`common::PATIENCE`] if it blocks.
+async fn on_thread<T: Send + 'static>(what: &str, peer: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(peer());
+    });
+    within(what, rx).await.expect("peer thread")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_opening_in_the_wrong_order_does_not_hang() {
+    let served = serve();
+    let (input, output) = (served.input.clone(), served.output.clone());
+    // A raw peer writes first and opens its reading end only then, with blocking opens: the
+    // order in which two careless programs deadlock. Here the server waits for it to open its
+    // reading end, reads its bytes, finds they are not a hello and closes the pair: the peer
+    // reads end-of-file instead of hanging.
+    let got = on_thread("the careless peer to be answered", move || {
+        let mut to_server = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&input)
+            .expect("open the server's FIFO");
+        to_server.write_all(b"hello").expect("write");
+        let mut from_server = std::fs::File::open(&output).expect("open our FIFO");
+        let mut got = Vec::new();
+        from_server.read_to_end(&mut got).expect("read");
+        got
+    })
+    .await;
+    assert!(got.is_empty(), "unexpected answer {got:?}");
+
+    // The server goes on with the next client.
+    let client = connect(&served).await.expect("connect");
+    assert_eq!(client.add(20, 22).await.expect("add"), 42);
+    served.task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_has_one_server() {
+    let served = serve();
+    let second = FifoServer::bind(&served.endpoint);
+    assert!(
+        matches!(second, Err(BindError::AddrInUse { .. })),
+        "{second:?}"
+    );
+    served.task.abort();
+}
