@@ -108,3 +108,34 @@ fn calculator_server_stops_gracefully_on_ctrl_c() {
     let status = server.wait().expect("wait");
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn child_process_example_calls_and_survives_a_killed_child() {
+    let output = Command::new(example("child_process"))
+        .output()
+        .expect("run example");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "example failed:\n{stdout}\n{stderr}"
+    );
+    for expected in [
+        "add(2, 3)           = 5",
+        "shout(\"hello\")      = \"HELLO\"",
+        "1000 concurrent adds: total 999000",
+        "client dropped: child exited with exit ",
+        "slow call failed: peer process exited",
+        "add after the kill failed: peer process exited",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+    // The child's stray println! went to its stderr (shared with the parent), not the pipe.
+    assert!(
+        stderr.contains("child: asked to shout \"hello\""),
+        "stderr:\n{stderr}"
+    );
+}
