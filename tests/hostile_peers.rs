@@ -9,6 +9,7 @@ use rpc_core::protocol::{
 };
 use rpc_core::{Client, RpcError, ServerConfig};
 use rpc_transport::{ClientOptions, ServerOptions};
+#[cfg(unix)]
 use tokio::io::AsyncWriteExt;
 
 /// The same service name with another interface.
