@@ -231,3 +231,19 @@ async fn serving_inherited_pipes_without_them_is_a_clear_error() {
         "{result:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlines_and_cancellation_work_over_stdio() {
+    let (helper, _process) = start(&["stdio"], &ChildOptions::default()).await;
+    let hurried = helper.with_timeout(Some(Duration::from_millis(100)));
+    let late = within("the deadline", hurried.sleep(60_000)).await;
+    assert!(matches!(late, Err(RpcError::DeadlineExceeded)), "{late:?}");
+    // A call dropped by its caller is cancelled; the connection goes on.
+    let abandoned = tokio::spawn({
+        let helper = helper.clone();
+        async move { helper.sleep(60_000).await }
+    });
+    abandoned.abort();
+    assert!(abandoned.await.is_err_and(|e| e.is_cancelled()));
+    assert_eq!(helper.add(1, 2).await.expect("still connected"), 3);
+}
