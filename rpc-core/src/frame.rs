@@ -252,40 +252,80 @@ pub(crate) enum EncodeError {
     TooLarge { len: u64, max: u32 },
 }
 
-/// Encodes one frame: prefix, header, then `body` (already postcard) or the encoding of `args`.
+/// Encodes one frame: prefix, header, then the encoding of the body, if any.
+///
+/// The frame is sized first and encoded into one allocation of exactly its length, so that
+/// turning it into [`Bytes`] neither copies nor reallocates.
 pub(crate) fn encode_frame<B: Serialize + ?Sized>(
     header: &Header,
     body: FrameBody<'_, B>,
     max_frame: u32,
 ) -> Result<Bytes, EncodeError> {
-    let mut out = vec![0u8; LEN_PREFIX];
-    out = postcard::to_extend(header, out)?;
+    let header_len = postcard::experimental::serialized_size(header)?;
+    let body_len = match body {
+        FrameBody::None => 0,
+        FrameBody::Value(value) => postcard::experimental::serialized_size(value)?,
+    };
+    let len32 = checked_len(header_len as u64 + body_len as u64, max_frame)?;
+    let mut out = Vec::with_capacity(LEN_PREFIX + header_len + body_len);
+    out.extend_from_slice(&len32.to_le_bytes());
+    encode_into(header, &mut out)?;
     match body {
         FrameBody::None => {}
-        FrameBody::Raw(bytes) => out.extend_from_slice(bytes),
-        FrameBody::Value(value) => out = postcard::to_extend(value, out)?,
+        FrameBody::Value(value) => encode_into(value, &mut out)?,
     }
-    let len = (out.len() - LEN_PREFIX) as u64;
-    let Ok(len32) = u32::try_from(len) else {
-        return Err(EncodeError::TooLarge {
-            len,
-            max: max_frame,
-        });
-    };
-    if len32 > max_frame {
-        return Err(EncodeError::TooLarge {
-            len,
-            max: max_frame,
-        });
+    if out.len() != LEN_PREFIX + len32 as usize {
+        // The size pass and the encoding disagree: a `Serialize` impl that is not deterministic.
+        return Err(EncodeError::Postcard(postcard::Error::SerializeBufferFull));
     }
-    out[..LEN_PREFIX].copy_from_slice(&len32.to_le_bytes());
     Ok(Bytes::from(out))
+}
+
+/// Checks a frame length against the maximum.
+pub(crate) fn checked_len(len: u64, max_frame: u32) -> Result<u32, EncodeError> {
+    match u32::try_from(len) {
+        Ok(len32) if len32 <= max_frame => Ok(len32),
+        _ => Err(EncodeError::TooLarge {
+            len,
+            max: max_frame,
+        }),
+    }
+}
+
+/// Appends the postcard encoding of `value` to `out`, copying byte strings in one block.
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), postcard::Error> {
+    postcard::serialize_with_flavor(value, VecFlavor(out))
+}
+
+/// A postcard output that appends to a borrowed `Vec`.
+struct VecFlavor<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for VecFlavor<'_> {
+    type Output = ();
+
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
 }
 
 /// The body of a frame to encode.
 pub(crate) enum FrameBody<'a, B: ?Sized> {
     None,
-    Raw(&'a [u8]),
     Value(&'a B),
 }
 
@@ -465,10 +505,10 @@ mod tests {
     #[test]
     fn encode_checks_the_maximum() {
         let header = Header::Notify { method: 0 };
-        let ok = encode_frame(&header, FrameBody::<()>::Raw(&[0; 10]), 12).expect("fits");
+        let ok = encode_frame(&header, FrameBody::Value(&[0u8; 10]), 12).expect("fits");
         assert_eq!(ok.len(), 4 + 12);
         assert!(matches!(
-            encode_frame(&header, FrameBody::<()>::Raw(&[0; 11]), 12),
+            encode_frame(&header, FrameBody::Value(&[0u8; 11]), 12),
             Err(EncodeError::TooLarge { len: 13, max: 12 })
         ));
     }

@@ -12,6 +12,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,9 +26,7 @@ use tracing::Instrument;
 use crate::context::{CallContext, PeerInfo};
 use crate::decode::DecodeLimits;
 use crate::error::ProtocolError;
-use crate::frame::{
-    encode_frame, header_frame, EncodeError, FrameBody, FrameError, FrameRead, FrameWrite,
-};
+use crate::frame::{header_frame, EncodeError, FrameError, FrameRead, FrameWrite};
 use crate::protocol::{
     GoodbyeReason, Header, Rejection, ReplyStatus, WireError, DEFAULT_MAX_FRAME, MAGIC,
     PROTOCOL_VERSION,
@@ -159,6 +158,9 @@ pub enum ConnectionError {
 
 type Running = Pin<Box<dyn Future<Output = Done> + Send>>;
 
+/// A handler in its call's context, with its panics caught.
+type Guarded = Pin<Box<dyn Future<Output = std::thread::Result<Outcome>> + Send>>;
+
 /// A finished handler: the request id and the reply frame, if any.
 struct Done {
     id: Option<u64>,
@@ -265,13 +267,19 @@ where
                         }
                         let deadline = deadline_us
                             .and_then(|us| Instant::now().checked_add(Duration::from_micros(us)));
-                        let body = frame.slice(body_at..);
-                        let (abort, registration) = AbortHandle::new_pair();
-                        let handler = start_call(&service, config, &peer, id, method, deadline, &body, client_max_frame);
-                        cancels.insert(id, abort);
-                        running.push(Box::pin(Abortable::new(handler, registration).map(move |done| {
-                            done.unwrap_or(Done { id: Some(id), reply: None })
-                        })));
+                        let body = frame.get(body_at..).unwrap_or_default();
+                        match start_call(&service, config, &peer, id, method, deadline, body, client_max_frame) {
+                            Started::Answered(reply) => {
+                                let _ = outbox.send(reply);
+                            }
+                            Started::Running(handler) => {
+                                let (abort, registration) = AbortHandle::new_pair();
+                                cancels.insert(id, abort);
+                                running.push(Box::pin(Abortable::new(handler, registration).map(move |done| {
+                                    done.unwrap_or(Done { id: Some(id), reply: None })
+                                })));
+                            }
+                        }
                     }
                     (Header::Notify { method }, body_at) => {
                         if let Some(handler) = start_notify(&service, config, &peer, method, &frame.slice(body_at..)) {
@@ -394,21 +402,25 @@ async fn handshake<D: Dispatch, R: FrameRead, W: FrameWrite>(
     Ok(max_frame)
 }
 
-fn reply_frame(id: u64, status: ReplyStatus, body: &[u8], max_frame: u32) -> Bytes {
-    match encode_frame::<()>(
-        &Header::Reply { id, status },
-        FrameBody::Raw(body),
-        max_frame,
-    ) {
+/// The reply frame of a call whose handler returned.
+fn reply_frame(id: u64, outcome: Outcome, method: u32, max_frame: u32) -> Bytes {
+    let (status, encoded) = match outcome {
+        Outcome::Ok(encoded) => (ReplyStatus::Ok, encoded),
+        Outcome::AppError(encoded) => (ReplyStatus::AppError, encoded),
+        Outcome::Failed(error) => return failed(id, error),
+        Outcome::NoReply => return failed(id, WireError::WrongKind(method)),
+    };
+    let mut header = [0u8; 16];
+    let header = match postcard::to_slice(&Header::Reply { id, status }, &mut header) {
+        Ok(header) => &*header,
+        Err(_) => return failed(id, WireError::EncodeFailed),
+    };
+    match encoded.into_frame(header, max_frame) {
         Ok(frame) => frame,
-        Err(EncodeError::TooLarge { len, max }) => header_frame(&Header::Reply {
-            id,
-            status: ReplyStatus::Failed(WireError::ResultTooLarge { len, max }),
-        }),
-        Err(EncodeError::Postcard(_)) => header_frame(&Header::Reply {
-            id,
-            status: ReplyStatus::Failed(WireError::EncodeFailed),
-        }),
+        Err(EncodeError::TooLarge { len, max }) => {
+            failed(id, WireError::ResultTooLarge { len, max })
+        }
+        Err(EncodeError::Postcard(_)) => failed(id, WireError::EncodeFailed),
     }
 }
 
@@ -419,6 +431,16 @@ fn failed(id: u64, error: WireError) -> Bytes {
     })
 }
 
+/// A call just read: answered at once, or still running.
+enum Started {
+    /// The reply, ready to send.
+    Answered(Bytes),
+    /// The handler did not finish on its first poll.
+    Running(Running),
+}
+
+/// Starts a call: decodes it and polls its handler once, so that a handler that does not wait
+/// on anything is answered without a task, a timer or a cancellation handle.
 #[allow(clippy::too_many_arguments)]
 fn start_call<D: Dispatch>(
     service: &D,
@@ -427,23 +449,15 @@ fn start_call<D: Dispatch>(
     id: u64,
     method: u32,
     deadline: Option<Instant>,
-    body: &Bytes,
+    body: &[u8],
     client_max_frame: u32,
-) -> Running {
+) -> Started {
     let descriptor = service.descriptor();
     let Some(info) = descriptor.method(method) else {
-        let reply = failed(id, WireError::UnknownMethod(method));
-        return Box::pin(std::future::ready(Done {
-            id: Some(id),
-            reply: Some(reply),
-        }));
+        return Started::Answered(failed(id, WireError::UnknownMethod(method)));
     };
     if info.kind != MethodKind::Call {
-        let reply = failed(id, WireError::WrongKind(method));
-        return Box::pin(std::future::ready(Done {
-            id: Some(id),
-            reply: Some(reply),
-        }));
+        return Started::Answered(failed(id, WireError::WrongKind(method)));
     }
     let span = tracing::debug_span!(
         "rpc.handle",
@@ -455,49 +469,50 @@ fn start_call<D: Dispatch>(
         Ok(handler) => handler,
         Err(error) => {
             tracing::debug!(parent: &span, %error, "call refused");
-            let reply = failed(id, WireError::from(&error));
-            return Box::pin(std::future::ready(Done {
-                id: Some(id),
-                reply: Some(reply),
-            }));
+            return Started::Answered(failed(id, WireError::from(&error)));
         }
     };
     let context = CallContext::new(Arc::clone(peer), deadline, Some(id), info.name);
-    Box::pin(
-        async move {
-            let guarded = AssertUnwindSafe(context.scope(handler)).catch_unwind();
-            let outcome = match deadline {
-                Some(deadline) => match tokio::time::timeout_at(deadline, guarded).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => {
-                        tracing::debug!("deadline exceeded, handler stopped");
-                        return Done {
-                            id: Some(id),
-                            reply: Some(failed(id, WireError::DeadlineExceeded)),
-                        };
-                    }
-                },
-                None => guarded.await,
-            };
-            let reply = match outcome {
-                Ok(Outcome::Ok(body)) => reply_frame(id, ReplyStatus::Ok, &body, client_max_frame),
-                Ok(Outcome::AppError(body)) => {
-                    reply_frame(id, ReplyStatus::AppError, &body, client_max_frame)
-                }
-                Ok(Outcome::Failed(error)) => failed(id, error),
-                Ok(Outcome::NoReply) => failed(id, WireError::WrongKind(method)),
-                Err(_) => {
-                    tracing::warn!("handler panicked");
-                    failed(id, WireError::HandlerPanicked)
-                }
-            };
-            Done {
-                id: Some(id),
-                reply: Some(reply),
+    let mut guarded: Guarded = Box::pin(AssertUnwindSafe(context.scope(handler)).catch_unwind());
+    // The first poll. A handler that is still pending is polled again by the connection's set
+    // of running calls, which polls every call it is given: no wake-up is needed from this one.
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if let Poll::Ready(outcome) = span.in_scope(|| guarded.as_mut().poll(&mut cx)) {
+        return Started::Answered(match outcome {
+            Ok(outcome) => reply_frame(id, outcome, method, client_max_frame),
+            Err(_) => {
+                tracing::warn!(parent: &span, "handler panicked");
+                failed(id, WireError::HandlerPanicked)
             }
+        });
+    }
+    let running = async move {
+        let outcome = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, guarded).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    tracing::debug!("deadline exceeded, handler stopped");
+                    return Done {
+                        id: Some(id),
+                        reply: Some(failed(id, WireError::DeadlineExceeded)),
+                    };
+                }
+            },
+            None => guarded.await,
+        };
+        let reply = match outcome {
+            Ok(outcome) => reply_frame(id, outcome, method, client_max_frame),
+            Err(_) => {
+                tracing::warn!("handler panicked");
+                failed(id, WireError::HandlerPanicked)
+            }
+        };
+        Done {
+            id: Some(id),
+            reply: Some(reply),
         }
-        .instrument(span),
-    )
+    };
+    Started::Running(Box::pin(running.instrument(span.clone())))
 }
 
 fn start_notify<D: Dispatch>(
