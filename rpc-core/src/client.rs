@@ -1,6 +1,7 @@
 //! The client engine: one connection, many calls in flight, replies in any order.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -96,17 +97,69 @@ impl Reply {
 
 type ReplySender = oneshot::Sender<Result<Reply, RpcError>>;
 
+/// A call waiting for its reply.
+struct Waiter {
+    tx: ReplySender,
+    deadline: Option<Instant>,
+}
+
 #[derive(Default)]
 struct Pending {
-    calls: HashMap<u64, ReplySender>,
+    calls: HashMap<u64, Waiter, BuildHasherDefault<IdHasher>>,
     /// Set once the connection is gone; every later call fails with it.
     closed: Option<RpcError>,
+    /// When the reader task checks deadlines next: no later than the earliest deadline of the
+    /// calls in flight (it may be earlier: calls that finished are not taken out of it).
+    /// `None` while no call with a deadline is in flight.
+    check_at: Option<Instant>,
+}
+
+impl Pending {
+    /// Fails the calls whose deadline has passed and returns when to check next.
+    fn expire(&mut self, now: Instant) -> Option<Instant> {
+        let expired = self
+            .calls
+            .extract_if(|_, waiter| waiter.deadline.is_some_and(|deadline| deadline <= now));
+        for (_, waiter) in expired {
+            // The caller sees the error, then tells the server to drop the handler.
+            let _ = waiter.tx.send(Err(RpcError::DeadlineExceeded));
+        }
+        self.check_at = self
+            .calls
+            .values()
+            .filter_map(|waiter| waiter.deadline)
+            .min();
+        self.check_at
+    }
+}
+
+/// Hashes request ids, which this client chooses itself (consecutive numbers, nothing a peer
+/// controls), with one multiplication.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }
 
 /// State shared by the handles and the reader task.
 struct Conn {
     pending: Mutex<Pending>,
     shutting_down: AtomicBool,
+    /// Tells the reader task that a call's deadline is earlier than its next check.
+    deadline_moved: Notify,
 }
 
 impl Conn {
@@ -121,8 +174,8 @@ impl Conn {
             pending.closed.get_or_insert(error.clone());
             std::mem::take(&mut pending.calls)
         };
-        for (_, tx) in calls {
-            let _ = tx.send(Err(error.clone()));
+        for (_, waiter) in calls {
+            let _ = waiter.tx.send(Err(error.clone()));
         }
     }
 }
@@ -221,6 +274,7 @@ impl ClientHandle {
         let conn = Arc::new(Conn {
             pending: Mutex::default(),
             shutting_down: AtomicBool::new(false),
+            deadline_moved: Notify::new(),
         });
         let writer_conn = Arc::clone(&conn);
         let (outbox, writer_task) = spawn_writer(writer, move |e| writer_conn.fail_all(e.into()));
@@ -401,7 +455,7 @@ impl ClientHandle {
         );
         async move {
             let started = Instant::now();
-            let deadline = self.timeout.map(|t| started + t);
+            let deadline = self.timeout.and_then(|t| started.checked_add(t));
             let frame = self.encode(
                 &Header::Call {
                     id,
@@ -416,12 +470,22 @@ impl ClientHandle {
                 return Err(RpcError::ShuttingDown);
             }
             let (tx, rx) = oneshot::channel();
-            {
+            let deadline_moved = {
                 let mut pending = shared.conn.lock();
                 if let Some(error) = &pending.closed {
                     return Err(error.clone());
                 }
-                pending.calls.insert(id, tx);
+                pending.calls.insert(id, Waiter { tx, deadline });
+                match deadline {
+                    Some(deadline) if pending.check_at.is_none_or(|at| deadline < at) => {
+                        pending.check_at = Some(deadline);
+                        true
+                    }
+                    _ => false,
+                }
+            };
+            if deadline_moved {
+                shared.conn.deadline_moved.notify_one();
             }
             let mut guard = InFlight {
                 shared,
@@ -433,16 +497,12 @@ impl ClientHandle {
                 shared.conn.lock().calls.remove(&id);
                 return Err(self.closed_error());
             }
-            let received = match deadline {
-                Some(deadline) => match tokio::time::timeout_at(deadline, rx).await {
-                    Ok(received) => received,
-                    Err(_) => {
-                        tracing::debug!("deadline exceeded");
-                        return Err(RpcError::DeadlineExceeded);
-                    }
-                },
-                None => rx.await,
-            };
+            // The reader task fails the call when its deadline passes.
+            let received = rx.await;
+            if let Ok(Err(RpcError::DeadlineExceeded)) = &received {
+                tracing::debug!("deadline exceeded");
+                let _ = shared.outbox.send(header_frame(&Header::Cancel { id }));
+            }
             guard.armed = false;
             let reply = received.unwrap_or_else(|_| Err(self.closed_error()))?;
             tracing::trace!(elapsed_us = started.elapsed().as_micros() as u64, "reply");
@@ -496,10 +556,37 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Reads frames from the server until the connection ends; returns why it ended.
+/// Reads frames from the server until the connection ends, and fails calls whose deadline
+/// passes; returns why the connection ended.
 async fn read_replies<R: FrameRead>(mut reader: R, conn: &Conn) -> RpcError {
+    // One timer for the connection, set to the earliest deadline of the calls in flight.
+    let timer = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(timer);
+    let mut timer_armed = false;
+    let deadline_moved = conn.deadline_moved.notified();
+    tokio::pin!(deadline_moved);
     loop {
-        let frame = match reader.read_frame().await {
+        let frame = tokio::select! {
+            biased;
+            frame = reader.read_frame() => frame,
+            () = &mut deadline_moved => {
+                deadline_moved.set(conn.deadline_moved.notified());
+                if let Some(at) = conn.lock().check_at {
+                    timer.as_mut().reset(at);
+                    timer_armed = true;
+                }
+                continue;
+            }
+            () = &mut timer, if timer_armed => {
+                let next = conn.lock().expire(Instant::now());
+                timer_armed = next.is_some();
+                if let Some(at) = next {
+                    timer.as_mut().reset(at);
+                }
+                continue;
+            }
+        };
+        let frame = match frame {
             Ok(Some(frame)) => frame,
             Ok(None) => return RpcError::ConnectionClosed,
             Err(e) => return e.into(),
@@ -511,7 +598,7 @@ async fn read_replies<R: FrameRead>(mut reader: R, conn: &Conn) -> RpcError {
         match header {
             Header::Reply { id, status } => {
                 let waiter = conn.lock().calls.remove(&id);
-                if let Some(tx) = waiter {
+                if let Some(Waiter { tx, .. }) = waiter {
                     let _ = tx.send(Ok(Reply {
                         status,
                         frame,
@@ -535,5 +622,102 @@ async fn read_replies<R: FrameRead>(mut reader: R, conn: &Conn) -> RpcError {
                 return ProtocolError::UnexpectedKind("stream").into()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures_util::FutureExt;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::memory;
+    use crate::service::{MethodDescriptor, MethodKind, ServiceDescriptor};
+
+    static METHODS: [MethodDescriptor; 1] = [MethodDescriptor {
+        index: 0,
+        name: "wait",
+        kind: MethodKind::Call,
+    }];
+
+    static SERVICE: ServiceDescriptor = ServiceDescriptor {
+        name: "Silent",
+        fingerprint: 1,
+        methods: &METHODS,
+    };
+
+    /// A client connected to a server that welcomes it, then never answers: it reports the
+    /// headers it reads.
+    async fn silent_server() -> (ClientHandle, mpsc::UnboundedReceiver<Header>) {
+        let ((mut reader, mut writer), (client_reader, client_writer)) =
+            memory::pair(DEFAULT_MAX_FRAME);
+        let (seen_tx, seen) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let _hello = reader.read_frame().await;
+            let welcome = header_frame(&Header::Welcome {
+                version: PROTOCOL_VERSION,
+                max_frame: DEFAULT_MAX_FRAME,
+            });
+            writer.write_frames(&[welcome]).await.expect("welcome");
+            while let Ok(Some(frame)) = reader.read_frame().await {
+                let (header, _) = postcard::take_from_bytes::<Header>(&frame).expect("header");
+                let _ = seen_tx.send(header);
+            }
+        });
+        let client = ClientHandle::connect(
+            client_reader,
+            client_writer,
+            &SERVICE,
+            &ClientConfig::default(),
+        )
+        .await
+        .expect("connects");
+        (client, seen)
+    }
+
+    async fn wait(client: &ClientHandle) -> Result<(), RpcError> {
+        client.call(&METHODS[0], &()).await
+    }
+
+    fn call_id(header: Option<Header>) -> Option<u64> {
+        match header {
+            Some(Header::Call { id, .. }) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The client's own deadlines: a short one behind a long one fires on time, each expired
+    /// call is cancelled on the server, and the calls with later deadlines go on.
+    #[tokio::test(start_paused = true)]
+    async fn each_call_expires_at_its_own_deadline() {
+        let (client, mut seen) = silent_server().await;
+        let long = client.with_timeout(Some(Duration::from_secs(30)));
+        let short = client.with_timeout(Some(Duration::from_millis(50)));
+        let forever = client.with_timeout(None);
+        let started = Instant::now();
+        let mut waits_long = Box::pin(wait(&long));
+        let mut waits_forever = Box::pin(wait(&forever));
+        assert!(waits_long.as_mut().now_or_never().is_none());
+        assert!(waits_forever.as_mut().now_or_never().is_none());
+        let long_id = call_id(seen.recv().await).expect("a call");
+        call_id(seen.recv().await).expect("a call");
+
+        // Bounded, so that a timer that never fires fails the test instead of hanging it.
+        let bound = Duration::from_secs(60);
+        let short_result = tokio::time::timeout(bound, wait(&short)).await;
+        assert!(matches!(short_result, Ok(Err(RpcError::DeadlineExceeded))));
+        assert_eq!(started.elapsed(), Duration::from_millis(50));
+        let short_id = call_id(seen.recv().await).expect("a call");
+        assert_eq!(seen.recv().await, Some(Header::Cancel { id: short_id }));
+
+        let long_result = tokio::time::timeout(bound, waits_long).await;
+        assert!(matches!(long_result, Ok(Err(RpcError::DeadlineExceeded))));
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
+        assert_eq!(seen.recv().await, Some(Header::Cancel { id: long_id }));
+        // The call without a deadline is still waiting.
+        assert!(waits_forever.as_mut().now_or_never().is_none());
+        assert!(!client.is_closed());
     }
 }
