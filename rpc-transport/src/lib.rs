@@ -37,6 +37,9 @@ pub mod child;
 mod endpoint;
 #[cfg(unix)]
 pub mod fifo;
+#[cfg(windows)]
+#[path = "fifo_windows.rs"]
+pub mod fifo;
 pub mod pipes;
 mod server;
 

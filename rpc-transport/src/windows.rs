@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rpc_core::frame::{FrameError, FrameRead, FrameWrite};
 use rpc_core::protocol::LEN_PREFIX;
-use rpc_core::{ConnectError, PeerInfo};
+use rpc_core::{ConnectError, PeerInfo, ServerConfig};
 use tokio::sync::{mpsc, oneshot};
 use windows_sys::Win32::Foundation::{
     CloseHandle, LocalFree, BOOL, ERROR_ACCESS_DENIED, ERROR_BROKEN_PIPE, ERROR_FILE_NOT_FOUND,
@@ -63,8 +63,9 @@ use windows_sys::Win32::Security::{
 };
 use windows_sys::Win32::Storage::FileSystem::{
     CreateFileW, FILE_FLAG_FIRST_PIPE_INSTANCE, FILE_FLAG_OVERLAPPED, FILE_GENERIC_READ,
-    FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA, OPEN_EXISTING, PIPE_ACCESS_DUPLEX,
-    SECURITY_IDENTIFICATION, SECURITY_SQOS_PRESENT,
+    FILE_READ_ATTRIBUTES, FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA, OPEN_EXISTING,
+    PIPE_ACCESS_DUPLEX, PIPE_ACCESS_INBOUND, PIPE_ACCESS_OUTBOUND, SECURITY_IDENTIFICATION,
+    SECURITY_SQOS_PRESENT,
 };
 use windows_sys::Win32::System::Pipes::{
     CreateNamedPipeW, DisconnectNamedPipe, GetNamedPipeClientProcessId,
@@ -895,6 +896,16 @@ fn create_instance(
     descriptor: &SecurityDescriptor,
     first: bool,
 ) -> io::Result<OwnedHandle> {
+    create_pipe(path, descriptor, server_open_mode(first), PIPE_INSTANCES)
+}
+
+/// Creates a pipe instance with the server's pipe mode and DACL.
+fn create_pipe(
+    path: &str,
+    descriptor: &SecurityDescriptor,
+    open_mode: u32,
+    instances: u32,
+) -> io::Result<OwnedHandle> {
     let attributes = SECURITY_ATTRIBUTES {
         nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
         lpSecurityDescriptor: descriptor.0,
@@ -905,9 +916,9 @@ fn create_instance(
     let handle = unsafe {
         CreateNamedPipeW(
             wide(path).as_ptr(),
-            server_open_mode(first),
+            open_mode,
             SERVER_PIPE_MODE,
-            PIPE_INSTANCES,
+            instances,
             PIPE_BUFFER,
             PIPE_BUFFER,
             0,
@@ -946,12 +957,18 @@ pub(crate) fn trusted_server(server_sid: &str, own_sid: &str) -> bool {
 }
 
 fn open_client(path: &str) -> io::Result<OwnedHandle> {
+    open_client_end(path, CLIENT_ACCESS)
+}
+
+/// Opens a client end with `access` (which must include FILE_WRITE_ATTRIBUTES) and sets
+/// message read mode.
+fn open_client_end(path: &str, access: u32) -> io::Result<OwnedHandle> {
     let wide_path = wide(path);
     // SAFETY: plain CreateFileW; the handle is owned by the `OwnedHandle` returned.
     let handle = unsafe {
         CreateFileW(
             wide_path.as_ptr(),
-            CLIENT_ACCESS,
+            access,
             0,
             std::ptr::null(),
             OPEN_EXISTING,
@@ -1027,6 +1044,164 @@ pub(crate) async fn connect(
     let client = Arc::new(client);
     let reader = PipeReader::spawn(&client, options.config.max_frame).map_err(io_err)?;
     Ok((reader, PipeWriter::new(&client)))
+}
+
+/// The two pipes of a pipe pair: `<pipe>.in` (client to server) and `<pipe>.out`.
+pub(crate) fn pair_paths(endpoint: &Endpoint) -> (String, String) {
+    let base = pipe_path(endpoint);
+    (format!("{base}.in"), format!("{base}.out"))
+}
+
+/// What a pair's client asks for on the pipe it writes: write data, and read and write
+/// attributes (never FILE_APPEND_DATA, which is FILE_CREATE_PIPE_INSTANCE).
+const PAIR_WRITE_ACCESS: u32 = FILE_WRITE_DATA | FILE_READ_ATTRIBUTES | FILE_WRITE_ATTRIBUTES;
+
+/// What a pair's client asks for on the pipe it reads.
+const PAIR_READ_ACCESS: u32 = FILE_GENERIC_READ | FILE_WRITE_ATTRIBUTES;
+
+/// The server of a pipe pair: one inbound and one outbound pipe, one instance each, so one
+/// client at a time; the same DACL, mode and flags as the duplex pipes.
+pub(crate) struct PairListener {
+    input: Instance,
+    output: Instance,
+    max_frame: u32,
+    patience: Duration,
+}
+
+impl PairListener {
+    pub(crate) fn bind(endpoint: &Endpoint, config: &ServerConfig) -> Result<Self, BindError> {
+        let name = endpoint.name().to_owned();
+        let io_err = |source: io::Error| BindError::Io {
+            name: name.clone(),
+            source,
+        };
+        let owner = process_user_sid(None).map_err(io_err)?;
+        let descriptor =
+            SecurityDescriptor::from_sddl(&pipe_sddl(&owner, false)).map_err(io_err)?;
+        let (input, output) = pair_paths(endpoint);
+        let create = |path: &str, direction: u32| {
+            let mode = direction | FILE_FLAG_OVERLAPPED | FILE_FLAG_FIRST_PIPE_INSTANCE;
+            match create_pipe(path, &descriptor, mode, 1) {
+                Ok(pipe) => Ok(Instance::new(pipe)),
+                Err(e) if e.raw_os_error() == Some(ERROR_ACCESS_DENIED as i32) => {
+                    Err(BindError::AddrInUse { name: name.clone() })
+                }
+                Err(e) => Err(io_err(e)),
+            }
+        };
+        Ok(Self {
+            input: create(&input, PIPE_ACCESS_INBOUND)?,
+            output: create(&output, PIPE_ACCESS_OUTBOUND)?,
+            max_frame: config.max_frame,
+            patience: config.handshake_timeout,
+        })
+    }
+
+    /// Waits for a client to open both pipes (in either order). A client that opens one and
+    /// not the other within the handshake timeout is disconnected.
+    pub(crate) async fn accept(&mut self) -> io::Result<(PipeReader, PipeWriter)> {
+        loop {
+            // Whichever the client opens first; the other must follow within the timeout.
+            let both = async {
+                tokio::select! {
+                    first = self.input.connected() => match first {
+                        Ok(()) => tokio::time::timeout(self.patience, self.output.connected()).await,
+                        Err(e) => Ok(Err(e)),
+                    },
+                    first = self.output.connected() => match first {
+                        Ok(()) => tokio::time::timeout(self.patience, self.input.connected()).await,
+                        Err(e) => Ok(Err(e)),
+                    },
+                }
+            };
+            match both.await {
+                Ok(Ok(())) => break,
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    tracing::warn!("a client opened one pipe of the pair and not the other");
+                    self.disconnect();
+                }
+            }
+        }
+        let reader = PipeReader::spawn(&self.input.pipe, self.max_frame)?;
+        Ok((reader, PipeWriter::new(&self.output.pipe)))
+    }
+
+    /// Drops the client (once its reader and writer are gone), so both pipes listen again.
+    pub(crate) fn disconnect(&mut self) {
+        for instance in [&mut self.input, &mut self.output] {
+            instance.connecting = None;
+            // SAFETY: a valid server instance; disconnecting one with no client is harmless.
+            unsafe { DisconnectNamedPipe(instance.pipe.0) };
+        }
+    }
+}
+
+/// Opens one pipe of a pair, waiting while another client holds it until `give_up`.
+async fn open_pair_end(
+    path: &str,
+    access: u32,
+    give_up: Instant,
+) -> Result<OwnedHandle, ConnectError> {
+    let shown = || path.to_owned();
+    loop {
+        match open_client_end(path, access) {
+            Ok(pipe) => return Ok(pipe),
+            // Another client holds the pair's one instance.
+            Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY as i32) => {
+                if Instant::now() >= give_up {
+                    return Err(ConnectError::Busy { endpoint: shown() });
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) if e.raw_os_error() == Some(ERROR_FILE_NOT_FOUND as i32) => {
+                return Err(ConnectError::NotFound { endpoint: shown() })
+            }
+            Err(e) if e.raw_os_error() == Some(ERROR_ACCESS_DENIED as i32) => {
+                return Err(ConnectError::PermissionDenied { endpoint: shown() })
+            }
+            Err(e) => {
+                return Err(ConnectError::Io {
+                    endpoint: shown(),
+                    source: e.into(),
+                })
+            }
+        }
+    }
+}
+
+/// Connects to a pipe pair: the outbound pipe (to read), then the inbound one (to write).
+pub(crate) async fn connect_pair(
+    endpoint: &Endpoint,
+    options: &ClientOptions,
+) -> Result<(PipeReader, PipeWriter), ConnectError> {
+    let (input, output) = pair_paths(endpoint);
+    let give_up = Instant::now() + options.busy_timeout.unwrap_or(DEFAULT_BUSY_TIMEOUT);
+    let from_server = open_pair_end(&output, PAIR_READ_ACCESS, give_up).await?;
+    let to_server = open_pair_end(&input, PAIR_WRITE_ACCESS, give_up).await?;
+    let io_err = |e: io::Error| ConnectError::Io {
+        endpoint: input.clone(),
+        source: e.into(),
+    };
+    let own = process_user_sid(None).map_err(io_err)?;
+    for pipe in [&from_server, &to_server] {
+        let mut server_pid = 0u32;
+        // SAFETY: the handle is a connected pipe client.
+        if unsafe { GetNamedPipeServerProcessId(pipe.0, &mut server_pid) } == 0 {
+            return Err(io_err(io::Error::last_os_error()));
+        }
+        let server = process_user_sid(Some(server_pid)).map_err(io_err)?;
+        if !trusted_server(&server, &own) {
+            return Err(ConnectError::UntrustedServer {
+                endpoint: input.clone(),
+                expected: format!("{own} or SYSTEM"),
+                actual: server,
+            });
+        }
+    }
+    let reader =
+        PipeReader::spawn(&Arc::new(from_server), options.config.max_frame).map_err(io_err)?;
+    Ok((reader, PipeWriter::new(&Arc::new(to_server))))
 }
 
 #[cfg(test)]

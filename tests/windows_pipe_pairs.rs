@@ -1,0 +1,74 @@
+//! Pipe pairs on Windows: one inbound and one outbound named pipe, met by name.
+#![cfg(windows)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{within, ProbeClient, ProbeImpl, ProbeServer};
+use rpc_core::{ConnectError, RpcError, ServerConfig};
+use rpc_transport::fifo::{self, FifoServer};
+use rpc_transport::{ClientOptions, Endpoint};
+
+fn serve(config: ServerConfig) -> (Endpoint, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let (endpoint, _dir) = common::unique_endpoint();
+    let server = FifoServer::bind_with(&endpoint, &config).expect("bind");
+    let task = tokio::spawn(server.serve(ProbeServer::new(ProbeImpl::new()), config));
+    (endpoint, task)
+}
+
+async fn connect(endpoint: &Endpoint) -> Result<ProbeClient, RpcError> {
+    within(
+        "connecting",
+        fifo::connect(endpoint, &ClientOptions::default()),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_over_a_pipe_pair() {
+    let (endpoint, task) = serve(ServerConfig::default());
+    let client = connect(&endpoint).await.expect("connect");
+    assert_eq!(client.add(2, 3).await.expect("add"), 5);
+    let data = vec![9u8; 1 << 20];
+    assert_eq!(client.echo(data.clone()).await.expect("echo"), data);
+    let answers = futures_util::future::join_all((0..200).map(|i| client.add(i, i))).await;
+    for (i, answer) in (0..200).zip(answers) {
+        assert_eq!(answer.expect("add"), 2 * i);
+    }
+    // The next client is served once this one is gone.
+    drop(client);
+    let next = connect(&endpoint).await.expect("connect again");
+    assert_eq!(next.add(1, 1).await.expect("add"), 2);
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_client_is_busy_and_no_server_is_not_found() {
+    let (endpoint, task) = serve(ServerConfig::default());
+    let first = connect(&endpoint).await.expect("connect");
+    assert_eq!(first.add(1, 2).await.expect("add"), 3);
+    let second = fifo::connect::<ProbeClient>(
+        &endpoint,
+        &ClientOptions::default().busy_timeout(Duration::from_millis(200)),
+    )
+    .await;
+    assert!(
+        matches!(second, Err(RpcError::Connect(ConnectError::Busy { .. }))),
+        "{second:?}"
+    );
+    assert_eq!(first.add(3, 4).await.expect("first unaffected"), 7);
+    task.abort();
+    let _ = task.await;
+    drop(first);
+
+    let nobody = Endpoint::new(&format!("nobody-pair-{}", std::process::id())).expect("name");
+    let missing = fifo::connect::<ProbeClient>(&nobody, &ClientOptions::default()).await;
+    assert!(
+        matches!(
+            missing,
+            Err(RpcError::Connect(ConnectError::NotFound { .. }))
+        ),
+        "{missing:?}"
+    );
+}
