@@ -72,3 +72,22 @@ async fn second_client_is_busy_and_no_server_is_not_found() {
         "{missing:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_that_opens_one_pipe_only_is_dropped() {
+    let config = ServerConfig::default().handshake_timeout(Duration::from_millis(300));
+    let (endpoint, task) = serve(config);
+    // A careless peer opens the server-to-client pipe and never the other one.
+    let half = std::fs::OpenOptions::new()
+        .read(true)
+        .open(format!(r"\\.\pipe\rpc-{}.out", endpoint.name()))
+        .expect("open one pipe");
+    // It holds the pair's only instance until the server gives up on it; then a real client
+    // gets in, while the careless one still has its handle open.
+    let client = connect(&endpoint)
+        .await
+        .expect("connect after the half-open peer");
+    assert_eq!(client.add(4, 5).await.expect("add"), 9);
+    drop(half);
+    task.abort();
+}
