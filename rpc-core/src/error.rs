@@ -70,6 +70,12 @@ pub enum RpcError {
 
 impl From<io::Error> for RpcError {
     fn from(error: io::Error) -> Self {
+        // A transport that knows the peer process exited says so inside the I/O error.
+        if let Some(FrameError::PeerExited(status)) =
+            error.get_ref().and_then(|e| e.downcast_ref::<FrameError>())
+        {
+            return RpcError::PeerExited(*status);
+        }
         RpcError::Io(Arc::new(error))
     }
 }
@@ -184,4 +190,34 @@ pub enum ProtocolError {
     /// The welcome named a protocol version this side does not speak.
     #[error("server answered with protocol version {0}")]
     BadVersion(u16),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_error_carrying_a_peer_exit_becomes_peer_exited() {
+        let status = exit_status();
+        let error = io::Error::other(FrameError::PeerExited(status));
+        assert!(matches!(RpcError::from(error), RpcError::PeerExited(s) if s == status));
+        let plain = io::Error::from(io::ErrorKind::BrokenPipe);
+        assert!(matches!(RpcError::from(plain), RpcError::Io(_)));
+        assert!(matches!(
+            RpcError::from(FrameError::PeerExited(status)),
+            RpcError::PeerExited(s) if s == status
+        ));
+    }
+
+    /// A real exit status: that of a process that exited with code 3.
+    fn exit_status() -> std::process::ExitStatus {
+        #[cfg(unix)]
+        {
+            std::os::unix::process::ExitStatusExt::from_raw(3 << 8)
+        }
+        #[cfg(windows)]
+        {
+            std::os::windows::process::ExitStatusExt::from_raw(3)
+        }
+    }
 }

@@ -340,12 +340,22 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for ChildReader<R> {
 /// Writes to the child; when dropped (the client is gone), starts the child's grace period.
 struct ChildWriter<W> {
     inner: FrameWriter<W>,
+    state: watch::Receiver<ChildState>,
     closed: Option<oneshot::Sender<()>>,
 }
 
 impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for ChildWriter<W> {
     async fn write_frames(&mut self, frames: &[Bytes]) -> io::Result<()> {
-        self.inner.write_frames(frames).await
+        match self.inner.write_frames(frames).await {
+            Ok(()) => Ok(()),
+            // A broken pipe to a child that is exiting: report the exit, with its status, as
+            // the reading side does (the error converts to `RpcError::PeerExited`).
+            Err(error) => match tokio::time::timeout(EXIT_WAIT, exit_status(&mut self.state)).await
+            {
+                Ok(Some(status)) => Err(io::Error::other(FrameError::PeerExited(status))),
+                _ => Err(error),
+            },
+        }
     }
 
     async fn close(&mut self) -> io::Result<()> {
@@ -451,6 +461,7 @@ where
     };
     let writer = ChildWriter {
         inner: FrameWriter::new(writer),
+        state: process.state.clone(),
         closed: Some(closed),
     };
     match ClientHandle::connect(reader, writer, C::SERVICE, &options.config).await {

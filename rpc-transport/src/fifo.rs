@@ -186,7 +186,9 @@ impl FifoServer {
             };
             let writer = pipe::Sender::from_file(output)?;
             tracing::debug!(fifo = %self.input.display(), "client connected");
-            if let Err(error) = serve_pipes(reader, writer, Arc::clone(&service), &config).await {
+            if let Err(error) =
+                serve_pipes(reader, writer, Arc::clone(&service), config.clone()).await
+            {
                 tracing::info!(%error, "FIFO connection ended with an error");
             }
             drop(session);

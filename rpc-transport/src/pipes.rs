@@ -23,7 +23,7 @@
 //!     to_server_read,
 //!     to_client_write,
 //!     CalculatorServer::new(Calc),
-//!     &rpc_core::ServerConfig::default(),
+//!     rpc_core::ServerConfig::default(),
 //! );
 //! tokio::spawn(server);
 //! let calc: CalculatorClient = rpc_transport::pipes::connect_pipes(
@@ -81,14 +81,14 @@ pub async fn serve_pipes<D, R, W>(
     reader: R,
     writer: W,
     service: D,
-    config: &ServerConfig,
+    config: ServerConfig,
 ) -> Result<(), ConnectionError>
 where
     D: Dispatch,
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    serve_pipes_as(reader, writer, PeerInfo::unknown(), service, config).await
+    serve_pipes_as(reader, writer, PeerInfo::unknown(), service, &config).await
 }
 
 /// [`serve_pipes`] with a known peer.

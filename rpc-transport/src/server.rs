@@ -18,9 +18,8 @@ use crate::platform;
 pub struct ServerOptions {
     /// Settings of each connection (frame size, handshake timeout, calls in flight).
     pub config: ServerConfig,
-    /// Connections served at once; further clients wait to be accepted. Default 256. On Windows a
-    /// pipe has at most 254 instances and one always waits for the next client, so at most 253
-    /// connections are served at once there.
+    /// Connections served at once; further clients wait to be accepted. Default 256. On Windows
+    /// one more pipe instance always waits for the next client.
     pub max_connections: usize,
     /// How long a graceful shutdown waits for calls in flight before closing anyway. Default 10 s.
     pub shutdown_timeout: Duration,
