@@ -470,12 +470,14 @@ impl ClientHandle {
                 return Err(RpcError::ShuttingDown);
             }
             let (tx, rx) = oneshot::channel();
+            let alone;
             let deadline_moved = {
                 let mut pending = shared.conn.lock();
                 if let Some(error) = &pending.closed {
                     return Err(error.clone());
                 }
                 pending.calls.insert(id, Waiter { tx, deadline });
+                alone = pending.calls.len() == 1;
                 match deadline {
                     Some(deadline) if pending.check_at.is_none_or(|at| deadline < at) => {
                         pending.check_at = Some(deadline);
@@ -492,7 +494,14 @@ impl ClientHandle {
                 id,
                 armed: true,
             };
-            if shared.outbox.send(frame).is_err() {
+            // The only call in flight is written at once; calls that follow others are queued,
+            // so that the writer task sends them together.
+            let sent = if alone {
+                shared.outbox.send_now(frame)
+            } else {
+                shared.outbox.send(frame)
+            };
+            if sent.is_err() {
                 guard.armed = false;
                 shared.conn.lock().calls.remove(&id);
                 return Err(self.closed_error());

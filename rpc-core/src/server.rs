@@ -156,6 +156,9 @@ pub enum ConnectionError {
     Io(#[source] std::io::Error),
 }
 
+/// Most frames gathered before they are sent.
+const MAX_GATHERED: usize = 256;
+
 type Running = Pin<Box<dyn Future<Output = Done> + Send>>;
 
 /// A handler in its call's context, with its panics caught.
@@ -211,6 +214,8 @@ where
     let mut cancels: HashMap<u64, AbortHandle> = HashMap::new();
     let mut draining = false;
     let mut client_gone = false;
+    // Frames to send, gathered while more work is ready at once.
+    let mut out: Vec<Bytes> = Vec::new();
     let shutdown_signal = shutdown.triggered();
     tokio::pin!(shutdown_signal);
 
@@ -219,6 +224,9 @@ where
             break Ok(());
         }
         let reading = !draining && !client_gone && running.len() < config.max_in_flight;
+        if out.len() >= MAX_GATHERED {
+            let _ = outbox.send_all_now(&mut out);
+        }
         tokio::select! {
             biased;
             Some(done) = running.next(), if !running.is_empty() => {
@@ -226,7 +234,7 @@ where
                     cancels.remove(&id);
                 }
                 if let Some(frame) = done.reply {
-                    let _ = outbox.send(frame);
+                    out.push(frame);
                 }
             }
             error = &mut write_err => {
@@ -234,10 +242,6 @@ where
                     Ok(e) => Err(ConnectionError::Io(e)),
                     Err(_) => Ok(()),
                 };
-            }
-            () = &mut shutdown_signal, if !draining => {
-                draining = true;
-                let _ = outbox.send(header_frame(&Header::Goodbye { reason: GoodbyeReason::ShuttingDown }));
             }
             frame = reader.read_frame(), if reading => {
                 let frame = match frame {
@@ -249,7 +253,7 @@ where
                     }
                     Err(error) => {
                         if let FrameError::TooLarge { len, max } = error {
-                            let _ = outbox.send(header_frame(&Header::Goodbye {
+                            out.push(header_frame(&Header::Goodbye {
                                 reason: GoodbyeReason::FrameTooLarge { len, max },
                             }));
                         }
@@ -258,20 +262,18 @@ where
                 };
                 let call = match postcard::take_from_bytes::<Header>(&frame) {
                     Ok((header, rest)) => (header, frame.len() - rest.len()),
-                    Err(_) => break Err(protocol_violation(&outbox, ProtocolError::BadHeader)),
+                    Err(_) => break Err(protocol_violation(&mut out, ProtocolError::BadHeader)),
                 };
                 match call {
                     (Header::Call { id, method, deadline_us }, body_at) => {
                         if cancels.contains_key(&id) {
-                            break Err(protocol_violation(&outbox, ProtocolError::DuplicateId(id)));
+                            break Err(protocol_violation(&mut out, ProtocolError::DuplicateId(id)));
                         }
                         let deadline = deadline_us
                             .and_then(|us| Instant::now().checked_add(Duration::from_micros(us)));
                         let body = frame.get(body_at..).unwrap_or_default();
                         match start_call(&service, config, &peer, id, method, deadline, body, client_max_frame) {
-                            Started::Answered(reply) => {
-                                let _ = outbox.send(reply);
-                            }
+                            Started::Answered(reply) => out.push(reply),
                             Started::Running(handler) => {
                                 let (abort, registration) = AbortHandle::new_pair();
                                 cancels.insert(id, abort);
@@ -297,19 +299,29 @@ where
                         abort_all(&mut cancels);
                     }
                     (Header::Hello { .. } | Header::Welcome { .. } | Header::Reject(_), _) => {
-                        break Err(protocol_violation(&outbox, ProtocolError::UnexpectedKind("handshake")));
+                        break Err(protocol_violation(&mut out, ProtocolError::UnexpectedKind("handshake")));
                     }
                     (Header::Reply { .. }, _) => {
-                        break Err(protocol_violation(&outbox, ProtocolError::UnexpectedKind("reply")));
+                        break Err(protocol_violation(&mut out, ProtocolError::UnexpectedKind("reply")));
                     }
                     (Header::StreamItem { .. } | Header::StreamEnd { .. } | Header::Credit { .. }, _) => {
-                        break Err(protocol_violation(&outbox, ProtocolError::UnexpectedKind("stream")));
+                        break Err(protocol_violation(&mut out, ProtocolError::UnexpectedKind("stream")));
                     }
                 }
+            }
+            () = &mut shutdown_signal, if !draining => {
+                draining = true;
+                out.push(header_frame(&Header::Goodbye { reason: GoodbyeReason::ShuttingDown }));
+            }
+            // Nothing else to do right now: send the replies gathered so far, in one write if
+            // the transport takes them at once.
+            () = std::future::ready(()), if !out.is_empty() => {
+                let _ = outbox.send_all_now(&mut out);
             }
         }
     };
     // Dropping the handlers cancels them; dropping the outbox lets the writer flush and close.
+    let _ = outbox.send_all_now(&mut out);
     drop(running);
     drop(outbox);
     let _ = writer_task.await;
@@ -325,8 +337,8 @@ fn abort_all(cancels: &mut HashMap<u64, AbortHandle>) {
     }
 }
 
-fn protocol_violation(outbox: &crate::writer::Outbox, error: ProtocolError) -> ConnectionError {
-    let _ = outbox.send(header_frame(&Header::Goodbye {
+fn protocol_violation(out: &mut Vec<Bytes>, error: ProtocolError) -> ConnectionError {
+    out.push(header_frame(&Header::Goodbye {
         reason: GoodbyeReason::ProtocolViolation,
     }));
     ConnectionError::Protocol(error)

@@ -1,52 +1,289 @@
-//! The task that owns a connection's sending half and coalesces queued frames into batches.
+//! A connection's sending half: frames are written by the task that sends them while the
+//! transport is idle, and queued for a writer task, which coalesces them into batches, while a
+//! write is under way or the transport would block.
+//!
+//! Writing in the sender's task saves a task hop (and, across cores, a wake-up) per message on
+//! an idle connection; a loaded connection still gets many frames per write. A sender only
+//! ever writes without waiting ([`FrameWrite::try_write_now`]), so nothing is left half-written
+//! if it is cancelled, and frames keep their order: a sender writes only when nothing is queued
+//! and the writer task is not writing.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::frame::FrameWrite;
+use crate::frame::{FrameWrite, TryWrite};
 
 /// Most frames written in one batch.
 const MAX_BATCH: usize = 256;
 
-/// Queue of encoded frames for a connection's writer task.
-#[derive(Debug, Clone)]
-pub(crate) struct Outbox(mpsc::UnboundedSender<Bytes>);
+type BoxedIo<'a> = Pin<Box<dyn Future<Output = io::Result<()>> + Send + 'a>>;
 
-impl Outbox {
-    /// Queues a frame; fails if the writer task has ended.
-    pub(crate) fn send(&self, frame: Bytes) -> Result<(), Bytes> {
-        self.0.send(frame).map_err(|e| e.0)
+/// A [`FrameWrite`] behind a trait object, so that the queue need not be generic.
+trait DynWrite: Send {
+    fn try_write_now(&mut self, frames: &[Bytes]) -> io::Result<TryWrite>;
+    fn write_frames<'a>(&'a mut self, frames: &'a [Bytes]) -> BoxedIo<'a>;
+    fn close(&mut self) -> BoxedIo<'_>;
+}
+
+impl<W: FrameWrite> DynWrite for W {
+    fn try_write_now(&mut self, frames: &[Bytes]) -> io::Result<TryWrite> {
+        FrameWrite::try_write_now(self, frames)
+    }
+
+    fn write_frames<'a>(&'a mut self, frames: &'a [Bytes]) -> BoxedIo<'a> {
+        Box::pin(FrameWrite::write_frames(self, frames))
+    }
+
+    fn close(&mut self) -> BoxedIo<'_> {
+        Box::pin(FrameWrite::close(self))
     }
 }
 
-/// Starts the writer task. It ends when every [`Outbox`] is dropped (after closing the sending
-/// direction) or when a write fails (after calling `on_error`).
-pub(crate) fn spawn_writer<W: FrameWrite>(
-    writer: W,
-    on_error: impl FnOnce(std::io::Error) + Send + 'static,
-) -> (Outbox, JoinHandle<()>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let task = tokio::spawn(run_writer(writer, rx, on_error));
-    (Outbox(tx), task)
+struct State {
+    /// The transport while no write is under way; the writer task holds it while it writes.
+    writer: Option<Box<dyn DynWrite>>,
+    /// Frames waiting for the writer task, in order.
+    queue: Vec<Bytes>,
+    /// The transport holds bytes of frames already sent that the writer task must flush.
+    flush_needed: bool,
+    /// A write made by a sender failed; the writer task reports it.
+    error: Option<io::Error>,
+    /// The writer task has ended (a write failed): frames can no longer be sent.
+    failed: bool,
+    /// Every [`Outbox`] is gone: the writer task writes what is queued, then closes.
+    senders_gone: bool,
 }
 
-async fn run_writer<W: FrameWrite>(
-    mut writer: W,
-    mut rx: mpsc::UnboundedReceiver<Bytes>,
-    on_error: impl FnOnce(std::io::Error),
-) {
+struct Shared {
+    state: Mutex<State>,
+    /// Wakes the writer task.
+    work: Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every update of the state is complete before anything that could panic.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The connection's writer task has ended; the frame was not sent.
+#[derive(Debug)]
+pub(crate) struct Closed;
+
+/// Sends frames on a connection. Clones share the connection; the writer task closes the
+/// sending direction once every clone is dropped.
+#[derive(Clone)]
+pub(crate) struct Outbox(Arc<Senders>);
+
+/// Dropped with the last [`Outbox`].
+struct Senders(Arc<Shared>);
+
+impl Drop for Senders {
+    fn drop(&mut self) {
+        self.0.lock().senders_gone = true;
+        self.0.work.notify_one();
+    }
+}
+
+impl Outbox {
+    /// Queues a frame for the writer task.
+    pub(crate) fn send(&self, frame: Bytes) -> Result<(), Closed> {
+        let shared = &self.0 .0;
+        let mut state = shared.lock();
+        if state.failed {
+            return Err(Closed);
+        }
+        state.queue.push(frame);
+        drop(state);
+        shared.work.notify_one();
+        Ok(())
+    }
+
+    /// Sends a frame: written at once if the transport is idle and takes it without waiting,
+    /// else queued for the writer task.
+    pub(crate) fn send_now(&self, frame: Bytes) -> Result<(), Closed> {
+        let shared = &self.0 .0;
+        let mut state = shared.lock();
+        if state.failed {
+            return Err(Closed);
+        }
+        if !try_now(shared, &mut state, std::slice::from_ref(&frame)) {
+            state.queue.push(frame);
+            drop(state);
+            shared.work.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Sends frames, taking them out of `frames`: written at once (coalesced) if the transport
+    /// is idle and takes them without waiting, else queued for the writer task.
+    pub(crate) fn send_all_now(&self, frames: &mut Vec<Bytes>) -> Result<(), Closed> {
+        let shared = &self.0 .0;
+        let mut state = shared.lock();
+        if state.failed {
+            frames.clear();
+            return Err(Closed);
+        }
+        if frames.is_empty() {
+            return Ok(());
+        }
+        if try_now(shared, &mut state, frames) {
+            frames.clear();
+        } else {
+            state.queue.append(frames);
+            drop(state);
+            shared.work.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// Writes `frames` in the sender's task if nothing is queued and the writer task is not
+/// writing; returns whether they are taken care of.
+fn try_now(shared: &Shared, state: &mut State, frames: &[Bytes]) -> bool {
+    if !state.queue.is_empty() || state.flush_needed || state.error.is_some() {
+        return false;
+    }
+    let Some(writer) = state.writer.as_mut() else {
+        return false;
+    };
+    match writer.try_write_now(frames) {
+        Ok(TryWrite::Written) => true,
+        Ok(TryWrite::Buffered) => {
+            state.flush_needed = true;
+            shared.work.notify_one();
+            true
+        }
+        Ok(TryWrite::WouldBlock) => false,
+        Err(error) => {
+            // The writer task reports it, as it would its own; the frames are lost with the
+            // connection.
+            state.error = Some(error);
+            shared.work.notify_one();
+            true
+        }
+    }
+}
+
+/// Starts the writer task. It ends when every [`Outbox`] is dropped (after writing what is
+/// queued and closing the sending direction) or when a write fails (after calling `on_error`).
+pub(crate) fn spawn_writer<W: FrameWrite>(
+    writer: W,
+    on_error: impl FnOnce(io::Error) + Send + 'static,
+) -> (Outbox, JoinHandle<()>) {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            writer: Some(Box::new(writer)),
+            queue: Vec::new(),
+            flush_needed: false,
+            error: None,
+            failed: false,
+            senders_gone: false,
+        }),
+        work: Notify::new(),
+    });
+    let task = tokio::spawn(run_writer(Arc::clone(&shared), on_error));
+    (Outbox(Arc::new(Senders(shared))), task)
+}
+
+async fn run_writer(shared: Arc<Shared>, on_error: impl FnOnce(io::Error)) {
     let mut batch = Vec::with_capacity(16);
     loop {
-        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+        let next = {
+            let mut state = shared.lock();
+            if let Some(error) = state.error.take() {
+                state.failed = true;
+                Err(error)
+            } else if state.queue.is_empty() && !state.flush_needed {
+                if state.senders_gone {
+                    Ok(state.writer.take().map(|writer| (writer, true)))
+                } else {
+                    Ok(None)
+                }
+            } else {
+                state.flush_needed = false;
+                let take = state.queue.len().min(MAX_BATCH);
+                batch.extend(state.queue.drain(..take));
+                // Only this task takes the writer, and it always puts it back.
+                Ok(state.writer.take().map(|writer| (writer, false)))
+            }
+        };
+        let (mut writer, close) = match next {
+            Err(error) => {
+                tracing::debug!(%error, "write failed");
+                on_error(error);
+                return;
+            }
+            Ok(None) if batch.is_empty() => {
+                shared.work.notified().await;
+                continue;
+            }
+            Ok(None) => return,
+            Ok(Some(next)) => next,
+        };
+        if close {
             let _ = writer.close().await;
             return;
         }
-        if let Err(error) = writer.write_frames(&batch).await {
+        let result = writer.write_frames(&batch).await;
+        batch.clear();
+        let mut state = shared.lock();
+        state.writer = Some(writer);
+        if let Err(error) = result {
+            state.failed = true;
+            drop(state);
             tracing::debug!(%error, "write failed");
             on_error(error);
             return;
         }
-        batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{FrameRead, FrameReader, FrameWriter};
+
+    fn frame(i: u32) -> Bytes {
+        let mut frame = 8u32.to_le_bytes().to_vec();
+        frame.extend_from_slice(&u64::from(i).to_le_bytes());
+        Bytes::from(frame)
+    }
+
+    /// Frames written at once, left half-written, and queued behind a busy writer all arrive
+    /// whole and in the order they were sent.
+    #[tokio::test]
+    async fn frames_keep_their_order_across_both_paths() {
+        // A pipe that holds less than two frames: most sends find it full.
+        let (tx, rx) = tokio::io::duplex(20);
+        let (outbox, task) = spawn_writer(FrameWriter::new(tx), |e| panic!("write failed: {e}"));
+        let count = 500u32;
+        let mut batch = Vec::new();
+        for i in 0..count {
+            match i % 3 {
+                0 => outbox.send_now(frame(i)).expect("open"),
+                1 => outbox.send(frame(i)).expect("open"),
+                _ => {
+                    batch.push(frame(i));
+                    outbox.send_all_now(&mut batch).expect("open");
+                    assert!(batch.is_empty());
+                }
+            }
+        }
+        drop(outbox);
+        let mut reader = FrameReader::new(rx);
+        for i in 0..count {
+            let got = reader.read_frame().await.expect("reads").expect("a frame");
+            assert_eq!(&got[..], &u64::from(i).to_le_bytes(), "frame {i}");
+        }
+        assert_eq!(reader.read_frame().await, Ok(None));
+        task.await.expect("writer task");
     }
 }
