@@ -13,6 +13,7 @@
 //! though: a service must declare the same type on both ends.
 
 use std::borrow::Borrow;
+use std::cell::RefCell;
 use std::fmt;
 use std::ops::Deref;
 
@@ -166,6 +167,51 @@ impl<'de> Deserialize<'de> for ByteBuf {
     }
 }
 
+/// Byte buffers at least this large are decoded as a view of the frame they arrived in
+/// (see [`sharing`]); smaller ones are copied, so that a small buffer kept for long does not keep
+/// a large read buffer alive.
+const SHARE_MIN: usize = 64 * 1024;
+
+thread_local! {
+    /// The frame being decoded on this thread, if its byte buffers may share it.
+    static SOURCE: RefCell<Option<Bytes>> = const { RefCell::new(None) };
+}
+
+/// Runs `decode` (which decodes values from `frame`) so that the large [`ByteBuf`]s it decodes
+/// are views of `frame` rather than copies.
+pub(crate) fn sharing<R>(frame: &Bytes, decode: impl FnOnce() -> R) -> R {
+    /// Puts the previous source back, also if `decode` panics.
+    struct Restore(Option<Bytes>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            let _ = SOURCE.try_with(|source| source.replace(previous));
+        }
+    }
+    if frame.len() < SHARE_MIN {
+        return decode();
+    }
+    let previous = SOURCE.with(|source| source.replace(Some(frame.clone())));
+    let _restore = Restore(previous);
+    decode()
+}
+
+/// `bytes` as a view of the frame being decoded, if it lies inside it and is large enough.
+fn shared_slice(bytes: &[u8]) -> Option<Bytes> {
+    if bytes.len() < SHARE_MIN {
+        return None;
+    }
+    SOURCE.with(|source| {
+        let source = source.try_borrow().ok()?;
+        let frame = source.as_ref()?;
+        let start = frame.as_ptr() as usize;
+        let at = bytes.as_ptr() as usize;
+        let inside =
+            at >= start && at.checked_add(bytes.len())? <= start.checked_add(frame.len())?;
+        inside.then(|| frame.slice_ref(bytes))
+    })
+}
+
 struct ByteBufVisitor;
 
 impl<'de> Visitor<'de> for ByteBufVisitor {
@@ -178,7 +224,9 @@ impl<'de> Visitor<'de> for ByteBufVisitor {
     fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<ByteBuf, E> {
         #[cfg(test)]
         visits::record(|v| v.blocks += 1);
-        Ok(ByteBuf::copy_from_slice(bytes))
+        Ok(ByteBuf(
+            shared_slice(bytes).unwrap_or_else(|| Bytes::copy_from_slice(bytes)),
+        ))
     }
 
     fn visit_byte_buf<E: de::Error>(self, bytes: Vec<u8>) -> Result<ByteBuf, E> {
@@ -308,6 +356,35 @@ mod tests {
                 elements: 0
             }
         );
+    }
+
+    #[test]
+    fn large_buffers_are_views_of_their_frame_and_small_ones_copies() {
+        let limits = DecodeLimits::default();
+        let inside = |buf: &ByteBuf, frame: &Bytes| {
+            let (start, at) = (frame.as_ptr() as usize, buf.as_ptr() as usize);
+            at >= start && at < start + frame.len()
+        };
+        let big = pattern(SHARE_MIN);
+        let frame = Bytes::from(encode(&(7u8, ByteBuf::from(big.clone()))));
+        let (tag, decoded): (u8, ByteBuf) =
+            sharing(&frame, || from_slice(&frame, &limits)).expect("decodes");
+        assert_eq!((tag, &decoded), (7, &ByteBuf::from(big.clone())));
+        assert!(inside(&decoded, &frame), "a view of the frame");
+        // Without the frame being named, or from other bytes, it is a copy.
+        let copied: (u8, ByteBuf) = from_slice(&frame, &limits).expect("decodes");
+        assert!(!inside(&copied.1, &frame));
+        let other = Bytes::from(encode(&ByteBuf::from(big.clone())));
+        let decoded: ByteBuf = sharing(&frame, || from_slice(&other, &limits)).expect("decodes");
+        assert_eq!(decoded, big);
+        assert!(!inside(&decoded, &frame) && !inside(&decoded, &other));
+        // Small buffers are copied even from the frame.
+        let small = Bytes::from(encode(&ByteBuf::from(pattern(SHARE_MIN - 1))));
+        let decoded: ByteBuf = sharing(&small, || from_slice(&small, &limits)).expect("decodes");
+        assert_eq!(decoded.len(), SHARE_MIN - 1);
+        assert!(!inside(&decoded, &small));
+        // The frame is not kept once decoding is over.
+        assert!(SOURCE.with(|source| source.borrow().is_none()));
     }
 
     #[test]

@@ -344,7 +344,7 @@ impl ClientHandle {
     {
         let reply = self.request(method, args).await?;
         match reply.status {
-            ReplyStatus::Ok => self.decode(reply.body()),
+            ReplyStatus::Ok => self.decode(&reply),
             ReplyStatus::AppError => Err(ProtocolError::UnexpectedKind("application error").into()),
             ReplyStatus::Failed(e) => Err(remote_error(e)),
         }
@@ -368,8 +368,8 @@ impl ClientHandle {
     {
         let reply = self.request(method, args).await?;
         match reply.status {
-            ReplyStatus::Ok => self.decode(reply.body()).map(Ok),
-            ReplyStatus::AppError => self.decode(reply.body()).map(Err),
+            ReplyStatus::Ok => self.decode(&reply).map(Ok),
+            ReplyStatus::AppError => self.decode(&reply).map(Err),
             ReplyStatus::Failed(e) => Err(remote_error(e)),
         }
     }
@@ -408,8 +408,11 @@ impl ClientHandle {
             .map_err(|_| self.closed_error())
     }
 
-    fn decode<T: DeserializeOwned>(&self, body: &[u8]) -> Result<T, RpcError> {
-        decode::from_slice(body, &self.shared.limits).map_err(RpcError::Decode)
+    fn decode<T: DeserializeOwned>(&self, reply: &Reply) -> Result<T, RpcError> {
+        crate::byte_buf::sharing(&reply.frame, || {
+            decode::from_slice(reply.body(), &self.shared.limits)
+        })
+        .map_err(RpcError::Decode)
     }
 
     fn encode<A: Serialize + ?Sized>(&self, header: &Header, args: &A) -> Result<Bytes, RpcError> {

@@ -10,11 +10,11 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{ready, Context, Poll, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
 use serde::Serialize;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use crate::protocol::{Header, DEFAULT_MAX_FRAME, LEN_PREFIX};
 
@@ -164,10 +164,12 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameReader<R> {
         // `len` <= max_frame <= u32::MAX fits usize on every supported target.
         let total = LEN_PREFIX + len as usize;
         if self.buf.len() < total {
-            // Set aside room for what is missing, but never more than one chunk ahead of the
-            // data actually received.
+            // Set aside room for what is missing, but never more than the data received of the
+            // frame so far, or one chunk: a large frame grows the buffer by doubling, and a
+            // peer that claims a large frame and stalls costs one chunk.
             let missing = total - self.buf.len();
-            self.buf.reserve(missing.min(READ_CHUNK));
+            self.buf
+                .reserve(missing.min(self.buf.len().max(READ_CHUNK)));
             return Ok(None);
         }
         self.buf.advance(LEN_PREFIX);
@@ -181,14 +183,25 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for FrameReader<R> {
             if let Some(frame) = self.take_frame()? {
                 return Ok(Some(frame));
             }
-            if self.buf.capacity() - self.buf.len() < 64 {
-                self.buf.reserve(READ_CHUNK);
-            }
-            let n = self
-                .inner
-                .read_buf(&mut self.buf)
+            let n = if self.buf.is_empty() {
+                // Between frames: wait for data in a chunk on the stack and keep only what
+                // arrives, so that an idle connection holds no read buffer.
+                let (inner, buf) = (&mut self.inner, &mut self.buf);
+                std::future::poll_fn(|cx| {
+                    let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
+                    let mut read = ReadBuf::uninit(&mut chunk);
+                    ready!(Pin::new(&mut *inner).poll_read(cx, &mut read))?;
+                    buf.extend_from_slice(read.filled());
+                    Poll::Ready(Ok::<_, io::Error>(read.filled().len()))
+                })
                 .await
-                .map_err(|e| FrameError::Io(e.kind()))?;
+            } else {
+                if self.buf.capacity() - self.buf.len() < 64 {
+                    self.buf.reserve(READ_CHUNK);
+                }
+                self.inner.read_buf(&mut self.buf).await
+            }
+            .map_err(|e| FrameError::Io(e.kind()))?;
             if n == 0 {
                 if self.buf.is_empty() {
                     return Ok(None);

@@ -271,8 +271,7 @@ where
                         }
                         let deadline = deadline_us
                             .and_then(|us| Instant::now().checked_add(Duration::from_micros(us)));
-                        let body = frame.get(body_at..).unwrap_or_default();
-                        match start_call(&service, config, &peer, id, method, deadline, body, client_max_frame) {
+                        match start_call(&service, config, &peer, id, method, deadline, &frame, body_at, client_max_frame) {
                             Started::Answered(reply) => out.push(reply),
                             Started::Running(handler) => {
                                 let (abort, registration) = AbortHandle::new_pair();
@@ -461,7 +460,8 @@ fn start_call<D: Dispatch>(
     id: u64,
     method: u32,
     deadline: Option<Instant>,
-    body: &[u8],
+    frame: &Bytes,
+    body_at: usize,
     client_max_frame: u32,
 ) -> Started {
     let descriptor = service.descriptor();
@@ -477,7 +477,11 @@ fn start_call<D: Dispatch>(
         method = info.name,
         id
     );
-    let handler = match service.dispatch(method, body, &config.decode_limits) {
+    let body = frame.get(body_at..).unwrap_or_default();
+    let dispatched = crate::byte_buf::sharing(frame, || {
+        service.dispatch(method, body, &config.decode_limits)
+    });
+    let handler = match dispatched {
         Ok(handler) => handler,
         Err(error) => {
             tracing::debug!(parent: &span, %error, "call refused");
