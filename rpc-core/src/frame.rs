@@ -4,8 +4,11 @@
 //! [`AsyncRead`] into whole payloads: it keeps partial frames until they are complete, splits
 //! reads that hold several frames, checks `len` against the maximum *before* setting any memory
 //! aside, and never reserves the claimed length up front (a peer that claims the maximum and
-//! stalls costs one read buffer, not the maximum). [`FrameWriter`] writes batches of encoded
-//! frames, coalesced into as few writes as the transport allows.
+//! stalls costs one read buffer, not the maximum; a large frame's buffer grows with the data
+//! received). Between frames it holds no buffer, so an idle connection costs none.
+//! [`FrameWriter`] writes batches of encoded frames, coalesced into as few writes as the
+//! transport allows, and on byte streams can write without waiting
+//! ([`FrameWrite::try_write_now`]).
 
 use std::future::Future;
 use std::io;

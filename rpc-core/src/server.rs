@@ -1,11 +1,12 @@
 //! The server engine: serves one connection of a service.
 //!
 //! [`serve_connection`] performs the handshake, then reads calls and runs their handlers
-//! concurrently on the connection's task, writes replies as handlers finish (in any order),
-//! drops a handler when its caller cancels or its deadline passes, and stops reading while the
-//! connection has [`ServerConfig::max_in_flight`] calls running (excess calls wait in the
-//! transport, none is dropped). The transport's server loop calls it once per accepted
-//! connection.
+//! concurrently on the connection's task (a handler that finishes on its first poll is answered
+//! at once), writes replies as handlers finish (in any order; the replies that are ready
+//! together go out in one write), drops a handler when its caller cancels or its deadline
+//! passes, and stops reading while the connection has [`ServerConfig::max_in_flight`] calls
+//! running (excess calls wait in the transport, none is dropped). The transport's server loop
+//! calls it once per accepted connection.
 
 use std::collections::HashMap;
 use std::future::Future;
