@@ -4,12 +4,13 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -95,12 +96,34 @@ impl Reply {
     }
 }
 
-type ReplySender = oneshot::Sender<Result<Reply, RpcError>>;
-
-/// A call waiting for its reply.
+/// A call in flight: waiting for its reply, or answered and not yet taken by its caller.
 struct Waiter {
-    tx: ReplySender,
+    state: CallState,
     deadline: Option<Instant>,
+}
+
+enum CallState {
+    /// No reply yet; the waker of the caller once it has waited.
+    Waiting(Option<Waker>),
+    /// The reply, or why there is none (the deadline passed), for the caller to take.
+    Done(Result<Reply, RpcError>),
+}
+
+impl Waiter {
+    /// Gives the call its outcome if it is still waiting; returns the caller's waker.
+    fn finish(&mut self, outcome: Result<Reply, RpcError>) -> Option<Waker> {
+        match std::mem::replace(&mut self.state, CallState::Done(outcome)) {
+            CallState::Waiting(waker) => waker,
+            done @ CallState::Done(_) => {
+                self.state = done;
+                None
+            }
+        }
+    }
+
+    fn is_waiting(&self) -> bool {
+        matches!(self.state, CallState::Waiting(_))
+    }
 }
 
 #[derive(Default)]
@@ -117,18 +140,23 @@ struct Pending {
 impl Pending {
     /// Fails the calls whose deadline has passed and returns when to check next.
     fn expire(&mut self, now: Instant) -> Option<Instant> {
-        let expired = self
-            .calls
-            .extract_if(|_, waiter| waiter.deadline.is_some_and(|deadline| deadline <= now));
-        for (_, waiter) in expired {
-            // The caller sees the error, then tells the server to drop the handler.
-            let _ = waiter.tx.send(Err(RpcError::DeadlineExceeded));
+        let mut check_at = None;
+        for waiter in self.calls.values_mut() {
+            match waiter.deadline {
+                Some(deadline) if waiter.is_waiting() => {
+                    if deadline <= now {
+                        // The caller sees the error, then tells the server to drop the handler.
+                        if let Some(waker) = waiter.finish(Err(RpcError::DeadlineExceeded)) {
+                            waker.wake();
+                        }
+                    } else if check_at.is_none_or(|at| deadline < at) {
+                        check_at = Some(deadline);
+                    }
+                }
+                _ => {}
+            }
         }
-        self.check_at = self
-            .calls
-            .values()
-            .filter_map(|waiter| waiter.deadline)
-            .min();
+        self.check_at = check_at;
         self.check_at
     }
 }
@@ -168,14 +196,53 @@ impl Conn {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn fail_all(&self, error: RpcError) {
-        let calls = {
-            let mut pending = self.lock();
-            pending.closed.get_or_insert(error.clone());
-            std::mem::take(&mut pending.calls)
+    /// The outcome of call `id` once it has one; until then, wakes `cx` when it does.
+    fn poll_outcome(
+        &self,
+        id: u64,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Result<Reply, RpcError>> {
+        let mut pending = self.lock();
+        let Some(waiter) = pending.calls.get_mut(&id) else {
+            // Failed with the connection.
+            return Poll::Ready(Err(pending
+                .closed
+                .clone()
+                .unwrap_or(RpcError::ConnectionClosed)));
         };
-        for (_, waiter) in calls {
-            let _ = waiter.tx.send(Err(error.clone()));
+        match &mut waiter.state {
+            CallState::Waiting(waker) => {
+                match waker {
+                    Some(waker) if waker.will_wake(cx.waker()) => {}
+                    _ => *waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+            CallState::Done(_) => match pending.calls.remove(&id) {
+                Some(Waiter {
+                    state: CallState::Done(outcome),
+                    ..
+                }) => Poll::Ready(outcome),
+                _ => Poll::Ready(Err(RpcError::ConnectionClosed)),
+            },
+        }
+    }
+
+    fn fail_all(&self, error: RpcError) {
+        // The calls still waiting fail: a caller whose call is gone from the map takes the error
+        // the connection closed with. Replies that arrived before stay for their callers.
+        let failed: Vec<_> = {
+            let mut pending = self.lock();
+            pending.closed.get_or_insert(error);
+            pending
+                .calls
+                .extract_if(|_, waiter| waiter.is_waiting())
+                .collect()
+        };
+        for (_, waiter) in failed {
+            if let CallState::Waiting(Some(waker)) = waiter.state {
+                waker.wake();
+            }
         }
     }
 }
@@ -472,14 +539,19 @@ impl ClientHandle {
             if shared.conn.shutting_down.load(Ordering::Acquire) {
                 return Err(RpcError::ShuttingDown);
             }
-            let (tx, rx) = oneshot::channel();
             let alone;
             let deadline_moved = {
                 let mut pending = shared.conn.lock();
                 if let Some(error) = &pending.closed {
                     return Err(error.clone());
                 }
-                pending.calls.insert(id, Waiter { tx, deadline });
+                pending.calls.insert(
+                    id,
+                    Waiter {
+                        state: CallState::Waiting(None),
+                        deadline,
+                    },
+                );
                 alone = pending.calls.len() == 1;
                 match deadline {
                     Some(deadline) if pending.check_at.is_none_or(|at| deadline < at) => {
@@ -510,13 +582,13 @@ impl ClientHandle {
                 return Err(self.closed_error());
             }
             // The reader task fails the call when its deadline passes.
-            let received = rx.await;
-            if let Ok(Err(RpcError::DeadlineExceeded)) = &received {
+            let received = std::future::poll_fn(|cx| shared.conn.poll_outcome(id, cx)).await;
+            if let Err(RpcError::DeadlineExceeded) = &received {
                 tracing::debug!("deadline exceeded");
                 let _ = shared.outbox.send(header_frame(&Header::Cancel { id }));
             }
             guard.armed = false;
-            let reply = received.unwrap_or_else(|_| Err(self.closed_error()))?;
+            let reply = received?;
             tracing::trace!(elapsed_us = started.elapsed().as_micros() as u64, "reply");
             Ok(reply)
         }
@@ -557,7 +629,13 @@ impl Drop for InFlight<'_> {
         if !self.armed {
             return;
         }
-        let was_pending = self.shared.conn.lock().calls.remove(&self.id).is_some();
+        let was_pending = self
+            .shared
+            .conn
+            .lock()
+            .calls
+            .remove(&self.id)
+            .is_some_and(|waiter| waiter.is_waiting());
         if was_pending {
             tracing::debug!(id = self.id, "call cancelled");
             let _ = self
@@ -609,13 +687,18 @@ async fn read_replies<R: FrameRead>(mut reader: R, conn: &Conn) -> RpcError {
         let body_at = frame.len() - rest.len();
         match header {
             Header::Reply { id, status } => {
-                let waiter = conn.lock().calls.remove(&id);
-                if let Some(Waiter { tx, .. }) = waiter {
-                    let _ = tx.send(Ok(Reply {
-                        status,
-                        frame,
-                        body_at,
-                    }));
+                let reply = Reply {
+                    status,
+                    frame,
+                    body_at,
+                };
+                let waker = conn
+                    .lock()
+                    .calls
+                    .get_mut(&id)
+                    .and_then(|waiter| waiter.finish(Ok(reply)));
+                if let Some(waker) = waker {
+                    waker.wake();
                 }
             }
             Header::Goodbye {

@@ -489,12 +489,17 @@ fn start_call<D: Dispatch>(
             return Started::Answered(failed(id, WireError::from(&error)));
         }
     };
-    let context = CallContext::new(Arc::clone(peer), deadline, Some(id), info.name);
-    let mut guarded: Guarded = Box::pin(AssertUnwindSafe(context.scope(handler)).catch_unwind());
-    // The first poll. A handler that is still pending is polled again by the connection's set
-    // of running calls, which polls every call it is given: no wake-up is needed from this one.
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    if let Poll::Ready(outcome) = span.in_scope(|| guarded.as_mut().poll(&mut cx)) {
+    let mut handler = handler;
+    // The first poll, in place: a handler that finishes at once costs no allocation here. A
+    // handler that is still pending is polled again by the connection's set of running calls,
+    // which polls every call it is given: no wake-up is needed from this one.
+    let first = {
+        let context = CallContext::new(Arc::clone(peer), deadline, Some(id), info.name);
+        let once = std::pin::pin!(AssertUnwindSafe(context.scope(&mut handler)).catch_unwind());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        span.in_scope(|| once.poll(&mut cx))
+    };
+    if let Poll::Ready(outcome) = first {
         return Started::Answered(match outcome {
             Ok(outcome) => reply_frame(id, outcome, method, client_max_frame),
             Err(_) => {
@@ -503,6 +508,8 @@ fn start_call<D: Dispatch>(
             }
         });
     }
+    let context = CallContext::new(Arc::clone(peer), deadline, Some(id), info.name);
+    let guarded: Guarded = Box::pin(AssertUnwindSafe(context.scope(handler)).catch_unwind());
     let running = async move {
         let outcome = match deadline {
             Some(deadline) => match tokio::time::timeout_at(deadline, guarded).await {
