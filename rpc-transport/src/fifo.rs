@@ -55,7 +55,8 @@ use crate::endpoint::Endpoint;
 use crate::pipes::serve_pipes;
 use crate::server::BindError;
 use crate::unix::{
-    check_private_dir, default_dir, euid, open_lock_file, server_dir, trusted_server, try_lock,
+    check_private_dir, default_dir, euid, open_lock_file, remove_stale, server_dir, trusted_server,
+    try_lock,
 };
 use crate::ClientOptions;
 
@@ -121,22 +122,11 @@ impl FifoServer {
         let session = open_lock_file(&dir.join(format!("{name}.session.lock"))).map_err(io_err)?;
         let (input, output) = paths(&dir, &name);
         for path in [&input, &output] {
-            match fs::symlink_metadata(path) {
-                Ok(meta) if meta.file_type().is_symlink() => {
-                    return Err(BindError::SymlinkAtPath {
-                        path: path.display().to_string(),
-                    })
-                }
-                // We hold the lock, so whoever made it is gone.
-                Ok(meta) if meta.file_type().is_fifo() => fs::remove_file(path).map_err(io_err)?,
-                Ok(_) => {
-                    return Err(BindError::NotAFifo {
-                        path: path.display().to_string(),
-                    })
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(e)),
-            }
+            // We hold the lock, so whoever made a FIFO here is gone.
+            remove_stale(path, FileTypeExt::is_fifo, |path| BindError::NotAFifo {
+                path,
+            })
+            .map_err(|e| e.into_bind_error(io_err))?;
             make_fifo(path).map_err(io_err)?;
         }
         Ok(Self {

@@ -81,6 +81,48 @@ pub(crate) fn server_dir(endpoint: &Endpoint) -> Result<PathBuf, ConnectError> {
     Ok(dir)
 }
 
+/// Removes what a server that is gone left at `path` (the caller holds the name's lock), if it
+/// is of the kind `stale` accepts. A symbolic link, or anything of another kind, is left alone
+/// and refused.
+pub(crate) fn remove_stale(
+    path: &Path,
+    stale: fn(&fs::FileType) -> bool,
+    wrong_kind: fn(String) -> BindError,
+) -> Result<(), StaleError> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            Err(StaleError::Refused(BindError::SymlinkAtPath {
+                path: path.display().to_string(),
+            }))
+        }
+        Ok(meta) if stale(&meta.file_type()) => {
+            tracing::info!(path = %path.display(), "removing what a stopped server left");
+            fs::remove_file(path).map_err(StaleError::Io)
+        }
+        Ok(_) => Err(StaleError::Refused(wrong_kind(path.display().to_string()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StaleError::Io(e)),
+    }
+}
+
+/// Why [`remove_stale`] did not clear a path.
+pub(crate) enum StaleError {
+    /// Something that is not ours is there; it is left alone.
+    Refused(BindError),
+    /// Looking or removing failed.
+    Io(io::Error),
+}
+
+impl StaleError {
+    /// The bind error, wrapping an I/O failure with `io_err`.
+    pub(crate) fn into_bind_error(self, io_err: impl FnOnce(io::Error) -> BindError) -> BindError {
+        match self {
+            StaleError::Refused(error) => error,
+            StaleError::Io(error) => io_err(error),
+        }
+    }
+}
+
 /// Opens a lock file, creating it with mode 0600; never follows a symbolic link.
 pub(crate) fn open_lock_file(path: &Path) -> io::Result<File> {
     OpenOptions::new()
@@ -134,25 +176,11 @@ impl Listener {
         };
 
         let path = socket_path(&dir, endpoint);
-        match fs::symlink_metadata(&path) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                return Err(BindError::SymlinkAtPath {
-                    path: path.display().to_string(),
-                })
-            }
-            Ok(meta) if meta.file_type().is_socket() => {
-                // We hold the lock, so whoever made this socket is gone: reclaim it.
-                tracing::info!(path = %path.display(), "removing stale socket");
-                fs::remove_file(&path).map_err(io_err)?;
-            }
-            Ok(_) => {
-                return Err(BindError::NotASocket {
-                    path: path.display().to_string(),
-                })
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(e)),
-        }
+        // We hold the lock, so whoever made a socket here is gone: reclaim it.
+        remove_stale(&path, FileTypeExt::is_socket, |path| {
+            BindError::NotASocket { path }
+        })
+        .map_err(|e| e.into_bind_error(io_err))?;
 
         // Bind under a temporary name, restrict it to the user, then move it into place: the
         // socket is never reachable at its real path with any other mode.

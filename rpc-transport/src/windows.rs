@@ -956,10 +956,6 @@ pub(crate) fn trusted_server(server_sid: &str, own_sid: &str) -> bool {
     server_sid == own_sid || server_sid == SYSTEM_SID
 }
 
-fn open_client(path: &str) -> io::Result<OwnedHandle> {
-    open_client_end(path, CLIENT_ACCESS)
-}
-
 /// Opens a client end with `access` (which must include FILE_WRITE_ATTRIBUTES) and sets
 /// message read mode.
 fn open_client_end(path: &str, access: u32) -> io::Result<OwnedHandle> {
@@ -994,53 +990,13 @@ pub(crate) async fn connect(
     options: &ClientOptions,
 ) -> Result<(PipeReader, PipeWriter), ConnectError> {
     let path = pipe_path(endpoint);
-    let shown = || path.clone();
     let give_up = Instant::now() + options.busy_timeout.unwrap_or(DEFAULT_BUSY_TIMEOUT);
-    let client = loop {
-        match open_client(&path) {
-            Ok(client) => break client,
-            Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY as i32) => {
-                if Instant::now() >= give_up {
-                    return Err(ConnectError::Busy { endpoint: shown() });
-                }
-                // Every instance is taken; the server creates the next one as soon as it hands
-                // one off. Poll briefly, within the bounded wait.
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            // No instance of the pipe exists at all: no server (a server that is running always
-            // keeps an instance, busy ones included, so this is not a busy server).
-            Err(e) if e.raw_os_error() == Some(ERROR_FILE_NOT_FOUND as i32) => {
-                return Err(ConnectError::NotFound { endpoint: shown() })
-            }
-            Err(e) if e.raw_os_error() == Some(ERROR_ACCESS_DENIED as i32) => {
-                return Err(ConnectError::PermissionDenied { endpoint: shown() })
-            }
-            Err(e) => {
-                return Err(ConnectError::Io {
-                    endpoint: shown(),
-                    source: e.into(),
-                })
-            }
-        }
-    };
+    let client = open_with_retry(&path, CLIENT_ACCESS, give_up).await?;
+    check_server(&client, &path)?;
     let io_err = |e: io::Error| ConnectError::Io {
-        endpoint: shown(),
+        endpoint: path.clone(),
         source: e.into(),
     };
-    let mut server_pid = 0u32;
-    // SAFETY: the handle is a connected pipe client.
-    if unsafe { GetNamedPipeServerProcessId(client.0, &mut server_pid) } == 0 {
-        return Err(io_err(io::Error::last_os_error()));
-    }
-    let own = process_user_sid(None).map_err(io_err)?;
-    let server = process_user_sid(Some(server_pid)).map_err(io_err)?;
-    if !trusted_server(&server, &own) {
-        return Err(ConnectError::UntrustedServer {
-            endpoint: shown(),
-            expected: format!("{own} or SYSTEM"),
-            actual: server,
-        });
-    }
     let client = Arc::new(client);
     let reader = PipeReader::spawn(&client, options.config.max_frame).map_err(io_err)?;
     Ok((reader, PipeWriter::new(&client)))
@@ -1137,8 +1093,9 @@ impl PairListener {
     }
 }
 
-/// Opens one pipe of a pair, waiting while another client holds it until `give_up`.
-async fn open_pair_end(
+/// Opens a client end of the pipe at `path`, retrying while every instance is busy until
+/// `give_up`; maps the ways it fails to [`ConnectError`]s.
+async fn open_with_retry(
     path: &str,
     access: u32,
     give_up: Instant,
@@ -1147,13 +1104,17 @@ async fn open_pair_end(
     loop {
         match open_client_end(path, access) {
             Ok(pipe) => return Ok(pipe),
-            // Another client holds the pair's one instance.
             Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY as i32) => {
                 if Instant::now() >= give_up {
                     return Err(ConnectError::Busy { endpoint: shown() });
                 }
+                // Every instance is taken; the server creates the next one as soon as it hands
+                // one off (a pair's one instance frees when its client leaves). Poll briefly,
+                // within the bounded wait.
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
+            // No instance of the pipe exists at all: no server (a server that is running always
+            // keeps an instance, busy ones included, so this is not a busy server).
             Err(e) if e.raw_os_error() == Some(ERROR_FILE_NOT_FOUND as i32) => {
                 return Err(ConnectError::NotFound { endpoint: shown() })
             }
@@ -1170,6 +1131,30 @@ async fn open_pair_end(
     }
 }
 
+/// Checks, before anything is sent, that the server process behind `pipe` runs as this
+/// process's user or SYSTEM.
+fn check_server(pipe: &OwnedHandle, endpoint: &str) -> Result<(), ConnectError> {
+    let io_err = |e: io::Error| ConnectError::Io {
+        endpoint: endpoint.to_owned(),
+        source: e.into(),
+    };
+    let mut server_pid = 0u32;
+    // SAFETY: the handle is a connected pipe client.
+    if unsafe { GetNamedPipeServerProcessId(pipe.0, &mut server_pid) } == 0 {
+        return Err(io_err(io::Error::last_os_error()));
+    }
+    let own = process_user_sid(None).map_err(io_err)?;
+    let server = process_user_sid(Some(server_pid)).map_err(io_err)?;
+    if !trusted_server(&server, &own) {
+        return Err(ConnectError::UntrustedServer {
+            endpoint: endpoint.to_owned(),
+            expected: format!("{own} or SYSTEM"),
+            actual: server,
+        });
+    }
+    Ok(())
+}
+
 /// Connects to a pipe pair: the outbound pipe (to read), then the inbound one (to write).
 pub(crate) async fn connect_pair(
     endpoint: &Endpoint,
@@ -1177,28 +1162,14 @@ pub(crate) async fn connect_pair(
 ) -> Result<(PipeReader, PipeWriter), ConnectError> {
     let (input, output) = pair_paths(endpoint);
     let give_up = Instant::now() + options.busy_timeout.unwrap_or(DEFAULT_BUSY_TIMEOUT);
-    let from_server = open_pair_end(&output, PAIR_READ_ACCESS, give_up).await?;
-    let to_server = open_pair_end(&input, PAIR_WRITE_ACCESS, give_up).await?;
+    let from_server = open_with_retry(&output, PAIR_READ_ACCESS, give_up).await?;
+    let to_server = open_with_retry(&input, PAIR_WRITE_ACCESS, give_up).await?;
+    check_server(&from_server, &output)?;
+    check_server(&to_server, &input)?;
     let io_err = |e: io::Error| ConnectError::Io {
         endpoint: input.clone(),
         source: e.into(),
     };
-    let own = process_user_sid(None).map_err(io_err)?;
-    for pipe in [&from_server, &to_server] {
-        let mut server_pid = 0u32;
-        // SAFETY: the handle is a connected pipe client.
-        if unsafe { GetNamedPipeServerProcessId(pipe.0, &mut server_pid) } == 0 {
-            return Err(io_err(io::Error::last_os_error()));
-        }
-        let server = process_user_sid(Some(server_pid)).map_err(io_err)?;
-        if !trusted_server(&server, &own) {
-            return Err(ConnectError::UntrustedServer {
-                endpoint: input.clone(),
-                expected: format!("{own} or SYSTEM"),
-                actual: server,
-            });
-        }
-    }
     let reader =
         PipeReader::spawn(&Arc::new(from_server), options.config.max_frame).map_err(io_err)?;
     Ok((reader, PipeWriter::new(&Arc::new(to_server))))
