@@ -55,7 +55,7 @@ use crate::endpoint::Endpoint;
 use crate::pipes::serve_pipes;
 use crate::server::BindError;
 use crate::unix::{
-    check_private_dir, default_dir, euid, open_lock_file, remove_stale, server_dir, trusted_server,
+    check_private_dir, default_dir, euid, open_lock_file, own_name, remove_stale, trusted_server,
     try_lock,
 };
 use crate::ClientOptions;
@@ -108,16 +108,11 @@ impl FifoServer {
     /// FIFO's path (it is left alone), [`BindError::Endpoint`] if the directory is not private,
     /// [`BindError::Io`] if creating them fails.
     pub fn bind(endpoint: &Endpoint) -> Result<Self, BindError> {
-        let dir = server_dir(endpoint)?;
+        let (dir, lock) = own_name(endpoint)?;
         let name = endpoint.name().to_owned();
         let io_err = |source: io::Error| BindError::Io {
             name: name.clone(),
             source,
-        };
-        let lock = match try_lock(&dir.join(format!("{name}.lock"))) {
-            Ok(Some(lock)) => lock,
-            Ok(None) => return Err(BindError::AddrInUse { name }),
-            Err(e) => return Err(io_err(e)),
         };
         let session = open_lock_file(&dir.join(format!("{name}.session.lock"))).map_err(io_err)?;
         let (input, output) = paths(&dir, &name);

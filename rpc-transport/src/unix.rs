@@ -81,6 +81,23 @@ pub(crate) fn server_dir(endpoint: &Endpoint) -> Result<PathBuf, ConnectError> {
     Ok(dir)
 }
 
+/// Takes the name of `endpoint` for a server: its directory (created and checked) and the held
+/// lock that decides who owns the name, for as long as the server runs.
+pub(crate) fn own_name(endpoint: &Endpoint) -> Result<(PathBuf, File), BindError> {
+    let dir = server_dir(endpoint)?;
+    let name = endpoint.name();
+    match try_lock(&dir.join(format!("{name}.lock"))) {
+        Ok(Some(lock)) => Ok((dir, lock)),
+        Ok(None) => Err(BindError::AddrInUse {
+            name: name.to_owned(),
+        }),
+        Err(source) => Err(BindError::Io {
+            name: name.to_owned(),
+            source,
+        }),
+    }
+}
+
 /// Removes what a server that is gone left at `path` (the caller holds the name's lock), if it
 /// is of the kind `stale` accepts. A symbolic link, or anything of another kind, is left alone
 /// and refused.
@@ -161,18 +178,11 @@ pub(crate) struct Listener {
 
 impl Listener {
     pub(crate) fn bind(endpoint: &Endpoint, options: &ServerOptions) -> Result<Self, BindError> {
-        let dir = server_dir(endpoint)?;
+        let (dir, lock) = own_name(endpoint)?;
         let name = endpoint.name().to_owned();
         let io_err = |source: io::Error| BindError::Io {
             name: name.clone(),
             source,
-        };
-
-        // The lock decides who owns the name: a live server holds it for as long as it runs.
-        let lock = match try_lock(&dir.join(format!("{name}.lock"))) {
-            Ok(Some(lock)) => lock,
-            Ok(None) => return Err(BindError::AddrInUse { name }),
-            Err(e) => return Err(io_err(e)),
         };
 
         let path = socket_path(&dir, endpoint);
