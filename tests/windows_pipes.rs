@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{within, Event, ProbeClient, RawPeer, TestServer};
-use rpc_core::protocol::{Header, MAGIC, PROTOCOL_VERSION};
+use rpc_core::protocol::Header;
 use rpc_core::{Client, ClientConfig, ConnectError, RpcError};
 use rpc_transport::{ClientOptions, Endpoint, ServerOptions};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
@@ -78,15 +78,7 @@ async fn peer_waiting_at_the_limit_is_served_when_a_slot_frees() {
     // This peer gets the waiting instance and says hello; the server, at its limit, has not
     // accepted it.
     let mut peer = RawPeer::connect(&server.address).await;
-    let service = <ProbeClient as Client>::SERVICE;
-    peer.send_header(&Header::Hello {
-        magic: MAGIC,
-        version: PROTOCOL_VERSION,
-        service: service.name.to_owned(),
-        fingerprint: service.fingerprint,
-        max_frame: 1 << 20,
-    })
-    .await;
+    peer.send_hello().await;
     // The served client leaves: the waiting peer is accepted and answered.
     drop(first);
     match peer.recv().await {

@@ -140,8 +140,9 @@ pub enum SpawnError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ChildServeError {
-    /// The process's stdin and stdout could not be taken over.
-    #[error("could not take over stdin and stdout")]
+    /// The process's stdin and stdout (or the inherited pipes) could not be set up for the
+    /// connection.
+    #[error("could not set up stdin and stdout (or the inherited pipes) for the connection")]
     Stdio(#[source] io::Error),
     /// [`PIPES_ENV`] is not set: the process was not started by [`spawn_with_pipes`].
     #[error("{PIPES_ENV} is not set: not started by spawn_with_pipes")]
@@ -527,12 +528,17 @@ pub async fn serve_inherited_pipes<D: Dispatch>(
 type BoxReader = Box<dyn AsyncRead + Send + Unpin>;
 type BoxWriter = Box<dyn AsyncWrite + Send + Unpin>;
 
-/// Parses `<read>,<write>` from [`PIPES_ENV`].
-fn parse_pipes(value: &OsString) -> Result<(i64, i64), ChildServeError> {
-    let bad = |reason| ChildServeError::BadPipes {
+/// The error for a [`PIPES_ENV`] value that does not name two inherited pipes.
+fn bad_pipes(value: &OsString, reason: &'static str) -> ChildServeError {
+    ChildServeError::BadPipes {
         value: value.to_string_lossy().into_owned(),
         reason,
-    };
+    }
+}
+
+/// Parses `<read>,<write>` from [`PIPES_ENV`].
+fn parse_pipes(value: &OsString) -> Result<(i64, i64), ChildServeError> {
+    let bad = |reason| bad_pipes(value, reason);
     let text = value.to_str().ok_or_else(|| bad("not text"))?;
     let (read, write) = text
         .split_once(',')
@@ -556,7 +562,7 @@ mod os {
     use tokio::net::unix::pipe;
     use tokio::process::Command;
 
-    use super::{parse_pipes, BoxReader, BoxWriter, ChildServeError, PIPES_ENV};
+    use super::{bad_pipes, parse_pipes, BoxReader, BoxWriter, ChildServeError, PIPES_ENV};
 
     /// The child's ends: it reads the first and writes the second.
     pub(super) struct ChildEnds(OwnedFd, OwnedFd);
@@ -594,10 +600,7 @@ mod os {
         value: &std::ffi::OsString,
     ) -> Result<(BoxReader, BoxWriter), ChildServeError> {
         let (read, write) = parse_pipes(value)?;
-        let bad = |reason| ChildServeError::BadPipes {
-            value: value.to_string_lossy().into_owned(),
-            reason,
-        };
+        let bad = |reason| bad_pipes(value, reason);
         let claim = |fd: i64| -> Result<File, ChildServeError> {
             let fd = RawFd::try_from(fd).map_err(|_| bad("not a descriptor"))?;
             // SAFETY: fcntl(F_GETFD) only queries the descriptor table.
@@ -690,7 +693,7 @@ mod os {
         GetStdHandle, SetStdHandle, STD_ERROR_HANDLE, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE,
     };
 
-    use super::{parse_pipes, BoxReader, BoxWriter, ChildServeError, PIPES_ENV};
+    use super::{bad_pipes, parse_pipes, BoxReader, BoxWriter, ChildServeError, PIPES_ENV};
 
     /// The child's ends: it reads the first and writes the second.
     pub(super) struct ChildEnds(OwnedHandle, OwnedHandle);
@@ -737,10 +740,7 @@ mod os {
         value: &std::ffi::OsString,
     ) -> Result<(BoxReader, BoxWriter), ChildServeError> {
         let (read, write) = parse_pipes(value)?;
-        let bad = |reason| ChildServeError::BadPipes {
-            value: value.to_string_lossy().into_owned(),
-            reason,
-        };
+        let bad = |reason| bad_pipes(value, reason);
         let claim = |value: i64| -> Result<File, ChildServeError> {
             let raw = usize::try_from(value).map_err(|_| bad("not a handle"))? as RawHandle;
             // SAFETY: GetFileType only queries the handle; an invalid one yields UNKNOWN.

@@ -311,11 +311,10 @@ impl RawPeer {
         }
     }
 
-    /// Connects and completes a correct handshake for the Probe service.
-    pub async fn handshake(address: &str) -> Self {
-        let mut peer = Self::connect(address).await;
+    /// Sends a correct hello for the Probe service.
+    pub async fn send_hello(&mut self) {
         let service = <ProbeClient as Client>::SERVICE;
-        peer.send_header(&Header::Hello {
+        self.send_header(&Header::Hello {
             magic: MAGIC,
             version: PROTOCOL_VERSION,
             service: service.name.to_owned(),
@@ -323,6 +322,12 @@ impl RawPeer {
             max_frame: 1 << 20,
         })
         .await;
+    }
+
+    /// Connects and completes a correct handshake for the Probe service.
+    pub async fn handshake(address: &str) -> Self {
+        let mut peer = Self::connect(address).await;
+        peer.send_hello().await;
         match peer.recv().await {
             Some((Header::Welcome { .. }, _)) => peer,
             other => panic!("expected welcome, got {other:?}"),
