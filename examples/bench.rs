@@ -53,7 +53,8 @@ mod imp {
     use futures_util::stream::FuturesUnordered;
     use futures_util::StreamExt;
     use rpc_core::ByteBuf;
-    use rpc_transport::{ClientOptions, Endpoint, Server, ServerOptions};
+    use rpc_core::{ClientConfig, ServerConfig};
+    use rpc_transport::{Endpoint, Server};
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
     use tokio::net::{UnixListener, UnixStream};
@@ -258,7 +259,7 @@ mod imp {
     /// The framework server and the raw echo servers, bound in a private directory.
     struct Servers {
         dir: PathBuf,
-        shutdown: rpc_core::Shutdown,
+        shutdown: rpc_core::CancellationToken,
         framework: tokio::task::JoinHandle<std::io::Result<()>>,
         raw: [tokio::task::JoinHandle<()>; 2],
     }
@@ -268,7 +269,7 @@ mod imp {
             let server = Server::bind_with(
                 &endpoint(dir)?,
                 BenchServer::new(BenchImpl),
-                ServerOptions::default().max_connections(max_connections),
+                ServerConfig::new().max_connections(max_connections),
             )?;
             let shutdown = server.shutdown_handle();
             let framework = tokio::spawn(server.run());
@@ -287,7 +288,7 @@ mod imp {
         }
 
         async fn stop(self) -> Result<()> {
-            self.shutdown.trigger();
+            self.shutdown.cancel();
             self.framework.await??;
             for raw in self.raw {
                 raw.abort();
@@ -301,7 +302,7 @@ mod imp {
     }
 
     async fn connect(dir: &Path) -> Result<BenchClient> {
-        Ok(rpc_transport::connect_with(&endpoint(dir)?, &ClientOptions::default()).await?)
+        Ok(rpc_transport::connect_with(&endpoint(dir)?, &ClientConfig::default()).await?)
     }
 
     /// A directory of the benchmark's own, closed to other users, so that runs never collide.
@@ -1051,7 +1052,7 @@ mod imp {
                 let server = Server::bind_with(
                     &endpoint(dir.path())?,
                     BenchServer::new(BenchImpl),
-                    ServerOptions::default().max_connections(count + 16),
+                    ServerConfig::new().max_connections(count + 16),
                 )?;
                 let shutdown = server.shutdown_handle();
                 let task = tokio::spawn(server.run());
@@ -1070,7 +1071,7 @@ mod imp {
                 }
                 let after = resident_bytes()?;
                 drop(clients);
-                shutdown.trigger();
+                shutdown.cancel();
                 task.await??;
                 (before, after)
             }

@@ -115,7 +115,7 @@ async fn serve(name: &str, until_stdin_closes: bool) -> Result<(), Error> {
         let shutdown = server.shutdown_handle();
         tokio::spawn(async move {
             let _ = tokio::signal::ctrl_c().await;
-            shutdown.trigger();
+            shutdown.cancel();
         });
         println!("ready");
         return Ok(server.run().await?);
@@ -127,7 +127,7 @@ async fn serve(name: &str, until_stdin_closes: bool) -> Result<(), Error> {
         while stdin.read_line(&mut line).await.is_ok_and(|n| n > 0) {
             line.clear();
         }
-        shutdown.trigger();
+        shutdown.cancel();
     });
     // Tell the parent we are ready: it waits for this line instead of guessing.
     println!("ready");

@@ -7,7 +7,8 @@
 
 use std::time::Duration;
 
-use rpc_transport::child::{serve_stdio, spawn, ChildOptions};
+use rpc_core::ClientConfig;
+use rpc_transport::child::{serve_stdio, spawn};
 
 /// What the child serves.
 #[rpc_core::service]
@@ -59,9 +60,10 @@ fn child_command() -> std::io::Result<tokio::process::Command> {
 }
 
 async fn parent() -> Result<(), Box<dyn std::error::Error>> {
-    let options = ChildOptions::default().grace(Duration::from_secs(2));
+    let mut config = ClientConfig::new();
+    config.child_exit_grace(Duration::from_secs(2));
 
-    let (worker, child): (WorkerClient, _) = spawn(child_command()?, &options).await?;
+    let (worker, child): (WorkerClient, _) = spawn(child_command()?, &config).await?;
     println!("started child {}", child.id().unwrap_or_default());
     println!("add(2, 3)           = {}", worker.add(2, 3).await?);
     println!(
@@ -83,7 +85,7 @@ async fn parent() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // A second child, killed while a call is in flight.
-    let (worker, child): (WorkerClient, _) = spawn(child_command()?, &options).await?;
+    let (worker, child): (WorkerClient, _) = spawn(child_command()?, &config).await?;
     let pending = tokio::spawn({
         let worker = worker.clone();
         async move { worker.slow(60_000).await }

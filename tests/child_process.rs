@@ -11,10 +11,9 @@ use std::time::Duration;
 use child_service::HelperClient;
 use common::within;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use rpc_core::{ProtocolError, RpcError};
+use rpc_core::{ClientConfig, ProtocolError, RpcError};
 use rpc_transport::child::{
-    serve_inherited_pipes, spawn, spawn_with_pipes, ChildOptions, ChildProcess, ChildServeError,
-    SpawnError,
+    serve_inherited_pipes, spawn, spawn_with_pipes, ChildProcess, ChildServeError, SpawnError,
 };
 use tokio::process::Command;
 
@@ -36,8 +35,8 @@ fn child(mode: &[&str]) -> Command {
     command
 }
 
-async fn start(mode: &[&str], options: &ChildOptions) -> (HelperClient, ChildProcess) {
-    within("the child to start", spawn(child(mode), options))
+async fn start(mode: &[&str], config: &ClientConfig) -> (HelperClient, ChildProcess) {
+    within("the child to start", spawn(child(mode), config))
         .await
         .expect("spawn the child")
 }
@@ -51,7 +50,7 @@ fn capture() -> (tempfile::NamedTempFile, Stdio) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_over_a_child_stdio() {
-    let (helper, process) = start(&["stdio"], &ChildOptions::default()).await;
+    let (helper, process) = start(&["stdio"], &ClientConfig::default()).await;
     assert_eq!(helper.add(2, 3).await.expect("add"), 5);
     let pid = helper.pid().await.expect("pid");
     assert_eq!(Some(pid), process.id());
@@ -73,7 +72,7 @@ async fn calls_over_a_child_stdio() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_mebibytes_each_way() {
-    let (helper, _process) = start(&["stdio"], &ChildOptions::default()).await;
+    let (helper, _process) = start(&["stdio"], &ClientConfig::default()).await;
     let data: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     let echoed = within("a 4 MiB echo", helper.echo(data.clone()))
         .await
@@ -83,7 +82,7 @@ async fn four_mebibytes_each_way() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_child_fails_calls_in_flight_with_its_status() {
-    let (helper, process) = start(&["stdio"], &ChildOptions::default()).await;
+    let (helper, process) = start(&["stdio"], &ClientConfig::default()).await;
     assert_eq!(helper.add(1, 1).await.expect("add"), 2);
     let in_flight = tokio::spawn({
         let helper = helper.clone();
@@ -114,7 +113,7 @@ async fn killed_child_fails_calls_in_flight_with_its_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn child_exiting_on_its_own_fails_calls_with_its_status() {
-    let (helper, process) = start(&["exit-after", "300"], &ChildOptions::default()).await;
+    let (helper, process) = start(&["exit-after", "300"], &ClientConfig::default()).await;
     let result = within("the call to fail", helper.sleep(60_000)).await;
     match result {
         Err(RpcError::PeerExited(status)) => assert_eq!(status.code(), Some(7)),
@@ -128,7 +127,7 @@ async fn child_exiting_on_its_own_fails_calls_with_its_status() {
 async fn program_that_writes_garbage_fails_the_handshake_clearly() {
     let result = within(
         "the handshake to fail",
-        spawn::<HelperClient>(child(&["garbage"]), &ChildOptions::default()),
+        spawn::<HelperClient>(child(&["garbage"]), &ClientConfig::default()),
     )
     .await;
     match result {
@@ -144,7 +143,7 @@ async fn program_that_writes_garbage_fails_the_handshake_clearly() {
 async fn missing_program_is_a_spawn_error() {
     let result = spawn::<HelperClient>(
         Command::new("rpc-no-such-program-anywhere"),
-        &ChildOptions::default(),
+        &ClientConfig::default(),
     )
     .await;
     assert!(
@@ -156,7 +155,8 @@ async fn missing_program_is_a_spawn_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_client_lets_the_child_exit_cleanly() {
     // A grace period far beyond the test's patience: a kill would show as a timeout.
-    let options = ChildOptions::default().grace(Duration::from_secs(3600));
+    let mut options = ClientConfig::new();
+    options.child_exit_grace(Duration::from_secs(3600));
     let (helper, process) = start(&["stdio"], &options).await;
     assert_eq!(helper.add(2, 2).await.expect("add"), 4);
     let copy = helper.clone();
@@ -169,7 +169,8 @@ async fn dropping_the_client_lets_the_child_exit_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn child_that_lingers_is_killed_after_the_grace_period() {
-    let options = ChildOptions::default().grace(Duration::from_millis(200));
+    let mut options = ClientConfig::new();
+    options.child_exit_grace(Duration::from_millis(200));
     let (helper, process) = start(&["linger"], &options).await;
     assert_eq!(helper.add(2, 2).await.expect("add"), 4);
     drop(helper);
@@ -186,7 +187,7 @@ async fn println_in_the_child_goes_to_its_stderr_not_the_connection() {
     command.stderr(stderr);
     let (helper, process): (HelperClient, _) = within(
         "the child to start",
-        spawn(command, &ChildOptions::default()),
+        spawn(command, &ClientConfig::default()),
     )
     .await
     .expect("spawn");
@@ -208,7 +209,7 @@ async fn inherited_pipes_leave_the_childs_stdio_alone() {
     command.stdout(stdout);
     let (helper, process): (HelperClient, _) = within(
         "the child to start",
-        spawn_with_pipes(command, &ChildOptions::default()),
+        spawn_with_pipes(command, &ClientConfig::default()),
     )
     .await
     .expect("spawn");
@@ -234,7 +235,7 @@ async fn serving_inherited_pipes_without_them_is_a_clear_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadlines_and_cancellation_work_over_stdio() {
-    let (helper, _process) = start(&["stdio"], &ChildOptions::default()).await;
+    let (helper, _process) = start(&["stdio"], &ClientConfig::default()).await;
     let hurried = helper.with_timeout(Some(Duration::from_millis(100)));
     let late = within("the deadline", hurried.sleep(60_000)).await;
     assert!(matches!(late, Err(RpcError::DeadlineExceeded)), "{late:?}");

@@ -5,11 +5,15 @@ mod common;
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use common::{within, ProbeClient, ProbeImpl, ProbeServer};
-use rpc_core::{ConnectError, RpcError, ServerConfig};
+use rpc_core::{ClientConfig, ServerConfig};
 use rpc_transport::fifo::{self, FifoServer};
-use rpc_transport::{BindError, ClientOptions, Endpoint};
+use rpc_transport::{BindError, ConnectError, Endpoint, Server};
 
 struct Served {
     endpoint: Endpoint,
@@ -28,7 +32,7 @@ fn serve() -> Served {
     let (input, output) = server.paths();
     let (input, output) = (input.to_path_buf(), output.to_path_buf());
     let task =
-        tokio::spawn(server.serve(ProbeServer::new(ProbeImpl::new()), ServerConfig::default()));
+        tokio::spawn(server.serve(ProbeServer::new(ProbeImpl::new()), &ServerConfig::default()));
     Served {
         endpoint,
         input,
@@ -38,10 +42,10 @@ fn serve() -> Served {
     }
 }
 
-async fn connect(served: &Served) -> Result<ProbeClient, RpcError> {
+async fn connect(served: &Served) -> Result<ProbeClient, ConnectError> {
     within(
         "connecting",
-        fifo::connect(&served.endpoint, &ClientOptions::default()),
+        fifo::connect(&served.endpoint, &ClientConfig::default()),
     )
     .await
 }
@@ -79,12 +83,12 @@ async fn second_client_is_busy_not_stuck() {
     let started = std::time::Instant::now();
     let second = fifo::connect::<ProbeClient>(
         &served.endpoint,
-        &ClientOptions::default().busy_timeout(std::time::Duration::from_millis(200)),
+        ClientConfig::new().connect_timeout(std::time::Duration::from_millis(200)),
     )
     .await;
     assert!(started.elapsed() < common::PATIENCE);
     assert!(
-        matches!(second, Err(RpcError::Connect(ConnectError::Busy { .. }))),
+        matches!(second, Err(ConnectError::Busy { .. })),
         "{second:?}"
     );
     assert_eq!(first.add(3, 4).await.expect("first unaffected"), 7);
@@ -105,9 +109,9 @@ async fn no_server_is_not_found_at_once() {
     let _ = task.await;
     // The server removed its FIFOs.
     assert!(!input.exists() && !output.exists());
-    let gone = fifo::connect::<ProbeClient>(&endpoint, &ClientOptions::default()).await;
+    let gone = fifo::connect::<ProbeClient>(&endpoint, &ClientConfig::default()).await;
     assert!(
-        matches!(gone, Err(RpcError::Connect(ConnectError::NotFound { .. }))),
+        matches!(gone, Err(ConnectError::NotFound { .. })),
         "{gone:?}"
     );
 
@@ -119,11 +123,11 @@ async fn no_server_is_not_found_at_once() {
     }
     let stale = within(
         "a stale pair to be refused",
-        fifo::connect::<ProbeClient>(&endpoint, &ClientOptions::default()),
+        fifo::connect::<ProbeClient>(&endpoint, &ClientConfig::default()),
     )
     .await;
     assert!(
-        matches!(stale, Err(RpcError::Connect(ConnectError::NotFound { .. }))),
+        matches!(stale, Err(ConnectError::NotFound { .. })),
         "{stale:?}"
     );
     // And a new server reclaims them.
@@ -178,4 +182,171 @@ async fn a_name_has_one_server() {
         "{second:?}"
     );
     served.task.abort();
+}
+
+/// The names of the entries of `dir`, sorted.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// Waits until `done` holds, failing after [`common::PATIENCE`]; for changes that have no
+/// event to wait on, such as a file a dropped client removes from its own task.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    within(what, async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_server_leaves_nothing_behind() {
+    let served = serve();
+    let dir = served._dir.path().to_path_buf();
+    let client = connect(&served).await.expect("connect");
+    assert_eq!(client.add(1, 2).await.expect("add"), 3);
+    assert_eq!(
+        entries(&dir),
+        [
+            "fifo-probe.client.lock",
+            "fifo-probe.in",
+            "fifo-probe.lock",
+            "fifo-probe.out",
+            "fifo-probe.session.lock",
+        ]
+    );
+    // The client removes its lock when its connection ends.
+    drop(client);
+    until("the client to remove its lock", || {
+        !dir.join("fifo-probe.client.lock").exists()
+    })
+    .await;
+
+    served.task.abort();
+    let _ = served.task.await;
+    assert_eq!(entries(&dir), Vec::<String>::new(), "files left behind");
+
+    // Bound but never served: nothing left either.
+    let unused = FifoServer::bind(&served.endpoint).expect("bind");
+    drop(unused);
+    assert_eq!(entries(&dir), Vec::<String>::new());
+
+    // The name is served again at once.
+    let again = FifoServer::bind(&served.endpoint).expect("bind again");
+    let task =
+        tokio::spawn(again.serve(ProbeServer::new(ProbeImpl::new()), &ServerConfig::default()));
+    let client: ProbeClient = within(
+        "connecting again",
+        fifo::connect(&served.endpoint, &ClientConfig::default()),
+    )
+    .await
+    .expect("connect again");
+    assert_eq!(client.add(2, 2).await.expect("add"), 4);
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_of_a_killed_client_is_removed_when_the_server_stops() {
+    let served = serve();
+    let dir = served._dir.path().to_path_buf();
+    // What a client killed while connected leaves: its lock file, unlocked.
+    std::fs::write(dir.join("fifo-probe.client.lock"), b"").expect("write");
+    // The next client reuses it.
+    let client = connect(&served).await.expect("connect");
+    assert_eq!(client.add(1, 2).await.expect("add"), 3);
+    drop(client);
+    until("the client to remove its lock", || {
+        !dir.join("fifo-probe.client.lock").exists()
+    })
+    .await;
+
+    // Left again, and no client comes: the server removes it when it stops.
+    std::fs::write(dir.join("fifo-probe.client.lock"), b"").expect("write");
+    served.task.abort();
+    let _ = served.task.await;
+    assert_eq!(entries(&dir), Vec::<String>::new(), "files left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_servers_never_share_a_name() {
+    // FIFO servers and socket servers on several threads take and give up one name as fast as
+    // they can, so that one often opens the lock file just as the owner removes it. Never may
+    // two own it at once, whatever their kind.
+    const RACERS: usize = 6;
+    const ROUNDS: usize = 1000;
+    let dir = common::private_dir();
+    let endpoint = Endpoint::new("race").expect("name").in_dir(dir.path());
+    let owners = Arc::new(AtomicUsize::new(0));
+    let overlaps = Arc::new(AtomicUsize::new(0));
+    let (results, mut finished) = tokio::sync::mpsc::unbounded_channel();
+    let start = Arc::new(std::sync::Barrier::new(RACERS));
+    for racer in 0..RACERS {
+        let runtime = tokio::runtime::Handle::current();
+        let (endpoint, owners, overlaps) =
+            (endpoint.clone(), Arc::clone(&owners), Arc::clone(&overlaps));
+        let (results, start) = (results.clone(), Arc::clone(&start));
+        std::thread::spawn(move || {
+            let _runtime = runtime.enter();
+            start.wait();
+            let mut won = 0usize;
+            for _ in 0..ROUNDS {
+                let bound: Result<Box<dyn std::any::Any>, BindError> = if racer % 2 == 0 {
+                    FifoServer::bind(&endpoint)
+                        .map(|server| Box::new(server) as Box<dyn std::any::Any>)
+                } else {
+                    Server::bind_with(
+                        &endpoint,
+                        ProbeServer::new(ProbeImpl::new()),
+                        &ServerConfig::default(),
+                    )
+                    .map(|server| Box::new(server) as Box<dyn std::any::Any>)
+                };
+                match bound {
+                    Ok(server) => {
+                        won += 1;
+                        if owners.fetch_add(1, Ordering::SeqCst) != 0 {
+                            overlaps.fetch_add(1, Ordering::SeqCst);
+                        }
+                        std::thread::yield_now();
+                        owners.fetch_sub(1, Ordering::SeqCst);
+                        drop(server);
+                    }
+                    Err(BindError::AddrInUse { .. }) => {}
+                    Err(other) => {
+                        let _ = results.send(Err(format!("{other:?}")));
+                        return;
+                    }
+                }
+            }
+            let _ = results.send(Ok(won));
+        });
+    }
+    drop(results);
+    let mut won = 0;
+    for _ in 0..RACERS {
+        match within("a racing thread to finish", finished.recv()).await {
+            Some(Ok(count)) => won += count,
+            Some(Err(error)) => panic!("a racing bind failed: {error}"),
+            None => panic!("a racing thread panicked"),
+        }
+    }
+    assert_eq!(
+        overlaps.load(Ordering::SeqCst),
+        0,
+        "two servers owned the name at once"
+    );
+    assert!(won > 0, "nobody ever got the name");
+    assert_eq!(entries(dir.path()), Vec::<String>::new());
 }

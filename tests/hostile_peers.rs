@@ -7,8 +7,9 @@ use common::{within, Event, ProbeClient, RawPeer, TestServer};
 use rpc_core::protocol::{
     GoodbyeReason, Header, Rejection, ReplyStatus, WireDecodeError, WireError, MAGIC,
 };
+use rpc_core::ClientConfig;
 use rpc_core::{Client, RpcError, ServerConfig};
-use rpc_transport::{ClientOptions, ServerOptions};
+use rpc_transport::ConnectError;
 #[cfg(unix)]
 use tokio::io::AsyncWriteExt;
 
@@ -39,14 +40,14 @@ fn method_id(name: &str) -> u32 {
 async fn different_interface_is_rejected_at_connect() {
     let server = TestServer::start();
     let result =
-        rpc_transport::connect_with::<ProbeV2Client>(&server.endpoint, &ClientOptions::default())
+        rpc_transport::connect_with::<ProbeV2Client>(&server.endpoint, &ClientConfig::default())
             .await;
     match result {
-        Err(RpcError::Rejected(Rejection::FingerprintMismatch {
+        Err(ConnectError::Handshake(RpcError::Rejected(Rejection::FingerprintMismatch {
             service,
             client,
             server: ours,
-        })) => {
+        }))) => {
             assert_eq!(service, "Probe");
             assert_ne!(client, ours);
         }
@@ -59,10 +60,13 @@ async fn different_interface_is_rejected_at_connect() {
 async fn unknown_service_is_rejected_at_connect() {
     let server = TestServer::start();
     let result =
-        rpc_transport::connect_with::<ElsewhereClient>(&server.endpoint, &ClientOptions::default())
+        rpc_transport::connect_with::<ElsewhereClient>(&server.endpoint, &ClientConfig::default())
             .await;
     match result {
-        Err(RpcError::Rejected(Rejection::UnknownService { requested, served })) => {
+        Err(ConnectError::Handshake(RpcError::Rejected(Rejection::UnknownService {
+            requested,
+            served,
+        }))) => {
             assert_eq!(requested, "Elsewhere");
             assert_eq!(served, "Probe");
         }
@@ -112,9 +116,7 @@ async fn wrong_magic_is_closed_without_an_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frame_over_the_maximum_closes_only_that_connection() {
     let max = 64 * 1024;
-    let server = TestServer::start_with(
-        ServerOptions::default().config(ServerConfig::default().max_frame(max)),
-    );
+    let server = TestServer::start_with(ServerConfig::new().max_frame(max));
     let bystander = server.client().await;
     let mut peer = RawPeer::handshake(&server.address).await;
     // Only the length prefix is sent: the server must refuse it from the prefix alone.
@@ -131,9 +133,7 @@ async fn frame_over_the_maximum_closes_only_that_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_refuses_to_send_a_request_over_the_servers_maximum() {
-    let server = TestServer::start_with(
-        ServerOptions::default().config(ServerConfig::default().max_frame(1024)),
-    );
+    let server = TestServer::start_with(ServerConfig::new().max_frame(1024));
     let client = server.client().await;
     let result = client.echo(vec![0; 2048]).await;
     assert!(
@@ -308,10 +308,8 @@ async fn unknown_method_and_bad_arguments_fail_only_the_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_peer_is_dropped_after_the_handshake_timeout() {
-    let server = TestServer::start_with(
-        ServerOptions::default()
-            .config(ServerConfig::default().handshake_timeout(Duration::from_millis(200))),
-    );
+    let server =
+        TestServer::start_with(ServerConfig::new().handshake_timeout(Duration::from_millis(200)));
     let mut peer = RawPeer::connect(&server.address).await;
     within("server to drop the silent peer", peer.until_closed()).await;
     server.assert_serving().await;

@@ -11,7 +11,6 @@ use std::time::Duration;
 use common::{within, RawPeer, TestServer};
 use rpc_core::protocol::DEFAULT_MAX_FRAME;
 use rpc_core::ServerConfig;
-use rpc_transport::ServerOptions;
 
 /// Counts the bytes allocated now and the peak since the last reset.
 struct Counting;
@@ -60,10 +59,8 @@ const PEERS: usize = 200;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_peers_claiming_the_maximum_cost_little_and_are_dropped() {
-    let server = TestServer::start_with(
-        ServerOptions::default()
-            .config(ServerConfig::default().handshake_timeout(Duration::from_millis(1500))),
-    );
+    let server =
+        TestServer::start_with(ServerConfig::new().handshake_timeout(Duration::from_millis(1500)));
     server.assert_serving().await;
     let before = CURRENT.load(Ordering::Relaxed);
     PEAK.store(before, Ordering::Relaxed);

@@ -4,10 +4,13 @@
 mod common;
 
 use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
-use common::{private_dir, TestServer};
-use rpc_core::{ConnectError, RpcError};
-use rpc_transport::{BindError, ClientOptions, Endpoint, Server, ServerOptions};
+use common::{private_dir, within, TestServer};
+use rpc_core::{ClientConfig, ServerConfig};
+use rpc_transport::{BindError, ConnectError, Endpoint, Server};
 
 fn mode(path: &std::path::Path) -> u32 {
     std::fs::symlink_metadata(path)
@@ -22,7 +25,7 @@ async fn socket_and_directory_are_private() {
     let dir = private_dir();
     let endpoints = dir.path().join("endpoints");
     let endpoint = Endpoint::new("perm").expect("name").in_dir(&endpoints);
-    let server = TestServer::start_at(endpoint, ServerOptions::default());
+    let server = TestServer::start_at(endpoint, &ServerConfig::default());
     assert_eq!(mode(&endpoints), 0o700, "directory created 0700");
     assert_eq!(
         mode(std::path::Path::new(&server.address)),
@@ -47,13 +50,10 @@ async fn directory_open_to_others_is_refused() {
         "{result:?}"
     );
     let client =
-        rpc_transport::connect_with::<common::ProbeClient>(&endpoint, &ClientOptions::default())
+        rpc_transport::connect_with::<common::ProbeClient>(&endpoint, &ClientConfig::default())
             .await;
     assert!(
-        matches!(
-            client,
-            Err(RpcError::Connect(ConnectError::InsecureDirectory { .. }))
-        ),
+        matches!(client, Err(ConnectError::InsecureDirectory { .. })),
         "{client:?}"
     );
 }
@@ -98,16 +98,13 @@ async fn stale_socket_is_reclaimed() {
     drop(abandoned);
     assert!(path.exists());
     let refused =
-        rpc_transport::connect_with::<common::ProbeClient>(&endpoint, &ClientOptions::default())
+        rpc_transport::connect_with::<common::ProbeClient>(&endpoint, &ClientConfig::default())
             .await;
     assert!(
-        matches!(
-            refused,
-            Err(RpcError::Connect(ConnectError::NotFound { .. }))
-        ),
+        matches!(refused, Err(ConnectError::NotFound { .. })),
         "{refused:?}"
     );
-    let server = TestServer::start_at(endpoint, ServerOptions::default());
+    let server = TestServer::start_at(endpoint, &ServerConfig::default());
     server.assert_serving().await;
 }
 
@@ -115,10 +112,10 @@ async fn stale_socket_is_reclaimed() {
 async fn name_is_free_again_after_the_server_stops() {
     let dir = private_dir();
     let endpoint = Endpoint::new("again").expect("name").in_dir(dir.path());
-    let first = TestServer::start_at(endpoint.clone(), ServerOptions::default());
-    first.shutdown.trigger();
+    let first = TestServer::start_at(endpoint.clone(), &ServerConfig::default());
+    first.shutdown.cancel();
     first.task.await.expect("join").expect("run");
-    let second = TestServer::start_at(endpoint, ServerOptions::default());
+    let second = TestServer::start_at(endpoint, &ServerConfig::default());
     second.assert_serving().await;
 }
 
@@ -135,13 +132,10 @@ async fn symlink_at_the_socket_path_is_refused() {
     );
     assert!(!target.exists(), "the link was followed");
     let client =
-        rpc_transport::connect_with::<common::ProbeClient>(&endpoint, &ClientOptions::default())
+        rpc_transport::connect_with::<common::ProbeClient>(&endpoint, &ClientConfig::default())
             .await;
     assert!(
-        matches!(
-            client,
-            Err(RpcError::Connect(ConnectError::InsecureDirectory { .. }))
-        ),
+        matches!(client, Err(ConnectError::InsecureDirectory { .. })),
         "{client:?}"
     );
 }
@@ -165,13 +159,10 @@ async fn missing_server_is_not_found() {
     let dir = private_dir();
     let endpoint = Endpoint::new("nobody").expect("name").in_dir(dir.path());
     let result =
-        rpc_transport::connect_with::<common::ProbeClient>(&endpoint, &ClientOptions::default())
+        rpc_transport::connect_with::<common::ProbeClient>(&endpoint, &ClientConfig::default())
             .await;
     assert!(
-        matches!(
-            result,
-            Err(RpcError::Connect(ConnectError::NotFound { .. }))
-        ),
+        matches!(result, Err(ConnectError::NotFound { .. })),
         "{result:?}"
     );
 }
@@ -189,10 +180,117 @@ async fn default_directory_is_private_and_per_user() {
     let task = tokio::spawn(server.run());
     let client: common::ProbeClient = rpc_transport::connect(&name).await.expect("connect");
     assert_eq!(client.add(1, 2).await.expect("call"), 3);
-    shutdown.trigger();
+    shutdown.cancel();
     task.await.expect("join").expect("run");
     assert!(!socket.exists());
-    let _ = std::fs::remove_file(dir.join(format!("{name}.lock")));
+    assert!(!dir.join(format!("{name}.lock")).exists());
+}
+
+/// The names of the entries of `dir`, sorted.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn stopped_server_leaves_nothing_behind() {
+    let dir = private_dir();
+    let endpoint = Endpoint::new("tidy").expect("name").in_dir(dir.path());
+    let server = TestServer::start_at(endpoint.clone(), &ServerConfig::default());
+    server.assert_serving().await;
+    assert_eq!(entries(dir.path()), ["tidy.lock", "tidy.sock"]);
+    server.shutdown.cancel();
+    within("the server to stop", server.task)
+        .await
+        .expect("join")
+        .expect("run");
+    assert_eq!(
+        entries(dir.path()),
+        Vec::<String>::new(),
+        "socket or lock file left"
+    );
+
+    // A server bound but never run leaves nothing either.
+    let unused = bind(&endpoint).expect("bind");
+    assert_eq!(entries(dir.path()), ["tidy.lock", "tidy.sock"]);
+    drop(unused);
+    assert_eq!(entries(dir.path()), Vec::<String>::new());
+
+    // And the name is served again at once.
+    let again = TestServer::start_at(endpoint, &ServerConfig::default());
+    again.assert_serving().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_servers_never_share_a_name() {
+    // Servers on several threads take and give up one name as fast as they can, so that one
+    // often opens the lock file just as the owner removes it. Never may two own it at once.
+    const RACERS: usize = 6;
+    const ROUNDS: usize = 3000;
+    let dir = private_dir();
+    let endpoint = Endpoint::new("race").expect("name").in_dir(dir.path());
+    let owners = Arc::new(AtomicUsize::new(0));
+    let overlaps = Arc::new(AtomicUsize::new(0));
+    let (results, mut finished) = tokio::sync::mpsc::unbounded_channel();
+    let start = Arc::new(std::sync::Barrier::new(RACERS));
+    for _ in 0..RACERS {
+        let runtime = tokio::runtime::Handle::current();
+        let (endpoint, owners, overlaps) =
+            (endpoint.clone(), Arc::clone(&owners), Arc::clone(&overlaps));
+        let (results, start) = (results.clone(), Arc::clone(&start));
+        std::thread::spawn(move || {
+            let _runtime = runtime.enter();
+            start.wait();
+            let mut won = 0usize;
+            for _ in 0..ROUNDS {
+                match bind(&endpoint) {
+                    Ok(server) => {
+                        won += 1;
+                        if owners.fetch_add(1, Ordering::SeqCst) != 0 {
+                            overlaps.fetch_add(1, Ordering::SeqCst);
+                        }
+                        std::thread::yield_now();
+                        owners.fetch_sub(1, Ordering::SeqCst);
+                        drop(server);
+                    }
+                    Err(BindError::AddrInUse { .. }) => {}
+                    Err(other) => {
+                        let _ = results.send(Err(format!("{other:?}")));
+                        return;
+                    }
+                }
+            }
+            let _ = results.send(Ok(won));
+        });
+    }
+    drop(results);
+    let mut won = 0;
+    for _ in 0..RACERS {
+        match within("a racing thread to finish", finished.recv()).await {
+            Some(Ok(count)) => won += count,
+            Some(Err(error)) => panic!("a racing bind failed: {error}"),
+            None => panic!("a racing thread panicked"),
+        }
+    }
+    assert_eq!(
+        overlaps.load(Ordering::SeqCst),
+        0,
+        "two servers owned the name at once"
+    );
+    assert!(won > 0, "nobody ever got the name");
+    assert_eq!(entries(dir.path()), Vec::<String>::new());
+    let last = TestServer::start_at(endpoint, &ServerConfig::default());
+    last.assert_serving().await;
 }
 
 fn probe() -> common::ProbeImpl {
@@ -204,6 +302,6 @@ fn bind(endpoint: &Endpoint) -> Result<Server<common::ProbeServer<common::ProbeI
     Server::bind_with(
         endpoint,
         common::ProbeServer::new(probe()),
-        ServerOptions::default(),
+        &ServerConfig::default(),
     )
 }

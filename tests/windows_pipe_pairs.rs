@@ -20,7 +20,7 @@ fn serve(config: ServerConfig) -> (Endpoint, tokio::task::JoinHandle<std::io::Re
 async fn connect(endpoint: &Endpoint) -> Result<ProbeClient, RpcError> {
     within(
         "connecting",
-        fifo::connect(endpoint, &ClientOptions::default()),
+        fifo::connect(endpoint, &ClientConfig::default()),
     )
     .await
 }
@@ -50,11 +50,11 @@ async fn second_client_is_busy_and_no_server_is_not_found() {
     assert_eq!(first.add(1, 2).await.expect("add"), 3);
     let second = fifo::connect::<ProbeClient>(
         &endpoint,
-        &ClientOptions::default().busy_timeout(Duration::from_millis(200)),
+        ClientConfig::new().connect_timeout(Duration::from_millis(200)),
     )
     .await;
     assert!(
-        matches!(second, Err(RpcError::Connect(ConnectError::Busy { .. }))),
+        matches!(second, Err(ConnectError::Busy { .. })),
         "{second:?}"
     );
     assert_eq!(first.add(3, 4).await.expect("first unaffected"), 7);
@@ -63,19 +63,16 @@ async fn second_client_is_busy_and_no_server_is_not_found() {
     drop(first);
 
     let nobody = Endpoint::new(&format!("nobody-pair-{}", std::process::id())).expect("name");
-    let missing = fifo::connect::<ProbeClient>(&nobody, &ClientOptions::default()).await;
+    let missing = fifo::connect::<ProbeClient>(&nobody, &ClientConfig::default()).await;
     assert!(
-        matches!(
-            missing,
-            Err(RpcError::Connect(ConnectError::NotFound { .. }))
-        ),
+        matches!(missing, Err(ConnectError::NotFound { .. })),
         "{missing:?}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_that_opens_one_pipe_only_is_dropped() {
-    let config = ServerConfig::default().handshake_timeout(Duration::from_millis(300));
+    let config = ServerConfig::new().handshake_timeout(Duration::from_millis(300));
     let (endpoint, task) = serve(config);
     // A careless peer opens the server-to-client pipe and never the other one.
     let half = std::fs::OpenOptions::new()

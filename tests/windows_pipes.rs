@@ -16,7 +16,7 @@ use tokio::process::ChildStdout;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_pipe_is_retried_within_a_bounded_wait() {
     // One connection served at a time: the served one plus the instance kept waiting.
-    let server = TestServer::start_with(ServerOptions::default().max_connections(1));
+    let server = TestServer::start_with(ServerConfig::new().max_connections(1));
     let first = server.client().await;
     assert_eq!(first.add(1, 1).await.expect("call"), 2);
 
@@ -27,13 +27,10 @@ async fn busy_pipe_is_retried_within_a_bounded_wait() {
     let started = std::time::Instant::now();
     let busy = rpc_transport::connect_with::<ProbeClient>(
         &server.endpoint,
-        &ClientOptions::default().busy_timeout(Duration::from_millis(300)),
+        ClientConfig::new().connect_timeout(Duration::from_millis(300)),
     )
     .await;
-    assert!(
-        matches!(busy, Err(RpcError::Connect(ConnectError::Busy { .. }))),
-        "{busy:?}"
-    );
+    assert!(matches!(busy, Err(ConnectError::Busy { .. })), "{busy:?}");
     assert!(
         started.elapsed() >= Duration::from_millis(300),
         "gave up without waiting"
@@ -56,7 +53,7 @@ async fn busy_pipe_is_retried_within_a_bounded_wait() {
         "a new client once capacity is back",
         rpc_transport::connect_with::<ProbeClient>(
             &server.endpoint,
-            &ClientOptions::default().busy_timeout(common::PATIENCE),
+            ClientConfig::new().connect_timeout(common::PATIENCE),
         ),
     )
     .await
@@ -72,7 +69,7 @@ async fn busy_pipe_is_retried_within_a_bounded_wait() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_waiting_at_the_limit_is_served_when_a_slot_frees() {
-    let server = TestServer::start_with(ServerOptions::default().max_connections(1));
+    let server = TestServer::start_with(ServerConfig::new().max_connections(1));
     let first = server.client().await;
     assert_eq!(first.add(1, 1).await.expect("call"), 2);
     // This peer gets the waiting instance and says hello; the server, at its limit, has not
@@ -93,12 +90,9 @@ async fn peer_waiting_at_the_limit_is_served_when_a_slot_frees() {
 async fn missing_pipe_is_not_found() {
     let endpoint = Endpoint::new(&format!("nobody-{}", std::process::id())).expect("name");
     let result =
-        rpc_transport::connect_with::<ProbeClient>(&endpoint, &ClientOptions::default()).await;
+        rpc_transport::connect_with::<ProbeClient>(&endpoint, &ClientConfig::default()).await;
     assert!(
-        matches!(
-            result,
-            Err(RpcError::Connect(ConnectError::NotFound { .. }))
-        ),
+        matches!(result, Err(ConnectError::NotFound { .. })),
         "{result:?}"
     );
 }
@@ -183,7 +177,7 @@ async fn child_server_for_the_kill_test() {
         return;
     };
     let endpoint = Endpoint::new(&name.to_string_lossy()).expect("name");
-    let mut server = TestServer::start_at(endpoint, ServerOptions::default());
+    let mut server = TestServer::start_at(endpoint, &ServerConfig::default());
     println!("child: ready");
     while let Some(event) = server.events.recv().await {
         if let Event::SleepStarted(tag) = event {
@@ -228,7 +222,7 @@ async fn server_process_killed_mid_call_fails_the_call() {
     expect_line(&mut lines, "child: ready").await;
 
     let endpoint = Endpoint::new(&name).expect("name");
-    let options = ClientOptions::default().config(ClientConfig::default().default_timeout(None));
+    let options = ClientConfig::new().config(ClientConfig::new().default_timeout(None));
     let client: ProbeClient = within(
         "connect to the server process",
         rpc_transport::connect_with(&endpoint, &options),
@@ -266,7 +260,7 @@ async fn server_process_killed_mid_call_fails_the_call() {
     )
     .await;
     assert!(
-        matches!(again, Err(RpcError::Connect(ConnectError::NotFound { .. }))),
+        matches!(again, Err(ConnectError::NotFound { .. })),
         "{again:?}"
     );
 }

@@ -1,5 +1,6 @@
 //! What a handler can know about the call it serves.
 
+use std::fmt;
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -38,6 +39,29 @@ impl PeerInfo {
             uid: None,
             sid,
         }
+    }
+}
+
+/// Shows what is known, for logs: `pid 5969, uid 1000`, `pid 5969, user S-1-5-21-…`, or
+/// `unknown peer` when nothing is.
+impl fmt::Display for PeerInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut separator = "";
+        if let Some(pid) = self.pid {
+            write!(f, "pid {pid}")?;
+            separator = ", ";
+        }
+        if let Some(uid) = self.uid {
+            write!(f, "{separator}uid {uid}")?;
+            separator = ", ";
+        }
+        if let Some(sid) = &self.sid {
+            return write!(f, "{separator}user {sid}");
+        }
+        if separator.is_empty() {
+            f.write_str("unknown peer")?;
+        }
+        Ok(())
     }
 }
 
@@ -99,5 +123,31 @@ impl CallContext {
 
     pub(crate) async fn scope<F: std::future::Future>(self, future: F) -> F::Output {
         CURRENT.scope(self, future).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PeerInfo;
+
+    #[test]
+    fn peer_info_displays_what_is_known() {
+        assert_eq!(
+            PeerInfo::unix(Some(5969), Some(0)).to_string(),
+            "pid 5969, uid 0"
+        );
+        assert_eq!(
+            PeerInfo::windows(Some(5969), Some("S-1-5-21-1-2-3-1001".to_owned())).to_string(),
+            "pid 5969, user S-1-5-21-1-2-3-1001"
+        );
+        assert_eq!(PeerInfo::unix(None, Some(1000)).to_string(), "uid 1000");
+        assert_eq!(PeerInfo::windows(Some(7), None).to_string(), "pid 7");
+        assert_eq!(PeerInfo::unknown().to_string(), "unknown peer");
+        let all = PeerInfo {
+            pid: Some(1),
+            uid: Some(0),
+            sid: Some("S-1-5-18".to_owned()),
+        };
+        assert_eq!(all.to_string(), "pid 1, uid 0, user S-1-5-18");
     }
 }

@@ -12,16 +12,31 @@
 //! or struct variant one more below their enum. Scalars, strings, byte buffers, units, `None` and
 //! `Box` cost nothing. So `u32` is 0 levels deep, `Vec<u32>` 1, `Vec<Option<u32>>` 2, and
 //! `Nested` with `n` nodes `n + 1`.
+//!
+//! A length read from the input is never trusted for pre-allocation either. serde's collections
+//! reserve what a sequence or map says it holds ([`de::SeqAccess::size_hint`],
+//! [`de::MapAccess::size_hint`]), up to 1 MiB each; postcard passes a map's claimed length
+//! through unchecked, so a few hundred bytes of nested maps, each claiming four billion entries,
+//! would reserve over a hundred megabytes. The guard caps both hints by the bytes the input has
+//! left, and counts what it has already handed out: a sequence or map that has promised `n`
+//! more elements needs at least `n` more bytes after the element being decoded, so a container
+//! inside that element is told at most the bytes left minus the promises of the containers
+//! around it. All the containers open at once are thus never told of more elements in total
+//! than there are bytes left. An element takes at least one byte unless it encodes as nothing
+//! (a unit, say), so an honest hint is cut only around such elements, and then the container
+//! grows as elements come.
 
 use std::cell::Cell;
 use std::fmt;
+use std::rc::Rc;
 
+use postcard::de_flavors::Flavor;
 use serde::de::{self, DeserializeSeed, Deserializer, Visitor};
 
 use crate::protocol::WireDecodeError;
 
 /// The nesting limit of [`DecodeLimits::default`].
-pub const DEFAULT_MAX_DEPTH: u32 = 128;
+pub(crate) const DEFAULT_MAX_DEPTH: u32 = 128;
 
 /// Limits applied when decoding data from a peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,16 +87,19 @@ impl From<&DecodeError> for WireDecodeError {
 
 /// Decodes exactly one `T` from `bytes` (no trailing bytes allowed), never nesting deeper
 /// than `limits.max_depth`.
-pub fn from_slice<'de, T: de::Deserialize<'de>>(
+pub(crate) fn from_slice<'de, T: de::Deserialize<'de>>(
     bytes: &'de [u8],
     limits: &DecodeLimits,
 ) -> Result<T, DecodeError> {
+    let left = Rc::new(Cell::new(bytes.len()));
     let state = State {
         depth: Cell::new(0),
         max: limits.max_depth,
         too_deep: Cell::new(false),
+        left: Rc::clone(&left),
+        promised: Cell::new(0),
     };
-    let mut de = postcard::Deserializer::from_bytes(bytes);
+    let mut de = postcard::Deserializer::from_flavor(Input { bytes, left });
     let value = T::deserialize(Guard {
         inner: &mut de,
         state: &state,
@@ -95,6 +113,51 @@ pub fn from_slice<'de, T: de::Deserialize<'de>>(
     match de.finalize().map_err(DecodeError::Malformed)? {
         [] => Ok(value),
         rest => Err(DecodeError::TrailingBytes { count: rest.len() }),
+    }
+}
+
+/// The input as a postcard flavor (a slice, like postcard's own) that shares how many bytes are
+/// left with the wrappers, which cap size hints with it.
+struct Input<'de> {
+    bytes: &'de [u8],
+    left: Rc<Cell<usize>>,
+}
+
+impl<'de> Input<'de> {
+    fn advance(&mut self, rest: &'de [u8]) {
+        self.bytes = rest;
+        self.left.set(rest.len());
+    }
+}
+
+impl<'de> Flavor<'de> for Input<'de> {
+    type Remainder = &'de [u8];
+    type Source = &'de [u8];
+
+    fn pop(&mut self) -> postcard::Result<u8> {
+        let (&byte, rest) = self
+            .bytes
+            .split_first()
+            .ok_or(postcard::Error::DeserializeUnexpectedEnd)?;
+        self.advance(rest);
+        Ok(byte)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.bytes.len())
+    }
+
+    fn try_take_n(&mut self, ct: usize) -> postcard::Result<&'de [u8]> {
+        let (taken, rest) = self
+            .bytes
+            .split_at_checked(ct)
+            .ok_or(postcard::Error::DeserializeUnexpectedEnd)?;
+        self.advance(rest);
+        Ok(taken)
+    }
+
+    fn finalize(self) -> postcard::Result<&'de [u8]> {
+        Ok(self.bytes)
     }
 }
 
@@ -120,9 +183,21 @@ struct State {
     /// Set while a [`Error::TooDeep`] travels through the wrapped deserializer as its own error
     /// type, which cannot carry it; the next wrapper it comes out of turns it back.
     too_deep: Cell<bool>,
+    /// How many bytes of the input are left (kept by [`Input`]).
+    left: Rc<Cell<usize>>,
+    /// How many elements the open sequences and maps have promised after the ones being
+    /// decoded (the sum of their [`GuardCollection::promised`]).
+    promised: Cell<usize>,
 }
 
 impl State {
+    /// A new sequence's or map's size hint, capped at the bytes left that the containers around
+    /// it have not promised to their own elements.
+    fn cap(&self, hint: Option<usize>) -> Option<usize> {
+        let free = self.left.get().saturating_sub(self.promised.get());
+        hint.map(|n| n.min(free))
+    }
+
     /// Our error going into the wrapped deserializer.
     fn smuggle<E: de::Error>(&self, err: Error<E>) -> E {
         match err {
@@ -175,10 +250,65 @@ struct GuardSeed<'s, S> {
     state: &'s State,
 }
 
-/// Wraps a `SeqAccess`, `MapAccess`, `EnumAccess` or `VariantAccess`.
+/// Wraps an `EnumAccess` or `VariantAccess`.
 struct GuardAccess<'s, A> {
     inner: A,
     state: &'s State,
+}
+
+/// Wraps a `SeqAccess` or `MapAccess`: caps its size hint and keeps its promise in
+/// [`State::promised`] while it is open.
+struct GuardCollection<'s, A> {
+    inner: A,
+    state: &'s State,
+    /// The capped size hint.
+    hint: Option<usize>,
+    /// Elements (or entries) started so far.
+    started: usize,
+    /// Elements promised after the one being decoded, counted in [`State::promised`].
+    promised: usize,
+}
+
+impl<'s, A> GuardCollection<'s, A> {
+    fn new(inner: A, claimed: Option<usize>, state: &'s State) -> Self {
+        let mut collection = Self {
+            inner,
+            state,
+            hint: state.cap(claimed),
+            started: 0,
+            promised: 0,
+        };
+        collection.promise();
+        collection
+    }
+
+    /// Records that the next element starts.
+    fn start(&mut self) {
+        self.started = self.started.saturating_add(1);
+        self.promise();
+    }
+
+    /// Brings this collection's share of [`State::promised`] up to date.
+    fn promise(&mut self) {
+        let now = self.hint.unwrap_or(0).saturating_sub(self.started);
+        let others = self.state.promised.get().saturating_sub(self.promised);
+        self.state.promised.set(others.saturating_add(now));
+        self.promised = now;
+    }
+
+    fn seed<S>(&self, inner: S) -> GuardSeed<'s, S> {
+        GuardSeed {
+            inner,
+            state: self.state,
+        }
+    }
+}
+
+impl<A> Drop for GuardCollection<'_, A> {
+    fn drop(&mut self) {
+        let total = self.state.promised.get();
+        self.state.promised.set(total.saturating_sub(self.promised));
+    }
 }
 
 macro_rules! forward_deserialize {
@@ -258,12 +388,20 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for GuardVisitor<'_, V> {
 
     fn visit_seq<A: de::SeqAccess<'de>>(self, inner: A) -> Result<V::Value, A::Error> {
         let state = self.state;
-        state.nest(|| self.inner.visit_seq(GuardAccess { inner, state }))
+        state.nest(|| {
+            let claimed = inner.size_hint();
+            self.inner
+                .visit_seq(GuardCollection::new(inner, claimed, state))
+        })
     }
 
     fn visit_map<A: de::MapAccess<'de>>(self, inner: A) -> Result<V::Value, A::Error> {
         let state = self.state;
-        state.nest(|| self.inner.visit_map(GuardAccess { inner, state }))
+        state.nest(|| {
+            let claimed = inner.size_hint();
+            self.inner
+                .visit_map(GuardCollection::new(inner, claimed, state))
+        })
     }
 
     fn visit_enum<A: de::EnumAccess<'de>>(self, inner: A) -> Result<V::Value, A::Error> {
@@ -299,13 +437,14 @@ impl<'s, A> GuardAccess<'s, A> {
     }
 }
 
-impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for GuardAccess<'_, A> {
+impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for GuardCollection<'_, A> {
     type Error = Error<A::Error>;
 
     fn next_element_seed<S: DeserializeSeed<'de>>(
         &mut self,
         seed: S,
     ) -> Result<Option<S::Value>, Self::Error> {
+        self.start();
         let seed = self.seed(seed);
         self.inner
             .next_element_seed(seed)
@@ -313,17 +452,18 @@ impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for GuardAccess<'_, A> {
     }
 
     fn size_hint(&self) -> Option<usize> {
-        self.inner.size_hint()
+        self.hint
     }
 }
 
-impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for GuardAccess<'_, A> {
+impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for GuardCollection<'_, A> {
     type Error = Error<A::Error>;
 
     fn next_key_seed<S: DeserializeSeed<'de>>(
         &mut self,
         seed: S,
     ) -> Result<Option<S::Value>, Self::Error> {
+        self.start();
         let seed = self.seed(seed);
         self.inner
             .next_key_seed(seed)
@@ -341,7 +481,7 @@ impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for GuardAccess<'_, A> {
     }
 
     fn size_hint(&self) -> Option<usize> {
-        self.inner.size_hint()
+        self.hint
     }
 }
 
@@ -851,6 +991,152 @@ mod tests {
         assert_eq!(
             malformed::<Vec<u8>>(&[0xff, 0xff, 0xff, 0xff, 0x0f]),
             E::DeserializeUnexpectedEnd
+        );
+    }
+
+    /// What a map or sequence visitor is told: its size hint, and the `N` elements (or values of
+    /// entries with `u8` keys) it then read.
+    #[derive(Debug, PartialEq)]
+    struct Told<E, const MAP: bool, const N: usize> {
+        hint: Option<usize>,
+        read: Vec<E>,
+    }
+
+    /// A map visitor that reads `N` entries, or a sequence visitor that reads `N` elements.
+    type MapTold<E, const N: usize> = Told<E, true, N>;
+    type SeqTold<E, const N: usize> = Told<E, false, N>;
+
+    struct TellVisitor<E, const MAP: bool, const N: usize>(std::marker::PhantomData<E>);
+
+    impl<'de, E: Deserialize<'de>, const MAP: bool, const N: usize> Visitor<'de>
+        for TellVisitor<E, MAP, N>
+    {
+        type Value = Told<E, MAP, N>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map or a sequence")
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let hint = map.size_hint();
+            let mut read = Vec::new();
+            for _ in 0..N {
+                let (_, value) = map
+                    .next_entry::<u8, E>()?
+                    .ok_or_else(|| de::Error::custom("map ended early"))?;
+                read.push(value);
+            }
+            Ok(Told { hint, read })
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let hint = seq.size_hint();
+            let mut read = Vec::new();
+            for _ in 0..N {
+                let element = seq
+                    .next_element::<E>()?
+                    .ok_or_else(|| de::Error::custom("sequence ended early"))?;
+                read.push(element);
+            }
+            Ok(Told { hint, read })
+        }
+    }
+
+    impl<'de, E: Deserialize<'de>, const MAP: bool, const N: usize> Deserialize<'de>
+        for Told<E, MAP, N>
+    {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let visitor = TellVisitor(std::marker::PhantomData);
+            if MAP {
+                d.deserialize_map(visitor)
+            } else {
+                d.deserialize_seq(visitor)
+            }
+        }
+    }
+
+    /// The largest length a `u32` varint holds: 4,294,967,295.
+    const HUGE_LEN: [u8; 5] = [0xff, 0xff, 0xff, 0xff, 0x0f];
+
+    #[test]
+    fn size_hints_never_exceed_the_bytes_left() {
+        let d = DecodeLimits::default();
+        // A map claiming four billion entries, followed by three (six bytes): the visitor, and
+        // so serde's `HashMap`, which reserves what it is told, is told at most six.
+        let bytes = [&HUGE_LEN[..], &[1, 2, 3, 4, 5, 6]].concat();
+        let told: MapTold<u8, 3> = from_slice(&bytes, &d).expect("three entries");
+        assert_eq!(
+            told,
+            Told {
+                hint: Some(6),
+                read: vec![2, 4, 6]
+            }
+        );
+        // The same for sequences (postcard withholds an impossible hint itself).
+        let told: SeqTold<u8, 6> = from_slice(&bytes, &d).expect("six elements");
+        assert!(told.hint.is_none_or(|n| n <= 6), "{told:?}");
+        assert_eq!(told.read, [1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn open_containers_share_the_bytes_left() {
+        let d = DecodeLimits::default();
+        // A map claiming four billion entries, whose first value is a map claiming as many,
+        // followed by ten entries (twenty bytes). The outer map is told 26 (all the bytes after
+        // its length) and has promised 25 more entries after the first, so the inner map,
+        // with 20 bytes left, is told nothing: together they are told at most the bytes left.
+        let mut bytes = HUGE_LEN.to_vec();
+        bytes.push(7); // the outer map's first key; its value:
+        bytes.extend(HUGE_LEN);
+        bytes.extend([0; 20]);
+        let told: MapTold<MapTold<u8, 10>, 1> = from_slice(&bytes, &d).expect("nested maps");
+        assert_eq!(told.hint, Some(26));
+        assert_eq!(told.read[0].hint, Some(0));
+        assert_eq!(told.read[0].read, [0; 10]);
+        // The same with sequences inside a map.
+        let mut bytes = HUGE_LEN.to_vec();
+        bytes.push(7);
+        bytes.push(10);
+        bytes.extend([0; 10]);
+        let told: MapTold<SeqTold<u8, 10>, 1> = from_slice(&bytes, &d).expect("seq in map");
+        assert_eq!(told.hint, Some(12));
+        assert_eq!(told.read[0].hint, Some(0));
+    }
+
+    #[test]
+    fn honest_size_hints_pass_unchanged() {
+        let d = DecodeLimits::default();
+        // Also when the elements fill the input exactly.
+        let told: MapTold<u8, 3> = from_slice(&[3, 1, 2, 3, 4, 5, 6], &d).expect("map");
+        assert_eq!(told.hint, Some(3));
+        let told: SeqTold<u8, 6> = from_slice(&[6, 1, 2, 3, 4, 5, 6], &d).expect("seq");
+        assert_eq!(told.hint, Some(6));
+        // Nested: {7: {1: 2, 3: 4}, 8: {5: 6, 7: 8}}, every hint exact.
+        let bytes = [2, 7, 2, 1, 2, 3, 4, 8, 2, 5, 6, 7, 8];
+        let told: MapTold<MapTold<u8, 2>, 2> = from_slice(&bytes, &d).expect("nested");
+        let hints = told.read.iter().map(|t| t.hint).collect::<Vec<_>>();
+        assert_eq!((told.hint, hints), (Some(2), vec![Some(2), Some(2)]));
+        // A tuple of three sequences of two: [[1, 2], [3, 4], [5, 6]].
+        let bytes = [2, 1, 2, 2, 3, 4, 2, 5, 6];
+        type Three = (SeqTold<u8, 2>, SeqTold<u8, 2>, SeqTold<u8, 2>);
+        let (a, b, c): Three = from_slice(&bytes, &d).expect("tuple");
+        assert_eq!([a.hint, b.hint, c.hint], [Some(2); 3]);
+        // Larger ones too, followed by more data.
+        let map: BTreeMap<u8, u8> = (0..200).map(|i| (i, i)).collect();
+        let bytes = encode(&(vec![map], vec![5u8; 1000]));
+        let (told, rest): (SeqTold<MapTold<u8, 200>, 1>, Vec<u8>) =
+            from_slice(&bytes, &d).expect("big map");
+        assert_eq!((told.hint, told.read[0].hint), (Some(1), Some(200)));
+        assert_eq!(rest, [5; 1000]);
+    }
+
+    #[test]
+    fn huge_claimed_map_is_malformed() {
+        let bytes = [&HUGE_LEN[..], &[1, 2, 3]].concat();
+        assert_eq!(
+            malformed::<HashMap<u64, u64>>(&bytes),
+            postcard::Error::DeserializeUnexpectedEnd
+        );
+        assert_eq!(
+            malformed::<Vec<HashMap<u8, String>>>(&[&[1][..], &HUGE_LEN].concat()),
+            postcard::Error::DeserializeUnexpectedEnd
         );
     }
 

@@ -1,8 +1,5 @@
 //! The framework's error type.
 
-use std::io;
-use std::sync::Arc;
-
 use crate::decode::DecodeError;
 use crate::frame::FrameError;
 use crate::protocol::{GoodbyeReason, Rejection, WireError};
@@ -12,12 +9,9 @@ use crate::protocol::{GoodbyeReason, Rejection, WireError};
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum RpcError {
-    /// Connecting failed before the handshake (no server, access denied, untrusted server...).
-    #[error("could not connect")]
-    Connect(#[source] ConnectError),
     /// The server refused the handshake: another protocol version, another service, or another
     /// interface of the same service.
-    #[error("handshake rejected: {0}")]
+    #[error("handshake rejected")]
     Rejected(#[source] Rejection),
     /// The peer did not complete the handshake in time.
     #[error("handshake timed out")]
@@ -34,20 +28,18 @@ pub enum RpcError {
     #[error("server is shutting down")]
     ShuttingDown,
     /// The peer closed the connection because of something this side sent.
-    #[error("peer closed the connection: {0}")]
+    #[error("peer closed the connection")]
     ClosedByPeer(#[source] GoodbyeReason),
     /// The process serving the connection (a child process over its stdio) exited; calls in
     /// flight fail with this as soon as the exit is seen. Carries the exit status.
     #[error("peer process exited ({0})")]
     PeerExited(std::process::ExitStatus),
-    /// Reading or writing the connection failed.
-    #[error("I/O error on the connection")]
-    Io(#[source] Arc<io::Error>),
-    /// A frame from the peer was bad (too long, truncated); the connection is closed.
-    #[error("bad frame from the peer")]
+    /// The transport failed (reading or writing), or a frame from the peer was bad (too long,
+    /// truncated); the connection is closed.
+    #[error("transport failed")]
     Frame(#[source] FrameError),
     /// The peer sent a message that breaks the protocol; the connection is closed.
-    #[error("protocol violation: {0}")]
+    #[error("protocol violation")]
     Protocol(#[source] ProtocolError),
     /// The arguments could not be encoded.
     #[error("arguments could not be encoded")]
@@ -64,20 +56,8 @@ pub enum RpcError {
     #[error("reply did not decode")]
     Decode(#[source] DecodeError),
     /// The server could not run the call, or could not send its result.
-    #[error("server failed the call: {0}")]
+    #[error("server failed the call")]
     Remote(#[source] WireError),
-}
-
-impl From<io::Error> for RpcError {
-    fn from(error: io::Error) -> Self {
-        // A transport that knows the peer process exited says so inside the I/O error.
-        if let Some(FrameError::PeerExited(status)) =
-            error.get_ref().and_then(|e| e.downcast_ref::<FrameError>())
-        {
-            return RpcError::PeerExited(*status);
-        }
-        RpcError::Io(Arc::new(error))
-    }
 }
 
 impl From<FrameError> for RpcError {
@@ -92,71 +72,6 @@ impl From<FrameError> for RpcError {
 impl From<ProtocolError> for RpcError {
     fn from(error: ProtocolError) -> Self {
         RpcError::Protocol(error)
-    }
-}
-
-/// Why connecting to a named endpoint failed (before any protocol was spoken).
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConnectError {
-    /// The name is not valid for an endpoint.
-    #[error("invalid endpoint name {name:?}: {reason}")]
-    InvalidName {
-        /// The name.
-        name: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// No server listens on the name.
-    #[error("no server is listening on {endpoint}")]
-    NotFound {
-        /// Where the client looked.
-        endpoint: String,
-    },
-    /// The operating system refused access to the endpoint.
-    #[error("access to {endpoint} denied")]
-    PermissionDenied {
-        /// The endpoint.
-        endpoint: String,
-    },
-    /// Every instance of the endpoint stayed busy for the whole wait.
-    #[error("{endpoint} stayed busy")]
-    Busy {
-        /// The endpoint.
-        endpoint: String,
-    },
-    /// The server runs as another user than expected; nothing was sent to it.
-    #[error("server on {endpoint} runs as {actual}, expected {expected}")]
-    UntrustedServer {
-        /// The endpoint.
-        endpoint: String,
-        /// Who the server was expected to be.
-        expected: String,
-        /// Who it is.
-        actual: String,
-    },
-    /// The directory that holds endpoints is not private to this user.
-    #[error("endpoint directory {path} is not safe: {reason}")]
-    InsecureDirectory {
-        /// The directory.
-        path: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// Connecting failed for another reason.
-    #[error("connecting to {endpoint} failed")]
-    Io {
-        /// The endpoint.
-        endpoint: String,
-        /// The OS error.
-        #[source]
-        source: Arc<io::Error>,
-    },
-}
-
-impl From<ConnectError> for RpcError {
-    fn from(error: ConnectError) -> Self {
-        RpcError::Connect(error)
     }
 }
 
@@ -190,34 +105,4 @@ pub enum ProtocolError {
     /// The welcome named a protocol version this side does not speak.
     #[error("server answered with protocol version {0}")]
     BadVersion(u16),
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn io_error_carrying_a_peer_exit_becomes_peer_exited() {
-        let status = exit_status();
-        let error = io::Error::other(FrameError::PeerExited(status));
-        assert!(matches!(RpcError::from(error), RpcError::PeerExited(s) if s == status));
-        let plain = io::Error::from(io::ErrorKind::BrokenPipe);
-        assert!(matches!(RpcError::from(plain), RpcError::Io(_)));
-        assert!(matches!(
-            RpcError::from(FrameError::PeerExited(status)),
-            RpcError::PeerExited(s) if s == status
-        ));
-    }
-
-    /// A real exit status: that of a process that exited with code 3.
-    fn exit_status() -> std::process::ExitStatus {
-        #[cfg(unix)]
-        {
-            std::os::unix::process::ExitStatusExt::from_raw(3 << 8)
-        }
-        #[cfg(windows)]
-        {
-            std::os::windows::process::ExitStatusExt::from_raw(3)
-        }
-    }
 }

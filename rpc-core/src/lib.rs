@@ -1,7 +1,9 @@
+#![forbid(unsafe_code)]
 //! Typed RPC between processes on one machine, over pipes.
 //!
 //! This crate is what travels: the [wire protocol](protocol), [framing](frame), the
-//! [client](client) and [server](server) engines, and the [errors](RpcError). It has no
+//! client ([`ClientHandle`]) and server ([`serve_connection`]) engines, and the
+//! [errors](RpcError). It has no
 //! operating-system code; `rpc-transport` binds names to Unix sockets and Windows named pipes
 //! and hands the engines their connections.
 //!
@@ -37,24 +39,28 @@
 //! `Result<Result<T, E>, RpcError>`; `#[rpc(oneway)]` methods are not answered.
 
 mod byte_buf;
-pub mod client;
-pub mod context;
-pub mod decode;
-pub mod error;
+mod client;
+mod context;
+mod decode;
+mod error;
 pub mod frame;
 pub mod memory;
 pub mod protocol;
-pub mod server;
-pub mod service;
+mod server;
+mod service;
 mod writer;
 
 pub use byte_buf::ByteBuf;
-pub use client::{Client, ClientConfig, ClientHandle};
+pub use client::{connect, Client, ClientConfig, ClientHandle};
 pub use context::{CallContext, PeerInfo};
-pub use error::{ConnectError, ProtocolError, RpcError};
+pub use decode::DecodeError;
+pub use error::{ProtocolError, RpcError};
 pub use rpc_macros::service;
-pub use server::{serve_connection, ConnectionError, ServerConfig, Shutdown};
+pub use server::{serve_connection, ConnectionError, ServerConfig};
 pub use service::{Dispatch, MethodDescriptor, MethodKind, ServiceDescriptor};
+/// The signal that shuts a server down gracefully (from tokio-util): `cancel()` it and the
+/// server stops accepting, lets calls in flight finish, and closes.
+pub use tokio_util::sync::CancellationToken;
 
 /// What generated code uses. Not a public API: it changes without notice.
 #[doc(hidden)]
@@ -62,10 +68,9 @@ pub mod __private {
     pub use crate::client::{Client, ClientHandle};
     pub use crate::decode::DecodeLimits;
     pub use crate::error::RpcError;
-    pub use crate::service::{
-        decode_args, Dispatch, DispatchError, HandlerFuture, MethodDescriptor, MethodKind, Outcome,
-        ServiceDescriptor,
-    };
+    pub use crate::frame::encode::EncodedResult;
+    pub use crate::service::{decode_args, DispatchError, HandlerFuture, Outcome};
+    pub use crate::service::{Dispatch, MethodDescriptor, MethodKind, ServiceDescriptor};
     pub use ::core;
     pub use ::serde;
     pub use ::std::boxed::Box;

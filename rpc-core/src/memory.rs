@@ -1,19 +1,20 @@
 //! An in-memory message transport, for tests and for running a service inside one process.
 //!
 //! Each direction is a bounded queue of whole frames, so it behaves like a message pipe: the
-//! reader checks that each message is exactly one frame of at most the maximum length.
+//! reader checks that each message is exactly one frame of at most the engine's maximum length.
 
 use std::io;
 
 use bytes::{Buf, Bytes};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
-use crate::client::{Client, ClientConfig, ClientHandle};
+use crate::client::{connect, Client, ClientConfig};
 use crate::context::PeerInfo;
 use crate::error::RpcError;
-use crate::frame::{FrameError, FrameRead, FrameWrite};
-use crate::protocol::{DEFAULT_MAX_FRAME, LEN_PREFIX};
-use crate::server::{serve_connection, ServerConfig, Shutdown};
+use crate::frame::{check_len, FrameError, FrameRead, FrameWrite};
+use crate::protocol::LEN_PREFIX;
+use crate::server::{serve_connection, ServerConfig};
 use crate::service::Dispatch;
 
 /// Frames queued per direction before the writer waits.
@@ -23,7 +24,6 @@ const QUEUE: usize = 64;
 #[derive(Debug)]
 pub struct MemoryReader {
     rx: mpsc::Receiver<Bytes>,
-    max_frame: u32,
 }
 
 /// The sending end of one direction.
@@ -33,44 +33,32 @@ pub struct MemoryWriter {
 }
 
 /// Creates one direction: what is written to the writer is read from the reader.
-pub fn channel(max_frame: u32) -> (MemoryWriter, MemoryReader) {
+pub fn channel() -> (MemoryWriter, MemoryReader) {
     let (tx, rx) = mpsc::channel(QUEUE);
-    (
-        MemoryWriter { tx: Some(tx) },
-        MemoryReader { rx, max_frame },
-    )
+    (MemoryWriter { tx: Some(tx) }, MemoryReader { rx })
 }
 
 /// Creates a connected pair of duplex ends, each a `(reader, writer)`.
-pub fn pair(max_frame: u32) -> ((MemoryReader, MemoryWriter), (MemoryReader, MemoryWriter)) {
-    let (a_writer, b_reader) = channel(max_frame);
-    let (b_writer, a_reader) = channel(max_frame);
+pub fn pair() -> ((MemoryReader, MemoryWriter), (MemoryReader, MemoryWriter)) {
+    let (a_writer, b_reader) = channel();
+    let (b_writer, a_reader) = channel();
     ((a_reader, a_writer), (b_reader, b_writer))
 }
 
 impl FrameRead for MemoryReader {
-    async fn read_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+    async fn read_frame(&mut self, max_frame: u32) -> Result<Option<Bytes>, FrameError> {
         let Some(mut message) = self.rx.recv().await else {
             return Ok(None);
         };
-        let Some(prefix) = message.get(..LEN_PREFIX) else {
+        let Some(prefix) = message.first_chunk::<LEN_PREFIX>() else {
             return Err(FrameError::Truncated {
                 have: message.len(),
                 need: LEN_PREFIX,
             });
         };
-        let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
-        if len > self.max_frame {
-            return Err(FrameError::TooLarge {
-                len,
-                max: self.max_frame,
-            });
-        }
-        if len == 0 {
-            return Err(FrameError::Empty);
-        }
+        let len = check_len(*prefix, max_frame)?;
         message.advance(LEN_PREFIX);
-        if message.len() != len as usize {
+        if message.len() != len {
             return Err(FrameError::BoundaryMismatch);
         }
         Ok(Some(message))
@@ -78,7 +66,7 @@ impl FrameRead for MemoryReader {
 }
 
 impl FrameWrite for MemoryWriter {
-    async fn write_frames(&mut self, frames: &[Bytes]) -> io::Result<()> {
+    async fn write_frames(&mut self, frames: &[Bytes]) -> Result<(), FrameError> {
         let tx = self.tx.as_ref().ok_or(io::ErrorKind::BrokenPipe)?;
         for frame in frames {
             tx.send(frame.clone())
@@ -88,7 +76,7 @@ impl FrameWrite for MemoryWriter {
         Ok(())
     }
 
-    async fn close(&mut self) -> io::Result<()> {
+    async fn close(&mut self) -> Result<(), FrameError> {
         self.tx = None;
         Ok(())
     }
@@ -102,7 +90,7 @@ impl FrameWrite for MemoryWriter {
 ///
 /// The handshake's [`RpcError`], if the client type does not match the service.
 pub async fn serve_and_connect<D: Dispatch, C: Client>(service: D) -> Result<C, RpcError> {
-    let ((server_reader, server_writer), (client_reader, client_writer)) = pair(DEFAULT_MAX_FRAME);
+    let ((server_reader, server_writer), (client_reader, client_writer)) = pair();
     tokio::spawn(async move {
         let config = ServerConfig::default();
         let result = serve_connection(
@@ -111,19 +99,12 @@ pub async fn serve_and_connect<D: Dispatch, C: Client>(service: D) -> Result<C, 
             PeerInfo::unknown(),
             service,
             &config,
-            &Shutdown::new(),
+            &CancellationToken::new(),
         )
         .await;
         if let Err(error) = result {
             tracing::debug!(%error, "in-memory connection ended");
         }
     });
-    let handle = ClientHandle::connect(
-        client_reader,
-        client_writer,
-        C::SERVICE,
-        &ClientConfig::default(),
-    )
-    .await?;
-    Ok(C::from_handle(handle))
+    connect(client_reader, client_writer, &ClientConfig::default()).await
 }

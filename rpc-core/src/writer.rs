@@ -9,7 +9,6 @@
 //! and the writer task is not writing.
 
 use std::future::Future;
-use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -17,22 +16,22 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::frame::{FrameWrite, TryWrite};
+use crate::frame::{FrameError, FrameWrite, TryWrite};
 
 /// Most frames written in one batch.
 const MAX_BATCH: usize = 256;
 
-type BoxedIo<'a> = Pin<Box<dyn Future<Output = io::Result<()>> + Send + 'a>>;
+type BoxedIo<'a> = Pin<Box<dyn Future<Output = Result<(), FrameError>> + Send + 'a>>;
 
 /// A [`FrameWrite`] behind a trait object, so that the queue need not be generic.
 trait DynWrite: Send {
-    fn try_write_now(&mut self, frames: &[Bytes]) -> io::Result<TryWrite>;
+    fn try_write_now(&mut self, frames: &[Bytes]) -> Result<TryWrite, FrameError>;
     fn write_frames<'a>(&'a mut self, frames: &'a [Bytes]) -> BoxedIo<'a>;
     fn close(&mut self) -> BoxedIo<'_>;
 }
 
 impl<W: FrameWrite> DynWrite for W {
-    fn try_write_now(&mut self, frames: &[Bytes]) -> io::Result<TryWrite> {
+    fn try_write_now(&mut self, frames: &[Bytes]) -> Result<TryWrite, FrameError> {
         FrameWrite::try_write_now(self, frames)
     }
 
@@ -53,7 +52,7 @@ struct State {
     /// The transport holds bytes of frames already sent that the writer task must flush.
     flush_needed: bool,
     /// A write made by a sender failed; the writer task reports it.
-    error: Option<io::Error>,
+    error: Option<FrameError>,
     /// The writer task has ended (a write failed): frames can no longer be sent.
     failed: bool,
     /// Every [`Outbox`] is gone: the writer task writes what is queued, then closes.
@@ -176,7 +175,7 @@ fn try_now(shared: &Shared, state: &mut State, frames: &[Bytes]) -> bool {
 /// queued and closing the sending direction) or when a write fails (after calling `on_error`).
 pub(crate) fn spawn_writer<W: FrameWrite>(
     writer: W,
-    on_error: impl FnOnce(io::Error) + Send + 'static,
+    on_error: impl FnOnce(FrameError) + Send + 'static,
 ) -> (Outbox, JoinHandle<()>) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
@@ -193,7 +192,7 @@ pub(crate) fn spawn_writer<W: FrameWrite>(
     (Outbox(Arc::new(Senders(shared))), task)
 }
 
-async fn run_writer(shared: Arc<Shared>, on_error: impl FnOnce(io::Error)) {
+async fn run_writer(shared: Arc<Shared>, on_error: impl FnOnce(FrameError)) {
     let mut batch = Vec::with_capacity(16);
     loop {
         let next = {
@@ -280,10 +279,17 @@ mod tests {
         drop(outbox);
         let mut reader = FrameReader::new(rx);
         for i in 0..count {
-            let got = reader.read_frame().await.expect("reads").expect("a frame");
+            let got = reader
+                .read_frame(crate::protocol::DEFAULT_MAX_FRAME)
+                .await
+                .expect("reads")
+                .expect("a frame");
             assert_eq!(&got[..], &u64::from(i).to_le_bytes(), "frame {i}");
         }
-        assert_eq!(reader.read_frame().await, Ok(None));
+        assert_eq!(
+            reader.read_frame(crate::protocol::DEFAULT_MAX_FRAME).await,
+            Ok(None)
+        );
         task.await.expect("writer task");
     }
 }

@@ -1,3 +1,4 @@
+#![forbid(unsafe_code)]
 //! The `#[service]` attribute macro of the pipe RPC framework. Use it through `rpc-core`, as
 //! `#[rpc_core::service]`: the generated code names only `rpc_core`'s hidden module, so a
 //! service needs no other dependency.

@@ -7,7 +7,7 @@
 //! * when the child exits, calls in flight fail at once with [`RpcError::PeerExited`], which
 //!   carries the exit status;
 //! * when the last clone of the client is dropped, the child's input pipe is closed, the child
-//!   is expected to exit, and it is killed if it has not within [`ChildOptions::grace`];
+//!   is expected to exit, and it is killed if it has not within [`ClientConfig::child_exit_grace`];
 //! * a program that does not speak the protocol fails [`spawn`] with
 //!   [`SpawnError::Handshake`], showing what it wrote instead, and is killed.
 //!
@@ -49,12 +49,13 @@
 use std::ffi::OsString;
 use std::io;
 use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use rpc_core::frame::{FrameError, FrameRead, FrameReader, FrameWrite, FrameWriter};
-use rpc_core::{Client, ClientConfig, ClientHandle, ConnectionError, Dispatch};
+use rpc_core::{Client, ClientConfig, ConnectionError, Dispatch};
 use rpc_core::{RpcError, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::process::{Child, Command};
@@ -65,47 +66,18 @@ use crate::pipes::serve_pipes_as;
 
 /// The environment variable that tells a child started by [`spawn_with_pipes`] where its two
 /// pipes are: `<read>,<write>` (file descriptors on Unix, handle values on Windows).
+/// [`serve_inherited_pipes`] removes it from the environment, so the child's own children do
+/// not inherit it.
 pub const PIPES_ENV: &str = "RPC_CHILD_PIPES";
+
+/// Set once [`serve_inherited_pipes`] has taken the pipes: it takes them at most once a process.
+static PIPES_TAKEN: AtomicBool = AtomicBool::new(false);
 
 /// How long the reader waits, once the child's output has ended, for the child's exit status.
 const EXIT_WAIT: Duration = Duration::from_secs(2);
 
 /// How long the reader keeps reading what the child wrote before it exited.
 const DRAIN: Duration = Duration::from_millis(200);
-
-/// Settings of a child-process connection.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct ChildOptions {
-    /// Settings of the connection (deadlines, frame size, handshake timeout).
-    pub config: ClientConfig,
-    /// How long the child may take to exit once its input is closed (the client was dropped)
-    /// before it is killed. Default 5 s.
-    pub grace: Duration,
-}
-
-impl Default for ChildOptions {
-    fn default() -> Self {
-        Self {
-            config: ClientConfig::default(),
-            grace: Duration::from_secs(5),
-        }
-    }
-}
-
-impl ChildOptions {
-    /// Sets the settings of the connection.
-    pub fn config(mut self, config: ClientConfig) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// Sets how long the child may take to exit after its input is closed.
-    pub fn grace(mut self, grace: Duration) -> Self {
-        self.grace = grace;
-        self
-    }
-}
 
 /// Why a child service could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -147,17 +119,50 @@ pub enum ChildServeError {
     /// [`PIPES_ENV`] is not set: the process was not started by [`spawn_with_pipes`].
     #[error("{PIPES_ENV} is not set: not started by spawn_with_pipes")]
     NoPipes,
-    /// [`PIPES_ENV`] does not name two open pipes.
+    /// [`PIPES_ENV`] does not name two open pipes. Neither was taken, and nothing was closed.
     #[error("{PIPES_ENV}={value:?} does not name two inherited pipes: {reason}")]
     BadPipes {
         /// The variable's value.
         value: String,
         /// What is wrong with it.
-        reason: &'static str,
+        reason: BadPipesReason,
     },
+    /// The inherited pipes were already taken by an earlier call of [`serve_inherited_pipes`]
+    /// in this process. Nothing was taken or closed.
+    #[error("the inherited pipes were already taken by this process")]
+    PipesTaken,
     /// The connection to the parent ended abnormally.
     #[error("connection to the parent failed")]
     Connection(#[source] ConnectionError),
+}
+
+/// What is wrong with the value of [`PIPES_ENV`] (in [`ChildServeError::BadPipes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BadPipesReason {
+    /// Not `<read>,<write>` with two different decimal numbers.
+    #[error("expected <read>,<write>: two different numbers")]
+    Malformed,
+    /// A number names a standard stream (descriptors 0 to 2 on Unix, the standard handles on
+    /// Windows).
+    #[error("names a standard stream")]
+    Standard,
+    /// A number names no open descriptor or handle.
+    #[error("names nothing open")]
+    NotOpen,
+    /// A number names something open that is not a pipe (a file, a socket, a terminal...).
+    #[error("names something that is not a pipe")]
+    NotAPipe,
+    /// The first pipe is not open for reading, or the second not for writing (checked on Unix).
+    #[error("a pipe is open in the wrong direction")]
+    WrongDirection,
+}
+
+/// Which end of a pipe the child holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Read,
+    Write,
 }
 
 /// What the supervisor knows about the child.
@@ -298,9 +303,13 @@ impl<R: AsyncRead + Unpin + Send + 'static> ChildReader<R> {
         }
     }
 
-    async fn drain(&mut self, status: ExitStatus) -> Result<Option<Bytes>, FrameError> {
+    async fn drain(
+        &mut self,
+        status: ExitStatus,
+        max_frame: u32,
+    ) -> Result<Option<Bytes>, FrameError> {
         // Frames the child wrote before it exited are still delivered.
-        match tokio::time::timeout(DRAIN, self.inner.read_frame()).await {
+        match tokio::time::timeout(DRAIN, self.inner.read_frame(max_frame)).await {
             Ok(Ok(Some(frame))) => Ok(Some(frame)),
             _ => Err(FrameError::PeerExited(status)),
         }
@@ -308,16 +317,16 @@ impl<R: AsyncRead + Unpin + Send + 'static> ChildReader<R> {
 }
 
 impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for ChildReader<R> {
-    async fn read_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+    async fn read_frame(&mut self, max_frame: u32) -> Result<Option<Bytes>, FrameError> {
         if let Some(status) = self.exited {
-            return self.drain(status).await;
+            return self.drain(status, max_frame).await;
         }
         if self.blind {
-            return self.inner.read_frame().await;
+            return self.inner.read_frame(max_frame).await;
         }
         let exited = tokio::select! {
             biased;
-            result = self.inner.read_frame() => {
+            result = self.inner.read_frame(max_frame) => {
                 return match result {
                     Ok(Some(frame)) => Ok(Some(frame)),
                     ended => self.after_end(ended).await,
@@ -328,11 +337,11 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for ChildReader<R> {
         match exited {
             Some(status) => {
                 self.exited = Some(status);
-                self.drain(status).await
+                self.drain(status, max_frame).await
             }
             None => {
                 self.blind = true;
-                self.inner.read_frame().await
+                self.inner.read_frame(max_frame).await
             }
         }
     }
@@ -346,20 +355,20 @@ struct ChildWriter<W> {
 }
 
 impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for ChildWriter<W> {
-    async fn write_frames(&mut self, frames: &[Bytes]) -> io::Result<()> {
+    async fn write_frames(&mut self, frames: &[Bytes]) -> Result<(), FrameError> {
         match self.inner.write_frames(frames).await {
             Ok(()) => Ok(()),
             // A broken pipe to a child that is exiting: report the exit, with its status, as
-            // the reading side does (the error converts to `RpcError::PeerExited`).
+            // the reading side does.
             Err(error) => match tokio::time::timeout(EXIT_WAIT, exit_status(&mut self.state)).await
             {
-                Ok(Some(status)) => Err(io::Error::other(FrameError::PeerExited(status))),
+                Ok(Some(status)) => Err(FrameError::PeerExited(status)),
                 _ => Err(error),
             },
         }
     }
 
-    async fn close(&mut self) -> io::Result<()> {
+    async fn close(&mut self) -> Result<(), FrameError> {
         self.inner.close().await
     }
 }
@@ -390,7 +399,7 @@ fn program_name(command: &Command) -> String {
 /// does not complete the handshake (it is killed).
 pub async fn spawn<C: Client>(
     command: impl Into<Command>,
-    options: &ChildOptions,
+    config: &ClientConfig,
 ) -> Result<(C, ChildProcess), SpawnError> {
     let mut command = command.into();
     let program = program_name(&command);
@@ -407,7 +416,7 @@ pub async fn spawn<C: Client>(
     let Some((stdout, stdin)) = pipes else {
         return Err(spawn_error(io::Error::other("child has no stdio pipes")));
     };
-    connect_child(child, stdout, stdin, program, options).await
+    connect_child(child, stdout, stdin, program, config).await
 }
 
 /// Starts `command` and connects a client of `C`'s service over two anonymous pipes that the
@@ -423,7 +432,7 @@ pub async fn spawn<C: Client>(
 /// As [`spawn`].
 pub async fn spawn_with_pipes<C: Client>(
     command: impl Into<Command>,
-    options: &ChildOptions,
+    config: &ClientConfig,
 ) -> Result<(C, ChildProcess), SpawnError> {
     let mut command = command.into();
     let program = program_name(&command);
@@ -438,7 +447,7 @@ pub async fn spawn_with_pipes<C: Client>(
     // The child has its copies now; ours must close, or the pipes never report end-of-file.
     drop(child_ends);
     let (reader, writer) = parent;
-    connect_child(child, reader, writer, program, options).await
+    connect_child(child, reader, writer, program, config).await
 }
 
 async fn connect_child<C, R, W>(
@@ -446,16 +455,16 @@ async fn connect_child<C, R, W>(
     reader: R,
     writer: W,
     program: String,
-    options: &ChildOptions,
+    config: &ClientConfig,
 ) -> Result<(C, ChildProcess), SpawnError>
 where
     C: Client,
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (process, closed) = ChildProcess::supervise(child, options.grace);
+    let (process, closed) = ChildProcess::supervise(child, config.get_child_exit_grace());
     let reader = ChildReader {
-        inner: FrameReader::with_max_frame(reader, options.config.max_frame),
+        inner: FrameReader::new(reader),
         state: process.state.clone(),
         exited: None,
         blind: false,
@@ -465,8 +474,8 @@ where
         state: process.state.clone(),
         closed: Some(closed),
     };
-    match ClientHandle::connect(reader, writer, C::SERVICE, &options.config).await {
-        Ok(handle) => Ok((C::from_handle(handle), process)),
+    match rpc_core::connect(reader, writer, config).await {
+        Ok(client) => Ok((client, process)),
         Err(source) => {
             process.kill();
             Err(SpawnError::Handshake { program, source })
@@ -509,17 +518,32 @@ pub async fn serve_stdio_with<D: Dispatch>(
 /// Serves `service` to the parent over the two pipes passed by [`spawn_with_pipes`], until the
 /// parent closes the connection. Stdin, stdout and stderr stay free for other uses.
 ///
+/// The pipes are the descriptors (handles on Windows) that [`PIPES_ENV`] names. Before taking
+/// them, this checks that both are open pipes, open in the right direction, and not standard
+/// streams; if either is not, neither is taken and nothing is closed. The pipes are taken at
+/// most once a process: a second call fails with [`ChildServeError::PipesTaken`].
+///
+/// # Environment
+///
+/// [`PIPES_ENV`] is removed from the environment by every call, before the handshake, so
+/// processes this one starts do not inherit numbers that mean nothing (or another file) to
+/// them. Call this before starting threads that read the environment other than through
+/// `std::env` (a C library's `getenv`): std serialises its own access, not theirs.
+///
+/// The process must not use the numbers in [`PIPES_ENV`] for descriptors of its own: this
+/// takes ownership of what they name once it has checked that they are pipes.
+///
 /// # Errors
 ///
 /// [`ChildServeError::NoPipes`] or [`ChildServeError::BadPipes`] if the process was not
-/// started by [`spawn_with_pipes`]; [`ChildServeError::Connection`] if the connection ends
-/// abnormally.
+/// started by [`spawn_with_pipes`]; [`ChildServeError::PipesTaken`] if an earlier call took the
+/// pipes; [`ChildServeError::Stdio`] if the pipes cannot be set up for asynchronous use;
+/// [`ChildServeError::Connection`] if the connection ends abnormally.
 pub async fn serve_inherited_pipes<D: Dispatch>(
     service: D,
     config: &ServerConfig,
 ) -> Result<(), ChildServeError> {
-    let value = std::env::var_os(PIPES_ENV).ok_or(ChildServeError::NoPipes)?;
-    let (reader, writer) = os::inherited_pipes(&value)?;
+    let (reader, writer) = take_inherited_pipes()?;
     serve_pipes_as(reader, writer, os::parent(), service, config)
         .await
         .map_err(ChildServeError::Connection)
@@ -528,25 +552,48 @@ pub async fn serve_inherited_pipes<D: Dispatch>(
 type BoxReader = Box<dyn AsyncRead + Send + Unpin>;
 type BoxWriter = Box<dyn AsyncWrite + Send + Unpin>;
 
-/// The error for a [`PIPES_ENV`] value that does not name two inherited pipes.
-fn bad_pipes(value: &OsString, reason: &'static str) -> ChildServeError {
-    ChildServeError::BadPipes {
+/// Removes [`PIPES_ENV`] from the environment and takes the pipes it names, if they are pipes
+/// and no earlier call took them.
+fn take_inherited_pipes() -> Result<(BoxReader, BoxWriter), ChildServeError> {
+    let value = std::env::var_os(PIPES_ENV);
+    // Removing a variable frees its text. std's environment functions hold a lock, so no
+    // `std::env` reader sees it half-removed; a thread reading the environment outside std at
+    // this moment could, which is why `serve_inherited_pipes` documents that it must be called
+    // before any such thread runs. (The function is marked unsafe from edition 2024 for this
+    // reason; this crate is edition 2021.)
+    std::env::remove_var(PIPES_ENV);
+    if PIPES_TAKEN.load(Ordering::Acquire) {
+        return Err(ChildServeError::PipesTaken);
+    }
+    let value = value.ok_or(ChildServeError::NoPipes)?;
+    let bad = |reason| ChildServeError::BadPipes {
         value: value.to_string_lossy().into_owned(),
         reason,
+    };
+    let (read, write) = parse_pipes(&value).map_err(bad)?;
+    // Both are checked before either is taken, so a bad value closes nothing.
+    let read = os::check(read, End::Read).map_err(bad)?;
+    let write = os::check(write, End::Write).map_err(bad)?;
+    if PIPES_TAKEN.swap(true, Ordering::AcqRel) {
+        return Err(ChildServeError::PipesTaken);
     }
+    // SAFETY: both are open pipes (just checked). Nothing else in the process owns them: the
+    // parent passed them for this function to own, as `PIPES_ENV` says; the flag makes this
+    // the only time they are taken in the process; and the variable is gone, so nothing else
+    // learns their numbers from it. That the process does not use these numbers for
+    // descriptors of its own is the caller's part, documented on `serve_inherited_pipes`.
+    unsafe { os::take(read, write) }.map_err(ChildServeError::Stdio)
 }
 
 /// Parses `<read>,<write>` from [`PIPES_ENV`].
-fn parse_pipes(value: &OsString) -> Result<(i64, i64), ChildServeError> {
-    let bad = |reason| bad_pipes(value, reason);
-    let text = value.to_str().ok_or_else(|| bad("not text"))?;
-    let (read, write) = text
-        .split_once(',')
-        .ok_or_else(|| bad("expected <read>,<write>"))?;
-    let number = |s: &str| s.trim().parse::<i64>().map_err(|_| bad("not a number"));
+fn parse_pipes(value: &OsString) -> Result<(i64, i64), BadPipesReason> {
+    let malformed = BadPipesReason::Malformed;
+    let text = value.to_str().ok_or(malformed)?;
+    let (read, write) = text.split_once(',').ok_or(malformed)?;
+    let number = |s: &str| s.trim().parse::<i64>().map_err(|_| malformed);
     let (read, write) = (number(read)?, number(write)?);
     if read == write {
-        return Err(bad("the same pipe twice"));
+        return Err(malformed);
     }
     Ok((read, write))
 }
@@ -555,6 +602,7 @@ fn parse_pipes(value: &OsString) -> Result<(i64, i64), ChildServeError> {
 mod os {
     use std::fs::File;
     use std::io::{self, Write};
+    use std::mem::MaybeUninit;
     use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
     use std::os::unix::fs::FileTypeExt;
 
@@ -562,7 +610,7 @@ mod os {
     use tokio::net::unix::pipe;
     use tokio::process::Command;
 
-    use super::{bad_pipes, parse_pipes, BoxReader, BoxWriter, ChildServeError, PIPES_ENV};
+    use super::{BadPipesReason, BoxReader, BoxWriter, End, PIPES_ENV};
 
     /// The child's ends: it reads the first and writes the second.
     pub(super) struct ChildEnds(OwnedFd, OwnedFd);
@@ -596,33 +644,63 @@ mod os {
         Ok(())
     }
 
-    pub(super) fn inherited_pipes(
-        value: &std::ffi::OsString,
-    ) -> Result<(BoxReader, BoxWriter), ChildServeError> {
-        let (read, write) = parse_pipes(value)?;
-        let bad = |reason| bad_pipes(value, reason);
-        let claim = |fd: i64| -> Result<File, ChildServeError> {
-            let fd = RawFd::try_from(fd).map_err(|_| bad("not a descriptor"))?;
-            // SAFETY: fcntl(F_GETFD) only queries the descriptor table.
-            if fd < 3 || unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
-                return Err(bad("not an open descriptor"));
-            }
-            // SAFETY: the descriptor is open, and the parent passed it for this process to own;
-            // nothing else in the process knows its number.
-            let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-            // SAFETY: as above; close-on-exec keeps it from leaking into grandchildren.
-            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-            Ok(file)
-        };
-        let (read, write) = (claim(read)?, claim(write)?);
-        for file in [&read, &write] {
-            let is_pipe = file.metadata().is_ok_and(|m| m.file_type().is_fifo());
-            if !is_pipe {
-                return Err(bad("not a pipe"));
+    /// A descriptor found to be an open pipe end, not yet taken.
+    pub(super) struct Checked(RawFd);
+
+    /// Checks, without taking it, that `number` is an open pipe descriptor other than 0 to 2,
+    /// open for reading or writing as `end` says.
+    pub(super) fn check(number: i64, end: End) -> Result<Checked, BadPipesReason> {
+        let fd = RawFd::try_from(number).map_err(|_| BadPipesReason::NotOpen)?;
+        if fd < 0 {
+            return Err(BadPipesReason::NotOpen);
+        }
+        if fd <= libc::STDERR_FILENO {
+            return Err(BadPipesReason::Standard);
+        }
+        let mut stat = MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: fstat writes one `stat` through the pointer, which is valid for one, and only
+        // reads the descriptor's state.
+        if unsafe { libc::fstat(fd, stat.as_mut_ptr()) } == -1 {
+            return Err(BadPipesReason::NotOpen);
+        }
+        // SAFETY: fstat succeeded, so it filled in `stat`.
+        let mode = unsafe { stat.assume_init() }.st_mode;
+        if mode & libc::S_IFMT != libc::S_IFIFO {
+            return Err(BadPipesReason::NotAPipe);
+        }
+        // SAFETY: F_GETFL only reads the descriptor's status flags.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if flags == -1 {
+            return Err(BadPipesReason::NotOpen);
+        }
+        let right_way = matches!(
+            (flags & libc::O_ACCMODE, end),
+            (libc::O_RDWR, _) | (libc::O_RDONLY, End::Read) | (libc::O_WRONLY, End::Write)
+        );
+        if !right_way {
+            return Err(BadPipesReason::WrongDirection);
+        }
+        Ok(Checked(fd))
+    }
+
+    /// Takes ownership of two checked pipe ends, makes them close-on-exec and sets them up for
+    /// tokio. Once taken, they are closed if setting them up fails.
+    ///
+    /// # Safety
+    ///
+    /// Nothing else in the process may own either descriptor, and both must still be open.
+    pub(super) unsafe fn take(read: Checked, write: Checked) -> io::Result<(BoxReader, BoxWriter)> {
+        // SAFETY: the caller guarantees that both are open and owned by nothing else.
+        let (read, write) =
+            unsafe { (OwnedFd::from_raw_fd(read.0), OwnedFd::from_raw_fd(write.0)) };
+        for fd in [&read, &write] {
+            // SAFETY: F_SETFD only sets the descriptor flags of a descriptor we own.
+            if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } == -1 {
+                return Err(io::Error::last_os_error());
             }
         }
-        let reader = pipe::Receiver::from_file(read).map_err(ChildServeError::Stdio)?;
-        let writer = pipe::Sender::from_file(write).map_err(ChildServeError::Stdio)?;
+        let reader = pipe::Receiver::from_owned_fd(read)?;
+        let writer = pipe::Sender::from_owned_fd(write)?;
         Ok((Box::new(reader), Box::new(writer)))
     }
 
@@ -686,14 +764,14 @@ mod os {
     use rpc_core::PeerInfo;
     use tokio::process::Command;
     use windows_sys::Win32::Foundation::{
-        SetHandleInformation, HANDLE, HANDLE_FLAG_INHERIT, INVALID_HANDLE_VALUE,
+        SetHandleInformation, HANDLE, HANDLE_FLAG_INHERIT, INVALID_HANDLE_VALUE, NO_ERROR,
     };
-    use windows_sys::Win32::Storage::FileSystem::{GetFileType, FILE_TYPE_PIPE};
+    use windows_sys::Win32::Storage::FileSystem::{GetFileType, FILE_TYPE_PIPE, FILE_TYPE_UNKNOWN};
     use windows_sys::Win32::System::Console::{
         GetStdHandle, SetStdHandle, STD_ERROR_HANDLE, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE,
     };
 
-    use super::{bad_pipes, parse_pipes, BoxReader, BoxWriter, ChildServeError, PIPES_ENV};
+    use super::{BadPipesReason, BoxReader, BoxWriter, End, PIPES_ENV};
 
     /// The child's ends: it reads the first and writes the second.
     pub(super) struct ChildEnds(OwnedHandle, OwnedHandle);
@@ -736,27 +814,59 @@ mod os {
         Ok(())
     }
 
-    pub(super) fn inherited_pipes(
-        value: &std::ffi::OsString,
-    ) -> Result<(BoxReader, BoxWriter), ChildServeError> {
-        let (read, write) = parse_pipes(value)?;
-        let bad = |reason| bad_pipes(value, reason);
-        let claim = |value: i64| -> Result<File, ChildServeError> {
-            let raw = usize::try_from(value).map_err(|_| bad("not a handle"))? as RawHandle;
-            // SAFETY: GetFileType only queries the handle; an invalid one yields UNKNOWN.
-            if raw.is_null() || unsafe { GetFileType(raw as HANDLE) } != FILE_TYPE_PIPE {
-                return Err(bad("not an open pipe"));
-            }
-            // SAFETY: the handle is an open pipe that the parent passed for this process to
-            // own; nothing else in the process knows its value.
-            let owned = unsafe { OwnedHandle::from_raw_handle(raw) };
-            set_inheritable(owned.as_raw_handle(), false).map_err(ChildServeError::Stdio)?;
-            Ok(File::from(owned))
+    /// A handle found to be an open pipe, not yet taken.
+    pub(super) struct Checked(RawHandle);
+
+    /// Checks, without taking it, that `number` is an open pipe handle other than the standard
+    /// handles. Which way the pipe is open is not checked here: a wrong one fails the first
+    /// read or write.
+    pub(super) fn check(number: i64, _end: End) -> Result<Checked, BadPipesReason> {
+        let raw = usize::try_from(number).map_err(|_| BadPipesReason::NotOpen)? as HANDLE;
+        if raw.is_null() || raw == INVALID_HANDLE_VALUE {
+            return Err(BadPipesReason::NotOpen);
+        }
+        let standard = [STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE];
+        // SAFETY: GetStdHandle only reads the process's standard handle slots.
+        if standard
+            .into_iter()
+            .any(|slot| unsafe { GetStdHandle(slot) } == raw)
+        {
+            return Err(BadPipesReason::Standard);
+        }
+        // SAFETY: GetFileType only queries the handle; for a value that is not an open handle it
+        // fails (FILE_TYPE_UNKNOWN with an error code) and changes nothing.
+        let kind = unsafe { GetFileType(raw) };
+        if kind == FILE_TYPE_PIPE {
+            return Ok(Checked(raw));
+        }
+        let failed = io::Error::last_os_error().raw_os_error() != Some(NO_ERROR as i32);
+        if kind == FILE_TYPE_UNKNOWN && failed {
+            Err(BadPipesReason::NotOpen)
+        } else {
+            Err(BadPipesReason::NotAPipe)
+        }
+    }
+
+    /// Takes ownership of two checked pipe handles and makes them not inheritable. Once taken,
+    /// they are closed if that fails.
+    ///
+    /// # Safety
+    ///
+    /// Nothing else in the process may own either handle, and both must still be open.
+    pub(super) unsafe fn take(read: Checked, write: Checked) -> io::Result<(BoxReader, BoxWriter)> {
+        // SAFETY: the caller guarantees that both are open and owned by nothing else.
+        let (read, write) = unsafe {
+            (
+                OwnedHandle::from_raw_handle(read.0),
+                OwnedHandle::from_raw_handle(write.0),
+            )
         };
-        let (read, write) = (claim(read)?, claim(write)?);
+        for handle in [&read, &write] {
+            set_inheritable(handle.as_raw_handle(), false)?;
+        }
         Ok((
-            Box::new(tokio::fs::File::from_std(read)),
-            Box::new(tokio::fs::File::from_std(write)),
+            Box::new(tokio::fs::File::from_std(File::from(read))),
+            Box::new(tokio::fs::File::from_std(File::from(write))),
         ))
     }
 
@@ -811,12 +921,9 @@ mod tests {
     #[test]
     fn pipe_variable_is_parsed_strictly() {
         let parse = |s: &str| parse_pipes(&OsString::from(s));
-        assert_eq!(parse("5,6").ok(), Some((5, 6)));
+        assert_eq!(parse("5,6"), Ok((5, 6)));
         for bad in ["", "5", "5,", "a,b", "5;6", "7,7"] {
-            assert!(
-                matches!(parse(bad), Err(ChildServeError::BadPipes { .. })),
-                "{bad:?} accepted"
-            );
+            assert_eq!(parse(bad), Err(BadPipesReason::Malformed), "{bad:?}");
         }
     }
 }

@@ -4,7 +4,7 @@ use std::fmt;
 #[cfg(unix)]
 use std::path::PathBuf;
 
-use rpc_core::ConnectError;
+use crate::error::ConnectError;
 
 /// Longest endpoint name accepted (Unix socket paths are limited to about 100 bytes).
 const MAX_NAME: usize = 64;

@@ -12,10 +12,42 @@
 //! * the client opens `<name>.out` for reading first, then `<name>.in` for writing, both without
 //!   waiting; with no server it gets [`ConnectError::NotFound`] at once;
 //! * a second client waits while one is connected (a lock file decides), and gets
-//!   [`ConnectError::Busy`] if it stays connected for [`ClientOptions::busy_timeout`];
+//!   [`ConnectError::Busy`] if it stays connected for [`ClientConfig::connect_timeout`];
 //! * a peer that writes to `<name>.in` without having opened `<name>.out` (the wrong order) is
 //!   refused: what it wrote is discarded, and if it then blocks opening `<name>.out` it is woken
 //!   and reads end-of-file. The server goes on with the next client.
+//!
+//! # Lock files, and what is left behind
+//!
+//! Beside the FIFOs live three lock files:
+//!
+//! * `<name>.lock`, held by the server for its life: it owns the name, exactly as for a Unix
+//!   socket (a name has one server, socket or FIFO pair);
+//! * `<name>.session.lock`, created by the server when it binds and locked by it while it
+//!   serves a client, until both FIFOs of that connection are closed;
+//! * `<name>.client.lock`, held by the connected client: one client at a time.
+//!
+//! `<name>.lock` and `<name>.client.lock` are taken the checked way the socket module
+//! documents (lock, then check that the file locked is still the one at the path), so their
+//! holders remove them before releasing them without ever letting two hold one. Clients only
+//! look at `<name>.session.lock` and `<name>.lock` (lock for an instant, checked the same way)
+//! and never create them.
+//!
+//! A server that stops (dropped, or its [`FifoServer::serve`] future dropped) removes, while
+//! it still owns the name: both FIFOs, `<name>.session.lock`, `<name>.client.lock` if no client
+//! holds it, and last `<name>.lock`, before releasing the name. A client removes
+//! `<name>.client.lock` when its connection ends (or its connect fails). What stays:
+//!
+//! * after a killed server, its FIFOs and lock files; the next server on the name reclaims the
+//!   FIFOs and reuses the lock files;
+//! * after a killed client, `<name>.client.lock`, reused by the next client and removed by the
+//!   server when it stops;
+//! * `<name>.client.lock` of a client still connected when the server stops: removed by that
+//!   client when it notices.
+//!
+//! A client that looks at `<name>.lock` (only when the server's FIFO has no reader, to tell
+//! "between two clients" from "no server") holds it for an instant: a server binding the name
+//! at that very instant gets [`BindError::AddrInUse`].
 //!
 //! ```no_run
 //! # #[rpc_core::service]
@@ -23,14 +55,14 @@
 //! # #[derive(Clone)] struct Calc;
 //! # impl Calculator for Calc { async fn add(&self, a: i64, b: i64) -> i64 { a + b } }
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use rpc_transport::{fifo, ClientOptions, Endpoint};
+//! use rpc_transport::{fifo, Endpoint};
 //!
 //! let endpoint = Endpoint::new("calculator")?;
 //! // Server:
 //! let server = fifo::FifoServer::bind(&endpoint)?;
-//! tokio::spawn(server.serve(CalculatorServer::new(Calc), Default::default()));
+//! tokio::spawn(server.serve(CalculatorServer::new(Calc), &Default::default()));
 //! // Client:
-//! let calc: CalculatorClient = fifo::connect(&endpoint, &ClientOptions::default()).await?;
+//! let calc: CalculatorClient = fifo::connect(&endpoint, &rpc_core::ClientConfig::default()).await?;
 //! assert_eq!(calc.add(2, 3).await?, 5);
 //! # Ok(()) }
 //! ```
@@ -47,21 +79,17 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rpc_core::frame::{FrameReader, FrameWriter};
-use rpc_core::{Client, ClientHandle, ConnectError, Dispatch, RpcError, ServerConfig};
+use rpc_core::{Client, ClientConfig, Dispatch, ServerConfig};
 use tokio::io::AsyncWrite;
 use tokio::net::unix::pipe;
 
 use crate::endpoint::Endpoint;
+use crate::error::{BindError, ConnectError};
 use crate::pipes::serve_pipes;
-use crate::server::BindError;
 use crate::unix::{
-    check_private_dir, default_dir, euid, open_lock_file, own_name, remove_stale, trusted_server,
-    try_lock,
+    check_private_dir, default_dir, euid, open_lock_file, own_name, probe_lock, remove_stale,
+    trusted_server, HeldLock, LockState,
 };
-use crate::ClientOptions;
-
-/// How long a client keeps retrying while the server is between two clients.
-const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often a waiting client tries again.
 const RETRY: Duration = Duration::from_millis(10);
@@ -71,6 +99,14 @@ fn paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
         dir.join(format!("{name}.in")),
         dir.join(format!("{name}.out")),
     )
+}
+
+fn session_lock_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.session.lock"))
+}
+
+fn client_lock_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.client.lock"))
 }
 
 fn open_flags() -> i32 {
@@ -84,8 +120,11 @@ pub struct FifoServer {
     output: PathBuf,
     /// Locked while a client is connected.
     session: File,
-    /// Held for the server's life: it owns the name.
-    _lock: File,
+    session_path: PathBuf,
+    client_lock: PathBuf,
+    /// Held for the server's life: it owns the name. Dropped last, after the other files are
+    /// removed, which removes the lock file and then releases the name.
+    _lock: HeldLock,
 }
 
 /// The session lock, released when dropped.
@@ -114,20 +153,33 @@ impl FifoServer {
             name: name.clone(),
             source,
         };
-        let session = open_lock_file(&dir.join(format!("{name}.session.lock"))).map_err(io_err)?;
+        let session_path = session_lock_path(&dir, &name);
+        let session = open_lock_file(&session_path).map_err(io_err)?;
         let (input, output) = paths(&dir, &name);
+        let mut made: Vec<&Path> = Vec::with_capacity(2);
         for path in [&input, &output] {
             // We hold the lock, so whoever made a FIFO here is gone.
-            remove_stale(path, FileTypeExt::is_fifo, |path| BindError::NotAFifo {
+            let placed = remove_stale(path, FileTypeExt::is_fifo, |path| BindError::NotAFifo {
                 path,
             })
-            .map_err(|e| e.into_bind_error(io_err))?;
-            make_fifo(path).map_err(io_err)?;
+            .map_err(|e| e.into_bind_error(io_err))
+            .and_then(|()| make_fifo(path).map_err(io_err));
+            if let Err(error) = placed {
+                // Undo only what we made; what we refused to remove stays.
+                for path in made {
+                    let _ = fs::remove_file(path);
+                }
+                let _ = fs::remove_file(&session_path);
+                return Err(error);
+            }
+            made.push(path);
         }
         Ok(Self {
             input,
             output,
             session,
+            session_path,
+            client_lock: client_lock_path(&dir, &name),
             _lock: lock,
         })
     }
@@ -138,13 +190,24 @@ impl FifoServer {
     }
 
     /// Serves clients one at a time, each until it closes its connection. Runs until dropped
-    /// (which closes the current connection and removes the FIFOs).
+    /// (which closes the current connection and removes the FIFOs and the lock files; see the
+    /// module documentation).
     ///
     /// # Errors
     ///
     /// Only if the FIFOs cannot be opened any more (removed by someone, for example). Errors of
     /// single connections are logged and the next client is served.
-    pub async fn serve<D: Dispatch>(self, service: D, config: ServerConfig) -> io::Result<()> {
+    ///
+    /// The future owns a copy of `config`, so it can be spawned.
+    pub fn serve<D: Dispatch>(
+        self,
+        service: D,
+        config: &ServerConfig,
+    ) -> impl std::future::Future<Output = io::Result<()>> + Send + 'static {
+        self.serve_owned(service, config.clone())
+    }
+
+    async fn serve_owned<D: Dispatch>(self, service: D, config: ServerConfig) -> io::Result<()> {
         let service = Arc::new(service);
         loop {
             let input = OpenOptions::new()
@@ -165,15 +228,13 @@ impl FifoServer {
             let session = self.lock_session().await?;
             // A client opens its reading end first; a careless peer may open it only after
             // writing, so give it the handshake timeout to do so.
-            let Some(output) = self.open_output(config.handshake_timeout).await? else {
+            let Some(output) = self.open_output(config.get_handshake_timeout()).await? else {
                 self.refuse(&reader);
                 continue;
             };
             let writer = pipe::Sender::from_file(output)?;
             tracing::debug!(fifo = %self.input.display(), "client connected");
-            if let Err(error) =
-                serve_pipes(reader, writer, Arc::clone(&service), config.clone()).await
-            {
+            if let Err(error) = serve_pipes(reader, writer, Arc::clone(&service), &config).await {
                 tracing::info!(%error, "FIFO connection ended with an error");
             }
             drop(session);
@@ -234,9 +295,18 @@ impl FifoServer {
 
 impl Drop for FifoServer {
     fn drop(&mut self) {
-        // Before the lock is released, so no client finds FIFOs nobody serves.
+        // All while we still own the name (the name's lock is a field, dropped after this), so
+        // no client finds FIFOs nobody serves and nothing of a next server is removed.
         let _ = fs::remove_file(&self.input);
         let _ = fs::remove_file(&self.output);
+        // Only the name's owner creates or removes this one; a client looking at it then finds
+        // it gone and reports that no server serves the name.
+        let _ = fs::remove_file(&self.session_path);
+        // Left by a killed client: take it the checked way, and dropping it removes it. A
+        // client still connected keeps it and removes it itself.
+        if let Ok(Some(stale)) = HeldLock::try_acquire(&self.client_lock) {
+            drop(stale);
+        }
     }
 }
 
@@ -259,13 +329,16 @@ fn make_fifo(path: &Path) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     // The umask can only have removed bits; make the mode exact.
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).inspect_err(|_| {
+        let _ = fs::remove_file(path);
+    })
 }
 
-/// A pipe end that also keeps the client lock for as long as the connection lives.
+/// A pipe end that also keeps the client lock for as long as the connection lives; dropping
+/// it removes the lock file and releases the lock.
 struct Locked<T> {
     inner: T,
-    _lock: File,
+    _lock: HeldLock,
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Locked<T> {
@@ -290,15 +363,15 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Locked<T> {
 ///
 /// # Errors
 ///
-/// [`RpcError::Connect`] with [`ConnectError::NotFound`] if no server serves the name,
-/// [`ConnectError::Busy`] if another client stayed connected for
-/// [`ClientOptions::busy_timeout`] (default 5 s), [`ConnectError::UntrustedServer`] if the FIFOs belong
+/// [`ConnectError::NotFound`] if no server serves the name, [`ConnectError::Busy`] if another
+/// client stayed connected for [`ClientConfig::connect_timeout`] (default 5 s),
+/// [`ConnectError::UntrustedServer`] if the FIFOs belong
 /// to another user, [`ConnectError::InsecureDirectory`] for a directory open to others or a
 /// FIFO path that is a symbolic link; otherwise as [`crate::connect`].
 pub async fn connect<C: Client>(
     endpoint: &Endpoint,
-    options: &ClientOptions,
-) -> Result<C, RpcError> {
+    config: &ClientConfig,
+) -> Result<C, ConnectError> {
     let me = euid();
     let dir = endpoint.dir().map_or_else(default_dir, Path::to_path_buf);
     check_private_dir(&dir, &[me, 0])?;
@@ -325,27 +398,29 @@ pub async fn connect<C: Client>(
 
     // One client at a time: bytes of two writers would mix in the FIFO. A client that is
     // leaving still holds the lock for a moment, so wait for it within the busy timeout.
-    let deadline =
-        tokio::time::Instant::now() + options.busy_timeout.unwrap_or(DEFAULT_BUSY_TIMEOUT);
-    let client_lock = dir.join(format!("{name}.client.lock"));
+    let deadline = tokio::time::Instant::now() + config.get_connect_timeout();
+    let client_lock = client_lock_path(&dir, name);
     let lock = loop {
-        if let Some(lock) = try_lock(&client_lock).map_err(io_err)? {
+        if let Some(lock) = HeldLock::try_acquire(&client_lock).map_err(io_err)? {
             break lock;
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(ConnectError::Busy { endpoint: shown }.into());
+            return Err(ConnectError::Busy { endpoint: shown });
         }
         tokio::time::sleep(RETRY).await;
     };
 
-    // Wait until the previous client's connection is closed on the server's side too.
-    let session_lock = dir.join(format!("{name}.session.lock"));
+    // Wait until the previous client's connection is closed on the server's side too. The
+    // server creates this lock file when it binds and removes it when it stops.
+    let session_lock = session_lock_path(&dir, name);
     loop {
-        if try_lock(&session_lock).map_err(io_err)?.is_some() {
-            break;
+        match probe_lock(&session_lock).map_err(io_err)? {
+            LockState::Free => break,
+            LockState::Missing => return Err(ConnectError::NotFound { endpoint: shown }),
+            LockState::Held => {}
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(ConnectError::Busy { endpoint: shown }.into());
+            return Err(ConnectError::Busy { endpoint: shown });
         }
         tokio::time::sleep(RETRY).await;
     }
@@ -358,15 +433,14 @@ pub async fn connect<C: Client>(
         .map_err(open_err)?;
     let meta = from_server.metadata().map_err(io_err)?;
     if !meta.file_type().is_fifo() {
-        return Err(io_err(io::Error::other("not a FIFO")).into());
+        return Err(io_err(io::Error::other("not a FIFO")));
     }
     if !trusted_server(meta.uid(), me) {
         return Err(ConnectError::UntrustedServer {
             endpoint: shown.clone(),
             expected: format!("uid {me} or root"),
             actual: format!("uid {}", meta.uid()),
-        }
-        .into());
+        });
     }
 
     // Then the server's reading end. It is closed only between two clients, briefly; with no
@@ -379,17 +453,19 @@ pub async fn connect<C: Client>(
         {
             Ok(file) => break file,
             Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
-                let server_alive =
-                    try_lock(&dir.join(format!("{name}.lock"))).is_ok_and(|l| l.is_none());
+                let server_alive = matches!(
+                    probe_lock(&dir.join(format!("{name}.lock"))),
+                    Ok(LockState::Held)
+                );
                 if !server_alive {
-                    return Err(ConnectError::NotFound { endpoint: shown }.into());
+                    return Err(ConnectError::NotFound { endpoint: shown });
                 }
                 if tokio::time::Instant::now() >= deadline {
-                    return Err(ConnectError::Busy { endpoint: shown }.into());
+                    return Err(ConnectError::Busy { endpoint: shown });
                 }
                 tokio::time::sleep(RETRY).await;
             }
-            Err(e) => return Err(open_err(e).into()),
+            Err(e) => return Err(open_err(e)),
         }
     };
     let reader = pipe::Receiver::from_file(from_server).map_err(io_err)?;
@@ -398,12 +474,5 @@ pub async fn connect<C: Client>(
         inner: writer,
         _lock: lock,
     };
-    let handle = ClientHandle::connect(
-        FrameReader::with_max_frame(reader, options.config.max_frame),
-        FrameWriter::new(writer),
-        C::SERVICE,
-        &options.config,
-    )
-    .await?;
-    Ok(C::from_handle(handle))
+    Ok(rpc_core::connect(FrameReader::new(reader), FrameWriter::new(writer), config).await?)
 }

@@ -35,6 +35,7 @@
 
 pub mod child;
 mod endpoint;
+mod error;
 #[cfg(unix)]
 pub mod fifo;
 #[cfg(windows)]
@@ -54,56 +55,33 @@ mod windows;
 use windows as platform;
 
 pub use endpoint::Endpoint;
-pub use server::{serve, BindError, Server, ServerOptions};
+pub use error::{BindError, ConnectError};
+pub use server::{serve, Server};
 
-use rpc_core::{Client, ClientConfig, ClientHandle, RpcError};
+use rpc_core::{Client, ClientConfig};
 
-/// Settings of a client connection to a named endpoint.
-#[derive(Debug, Clone, Default)]
-#[non_exhaustive]
-pub struct ClientOptions {
-    /// Settings of the connection itself (deadlines, frame size, handshake timeout).
-    pub config: ClientConfig,
-    /// How long to keep retrying while every instance of a Windows pipe is busy. Default 5 s.
-    /// Unused on Unix, where the kernel queues connections.
-    pub busy_timeout: Option<std::time::Duration>,
-}
-
-impl ClientOptions {
-    /// Sets the settings of the connection.
-    pub fn config(mut self, config: ClientConfig) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// Sets how long to wait for a busy Windows pipe.
-    pub fn busy_timeout(mut self, timeout: std::time::Duration) -> Self {
-        self.busy_timeout = Some(timeout);
-        self
-    }
-}
-
-/// Connects to the service served on `name` with default options.
+/// Connects to the service served on `name` with default settings.
 ///
 /// # Errors
 ///
-/// [`RpcError::Connect`] if there is no server, access is denied, the server runs as another
-/// user, or the name is invalid; [`RpcError::Rejected`] if the server serves another service or
-/// another version of it; any other [`RpcError`] if the connection fails during the handshake.
-pub async fn connect<C: Client>(name: &str) -> Result<C, RpcError> {
-    connect_with(&Endpoint::new(name)?, &ClientOptions::default()).await
+/// [`ConnectError::NotFound`] if no server is listening, [`ConnectError::PermissionDenied`],
+/// [`ConnectError::UntrustedServer`] if the server runs as another user, another variant of
+/// [`ConnectError`] if the name is invalid or the endpoint cannot be reached;
+/// [`ConnectError::Handshake`] if the server serves another service or another version of it
+/// ([`rpc_core::RpcError::Rejected`]) or the connection fails during the handshake.
+pub async fn connect<C: Client>(name: &str) -> Result<C, ConnectError> {
+    connect_with(&Endpoint::new(name)?, &ClientConfig::default()).await
 }
 
-/// Connects to the service served on `endpoint`.
+/// Connects to the service served on `endpoint` with the settings of `config`.
 ///
 /// # Errors
 ///
 /// As [`connect`].
 pub async fn connect_with<C: Client>(
     endpoint: &Endpoint,
-    options: &ClientOptions,
-) -> Result<C, RpcError> {
-    let (reader, writer) = platform::connect(endpoint, options).await?;
-    let handle = ClientHandle::connect(reader, writer, C::SERVICE, &options.config).await?;
-    Ok(C::from_handle(handle))
+    config: &ClientConfig,
+) -> Result<C, ConnectError> {
+    let (reader, writer) = platform::connect(endpoint, config).await?;
+    Ok(rpc_core::connect(reader, writer, config).await?)
 }

@@ -23,7 +23,7 @@
 //!     to_server_read,
 //!     to_client_write,
 //!     CalculatorServer::new(Calc),
-//!     rpc_core::ServerConfig::default(),
+//!     &rpc_core::ServerConfig::default(),
 //! );
 //! tokio::spawn(server);
 //! let calc: CalculatorClient = rpc_transport::pipes::connect_pipes(
@@ -37,10 +37,12 @@
 //! # }
 //! ```
 
+use std::future::Future;
+
 use rpc_core::frame::{FrameReader, FrameWriter};
 use rpc_core::{
-    serve_connection, Client, ClientConfig, ClientHandle, ConnectionError, Dispatch, PeerInfo,
-    RpcError, ServerConfig, Shutdown,
+    serve_connection, CancellationToken, Client, ClientConfig, ConnectionError, Dispatch, PeerInfo,
+    RpcError, ServerConfig,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -49,11 +51,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 ///
 /// # Errors
 ///
-/// As [`ClientHandle::connect`]: [`RpcError::Rejected`] if the server serves another service or
-/// version, [`RpcError::HandshakeTimeout`] if it does not answer in time,
+/// As [`rpc_core::ClientHandle::connect`]: [`RpcError::Rejected`] if the server serves another
+/// service or version, [`RpcError::HandshakeTimeout`] if it does not answer in time,
 /// [`rpc_core::ProtocolError::NotThisProtocol`] (inside [`RpcError::Protocol`]) if what comes
-/// back is not this protocol at all, and [`RpcError::ConnectionClosed`] or [`RpcError::Io`] if
-/// a pipe closes or fails.
+/// back is not this protocol at all, and [`RpcError::ConnectionClosed`] or [`RpcError::Frame`]
+/// if a pipe closes or fails.
 pub async fn connect_pipes<C, R, W>(
     reader: R,
     writer: W,
@@ -64,31 +66,31 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let reader = FrameReader::with_max_frame(reader, config.max_frame);
-    let handle =
-        ClientHandle::connect(reader, FrameWriter::new(writer), C::SERVICE, config).await?;
-    Ok(C::from_handle(handle))
+    rpc_core::connect(FrameReader::new(reader), FrameWriter::new(writer), config).await
 }
 
 /// Serves `service` to the one client at the other end of a pipe pair, until the client says
 /// goodbye or closes its pipe. The peer is unknown to the handlers ([`PeerInfo::unknown`]).
 ///
+/// The future owns a copy of `config`, so it can be spawned.
+///
 /// # Errors
 ///
 /// Why the connection ended abnormally (a bad handshake, a bad frame, a protocol violation, a
 /// failed write); see [`ConnectionError`]. A client that goes away is `Ok`.
-pub async fn serve_pipes<D, R, W>(
+pub fn serve_pipes<D, R, W>(
     reader: R,
     writer: W,
     service: D,
-    config: ServerConfig,
-) -> Result<(), ConnectionError>
+    config: &ServerConfig,
+) -> impl Future<Output = Result<(), ConnectionError>> + Send + 'static
 where
     D: Dispatch,
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    serve_pipes_as(reader, writer, PeerInfo::unknown(), service, &config).await
+    let config = config.clone();
+    async move { serve_pipes_as(reader, writer, PeerInfo::unknown(), service, &config).await }
 }
 
 /// [`serve_pipes`] with a known peer.
@@ -104,14 +106,13 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let reader = FrameReader::with_max_frame(reader, config.max_frame);
     serve_connection(
-        reader,
+        FrameReader::new(reader),
         FrameWriter::new(writer),
         peer,
         service,
         config,
-        &Shutdown::new(),
+        &CancellationToken::new(),
     )
     .await
 }

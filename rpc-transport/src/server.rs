@@ -4,118 +4,21 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rpc_core::{serve_connection, ConnectError, Dispatch, ServerConfig, Shutdown};
+use rpc_core::{serve_connection, CancellationToken, Dispatch, ServerConfig};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::endpoint::Endpoint;
+use crate::error::BindError;
 use crate::platform;
-
-/// Settings of a server on a named endpoint.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct ServerOptions {
-    /// Settings of each connection (frame size, handshake timeout, calls in flight).
-    pub config: ServerConfig,
-    /// Connections served at once; further clients wait to be accepted. Default 256. On Windows
-    /// one more pipe instance always waits for the next client.
-    pub max_connections: usize,
-    /// How long a graceful shutdown waits for calls in flight before closing anyway. Default 10 s.
-    pub shutdown_timeout: Duration,
-    /// Windows only: let every local user connect, not just the server's own user (and SYSTEM
-    /// and administrators). For a service that runs as SYSTEM and serves ordinary users; every
-    /// local process can then call every method, so each handler must check
-    /// [`rpc_core::CallContext`]'s peer itself. Unix endpoints are always private to the user;
-    /// serve from a directory given with [`Endpoint::in_dir`] to share them.
-    pub allow_other_users: bool,
-}
-
-impl Default for ServerOptions {
-    fn default() -> Self {
-        Self {
-            config: ServerConfig::default(),
-            max_connections: 256,
-            shutdown_timeout: Duration::from_secs(10),
-            allow_other_users: false,
-        }
-    }
-}
-
-impl ServerOptions {
-    /// Sets the settings of each connection.
-    pub fn config(mut self, config: ServerConfig) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// Sets how many connections are served at once.
-    ///
-    /// # Panics
-    ///
-    /// If `connections` is zero.
-    #[track_caller]
-    pub fn max_connections(mut self, connections: usize) -> Self {
-        assert!(connections > 0, "max_connections must be at least 1");
-        self.max_connections = connections;
-        self
-    }
-
-    /// Sets how long a graceful shutdown waits for calls in flight.
-    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.shutdown_timeout = timeout;
-        self
-    }
-}
-
-/// Why a server could not take its endpoint.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BindError {
-    /// The name is not a valid endpoint name, or the directory is not private.
-    #[error(transparent)]
-    Endpoint(#[from] ConnectError),
-    /// Another live server holds the name.
-    #[error("another server is already serving {name}")]
-    AddrInUse {
-        /// The name.
-        name: String,
-    },
-    /// The socket path is a symbolic link; it is never followed or replaced.
-    #[error("{path} is a symbolic link; refusing to use it")]
-    SymlinkAtPath {
-        /// The path.
-        path: String,
-    },
-    /// Something that is not a socket sits at the socket path.
-    #[error("{path} exists and is not a socket")]
-    NotASocket {
-        /// The path.
-        path: String,
-    },
-    /// Something that is not a FIFO sits at one of a FIFO pair's paths.
-    #[error("{path} exists and is not a FIFO")]
-    NotAFifo {
-        /// The path.
-        path: String,
-    },
-    /// Creating the endpoint failed.
-    #[error("binding {name} failed")]
-    Io {
-        /// The name.
-        name: String,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-}
 
 /// A server bound to a named endpoint, ready to [`run`](Server::run).
 pub struct Server<D> {
     listener: platform::Listener,
     service: Arc<D>,
-    options: ServerOptions,
-    shutdown: Shutdown,
+    config: ServerConfig,
+    shutdown: CancellationToken,
     endpoint: Endpoint,
 }
 
@@ -134,10 +37,11 @@ impl<D: Dispatch> Server<D> {
     ///
     /// [`BindError::AddrInUse`] if a live server holds the name; see [`BindError`] for the rest.
     pub fn bind(name: &str, service: D) -> Result<Self, BindError> {
-        Self::bind_with(&Endpoint::new(name)?, service, ServerOptions::default())
+        Self::bind_with(&Endpoint::new(name)?, service, &ServerConfig::default())
     }
 
-    /// Binds `service` to `endpoint`. Must run inside a tokio runtime.
+    /// Binds `service` to `endpoint` with the settings of `config`. Must run inside a tokio
+    /// runtime.
     ///
     /// # Errors
     ///
@@ -145,21 +49,21 @@ impl<D: Dispatch> Server<D> {
     pub fn bind_with(
         endpoint: &Endpoint,
         service: D,
-        options: ServerOptions,
+        config: &ServerConfig,
     ) -> Result<Self, BindError> {
-        let listener = platform::Listener::bind(endpoint, &options)?;
+        let listener = platform::Listener::bind(endpoint, config)?;
         tracing::info!(endpoint = %endpoint, service = service.descriptor().name, "serving");
         Ok(Self {
             listener,
             service: Arc::new(service),
-            options,
-            shutdown: Shutdown::new(),
+            config: config.clone(),
+            shutdown: CancellationToken::new(),
             endpoint: endpoint.clone(),
         })
     }
 
-    /// The signal that shuts this server down gracefully; trigger it from anywhere.
-    pub fn shutdown_handle(&self) -> Shutdown {
+    /// The signal that shuts this server down gracefully: `cancel()` it from anywhere.
+    pub fn shutdown_handle(&self) -> CancellationToken {
         self.shutdown.clone()
     }
 
@@ -175,7 +79,7 @@ impl<D: Dispatch> Server<D> {
 
     /// Serves clients until the shutdown handle is triggered, then stops accepting (the endpoint
     /// disappears), lets connections finish their calls in flight for up to
-    /// [`ServerOptions::shutdown_timeout`], and closes the rest.
+    /// [`ServerConfig::shutdown_timeout`], and closes the rest.
     ///
     /// # Errors
     ///
@@ -184,14 +88,15 @@ impl<D: Dispatch> Server<D> {
         let Self {
             mut listener,
             service,
-            options,
+            config,
             shutdown,
             endpoint,
         } = self;
-        let config = Arc::new(options.config.clone());
-        let slots = Arc::new(Semaphore::new(options.max_connections));
+        let shutdown_timeout = config.get_shutdown_timeout();
+        let slots = Arc::new(Semaphore::new(config.get_max_connections()));
+        let config = Arc::new(config);
         let mut connections = JoinSet::new();
-        let stop = shutdown.triggered();
+        let stop = shutdown.cancelled();
         tokio::pin!(stop);
         let result = loop {
             while connections.try_join_next().is_some() {}
@@ -234,8 +139,8 @@ impl<D: Dispatch> Server<D> {
         };
         // Stop accepting: the endpoint disappears before the connections drain.
         drop(listener);
-        shutdown.trigger();
-        let drained = tokio::time::timeout(options.shutdown_timeout, async {
+        shutdown.cancel();
+        let drained = tokio::time::timeout(shutdown_timeout, async {
             while connections.join_next().await.is_some() {}
         })
         .await;
@@ -261,7 +166,7 @@ pub async fn serve<D: Dispatch>(name: &str, service: D) -> Result<(), BindError>
     tokio::spawn(async move {
         platform::termination_signal().await;
         tracing::info!("termination requested; shutting down");
-        shutdown.trigger();
+        shutdown.cancel();
     });
     server.run().await.map_err(|source| BindError::Io {
         name: name.to_owned(),

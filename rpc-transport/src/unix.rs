@@ -1,4 +1,39 @@
 //! Unix domain sockets in a directory private to the user.
+//!
+//! # Who owns a name
+//!
+//! The owner of a name is the process that holds the exclusive lock (`flock`) of the lock file
+//! `<name>.lock` in the endpoint's directory; the FIFO pairs of [`crate::fifo`] take the same
+//! lock, so a name has one server whatever its kind. The kernel releases the lock when the
+//! process dies, so a server that crashed never keeps its name.
+//!
+//! Taking the name is: open (creating if missing) `<name>.lock`, take its lock without waiting
+//! ([`BindError::AddrInUse`] if someone holds it), then check that the file now locked is
+//! still the one at the path (same device and inode). If it is not, the previous owner removed
+//! it between our open and our lock: drop it and start again with the file at the path now.
+//!
+//! # What a stopped server cleans, and what stays
+//!
+//! When a server stops (its listener is dropped) it removes, while it still holds the lock:
+//! first its socket, then the lock file; only then does it close the lock file, which
+//! releases the lock. A server that stops normally leaves nothing behind.
+//!
+//! Removing a lock file that others may have open is safe only because of the check above.
+//! Without it, a server B that opened `<name>.lock` just before the owner A removed it would
+//! lock the removed file once A let go, while a server C created a new file at the path and
+//! locked that one: two owners. With the check, B finds its file gone from the path and tries
+//! again, meeting C's lock. And the file at the path never changes under a checked owner: only
+//! an owner removes it, only while holding the lock of the file it removes, and a new one is
+//! created only where there is none.
+//!
+//! What stays:
+//!
+//! * after a server that was killed (or lost power), its socket and its lock file. The next
+//!   server on the name takes the lock, removes the socket (checked to be a socket) and binds
+//!   its own; the lock file is reused;
+//! * after a server killed between binding its socket and moving it into place, the
+//!   temporary `.<name>.<pid>.<n>.tmp` socket beside it;
+//! * the directory itself, which other names share.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -7,13 +42,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rpc_core::frame::{FrameReader, FrameWriter};
-use rpc_core::{ConnectError, PeerInfo};
+use rpc_core::{ClientConfig, PeerInfo, ServerConfig};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::endpoint::Endpoint;
-use crate::server::{BindError, ServerOptions};
-use crate::ClientOptions;
+use crate::error::{BindError, ConnectError};
 
 type Reader = FrameReader<OwnedReadHalf>;
 type Writer = FrameWriter<OwnedWriteHalf>;
@@ -83,10 +117,10 @@ pub(crate) fn server_dir(endpoint: &Endpoint) -> Result<PathBuf, ConnectError> {
 
 /// Takes the name of `endpoint` for a server: its directory (created and checked) and the held
 /// lock that decides who owns the name, for as long as the server runs.
-pub(crate) fn own_name(endpoint: &Endpoint) -> Result<(PathBuf, File), BindError> {
+pub(crate) fn own_name(endpoint: &Endpoint) -> Result<(PathBuf, HeldLock), BindError> {
     let dir = server_dir(endpoint)?;
     let name = endpoint.name();
-    match try_lock(&dir.join(format!("{name}.lock"))) {
+    match HeldLock::try_acquire(&dir.join(format!("{name}.lock"))) {
         Ok(Some(lock)) => Ok((dir, lock)),
         Ok(None) => Err(BindError::AddrInUse {
             name: name.to_owned(),
@@ -154,6 +188,9 @@ pub(crate) fn open_lock_file(path: &Path) -> io::Result<File> {
 
 /// Opens (creating it 0600) the lock file at `path` and takes its exclusive lock without
 /// waiting: `None` if another process holds it. The lock lasts as long as the file is open.
+///
+/// The file locked may have been removed from `path` meanwhile: [`HeldLock::try_acquire`]
+/// checks for that, and is what a lock that may be removed must be taken with.
 pub(crate) fn try_lock(path: &Path) -> io::Result<Option<File>> {
     let lock = open_lock_file(path)?;
     match lock.try_lock() {
@@ -161,6 +198,103 @@ pub(crate) fn try_lock(path: &Path) -> io::Result<Option<File>> {
         Err(fs::TryLockError::WouldBlock) => Ok(None),
         Err(fs::TryLockError::Error(e)) => Err(e),
     }
+}
+
+/// How often a taker starts again because the lock file it locked was removed meanwhile,
+/// before it reports the lock as held: the lock is changing hands faster than it can look.
+const LOCK_ATTEMPTS: usize = 64;
+
+/// Whether `file` is the file at `path` now (same device and inode); `false` if nothing is
+/// there. Inode numbers are not reused while `file` is open, so this cannot be fooled.
+fn is_at_path(file: &File, path: &Path) -> io::Result<bool> {
+    let held = file.metadata()?;
+    match fs::symlink_metadata(path) {
+        Ok(there) => Ok(there.dev() == held.dev() && there.ino() == held.ino()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The exclusive lock of a lock file, checked to be the file at its path when taken.
+///
+/// Dropping it removes the file and only then releases the lock; the module documentation
+/// explains why that order, together with the check, keeps one holder at a time. Every taker
+/// of a lock that is dropped this way must take it with [`HeldLock::try_acquire`] (or only look
+/// with [`probe_lock`]).
+#[derive(Debug)]
+pub(crate) struct HeldLock {
+    path: PathBuf,
+    /// Open and locked until after the file is removed.
+    _file: File,
+}
+
+impl HeldLock {
+    /// Opens (creating it 0600, never through a symbolic link) the lock file at `path` and
+    /// takes its lock without waiting: `None` if another process holds it.
+    pub(crate) fn try_acquire(path: &Path) -> io::Result<Option<Self>> {
+        for _ in 0..LOCK_ATTEMPTS {
+            let Some(file) = try_lock(path)? else {
+                return Ok(None);
+            };
+            if is_at_path(&file, path)? {
+                return Ok(Some(Self {
+                    path: path.to_path_buf(),
+                    _file: file,
+                }));
+            }
+            // Its holder removed it between our open and our lock; take the one there now.
+        }
+        Ok(None)
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        // Still locked here: whoever opened this file and waits for its lock will find, once
+        // it has it, that the file is no longer at the path, and start again.
+        if let Err(error) = fs::remove_file(&self.path) {
+            if error.kind() != io::ErrorKind::NotFound {
+                tracing::debug!(path = %self.path.display(), %error, "lock file not removed");
+            }
+        }
+        // `_file` is closed after this, which releases the lock.
+    }
+}
+
+/// What [`probe_lock`] found at a lock file's path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LockState {
+    /// No lock file: nobody has taken it since it was last removed.
+    Missing,
+    /// The lock file is there and nobody holds its lock.
+    Free,
+    /// Someone holds the lock.
+    Held,
+}
+
+/// Looks whether the lock of the file at `path` is held, without creating the file and
+/// without keeping the lock. While it looks it holds the lock for an instant, so a taker
+/// trying at that very instant finds it held.
+pub(crate) fn probe_lock(path: &Path) -> io::Result<LockState> {
+    for _ in 0..LOCK_ATTEMPTS {
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(LockState::Missing),
+            Err(e) => return Err(e),
+        };
+        match file.try_lock() {
+            Ok(()) if is_at_path(&file, path)? => return Ok(LockState::Free),
+            // Removed between our open and our lock: look at the one there now, if any.
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Ok(LockState::Held),
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+    Ok(LockState::Held)
 }
 
 fn socket_path(dir: &Path, endpoint: &Endpoint) -> PathBuf {
@@ -171,13 +305,13 @@ fn socket_path(dir: &Path, endpoint: &Endpoint) -> PathBuf {
 pub(crate) struct Listener {
     listener: UnixListener,
     path: PathBuf,
-    /// Held (locked) for the listener's life; released when dropped.
-    _lock: File,
-    max_frame: u32,
+    /// Held for the listener's life; dropped last, after the socket is removed, which removes
+    /// the lock file and then releases the lock.
+    _lock: HeldLock,
 }
 
 impl Listener {
-    pub(crate) fn bind(endpoint: &Endpoint, options: &ServerOptions) -> Result<Self, BindError> {
+    pub(crate) fn bind(endpoint: &Endpoint, _config: &ServerConfig) -> Result<Self, BindError> {
         let (dir, lock) = own_name(endpoint)?;
         let name = endpoint.name().to_owned();
         let io_err = |source: io::Error| BindError::Io {
@@ -207,13 +341,18 @@ impl Listener {
             let _ = fs::remove_file(&temp);
             return Err(io_err(e));
         }
-        std_listener.set_nonblocking(true).map_err(io_err)?;
-        let listener = UnixListener::from_std(std_listener).map_err(io_err)?;
+        let listener = std_listener
+            .set_nonblocking(true)
+            .and_then(|()| UnixListener::from_std(std_listener))
+            .map_err(|e| {
+                // Ours, and we still own the name: nobody else's socket is there.
+                let _ = fs::remove_file(&path);
+                io_err(e)
+            })?;
         Ok(Self {
             listener,
             path,
             _lock: lock,
-            max_frame: options.config.max_frame,
         })
     }
 
@@ -231,17 +370,14 @@ impl Listener {
             Err(_) => PeerInfo::unknown(),
         };
         let (read, write) = stream.into_split();
-        Ok((
-            FrameReader::with_max_frame(read, self.max_frame),
-            FrameWriter::new(write),
-            peer,
-        ))
+        Ok((FrameReader::new(read), FrameWriter::new(write), peer))
     }
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        // Remove our socket before the lock is released, so no client finds a dead socket.
+        // Remove our socket while we still own the name (the lock is a field, dropped after
+        // this), so no client finds a dead socket and no new server's socket is removed.
         let _ = fs::remove_file(&self.path);
     }
 }
@@ -279,7 +415,7 @@ pub(crate) fn trusted_server(server_uid: u32, own_uid: u32) -> bool {
 
 pub(crate) async fn connect(
     endpoint: &Endpoint,
-    options: &ClientOptions,
+    _config: &ClientConfig,
 ) -> Result<(Reader, Writer), ConnectError> {
     let me = euid();
     let dir = endpoint.dir().map_or_else(default_dir, Path::to_path_buf);
@@ -316,10 +452,7 @@ pub(crate) async fn connect(
         });
     }
     let (read, write) = stream.into_split();
-    Ok((
-        FrameReader::with_max_frame(read, options.config.max_frame),
-        FrameWriter::new(write),
-    ))
+    Ok((FrameReader::new(read), FrameWriter::new(write)))
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use rpc_core::frame::{FrameRead, FrameReader};
 use rpc_core::protocol::{Header, MAGIC, PROTOCOL_VERSION};
-use rpc_core::{Client, ClientConfig};
-use rpc_transport::{ClientOptions, Endpoint, Server, ServerOptions};
+use rpc_core::{Client, ClientConfig, ServerConfig};
+use rpc_transport::{Endpoint, Server};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -152,7 +152,7 @@ pub struct TestServer {
     pub endpoint: Endpoint,
     /// Where raw peers connect: the socket path or the pipe path.
     pub address: String,
-    pub shutdown: rpc_core::Shutdown,
+    pub shutdown: rpc_core::CancellationToken,
     pub events: mpsc::UnboundedReceiver<Event>,
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
     _dir: Option<tempfile::TempDir>,
@@ -192,22 +192,22 @@ pub fn unique_endpoint() -> (Endpoint, Option<tempfile::TempDir>) {
 
 impl TestServer {
     pub fn start() -> Self {
-        Self::start_with(ServerOptions::default())
+        Self::start_with(&ServerConfig::default())
     }
 
-    pub fn start_with(options: ServerOptions) -> Self {
+    pub fn start_with(config: &ServerConfig) -> Self {
         let (endpoint, dir) = unique_endpoint();
-        let mut server = Self::start_at(endpoint, options);
+        let mut server = Self::start_at(endpoint, config);
         server._dir = dir;
         server
     }
 
-    pub fn start_at(endpoint: Endpoint, options: ServerOptions) -> Self {
+    pub fn start_at(endpoint: Endpoint, config: &ServerConfig) -> Self {
         let (tx, events) = mpsc::unbounded_channel();
         let server = Server::bind_with(
             &endpoint,
             ProbeServer::new(ProbeImpl { events: tx }),
-            options,
+            config,
         )
         .expect("bind");
         let address = server.address();
@@ -224,13 +224,13 @@ impl TestServer {
     }
 
     pub async fn client(&self) -> ProbeClient {
-        rpc_transport::connect_with(&self.endpoint, &ClientOptions::default())
+        rpc_transport::connect_with(&self.endpoint, &ClientConfig::default())
             .await
             .expect("connect")
     }
 
-    pub async fn client_with(&self, config: ClientConfig) -> ProbeClient {
-        rpc_transport::connect_with(&self.endpoint, &ClientOptions::default().config(config))
+    pub async fn client_with(&self, config: &ClientConfig) -> ProbeClient {
+        rpc_transport::connect_with(&self.endpoint, config)
             .await
             .expect("connect")
     }
@@ -352,9 +352,13 @@ impl RawPeer {
 
     /// The next frame, decoded; `None` when the server closed the connection.
     pub async fn recv(&mut self) -> Option<(Header, Bytes)> {
-        let frame = within("a frame from the server", self.reader.read_frame())
-            .await
-            .ok()??;
+        let frame = within(
+            "a frame from the server",
+            self.reader
+                .read_frame(rpc_core::protocol::DEFAULT_MAX_FRAME),
+        )
+        .await
+        .ok()??;
         let (header, rest) = postcard::take_from_bytes::<Header>(&frame).expect("server header");
         let body = frame.slice(frame.len() - rest.len()..);
         Some((header, body))

@@ -3,8 +3,8 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use rpc_core::decode::DecodeLimits;
-use rpc_core::service::DispatchError;
+use rpc_core::__private::DecodeLimits;
+use rpc_core::__private::DispatchError;
 use rpc_core::{Client, Dispatch};
 
 #[rpc_core::service]

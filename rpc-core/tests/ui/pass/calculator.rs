@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use rpc_core::decode::DecodeLimits;
-use rpc_core::service::DispatchError;
+use rpc_core::__private::DecodeLimits;
+use rpc_core::__private::DispatchError;
 use rpc_core::{Client, Dispatch, MethodKind};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;

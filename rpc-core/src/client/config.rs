@@ -1,0 +1,115 @@
+//! The settings of a client: one struct for the engine and the transports' connect functions.
+
+use std::time::Duration;
+
+use crate::decode::DecodeLimits;
+use crate::protocol::DEFAULT_MAX_FRAME;
+
+/// Settings of a client connection.
+///
+/// Every setting has a safe default; setters take `&mut self` and return it, so settings chain
+/// on a temporary passed by reference:
+///
+/// ```
+/// # use std::time::Duration;
+/// let mut config = rpc_core::ClientConfig::new();
+/// config.default_timeout(Some(Duration::from_secs(2))).max_frame(1 << 20);
+/// assert_eq!(config.get_default_timeout(), Some(Duration::from_secs(2)));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub(crate) max_frame: u32,
+    pub(crate) default_timeout: Option<Duration>,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) child_exit_grace: Duration,
+    pub(crate) decode_limits: DecodeLimits,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            max_frame: DEFAULT_MAX_FRAME,
+            default_timeout: Some(Duration::from_secs(30)),
+            handshake_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            child_exit_grace: Duration::from_secs(5),
+            decode_limits: DecodeLimits::default(),
+        }
+    }
+}
+
+impl ClientConfig {
+    /// The defaults (see each setter).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the largest frame accepted from the server, in bytes. Default 16 MiB; the server
+    /// learns it in the handshake and fails a call whose result would be larger.
+    pub fn max_frame(&mut self, bytes: u32) -> &mut Self {
+        self.max_frame = bytes;
+        self
+    }
+
+    /// Sets the deadline of every call, counted from its start (`None`: no deadline). Default
+    /// 30 s. A handle re-timed with `with_timeout` overrides it for its calls.
+    pub fn default_timeout(&mut self, timeout: Option<Duration>) -> &mut Self {
+        self.default_timeout = timeout;
+        self
+    }
+
+    /// Sets how long the handshake may take. Default 10 s.
+    pub fn handshake_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Sets how long connecting keeps retrying an endpoint that is busy (every instance of a
+    /// Windows pipe taken, a pipe pair serving another client). Default 5 s. Unix sockets are
+    /// never busy: the kernel queues connections.
+    pub fn connect_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets how long a child process serving this client (`rpc_transport::child`) may take to
+    /// exit once the client's last handle is dropped (its input is closed) before it is
+    /// killed. Default 5 s. Other connections ignore it.
+    pub fn child_exit_grace(&mut self, grace: Duration) -> &mut Self {
+        self.child_exit_grace = grace;
+        self
+    }
+
+    /// Sets how deeply decoded replies may nest. Default 128 levels; deeper replies fail the
+    /// call with a typed error.
+    pub fn max_decode_depth(&mut self, depth: u32) -> &mut Self {
+        self.decode_limits.max_depth = depth;
+        self
+    }
+
+    /// The largest frame accepted from the server.
+    pub fn get_max_frame(&self) -> u32 {
+        self.max_frame
+    }
+
+    /// The deadline of every call.
+    pub fn get_default_timeout(&self) -> Option<Duration> {
+        self.default_timeout
+    }
+
+    /// How long the handshake may take.
+    pub fn get_handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
+    }
+
+    /// How long connecting keeps retrying a busy endpoint.
+    pub fn get_connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// How long a child process may take to exit after its client is dropped.
+    pub fn get_child_exit_grace(&self) -> Duration {
+        self.child_exit_grace
+    }
+}

@@ -1,0 +1,178 @@
+//! The calls in flight of a client connection: who waits for which reply, and until when.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Mutex, MutexGuard};
+use std::task::{Poll, Waker};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::error::RpcError;
+use crate::protocol::ReplyStatus;
+
+/// A reply waiting for its caller.
+pub(super) struct Reply {
+    pub(super) status: ReplyStatus,
+    pub(super) frame: Bytes,
+    pub(super) body_at: usize,
+}
+
+impl Reply {
+    pub(super) fn body(&self) -> &[u8] {
+        self.frame.get(self.body_at..).unwrap_or_default()
+    }
+}
+
+/// A call in flight: waiting for its reply, or answered and not yet taken by its caller.
+pub(super) struct Waiter {
+    pub(super) state: CallState,
+    pub(super) deadline: Option<Instant>,
+}
+
+pub(super) enum CallState {
+    /// No reply yet; the waker of the caller once it has waited.
+    Waiting(Option<Waker>),
+    /// The reply, or why there is none (the deadline passed), for the caller to take.
+    Done(Result<Reply, RpcError>),
+}
+
+impl Waiter {
+    /// Gives the call its outcome if it is still waiting; returns the caller's waker.
+    pub(super) fn finish(&mut self, outcome: Result<Reply, RpcError>) -> Option<Waker> {
+        match std::mem::replace(&mut self.state, CallState::Done(outcome)) {
+            CallState::Waiting(waker) => waker,
+            done @ CallState::Done(_) => {
+                self.state = done;
+                None
+            }
+        }
+    }
+
+    pub(super) fn is_waiting(&self) -> bool {
+        matches!(self.state, CallState::Waiting(_))
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Pending {
+    pub(super) calls: HashMap<u64, Waiter, BuildHasherDefault<IdHasher>>,
+    /// Set once the connection is gone; every later call fails with it.
+    pub(super) closed: Option<RpcError>,
+    /// When the reader task checks deadlines next: no later than the earliest deadline of the
+    /// calls in flight (it may be earlier: calls that finished are not taken out of it).
+    /// `None` while no call with a deadline is in flight.
+    pub(super) check_at: Option<Instant>,
+}
+
+impl Pending {
+    /// Fails the calls whose deadline has passed and returns when to check next.
+    pub(super) fn expire(&mut self, now: Instant) -> Option<Instant> {
+        let mut check_at = None;
+        for waiter in self.calls.values_mut() {
+            match waiter.deadline {
+                Some(deadline) if waiter.is_waiting() => {
+                    if deadline <= now {
+                        // The caller sees the error, then tells the server to drop the handler.
+                        if let Some(waker) = waiter.finish(Err(RpcError::DeadlineExceeded)) {
+                            waker.wake();
+                        }
+                    } else if check_at.is_none_or(|at| deadline < at) {
+                        check_at = Some(deadline);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.check_at = check_at;
+        self.check_at
+    }
+}
+
+/// Hashes request ids, which this client chooses itself (consecutive numbers, nothing a peer
+/// controls), with one multiplication.
+#[derive(Default)]
+pub(super) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// State shared by the handles and the reader task.
+pub(super) struct Conn {
+    pub(super) pending: Mutex<Pending>,
+    pub(super) shutting_down: AtomicBool,
+    /// Tells the reader task that a call's deadline is earlier than its next check.
+    pub(super) deadline_moved: Notify,
+}
+
+impl Conn {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Pending> {
+        // A panic while holding this lock cannot leave the map inconsistent.
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The outcome of call `id` once it has one; until then, wakes `cx` when it does.
+    pub(super) fn poll_outcome(
+        &self,
+        id: u64,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Result<Reply, RpcError>> {
+        let mut pending = self.lock();
+        let Some(waiter) = pending.calls.get_mut(&id) else {
+            // Failed with the connection.
+            return Poll::Ready(Err(pending
+                .closed
+                .clone()
+                .unwrap_or(RpcError::ConnectionClosed)));
+        };
+        match &mut waiter.state {
+            CallState::Waiting(waker) => {
+                match waker {
+                    Some(waker) if waker.will_wake(cx.waker()) => {}
+                    _ => *waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+            CallState::Done(_) => match pending.calls.remove(&id) {
+                Some(Waiter {
+                    state: CallState::Done(outcome),
+                    ..
+                }) => Poll::Ready(outcome),
+                _ => Poll::Ready(Err(RpcError::ConnectionClosed)),
+            },
+        }
+    }
+
+    pub(super) fn fail_all(&self, error: RpcError) {
+        // The calls still waiting fail: a caller whose call is gone from the map takes the error
+        // the connection closed with. Replies that arrived before stay for their callers.
+        let failed: Vec<_> = {
+            let mut pending = self.lock();
+            pending.closed.get_or_insert(error);
+            pending
+                .calls
+                .extract_if(|_, waiter| waiter.is_waiting())
+                .collect()
+        };
+        for (_, waiter) in failed {
+            if let CallState::Waiting(Some(waker)) = waiter.state {
+                waker.wake();
+            }
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! The client connection's reader task: replies to their callers, deadlines, goodbyes.
+
+use std::sync::atomic::Ordering;
+
+use tokio::time::Instant;
+
+use crate::client::pending::{Conn, Reply};
+use crate::error::{ProtocolError, RpcError};
+use crate::frame::FrameRead;
+use crate::protocol::{GoodbyeReason, Header};
+
+/// Reads frames from the server until the connection ends, and fails calls whose deadline
+/// passes; returns why the connection ended.
+pub(super) async fn read_replies<R: FrameRead>(
+    mut reader: R,
+    conn: &Conn,
+    max_frame: u32,
+) -> RpcError {
+    // One timer for the connection, set to the earliest deadline of the calls in flight.
+    let timer = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(timer);
+    let mut timer_armed = false;
+    let deadline_moved = conn.deadline_moved.notified();
+    tokio::pin!(deadline_moved);
+    loop {
+        let frame = tokio::select! {
+            biased;
+            frame = reader.read_frame(max_frame) => frame,
+            () = &mut deadline_moved => {
+                deadline_moved.set(conn.deadline_moved.notified());
+                if let Some(at) = conn.lock().check_at {
+                    timer.as_mut().reset(at);
+                    timer_armed = true;
+                }
+                continue;
+            }
+            () = &mut timer, if timer_armed => {
+                let next = conn.lock().expire(Instant::now());
+                timer_armed = next.is_some();
+                if let Some(at) = next {
+                    timer.as_mut().reset(at);
+                }
+                continue;
+            }
+        };
+        let frame = match frame {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return RpcError::ConnectionClosed,
+            Err(e) => return e.into(),
+        };
+        let Ok((header, rest)) = postcard::take_from_bytes::<Header>(&frame) else {
+            return ProtocolError::BadHeader.into();
+        };
+        let body_at = frame.len() - rest.len();
+        match header {
+            Header::Reply { id, status } => {
+                let reply = Reply {
+                    status,
+                    frame,
+                    body_at,
+                };
+                let waker = conn
+                    .lock()
+                    .calls
+                    .get_mut(&id)
+                    .and_then(|waiter| waiter.finish(Ok(reply)));
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+            }
+            Header::Goodbye {
+                reason: GoodbyeReason::ShuttingDown,
+            } => {
+                conn.shutting_down.store(true, Ordering::Release);
+            }
+            Header::Goodbye { reason } => return RpcError::ClosedByPeer(reason),
+            Header::Hello { .. } | Header::Welcome { .. } | Header::Reject(_) => {
+                return ProtocolError::UnexpectedKind("handshake").into()
+            }
+            Header::Call { .. } | Header::Notify { .. } | Header::Cancel { .. } => {
+                return ProtocolError::UnexpectedKind("call from server").into()
+            }
+            Header::StreamItem { .. } | Header::StreamEnd { .. } | Header::Credit { .. } => {
+                return ProtocolError::UnexpectedKind("stream").into()
+            }
+        }
+    }
+}

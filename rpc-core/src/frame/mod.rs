@@ -1,0 +1,166 @@
+//! The boundary to the transports: whole frames in, whole frames out.
+//!
+//! A frame is `| len: u32 LE | payload |` (see [`crate::protocol`]). A transport is a
+//! [`FrameRead`] and a [`FrameWrite`] and nothing else: the engines tell the reader the largest
+//! frame they accept on every read (the transport checks it before setting memory aside), and
+//! both halves report failures as one error type, [`FrameError`].
+//!
+//! For byte streams, [`FrameReader`] turns any [`AsyncRead`](tokio::io::AsyncRead) into whole
+//! payloads: it keeps partial frames until they are complete, splits reads that hold several
+//! frames, checks `len` against the maximum *before* setting any memory aside, and never
+//! reserves the claimed length up front (a peer that claims the maximum and stalls costs one
+//! read buffer, not the maximum; a large frame's buffer grows with the data received). Between
+//! frames it holds no buffer, so an idle connection costs none. [`FrameWriter`] writes batches
+//! of encoded frames, coalesced into as few writes as the transport allows, and on byte streams
+//! can write without waiting ([`FrameWrite::try_write_now`]).
+
+pub(crate) mod encode;
+mod reader;
+mod writer;
+
+use std::future::Future;
+use std::io;
+
+use bytes::Bytes;
+
+pub(crate) use encode::{encode_frame, header_frame, EncodeError, FrameBody};
+pub use reader::FrameReader;
+pub use writer::FrameWriter;
+
+use crate::protocol::LEN_PREFIX;
+
+/// Why a transport could not read or write a frame. After one the transport is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// The frame's length field exceeds the maximum; nothing was allocated for it.
+    #[error("frame of {len} bytes exceeds the maximum of {max}")]
+    TooLarge {
+        /// The claimed length.
+        len: u32,
+        /// The maximum.
+        max: u32,
+    },
+    /// A frame with a length of zero.
+    #[error("empty frame")]
+    Empty,
+    /// The stream ended inside a frame.
+    #[error("stream ended inside a frame ({have} of {need} bytes)")]
+    Truncated {
+        /// Bytes received of the frame, prefix included.
+        have: usize,
+        /// Bytes the frame needs, prefix included (4 while the prefix itself is incomplete).
+        need: usize,
+    },
+    /// A message pipe ended a message where the frame's length says it goes on, or the reverse.
+    #[error("pipe message boundary does not match the frame length")]
+    BoundaryMismatch,
+    /// Reading or writing failed.
+    #[error("I/O failed: {0}")]
+    Io(io::ErrorKind),
+    /// The process on the other end exited (a child process serving over its stdio); no
+    /// frame can follow, and none can be sent.
+    #[error("peer process exited ({0})")]
+    PeerExited(std::process::ExitStatus),
+}
+
+impl From<io::Error> for FrameError {
+    fn from(error: io::Error) -> Self {
+        FrameError::Io(error.kind())
+    }
+}
+
+impl From<io::ErrorKind> for FrameError {
+    fn from(kind: io::ErrorKind) -> Self {
+        FrameError::Io(kind)
+    }
+}
+
+/// Reads whole frames from a transport.
+pub trait FrameRead: Send + 'static {
+    /// Reads the next frame's payload (without its length prefix); `Ok(None)` when the peer
+    /// closed the stream cleanly between frames. A frame whose length exceeds `max_frame` is
+    /// refused before any memory is set aside for it ([`check_len`] does the check).
+    ///
+    /// Cancel-safe: if the future is dropped, no data is lost and the next call goes on.
+    ///
+    /// # Errors
+    ///
+    /// A [`FrameError`]; after one the transport is unusable.
+    fn read_frame(
+        &mut self,
+        max_frame: u32,
+    ) -> impl Future<Output = Result<Option<Bytes>, FrameError>> + Send;
+}
+
+/// Writes encoded frames (each with its length prefix) to a transport.
+pub trait FrameWrite: Send + 'static {
+    /// Writes the frames in order. A byte stream may coalesce them into one write; a message
+    /// transport writes each frame as one message.
+    ///
+    /// # Errors
+    ///
+    /// A [`FrameError`] (usually [`FrameError::Io`]); after one the transport is unusable.
+    fn write_frames(
+        &mut self,
+        frames: &[Bytes],
+    ) -> impl Future<Output = Result<(), FrameError>> + Send;
+
+    /// Writes the frames now if the transport takes them without waiting. A connection whose
+    /// writer is idle calls it from the task that sends, to save a hop to the writer task.
+    ///
+    /// It must not wait and must leave the transport in a state where
+    /// [`write_frames`](FrameWrite::write_frames) goes on correctly. The default takes nothing
+    /// ([`TryWrite::WouldBlock`]): every frame then goes through `write_frames`.
+    ///
+    /// # Errors
+    ///
+    /// A [`FrameError`]; after one the transport is unusable.
+    fn try_write_now(&mut self, frames: &[Bytes]) -> Result<TryWrite, FrameError> {
+        let _ = frames;
+        Ok(TryWrite::WouldBlock)
+    }
+
+    /// Flushes and closes the sending direction, so the peer reads end-of-stream.
+    ///
+    /// # Errors
+    ///
+    /// The [`FrameError`] of the flush or shutdown.
+    fn close(&mut self) -> impl Future<Output = Result<(), FrameError>> + Send;
+}
+
+/// What [`FrameWrite::try_write_now`] did with the frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TryWrite {
+    /// All of them are written.
+    Written,
+    /// All of them are taken, but some bytes wait in the writer: the next
+    /// [`write_frames`](FrameWrite::write_frames) (with no frames if need be) writes them first.
+    Buffered,
+    /// None of them is taken: the transport would block.
+    WouldBlock,
+}
+
+/// Checks a frame's length prefix against the maximum; returns the payload's length.
+///
+/// Every transport reads the prefix through this one check, so that all refuse the same
+/// frames with the same errors.
+///
+/// # Errors
+///
+/// [`FrameError::TooLarge`] above `max_frame`, [`FrameError::Empty`] for a length of zero.
+pub fn check_len(prefix: [u8; LEN_PREFIX], max_frame: u32) -> Result<usize, FrameError> {
+    let len = u32::from_le_bytes(prefix);
+    if len > max_frame {
+        return Err(FrameError::TooLarge {
+            len,
+            max: max_frame,
+        });
+    }
+    if len == 0 {
+        return Err(FrameError::Empty);
+    }
+    // `len` <= u32::MAX fits usize on every supported target (32 and 64 bits).
+    Ok(len as usize)
+}

@@ -1,0 +1,249 @@
+//! Whole frames from a byte stream.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+
+use crate::frame::{check_len, FrameError, FrameRead};
+use crate::protocol::LEN_PREFIX;
+
+/// How much the reader asks the OS for at a time, and the most it sets aside for a frame that
+/// has not arrived yet.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Reassembles frames from a byte stream.
+#[derive(Debug)]
+pub struct FrameReader<R> {
+    inner: R,
+    buf: BytesMut,
+}
+
+impl<R: AsyncRead + Unpin + Send + 'static> FrameReader<R> {
+    /// Reads frames from `inner`; the engine gives the largest frame it accepts on each read.
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// The underlying reader.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    /// Takes a complete frame off the front of the buffer, if there is one.
+    fn take_frame(&mut self, max_frame: u32) -> Result<Option<Bytes>, FrameError> {
+        let Some(prefix) = self.buf.first_chunk::<LEN_PREFIX>() else {
+            return Ok(None);
+        };
+        let len = check_len(*prefix, max_frame)?;
+        let total = LEN_PREFIX + len;
+        if self.buf.len() < total {
+            // Set aside room for what is missing, but never more than the data received of the
+            // frame so far, or one chunk: a large frame grows the buffer by doubling, and a
+            // peer that claims a large frame and stalls costs one chunk.
+            let missing = total - self.buf.len();
+            self.buf
+                .reserve(missing.min(self.buf.len().max(READ_CHUNK)));
+            return Ok(None);
+        }
+        self.buf.advance(LEN_PREFIX);
+        Ok(Some(self.buf.split_to(len).freeze()))
+    }
+}
+
+impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for FrameReader<R> {
+    async fn read_frame(&mut self, max_frame: u32) -> Result<Option<Bytes>, FrameError> {
+        loop {
+            if let Some(frame) = self.take_frame(max_frame)? {
+                return Ok(Some(frame));
+            }
+            let n = if self.buf.is_empty() {
+                // Between frames: wait for data in a chunk on the stack and keep only what
+                // arrives, so that an idle connection holds no read buffer.
+                let (inner, buf) = (&mut self.inner, &mut self.buf);
+                std::future::poll_fn(|cx| {
+                    let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
+                    let mut read = ReadBuf::uninit(&mut chunk);
+                    ready!(Pin::new(&mut *inner).poll_read(cx, &mut read))?;
+                    buf.extend_from_slice(read.filled());
+                    Poll::Ready(Ok::<_, io::Error>(read.filled().len()))
+                })
+                .await
+            } else {
+                if self.buf.capacity() - self.buf.len() < 64 {
+                    self.buf.reserve(READ_CHUNK);
+                }
+                self.inner.read_buf(&mut self.buf).await
+            }
+            .map_err(FrameError::from)?;
+            if n == 0 {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                let need = match self.buf.first_chunk::<LEN_PREFIX>() {
+                    Some(prefix) => LEN_PREFIX + u32::from_le_bytes(*prefix) as usize,
+                    None => LEN_PREFIX,
+                };
+                return Err(FrameError::Truncated {
+                    have: self.buf.len(),
+                    need,
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::DEFAULT_MAX_FRAME;
+    use tokio::io::AsyncWriteExt;
+
+    fn frame(payload: &[u8]) -> Vec<u8> {
+        let mut v = (payload.len() as u32).to_le_bytes().to_vec();
+        v.extend_from_slice(payload);
+        v
+    }
+
+    /// Feeds `bytes` to a reader in chunks of `chunk` bytes and collects the frames.
+    async fn read_all(bytes: Vec<u8>, chunk: usize, max: u32) -> Result<Vec<Bytes>, FrameError> {
+        let (mut tx, rx) = tokio::io::duplex(bytes.len().max(1));
+        let writer = tokio::spawn(async move {
+            for piece in bytes.chunks(chunk) {
+                tx.write_all(piece).await.expect("write");
+                tx.flush().await.expect("flush");
+                tokio::task::yield_now().await;
+            }
+        });
+        let mut reader = FrameReader::new(rx);
+        let mut out = Vec::new();
+        let result = loop {
+            match reader.read_frame(max).await {
+                Ok(Some(f)) => out.push(f),
+                Ok(None) => break Ok(out),
+                Err(e) => break Err(e),
+            }
+        };
+        writer.await.expect("writer");
+        result
+    }
+
+    #[tokio::test]
+    async fn frames_split_at_every_byte_reassemble() {
+        let payloads: Vec<Vec<u8>> = vec![b"a".to_vec(), (0..=255u8).collect(), vec![7; 1000]];
+        let mut stream = Vec::new();
+        for p in &payloads {
+            stream.extend(frame(p));
+        }
+        // Split the stream at every position into two reads.
+        for cut in 0..=stream.len() {
+            let (mut tx, rxs) = tokio::io::duplex(stream.len());
+            let head = stream[..cut].to_vec();
+            let tail = stream[cut..].to_vec();
+            let w = tokio::spawn(async move {
+                tx.write_all(&head).await.expect("write");
+                tokio::task::yield_now().await;
+                tx.write_all(&tail).await.expect("write");
+            });
+            let mut reader = FrameReader::new(rxs);
+            for p in &payloads {
+                let got = reader
+                    .read_frame(DEFAULT_MAX_FRAME)
+                    .await
+                    .expect("frame")
+                    .expect("some");
+                assert_eq!(&got[..], &p[..], "cut at {cut}");
+            }
+            assert_eq!(reader.read_frame(DEFAULT_MAX_FRAME).await, Ok(None));
+            w.await.expect("writer");
+        }
+        // And one byte at a time.
+        let got = read_all(stream, 1, DEFAULT_MAX_FRAME)
+            .await
+            .expect("frames");
+        assert_eq!(got.len(), payloads.len());
+        for (g, p) in got.iter().zip(&payloads) {
+            assert_eq!(&g[..], &p[..]);
+        }
+    }
+
+    #[tokio::test]
+    async fn many_frames_merged_in_one_read() {
+        let mut stream = Vec::new();
+        for i in 0..500u32 {
+            stream.extend(frame(&i.to_le_bytes()));
+        }
+        let len = stream.len();
+        let got = read_all(stream, len, DEFAULT_MAX_FRAME)
+            .await
+            .expect("frames");
+        assert_eq!(got.len(), 500);
+        for (i, f) in got.iter().enumerate() {
+            assert_eq!(&f[..], &(i as u32).to_le_bytes());
+        }
+    }
+
+    #[tokio::test]
+    async fn oversized_frame_refused_from_header_alone() {
+        // Only the prefix arrives: the reader must refuse without waiting for the payload.
+        let (mut tx, rx) = tokio::io::duplex(64);
+        tx.write_all(&1025u32.to_le_bytes()).await.expect("write");
+        let mut reader = FrameReader::new(rx);
+        assert_eq!(
+            reader.read_frame(1024).await,
+            Err(FrameError::TooLarge {
+                len: 1025,
+                max: 1024
+            })
+        );
+        // Exactly the maximum is fine.
+        let got = read_all(frame(&[1; 1024]), 100, 1024)
+            .await
+            .expect("frames");
+        assert_eq!(got.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn claimed_length_is_not_reserved_up_front() {
+        let (mut tx, rx) = tokio::io::duplex(64);
+        tx.write_all(&DEFAULT_MAX_FRAME.to_le_bytes())
+            .await
+            .expect("write");
+        tx.write_all(&[0; 10]).await.expect("write");
+        let mut reader = FrameReader::new(rx);
+        let pending = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            reader.read_frame(DEFAULT_MAX_FRAME),
+        )
+        .await;
+        assert!(pending.is_err(), "frame cannot be complete");
+        assert!(
+            reader.buf.capacity() <= 2 * READ_CHUNK,
+            "capacity {}",
+            reader.buf.capacity()
+        );
+    }
+
+    #[tokio::test]
+    async fn truncated_and_empty_frames_are_errors() {
+        let mut bytes = frame(b"hello");
+        bytes.truncate(6);
+        assert_eq!(
+            read_all(bytes, 3, 1024).await,
+            Err(FrameError::Truncated { have: 6, need: 9 })
+        );
+        assert_eq!(
+            read_all(vec![1, 0], 3, 1024).await,
+            Err(FrameError::Truncated { have: 2, need: 4 })
+        );
+        assert_eq!(
+            read_all(vec![0, 0, 0, 0], 3, 1024).await,
+            Err(FrameError::Empty)
+        );
+    }
+}

@@ -1,0 +1,206 @@
+//! Starting a call or a one-way call: decode, first poll in place, and the future that runs the
+//! rest of the handler on its own task.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::context::{CallContext, PeerInfo};
+use crate::frame::{header_frame, EncodeError};
+use crate::protocol::{Header, ReplyStatus, WireError};
+use crate::server::config::ServerConfig;
+use crate::service::{Dispatch, HandlerFuture, MethodKind, Outcome};
+
+/// The rest of a handler that did not finish on its first poll, to run on its own task.
+pub(super) type Rest<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// What the connection needs to start calls.
+pub(super) struct Calls<'a, D> {
+    pub(super) service: &'a D,
+    pub(super) config: &'a ServerConfig,
+    pub(super) peer: &'a Arc<PeerInfo>,
+    /// The largest frame the client accepts: replies above it fail the call instead.
+    pub(super) client_max_frame: u32,
+}
+
+/// A call just read: answered at once, or still running.
+pub(super) enum Started {
+    /// The reply, ready to send.
+    Answered(Bytes),
+    /// The handler did not finish on its first poll; the future yields its reply frame.
+    Running(Rest<Bytes>),
+}
+
+impl<D: Dispatch> Calls<'_, D> {
+    /// Starts a call: decodes it and polls its handler once, so that a handler that does not
+    /// wait on anything is answered without a task, a timer or a cancellation handle.
+    pub(super) fn start_call(
+        &self,
+        id: u64,
+        method: u32,
+        deadline: Option<Instant>,
+        frame: &Bytes,
+        body_at: usize,
+    ) -> Started {
+        let descriptor = self.service.descriptor();
+        let Some(info) = descriptor.method(method) else {
+            return Started::Answered(failed(id, WireError::UnknownMethod(method)));
+        };
+        if info.kind != MethodKind::Call {
+            return Started::Answered(failed(id, WireError::WrongKind(method)));
+        }
+        let span = tracing::debug_span!(
+            "rpc.handle",
+            service = descriptor.name,
+            method = info.name,
+            id
+        );
+        let body = frame.get(body_at..).unwrap_or_default();
+        let dispatched = crate::byte_buf::sharing(frame, || {
+            self.service
+                .dispatch(method, body, &self.config.decode_limits)
+        });
+        let mut handler = match dispatched {
+            Ok(handler) => handler,
+            Err(error) => {
+                tracing::debug!(parent: &span, %error, "call refused");
+                return Started::Answered(failed(id, WireError::from(&error)));
+            }
+        };
+        let context = || CallContext::new(Arc::clone(self.peer), deadline, Some(id), info.name);
+        let max_frame = self.client_max_frame;
+        if let Poll::Ready(outcome) = span.in_scope(|| first_poll(context(), &mut handler)) {
+            return Started::Answered(match outcome {
+                Ok(outcome) => reply_frame(id, outcome, method, max_frame),
+                Err(_) => {
+                    tracing::warn!(parent: &span, "handler panicked");
+                    failed(id, WireError::HandlerPanicked)
+                }
+            });
+        }
+        let guarded = AssertUnwindSafe(context().scope(handler)).catch_unwind();
+        let running = async move {
+            let outcome = match deadline {
+                Some(deadline) => match tokio::time::timeout_at(deadline, guarded).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        tracing::debug!("deadline exceeded, handler stopped");
+                        return failed(id, WireError::DeadlineExceeded);
+                    }
+                },
+                None => guarded.await,
+            };
+            match outcome {
+                Ok(outcome) => reply_frame(id, outcome, method, max_frame),
+                Err(_) => {
+                    tracing::warn!("handler panicked");
+                    failed(id, WireError::HandlerPanicked)
+                }
+            }
+        };
+        Started::Running(Box::pin(running.instrument(span)))
+    }
+
+    /// Starts a one-way call: `None` if it finished on its first poll (or was refused: one-way
+    /// calls have no reply to carry an error), else the rest of its handler.
+    ///
+    /// `poll_now` is false while an earlier one-way handler of the connection is still running:
+    /// this one must not start before it finishes.
+    pub(super) fn start_oneway(
+        &self,
+        method: u32,
+        body: &Bytes,
+        poll_now: bool,
+    ) -> Option<Rest<()>> {
+        let descriptor = self.service.descriptor();
+        let Some(info) = descriptor
+            .method(method)
+            .filter(|m| m.kind == MethodKind::Oneway)
+        else {
+            tracing::debug!(
+                method,
+                "one-way call for a method that is not one-way; ignored"
+            );
+            return None;
+        };
+        let span =
+            tracing::debug_span!("rpc.notify", service = descriptor.name, method = info.name);
+        let mut handler = match self
+            .service
+            .dispatch(method, body, &self.config.decode_limits)
+        {
+            Ok(handler) => handler,
+            Err(error) => {
+                tracing::debug!(parent: &span, %error, "one-way call refused");
+                return None;
+            }
+        };
+        let context = || CallContext::new(Arc::clone(self.peer), None, None, info.name);
+        if poll_now {
+            if let Poll::Ready(outcome) = span.in_scope(|| first_poll(context(), &mut handler)) {
+                if outcome.is_err() {
+                    tracing::warn!(parent: &span, "one-way handler panicked");
+                }
+                return None;
+            }
+        }
+        let guarded = AssertUnwindSafe(context().scope(handler)).catch_unwind();
+        Some(Box::pin(
+            async move {
+                if guarded.await.is_err() {
+                    tracing::warn!("one-way handler panicked");
+                }
+            }
+            .instrument(span),
+        ))
+    }
+}
+
+/// Polls a handler once, in place, in its call's context, with its panic caught. A handler
+/// that is still pending is polled again by the task it is moved to, which registers its own
+/// waker: none is needed here.
+fn first_poll(
+    context: CallContext,
+    handler: &mut HandlerFuture,
+) -> Poll<std::thread::Result<Outcome>> {
+    let once = std::pin::pin!(AssertUnwindSafe(context.scope(handler)).catch_unwind());
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    once.poll(&mut cx)
+}
+
+/// The reply frame of a call whose handler returned.
+fn reply_frame(id: u64, outcome: Outcome, method: u32, max_frame: u32) -> Bytes {
+    let (status, encoded) = match outcome {
+        Outcome::Ok(encoded) => (ReplyStatus::Ok, encoded),
+        Outcome::AppError(encoded) => (ReplyStatus::AppError, encoded),
+        Outcome::Failed(error) => return failed(id, error),
+        Outcome::NoReply => return failed(id, WireError::WrongKind(method)),
+    };
+    let mut header = [0u8; 16];
+    let header = match postcard::to_slice(&Header::Reply { id, status }, &mut header) {
+        Ok(header) => &*header,
+        Err(_) => return failed(id, WireError::EncodeFailed),
+    };
+    match encoded.into_frame(header, max_frame) {
+        Ok(frame) => frame,
+        Err(EncodeError::TooLarge { len, max }) => {
+            failed(id, WireError::ResultTooLarge { len, max })
+        }
+        Err(EncodeError::Postcard(_)) => failed(id, WireError::EncodeFailed),
+    }
+}
+
+/// The reply of a call that failed before or instead of returning.
+pub(super) fn failed(id: u64, error: WireError) -> Bytes {
+    header_frame(&Header::Reply {
+        id,
+        status: ReplyStatus::Failed(error),
+    })
+}

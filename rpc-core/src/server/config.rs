@@ -1,0 +1,132 @@
+//! The settings of a server: one struct for the engine and the transports' server loops.
+
+use std::time::Duration;
+
+use crate::decode::DecodeLimits;
+use crate::protocol::DEFAULT_MAX_FRAME;
+
+/// Settings of a server and of each connection it serves.
+///
+/// Every setting has a safe default; setters take `&mut self` and return it, so settings chain
+/// on a temporary passed by reference:
+///
+/// ```
+/// # use std::time::Duration;
+/// let mut config = rpc_core::ServerConfig::new();
+/// config.max_in_flight(16).handshake_timeout(Duration::from_secs(2));
+/// assert_eq!(config.get_max_in_flight(), 16);
+/// ```
+///
+/// What a peer can make the server hold is bounded by these settings: per connection at most
+/// [`max_in_flight`](Self::max_in_flight) handlers (each its own task once it waits) and one
+/// frame of at most [`max_frame`](Self::max_frame) bytes being read; per server at most
+/// [`max_connections`](Self::max_connections) connections.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub(crate) max_frame: u32,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) max_in_flight: usize,
+    pub(crate) decode_limits: DecodeLimits,
+    pub(crate) max_connections: usize,
+    pub(crate) shutdown_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_frame: DEFAULT_MAX_FRAME,
+            handshake_timeout: Duration::from_secs(5),
+            max_in_flight: 128,
+            decode_limits: DecodeLimits::default(),
+            max_connections: 256,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The defaults (see each setter).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the largest frame accepted from a client, in bytes. Default 16 MiB. The client
+    /// learns it in the handshake and refuses to send larger calls.
+    pub fn max_frame(&mut self, bytes: u32) -> &mut Self {
+        self.max_frame = bytes;
+        self
+    }
+
+    /// Sets the time a client has to complete its handshake. Default 5 s.
+    pub fn handshake_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Sets how many handlers may run at once for one connection (calls and queued one-way
+    /// calls). Default 128. At the limit the server stops reading from that connection: further
+    /// calls wait in the transport, none is dropped.
+    ///
+    /// # Panics
+    ///
+    /// If `calls` is zero.
+    #[track_caller]
+    pub fn max_in_flight(&mut self, calls: usize) -> &mut Self {
+        assert!(calls > 0, "max_in_flight must be at least 1");
+        self.max_in_flight = calls;
+        self
+    }
+
+    /// Sets how deeply decoded arguments may nest. Default 128 levels; deeper arguments fail
+    /// the call with a typed error (the handler does not run).
+    pub fn max_decode_depth(&mut self, depth: u32) -> &mut Self {
+        self.decode_limits.max_depth = depth;
+        self
+    }
+
+    /// Sets how many connections a server on a named endpoint serves at once. Default 256;
+    /// further clients wait to be accepted. On Windows one more pipe instance always waits for
+    /// the next client.
+    ///
+    /// # Panics
+    ///
+    /// If `connections` is zero.
+    #[track_caller]
+    pub fn max_connections(&mut self, connections: usize) -> &mut Self {
+        assert!(connections > 0, "max_connections must be at least 1");
+        self.max_connections = connections;
+        self
+    }
+
+    /// Sets how long a graceful shutdown waits for calls in flight before closing their
+    /// connections anyway. Default 10 s.
+    pub fn shutdown_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// The largest frame accepted from a client.
+    pub fn get_max_frame(&self) -> u32 {
+        self.max_frame
+    }
+
+    /// The time a client has to complete its handshake.
+    pub fn get_handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
+    }
+
+    /// How many handlers may run at once for one connection.
+    pub fn get_max_in_flight(&self) -> usize {
+        self.max_in_flight
+    }
+
+    /// How many connections a server serves at once.
+    pub fn get_max_connections(&self) -> usize {
+        self.max_connections
+    }
+
+    /// How long a graceful shutdown waits for calls in flight.
+    pub fn get_shutdown_timeout(&self) -> Duration {
+        self.shutdown_timeout
+    }
+}

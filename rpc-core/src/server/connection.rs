@@ -1,0 +1,236 @@
+//! One connection's loop: read calls, start them, track them, answer, drain.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+use tokio::task::{AbortHandle, JoinSet};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::PeerInfo;
+use crate::error::ProtocolError;
+use crate::frame::{header_frame, FrameError, FrameRead, FrameWrite};
+use crate::protocol::{GoodbyeReason, Header};
+use crate::server::call::{Calls, Started};
+use crate::server::config::ServerConfig;
+use crate::server::handshake::handshake;
+use crate::server::ConnectionError;
+use crate::service::Dispatch;
+use crate::writer::spawn_writer;
+
+/// Most frames gathered before they are sent.
+const MAX_GATHERED: usize = 256;
+
+/// What a handler's task reports when it ends.
+enum Finished {
+    /// The call with this request id has been answered.
+    Call(u64),
+    /// A one-way handler finished.
+    Oneway,
+}
+
+/// Serves one connection until the client closes it, it breaks, or `shutdown` is cancelled and
+/// the calls in flight have finished.
+///
+/// # Errors
+///
+/// Why the connection ended abnormally; the connection is closed in every case and the error is
+/// for logging. A client that simply goes away is `Ok`.
+pub async fn serve_connection<D, R, W>(
+    mut reader: R,
+    mut writer: W,
+    peer: PeerInfo,
+    service: D,
+    config: &ServerConfig,
+    shutdown: &CancellationToken,
+) -> Result<(), ConnectionError>
+where
+    D: Dispatch,
+    R: FrameRead,
+    W: FrameWrite,
+{
+    let descriptor = service.descriptor();
+    let client_max_frame = tokio::select! {
+        result = tokio::time::timeout(config.handshake_timeout, handshake(&mut reader, &mut writer, &service, config)) => {
+            match result {
+                Ok(result) => result?,
+                Err(_) => return Err(ConnectionError::HandshakeTimeout),
+            }
+        }
+        () = shutdown.cancelled() => {
+            let _ = writer.write_frames(&[header_frame(&Header::Goodbye { reason: GoodbyeReason::ShuttingDown })]).await;
+            return Ok(());
+        }
+    };
+    tracing::debug!(service = descriptor.name, %peer, "connection open");
+
+    let (write_err_tx, mut write_err) = oneshot::channel();
+    let (outbox, writer_task) = spawn_writer(writer, move |e| {
+        let _ = write_err_tx.send(e);
+    });
+    let peer = Arc::new(peer);
+    let calls = Calls {
+        service: &service,
+        config,
+        peer: &peer,
+        client_max_frame,
+    };
+    // Handlers that did not finish on their first poll, each on its own task; dropping the set
+    // aborts them.
+    let mut tasks: JoinSet<Finished> = JoinSet::new();
+    // The calls among them, by request id, to cancel them.
+    let mut cancels: HashMap<u64, AbortHandle> = HashMap::new();
+    // Tells the next one-way handler that the previous one has finished (its sender dropped).
+    let mut last_oneway: Option<oneshot::Receiver<()>> = None;
+    let mut draining = false;
+    let mut client_gone = false;
+    // Frames to send, gathered while more work is ready at once.
+    let mut out: Vec<Bytes> = Vec::new();
+
+    let result = loop {
+        if (draining || client_gone) && tasks.is_empty() {
+            break Ok(());
+        }
+        let reading = !draining && !client_gone && tasks.len() < config.max_in_flight;
+        if out.len() >= MAX_GATHERED {
+            let _ = outbox.send_all_now(&mut out);
+        }
+        tokio::select! {
+            biased;
+            Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                if let Ok((task, Finished::Call(id))) = joined {
+                    if cancels.get(&id).is_some_and(|handle| handle.id() == task) {
+                        cancels.remove(&id);
+                    }
+                }
+            }
+            error = &mut write_err => {
+                break match error {
+                    Ok(e) => Err(ConnectionError::Frame(e)),
+                    Err(_) => Ok(()),
+                };
+            }
+            frame = reader.read_frame(config.max_frame), if reading => {
+                let frame = match frame {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => {
+                        client_gone = true;
+                        abort_all(&mut cancels);
+                        continue;
+                    }
+                    Err(error) => {
+                        if let FrameError::TooLarge { len, max } = error {
+                            out.push(header_frame(&Header::Goodbye {
+                                reason: GoodbyeReason::FrameTooLarge { len, max },
+                            }));
+                        }
+                        break Err(ConnectionError::Frame(error));
+                    }
+                };
+                let Ok((header, rest)) = postcard::take_from_bytes::<Header>(&frame) else {
+                    break Err(protocol_violation(&mut out, ProtocolError::BadHeader));
+                };
+                let body_at = frame.len() - rest.len();
+                match header {
+                    Header::Call { id, method, deadline_us } => {
+                        if cancels.contains_key(&id) {
+                            break Err(protocol_violation(&mut out, ProtocolError::DuplicateId(id)));
+                        }
+                        let deadline = deadline_us
+                            .and_then(|us| Instant::now().checked_add(Duration::from_micros(us)));
+                        match calls.start_call(id, method, deadline, &frame, body_at) {
+                            Started::Answered(reply) => out.push(reply),
+                            Started::Running(rest) => {
+                                let outbox = outbox.clone();
+                                let handle = tasks.spawn(async move {
+                                    // Written by this task if the transport is idle.
+                                    let _ = outbox.send_now(rest.await);
+                                    Finished::Call(id)
+                                });
+                                cancels.insert(id, handle);
+                            }
+                        }
+                    }
+                    Header::Notify { method } => {
+                        // The previous one-way handler, if it is still running.
+                        let previous = last_oneway.take().and_then(|mut done| match done.try_recv() {
+                            Err(oneshot::error::TryRecvError::Empty) => Some(done),
+                            _ => None,
+                        });
+                        let body = frame.slice(body_at..);
+                        match calls.start_oneway(method, &body, previous.is_none()) {
+                            Some(rest) => {
+                                let (done_tx, done_rx) = oneshot::channel::<()>();
+                                last_oneway = Some(done_rx);
+                                tasks.spawn(async move {
+                                    if let Some(previous) = previous {
+                                        // Ends when the previous handler's task drops its sender.
+                                        let _ = previous.await;
+                                    }
+                                    rest.await;
+                                    drop(done_tx);
+                                    Finished::Oneway
+                                });
+                            }
+                            None => last_oneway = previous,
+                        }
+                    }
+                    Header::Cancel { id } => {
+                        if let Some(handle) = cancels.remove(&id) {
+                            tracing::debug!(id, "call cancelled by client");
+                            handle.abort();
+                        }
+                    }
+                    Header::Goodbye { .. } => {
+                        client_gone = true;
+                        abort_all(&mut cancels);
+                    }
+                    Header::Hello { .. } | Header::Welcome { .. } | Header::Reject(_) => {
+                        break Err(protocol_violation(&mut out, ProtocolError::UnexpectedKind("handshake")));
+                    }
+                    Header::Reply { .. } => {
+                        break Err(protocol_violation(&mut out, ProtocolError::UnexpectedKind("reply")));
+                    }
+                    Header::StreamItem { .. } | Header::StreamEnd { .. } | Header::Credit { .. } => {
+                        break Err(protocol_violation(&mut out, ProtocolError::UnexpectedKind("stream")));
+                    }
+                }
+            }
+            () = shutdown.cancelled(), if !draining => {
+                draining = true;
+                out.push(header_frame(&Header::Goodbye { reason: GoodbyeReason::ShuttingDown }));
+            }
+            // Nothing else to do right now: send the replies gathered so far, in one write if
+            // the transport takes them at once.
+            () = std::future::ready(()), if !out.is_empty() => {
+                let _ = outbox.send_all_now(&mut out);
+            }
+        }
+    };
+    // Dropping the handlers' tasks cancels them; dropping the outbox lets the writer flush and
+    // close.
+    let _ = outbox.send_all_now(&mut out);
+    tasks.shutdown().await;
+    drop(outbox);
+    let _ = writer_task.await;
+    tracing::debug!(service = descriptor.name, "connection closed");
+    result
+}
+
+/// The client is gone (end of stream or goodbye): nobody will read replies, so the calls are
+/// dropped; one-way calls run to completion.
+fn abort_all(cancels: &mut HashMap<u64, AbortHandle>) {
+    for (_, handle) in cancels.drain() {
+        handle.abort();
+    }
+}
+
+fn protocol_violation(out: &mut Vec<Bytes>, error: ProtocolError) -> ConnectionError {
+    out.push(header_frame(&Header::Goodbye {
+        reason: GoodbyeReason::ProtocolViolation,
+    }));
+    ConnectionError::Protocol(error)
+}

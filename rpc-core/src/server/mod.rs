@@ -1,0 +1,55 @@
+//! The server engine: serves one connection of a service.
+//!
+//! [`serve_connection`] performs the handshake, then reads calls and answers them. The
+//! execution model:
+//!
+//! * **Handlers run in parallel.** Each call's handler is polled once, in place, by the
+//!   connection's task; a handler that finishes there (it never waits) is answered at once,
+//!   with no task or timer. A handler still pending after that first poll moves to a task of
+//!   its own, so one slow or computing handler does not hold up the other calls of its
+//!   connection, nor the reading of new ones. A handler that blocks its thread *before* its
+//!   first `.await` holds up its connection's task for that long (other connections go on, on
+//!   other worker threads): put blocking work in `tokio::task::spawn_blocking`.
+//! * **One-way calls take effect in the order sent.** The one-way handlers of a connection run
+//!   one after another: the next starts once the previous one has finished (each still on its
+//!   own task if it waits). Their order relative to calls is not defined.
+//! * **Replies go out as handlers finish**, in any order; replies that are ready together go
+//!   out in one write.
+//! * **Cancellation and deadlines**: a handler is dropped when its caller cancels, when its
+//!   deadline passes, or when the client goes away (one-way handlers already started run to
+//!   completion).
+//! * **Bounded**: at most [`ServerConfig::max_in_flight`] handlers (calls and queued one-way
+//!   calls) per connection; at the limit the server stops reading from the connection, so
+//!   excess calls wait in the transport and none is dropped.
+//!
+//! The transport's server loop calls [`serve_connection`] once per accepted connection.
+
+mod call;
+mod config;
+mod connection;
+mod handshake;
+
+pub use config::ServerConfig;
+pub use connection::serve_connection;
+
+use crate::error::ProtocolError;
+use crate::frame::FrameError;
+use crate::protocol::Rejection;
+
+/// Why a server connection ended with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// No hello arrived within the handshake timeout.
+    #[error("handshake timed out")]
+    HandshakeTimeout,
+    /// The client's hello was refused.
+    #[error("handshake rejected")]
+    Rejected(#[source] Rejection),
+    /// The client sent a bad frame, or the transport failed.
+    #[error("transport failed")]
+    Frame(#[source] FrameError),
+    /// The client broke the protocol.
+    #[error("protocol violation")]
+    Protocol(#[source] ProtocolError),
+}
