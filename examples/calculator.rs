@@ -7,7 +7,7 @@
 //! ```
 
 use std::process::{ExitCode, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -61,8 +61,9 @@ impl Calculator for Calc {
     }
 
     async fn log(&self, line: String) {
-        let peer = rpc_core::CallContext::current().map(|c| c.peer().clone());
-        eprintln!("[server] log from {peer:?}: {line}");
+        let peer = rpc_core::CallContext::current()
+            .map_or_else(|| "an unknown peer".to_owned(), |c| c.peer().to_string());
+        eprintln!("[server] log from {peer}: {line}");
         self.lines.lock().await.push(line);
     }
 
@@ -172,7 +173,10 @@ async fn demo() -> Result<(), Error> {
     }
 
     let calc: CalculatorClient = rpc_transport::connect(&name).await?;
-    println!("connected to {name} (server pid {:?})", child.id());
+    let pid = child
+        .id()
+        .map_or_else(|| "unknown".to_owned(), |pid| pid.to_string());
+    println!("connected to {name} (server pid {pid})");
 
     println!("add(2, 3)           = {}", calc.add(2, 3).await?);
     println!("divide(7.0, 2.0)    = {:?}", calc.divide(7.0, 2.0).await?);
@@ -180,6 +184,9 @@ async fn demo() -> Result<(), Error> {
         "divide(1.0, 0.0)    = {:?}   (typed error)",
         calc.divide(1.0, 0.0).await?
     );
+    // A handle with its own deadline for each call, on the same connection.
+    let hurried = calc.with_timeout(Some(Duration::from_millis(500)));
+    println!("add(40, 2) within 500 ms = {}", hurried.add(40, 2).await?);
     calc.log("hello from the client".to_owned()).await?;
     println!(
         "log(\"hello ...\")     sent one-way; server has logged {:?}",

@@ -14,6 +14,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use rpc_core::{ClientConfig, ProtocolError, RpcError};
 use rpc_transport::child::{
     serve_inherited_pipes, spawn, spawn_with_pipes, ChildProcess, ChildServeError, SpawnError,
+    PIPES_ENV,
 };
 use tokio::process::Command;
 
@@ -206,7 +207,9 @@ async fn println_in_the_child_goes_to_its_stderr_not_the_connection() {
 async fn inherited_pipes_leave_the_childs_stdio_alone() {
     let (stdout_file, stdout) = capture();
     let mut command = child(&["pipes"]);
-    command.stdout(stdout);
+    command
+        .stdout(stdout)
+        .env("RPC_TEST_MARK", "set by the parent");
     let (helper, process): (HelperClient, _) = within(
         "the child to start",
         spawn_with_pipes(command, &ClientConfig::default()),
@@ -216,6 +219,14 @@ async fn inherited_pipes_leave_the_childs_stdio_alone() {
     assert_eq!(helper.add(5, 6).await.expect("add"), 11);
     let data = vec![7u8; 100_000];
     assert_eq!(helper.echo(data.clone()).await.expect("echo"), data);
+    // The child's environment has lost the pipes' numbers (so its own children cannot inherit
+    // them) and kept the rest.
+    let env = |name: &str| helper.env(name.to_owned());
+    assert_eq!(env(PIPES_ENV).await.expect("env"), None);
+    assert_eq!(
+        env("RPC_TEST_MARK").await.expect("env").as_deref(),
+        Some("set by the parent")
+    );
     drop(helper);
     let status = within("the child to exit", process.wait()).await;
     assert!(status.is_some_and(|s| s.success()), "{status:?}");

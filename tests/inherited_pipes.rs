@@ -187,52 +187,51 @@ async fn inherited_pipes_are_checked_taken_once_and_forgotten() {
     let (parent_read, child_write) = std::io::pipe().expect("pipe");
     let (child_read, child_write) = (child_read.into_raw_fd(), child_write.into_raw_fd());
     std::env::set_var(PIPES_ENV, format!("{child_read},{child_write}"));
-    let server = tokio::spawn(async {
-        let config = ServerConfig::default();
-        serve_inherited_pipes(HelperServer::new(HelperImpl), &config).await
-    });
-    let reader = pipe::Receiver::from_owned_fd(OwnedFd::from(parent_read)).expect("reader");
-    let writer = pipe::Sender::from_owned_fd(OwnedFd::from(parent_write)).expect("writer");
-    let config = ClientConfig::default();
-    let connecting = connect_pipes::<HelperClient, _, _>(reader, writer, &config);
-    let helper = tokio::time::timeout(PATIENCE, connecting)
-        .await
-        .expect("handshake in time")
-        .expect("connect to the served pipes");
-    assert_eq!(helper.add(2, 3).await.expect("add"), 5);
-    assert_eq!(std::env::var_os(PIPES_ENV), None, "{PIPES_ENV} still set");
-    // Taken pipes are close-on-exec: a process this one starts inherits neither.
-    for fd in [child_read, child_write] {
+    // The service runs beside the parent's side on this task; the handshake completes only
+    // once it has taken the pipes.
+    let config = ServerConfig::default();
+    let server = serve_inherited_pipes(HelperServer::new(HelperImpl), &config);
+    let parent = async {
+        let reader = pipe::Receiver::from_owned_fd(OwnedFd::from(parent_read)).expect("reader");
+        let writer = pipe::Sender::from_owned_fd(OwnedFd::from(parent_write)).expect("writer");
+        let config = ClientConfig::default();
+        let connecting = connect_pipes::<HelperClient, _, _>(reader, writer, &config);
+        let helper = tokio::time::timeout(PATIENCE, connecting)
+            .await
+            .expect("handshake in time")
+            .expect("connect to the served pipes");
+        assert_eq!(helper.add(2, 3).await.expect("add"), 5);
+        assert_eq!(std::env::var_os(PIPES_ENV), None, "{PIPES_ENV} still set");
+        // Taken pipes are close-on-exec: a process this one starts inherits neither.
+        for fd in [child_read, child_write] {
+            assert!(
+                close_on_exec(fd),
+                "descriptor {fd} is inherited by children"
+            );
+        }
+
+        // A second call, naming the same pipes: refused, and the connection goes on.
+        let value = format!("{child_read},{child_write}");
+        let error = serve_failing(Some(&value), "second call, same pipes").await;
         assert!(
-            close_on_exec(fd),
-            "descriptor {fd} is inherited by children"
+            matches!(error, ChildServeError::PipesTaken),
+            "second call: {error:?}"
         );
-    }
+        assert_eq!(helper.add(3, 4).await.expect("add after"), 7);
 
-    // A second call, naming the same pipes: refused, and the connection goes on.
-    let value = format!("{child_read},{child_write}");
-    let error = serve_failing(Some(&value), "second call, same pipes").await;
-    assert!(
-        matches!(error, ChildServeError::PipesTaken),
-        "second call: {error:?}"
-    );
-    assert_eq!(helper.add(3, 4).await.expect("add after"), 7);
-
-    // A third, naming files: refused without touching them.
-    let value = format!("{},{}", a.fd.0, b.fd.0);
-    let error = serve_failing(Some(&value), "third call, files").await;
-    assert!(
-        matches!(error, ChildServeError::PipesTaken),
-        "third call: {error:?}"
-    );
-    a.assert_still_mine("third call");
-    b.assert_still_mine("third call");
-
-    // Dropping the client ends the service cleanly.
-    drop(helper);
-    let served = tokio::time::timeout(PATIENCE, server)
+        // A third, naming files: refused without touching them.
+        let value = format!("{},{}", a.fd.0, b.fd.0);
+        let error = serve_failing(Some(&value), "third call, files").await;
+        assert!(
+            matches!(error, ChildServeError::PipesTaken),
+            "third call: {error:?}"
+        );
+        a.assert_still_mine("third call");
+        b.assert_still_mine("third call");
+        // Dropping the client ends the service.
+    };
+    let (served, ()) = tokio::time::timeout(PATIENCE, async { tokio::join!(server, parent) })
         .await
-        .expect("server ends in time")
-        .expect("server task");
+        .expect("the service ends in time once the client is gone");
     assert!(served.is_ok(), "{served:?}");
 }

@@ -106,3 +106,58 @@ pub enum ProtocolError {
     #[error("server answered with protocol version {0}")]
     BadVersion(u16),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::WireDecodeError;
+
+    /// The message of an error and of each of its sources, as a chain printer shows them.
+    fn chain(error: &dyn std::error::Error) -> Vec<String> {
+        let mut lines = vec![error.to_string()];
+        let mut source = error.source();
+        while let Some(cause) = source {
+            lines.push(cause.to_string());
+            source = cause.source();
+        }
+        lines
+    }
+
+    /// Each cause is printed once: an error that carries a source does not repeat it in its
+    /// own message.
+    #[test]
+    fn each_cause_is_printed_once() {
+        let errors = [
+            RpcError::Rejected(Rejection::FingerprintMismatch {
+                service: "Calculator".into(),
+                client: 1,
+                server: 2,
+            }),
+            RpcError::ClosedByPeer(GoodbyeReason::ProtocolViolation),
+            RpcError::Frame(FrameError::TooLarge { len: 9, max: 8 }),
+            RpcError::Protocol(ProtocolError::DuplicateId(3)),
+            RpcError::Remote(WireError::BadArguments(WireDecodeError::TooDeep)),
+            RpcError::Decode(DecodeError::TooDeep { max_depth: 4 }),
+        ];
+        for error in &errors {
+            let lines = chain(error);
+            assert!(lines.len() >= 2, "{lines:?} has no cause");
+            for (i, line) in lines.iter().enumerate() {
+                for later in &lines[i + 1..] {
+                    assert!(
+                        !line.contains(later.as_str()),
+                        "{line:?} repeats its cause {later:?}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            chain(&errors[0]),
+            [
+                "handshake rejected",
+                "interface of \"Calculator\" differs: client fingerprint 0x0000000000000001, \
+                 server 0x0000000000000002"
+            ]
+        );
+    }
+}

@@ -15,6 +15,7 @@ pub struct Endpoint {
     name: String,
     #[cfg(unix)]
     dir: Option<PathBuf>,
+    allow_other_users: bool,
 }
 
 impl Endpoint {
@@ -50,6 +51,7 @@ impl Endpoint {
                 name: name.to_owned(),
                 #[cfg(unix)]
                 dir: None,
+                allow_other_users: false,
             }),
         }
     }
@@ -62,6 +64,23 @@ impl Endpoint {
     pub fn in_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.dir = Some(dir.into());
         self
+    }
+
+    /// Lets every local user connect to a server on this endpoint, not just the server's own
+    /// user (and SYSTEM and administrators). For a Windows service that runs as SYSTEM and
+    /// serves ordinary users: every local process can then call every method, so each handler
+    /// must check [`rpc_core::CallContext`]'s peer itself. Windows only: Unix endpoints are
+    /// private to the user's directory; serve from a directory given with `in_dir` to share
+    /// them.
+    #[must_use]
+    pub fn allow_other_users(mut self, allow: bool) -> Self {
+        self.allow_other_users = allow;
+        self
+    }
+
+    /// Whether every local user may connect (see [`Endpoint::allow_other_users`]).
+    pub fn allows_other_users(&self) -> bool {
+        self.allow_other_users
     }
 
     /// The name.

@@ -57,6 +57,22 @@ pub trait Probe {
     async fn depth(&self, value: Nested) -> u32;
     /// The caller as the server sees it: (pid, uid, sid).
     async fn whoami(&self) -> (Option<u32>, Option<u32>, Option<String>);
+    /// Waits once, reports that it computes, then holds its thread (as a computing handler
+    /// does) until the test calls [`release`] with the same tag.
+    async fn compute(&self, tag: u32) -> u32;
+    /// Yields once, then reports `n`; one-way.
+    #[rpc(oneway)]
+    async fn append(&self, n: u32);
+}
+
+/// Tags of [`Probe::compute`] calls that may finish.
+static RELEASED: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+static RELEASE: std::sync::Condvar = std::sync::Condvar::new();
+
+/// Lets the `compute` call tagged `tag` finish.
+pub fn release(tag: u32) {
+    RELEASED.lock().unwrap_or_else(|e| e.into_inner()).push(tag);
+    RELEASE.notify_all();
 }
 
 /// What the server-side handlers report.
@@ -67,6 +83,10 @@ pub enum Event {
     SleepFinished(u32),
     /// The handler future was dropped before finishing (cancelled or past its deadline).
     SleepDropped(u32),
+    /// A `compute` handler holds its thread.
+    Computing(u32),
+    /// A one-way `append` took effect.
+    Appended(u32),
 }
 
 pub struct ProbeImpl {
@@ -144,6 +164,23 @@ impl Probe for ProbeImpl {
     async fn whoami(&self) -> (Option<u32>, Option<u32>, Option<String>) {
         let ctx = rpc_core::CallContext::current().expect("inside a handler");
         (ctx.peer().pid, ctx.peer().uid, ctx.peer().sid.clone())
+    }
+
+    async fn compute(&self, tag: u32) -> u32 {
+        tokio::task::yield_now().await;
+        let _ = self.events.send(Event::Computing(tag));
+        // Holds the thread, bounded so that a broken test cannot hang the suite.
+        let released = RELEASED.lock().unwrap_or_else(|e| e.into_inner());
+        let (released, _) = RELEASE
+            .wait_timeout_while(released, PATIENCE, |released| !released.contains(&tag))
+            .unwrap_or_else(|e| e.into_inner());
+        drop(released);
+        tag
+    }
+
+    async fn append(&self, n: u32) {
+        tokio::task::yield_now().await;
+        let _ = self.events.send(Event::Appended(n));
     }
 }
 

@@ -15,6 +15,8 @@ pub trait Helper {
     async fn print(&self, line: String);
     /// The child's process id.
     async fn pid(&self) -> u32;
+    /// The value of an environment variable in the child, if it is set.
+    async fn env(&self, name: String) -> Option<String>;
 }
 
 pub struct HelperImpl;
@@ -39,5 +41,9 @@ impl Helper for HelperImpl {
 
     async fn pid(&self) -> u32 {
         std::process::id()
+    }
+
+    async fn env(&self, name: String) -> Option<String> {
+        std::env::var(name).ok()
     }
 }

@@ -83,7 +83,7 @@ impl ClientHandle {
     ///
     /// [`RpcError::Rejected`] if the server refuses (version, service or fingerprint),
     /// [`RpcError::HandshakeTimeout`] if it does not answer in time, and
-    /// [`RpcError::ConnectionClosed`], [`RpcError::Io`], [`RpcError::Frame`] or
+    /// [`RpcError::ConnectionClosed`], [`RpcError::Frame`] or
     /// [`RpcError::Protocol`] if the connection fails or the peer does not speak the protocol.
     pub async fn connect<R: FrameRead, W: FrameWrite>(
         mut reader: R,

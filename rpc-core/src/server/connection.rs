@@ -1,6 +1,7 @@
 //! One connection's loop: read calls, start them, track them, answer, drain.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,13 +40,30 @@ enum Finished {
 ///
 /// Why the connection ended abnormally; the connection is closed in every case and the error is
 /// for logging. A client that simply goes away is `Ok`.
-pub async fn serve_connection<D, R, W>(
+pub fn serve_connection<'a, D, R, W>(
+    reader: R,
+    writer: W,
+    peer: PeerInfo,
+    service: D,
+    config: &'a ServerConfig,
+    shutdown: &CancellationToken,
+) -> impl Future<Output = Result<(), ConnectionError>> + Send + 'a
+where
+    D: Dispatch,
+    R: FrameRead,
+    W: FrameWrite,
+{
+    // Declared `Send` here, so that callers generic over their own lifetimes can spawn it.
+    run(reader, writer, peer, service, config, shutdown.clone())
+}
+
+async fn run<D, R, W>(
     mut reader: R,
     mut writer: W,
     peer: PeerInfo,
     service: D,
     config: &ServerConfig,
-    shutdown: &CancellationToken,
+    shutdown: CancellationToken,
 ) -> Result<(), ConnectionError>
 where
     D: Dispatch,
@@ -53,6 +71,9 @@ where
     W: FrameWrite,
 {
     let descriptor = service.descriptor();
+    // Owned, so that the connection's future holds no borrow of the token across its waits.
+    let shutdown = shutdown.cancelled_owned();
+    tokio::pin!(shutdown);
     let client_max_frame = tokio::select! {
         result = tokio::time::timeout(config.handshake_timeout, handshake(&mut reader, &mut writer, &service, config)) => {
             match result {
@@ -60,7 +81,7 @@ where
                 Err(_) => return Err(ConnectionError::HandshakeTimeout),
             }
         }
-        () = shutdown.cancelled() => {
+        () = &mut shutdown => {
             let _ = writer.write_frames(&[header_frame(&Header::Goodbye { reason: GoodbyeReason::ShuttingDown })]).await;
             return Ok(());
         }
@@ -199,7 +220,7 @@ where
                     }
                 }
             }
-            () = shutdown.cancelled(), if !draining => {
+            () = &mut shutdown, if !draining => {
                 draining = true;
                 out.push(header_frame(&Header::Goodbye { reason: GoodbyeReason::ShuttingDown }));
             }
