@@ -139,3 +139,59 @@ fn child_process_example_calls_and_survives_a_killed_child() {
         "stderr:\n{stderr}"
     );
 }
+
+/// At the descriptor limit, accepting fails again and again while clients wait: the server
+/// retries, but logs it at a bounded rate, not every 20 ms.
+#[cfg(target_os = "linux")]
+#[test]
+fn repeated_accept_errors_are_logged_at_a_bounded_rate() {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
+
+    let name = format!("calc-emfile-{}", std::process::id());
+    // Few descriptors: a few connections use them up.
+    let mut server = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 40 && exec \"$0\" serve --name \"$1\" --until-stdin-closes")
+        .arg(example("calculator"))
+        .arg(&name)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start server");
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    assert_eq!(line.trim(), "ready");
+    let mut stderr = BufReader::new(server.stderr.take().expect("stderr"));
+    let mut serving = String::new();
+    stderr.read_line(&mut serving).expect("read");
+    let path = serving
+        .trim()
+        .rsplit_once(" at ")
+        .map(|(_, path)| path.to_owned())
+        .expect("the server says where it serves");
+
+    // More clients than descriptors; they wait in the listen queue, and accept fails.
+    let clients: Vec<UnixStream> = (0..80)
+        .map(|_| UnixStream::connect(&path).expect("connect"))
+        .collect();
+    // What is measured is a rate: watch two seconds of the server retrying (at 20 ms a
+    // retry, about 100 attempts).
+    std::thread::sleep(Duration::from_secs(2));
+    drop(clients);
+    drop(server.stdin.take());
+    let status = server.wait().expect("wait");
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).expect("read");
+    let logged = rest.matches("accept failed").count();
+    assert!(status.success(), "{rest}");
+    assert!(
+        (1..=2).contains(&logged),
+        "{logged} accept errors logged:\n{rest}"
+    );
+}

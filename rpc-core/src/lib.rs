@@ -56,7 +56,7 @@ pub use context::{CallContext, PeerInfo};
 pub use decode::DecodeError;
 pub use error::{ProtocolError, RpcError};
 pub use rpc_macros::service;
-pub use server::{serve_connection, ConnectionError, ServerConfig};
+pub use server::{refuse_connection, serve_connection, ConnectionError, ServerConfig};
 pub use service::{Dispatch, MethodDescriptor, MethodKind, ServiceDescriptor};
 /// The signal that shuts a server down gracefully (from tokio-util): `cancel()` it and the
 /// server stops accepting, lets calls in flight finish, and closes.

@@ -211,6 +211,13 @@ pub enum Rejection {
         /// The server's fingerprint.
         server: u64,
     },
+    /// The server serves as many connections as it is allowed to (in all, or for this user);
+    /// the client may try again later.
+    #[error("the server is busy: it serves its maximum of {max_connections} connections")]
+    ServerBusy {
+        /// The limit that was reached.
+        max_connections: u32,
+    },
 }
 
 /// The status of a reply.

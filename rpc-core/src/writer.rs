@@ -21,6 +21,10 @@ use crate::frame::{FrameError, FrameWrite, TryWrite};
 /// Most frames written in one batch.
 const MAX_BATCH: usize = 256;
 
+/// How long the writer keeps trying to send what is queued once every [`Outbox`] is gone, before
+/// it closes the transport anyway: a peer that stops reading cannot hold a connection open.
+pub(crate) const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
 type BoxedIo<'a> = Pin<Box<dyn Future<Output = Result<(), FrameError>> + Send + 'a>>;
 
 /// A [`FrameWrite`] behind a trait object, so that the queue need not be generic.
@@ -57,12 +61,16 @@ struct State {
     failed: bool,
     /// Every [`Outbox`] is gone: the writer task writes what is queued, then closes.
     senders_gone: bool,
+    /// Bytes of the frames queued or being written by the writer task.
+    unsent: usize,
 }
 
 struct Shared {
     state: Mutex<State>,
     /// Wakes the writer task.
     work: Notify,
+    /// Wakes senders waiting for the unsent bytes to go down (after each write).
+    drained: Notify,
 }
 
 impl Shared {
@@ -99,6 +107,7 @@ impl Outbox {
         if state.failed {
             return Err(Closed);
         }
+        state.unsent += frame.len();
         state.queue.push(frame);
         drop(state);
         shared.work.notify_one();
@@ -114,6 +123,7 @@ impl Outbox {
             return Err(Closed);
         }
         if !try_now(shared, &mut state, std::slice::from_ref(&frame)) {
+            state.unsent += frame.len();
             state.queue.push(frame);
             drop(state);
             shared.work.notify_one();
@@ -136,11 +146,34 @@ impl Outbox {
         if try_now(shared, &mut state, frames) {
             frames.clear();
         } else {
+            state.unsent += frames.iter().map(Bytes::len).sum::<usize>();
             state.queue.append(frames);
             drop(state);
             shared.work.notify_one();
         }
         Ok(())
+    }
+
+    /// Bytes of the frames waiting for the writer task or being written by it.
+    pub(crate) fn unsent(&self) -> usize {
+        self.0 .0.lock().unsent
+    }
+
+    /// Waits until at most `limit` bytes are unsent (or the writer task has ended).
+    pub(crate) async fn drained_to(&self, limit: usize) {
+        let shared = &self.0 .0;
+        loop {
+            let drained = shared.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            {
+                let state = shared.lock();
+                if state.unsent <= limit || state.failed {
+                    return;
+                }
+            }
+            drained.await;
+        }
     }
 }
 
@@ -185,8 +218,10 @@ pub(crate) fn spawn_writer<W: FrameWrite>(
             error: None,
             failed: false,
             senders_gone: false,
+            unsent: 0,
         }),
         work: Notify::new(),
+        drained: Notify::new(),
     });
     let task = tokio::spawn(run_writer(Arc::clone(&shared), on_error));
     (Outbox(Arc::new(Senders(shared))), task)
@@ -216,8 +251,7 @@ async fn run_writer(shared: Arc<Shared>, on_error: impl FnOnce(FrameError)) {
         };
         let (mut writer, close) = match next {
             Err(error) => {
-                tracing::debug!(%error, "write failed");
-                on_error(error);
+                fail(&shared, error, on_error);
                 return;
             }
             Ok(None) if batch.is_empty() => {
@@ -228,21 +262,53 @@ async fn run_writer(shared: Arc<Shared>, on_error: impl FnOnce(FrameError)) {
             Ok(Some(next)) => next,
         };
         if close {
-            let _ = writer.close().await;
+            // Bounded: a peer that does not read cannot keep the transport open.
+            let _ = tokio::time::timeout(LINGER, writer.close()).await;
             return;
         }
-        let result = writer.write_frames(&batch).await;
+        let written: usize = batch.iter().map(Bytes::len).sum();
+        let result = tokio::select! {
+            result = writer.write_frames(&batch) => result,
+            () = abandoned(&shared) => {
+                tracing::debug!("peer does not read; closing the connection");
+                return;
+            }
+        };
         batch.clear();
         let mut state = shared.lock();
         state.writer = Some(writer);
+        state.unsent = state.unsent.saturating_sub(written);
         if let Err(error) = result {
-            state.failed = true;
             drop(state);
-            tracing::debug!(%error, "write failed");
-            on_error(error);
+            fail(&shared, error, on_error);
             return;
         }
+        drop(state);
+        shared.drained.notify_waiters();
     }
+}
+
+/// Marks the writer as failed, wakes whoever waits on it, and reports the error.
+fn fail(shared: &Shared, error: FrameError, on_error: impl FnOnce(FrameError)) {
+    shared.lock().failed = true;
+    shared.drained.notify_waiters();
+    tracing::debug!(%error, "write failed");
+    on_error(error);
+}
+
+/// Completes [`LINGER`] after every [`Outbox`] is gone: a write still under way by then waits
+/// on a peer that does not read, and is abandoned.
+async fn abandoned(shared: &Shared) {
+    loop {
+        let woken = shared.work.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        if shared.lock().senders_gone {
+            break;
+        }
+        woken.await;
+    }
+    tokio::time::sleep(LINGER).await;
 }
 
 #[cfg(test)]

@@ -30,8 +30,9 @@ pub enum ConnectError {
         /// The endpoint.
         endpoint: String,
     },
-    /// Every instance of the endpoint stayed busy for the whole wait.
-    #[error("{endpoint} stayed busy")]
+    /// The server is busy: it serves as many connections as it may (it said so), or every
+    /// instance of the endpoint stayed taken for the whole connect timeout.
+    #[error("{endpoint} is busy")]
     Busy {
         /// The endpoint.
         endpoint: String,

@@ -41,6 +41,7 @@ pub mod fifo;
 #[cfg(windows)]
 #[path = "fifo_windows.rs"]
 pub mod fifo;
+mod limits;
 pub mod pipes;
 mod server;
 
@@ -58,13 +59,15 @@ pub use endpoint::Endpoint;
 pub use error::{BindError, ConnectError};
 pub use server::{serve, Server};
 
-use rpc_core::{Client, ClientConfig};
+use rpc_core::protocol::Rejection;
+use rpc_core::{Client, ClientConfig, RpcError};
 
 /// Connects to the service served on `name` with default settings.
 ///
 /// # Errors
 ///
-/// [`ConnectError::NotFound`] if no server is listening, [`ConnectError::PermissionDenied`],
+/// [`ConnectError::NotFound`] if no server is listening, [`ConnectError::Busy`] if it serves
+/// as many connections as it may, [`ConnectError::PermissionDenied`],
 /// [`ConnectError::UntrustedServer`] if the server runs as another user, another variant of
 /// [`ConnectError`] if the name is invalid or the endpoint cannot be reached;
 /// [`ConnectError::Handshake`] if the server serves another service or another version of it
@@ -83,5 +86,11 @@ pub async fn connect_with<C: Client>(
     config: &ClientConfig,
 ) -> Result<C, ConnectError> {
     let (reader, writer) = platform::connect(endpoint, config).await?;
-    Ok(rpc_core::connect(reader, writer, config).await?)
+    match rpc_core::connect(reader, writer, config).await {
+        Ok(client) => Ok(client),
+        Err(RpcError::Rejected(Rejection::ServerBusy { .. })) => Err(ConnectError::Busy {
+            endpoint: endpoint.to_string(),
+        }),
+        Err(error) => Err(ConnectError::Handshake(error)),
+    }
 }

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rpc_core::{serve_connection, CancellationToken, Dispatch, ServerConfig};
+
+use crate::limits::{refuse, RateLimited, Shares, ACCEPT_ERROR_LOG_EVERY, MAX_REFUSALS};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -77,9 +79,15 @@ impl<D: Dispatch> Server<D> {
         self.listener.address()
     }
 
-    /// Serves clients until the shutdown handle is triggered, then stops accepting (the endpoint
+    /// Serves clients until the shutdown handle is cancelled, then stops accepting (the endpoint
     /// disappears), lets connections finish their calls in flight for up to
     /// [`ServerConfig::shutdown_timeout`], and closes the rest.
+    ///
+    /// A client over [`ServerConfig::max_connections`] (or, on an endpoint that lets other users
+    /// in, over [`ServerConfig::max_connections_per_user`] for its user) is answered at once
+    /// with [`rpc_core::protocol::Rejection::ServerBusy`], which its connect reports as
+    /// [`crate::ConnectError::Busy`]. Accept errors that can be retried (out of descriptors)
+    /// are retried, and logged at most once per 10 s.
     ///
     /// # Errors
     ///
@@ -93,20 +101,19 @@ impl<D: Dispatch> Server<D> {
             endpoint,
         } = self;
         let shutdown_timeout = config.get_shutdown_timeout();
-        let slots = Arc::new(Semaphore::new(config.get_max_connections()));
+        let max_connections = config.get_max_connections();
+        let slots = Arc::new(Semaphore::new(max_connections));
+        let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
+        let mut shares = endpoint
+            .allows_other_users()
+            .then(|| Shares::new(config.get_max_connections_per_user()));
         let config = Arc::new(config);
         let mut connections = JoinSet::new();
+        let mut accept_errors = RateLimited::new(ACCEPT_ERROR_LOG_EVERY);
         let stop = shutdown.cancelled();
         tokio::pin!(stop);
         let result = loop {
             while connections.try_join_next().is_some() {}
-            let permit = tokio::select! {
-                permit = Arc::clone(&slots).acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break Ok(()),
-                },
-                () = &mut stop => break Ok(()),
-            };
             let accepted = tokio::select! {
                 accepted = listener.accept() => accepted,
                 () = &mut stop => break Ok(()),
@@ -114,12 +121,32 @@ impl<D: Dispatch> Server<D> {
             let (reader, writer, peer) = match accepted {
                 Ok(accepted) => accepted,
                 Err(error) if platform::is_transient_accept_error(&error) => {
-                    tracing::warn!(%error, "accept failed; retrying");
+                    if let Some(suppressed) = accept_errors.allow() {
+                        tracing::warn!(%error, suppressed, "accept failed; retrying");
+                    }
                     // Out of descriptors or similar: give other connections a moment to close.
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 }
                 Err(error) => break Err(error),
+            };
+            // Over a limit: the client is told at once that the server is busy.
+            let share = match shares.as_mut().map(|shares| shares.take(&peer)) {
+                Some(None) => {
+                    refuse(
+                        reader,
+                        writer,
+                        &refusals,
+                        config.get_max_connections_per_user(),
+                    );
+                    continue;
+                }
+                Some(Some(share)) => Some(share),
+                None => None,
+            };
+            let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                refuse(reader, writer, &refusals, max_connections);
+                continue;
             };
             let service = Arc::clone(&service);
             let config = Arc::clone(&config);
@@ -127,7 +154,7 @@ impl<D: Dispatch> Server<D> {
             let span = tracing::debug_span!("rpc.connection", endpoint = %endpoint, pid = peer.pid);
             connections.spawn(
                 async move {
-                    let _permit = permit;
+                    let _held = (permit, share);
                     if let Err(error) =
                         serve_connection(reader, writer, peer, service, &config, &shutdown).await
                     {

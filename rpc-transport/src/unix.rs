@@ -41,15 +41,19 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt,
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rpc_core::frame::{FrameReader, FrameWriter};
+use rpc_core::frame::FrameWriter;
 use rpc_core::{ClientConfig, PeerInfo, ServerConfig};
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::endpoint::Endpoint;
 use crate::error::{BindError, ConnectError};
 
-type Reader = FrameReader<OwnedReadHalf>;
+mod reader;
+
+use reader::SocketReader;
+
+type Reader = SocketReader;
 type Writer = FrameWriter<OwnedWriteHalf>;
 
 pub(crate) fn euid() -> u32 {
@@ -370,7 +374,7 @@ impl Listener {
             Err(_) => PeerInfo::unknown(),
         };
         let (read, write) = stream.into_split();
-        Ok((FrameReader::new(read), FrameWriter::new(write), peer))
+        Ok((SocketReader::new(read), FrameWriter::new(write), peer))
     }
 }
 
@@ -452,7 +456,7 @@ pub(crate) async fn connect(
         });
     }
     let (read, write) = stream.into_split();
-    Ok((FrameReader::new(read), FrameWriter::new(write)))
+    Ok((SocketReader::new(read), FrameWriter::new(write)))
 }
 
 #[cfg(test)]

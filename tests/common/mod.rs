@@ -401,6 +401,27 @@ impl RawPeer {
         Some((header, body))
     }
 
+    /// A whole call frame (prefix included) to the Probe method named `method`.
+    pub fn call_frame<A: Serialize>(id: u64, method: &str, args: &A) -> Vec<u8> {
+        let service = <ProbeClient as Client>::SERVICE;
+        let index = service
+            .methods
+            .iter()
+            .find(|m| m.name == method)
+            .map(|m| m.index)
+            .expect("a Probe method");
+        let mut payload = postcard::to_stdvec(&Header::Call {
+            id,
+            method: index,
+            deadline_us: None,
+        })
+        .expect("encode");
+        payload.extend(postcard::to_stdvec(args).expect("encode"));
+        let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
+        frame.extend(payload);
+        frame
+    }
+
     /// Reads until the server closes the connection; returns the headers seen on the way.
     pub async fn until_closed(&mut self) -> Vec<Header> {
         let mut seen = Vec::new();

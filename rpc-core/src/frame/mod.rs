@@ -91,6 +91,24 @@ pub trait FrameRead: Send + 'static {
         &mut self,
         max_frame: u32,
     ) -> impl Future<Output = Result<Option<Bytes>, FrameError>> + Send;
+
+    /// When the first bytes of a frame arrived whose rest has not, if one has: the engine gives
+    /// a started frame a bounded time to complete. The default, for transports that deliver
+    /// whole messages, is `None`.
+    fn frame_started(&self) -> Option<tokio::time::Instant> {
+        None
+    }
+
+    /// Completes when the peer has closed its end, without reading anything: the engine waits
+    /// on it while it does not read (at its in-flight limit, or while replies wait to be
+    /// written), so that a peer that leaves is noticed at once and its handlers are dropped.
+    /// Data that arrives meanwhile is left for [`read_frame`](FrameRead::read_frame).
+    ///
+    /// The default never completes: such a transport's departed peer is noticed when reading
+    /// resumes, or when a reply cannot be written.
+    fn closed(&mut self) -> impl Future<Output = ()> + Send {
+        std::future::pending()
+    }
 }
 
 /// Writes encoded frames (each with its length prefix) to a transport.

@@ -6,6 +6,7 @@ use std::task::{ready, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tokio::time::Instant;
 
 use crate::frame::{check_len, FrameError, FrameRead};
 use crate::protocol::LEN_PREFIX;
@@ -19,6 +20,8 @@ const READ_CHUNK: usize = 16 * 1024;
 pub struct FrameReader<R> {
     inner: R,
     buf: BytesMut,
+    /// When the first bytes of the frame in `buf` arrived; `None` between frames.
+    started: Option<Instant>,
 }
 
 impl<R: AsyncRead + Unpin + Send + 'static> FrameReader<R> {
@@ -27,6 +30,7 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameReader<R> {
         Self {
             inner,
             buf: BytesMut::new(),
+            started: None,
         }
     }
 
@@ -52,11 +56,18 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameReader<R> {
             return Ok(None);
         }
         self.buf.advance(LEN_PREFIX);
-        Ok(Some(self.buf.split_to(len).freeze()))
+        let frame = self.buf.split_to(len).freeze();
+        // Bytes of the next frame that came with this one start its clock now.
+        self.started = (!self.buf.is_empty()).then(Instant::now);
+        Ok(Some(frame))
     }
 }
 
 impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for FrameReader<R> {
+    fn frame_started(&self) -> Option<Instant> {
+        self.started
+    }
+
     async fn read_frame(&mut self, max_frame: u32) -> Result<Option<Bytes>, FrameError> {
         loop {
             if let Some(frame) = self.take_frame(max_frame)? {
@@ -74,6 +85,11 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for FrameReader<R> {
                     Poll::Ready(Ok::<_, io::Error>(read.filled().len()))
                 })
                 .await
+                .inspect(|&n| {
+                    if n > 0 {
+                        self.started = Some(Instant::now());
+                    }
+                })
             } else {
                 if self.buf.capacity() - self.buf.len() < 64 {
                     self.buf.reserve(READ_CHUNK);

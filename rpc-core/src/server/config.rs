@@ -18,8 +18,11 @@ use crate::protocol::DEFAULT_MAX_FRAME;
 /// ```
 ///
 /// What a peer can make the server hold is bounded by these settings: per connection at most
-/// [`max_in_flight`](Self::max_in_flight) handlers (each its own task once it waits) and one
-/// frame of at most [`max_frame`](Self::max_frame) bytes being read; per server at most
+/// [`max_in_flight`](Self::max_in_flight) handlers (each its own task once it waits), replies
+/// waiting to be written up to [`max_unsent_bytes`](Self::max_unsent_bytes) (then the server
+/// stops reading) plus those of the handlers still running, and one frame of at most
+/// [`max_frame`](Self::max_frame) bytes being read, which must complete within
+/// [`frame_timeout`](Self::frame_timeout); per server at most
 /// [`max_connections`](Self::max_connections) connections.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -28,7 +31,10 @@ pub struct ServerConfig {
     pub(crate) max_in_flight: usize,
     pub(crate) decode_limits: DecodeLimits,
     pub(crate) max_connections: usize,
+    pub(crate) max_connections_per_user: Option<usize>,
     pub(crate) shutdown_timeout: Duration,
+    pub(crate) frame_timeout: Duration,
+    pub(crate) max_unsent_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -39,7 +45,10 @@ impl Default for ServerConfig {
             max_in_flight: 128,
             decode_limits: DecodeLimits::default(),
             max_connections: 256,
+            max_connections_per_user: None,
             shutdown_timeout: Duration::from_secs(10),
+            frame_timeout: Duration::from_secs(10),
+            max_unsent_bytes: 1024 * 1024,
         }
     }
 }
@@ -98,10 +107,49 @@ impl ServerConfig {
         self
     }
 
+    /// Sets how many connections one user may hold on an endpoint that lets other users in
+    /// (`Endpoint::allow_other_users` in `rpc-transport`), so that one user cannot take every
+    /// slot from the others. Default half of [`max_connections`](Self::max_connections). On a
+    /// private endpoint every client is the server's own user, and only `max_connections`
+    /// applies.
+    ///
+    /// # Panics
+    ///
+    /// If `connections` is zero.
+    #[track_caller]
+    pub fn max_connections_per_user(&mut self, connections: usize) -> &mut Self {
+        assert!(
+            connections > 0,
+            "max_connections_per_user must be at least 1"
+        );
+        self.max_connections_per_user = Some(connections);
+        self
+    }
+
     /// Sets how long a graceful shutdown waits for calls in flight before closing their
     /// connections anyway. Default 10 s.
     pub fn shutdown_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Sets how long a frame may take to arrive once its first bytes have: counted from the
+    /// end of the previous frame (or from when the server resumed reading), while the server
+    /// reads. Default 10 s, time for a 16 MiB frame at 1.6 MB/s. A client that starts a frame
+    /// and stalls is disconnected ([`crate::ConnectionError::FrameTimeout`]); a client that
+    /// sends nothing is not: idle connections stay open as long as the client wants.
+    pub fn frame_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.frame_timeout = timeout;
+        self
+    }
+
+    /// Sets how many bytes of replies may wait to be written to one client before the server
+    /// stops reading that client's calls. Default 1 MiB. A client that does not read its
+    /// replies then gets backpressure: its calls wait in the transport, and what it costs the
+    /// server stays within this setting, plus the replies of at most `max_in_flight` handlers
+    /// that were running, plus one frame being read.
+    pub fn max_unsent_bytes(&mut self, bytes: usize) -> &mut Self {
+        self.max_unsent_bytes = bytes;
         self
     }
 
@@ -123,6 +171,12 @@ impl ServerConfig {
     /// How many connections a server serves at once.
     pub fn get_max_connections(&self) -> usize {
         self.max_connections
+    }
+
+    /// How many connections one user may hold on an endpoint that lets other users in.
+    pub fn get_max_connections_per_user(&self) -> usize {
+        self.max_connections_per_user
+            .unwrap_or(self.max_connections.div_ceil(2))
     }
 
     /// How long a graceful shutdown waits for calls in flight.

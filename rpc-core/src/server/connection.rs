@@ -111,14 +111,21 @@ where
     // Frames to send, gathered while more work is ready at once.
     let mut out: Vec<Bytes> = Vec::new();
 
+    // A started frame must complete within the frame timeout. The timer fires once per
+    // timeout while the connection is idle, and at the deadline of a started frame.
+    let frame_timer = tokio::time::sleep(config.frame_timeout);
+    tokio::pin!(frame_timer);
+
     let result = loop {
         if (draining || client_gone) && tasks.is_empty() {
             break Ok(());
         }
-        let reading = !draining && !client_gone && tasks.len() < config.max_in_flight;
         if out.len() >= MAX_GATHERED {
             let _ = outbox.send_all_now(&mut out);
         }
+        // Replies the client has not taken yet: past the limit, stop reading its calls.
+        let backlog = outbox.unsent() > config.max_unsent_bytes;
+        let reading = !draining && !client_gone && !backlog && tasks.len() < config.max_in_flight;
         tokio::select! {
             biased;
             Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
@@ -134,15 +141,27 @@ where
                     Err(_) => Ok(()),
                 };
             }
-            frame = reader.read_frame(config.max_frame), if reading => {
-                let frame = match frame {
-                    Ok(Some(frame)) => frame,
-                    Ok(None) => {
+            () = outbox.drained_to(config.max_unsent_bytes), if backlog && !client_gone => {}
+            () = &mut frame_timer => {
+                let now = Instant::now();
+                match reader.frame_started().map(|started| started + config.frame_timeout) {
+                    Some(deadline) if reading && deadline <= now => {
+                        break Err(ConnectionError::FrameTimeout(config.frame_timeout));
+                    }
+                    Some(deadline) if reading => frame_timer.as_mut().reset(deadline),
+                    _ => frame_timer.as_mut().reset(now + config.frame_timeout),
+                }
+            }
+            // While not reading, this waits for the client to leave, without reading.
+            incoming = next_incoming(&mut reader, reading, config.max_frame), if !client_gone => {
+                let frame = match incoming {
+                    Incoming::Frame(Ok(Some(frame))) => frame,
+                    Incoming::Frame(Ok(None)) | Incoming::Closed => {
                         client_gone = true;
                         abort_all(&mut cancels);
                         continue;
                     }
-                    Err(error) => {
+                    Incoming::Frame(Err(error)) => {
                         if let FrameError::TooLarge { len, max } = error {
                             out.push(header_frame(&Header::Goodbye {
                                 reason: GoodbyeReason::FrameTooLarge { len, max },
@@ -239,6 +258,24 @@ where
     let _ = writer_task.await;
     tracing::debug!(service = descriptor.name, "connection closed");
     result
+}
+
+/// What the connection's reading branch saw.
+enum Incoming {
+    /// A frame, the end of the stream, or why reading failed.
+    Frame(Result<Option<Bytes>, FrameError>),
+    /// The client closed its end while the server was not reading.
+    Closed,
+}
+
+/// Reads the next frame if `reading`, else waits for the client to close its end.
+async fn next_incoming<R: FrameRead>(reader: &mut R, reading: bool, max_frame: u32) -> Incoming {
+    if reading {
+        Incoming::Frame(reader.read_frame(max_frame).await)
+    } else {
+        reader.closed().await;
+        Incoming::Closed
+    }
 }
 
 /// The client is gone (end of stream or goodbye): nobody will read replies, so the calls are

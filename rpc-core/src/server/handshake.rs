@@ -76,3 +76,28 @@ pub(super) async fn handshake<D: Dispatch, R: FrameRead, W: FrameWrite>(
         .map_err(ConnectionError::Frame)?;
     Ok(max_frame)
 }
+
+/// How long refusing a connection may take: reading its hello, writing the answer, closing.
+const REFUSAL_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Answers a client's hello with `rejection` and closes the connection, within one second
+/// whatever the client does. A transport's server loop uses it for a client over its limits
+/// ([`Rejection::ServerBusy`]).
+///
+/// The hello is read first: a connection closed with unread data is reset on some systems,
+/// and the client would see the reset instead of the answer.
+pub async fn refuse_connection<R: FrameRead, W: FrameWrite>(
+    mut reader: R,
+    mut writer: W,
+    rejection: Rejection,
+) {
+    let refusal = async {
+        // The hello is small; whatever else the client sent is not read.
+        let _ = reader.read_frame(1024).await;
+        let _ = writer
+            .write_frames(&[header_frame(&Header::Reject(rejection))])
+            .await;
+        let _ = writer.close().await;
+    };
+    let _ = tokio::time::timeout(REFUSAL_TIME, refusal).await;
+}

@@ -19,8 +19,12 @@
 //!   deadline passes, or when the client goes away (one-way handlers already started run to
 //!   completion).
 //! * **Bounded**: at most [`ServerConfig::max_in_flight`] handlers (calls and queued one-way
-//!   calls) per connection; at the limit the server stops reading from the connection, so
-//!   excess calls wait in the transport and none is dropped.
+//!   calls) per connection, and replies waiting to be written past
+//!   [`ServerConfig::max_unsent_bytes`] stop the reading of new calls: excess calls wait in the
+//!   transport and none is dropped. A frame once started must complete within
+//!   [`ServerConfig::frame_timeout`]. While it does not read, the connection still watches for
+//!   the client leaving (on transports that can tell, such as Unix sockets), and drops the
+//!   client's handlers at once when it does.
 //!
 //! The transport's server loop calls [`serve_connection`] once per accepted connection.
 
@@ -31,6 +35,7 @@ mod handshake;
 
 pub use config::ServerConfig;
 pub use connection::serve_connection;
+pub use handshake::refuse_connection;
 
 use crate::error::ProtocolError;
 use crate::frame::FrameError;
@@ -52,4 +57,8 @@ pub enum ConnectionError {
     /// The client broke the protocol.
     #[error("protocol violation")]
     Protocol(#[source] ProtocolError),
+    /// A frame the client had started did not complete within the frame timeout
+    /// ([`ServerConfig::frame_timeout`]).
+    #[error("a frame took longer than {0:?} to arrive")]
+    FrameTimeout(std::time::Duration),
 }
