@@ -177,6 +177,32 @@ impl Outbox {
     }
 }
 
+/// Drops a connection's transport writer at once, from outside the writer task: for a
+/// connection whose tasks died with their runtime, so that its descriptor closes and the peer
+/// sees it go.
+pub(crate) struct Closer(Arc<Shared>);
+
+impl Closer {
+    pub(crate) fn close_now(&self) {
+        let writer = {
+            let mut state = self.0.lock();
+            state.failed = true;
+            state.queue.clear();
+            state.writer.take()
+        };
+        drop(writer);
+        self.0.drained.notify_waiters();
+        self.0.work.notify_one();
+    }
+}
+
+impl Outbox {
+    /// A handle that can drop the transport writer at once.
+    pub(crate) fn closer(&self) -> Closer {
+        Closer(Arc::clone(&self.0 .0))
+    }
+}
+
 /// Writes `frames` in the sender's task if nothing is queued and the writer task is not
 /// writing; returns whether they are taken care of.
 fn try_now(shared: &Shared, state: &mut State, frames: &[Bytes]) -> bool {

@@ -21,7 +21,7 @@ use crate::error::{ProtocolError, RpcError};
 use crate::frame::{encode_frame, header_frame, EncodeError, FrameBody, FrameRead, FrameWrite};
 use crate::protocol::{GoodbyeReason, Header, ReplyStatus, WireError};
 use crate::service::{MethodDescriptor, MethodKind, ServiceDescriptor};
-use crate::writer::{spawn_writer, Outbox};
+use crate::writer::{spawn_writer, Closer, Outbox};
 
 struct Shared {
     conn: Arc<Conn>,
@@ -43,16 +43,25 @@ impl Drop for Shared {
         let _ = self.outbox.send(header_frame(&Header::Goodbye {
             reason: GoodbyeReason::ShuttingDown,
         }));
+        self.conn.released.store(true, Ordering::Release);
         self.reader_task.abort();
     }
 }
 
-/// Fails the calls of a connection whose reader task is dropped before it ends.
-struct FailOnDrop<'a>(&'a Conn);
+/// Fails the calls of a connection whose reader task is dropped before it ends, and, unless
+/// the last handle stopped it, closes the transport too: the tasks died with their runtime, and
+/// the peer must see the connection go.
+struct FailOnDrop<'a> {
+    conn: &'a Conn,
+    closer: Closer,
+}
 
 impl Drop for FailOnDrop<'_> {
     fn drop(&mut self) {
-        self.0.fail_all(RpcError::ConnectionClosed);
+        self.conn.fail_all(RpcError::ConnectionClosed);
+        if !self.conn.released.load(Ordering::Acquire) {
+            self.closer.close_now();
+        }
     }
 }
 
@@ -96,18 +105,23 @@ impl ClientHandle {
         let conn = Arc::new(Conn {
             pending: Mutex::default(),
             shutting_down: AtomicBool::new(false),
+            released: AtomicBool::new(false),
             deadline_moved: Notify::new(),
         });
         let writer_conn = Arc::clone(&conn);
         let (outbox, writer_task) = spawn_writer(writer, move |e| writer_conn.fail_all(e.into()));
         let reader_conn = Arc::clone(&conn);
+        let closer = outbox.closer();
         let limits = config.decode_limits;
         let max_frame = config.max_frame;
         let reader_task = tokio::spawn(
             async move {
                 // Fails every call if this task is dropped before it ends (its runtime shut
                 // down), so that no caller on another runtime waits forever.
-                let guard = FailOnDrop(&reader_conn);
+                let guard = FailOnDrop {
+                    conn: &reader_conn,
+                    closer,
+                };
                 let error = read_replies(reader, &reader_conn, max_frame).await;
                 tracing::debug!(%error, "client connection ended");
                 writer_task.abort();

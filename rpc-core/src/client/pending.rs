@@ -116,6 +116,8 @@ impl Hasher for IdHasher {
 pub(super) struct Conn {
     pub(super) pending: Mutex<Pending>,
     pub(super) shutting_down: AtomicBool,
+    /// The last handle is gone: the writer task sends the goodbye and closes.
+    pub(super) released: AtomicBool,
     /// Tells the reader task that a call's deadline is earlier than its next check.
     pub(super) deadline_moved: Notify,
 }

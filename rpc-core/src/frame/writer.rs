@@ -15,8 +15,9 @@ use crate::frame::{FrameError, FrameWrite, TryWrite};
 pub struct FrameWriter<W> {
     inner: W,
     buf: Vec<u8>,
-    /// Bytes of frames taken by [`FrameWrite::try_write_now`] that the stream did not take.
-    unwritten: Vec<u8>,
+    /// The rest of the frames taken by [`FrameWrite::try_write_now`] that the stream did not
+    /// take: a view of the frame itself when there was one, so a large frame is not copied.
+    unwritten: Option<Bytes>,
     /// A write without waiting left a flush to do.
     flush_needed: bool,
     messages: bool,
@@ -28,7 +29,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWriter<W> {
         Self {
             inner,
             buf: Vec::new(),
-            unwritten: Vec::new(),
+            unwritten: None,
             flush_needed: false,
             messages: false,
         }
@@ -40,7 +41,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWriter<W> {
         Self {
             inner,
             buf: Vec::new(),
-            unwritten: Vec::new(),
+            unwritten: None,
             flush_needed: false,
             messages: true,
         }
@@ -68,9 +69,9 @@ const COPY_LIMIT: usize = 64 * 1024;
 
 impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for FrameWriter<W> {
     async fn write_frames(&mut self, frames: &[Bytes]) -> Result<(), FrameError> {
-        if !self.unwritten.is_empty() {
-            self.inner.write_all(&self.unwritten).await?;
-            self.unwritten.clear();
+        if let Some(rest) = &self.unwritten {
+            self.inner.write_all(rest).await?;
+            self.unwritten = None;
         }
         self.flush_needed = false;
         if self.messages {
@@ -104,30 +105,36 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for FrameWriter<W> {
     /// as far as the stream takes them without waiting, and keeps the rest for the next
     /// `write_frames`. On a message pipe, takes nothing: a message must go out in one write.
     fn try_write_now(&mut self, frames: &[Bytes]) -> Result<TryWrite, FrameError> {
-        if self.messages || self.flush_needed || !self.unwritten.is_empty() {
+        if self.messages || self.flush_needed || self.unwritten.is_some() {
             return Ok(TryWrite::WouldBlock);
         }
-        let (data, written) = match frames {
+        let rest = match frames {
             [] => return Ok(TryWrite::Written),
-            [frame] => (
-                &frame[..],
-                Self::write_without_waiting(&mut self.inner, frame)?,
-            ),
+            [frame] => {
+                let written = Self::write_without_waiting(&mut self.inner, frame)?;
+                if written == 0 {
+                    return Ok(TryWrite::WouldBlock);
+                }
+                (written < frame.len()).then(|| frame.slice(written..))
+            }
             frames => {
                 self.buf.clear();
                 for frame in frames {
                     self.buf.extend_from_slice(frame);
                 }
                 let written = Self::write_without_waiting(&mut self.inner, &self.buf)?;
-                (&self.buf[..], written)
+                if written == 0 {
+                    self.buf.clear();
+                    return Ok(TryWrite::WouldBlock);
+                }
+                self.buf
+                    .get(written..)
+                    .filter(|rest| !rest.is_empty())
+                    .map(Bytes::copy_from_slice)
             }
         };
-        if written == 0 {
-            self.buf.clear();
-            return Ok(TryWrite::WouldBlock);
-        }
-        if let Some(rest) = data.get(written..).filter(|rest| !rest.is_empty()) {
-            self.unwritten.extend_from_slice(rest);
+        if let Some(rest) = rest {
+            self.unwritten = Some(rest);
             self.buf.clear();
             return Ok(TryWrite::Buffered);
         }
@@ -147,9 +154,9 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for FrameWriter<W> {
     }
 
     async fn close(&mut self) -> Result<(), FrameError> {
-        if !self.unwritten.is_empty() {
-            self.inner.write_all(&self.unwritten).await?;
-            self.unwritten.clear();
+        if let Some(rest) = &self.unwritten {
+            self.inner.write_all(rest).await?;
+            self.unwritten = None;
         }
         Ok(self.inner.shutdown().await?)
     }

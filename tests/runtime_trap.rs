@@ -1,0 +1,56 @@
+//! A client whose runtime shuts down while another runtime calls it: every call in flight and
+//! every later call fails at once with a typed error, none hangs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{within, Event, TestServer};
+use rpc_core::RpcError;
+
+#[test]
+fn calls_fail_at_once_when_the_clients_runtime_is_dropped() {
+    // The server on a runtime of its own, for the whole test.
+    let server_runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut server = server_runtime.block_on(async { TestServer::start() });
+
+    // The client is made on runtime 1, which runs its connection's tasks.
+    let runtime1 = tokio::runtime::Runtime::new().expect("runtime");
+    let client = runtime1.block_on(server.client());
+    let client = client.with_timeout(None);
+
+    // A call in flight from runtime 2, waiting for a handler that takes an hour.
+    let runtime2 = tokio::runtime::Runtime::new().expect("runtime");
+    let in_flight = runtime2.spawn({
+        let client = client.clone();
+        async move { client.sleep(1, 3_600_000).await }
+    });
+    server_runtime.block_on(server.expect_event(&Event::SleepStarted(1)));
+
+    drop(runtime1);
+
+    runtime2.block_on(async {
+        let result = within("the call in flight to fail", in_flight)
+            .await
+            .expect("join");
+        assert!(
+            matches!(result, Err(RpcError::ConnectionClosed)),
+            "{result:?}"
+        );
+        let later = within("a later call to fail", client.add(1, 2)).await;
+        assert!(
+            matches!(later, Err(RpcError::ConnectionClosed)),
+            "{later:?}"
+        );
+        assert!(rpc_core::Client::handle(&client).is_closed());
+    });
+    // The server sees the connection go and drops the handler.
+    server_runtime.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            server.expect_event(&Event::SleepDropped(1)),
+        )
+        .await
+        .expect("the server drops the handler");
+    });
+}
