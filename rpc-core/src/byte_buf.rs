@@ -157,8 +157,60 @@ impl PartialEq<Vec<u8>> for ByteBuf {
 
 impl Serialize for ByteBuf {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.0.len() >= SPLICE_MIN {
+            LARGE_SEEN.with(|seen| seen.set(seen.get() + 1));
+            if SPLICE.with(|splice| splice.get()) {
+                // The length as postcard writes it before a byte string (a varint); the bytes
+                // themselves go into the frame as they are, where the encoder splices them.
+                let written = serializer.serialize_u64(self.0.len() as u64)?;
+                SPLICED.with(|spliced| spliced.replace(Some(self.0.clone())));
+                return Ok(written);
+            }
+        }
         serializer.serialize_bytes(&self.0)
     }
+}
+
+/// Byte buffers at least this large are not copied into the frames they are sent in: the frame
+/// is sent in parts, the buffer's own bytes one of them (on transports that take frames in
+/// parts).
+const SPLICE_MIN: usize = 64 * 1024;
+
+thread_local! {
+    /// Large buffers serialized on this thread since the count was last taken.
+    static LARGE_SEEN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Whether large buffers are being left out of the encoding on this thread.
+    static SPLICE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The bytes of the large buffer whose length was just written, for the encoder to place.
+    static SPLICED: RefCell<Option<Bytes>> = const { RefCell::new(None) };
+}
+
+/// Counts the large buffers that `serialize` serializes (a size pass, say).
+pub(crate) fn count_large(serialize: impl FnOnce()) -> usize {
+    let before = LARGE_SEEN.with(std::cell::Cell::get);
+    serialize();
+    LARGE_SEEN.with(std::cell::Cell::get).wrapping_sub(before)
+}
+
+/// Runs `encode` with large buffers left out of the encoding: each writes its length, then
+/// leaves its bytes for [`take_spliced`], which the encoder's output calls before each write.
+pub(crate) fn splicing<R>(encode: impl FnOnce() -> R) -> R {
+    /// Ends splicing, also if `encode` panics.
+    struct Restore;
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = SPLICE.try_with(|splice| splice.set(false));
+            let _ = SPLICED.try_with(|spliced| spliced.take());
+        }
+    }
+    SPLICE.with(|splice| splice.set(true));
+    let _restore = Restore;
+    encode()
+}
+
+/// The bytes of the large buffer whose length was written last, if not taken yet.
+pub(crate) fn take_spliced() -> Option<Bytes> {
+    SPLICED.with(|spliced| spliced.take())
 }
 
 impl<'de> Deserialize<'de> for ByteBuf {

@@ -401,7 +401,9 @@ mod size_tests {
             method: 0,
             deadline_us: Some(30_000_000),
         };
-        let frame = encode_frame(&call, FrameBody::Value(&(1i64, 2i64)), u32::MAX).expect("encode");
+        let frame = encode_frame(&call, FrameBody::Value(&(1i64, 2i64)), u32::MAX, false)
+            .expect("encode")
+            .into_bytes();
         assert_eq!(
             &frame[..],
             &[0x0a, 0, 0, 0, 0x03, 0x01, 0x00, 0x01, 0x80, 0x87, 0xa7, 0x0e, 0x02, 0x04]
@@ -410,14 +412,18 @@ mod size_tests {
             id: 1,
             status: ReplyStatus::Ok,
         };
-        let answer = encode_frame(&reply, FrameBody::Value(&3i64), u32::MAX).expect("encode");
+        let answer = encode_frame(&reply, FrameBody::Value(&3i64), u32::MAX, false)
+            .expect("encode")
+            .into_bytes();
         assert_eq!(&answer[..], &[0x04, 0, 0, 0, 0x05, 0x01, 0x00, 0x06]);
         let bare = Header::Call {
             id: 1,
             method: 0,
             deadline_us: None,
         };
-        let frame = encode_frame(&bare, FrameBody::Value(&(1i64, 2i64)), u32::MAX).expect("encode");
+        let frame = encode_frame(&bare, FrameBody::Value(&(1i64, 2i64)), u32::MAX, false)
+            .expect("encode")
+            .into_bytes();
         assert_eq!(frame.len(), 10);
     }
 }

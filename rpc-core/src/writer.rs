@@ -16,7 +16,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::frame::{FrameError, FrameWrite, TryWrite};
+use crate::frame::{Encoded, FrameError, FrameWrite, TryWrite};
 
 /// Most frames written in one batch.
 const MAX_BATCH: usize = 256;
@@ -71,6 +71,8 @@ struct Shared {
     work: Notify,
     /// Wakes senders waiting for the unsent bytes to go down (after each write).
     drained: Notify,
+    /// The transport takes frames in parts.
+    accepts_parts: bool,
 }
 
 impl Shared {
@@ -152,6 +154,32 @@ impl Outbox {
             shared.work.notify_one();
         }
         Ok(())
+    }
+
+    /// Whether frames may be sent in parts ([`Encoded::Parts`]).
+    pub(crate) fn accepts_parts(&self) -> bool {
+        self.0 .0.accepts_parts
+    }
+
+    /// Sends an encoded frame: `now`, as [`Outbox::send_now`] does, or queued.
+    pub(crate) fn send_encoded(&self, frame: Encoded, now: bool) -> Result<(), Closed> {
+        match frame {
+            Encoded::One(frame) if now => self.send_now(frame),
+            Encoded::One(frame) => self.send(frame),
+            Encoded::Parts(mut parts) if now => self.send_all_now(&mut parts),
+            Encoded::Parts(parts) => {
+                let shared = &self.0 .0;
+                let mut state = shared.lock();
+                if state.failed {
+                    return Err(Closed);
+                }
+                state.unsent += parts.iter().map(Bytes::len).sum::<usize>();
+                state.queue.extend(parts);
+                drop(state);
+                shared.work.notify_one();
+                Ok(())
+            }
+        }
     }
 
     /// Bytes of the frames waiting for the writer task or being written by it.
@@ -236,6 +264,7 @@ pub(crate) fn spawn_writer<W: FrameWrite>(
     writer: W,
     on_error: impl FnOnce(FrameError) + Send + 'static,
 ) -> (Outbox, JoinHandle<()>) {
+    let accepts_parts = writer.accepts_parts();
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             writer: Some(Box::new(writer)),
@@ -248,6 +277,7 @@ pub(crate) fn spawn_writer<W: FrameWrite>(
         }),
         work: Notify::new(),
         drained: Notify::new(),
+        accepts_parts,
     });
     let task = tokio::spawn(run_writer(Arc::clone(&shared), on_error));
     (Outbox(Arc::new(Senders(shared))), task)

@@ -368,6 +368,10 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for ChildWriter<W> {
         }
     }
 
+    fn accepts_parts(&self) -> bool {
+        self.inner.accepts_parts()
+    }
+
     async fn close(&mut self) -> Result<(), FrameError> {
         self.inner.close().await
     }

@@ -4,7 +4,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -18,7 +17,9 @@ use crate::client::pending::{CallState, Conn, Reply, Waiter};
 use crate::client::reader::read_replies;
 use crate::decode::{self, DecodeLimits};
 use crate::error::{ProtocolError, RpcError};
-use crate::frame::{encode_frame, header_frame, EncodeError, FrameBody, FrameRead, FrameWrite};
+use crate::frame::{
+    encode_frame, header_frame, EncodeError, Encoded, FrameBody, FrameRead, FrameWrite,
+};
 use crate::protocol::{GoodbyeReason, Header, ReplyStatus, WireError};
 use crate::service::{MethodDescriptor, MethodKind, ServiceDescriptor};
 use crate::writer::{spawn_writer, Closer, Outbox};
@@ -246,7 +247,7 @@ impl ClientHandle {
         );
         self.shared
             .outbox
-            .send(frame)
+            .send_encoded(frame, false)
             .map_err(|_| self.closed_error())
     }
 
@@ -257,12 +258,21 @@ impl ClientHandle {
         .map_err(RpcError::Decode)
     }
 
-    fn encode<A: Serialize + ?Sized>(&self, header: &Header, args: &A) -> Result<Bytes, RpcError> {
-        encode_frame(header, FrameBody::Value(args), self.shared.server_max_frame).map_err(|e| {
-            match e {
-                EncodeError::Postcard(e) => RpcError::Encode(e),
-                EncodeError::TooLarge { len, max } => RpcError::RequestTooLarge { len, max },
-            }
+    fn encode<A: Serialize + ?Sized>(
+        &self,
+        header: &Header,
+        args: &A,
+    ) -> Result<Encoded, RpcError> {
+        let in_parts = self.shared.outbox.accepts_parts();
+        encode_frame(
+            header,
+            FrameBody::Value(args),
+            self.shared.server_max_frame,
+            in_parts,
+        )
+        .map_err(|e| match e {
+            EncodeError::Postcard(e) => RpcError::Encode(e),
+            EncodeError::TooLarge { len, max } => RpcError::RequestTooLarge { len, max },
         })
     }
 
@@ -346,11 +356,7 @@ impl ClientHandle {
             };
             // The only call in flight is written at once; calls that follow others are queued,
             // so that the writer task sends them together.
-            let sent = if alone {
-                shared.outbox.send_now(frame)
-            } else {
-                shared.outbox.send(frame)
-            };
+            let sent = shared.outbox.send_encoded(frame, alone);
             if sent.is_err() {
                 guard.armed = false;
                 shared.conn.lock().calls.remove(&id);

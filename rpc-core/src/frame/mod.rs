@@ -23,7 +23,7 @@ use std::io;
 
 use bytes::Bytes;
 
-pub(crate) use encode::{encode_frame, header_frame, EncodeError, FrameBody};
+pub(crate) use encode::{encode_frame, header_frame, EncodeError, Encoded, FrameBody};
 pub use reader::FrameReader;
 pub use writer::FrameWriter;
 
@@ -137,6 +137,14 @@ pub trait FrameWrite: Send + 'static {
     fn try_write_now(&mut self, frames: &[Bytes]) -> Result<TryWrite, FrameError> {
         let _ = frames;
         Ok(TryWrite::WouldBlock)
+    }
+
+    /// Whether a frame may be written in parts: several consecutive entries of `frames` that
+    /// make up one frame. True for byte streams, where the bytes simply follow each other; a
+    /// message transport, which writes each entry as one message, must say `false` (the
+    /// default), and gets every frame whole.
+    fn accepts_parts(&self) -> bool {
+        false
     }
 
     /// Flushes and closes the sending direction, so the peer reads end-of-stream.

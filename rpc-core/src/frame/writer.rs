@@ -16,8 +16,8 @@ pub struct FrameWriter<W> {
     inner: W,
     buf: Vec<u8>,
     /// The rest of the frames taken by [`FrameWrite::try_write_now`] that the stream did not
-    /// take: a view of the frame itself when there was one, so a large frame is not copied.
-    unwritten: Option<Bytes>,
+    /// take: views of the frames themselves where possible, so a large frame is not copied.
+    unwritten: Vec<Bytes>,
     /// A write without waiting left a flush to do.
     flush_needed: bool,
     messages: bool,
@@ -29,7 +29,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWriter<W> {
         Self {
             inner,
             buf: Vec::new(),
-            unwritten: None,
+            unwritten: Vec::new(),
             flush_needed: false,
             messages: false,
         }
@@ -41,7 +41,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWriter<W> {
         Self {
             inner,
             buf: Vec::new(),
-            unwritten: None,
+            unwritten: Vec::new(),
             flush_needed: false,
             messages: true,
         }
@@ -69,10 +69,10 @@ const COPY_LIMIT: usize = 64 * 1024;
 
 impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for FrameWriter<W> {
     async fn write_frames(&mut self, frames: &[Bytes]) -> Result<(), FrameError> {
-        if let Some(rest) = &self.unwritten {
+        for rest in &self.unwritten {
             self.inner.write_all(rest).await?;
-            self.unwritten = None;
         }
+        self.unwritten.clear();
         self.flush_needed = false;
         if self.messages {
             for frame in frames {
@@ -105,42 +105,41 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for FrameWriter<W> {
     /// as far as the stream takes them without waiting, and keeps the rest for the next
     /// `write_frames`. On a message pipe, takes nothing: a message must go out in one write.
     fn try_write_now(&mut self, frames: &[Bytes]) -> Result<TryWrite, FrameError> {
-        if self.messages || self.flush_needed || self.unwritten.is_some() {
+        if self.messages || self.flush_needed || !self.unwritten.is_empty() {
             return Ok(TryWrite::WouldBlock);
         }
-        let rest = match frames {
-            [] => return Ok(TryWrite::Written),
-            [frame] => {
+        if frames.len() == 1 || frames.iter().any(|frame| frame.len() >= COPY_LIMIT) {
+            // One by one: a large frame (or part of one) is not copied.
+            for (i, frame) in frames.iter().enumerate() {
                 let written = Self::write_without_waiting(&mut self.inner, frame)?;
-                if written == 0 {
-                    return Ok(TryWrite::WouldBlock);
+                if written < frame.len() {
+                    if i == 0 && written == 0 {
+                        return Ok(TryWrite::WouldBlock);
+                    }
+                    self.unwritten.push(frame.slice(written..));
+                    self.unwritten.extend(frames.iter().skip(i + 1).cloned());
+                    return Ok(TryWrite::Buffered);
                 }
-                (written < frame.len()).then(|| frame.slice(written..))
             }
-            frames => {
-                self.buf.clear();
-                for frame in frames {
-                    self.buf.extend_from_slice(frame);
-                }
-                let written = Self::write_without_waiting(&mut self.inner, &self.buf)?;
-                if written == 0 {
-                    self.buf.clear();
-                    return Ok(TryWrite::WouldBlock);
-                }
-                self.buf
-                    .get(written..)
-                    .filter(|rest| !rest.is_empty())
-                    .map(Bytes::copy_from_slice)
-            }
-        };
-        if let Some(rest) = rest {
-            self.unwritten = Some(rest);
+        } else {
             self.buf.clear();
-            return Ok(TryWrite::Buffered);
-        }
-        self.buf.clear();
-        if self.buf.capacity() > 4 * COPY_LIMIT {
-            self.buf = Vec::new();
+            for frame in frames {
+                self.buf.extend_from_slice(frame);
+            }
+            let written = Self::write_without_waiting(&mut self.inner, &self.buf)?;
+            if written == 0 {
+                self.buf.clear();
+                return Ok(TryWrite::WouldBlock);
+            }
+            if let Some(rest) = self.buf.get(written..).filter(|rest| !rest.is_empty()) {
+                self.unwritten.push(Bytes::copy_from_slice(rest));
+                self.buf.clear();
+                return Ok(TryWrite::Buffered);
+            }
+            self.buf.clear();
+            if self.buf.capacity() > 4 * COPY_LIMIT {
+                self.buf = Vec::new();
+            }
         }
         let mut cx = Context::from_waker(Waker::noop());
         match Pin::new(&mut self.inner).poll_flush(&mut cx) {
@@ -153,11 +152,15 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for FrameWriter<W> {
         }
     }
 
+    fn accepts_parts(&self) -> bool {
+        !self.messages
+    }
+
     async fn close(&mut self) -> Result<(), FrameError> {
-        if let Some(rest) = &self.unwritten {
+        for rest in &self.unwritten {
             self.inner.write_all(rest).await?;
-            self.unwritten = None;
         }
+        self.unwritten.clear();
         Ok(self.inner.shutdown().await?)
     }
 }

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::context::{CallContext, PeerInfo};
-use crate::frame::{header_frame, EncodeError};
+use crate::frame::{header_frame, EncodeError, Encoded};
 use crate::protocol::{Header, ReplyStatus, WireError};
 use crate::server::config::ServerConfig;
 use crate::service::{Dispatch, HandlerFuture, MethodKind, Outcome};
@@ -28,14 +28,16 @@ pub(super) struct Calls<'a, D> {
     pub(super) peer: &'a Arc<PeerInfo>,
     /// The largest frame the client accepts: replies above it fail the call instead.
     pub(super) client_max_frame: u32,
+    /// Whether the transport takes frames in parts.
+    pub(super) in_parts: bool,
 }
 
 /// A call just read: answered at once, or still running.
 pub(super) enum Started {
     /// The reply, ready to send.
-    Answered(Bytes),
+    Answered(Encoded),
     /// The handler did not finish on its first poll; the future yields its reply frame.
-    Running(Rest<Bytes>),
+    Running(Rest<Encoded>),
 }
 
 impl<D: Dispatch> Calls<'_, D> {
@@ -76,9 +78,10 @@ impl<D: Dispatch> Calls<'_, D> {
         };
         let context = || CallContext::new(Arc::clone(self.peer), deadline, Some(id), info.name);
         let max_frame = self.client_max_frame;
+        let in_parts = self.in_parts;
         if let Poll::Ready(outcome) = span.in_scope(|| first_poll(context(), &mut handler)) {
             return Started::Answered(match outcome {
-                Ok(outcome) => reply_frame(id, outcome, method, max_frame),
+                Ok(outcome) => reply_frame(id, outcome, method, max_frame, in_parts),
                 Err(_) => {
                     tracing::warn!(parent: &span, "handler panicked");
                     failed(id, WireError::HandlerPanicked)
@@ -98,7 +101,7 @@ impl<D: Dispatch> Calls<'_, D> {
                 None => guarded.await,
             };
             match outcome {
-                Ok(outcome) => reply_frame(id, outcome, method, max_frame),
+                Ok(outcome) => reply_frame(id, outcome, method, max_frame, in_parts),
                 Err(_) => {
                     tracing::warn!("handler panicked");
                     failed(id, WireError::HandlerPanicked)
@@ -176,7 +179,7 @@ fn first_poll(
 }
 
 /// The reply frame of a call whose handler returned.
-fn reply_frame(id: u64, outcome: Outcome, method: u32, max_frame: u32) -> Bytes {
+fn reply_frame(id: u64, outcome: Outcome, method: u32, max_frame: u32, in_parts: bool) -> Encoded {
     let (status, encoded) = match outcome {
         Outcome::Ok(encoded) => (ReplyStatus::Ok, encoded),
         Outcome::AppError(encoded) => (ReplyStatus::AppError, encoded),
@@ -188,7 +191,7 @@ fn reply_frame(id: u64, outcome: Outcome, method: u32, max_frame: u32) -> Bytes 
         Ok(header) => &*header,
         Err(_) => return failed(id, WireError::EncodeFailed),
     };
-    match encoded.into_frame(header, max_frame) {
+    match encoded.into_frame(header, max_frame, in_parts) {
         Ok(frame) => frame,
         Err(EncodeError::TooLarge { len, max }) => {
             failed(id, WireError::ResultTooLarge { len, max })
@@ -198,9 +201,9 @@ fn reply_frame(id: u64, outcome: Outcome, method: u32, max_frame: u32) -> Bytes 
 }
 
 /// The reply of a call that failed before or instead of returning.
-pub(super) fn failed(id: u64, error: WireError) -> Bytes {
-    header_frame(&Header::Reply {
+pub(super) fn failed(id: u64, error: WireError) -> Encoded {
+    Encoded::One(header_frame(&Header::Reply {
         id,
         status: ReplyStatus::Failed(error),
-    })
+    }))
 }

@@ -98,6 +98,7 @@ where
         config,
         peer: &peer,
         client_max_frame,
+        in_parts: outbox.accepts_parts(),
     };
     // Handlers that did not finish on their first poll, each on its own task; dropping the set
     // aborts them.
@@ -182,12 +183,12 @@ where
                         let deadline = deadline_us
                             .and_then(|us| Instant::now().checked_add(Duration::from_micros(us)));
                         match calls.start_call(id, method, deadline, &frame, body_at) {
-                            Started::Answered(reply) => out.push(reply),
+                            Started::Answered(reply) => reply.push_into(&mut out),
                             Started::Running(rest) => {
                                 let outbox = outbox.clone();
                                 let handle = tasks.spawn(async move {
                                     // Written by this task if the transport is idle.
-                                    let _ = outbox.send_now(rest.await);
+                                    let _ = outbox.send_encoded(rest.await, true);
                                     Finished::Call(id)
                                 });
                                 cancels.insert(id, handle);
