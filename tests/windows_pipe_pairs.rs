@@ -6,18 +6,18 @@ mod common;
 use std::time::Duration;
 
 use common::{within, ProbeClient, ProbeImpl, ProbeServer};
-use rpc_core::{ConnectError, RpcError, ServerConfig};
+use rpc_core::{ClientConfig, ServerConfig};
 use rpc_transport::fifo::{self, FifoServer};
-use rpc_transport::{ClientOptions, Endpoint};
+use rpc_transport::{ConnectError, Endpoint};
 
-fn serve(config: ServerConfig) -> (Endpoint, tokio::task::JoinHandle<std::io::Result<()>>) {
+fn serve(config: &ServerConfig) -> (Endpoint, tokio::task::JoinHandle<std::io::Result<()>>) {
     let (endpoint, _dir) = common::unique_endpoint();
-    let server = FifoServer::bind_with(&endpoint, &config).expect("bind");
+    let server = FifoServer::bind_with(&endpoint, config).expect("bind");
     let task = tokio::spawn(server.serve(ProbeServer::new(ProbeImpl::new()), config));
     (endpoint, task)
 }
 
-async fn connect(endpoint: &Endpoint) -> Result<ProbeClient, RpcError> {
+async fn connect(endpoint: &Endpoint) -> Result<ProbeClient, ConnectError> {
     within(
         "connecting",
         fifo::connect(endpoint, &ClientConfig::default()),
@@ -27,7 +27,7 @@ async fn connect(endpoint: &Endpoint) -> Result<ProbeClient, RpcError> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trip_over_a_pipe_pair() {
-    let (endpoint, task) = serve(ServerConfig::default());
+    let (endpoint, task) = serve(&ServerConfig::default());
     let client = connect(&endpoint).await.expect("connect");
     assert_eq!(client.add(2, 3).await.expect("add"), 5);
     let data = vec![9u8; 1 << 20];
@@ -45,7 +45,7 @@ async fn round_trip_over_a_pipe_pair() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_client_is_busy_and_no_server_is_not_found() {
-    let (endpoint, task) = serve(ServerConfig::default());
+    let (endpoint, task) = serve(&ServerConfig::default());
     let first = connect(&endpoint).await.expect("connect");
     assert_eq!(first.add(1, 2).await.expect("add"), 3);
     let second = fifo::connect::<ProbeClient>(
@@ -72,8 +72,7 @@ async fn second_client_is_busy_and_no_server_is_not_found() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_that_opens_one_pipe_only_is_dropped() {
-    let config = ServerConfig::new().handshake_timeout(Duration::from_millis(300));
-    let (endpoint, task) = serve(config);
+    let (endpoint, task) = serve(ServerConfig::new().handshake_timeout(Duration::from_millis(300)));
     // A careless peer opens the server-to-client pipe and never the other one.
     let half = std::fs::OpenOptions::new()
         .read(true)

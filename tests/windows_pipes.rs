@@ -4,43 +4,64 @@
 mod common;
 
 use std::process::Stdio;
-use std::time::Duration;
 
 use common::{within, Event, ProbeClient, RawPeer, TestServer};
-use rpc_core::protocol::Header;
-use rpc_core::{Client, ClientConfig, ConnectError, RpcError};
-use rpc_transport::{ClientOptions, Endpoint, ServerOptions};
+use rpc_core::protocol::{Header, Rejection};
+use rpc_core::{Client, ClientConfig, RpcError, ServerConfig};
+use rpc_transport::{ConnectError, Endpoint};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::ChildStdout;
 
+/// Connects a typed client, retrying while the server is at its limit.
+async fn client_once_a_slot_frees(server: &TestServer) -> ProbeClient {
+    within("a slot to free", async {
+        loop {
+            match rpc_transport::connect_with::<ProbeClient>(
+                &server.endpoint,
+                &ClientConfig::default(),
+            )
+            .await
+            {
+                Ok(client) => break client,
+                // The slot frees when the server has seen the last client go.
+                Err(ConnectError::Busy { .. }) => tokio::task::yield_now().await,
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn busy_pipe_is_retried_within_a_bounded_wait() {
-    // One connection served at a time: the served one plus the instance kept waiting.
+async fn clients_over_the_limit_are_told_busy_and_the_server_recovers() {
+    // One connection served at a time. The server still keeps an instance waiting: a client
+    // over the limit is accepted on it and refused, and the next instance is created first.
     let server = TestServer::start_with(ServerConfig::new().max_connections(1));
     let first = server.client().await;
     assert_eq!(first.add(1, 1).await.expect("call"), 2);
 
-    // A raw peer takes the instance the server keeps waiting; the server, at its limit, has not
-    // accepted it yet and creates no other.
-    let raw = RawPeer::connect(&server.address).await;
-    // Now every instance is busy: the client retries, then gives up with a distinct error.
-    let started = std::time::Instant::now();
-    let busy = rpc_transport::connect_with::<ProbeClient>(
-        &server.endpoint,
-        ClientConfig::new().connect_timeout(Duration::from_millis(300)),
-    )
-    .await;
-    assert!(matches!(busy, Err(ConnectError::Busy { .. })), "{busy:?}");
-    assert!(
-        started.elapsed() >= Duration::from_millis(300),
-        "gave up without waiting"
-    );
+    // Clients over the limit, one after another: each is told at once, with a typed error,
+    // long before its wait for a busy pipe would end, and each used up the instance then
+    // waiting.
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let busy = rpc_transport::connect_with::<ProbeClient>(
+            &server.endpoint,
+            ClientConfig::new().connect_timeout(common::PATIENCE),
+        )
+        .await;
+        assert!(matches!(busy, Err(ConnectError::Busy { .. })), "{busy:?}");
+        assert!(
+            started.elapsed() < common::PATIENCE / 2,
+            "not told at once: {:?}",
+            started.elapsed()
+        );
+    }
 
-    // The raw peer leaves without ever being accepted, then the served client leaves: capacity
-    // is back, and a new client gets in and is served. (Before, the server stopped here: the
-    // next instance could not be created while the last connection's handle was still closing,
-    // and the pipe vanished, so clients saw "not found".)
-    drop(raw);
+    // The served client is unaffected; once it leaves, capacity is back and a new client gets
+    // in and is served. (Before the accept loop bounded the instances itself, the server
+    // stopped here: the next instance could not be created while the last connection's
+    // handle was still closing, and the pipe vanished, so clients saw "not found".)
     assert_eq!(
         first
             .add(2, 2)
@@ -49,15 +70,7 @@ async fn busy_pipe_is_retried_within_a_bounded_wait() {
         4
     );
     drop(first);
-    let next = within(
-        "a new client once capacity is back",
-        rpc_transport::connect_with::<ProbeClient>(
-            &server.endpoint,
-            ClientConfig::new().connect_timeout(common::PATIENCE),
-        ),
-    )
-    .await
-    .expect("a new client gets in");
+    let next = client_once_a_slot_frees(&server).await;
     assert_eq!(
         within("a call on the new client", next.add(3, 4))
             .await
@@ -68,21 +81,41 @@ async fn busy_pipe_is_retried_within_a_bounded_wait() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn peer_waiting_at_the_limit_is_served_when_a_slot_frees() {
+async fn peer_over_the_limit_is_refused_and_a_freed_slot_serves_the_next() {
     let server = TestServer::start_with(ServerConfig::new().max_connections(1));
     let first = server.client().await;
     assert_eq!(first.add(1, 1).await.expect("call"), 2);
-    // This peer gets the waiting instance and says hello; the server, at its limit, has not
-    // accepted it.
+    // This peer gets the waiting instance and says hello: it is answered that the server is
+    // busy, and its pipe is closed.
     let mut peer = RawPeer::connect(&server.address).await;
     peer.send_hello().await;
-    // The served client leaves: the waiting peer is accepted and answered.
-    drop(first);
     match peer.recv().await {
-        Some((Header::Welcome { .. }, _)) => {}
-        other => panic!("expected a welcome, got {other:?}"),
+        Some((Header::Reject(Rejection::ServerBusy { max_connections: 1 }), _)) => {}
+        other => panic!("expected a busy server, got {other:?}"),
     }
-    drop(peer);
+    assert_eq!(peer.until_closed().await, vec![], "closed after the answer");
+    // The served client leaves: its slot serves the next peer, on a fresh instance.
+    drop(first);
+    let mut next = within("a slot to free", async {
+        loop {
+            let mut peer = RawPeer::connect(&server.address).await;
+            peer.send_hello().await;
+            match peer.recv().await {
+                Some((Header::Welcome { .. }, _)) => break peer,
+                Some((Header::Reject(Rejection::ServerBusy { .. }), _)) => {
+                    tokio::task::yield_now().await;
+                }
+                other => panic!("expected a welcome, got {other:?}"),
+            }
+        }
+    })
+    .await;
+    next.send_raw(&add_call(1)).await.expect("send");
+    assert!(
+        matches!(next.recv().await, Some((Header::Reply { id: 1, .. }, _))),
+        "the peer in the freed slot is served"
+    );
+    drop(next);
     server.assert_serving().await;
 }
 
@@ -222,10 +255,11 @@ async fn server_process_killed_mid_call_fails_the_call() {
     expect_line(&mut lines, "child: ready").await;
 
     let endpoint = Endpoint::new(&name).expect("name");
-    let options = ClientConfig::new().config(ClientConfig::new().default_timeout(None));
+    let mut config = ClientConfig::new();
+    config.default_timeout(None);
     let client: ProbeClient = within(
         "connect to the server process",
-        rpc_transport::connect_with(&endpoint, &options),
+        rpc_transport::connect_with(&endpoint, &config),
     )
     .await
     .expect("connect");
@@ -248,7 +282,7 @@ async fn server_process_killed_mid_call_fails_the_call() {
     assert!(
         matches!(
             client.add(1, 1).await,
-            Err(RpcError::ConnectionClosed | RpcError::Io(_))
+            Err(RpcError::ConnectionClosed | RpcError::Frame(_))
         ),
         "a call after the death fails at once"
     );
@@ -256,7 +290,7 @@ async fn server_process_killed_mid_call_fails_the_call() {
     // Nothing is left of the pipe.
     let again = within(
         "connect to the dead server",
-        rpc_transport::connect_with::<ProbeClient>(&endpoint, &options),
+        rpc_transport::connect_with::<ProbeClient>(&endpoint, &config),
     )
     .await;
     assert!(

@@ -28,7 +28,6 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::rc::Rc;
 
 use postcard::de_flavors::Flavor;
 use serde::de::{self, DeserializeSeed, Deserializer, Visitor};
@@ -94,15 +93,21 @@ pub(crate) fn from_slice<'de, T: de::Deserialize<'de>>(
     bytes: &'de [u8],
     limits: &DecodeLimits,
 ) -> Result<T, DecodeError> {
-    let left = Rc::new(Cell::new(bytes.len()));
+    /// Puts back the count of an enclosing decode on this thread, also if decoding panics.
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = LEFT.try_with(|left| left.set(self.0));
+        }
+    }
+    let _restore = Restore(LEFT.with(|left| left.replace(bytes.len())));
     let state = State {
         depth: Cell::new(0),
         max: limits.max_depth,
         too_deep: Cell::new(false),
-        left: Rc::clone(&left),
         promised: Cell::new(0),
     };
-    let mut de = postcard::Deserializer::from_flavor(Input { bytes, left });
+    let mut de = postcard::Deserializer::from_flavor(Input { bytes });
     let value = T::deserialize(Guard {
         inner: &mut de,
         state: &state,
@@ -123,13 +128,19 @@ pub(crate) fn from_slice<'de, T: de::Deserialize<'de>>(
 /// left with the wrappers, which cap size hints with it.
 struct Input<'de> {
     bytes: &'de [u8],
-    left: Rc<Cell<usize>>,
+}
+
+thread_local! {
+    /// How many bytes of the input of the decode under way on this thread are left (kept by
+    /// [`Input`], read by [`State::cap`]). A thread-local rather than a shared counter, which
+    /// would cost an allocation per decode.
+    static LEFT: Cell<usize> = const { Cell::new(0) };
 }
 
 impl<'de> Input<'de> {
     fn advance(&mut self, rest: &'de [u8]) {
         self.bytes = rest;
-        self.left.set(rest.len());
+        LEFT.with(|left| left.set(rest.len()));
     }
 }
 
@@ -186,8 +197,6 @@ struct State {
     /// Set while a [`Error::TooDeep`] travels through the wrapped deserializer as its own error
     /// type, which cannot carry it; the next wrapper it comes out of turns it back.
     too_deep: Cell<bool>,
-    /// How many bytes of the input are left (kept by [`Input`]).
-    left: Rc<Cell<usize>>,
     /// How many elements the open sequences and maps have promised after the ones being
     /// decoded (the sum of their [`GuardCollection::promised`]).
     promised: Cell<usize>,
@@ -197,7 +206,7 @@ impl State {
     /// A new sequence's or map's size hint, capped at the bytes left that the containers around
     /// it have not promised to their own elements.
     fn cap(&self, hint: Option<usize>) -> Option<usize> {
-        let free = self.left.get().saturating_sub(self.promised.get());
+        let free = LEFT.with(Cell::get).saturating_sub(self.promised.get());
         hint.map(|n| n.min(free))
     }
 

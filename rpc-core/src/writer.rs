@@ -10,6 +10,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -61,8 +62,6 @@ struct State {
     failed: bool,
     /// Every [`Outbox`] is gone: the writer task writes what is queued, then closes.
     senders_gone: bool,
-    /// Bytes of the frames queued or being written by the writer task.
-    unsent: usize,
 }
 
 struct Shared {
@@ -71,6 +70,9 @@ struct Shared {
     work: Notify,
     /// Wakes senders waiting for the unsent bytes to go down (after each write).
     drained: Notify,
+    /// Bytes of the frames queued or being written by the writer task; changed under the lock,
+    /// read without it.
+    unsent: AtomicUsize,
     /// The transport takes frames in parts.
     accepts_parts: bool,
 }
@@ -109,7 +111,7 @@ impl Outbox {
         if state.failed {
             return Err(Closed);
         }
-        state.unsent += frame.len();
+        shared.unsent.fetch_add(frame.len(), Ordering::Relaxed);
         state.queue.push(frame);
         drop(state);
         shared.work.notify_one();
@@ -125,7 +127,7 @@ impl Outbox {
             return Err(Closed);
         }
         if !try_now(shared, &mut state, std::slice::from_ref(&frame)) {
-            state.unsent += frame.len();
+            shared.unsent.fetch_add(frame.len(), Ordering::Relaxed);
             state.queue.push(frame);
             drop(state);
             shared.work.notify_one();
@@ -148,7 +150,8 @@ impl Outbox {
         if try_now(shared, &mut state, frames) {
             frames.clear();
         } else {
-            state.unsent += frames.iter().map(Bytes::len).sum::<usize>();
+            let bytes = frames.iter().map(Bytes::len).sum::<usize>();
+            shared.unsent.fetch_add(bytes, Ordering::Relaxed);
             state.queue.append(frames);
             drop(state);
             shared.work.notify_one();
@@ -173,7 +176,8 @@ impl Outbox {
                 if state.failed {
                     return Err(Closed);
                 }
-                state.unsent += parts.iter().map(Bytes::len).sum::<usize>();
+                let bytes = parts.iter().map(Bytes::len).sum::<usize>();
+                shared.unsent.fetch_add(bytes, Ordering::Relaxed);
                 state.queue.extend(parts);
                 drop(state);
                 shared.work.notify_one();
@@ -184,7 +188,7 @@ impl Outbox {
 
     /// Bytes of the frames waiting for the writer task or being written by it.
     pub(crate) fn unsent(&self) -> usize {
-        self.0 .0.lock().unsent
+        self.0 .0.unsent.load(Ordering::Relaxed)
     }
 
     /// Waits until at most `limit` bytes are unsent (or the writer task has ended).
@@ -196,7 +200,7 @@ impl Outbox {
             drained.as_mut().enable();
             {
                 let state = shared.lock();
-                if state.unsent <= limit || state.failed {
+                if shared.unsent.load(Ordering::Relaxed) <= limit || state.failed {
                     return;
                 }
             }
@@ -273,10 +277,10 @@ pub(crate) fn spawn_writer<W: FrameWrite>(
             error: None,
             failed: false,
             senders_gone: false,
-            unsent: 0,
         }),
         work: Notify::new(),
         drained: Notify::new(),
+        unsent: AtomicUsize::new(0),
         accepts_parts,
     });
     let task = tokio::spawn(run_writer(Arc::clone(&shared), on_error));
@@ -333,7 +337,7 @@ async fn run_writer(shared: Arc<Shared>, on_error: impl FnOnce(FrameError)) {
         batch.clear();
         let mut state = shared.lock();
         state.writer = Some(writer);
-        state.unsent = state.unsent.saturating_sub(written);
+        shared.unsent.fetch_sub(written, Ordering::Relaxed);
         if let Err(error) = result {
             drop(state);
             fail(&shared, error, on_error);

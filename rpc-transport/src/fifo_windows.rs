@@ -7,22 +7,23 @@
 //!
 //! Nothing waits forever: a client may open the two pipes in either order; a second client while
 //! one is connected waits, and gets [`ConnectError::Busy`] after
-//! [`ClientOptions::busy_timeout`]; with no server, [`ConnectError::NotFound`] comes at once; a
-//! client that opens one pipe and not the other within the handshake timeout is disconnected.
+//! [`ClientConfig::connect_timeout`]; with no server, [`ConnectError::NotFound`] comes at once;
+//! a client that opens one pipe and not the other within the handshake timeout is disconnected.
+//!
+//! An endpoint made with [`Endpoint::allow_other_users`] opens both pipes to every local user,
+//! as it does a duplex pipe.
 
+use std::future::Future;
 use std::io;
 use std::sync::Arc;
 
-#[cfg(doc)]
-use rpc_core::ConnectError;
 use rpc_core::{
-    serve_connection, Client, ClientHandle, Dispatch, PeerInfo, RpcError, ServerConfig, Shutdown,
+    serve_connection, CancellationToken, Client, ClientConfig, Dispatch, PeerInfo, ServerConfig,
 };
 
 use crate::endpoint::Endpoint;
-use crate::server::BindError;
+use crate::error::{BindError, ConnectError};
 use crate::windows::{connect_pair, pair_paths, PairListener};
-use crate::ClientOptions;
 
 /// A pipe pair bound to a name, ready to [`serve`](FifoServer::serve).
 pub struct FifoServer {
@@ -50,7 +51,8 @@ impl FifoServer {
     }
 
     /// [`FifoServer::bind`], with the settings that `serve` will use (the handshake timeout
-    /// also bounds how long a client may take to open its second pipe).
+    /// also bounds how long a client may take to open its second pipe, and the maximum frame
+    /// bounds what the connection's reading thread takes).
     ///
     /// # Errors
     ///
@@ -74,9 +76,23 @@ impl FifoServer {
     ///
     /// Only if waiting for a client fails. Errors of single connections are logged and the next
     /// client is served.
-    pub async fn serve<D: Dispatch>(mut self, service: D, config: ServerConfig) -> io::Result<()> {
+    ///
+    /// The future owns a copy of `config`, so it can be spawned.
+    pub fn serve<D: Dispatch>(
+        self,
+        service: D,
+        config: &ServerConfig,
+    ) -> impl Future<Output = io::Result<()>> + Send + 'static {
+        self.serve_owned(service, config.clone())
+    }
+
+    async fn serve_owned<D: Dispatch>(
+        mut self,
+        service: D,
+        config: ServerConfig,
+    ) -> io::Result<()> {
         let service = Arc::new(service);
-        let shutdown = Shutdown::new();
+        let shutdown = CancellationToken::new();
         loop {
             let (reader, writer) = self.listener.accept().await?;
             tracing::debug!(pipe = %self.paths.0, "client connected");
@@ -101,15 +117,14 @@ impl FifoServer {
 ///
 /// # Errors
 ///
-/// [`RpcError::Connect`] with [`ConnectError::NotFound`] if no server serves the name,
-/// [`ConnectError::Busy`] if another client stayed connected for
-/// [`ClientOptions::busy_timeout`] (default 5 s), [`ConnectError::UntrustedServer`] if the
-/// server runs as another user; otherwise as [`crate::connect`].
+/// [`ConnectError::NotFound`] if no server serves the name, [`ConnectError::Busy`] if another
+/// client stayed connected for [`ClientConfig::connect_timeout`] (default 5 s),
+/// [`ConnectError::UntrustedServer`] if the server runs as another user; otherwise as
+/// [`crate::connect`].
 pub async fn connect<C: Client>(
     endpoint: &Endpoint,
-    options: &ClientOptions,
-) -> Result<C, RpcError> {
-    let (reader, writer) = connect_pair(endpoint, options).await?;
-    let handle = ClientHandle::connect(reader, writer, C::SERVICE, &options.config).await?;
-    Ok(C::from_handle(handle))
+    config: &ClientConfig,
+) -> Result<C, ConnectError> {
+    let (reader, writer) = connect_pair(endpoint, config).await?;
+    Ok(rpc_core::connect(reader, writer, config).await?)
 }

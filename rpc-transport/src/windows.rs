@@ -4,7 +4,9 @@
 //! * Both ends use message mode (type and read mode). Each frame is one pipe message and still
 //!   carries its length, and the reader checks that the two agree: a message that ends before
 //!   its frame does, or goes on after it, is [`FrameError::BoundaryMismatch`] and costs that
-//!   connection.
+//!   connection. Each connection's reading thread refuses a frame longer than the configured
+//!   maximum before setting memory aside for it, and every read checks the frame's length
+//!   against the maximum the engine passes, through [`check_len`] like every transport.
 //! * The server always keeps one instance waiting: the next instance is created before a
 //!   connected one is handed off, so clients never see "all instances busy" while there is room.
 //!   The pipe itself sets no instance limit: the accept loop bounds the instances (one per
@@ -14,8 +16,9 @@
 //! * The first instance is created with `FILE_FLAG_FIRST_PIPE_INSTANCE`, so another process
 //!   cannot squat the name, and remote clients are rejected.
 //! * The pipe's DACL grants full access to the server's own user, SYSTEM and the administrators
-//!   and denies the NETWORK logon; with `allow_other_users`, authenticated users get read and
-//!   write-data access (not `FILE_CREATE_PIPE_INSTANCE`, which `GENERIC_WRITE` would include).
+//!   and denies the NETWORK logon; for an endpoint made with [`Endpoint::allow_other_users`],
+//!   authenticated users get read and write-data access (not `FILE_CREATE_PIPE_INSTANCE`,
+//!   which `GENERIC_WRITE` would include). Pipe pairs get the same DACL.
 //! * Clients open the pipe with `SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION` (the server
 //!   cannot impersonate them), ask for read, write-data and write-attributes access only, and
 //!   check that the server process runs as their own user or SYSTEM before sending anything.
@@ -45,9 +48,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rpc_core::frame::{FrameError, FrameRead, FrameWrite};
+use rpc_core::frame::{check_len, FrameError, FrameRead, FrameWrite};
 use rpc_core::protocol::LEN_PREFIX;
-use rpc_core::{ConnectError, PeerInfo, ServerConfig};
+use rpc_core::{CancellationToken, ClientConfig, PeerInfo, ServerConfig};
 use tokio::sync::{mpsc, oneshot};
 use windows_sys::Win32::Foundation::{
     CloseHandle, LocalFree, BOOL, ERROR_ACCESS_DENIED, ERROR_BROKEN_PIPE, ERROR_FILE_NOT_FOUND,
@@ -78,12 +81,11 @@ use windows_sys::Win32::System::Threading::{
 };
 
 use crate::endpoint::Endpoint;
-use crate::server::{BindError, ServerOptions};
-use crate::ClientOptions;
+use crate::error::{BindError, ConnectError};
 
-/// Overlapped I/O from kernel32. windows-sys declares these only with its `Win32_System_IO`
-/// feature, which this crate does not enable, so they are declared here with the Windows SDK's
-/// signatures and `OVERLAPPED` layout.
+/// Overlapped I/O from kernel32, and the query of a pipe end's state from ntdll. windows-sys
+/// declares these only with its `Win32_System_IO` and `Wdk_*` features, which this crate does
+/// not enable, so they are declared here with the Windows SDK's signatures and layouts.
 mod ffi {
     use windows_sys::Win32::Foundation::{BOOL, HANDLE};
 
@@ -121,6 +123,47 @@ mod ffi {
             wait: BOOL,
         ) -> BOOL;
         pub(super) fn CancelIoEx(file: HANDLE, overlapped: *const Overlapped) -> BOOL;
+    }
+
+    /// `IO_STATUS_BLOCK`.
+    #[repr(C)]
+    pub(super) struct IoStatusBlock {
+        pub(super) status: usize,
+        pub(super) information: usize,
+    }
+
+    /// `FILE_PIPE_LOCAL_INFORMATION`: what the kernel knows of one end of a pipe.
+    #[repr(C)]
+    #[derive(Debug, Default, Clone, Copy)]
+    pub(super) struct PipeLocalInformation {
+        pub(super) named_pipe_type: u32,
+        pub(super) named_pipe_configuration: u32,
+        pub(super) maximum_instances: u32,
+        pub(super) current_instances: u32,
+        pub(super) inbound_quota: u32,
+        pub(super) read_data_available: u32,
+        pub(super) outbound_quota: u32,
+        pub(super) write_quota_available: u32,
+        pub(super) named_pipe_state: u32,
+        pub(super) named_pipe_end: u32,
+    }
+
+    /// The `FILE_INFORMATION_CLASS` of [`PipeLocalInformation`].
+    pub(super) const FILE_PIPE_LOCAL_INFORMATION: u32 = 24;
+    /// `NamedPipeState`: the other end disconnected this one.
+    pub(super) const FILE_PIPE_DISCONNECTED_STATE: u32 = 1;
+    /// `NamedPipeState`: the other end closed its handle (unread messages may remain).
+    pub(super) const FILE_PIPE_CLOSING_STATE: u32 = 4;
+
+    #[link(name = "ntdll")]
+    extern "system" {
+        pub(super) fn NtQueryInformationFile(
+            file: HANDLE,
+            status: *mut IoStatusBlock,
+            info: *mut core::ffi::c_void,
+            len: u32,
+            class: u32,
+        ) -> i32;
     }
 }
 
@@ -161,9 +204,6 @@ const PIPE_INSTANCES: u32 = PIPE_UNLIMITED_INSTANCES;
 /// The pipe's buffer in each direction, in bytes (what Windows reserves against quota).
 const PIPE_BUFFER: u32 = 64 * 1024;
 
-/// Default wait while every instance is busy.
-const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// The first read of a message, into a buffer each reading thread keeps: most frames fit, and a
 /// longer one shows its length prefix.
 const FIRST_READ: usize = 4 * 1024;
@@ -171,6 +211,10 @@ const FIRST_READ: usize = 4 * 1024;
 /// The reader's buffer grows by at most this much, or by what it already holds, at a time: a
 /// frame's length is never set aside before its bytes arrive.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// How often a connection that is not reading looks whether its peer has closed the pipe
+/// while messages wait in it (see [`PipeReader`]'s `closed`).
+const CLOSED_POLL: Duration = Duration::from_millis(20);
 
 /// Stack of the threads that wait for pipe I/O (they only wait and copy).
 const WAITER_STACK: usize = 256 * 1024;
@@ -326,6 +370,39 @@ fn finish(pipe: HANDLE, op: &Op) -> Outcome {
     outcome(ok, transferred)
 }
 
+/// What the kernel knows of one end of a pipe, if this system answers.
+fn pipe_local_info(pipe: HANDLE) -> Option<ffi::PipeLocalInformation> {
+    let mut status = ffi::IoStatusBlock {
+        status: 0,
+        information: 0,
+    };
+    let mut info = ffi::PipeLocalInformation::default();
+    // SAFETY: a valid handle, and a buffer of the structure's size that the call fills in.
+    let result = unsafe {
+        ffi::NtQueryInformationFile(
+            pipe,
+            &mut status,
+            (&mut info as *mut ffi::PipeLocalInformation).cast(),
+            std::mem::size_of::<ffi::PipeLocalInformation>() as u32,
+            ffi::FILE_PIPE_LOCAL_INFORMATION,
+        )
+    };
+    (result >= 0).then_some(info)
+}
+
+/// Completes once the other end of `pipe` is closed or has disconnected this one, even while
+/// messages it wrote wait unread; never, if the system does not report a pipe's state. No event
+/// says so: the state is looked at every [`CLOSED_POLL`].
+async fn other_end_gone(pipe: &OwnedHandle) {
+    loop {
+        match pipe_local_info(pipe.0).map(|info| info.named_pipe_state) {
+            Some(ffi::FILE_PIPE_CLOSING_STATE | ffi::FILE_PIPE_DISCONNECTED_STATE) => return,
+            Some(_) => tokio::time::sleep(CLOSED_POLL).await,
+            None => return std::future::pending().await,
+        }
+    }
+}
+
 /// An operation in flight, waited for on a thread of its own. Dropping it before its outcome
 /// arrived cancels the operation; either way the drop waits until the kernel is done with it.
 struct InFlight {
@@ -415,30 +492,60 @@ impl Drop for InFlight {
     }
 }
 
+/// What the reading thread hands over for one pipe message.
+#[derive(Debug)]
+enum Message {
+    /// A whole frame: its length prefix and its payload.
+    Frame([u8; LEN_PREFIX], Bytes),
+    /// A frame whose length prefix the thread refused against its cap (too long, or zero),
+    /// without reading the rest of the message. The thread stops after it.
+    Refused([u8; LEN_PREFIX]),
+}
+
 /// Reads whole frames from a message pipe, one frame per message (see the module docs).
+///
+/// A thread reads ahead: it takes frames up to the cap the reader was made with (the
+/// connection's configured maximum) and refuses longer ones before setting memory aside for
+/// them. [`FrameRead::read_frame`] then checks each frame against the maximum it is given.
+///
+/// [`FrameRead::closed`] completes as soon as the thread finds the pipe closed. The thread
+/// reads one message ahead of the connection; when the connection stops taking frames with
+/// messages still waiting in the pipe, the thread waits to hand one over and reads nothing,
+/// and then the pipe's state shows the peer leaving, looked at every [`CLOSED_POLL`].
 pub(crate) struct PipeReader {
-    messages: mpsc::Receiver<Result<Bytes, FrameError>>,
+    messages: mpsc::Receiver<Result<Message, FrameError>>,
+    /// The longest frame the thread takes.
+    cap: u32,
+    pipe: Arc<OwnedHandle>,
+    /// Cancelled by the thread when the pipe ends (the peer closed it).
+    ended: CancellationToken,
     stop: Arc<Event>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl PipeReader {
-    fn spawn(pipe: &Arc<OwnedHandle>, max_frame: u32) -> io::Result<Self> {
+    /// Starts the thread that reads `pipe`, taking frames of up to `cap` bytes.
+    fn spawn(pipe: &Arc<OwnedHandle>, cap: u32) -> io::Result<Self> {
         let mut op = Op::new()?;
         let stop = Arc::clone(&op.stop);
         // At most one message waits here while the next is read, so when the connection stops
         // taking frames (its calls in flight are at their limit), reading stops too and the
         // peer's writes wait in the pipe.
         let (tx, messages) = mpsc::channel(1);
+        let ended = CancellationToken::new();
         let thread = {
             let pipe = Arc::clone(pipe);
+            let ended = ended.clone();
             std::thread::Builder::new()
                 .name("rpc-pipe-read".into())
                 .stack_size(WAITER_STACK)
-                .spawn(move || read_messages(&pipe, &mut op, max_frame, &tx))?
+                .spawn(move || read_messages(&pipe, &mut op, cap, &tx, &ended))?
         };
         Ok(Self {
             messages,
+            cap,
+            pipe: Arc::clone(pipe),
+            ended,
             stop,
             thread: Some(thread),
         })
@@ -457,36 +564,63 @@ impl Drop for PipeReader {
 }
 
 impl FrameRead for PipeReader {
-    async fn read_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+    async fn read_frame(&mut self, max_frame: u32) -> Result<Option<Bytes>, FrameError> {
         match self.messages.recv().await {
-            Some(Ok(frame)) => Ok(Some(frame)),
+            Some(Ok(Message::Frame(prefix, payload))) => {
+                check_len(prefix, max_frame)?;
+                Ok(Some(payload))
+            }
+            Some(Ok(Message::Refused(prefix))) => {
+                check_len(prefix, max_frame)?;
+                // Within `max_frame`, but longer than the thread takes.
+                Err(FrameError::TooLarge {
+                    len: u32::from_le_bytes(prefix),
+                    max: self.cap,
+                })
+            }
             Some(Err(error)) => Err(error),
             None => Ok(None),
         }
     }
+
+    async fn closed(&mut self) {
+        tokio::select! {
+            () = self.ended.cancelled() => {}
+            () = other_end_gone(&self.pipe) => {}
+        }
+    }
 }
 
-/// The reading thread: whole messages into the channel until the pipe ends, a message is bad,
-/// the reader is dropped, or nobody listens.
+/// The reading thread: whole messages into the channel until the pipe ends (which it also
+/// signals through `ended`), a message is bad or refused, the reader is dropped, or nobody
+/// listens.
 fn read_messages(
     pipe: &OwnedHandle,
     op: &mut Op,
-    max_frame: u32,
-    tx: &mpsc::Sender<Result<Bytes, FrameError>>,
+    cap: u32,
+    tx: &mpsc::Sender<Result<Message, FrameError>>,
+    ended: &CancellationToken,
 ) {
     let mut scratch = vec![0u8; FIRST_READ];
     loop {
-        match read_message(pipe.0, op, &mut scratch, max_frame) {
-            Ok(Some(frame)) => {
-                if tx.blocking_send(Ok(frame)).is_err() {
-                    return;
-                }
+        let message = match read_message(pipe.0, op, &mut scratch, cap) {
+            Ok(Some(message)) => message,
+            Ok(None) => {
+                ended.cancel();
+                return;
             }
-            Ok(None) => return,
             Err(error) => {
+                if matches!(error, FrameError::Truncated { .. }) {
+                    // The peer left inside a message.
+                    ended.cancel();
+                }
                 let _ = tx.blocking_send(Err(error));
                 return;
             }
+        };
+        let last = matches!(message, Message::Refused(_));
+        if tx.blocking_send(Ok(message)).is_err() || last {
+            return;
         }
     }
 }
@@ -529,19 +663,19 @@ unsafe fn read_once(
     }
 }
 
-/// Reads one pipe message, which must be exactly one frame; returns its payload, or `None` if
-/// the pipe ended between messages. Blocks the calling thread.
+/// Reads one pipe message, which must be exactly one frame; returns it, or `None` if the pipe
+/// ended between messages. Blocks the calling thread.
 ///
 /// The first read goes to `scratch`, which holds every frame that fits (most do) until it is
-/// copied out at its exact size. The length prefix is checked against `max_frame` as soon as it
-/// arrives; a longer frame's buffer grows with the bytes received, never to the claimed length
-/// ahead of them.
+/// copied out at its exact size. The length prefix is checked against `cap` as soon as it
+/// arrives (a frame it refuses is returned as [`Message::Refused`], unread); a longer frame's
+/// buffer grows with the bytes received, never to the claimed length ahead of them.
 fn read_message(
     pipe: HANDLE,
     op: &mut Op,
     scratch: &mut [u8],
-    max_frame: u32,
-) -> Result<Option<Bytes>, FrameError> {
+    cap: u32,
+) -> Result<Option<Message>, FrameError> {
     let ended = |error: io::Error, have: usize, need: usize| {
         if !is_end_of_pipe(&error) {
             Err(FrameError::Io(error.kind()))
@@ -556,27 +690,19 @@ fn read_message(
         Ok(read) => read,
         Err(error) => return ended(error, 0, LEN_PREFIX),
     };
-    let Some(prefix) = scratch.get(..LEN_PREFIX).filter(|_| first >= LEN_PREFIX) else {
+    let Some(&prefix) = scratch[..first].first_chunk::<LEN_PREFIX>() else {
         // The message ended inside the length prefix (`scratch` is longer than a prefix, so a
         // read that stopped this short reached the end of the message).
         return Err(FrameError::BoundaryMismatch);
     };
-    let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
-    if len > max_frame {
-        return Err(FrameError::TooLarge {
-            len,
-            max: max_frame,
-        });
-    }
-    if len == 0 {
-        return Err(FrameError::Empty);
-    }
-    // `len` <= max_frame <= u32::MAX fits usize on every supported target.
-    let len = len as usize;
+    let Ok(len) = check_len(prefix, cap) else {
+        return Ok(Some(Message::Refused(prefix)));
+    };
     let total = LEN_PREFIX + len;
     match (more, first.cmp(&total)) {
         (false, std::cmp::Ordering::Equal) => {
-            return Ok(Some(Bytes::copy_from_slice(&scratch[LEN_PREFIX..first])))
+            let payload = Bytes::copy_from_slice(&scratch[LEN_PREFIX..first]);
+            return Ok(Some(Message::Frame(prefix, payload)));
         }
         // The message ended before the frame did, or goes on after it (a second frame, or
         // garbage).
@@ -601,7 +727,7 @@ fn read_message(
         // SAFETY: the kernel wrote `read` bytes, at most `want`, after the length.
         unsafe { payload.set_len(payload.len() + read) };
         match (more, payload.len() == len) {
-            (false, true) => return Ok(Some(Bytes::from(payload))),
+            (false, true) => return Ok(Some(Message::Frame(prefix, Bytes::from(payload)))),
             // The message ended before the frame did, or goes on after it.
             (false, false) | (true, true) => return Err(FrameError::BoundaryMismatch),
             (true, false) => {}
@@ -655,14 +781,14 @@ impl PipeWriter {
 }
 
 impl FrameWrite for PipeWriter {
-    async fn write_frames(&mut self, frames: &[Bytes]) -> io::Result<()> {
+    async fn write_frames(&mut self, frames: &[Bytes]) -> Result<(), FrameError> {
         for frame in frames {
             self.write_message(frame.clone()).await?;
         }
         Ok(())
     }
 
-    async fn close(&mut self) -> io::Result<()> {
+    async fn close(&mut self) -> Result<(), FrameError> {
         // A pipe cannot half-close, and every write is complete when `write_frames` returns.
         Ok(())
     }
@@ -824,6 +950,7 @@ pub(crate) struct Listener {
     descriptor: SecurityDescriptor,
     /// The instance waiting for the next client; `None` only after creating it failed.
     waiting: Option<Instance>,
+    /// The longest frame a connection's reading thread takes.
     max_frame: u32,
 }
 
@@ -832,7 +959,7 @@ impl Listener {
         create_instance(&self.path, &self.descriptor, first)
     }
 
-    pub(crate) fn bind(endpoint: &Endpoint, options: &ServerOptions) -> Result<Self, BindError> {
+    pub(crate) fn bind(endpoint: &Endpoint, config: &ServerConfig) -> Result<Self, BindError> {
         let name = endpoint.name().to_owned();
         let io_err = |source: io::Error| BindError::Io {
             name: name.clone(),
@@ -841,7 +968,7 @@ impl Listener {
         let path = pipe_path(endpoint);
         let owner = process_user_sid(None).map_err(io_err)?;
         let descriptor =
-            SecurityDescriptor::from_sddl(&pipe_sddl(&owner, options.allow_other_users))
+            SecurityDescriptor::from_sddl(&pipe_sddl(&owner, endpoint.allows_other_users()))
                 .map_err(io_err)?;
         let first = match create_instance(&path, &descriptor, true) {
             Ok(pipe) => pipe,
@@ -854,7 +981,7 @@ impl Listener {
             path,
             descriptor,
             waiting: Some(Instance::new(first)),
-            max_frame: options.config.max_frame,
+            max_frame: config.get_max_frame(),
         })
     }
 
@@ -987,10 +1114,10 @@ fn open_client_end(path: &str, access: u32) -> io::Result<OwnedHandle> {
 
 pub(crate) async fn connect(
     endpoint: &Endpoint,
-    options: &ClientOptions,
+    config: &ClientConfig,
 ) -> Result<(PipeReader, PipeWriter), ConnectError> {
     let path = pipe_path(endpoint);
-    let give_up = Instant::now() + options.busy_timeout.unwrap_or(DEFAULT_BUSY_TIMEOUT);
+    let give_up = Instant::now() + config.get_connect_timeout();
     let client = open_with_retry(&path, CLIENT_ACCESS, give_up).await?;
     check_server(&client, &path)?;
     let io_err = |e: io::Error| ConnectError::Io {
@@ -998,7 +1125,7 @@ pub(crate) async fn connect(
         source: e.into(),
     };
     let client = Arc::new(client);
-    let reader = PipeReader::spawn(&client, options.config.max_frame).map_err(io_err)?;
+    let reader = PipeReader::spawn(&client, config.get_max_frame()).map_err(io_err)?;
     Ok((reader, PipeWriter::new(&client)))
 }
 
@@ -1020,6 +1147,7 @@ const PAIR_READ_ACCESS: u32 = FILE_GENERIC_READ | FILE_WRITE_ATTRIBUTES;
 pub(crate) struct PairListener {
     input: Instance,
     output: Instance,
+    /// The longest frame the connection's reading thread takes.
     max_frame: u32,
     patience: Duration,
 }
@@ -1033,7 +1161,8 @@ impl PairListener {
         };
         let owner = process_user_sid(None).map_err(io_err)?;
         let descriptor =
-            SecurityDescriptor::from_sddl(&pipe_sddl(&owner, false)).map_err(io_err)?;
+            SecurityDescriptor::from_sddl(&pipe_sddl(&owner, endpoint.allows_other_users()))
+                .map_err(io_err)?;
         let (input, output) = pair_paths(endpoint);
         let create = |path: &str, direction: u32| {
             let mode = direction | FILE_FLAG_OVERLAPPED | FILE_FLAG_FIRST_PIPE_INSTANCE;
@@ -1048,8 +1177,8 @@ impl PairListener {
         Ok(Self {
             input: create(&input, PIPE_ACCESS_INBOUND)?,
             output: create(&output, PIPE_ACCESS_OUTBOUND)?,
-            max_frame: config.max_frame,
-            patience: config.handshake_timeout,
+            max_frame: config.get_max_frame(),
+            patience: config.get_handshake_timeout(),
         })
     }
 
@@ -1158,10 +1287,10 @@ fn check_server(pipe: &OwnedHandle, endpoint: &str) -> Result<(), ConnectError> 
 /// Connects to a pipe pair: the outbound pipe (to read), then the inbound one (to write).
 pub(crate) async fn connect_pair(
     endpoint: &Endpoint,
-    options: &ClientOptions,
+    config: &ClientConfig,
 ) -> Result<(PipeReader, PipeWriter), ConnectError> {
     let (input, output) = pair_paths(endpoint);
-    let give_up = Instant::now() + options.busy_timeout.unwrap_or(DEFAULT_BUSY_TIMEOUT);
+    let give_up = Instant::now() + config.get_connect_timeout();
     let from_server = open_with_retry(&output, PAIR_READ_ACCESS, give_up).await?;
     let to_server = open_with_retry(&input, PAIR_WRITE_ACCESS, give_up).await?;
     check_server(&from_server, &output)?;
@@ -1171,14 +1300,13 @@ pub(crate) async fn connect_pair(
         source: e.into(),
     };
     let reader =
-        PipeReader::spawn(&Arc::new(from_server), options.config.max_frame).map_err(io_err)?;
+        PipeReader::spawn(&Arc::new(from_server), config.get_max_frame()).map_err(io_err)?;
     Ok((reader, PipeWriter::new(&Arc::new(to_server))))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rpc_core::{ClientConfig, ServerConfig};
 
     #[test]
     fn only_the_same_user_or_system_is_trusted() {
@@ -1217,8 +1345,9 @@ mod tests {
         Endpoint::new(&format!("unit-{tag}-{}", std::process::id())).expect("name")
     }
 
-    /// Reads the DACL of the pipe back through a client handle, as SDDL.
-    fn read_back_dacl(path: &str) -> String {
+    /// Reads the DACL of the pipe back through a client handle opened with `access` (and
+    /// `READ_CONTROL`), as SDDL.
+    fn read_back_dacl(path: &str, access: u32) -> String {
         use windows_sys::Win32::Security::Authorization::{
             ConvertSecurityDescriptorToStringSecurityDescriptorW, GetSecurityInfo, SE_KERNEL_OBJECT,
         };
@@ -1229,7 +1358,7 @@ mod tests {
         unsafe {
             let handle = CreateFileW(
                 wide_path.as_ptr(),
-                READ_CONTROL | FILE_GENERIC_READ,
+                READ_CONTROL | access,
                 0,
                 std::ptr::null(),
                 OPEN_EXISTING,
@@ -1295,12 +1424,9 @@ mod tests {
             } else {
                 "dacl"
             });
-            let options = ServerOptions {
-                allow_other_users,
-                ..ServerOptions::default()
-            };
-            let listener = Listener::bind(&endpoint, &options).expect("bind");
-            let sddl = read_back_dacl(&listener.address());
+            let endpoint = endpoint.allow_other_users(allow_other_users);
+            let listener = Listener::bind(&endpoint, &ServerConfig::default()).expect("bind");
+            let sddl = read_back_dacl(&listener.address(), FILE_GENERIC_READ);
             println!("pipe DACL read back (allow_other_users = {allow_other_users}): {sddl}");
             assert!(sddl.starts_with("D:P"), "DACL must be protected: {sddl}");
             let aces = aces(&sddl);
@@ -1343,18 +1469,47 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn pair_dacl_follows_the_endpoint() {
+        for allow_other_users in [false, true] {
+            let endpoint = unique_endpoint(if allow_other_users {
+                "pair-dacl-open"
+            } else {
+                "pair-dacl"
+            })
+            .allow_other_users(allow_other_users);
+            let _listener = PairListener::bind(&endpoint, &ServerConfig::default()).expect("bind");
+            let (input, output) = pair_paths(&endpoint);
+            for (path, access) in [(input, PAIR_WRITE_ACCESS), (output, PAIR_READ_ACCESS)] {
+                let sddl = read_back_dacl(&path, access);
+                println!("pair DACL read back ({path}): {sddl}");
+                assert!(sddl.starts_with("D:P"), "DACL must be protected: {sddl}");
+                let aces = aces(&sddl);
+                let other_users: Vec<_> = aces
+                    .iter()
+                    .filter(|(kind, _, sid)| kind == "A" && sid == "AU")
+                    .collect();
+                assert_eq!(
+                    other_users.len(),
+                    usize::from(allow_other_users),
+                    "{path}: {sddl}"
+                );
+                assert_eq!(aces.len(), 4 + usize::from(allow_other_users), "{sddl}");
+            }
+        }
+    }
+
     /// A server end and a client end of one pipe instance, as the transport sets them up.
     async fn connected_pair(
         tag: &str,
         max_frame: u32,
     ) -> ((PipeReader, PipeWriter), (PipeReader, PipeWriter), Listener) {
         let endpoint = unique_endpoint(tag);
-        let options = ServerOptions::default().config(ServerConfig::default().max_frame(max_frame));
-        let mut listener = Listener::bind(&endpoint, &options).expect("bind");
-        let client_options =
-            ClientOptions::default().config(ClientConfig::default().max_frame(max_frame));
-        let (accepted, connected) =
-            tokio::join!(listener.accept(), connect(&endpoint, &client_options));
+        let mut listener =
+            Listener::bind(&endpoint, ServerConfig::new().max_frame(max_frame)).expect("bind");
+        let mut config = ClientConfig::new();
+        config.max_frame(max_frame);
+        let (accepted, connected) = tokio::join!(listener.accept(), connect(&endpoint, &config));
         let (server_reader, server_writer, _) = accepted.expect("accept");
         let client = connected.expect("connect");
         ((server_reader, server_writer), client, listener)
@@ -1366,9 +1521,20 @@ mod tests {
         bytes
     }
 
-    /// Reads the next frame, failing the test after a while rather than hanging.
+    /// Reads the next frame with the maximum the reader was made with (as the engine passes
+    /// the configured one), failing the test after a while rather than hanging.
     async fn next(reader: &mut PipeReader) -> Result<Option<Bytes>, FrameError> {
-        tokio::time::timeout(Duration::from_secs(10), reader.read_frame())
+        let max_frame = reader.cap;
+        next_within(reader, max_frame).await
+    }
+
+    /// Reads the next frame with `max_frame` as the maximum, failing the test after a while
+    /// rather than hanging.
+    async fn next_within(
+        reader: &mut PipeReader,
+        max_frame: u32,
+    ) -> Result<Option<Bytes>, FrameError> {
+        tokio::time::timeout(Duration::from_secs(10), reader.read_frame(max_frame))
             .await
             .expect("a frame or an error within 10 s")
     }
@@ -1523,6 +1689,145 @@ mod tests {
         }
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn peer_leaving_is_seen_without_reading() {
+        let ((mut server_reader, _server_writer), (client_reader, mut client_writer), _listener) =
+            connected_pair("closed", 1 << 20).await;
+        client_writer
+            .write_frames(&[Bytes::from(frame(10))])
+            .await
+            .expect("write");
+        // Connected: nothing to see.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), server_reader.closed())
+                .await
+                .is_err(),
+            "closed while the peer is connected"
+        );
+        let left = Instant::now();
+        drop((client_reader, client_writer));
+        tokio::time::timeout(Duration::from_secs(10), server_reader.closed())
+            .await
+            .expect("the peer's leaving seen");
+        println!("peer leaving seen after {:?}", left.elapsed());
+        // What it sent before leaving is still there to read.
+        assert_eq!(
+            next(&mut server_reader)
+                .await
+                .expect("frame")
+                .map(|f| f.len()),
+            Some(10)
+        );
+        assert_eq!(next(&mut server_reader).await, Ok(None));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn peer_leaving_is_seen_while_its_messages_wait_unread() {
+        let ((mut server_reader, _server_writer), (client_reader, mut client_writer), _listener) =
+            connected_pair("closed-unread", 1 << 20).await;
+        // More messages than the reading thread takes ahead: it holds one it cannot hand over
+        // and reads no further, so it cannot see the pipe end; the pipe's state shows it.
+        let sizes = [10, 20, 30, 40];
+        let frames: Vec<Bytes> = sizes.iter().map(|&len| Bytes::from(frame(len))).collect();
+        client_writer.write_frames(&frames).await.expect("write");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), server_reader.closed())
+                .await
+                .is_err(),
+            "closed while the peer is connected"
+        );
+        let left = Instant::now();
+        drop((client_reader, client_writer));
+        tokio::time::timeout(Duration::from_secs(10), server_reader.closed())
+            .await
+            .expect("the peer's leaving seen");
+        println!(
+            "peer leaving seen with messages unread after {:?}",
+            left.elapsed()
+        );
+        for len in sizes {
+            assert_eq!(
+                next(&mut server_reader)
+                    .await
+                    .expect("frame")
+                    .map(|f| f.len()),
+                Some(len)
+            );
+        }
+        assert_eq!(next(&mut server_reader).await, Ok(None));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_read_checks_the_maximum_it_is_given() {
+        // The reading thread takes frames up to its cap (the configured maximum, 100,000
+        // here); each read checks the maximum the engine passes.
+        let cap = 100_000;
+        let cases: Vec<(&str, usize, u32, FrameError)> = vec![
+            (
+                "within the cap, over the maximum given",
+                5_001,
+                5_000,
+                FrameError::TooLarge {
+                    len: 5_001,
+                    max: 5_000,
+                },
+            ),
+            (
+                "within the maximum given, over the cap",
+                100_001,
+                200_000,
+                FrameError::TooLarge {
+                    len: 100_001,
+                    max: cap,
+                },
+            ),
+            (
+                "over both",
+                300_000,
+                200_000,
+                FrameError::TooLarge {
+                    len: 300_000,
+                    max: 200_000,
+                },
+            ),
+        ];
+        for (what, len, max_frame, expected) in cases {
+            let (
+                (mut server_reader, _server_writer),
+                (_client_reader, mut client_writer),
+                _listener,
+            ) = connected_pair("given-max", cap).await;
+            // A frame of exactly the maximum given is taken.
+            client_writer
+                .write_frames(&[Bytes::from(frame(5_000))])
+                .await
+                .expect("write");
+            assert_eq!(
+                next_within(&mut server_reader, 5_000)
+                    .await
+                    .expect("frame")
+                    .map(|f| f.len()),
+                Some(5_000),
+                "{what}"
+            );
+            // Written from a task: a message refused unread stays in the pipe, and a write
+            // that does not fit its buffer waits until the pipe closes.
+            let writing = tokio::spawn(async move {
+                let _ = client_writer.write_message(Bytes::from(frame(len))).await;
+            });
+            assert_eq!(
+                next_within(&mut server_reader, max_frame).await,
+                Err(expected),
+                "{what}"
+            );
+            drop((server_reader, _server_writer));
+            tokio::time::timeout(Duration::from_secs(10), writing)
+                .await
+                .expect("the writer sees the pipe close")
+                .expect("writer task");
+        }
+    }
+
     /// What `GetNamedPipeInfo` and `GetNamedPipeHandleStateW` say of one end of a pipe:
     /// (flags, max instances, out buffer, in buffer, handle state).
     fn pipe_info(pipe: HANDLE) -> (u32, u32, u32, u32, u32) {
@@ -1558,44 +1863,7 @@ mod tests {
     /// `FILE_PIPE_LOCAL_INFORMATION.NamedPipeType` of one end, where the kernel keeps the
     /// remote-client flag, if this system answers.
     fn named_pipe_type(pipe: HANDLE) -> Option<u32> {
-        #[repr(C)]
-        struct IoStatusBlock {
-            status: usize,
-            information: usize,
-        }
-        #[repr(C)]
-        #[derive(Default)]
-        struct PipeLocalInformation {
-            named_pipe_type: u32,
-            rest: [u32; 9],
-        }
-        #[link(name = "ntdll")]
-        extern "system" {
-            fn NtQueryInformationFile(
-                file: HANDLE,
-                status: *mut IoStatusBlock,
-                info: *mut core::ffi::c_void,
-                len: u32,
-                class: u32,
-            ) -> i32;
-        }
-        const FILE_PIPE_LOCAL_INFORMATION: u32 = 24;
-        let mut status = IoStatusBlock {
-            status: 0,
-            information: 0,
-        };
-        let mut info = PipeLocalInformation::default();
-        // SAFETY: a valid handle and a buffer of the structure's size.
-        let result = unsafe {
-            NtQueryInformationFile(
-                pipe,
-                &mut status,
-                (&mut info as *mut PipeLocalInformation).cast(),
-                std::mem::size_of::<PipeLocalInformation>() as u32,
-                FILE_PIPE_LOCAL_INFORMATION,
-            )
-        };
-        (result >= 0).then_some(info.named_pipe_type)
+        pipe_local_info(pipe).map(|info| info.named_pipe_type)
     }
 
     #[test]
@@ -1800,11 +2068,47 @@ mod tests {
         }
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn busy_pipe_is_retried_within_a_bounded_wait() {
+        let endpoint = unique_endpoint("busy");
+        let mut listener = Listener::bind(&endpoint, &ServerConfig::default()).expect("bind");
+        // A client takes the one instance there is; the listener creates the next only when it
+        // accepts this one.
+        let _first = connect(&endpoint, &ClientConfig::default())
+            .await
+            .map_err(|e| e.to_string())
+            .expect("first client");
+        // Every instance is busy: a client retries, then gives up with a distinct error.
+        let mut config = ClientConfig::new();
+        config.connect_timeout(Duration::from_millis(300));
+        let started = Instant::now();
+        let busy = connect(&endpoint, &config).await.err();
+        assert!(matches!(busy, Some(ConnectError::Busy { .. })), "{busy:?}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "gave up without waiting"
+        );
+        // A client that is still waiting when the listener accepts (and creates the next
+        // instance) gets in.
+        config.connect_timeout(Duration::from_secs(10));
+        let (accepted, waited) = tokio::join!(
+            async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                listener.accept().await
+            },
+            connect(&endpoint, &config)
+        );
+        accepted.map_err(|e| e.to_string()).expect("accept");
+        waited
+            .map_err(|e| e.to_string())
+            .expect("the waiting client gets in");
+    }
+
     #[tokio::test]
     async fn second_server_on_a_live_name_cannot_squat_it() {
         let endpoint = unique_endpoint("squat");
-        let first = Listener::bind(&endpoint, &ServerOptions::default()).expect("bind");
-        match Listener::bind(&endpoint, &ServerOptions::default()) {
+        let first = Listener::bind(&endpoint, &ServerConfig::default()).expect("bind");
+        match Listener::bind(&endpoint, &ServerConfig::default()) {
             Err(BindError::AddrInUse { .. }) => {}
             Ok(_) if under_wine() => println!(
                 "NOT CONFIRMED: Wine does not enforce FILE_FLAG_FIRST_PIPE_INSTANCE; a second \

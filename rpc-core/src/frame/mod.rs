@@ -58,6 +58,10 @@ pub enum FrameError {
     /// Reading or writing failed.
     #[error("I/O failed: {0}")]
     Io(io::ErrorKind),
+    /// A frame whose first bytes arrived did not complete within the frame timeout
+    /// ([`FrameRead::set_frame_timeout`]).
+    #[error("a frame took longer than {0:?} to arrive")]
+    Stalled(std::time::Duration),
     /// The process on the other end exited (a child process serving over its stdio); no
     /// frame can follow, and none can be sent.
     #[error("peer process exited ({0})")]
@@ -92,11 +96,11 @@ pub trait FrameRead: Send + 'static {
         max_frame: u32,
     ) -> impl Future<Output = Result<Option<Bytes>, FrameError>> + Send;
 
-    /// When the first bytes of a frame arrived whose rest has not, if one has: the engine gives
-    /// a started frame a bounded time to complete. The default, for transports that deliver
-    /// whole messages, is `None`.
-    fn frame_started(&self) -> Option<tokio::time::Instant> {
-        None
+    /// Sets how long a frame may take to arrive once its first bytes have; a frame that takes
+    /// longer fails the read with [`FrameError::Stalled`]. The server engine sets it once, before
+    /// its first read. Transports that deliver whole messages ignore it (the default).
+    fn set_frame_timeout(&mut self, timeout: std::time::Duration) {
+        let _ = timeout;
     }
 
     /// Completes when the peer has closed its end, without reading anything: the engine waits

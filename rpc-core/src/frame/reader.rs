@@ -5,7 +5,9 @@ use std::pin::Pin;
 use std::task::{ready, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+
 use tokio::time::Instant;
 
 use crate::frame::{check_len, FrameError, FrameRead};
@@ -20,8 +22,11 @@ const READ_CHUNK: usize = 16 * 1024;
 pub struct FrameReader<R> {
     inner: R,
     buf: BytesMut,
-    /// When the first bytes of the frame in `buf` arrived; `None` between frames.
+    /// When part of the frame in `buf` was first seen waiting for the rest; `None` between
+    /// frames.
     started: Option<Instant>,
+    /// How long a started frame may take to complete.
+    frame_timeout: Option<Duration>,
 }
 
 impl<R: AsyncRead + Unpin + Send + 'static> FrameReader<R> {
@@ -31,6 +36,7 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameReader<R> {
             inner,
             buf: BytesMut::new(),
             started: None,
+            frame_timeout: None,
         }
     }
 
@@ -56,22 +62,24 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameReader<R> {
             return Ok(None);
         }
         self.buf.advance(LEN_PREFIX);
-        let frame = self.buf.split_to(len).freeze();
-        // Bytes of the next frame that came with this one start its clock now.
-        self.started = (!self.buf.is_empty()).then(Instant::now);
-        Ok(Some(frame))
+        self.started = None;
+        Ok(Some(self.buf.split_to(len).freeze()))
     }
 }
 
 impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for FrameReader<R> {
-    fn frame_started(&self) -> Option<Instant> {
-        self.started
+    fn set_frame_timeout(&mut self, timeout: Duration) {
+        self.frame_timeout = Some(timeout);
     }
 
     async fn read_frame(&mut self, max_frame: u32) -> Result<Option<Bytes>, FrameError> {
         loop {
             if let Some(frame) = self.take_frame(max_frame)? {
                 return Ok(Some(frame));
+            }
+            if !self.buf.is_empty() && self.started.is_none() {
+                // Part of a frame is here: its clock starts.
+                self.started = Some(Instant::now());
             }
             let n = if self.buf.is_empty() {
                 // Between frames: wait for data in a chunk on the stack and keep only what
@@ -85,16 +93,25 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for FrameReader<R> {
                     Poll::Ready(Ok::<_, io::Error>(read.filled().len()))
                 })
                 .await
-                .inspect(|&n| {
-                    if n > 0 {
-                        self.started = Some(Instant::now());
-                    }
-                })
             } else {
                 if self.buf.capacity() - self.buf.len() < 64 {
                     self.buf.reserve(READ_CHUNK);
                 }
-                self.inner.read_buf(&mut self.buf).await
+                // Inside a frame: the rest must come within the frame timeout.
+                match (self.started, self.frame_timeout) {
+                    (Some(started), Some(timeout)) => {
+                        match tokio::time::timeout_at(
+                            started + timeout,
+                            self.inner.read_buf(&mut self.buf),
+                        )
+                        .await
+                        {
+                            Ok(read) => read,
+                            Err(_) => return Err(FrameError::Stalled(timeout)),
+                        }
+                    }
+                    _ => self.inner.read_buf(&mut self.buf).await,
+                }
             }
             .map_err(FrameError::from)?;
             if n == 0 {

@@ -133,10 +133,9 @@ impl ServerConfig {
         self
     }
 
-    /// Sets how long a frame may take to arrive once its first bytes have: counted from the
-    /// end of the previous frame (or from when the server resumed reading), while the server
-    /// reads. Default 10 s, time for a 16 MiB frame at 1.6 MB/s. A client that starts a frame
-    /// and stalls is disconnected ([`crate::ConnectionError::FrameTimeout`]); a client that
+    /// Sets how long a frame may take to arrive once its first bytes have. Default 10 s, time
+    /// for a 16 MiB frame at 1.6 MB/s. A client that starts a frame
+    /// and stalls is disconnected ([`crate::frame::FrameError::Stalled`]); a client that
     /// sends nothing is not: idle connections stay open as long as the client wants.
     pub fn frame_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.frame_timeout = timeout;

@@ -74,6 +74,7 @@ where
     // Owned, so that the connection's future holds no borrow of the token across its waits.
     let shutdown = shutdown.cancelled_owned();
     tokio::pin!(shutdown);
+    reader.set_frame_timeout(config.frame_timeout);
     let client_max_frame = tokio::select! {
         result = tokio::time::timeout(config.handshake_timeout, handshake(&mut reader, &mut writer, &service, config)) => {
             match result {
@@ -112,11 +113,6 @@ where
     // Frames to send, gathered while more work is ready at once.
     let mut out: Vec<Bytes> = Vec::new();
 
-    // A started frame must complete within the frame timeout. The timer fires once per
-    // timeout while the connection is idle, and at the deadline of a started frame.
-    let frame_timer = tokio::time::sleep(config.frame_timeout);
-    tokio::pin!(frame_timer);
-
     let result = loop {
         if (draining || client_gone) && tasks.is_empty() {
             break Ok(());
@@ -143,16 +139,6 @@ where
                 };
             }
             () = outbox.drained_to(config.max_unsent_bytes), if backlog && !client_gone => {}
-            () = &mut frame_timer => {
-                let now = Instant::now();
-                match reader.frame_started().map(|started| started + config.frame_timeout) {
-                    Some(deadline) if reading && deadline <= now => {
-                        break Err(ConnectionError::FrameTimeout(config.frame_timeout));
-                    }
-                    Some(deadline) if reading => frame_timer.as_mut().reset(deadline),
-                    _ => frame_timer.as_mut().reset(now + config.frame_timeout),
-                }
-            }
             // While not reading, this waits for the client to leave, without reading.
             incoming = next_incoming(&mut reader, reading, config.max_frame), if !client_gone => {
                 let frame = match incoming {

@@ -51,14 +51,11 @@ pub enum ConnectionError {
     /// The client's hello was refused.
     #[error("handshake rejected")]
     Rejected(#[source] Rejection),
-    /// The client sent a bad frame, or the transport failed.
+    /// The client sent a bad frame, a frame that stalled ([`FrameError::Stalled`]), or the
+    /// transport failed.
     #[error("transport failed")]
     Frame(#[source] FrameError),
     /// The client broke the protocol.
     #[error("protocol violation")]
     Protocol(#[source] ProtocolError),
-    /// A frame the client had started did not complete within the frame timeout
-    /// ([`ServerConfig::frame_timeout`]).
-    #[error("a frame took longer than {0:?} to arrive")]
-    FrameTimeout(std::time::Duration),
 }

@@ -60,8 +60,8 @@ impl FrameRead for SocketReader {
         self.frames.read_frame(max_frame)
     }
 
-    fn frame_started(&self) -> Option<tokio::time::Instant> {
-        self.frames.frame_started()
+    fn set_frame_timeout(&mut self, timeout: std::time::Duration) {
+        self.frames.set_frame_timeout(timeout);
     }
 
     async fn closed(&mut self) {
