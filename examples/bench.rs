@@ -708,14 +708,14 @@ mod imp {
                 framework,
                 raw,
                 unit: Unit::PerSecond,
-                target: Some(0.25),
+                target: None,
             },
             Row {
                 test: "  same, raw with coalesced writes",
                 framework,
                 raw: batched,
                 unit: Unit::PerSecond,
-                target: Some(0.25),
+                target: Some(0.3),
             },
         ])
     }
@@ -858,7 +858,7 @@ mod imp {
             framework,
             raw,
             unit: Unit::PerSecond,
-            target: Some(0.7),
+            target: Some(0.9),
         })
     }
 
@@ -918,7 +918,7 @@ mod imp {
             framework,
             raw,
             unit: Unit::MibPerSecond,
-            target: Some(0.7),
+            target: Some(0.85),
         })
     }
 
@@ -1125,7 +1125,7 @@ mod imp {
                     &options,
                     "latency",
                     ["latency calls/s", "latency p50", "latency p99"],
-                    0.6,
+                    0.85,
                     &servers.dir,
                 )
                 .await?,

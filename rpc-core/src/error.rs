@@ -55,6 +55,10 @@ pub enum RpcError {
     /// The reply did not decode as the method's result type.
     #[error("reply did not decode")]
     Decode(#[source] DecodeError),
+    /// A blocking client's background runtime could not start, or the call's task was lost
+    /// (see [`crate::blocking`]).
+    #[error("the background runtime of blocking clients is not available")]
+    NoRuntime,
     /// The server could not run the call, or could not send its result.
     #[error("server failed the call")]
     Remote(#[source] WireError),

@@ -38,6 +38,7 @@
 //! `S: Calculator`. Methods returning `Result<T, E>` reach the client as
 //! `Result<Result<T, E>, RpcError>`; `#[rpc(oneway)]` methods are not answered.
 
+pub mod blocking;
 mod byte_buf;
 mod client;
 mod context;
@@ -65,6 +66,7 @@ pub use tokio_util::sync::CancellationToken;
 /// What generated code uses. Not a public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::blocking::{block_on, BlockingClient};
     pub use crate::client::{Client, ClientHandle};
     pub use crate::decode::DecodeLimits;
     pub use crate::error::RpcError;

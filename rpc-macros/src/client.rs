@@ -139,7 +139,7 @@ fn client_method(service: &Service, index: usize, method: &Method) -> TokenStrea
 
 /// The method's own docs, or a generated line, then an `# Errors` section for the framework's
 /// errors (as a paragraph under the user's own `# Errors` heading if there is one).
-fn docs(method: &Method) -> Vec<TokenStream> {
+pub(crate) fn docs(method: &Method) -> Vec<TokenStream> {
     let own: Vec<&Attribute> = method.docs().collect();
     let mut docs: Vec<TokenStream> = own.iter().map(|attr| quote!(#attr)).collect();
     if own.is_empty() {

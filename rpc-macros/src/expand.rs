@@ -7,7 +7,7 @@ use syn::Item;
 
 use crate::ctxt::Errors;
 use crate::model::{Kind, Service, ServiceOptions};
-use crate::{check, client, fingerprint, server};
+use crate::{blocking, check, client, fingerprint, server};
 
 /// Expands `#[service(attr)] item`.
 ///
@@ -38,15 +38,19 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
     let descriptors = descriptors(&service)?;
     let client_struct = client::struct_def(&service);
     let client_impls = client::impls(&service);
+    let blocking_struct = blocking::struct_def(&service);
+    let blocking_impls = blocking::impls(&service);
     let server_struct = server::struct_def(&service);
     let server_impls = server::impls(&service);
     Ok(quote! {
         #trait_def
         #client_struct
+        #blocking_struct
         #server_struct
         const _: () = {
             #descriptors
             #client_impls
+            #blocking_impls
             #server_impls
         };
     })

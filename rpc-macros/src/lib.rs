@@ -8,6 +8,7 @@
 //! generates the trait, the descriptors (`fingerprint`), the client (`client`) and the
 //! server (`server`).
 
+mod blocking;
 mod check;
 mod client;
 mod ctxt;

@@ -86,6 +86,8 @@ pub(crate) struct Service {
     pub(crate) private: TokenStream,
     /// `{Trait}Client`.
     pub(crate) client_ident: Ident,
+    /// `{Trait}BlockingClient`.
+    pub(crate) blocking_ident: Ident,
     /// `{Trait}Server`.
     pub(crate) server_ident: Ident,
     /// The name of the server's type parameter: `S`, unless the trait already uses that name.
@@ -134,6 +136,7 @@ impl Service {
             name_lit: options.name,
             private,
             client_ident: format_ident!("{}Client", bare, span = item.ident.span()),
+            blocking_ident: format_ident!("{}BlockingClient", bare, span = item.ident.span()),
             server_ident: format_ident!("{}Server", bare, span = item.ident.span()),
             server_param,
             ident: item.ident,

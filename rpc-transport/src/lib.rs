@@ -33,6 +33,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod blocking;
 pub mod child;
 mod endpoint;
 mod error;

@@ -1,0 +1,62 @@
+//! The blocking client: from a plain thread with no runtime, and from inside a runtime.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{MathError, ProbeBlockingClient, TestServer};
+use rpc_core::RpcError;
+
+/// A server on a runtime of its own, for callers that have none.
+fn server() -> (tokio::runtime::Runtime, TestServer) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let server = runtime.block_on(async { TestServer::start() });
+    (runtime, server)
+}
+
+#[test]
+fn a_thread_without_a_runtime_calls_the_service() {
+    let (_runtime, server) = server();
+    let endpoint = server.endpoint.clone();
+    let thread = std::thread::spawn(move || {
+        assert!(
+            tokio::runtime::Handle::try_current().is_err(),
+            "no runtime here"
+        );
+        let probe: ProbeBlockingClient =
+            rpc_transport::blocking::connect_with(&endpoint, &Default::default()).expect("connect");
+        assert_eq!(probe.add(2, 3).expect("add"), 5);
+        assert_eq!(
+            probe.div(1, 0).expect("div"),
+            Err(MathError::DivisionByZero)
+        );
+        probe.record("from a plain thread".into()).expect("one-way");
+        // Each call blocks up to its deadline, then fails with the same error as async.
+        let hurried = probe.with_timeout(Some(Duration::from_millis(50)));
+        assert!(matches!(
+            hurried.sleep(1, 3_600_000),
+            Err(RpcError::DeadlineExceeded)
+        ));
+        // Clones share the connection; a later call still works.
+        assert_eq!(probe.clone().add(40, 2).expect("add"), 42);
+    });
+    thread.join().expect("the thread's assertions");
+}
+
+/// Called from inside a runtime, a blocking method does not panic (no nested `block_on`): the
+/// call runs on the background runtime while this thread waits.
+#[tokio::test(flavor = "current_thread")]
+async fn calling_from_inside_a_runtime_does_not_panic() {
+    // Started on another thread: this one is busy driving the test's runtime.
+    let (runtime, server) = std::thread::spawn(server).join().expect("server");
+    let endpoint = server.endpoint.clone();
+    let probe: ProbeBlockingClient =
+        rpc_transport::blocking::connect_with(&endpoint, &Default::default()).expect("connect");
+    assert_eq!(probe.add(20, 22).expect("add"), 42);
+    // The async client underneath, for use here.
+    let client = rpc_core::blocking::BlockingClient::as_async(&probe);
+    assert_eq!(client.add(1, 1).await.expect("add"), 2);
+    drop(probe);
+    drop(server);
+    runtime.shutdown_background();
+}
