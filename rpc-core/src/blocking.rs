@@ -78,3 +78,41 @@ where
 {
     run(call).and_then(|outcome| outcome)
 }
+
+/// A stream from the server as an iterator, for a blocking client: each `next` blocks until
+/// the next item arrives or the stream ends. See [`crate::StreamReceiver`] for how the items
+/// travel; dropping the iterator cancels the stream.
+#[derive(Debug)]
+pub struct StreamIter<T> {
+    receiver: Option<crate::StreamReceiver<T>>,
+}
+
+impl<T> StreamIter<T> {
+    /// Iterates over the items of `receiver`.
+    pub fn new(receiver: crate::StreamReceiver<T>) -> Self {
+        Self {
+            receiver: Some(receiver),
+        }
+    }
+}
+
+impl<T: serde::de::DeserializeOwned + Send + 'static> Iterator for StreamIter<T> {
+    type Item = Result<T, RpcError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use futures_util::StreamExt;
+        let mut receiver = self.receiver.take()?;
+        match run(async move {
+            let item = receiver.next().await;
+            (receiver, item)
+        }) {
+            Ok((receiver, item)) => {
+                if item.is_some() {
+                    self.receiver = Some(receiver);
+                }
+                item
+            }
+            Err(error) => Some(Err(error)),
+        }
+    }
+}

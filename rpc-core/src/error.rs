@@ -109,6 +109,18 @@ pub enum ProtocolError {
     /// The welcome named a protocol version this side does not speak.
     #[error("server answered with protocol version {0}")]
     BadVersion(u16),
+    /// The peer sent stream items beyond the credit granted to it.
+    #[error("stream {stream}: items sent beyond the credit granted")]
+    CreditExceeded {
+        /// The stream.
+        stream: u64,
+    },
+    /// The peer granted stream credit beyond what can be counted.
+    #[error("stream {stream}: credit overflow")]
+    CreditOverflow {
+        /// The stream.
+        stream: u64,
+    },
 }
 
 #[cfg(test)]

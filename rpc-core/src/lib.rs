@@ -49,16 +49,18 @@ pub mod memory;
 pub mod protocol;
 mod server;
 mod service;
+mod stream;
 mod writer;
 
 pub use byte_buf::ByteBuf;
-pub use client::{connect, Client, ClientConfig, ClientHandle};
+pub use client::{connect, Client, ClientConfig, ClientHandle, StreamReceiver};
 pub use context::{CallContext, PeerInfo};
 pub use decode::DecodeError;
 pub use error::{ProtocolError, RpcError};
 pub use rpc_macros::service;
 pub use server::{refuse_connection, serve_connection, ConnectionError, ServerConfig};
 pub use service::{Dispatch, MethodDescriptor, MethodKind, ServiceDescriptor};
+pub use stream::Stream;
 /// The signal that shuts a server down gracefully (from tokio-util): `cancel()` it and the
 /// server stops accepting, lets calls in flight finish, and closes.
 pub use tokio_util::sync::CancellationToken;
@@ -66,8 +68,8 @@ pub use tokio_util::sync::CancellationToken;
 /// What generated code uses. Not a public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::blocking::{block_on, BlockingClient};
-    pub use crate::client::{Client, ClientHandle};
+    pub use crate::blocking::{block_on, BlockingClient, StreamIter};
+    pub use crate::client::{Client, ClientHandle, StreamReceiver};
     pub use crate::decode::DecodeLimits;
     pub use crate::error::RpcError;
     pub use crate::frame::encode::EncodedResult;

@@ -261,6 +261,16 @@ pub enum WireError {
     /// A one-way method was called as a call, or the reverse.
     #[error("method {0} called with the wrong kind (call vs notify)")]
     WrongKind(u32),
+    /// The connection has as many streams open as the server allows; the stream was not
+    /// opened.
+    #[error("the connection has its maximum of {max} streams open")]
+    TooManyStreams {
+        /// The limit.
+        max: u32,
+    },
+    /// The server is shutting down: the stream ended.
+    #[error("the server is shutting down")]
+    ShuttingDown,
 }
 
 /// Why arguments did not decode, as sent on the wire.

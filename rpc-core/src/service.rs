@@ -53,6 +53,8 @@ pub enum MethodKind {
     Call,
     /// A one-way notification: no reply is sent, the client does not wait for the handler.
     Oneway,
+    /// A call whose result is a stream of items from the server ([`crate::Stream`]).
+    Stream,
 }
 
 /// The future a dispatcher returns for one call.
@@ -69,9 +71,16 @@ pub enum Outcome {
     Failed(WireError),
     /// A one-way method finished; nothing is sent.
     NoReply,
+    /// A stream method returned its stream; its items go out as the client grants credit.
+    Stream(crate::stream::ItemSource),
 }
 
 impl Outcome {
+    /// A stream method's stream, its items to be encoded as they are sent.
+    pub fn stream<T: Serialize + Send + 'static>(stream: crate::Stream<T>) -> Self {
+        Outcome::Stream(stream.into_source())
+    }
+
     /// Encodes a method's value.
     pub fn ok<T: Serialize + ?Sized>(value: &T) -> Self {
         match EncodedResult::encode(value) {

@@ -105,8 +105,11 @@ fn blocking_method(service: &Service, method: &Method) -> TokenStream {
         (Kind::Oneway, _) | (Kind::Call, Output::Unit) => quote!(()),
         (Kind::Call, Output::Value) => method.return_type(),
         (Kind::Call, Output::Result { ok, err }) => quote!(::core::result::Result<#ok, #err>),
+        (Kind::Call, Output::Stream { item }) => quote!(#private::StreamIter<#item>),
     };
     let client = Ident::new("__client", Span::mixed_site());
+    let into_iter = matches!(method.output, Output::Stream { .. })
+        .then(|| quote!(.map(#private::StreamIter::new)));
     let docs = docs(method);
     let allow = (method.args.len() >= 6).then(|| quote!(#[allow(clippy::too_many_arguments)]));
     quote! {
@@ -114,7 +117,7 @@ fn blocking_method(service: &Service, method: &Method) -> TokenStream {
         #allow
         #vis fn #ident(&self, #(#params),*) -> ::core::result::Result<#output, #private::RpcError> {
             let #client = ::core::clone::Clone::clone(&self.client);
-            #private::block_on(async move { #client.#ident(#(#names),*).await })
+            #private::block_on(async move { #client.#ident(#(#names),*).await #into_iter })
         }
     }
 }

@@ -216,6 +216,13 @@ fn check_args(errors: &mut Errors, method: &Method) {
                 }
             }
         }
+        if crate::model::stream_item(ty).is_some() {
+            errors.spanned(
+                ty,
+                "streams from the client are not supported yet: a stream can only be returned \
+                 (`-> rpc_core::Stream<T>`)",
+            );
+        }
         if position == MAX_ARGS {
             errors.spanned(
                 quote!(#pat: #ty),

@@ -123,6 +123,10 @@ fn client_method(service: &Service, index: usize, method: &Method) -> TokenStrea
             quote!(::core::result::Result<#ok, #err>),
             quote_spanned!(span=> self.handle.call_fallible::<#args_ty, #ok, #err>(#descriptor, #args).await),
         ),
+        (Kind::Call, Output::Stream { item }) => (
+            quote!(#private::StreamReceiver<#item>),
+            quote_spanned!(span=> self.handle.open_stream::<#args_ty, #item>(#descriptor, #args).await),
+        ),
     };
     let rpc_error = quote!(#private::RpcError);
     let docs = docs(method);
@@ -159,6 +163,11 @@ pub(crate) fn docs(method: &Method) -> Vec<TokenStream> {
         (Kind::Oneway, _) => {
             " `Err(RpcError)` if the connection is closed or the arguments cannot be sent. The \
              method's own completion is not reported."
+        }
+        (Kind::Call, Output::Stream { .. }) => {
+            " `Err(RpcError)` if the stream could not be opened: connection, deadline, encoding, \
+             or the server could not run the method. Items that fail later are `Err` items of \
+             the stream."
         }
         (Kind::Call, Output::Result { .. }) => {
             " The outer `Err(RpcError)` if the call could not complete (connection, deadline, \

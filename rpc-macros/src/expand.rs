@@ -6,7 +6,7 @@ use quote::{quote, quote_spanned};
 use syn::Item;
 
 use crate::ctxt::Errors;
-use crate::model::{Kind, Service, ServiceOptions};
+use crate::model::{Kind, Output, Service, ServiceOptions};
 use crate::{blocking, check, client, fingerprint, server};
 
 /// Expands `#[service(attr)] item`.
@@ -122,9 +122,10 @@ fn descriptors(service: &Service) -> syn::Result<TokenStream> {
             let index = u32::try_from(index)
                 .map_err(|_| syn::Error::new_spanned(&method.sig.ident, "too many methods"))?;
             let name = &method.name;
-            let kind = match method.kind {
-                Kind::Call => quote!(Call),
-                Kind::Oneway => quote!(Oneway),
+            let kind = match (method.kind, &method.output) {
+                (Kind::Oneway, _) => quote!(Oneway),
+                (Kind::Call, Output::Stream { .. }) => quote!(Stream),
+                (Kind::Call, _) => quote!(Call),
             };
             Ok(quote! {
                 #private::MethodDescriptor {

@@ -23,7 +23,7 @@
 //! wire format. Version a service whose argument types change by renaming it
 //! (`#[service(name = "calc.v2")]`) or by changing a method.
 
-use crate::model::{Kind, Method, Service};
+use crate::model::{Kind, Method, Output, Service};
 
 /// The canonical text that is hashed (see the module docs).
 pub(crate) fn canonical(service: &Service) -> String {
@@ -36,9 +36,10 @@ pub(crate) fn canonical(service: &Service) -> String {
 }
 
 fn method_line(method: &Method) -> String {
-    let kind = match method.kind {
-        Kind::Call => "call",
-        Kind::Oneway => "oneway",
+    let kind = match (method.kind, &method.output) {
+        (Kind::Oneway, _) => "oneway",
+        (Kind::Call, Output::Stream { .. }) => "stream",
+        (Kind::Call, _) => "call",
     };
     let args: Vec<String> = method.args.iter().map(|arg| compact(&arg.ty)).collect();
     format!(

@@ -295,6 +295,10 @@ pub(crate) enum Output {
     /// `std::result::Result<T, E>` counts and `io::Result<T>` or an alias such as
     /// `type Outcome = Result<T, E>` is a plain value.
     Result { ok: Box<Type>, err: Box<Type> },
+    /// `Stream<T>` (`rpc_core::Stream<T>`): the method opens a stream of `T` from the server.
+    ///
+    /// Recognised by the last path segment being `Stream` with exactly one type argument.
+    Stream { item: Box<Type> },
 }
 
 impl Output {
@@ -308,6 +312,11 @@ impl Output {
                 let Some(last) = path.path.segments.last() else {
                     return Self::Value;
                 };
+                if let Some(item) = stream_item(ty) {
+                    return Self::Stream {
+                        item: Box::new(item.clone()),
+                    };
+                }
                 if last.ident != "Result" {
                     return Self::Value;
                 }
@@ -328,6 +337,25 @@ impl Output {
             }
             _ => Self::Value,
         }
+    }
+}
+
+/// `T` if `ty` is a path whose last segment is `Stream<T>`.
+pub(crate) fn stream_item(ty: &Type) -> Option<&Type> {
+    let Type::Path(path) = ty else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    if path.qself.is_some() || last.ident != "Stream" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    let mut types = args.args.iter();
+    match (types.next(), types.next()) {
+        (Some(GenericArgument::Type(item)), None) => Some(item),
+        _ => None,
     }
 }
 

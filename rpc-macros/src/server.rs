@@ -147,6 +147,11 @@ fn arm(service: &Service, method: &Method, args: &Ident, limits: &Ident) -> Toke
             let private = respan(private.clone(), span);
             quote_spanned!(span=> #private::Outcome::from_result::<#ok, #err>(&#call))
         }
+        (Kind::Call, Output::Stream { item }) => {
+            let span = method.return_span();
+            let private = respan(private.clone(), span);
+            quote_spanned!(span=> #private::Outcome::stream::<#item>(#call))
+        }
         (Kind::Call, Output::Unit | Output::Value) => {
             let span = method.return_span();
             let private = respan(private.clone(), span);

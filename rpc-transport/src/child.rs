@@ -768,9 +768,10 @@ mod os {
     use rpc_core::PeerInfo;
     use tokio::process::Command;
     use windows_sys::Win32::Foundation::{
-        SetHandleInformation, HANDLE, HANDLE_FLAG_INHERIT, INVALID_HANDLE_VALUE, NO_ERROR,
+        GetHandleInformation, SetHandleInformation, HANDLE, HANDLE_FLAG_INHERIT,
+        INVALID_HANDLE_VALUE,
     };
-    use windows_sys::Win32::Storage::FileSystem::{GetFileType, FILE_TYPE_PIPE, FILE_TYPE_UNKNOWN};
+    use windows_sys::Win32::Storage::FileSystem::{GetFileType, FILE_TYPE_PIPE};
     use windows_sys::Win32::System::Console::{
         GetStdHandle, SetStdHandle, STD_ERROR_HANDLE, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE,
     };
@@ -837,15 +838,16 @@ mod os {
         {
             return Err(BadPipesReason::Standard);
         }
-        // SAFETY: GetFileType only queries the handle; for a value that is not an open handle it
-        // fails (FILE_TYPE_UNKNOWN with an error code) and changes nothing.
-        let kind = unsafe { GetFileType(raw) };
-        if kind == FILE_TYPE_PIPE {
-            return Ok(Checked(raw));
+        let mut flags = 0;
+        // SAFETY: GetHandleInformation only reads the handle's flags into `flags`; for a value
+        // that is not an open handle it fails and changes nothing.
+        if unsafe { GetHandleInformation(raw, &mut flags) } == 0 {
+            return Err(BadPipesReason::NotOpen);
         }
-        let failed = io::Error::last_os_error().raw_os_error() != Some(NO_ERROR as i32);
-        if kind == FILE_TYPE_UNKNOWN && failed {
-            Err(BadPipesReason::NotOpen)
+        // SAFETY: GetFileType only queries the handle, which is open. It fails for a handle to
+        // something that is not a file (a thread, an event...): that is not a pipe either.
+        if unsafe { GetFileType(raw) } == FILE_TYPE_PIPE {
+            Ok(Checked(raw))
         } else {
             Err(BadPipesReason::NotAPipe)
         }

@@ -23,6 +23,7 @@ pub struct ClientConfig {
     pub(crate) handshake_timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) child_exit_grace: Duration,
+    pub(crate) stream_window: u32,
     pub(crate) decode_limits: DecodeLimits,
 }
 
@@ -34,6 +35,7 @@ impl Default for ClientConfig {
             handshake_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             child_exit_grace: Duration::from_secs(5),
+            stream_window: 16,
             decode_limits: DecodeLimits::default(),
         }
     }
@@ -78,6 +80,21 @@ impl ClientConfig {
     /// killed. Default 5 s. Other connections ignore it.
     pub fn child_exit_grace(&mut self, grace: Duration) -> &mut Self {
         self.child_exit_grace = grace;
+        self
+    }
+
+    /// Sets how many items of a stream from the server may be on their way or waiting to be
+    /// taken: the server sends no more until the receiver takes some (credit flow control).
+    /// Default 16. A receiver that stops taking items costs at most this many items in memory,
+    /// here and on the server.
+    ///
+    /// # Panics
+    ///
+    /// If `items` is zero.
+    #[track_caller]
+    pub fn stream_window(&mut self, items: u32) -> &mut Self {
+        assert!(items > 0, "stream_window must be at least 1");
+        self.stream_window = items;
         self
     }
 

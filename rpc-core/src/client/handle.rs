@@ -13,8 +13,9 @@ use tracing::Instrument;
 
 use crate::client::config::ClientConfig;
 use crate::client::handshake::handshake;
-use crate::client::pending::{CallState, Conn, Reply, Waiter};
+use crate::client::pending::{CallState, Conn, Reply, StreamSlot, Waiter};
 use crate::client::reader::read_replies;
+use crate::client::stream::StreamReceiver;
 use crate::decode::{self, DecodeLimits};
 use crate::error::{ProtocolError, RpcError};
 use crate::frame::{
@@ -31,6 +32,7 @@ struct Shared {
     server_max_frame: u32,
     next_id: AtomicU64,
     limits: DecodeLimits,
+    stream_window: u32,
     /// Reads replies; stopped with the last handle, whatever the server does.
     reader_task: AbortHandle,
 }
@@ -48,6 +50,10 @@ impl Drop for Shared {
         self.reader_task.abort();
     }
 }
+
+/// How long the reader has, after a write failed, to deliver what the server sent before it
+/// went.
+const READER_GRACE: Duration = Duration::from_millis(100);
 
 /// Fails the calls of a connection whose reader task is dropped before it ends, and, unless
 /// the last handle stopped it, closes the transport too: the tasks died with their runtime, and
@@ -110,7 +116,15 @@ impl ClientHandle {
             deadline_moved: Notify::new(),
         });
         let writer_conn = Arc::clone(&conn);
-        let (outbox, writer_task) = spawn_writer(writer, move |e| writer_conn.fail_all(e.into()));
+        // A write fails when the server has gone; what it sent before going (replies, the end
+        // of a stream) may still wait to be read. The reader gets a moment to deliver it and to
+        // see the end of the connection itself, then the write's error fails what is left.
+        let (outbox, writer_task) = spawn_writer(writer, move |e| {
+            tokio::spawn(async move {
+                tokio::time::sleep(READER_GRACE).await;
+                writer_conn.fail_all(e.into());
+            });
+        });
         let reader_conn = Arc::clone(&conn);
         let closer = outbox.closer();
         let limits = config.decode_limits;
@@ -139,6 +153,7 @@ impl ClientHandle {
                 server_max_frame,
                 next_id: AtomicU64::new(1),
                 limits,
+                stream_window: config.stream_window,
                 reader_task: reader_task.abort_handle(),
             }),
             timeout: config.default_timeout,
@@ -300,8 +315,107 @@ impl ClientHandle {
         method: &'static MethodDescriptor,
         args: &A,
     ) -> Result<Reply, RpcError> {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        self.request_with(id, method, args, None).await
+    }
+
+    /// Opens a stream from the server: calls a stream method and, once the server answers
+    /// that the stream is open, returns its receiver.
+    ///
+    /// # Errors
+    ///
+    /// As [`ClientHandle::call`], for opening the stream (the call's deadline covers it).
+    pub async fn open_stream<A, T>(
+        &self,
+        method: &'static MethodDescriptor,
+        args: &A,
+    ) -> Result<StreamReceiver<T>, RpcError>
+    where
+        A: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let window = self.shared.stream_window;
+        let opened = match self.request_with(id, method, args, Some(window)).await {
+            Ok(reply) => match reply.status {
+                ReplyStatus::Ok => Ok(StreamReceiver::new(self.clone(), id, window)),
+                ReplyStatus::AppError => {
+                    Err(ProtocolError::UnexpectedKind("application error").into())
+                }
+                ReplyStatus::Failed(e) => Err(remote_error(e)),
+            },
+            Err(error) => Err(error),
+        };
+        if opened.is_err() {
+            self.shared.conn.lock().streams.remove(&id);
+        }
+        opened
+    }
+
+    /// The next item or the end of stream `id`, once there is one.
+    pub(super) fn poll_stream(
+        &self,
+        id: u64,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Reply, RpcError>>> {
+        let mut pending = self.shared.conn.lock();
+        let Some(slot) = pending.streams.get_mut(&id) else {
+            return std::task::Poll::Ready(None);
+        };
+        if let Some(item) = slot.items.pop_front() {
+            return std::task::Poll::Ready(Some(Ok(item)));
+        }
+        match &slot.end {
+            Some(Ok(())) => std::task::Poll::Ready(None),
+            Some(Err(error)) => std::task::Poll::Ready(Some(Err(error.clone()))),
+            None => {
+                if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    slot.waker = Some(cx.waker().clone());
+                }
+                std::task::Poll::Pending
+            }
+        }
+    }
+
+    /// Gives the server `items` more credit on stream `id`.
+    pub(super) fn grant(&self, id: u64, items: u32) {
+        let _ = self
+            .shared
+            .outbox
+            .send(header_frame(&Header::Credit { stream: id, items }));
+    }
+
+    /// Forgets stream `id`; with `cancel`, tells the server to drop it.
+    pub(super) fn close_stream(&self, id: u64, cancel: bool) {
+        let open = self
+            .shared
+            .conn
+            .lock()
+            .streams
+            .remove(&id)
+            .is_some_and(|slot| slot.end.is_none());
+        if cancel && open {
+            tracing::debug!(id, "stream cancelled");
+            let _ = self
+                .shared
+                .outbox
+                .send(header_frame(&Header::Cancel { id }));
+        }
+    }
+
+    /// Decodes an item of a stream.
+    pub(super) fn decode_item<T: DeserializeOwned>(&self, item: &Reply) -> Result<T, RpcError> {
+        self.decode(item)
+    }
+
+    async fn request_with<A: Serialize + ?Sized>(
+        &self,
+        id: u64,
+        method: &'static MethodDescriptor,
+        args: &A,
+        stream_window: Option<u32>,
+    ) -> Result<Reply, RpcError> {
         let shared = &self.shared;
-        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let span = tracing::debug_span!(
             "rpc.call",
             service = shared.service.name,
@@ -337,6 +451,10 @@ impl ClientHandle {
                         deadline,
                     },
                 );
+                if let Some(window) = stream_window {
+                    // Before the call goes out: items may follow the reply at once.
+                    pending.streams.insert(id, StreamSlot::new(window));
+                }
                 alone = pending.calls.len() == 1;
                 match deadline {
                     Some(deadline) if pending.check_at.is_none_or(|at| deadline < at) => {
@@ -356,7 +474,14 @@ impl ClientHandle {
             };
             // The only call in flight is written at once; calls that follow others are queued,
             // so that the writer task sends them together.
-            let sent = shared.outbox.send_encoded(frame, alone);
+            let mut sent = shared.outbox.send_encoded(frame, alone);
+            if let (Some(window), Ok(())) = (stream_window, &sent) {
+                // The first credit follows the call: the server sends nothing before it.
+                sent = shared.outbox.send(header_frame(&Header::Credit {
+                    stream: id,
+                    items: window,
+                }));
+            }
             if sent.is_err() {
                 guard.armed = false;
                 shared.conn.lock().calls.remove(&id);
@@ -380,7 +505,7 @@ impl ClientHandle {
 
 /// The error for a call the server failed. A deadline the server enforced is the same cause as
 /// one the client's own timer caught.
-fn remote_error(error: WireError) -> RpcError {
+pub(super) fn remote_error(error: WireError) -> RpcError {
     match error {
         WireError::DeadlineExceeded => RpcError::DeadlineExceeded,
         other => RpcError::Remote(other),
@@ -399,14 +524,16 @@ impl Drop for InFlight<'_> {
         if !self.armed {
             return;
         }
-        let was_pending = self
-            .shared
-            .conn
-            .lock()
-            .calls
-            .remove(&self.id)
-            .is_some_and(|waiter| waiter.is_waiting());
-        if was_pending {
+        let (was_pending, stream) = {
+            let mut pending = self.shared.conn.lock();
+            let waiting = pending
+                .calls
+                .remove(&self.id)
+                .is_some_and(|waiter| waiter.is_waiting());
+            (waiting, pending.streams.remove(&self.id).is_some())
+        };
+        // A stream opened (or being opened) for a caller that is gone is cancelled too.
+        if was_pending || stream {
             tracing::debug!(id = self.id, "call cancelled");
             let _ = self
                 .shared

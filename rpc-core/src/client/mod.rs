@@ -15,9 +15,11 @@ mod handle;
 mod handshake;
 mod pending;
 mod reader;
+mod stream;
 
 pub use config::ClientConfig;
 pub use handle::ClientHandle;
+pub use stream::StreamReceiver;
 
 use crate::error::RpcError;
 use crate::frame::{FrameRead, FrameWrite};

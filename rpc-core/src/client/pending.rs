@@ -1,6 +1,6 @@
 //! The calls in flight of a client connection: who waits for which reply, and until when.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Mutex, MutexGuard};
@@ -65,6 +65,37 @@ pub(super) struct Pending {
     /// calls in flight (it may be earlier: calls that finished are not taken out of it).
     /// `None` while no call with a deadline is in flight.
     pub(super) check_at: Option<Instant>,
+    /// The streams from the server being received, by the id of the call that opened them.
+    pub(super) streams: HashMap<u64, StreamSlot, BuildHasherDefault<IdHasher>>,
+}
+
+/// A stream being received: items that arrived and have not been taken, and how it ended.
+pub(super) struct StreamSlot {
+    pub(super) items: VecDeque<Reply>,
+    /// Items the server may have sent and not been taken: the credit granted.
+    pub(super) window: usize,
+    /// `Some` once the stream ended: `Ok` cleanly, `Err` with why it failed.
+    pub(super) end: Option<Result<(), RpcError>>,
+    pub(super) waker: Option<Waker>,
+}
+
+impl StreamSlot {
+    pub(super) fn new(window: u32) -> Self {
+        Self {
+            items: VecDeque::new(),
+            window: usize::try_from(window).unwrap_or(usize::MAX),
+            end: None,
+            waker: None,
+        }
+    }
+
+    /// Ends the stream if it has not ended; returns the receiver's waker.
+    pub(super) fn finish(&mut self, end: Result<(), RpcError>) -> Option<Waker> {
+        if self.end.is_none() {
+            self.end = Some(end);
+        }
+        self.waker.take()
+    }
 }
 
 impl Pending {
@@ -163,14 +194,23 @@ impl Conn {
     pub(super) fn fail_all(&self, error: RpcError) {
         // The calls still waiting fail: a caller whose call is gone from the map takes the error
         // the connection closed with. Replies that arrived before stay for their callers.
-        let failed: Vec<_> = {
+        let (failed, streams): (Vec<_>, Vec<_>) = {
             let mut pending = self.lock();
-            pending.closed.get_or_insert(error);
-            pending
+            let error = pending.closed.get_or_insert(error).clone();
+            let streams = pending
+                .streams
+                .values_mut()
+                .filter_map(|slot| slot.finish(Err(error.clone())))
+                .collect();
+            let failed = pending
                 .calls
                 .extract_if(|_, waiter| waiter.is_waiting())
-                .collect()
+                .collect();
+            (failed, streams)
         };
+        for waker in streams {
+            waker.wake();
+        }
         for (_, waiter) in failed {
             if let CallState::Waiting(Some(waker)) = waiter.state {
                 waker.wake();

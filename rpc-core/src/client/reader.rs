@@ -4,10 +4,11 @@ use std::sync::atomic::Ordering;
 
 use tokio::time::Instant;
 
+use crate::client::handle::remote_error;
 use crate::client::pending::{Conn, Reply};
 use crate::error::{ProtocolError, RpcError};
 use crate::frame::FrameRead;
-use crate::protocol::{GoodbyeReason, Header};
+use crate::protocol::{GoodbyeReason, Header, ReplyStatus};
 
 /// Reads frames from the server until the connection ends, and fails calls whose deadline
 /// passes; returns why the connection ended.
@@ -80,8 +81,45 @@ pub(super) async fn read_replies<R: FrameRead>(
             Header::Call { .. } | Header::Notify { .. } | Header::Cancel { .. } => {
                 return ProtocolError::UnexpectedKind("call from server").into()
             }
-            Header::StreamItem { .. } | Header::StreamEnd { .. } | Header::Credit { .. } => {
-                return ProtocolError::UnexpectedKind("stream").into()
+            Header::StreamItem { stream } => {
+                let mut pending = conn.lock();
+                // A stream whose receiver is gone takes nothing more: its cancel is on the way.
+                let Some(slot) = pending.streams.get_mut(&stream) else {
+                    continue;
+                };
+                if slot.end.is_some() {
+                    return ProtocolError::UnexpectedKind("stream item after the end").into();
+                }
+                if slot.items.len() >= slot.window {
+                    return ProtocolError::CreditExceeded { stream }.into();
+                }
+                slot.items.push_back(Reply {
+                    status: ReplyStatus::Ok,
+                    frame,
+                    body_at,
+                });
+                let waker = slot.waker.take();
+                drop(pending);
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+            }
+            Header::StreamEnd { stream, error } => {
+                let end = match error {
+                    None => Ok(()),
+                    Some(error) => Err(remote_error(error)),
+                };
+                let waker = conn
+                    .lock()
+                    .streams
+                    .get_mut(&stream)
+                    .and_then(|slot| slot.finish(end));
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+            }
+            Header::Credit { .. } => {
+                return ProtocolError::UnexpectedKind("stream credit from the server").into()
             }
         }
     }

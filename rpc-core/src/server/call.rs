@@ -17,6 +17,7 @@ use crate::frame::{header_frame, EncodeError, Encoded};
 use crate::protocol::{Header, ReplyStatus, WireError};
 use crate::server::config::ServerConfig;
 use crate::service::{Dispatch, HandlerFuture, MethodKind, Outcome};
+use crate::writer::Outbox;
 
 /// The rest of a handler that did not finish on its first poll, to run on its own task.
 pub(super) type Rest<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -111,6 +112,79 @@ impl<D: Dispatch> Calls<'_, D> {
         Started::Running(Box::pin(running.instrument(span)))
     }
 
+    /// Starts a call of a stream method: on its own task, the handler runs (within the call's
+    /// deadline), then the reply says the stream is open and the items follow as `credit`
+    /// allows. `Err` is the reply to a call that cannot start.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn start_stream(
+        &self,
+        id: u64,
+        method: u32,
+        deadline: Option<Instant>,
+        frame: &Bytes,
+        body_at: usize,
+        credit: Arc<tokio::sync::Semaphore>,
+        outbox: Outbox,
+    ) -> Result<Rest<()>, Encoded> {
+        let descriptor = self.service.descriptor();
+        let Some(info) = descriptor.method(method) else {
+            return Err(failed(id, WireError::UnknownMethod(method)));
+        };
+        let span = tracing::debug_span!(
+            "rpc.stream",
+            service = descriptor.name,
+            method = info.name,
+            id
+        );
+        let body = frame.get(body_at..).unwrap_or_default();
+        let dispatched = crate::byte_buf::sharing(frame, || {
+            self.service
+                .dispatch(method, body, &self.config.decode_limits)
+        });
+        let handler = match dispatched {
+            Ok(handler) => handler,
+            Err(error) => {
+                tracing::debug!(parent: &span, %error, "stream refused");
+                return Err(failed(id, WireError::from(&error)));
+            }
+        };
+        let context = CallContext::new(Arc::clone(self.peer), deadline, Some(id), info.name);
+        let guarded = AssertUnwindSafe(context.scope(handler)).catch_unwind();
+        let (max_frame, in_parts) = (self.client_max_frame, self.in_parts);
+        let running = async move {
+            let outcome = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, guarded).await,
+                None => Ok(guarded.await),
+            };
+            let source = match outcome {
+                Ok(Ok(Outcome::Stream(source))) => source,
+                Ok(Ok(other)) => {
+                    let _ = outbox
+                        .send_encoded(reply_frame(id, other, method, max_frame, in_parts), true);
+                    return;
+                }
+                Ok(Err(_)) => {
+                    tracing::warn!("stream handler panicked");
+                    let _ = outbox.send_encoded(failed(id, WireError::HandlerPanicked), true);
+                    return;
+                }
+                Err(_) => {
+                    let _ = outbox.send_encoded(failed(id, WireError::DeadlineExceeded), true);
+                    return;
+                }
+            };
+            let opened = Encoded::One(header_frame(&Header::Reply {
+                id,
+                status: ReplyStatus::Ok,
+            }));
+            if outbox.send_encoded(opened, true).is_ok() {
+                crate::server::stream::produce(source, id, &credit, &outbox, max_frame, in_parts)
+                    .await;
+            }
+        };
+        Ok(Box::pin(running.instrument(span)))
+    }
+
     /// Starts a one-way call: `None` if it finished on its first poll (or was refused: one-way
     /// calls have no reply to carry an error), else the rest of its handler.
     ///
@@ -184,7 +258,7 @@ fn reply_frame(id: u64, outcome: Outcome, method: u32, max_frame: u32, in_parts:
         Outcome::Ok(encoded) => (ReplyStatus::Ok, encoded),
         Outcome::AppError(encoded) => (ReplyStatus::AppError, encoded),
         Outcome::Failed(error) => return failed(id, error),
-        Outcome::NoReply => return failed(id, WireError::WrongKind(method)),
+        Outcome::NoReply | Outcome::Stream(_) => return failed(id, WireError::WrongKind(method)),
     };
     let mut header = [0u8; 16];
     let header = match postcard::to_slice(&Header::Reply { id, status }, &mut header) {

@@ -35,6 +35,7 @@ pub struct ServerConfig {
     pub(crate) shutdown_timeout: Duration,
     pub(crate) frame_timeout: Duration,
     pub(crate) max_unsent_bytes: usize,
+    pub(crate) max_streams: usize,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +50,7 @@ impl Default for ServerConfig {
             shutdown_timeout: Duration::from_secs(10),
             frame_timeout: Duration::from_secs(10),
             max_unsent_bytes: 1024 * 1024,
+            max_streams: 64,
         }
     }
 }
@@ -149,6 +151,15 @@ impl ServerConfig {
     /// that were running, plus one frame being read.
     pub fn max_unsent_bytes(&mut self, bytes: usize) -> &mut Self {
         self.max_unsent_bytes = bytes;
+        self
+    }
+
+    /// Sets how many streams one connection may have open at once. Default 64. Opening one
+    /// more fails that call with a typed error ([`crate::protocol::WireError::TooManyStreams`]);
+    /// open streams do not count as calls in flight. Each holds one task and, while its client
+    /// does not take items, at most the client's stream window of items.
+    pub fn max_streams(&mut self, streams: usize) -> &mut Self {
+        self.max_streams = streams;
         self
     }
 

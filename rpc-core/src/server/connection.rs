@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Semaphore};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -14,12 +14,13 @@ use tokio_util::sync::CancellationToken;
 use crate::context::PeerInfo;
 use crate::error::ProtocolError;
 use crate::frame::{header_frame, FrameError, FrameRead, FrameWrite};
-use crate::protocol::{GoodbyeReason, Header};
-use crate::server::call::{Calls, Started};
+use crate::protocol::{GoodbyeReason, Header, WireError};
+use crate::server::call::{failed, Calls, Started};
 use crate::server::config::ServerConfig;
 use crate::server::handshake::handshake;
+use crate::server::stream::MAX_CREDIT;
 use crate::server::ConnectionError;
-use crate::service::Dispatch;
+use crate::service::{Dispatch, MethodKind};
 use crate::writer::spawn_writer;
 
 /// Most frames gathered before they are sent.
@@ -31,6 +32,8 @@ enum Finished {
     Call(u64),
     /// A one-way handler finished.
     Oneway,
+    /// The stream with this id ended.
+    Stream(u64),
 }
 
 /// Serves one connection until the client closes it, it breaks, or `shutdown` is cancelled and
@@ -106,6 +109,8 @@ where
     let mut tasks: JoinSet<Finished> = JoinSet::new();
     // The calls among them, by request id, to cancel them.
     let mut cancels: HashMap<u64, AbortHandle> = HashMap::new();
+    // The streams among them (opening or open), with the credit their client has granted.
+    let mut streams: HashMap<u64, Arc<Semaphore>> = HashMap::new();
     // Tells the next one-way handler that the previous one has finished (its sender dropped).
     let mut last_oneway: Option<oneshot::Receiver<()>> = None;
     let mut draining = false;
@@ -122,13 +127,16 @@ where
         }
         // Replies the client has not taken yet: past the limit, stop reading its calls.
         let backlog = outbox.unsent() > config.max_unsent_bytes;
-        let reading = !draining && !client_gone && !backlog && tasks.len() < config.max_in_flight;
+        // Open streams are not calls in flight: they live as long as their client wants.
+        let handlers = tasks.len().saturating_sub(streams.len());
+        let reading = !draining && !client_gone && !backlog && handlers < config.max_in_flight;
         tokio::select! {
             biased;
             Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                if let Ok((task, Finished::Call(id))) = joined {
+                if let Ok((task, Finished::Call(id) | Finished::Stream(id))) = joined {
                     if cancels.get(&id).is_some_and(|handle| handle.id() == task) {
                         cancels.remove(&id);
+                        streams.remove(&id);
                     }
                 }
             }
@@ -146,6 +154,7 @@ where
                     Incoming::Frame(Ok(None)) | Incoming::Closed => {
                         client_gone = true;
                         abort_all(&mut cancels);
+                        streams.clear();
                         continue;
                     }
                     Incoming::Frame(Err(error)) => {
@@ -168,6 +177,30 @@ where
                         }
                         let deadline = deadline_us
                             .and_then(|us| Instant::now().checked_add(Duration::from_micros(us)));
+                        let stream = service
+                            .descriptor()
+                            .method(method)
+                            .is_some_and(|m| m.kind == MethodKind::Stream);
+                        if stream {
+                            if streams.len() >= config.max_streams {
+                                let max = u32::try_from(config.max_streams).unwrap_or(u32::MAX);
+                                failed(id, WireError::TooManyStreams { max }).push_into(&mut out);
+                                continue;
+                            }
+                            let credit = Arc::new(Semaphore::new(0));
+                            match calls.start_stream(id, method, deadline, &frame, body_at, Arc::clone(&credit), outbox.clone()) {
+                                Ok(rest) => {
+                                    let handle = tasks.spawn(async move {
+                                        rest.await;
+                                        Finished::Stream(id)
+                                    });
+                                    cancels.insert(id, handle);
+                                    streams.insert(id, credit);
+                                }
+                                Err(reply) => reply.push_into(&mut out),
+                            }
+                            continue;
+                        }
                         match calls.start_call(id, method, deadline, &frame, body_at) {
                             Started::Answered(reply) => reply.push_into(&mut out),
                             Started::Running(rest) => {
@@ -209,11 +242,24 @@ where
                         if let Some(handle) = cancels.remove(&id) {
                             tracing::debug!(id, "call cancelled by client");
                             handle.abort();
+                            streams.remove(&id);
+                        }
+                    }
+                    Header::Credit { stream, items } => {
+                        // Credit for a stream that has just ended (it raced with the end) is
+                        // ignored; credit that cannot be counted is a violation.
+                        if let Some(credit) = streams.get(&stream) {
+                            let items = usize::try_from(items).unwrap_or(usize::MAX);
+                            if credit.available_permits().saturating_add(items) > MAX_CREDIT {
+                                break Err(protocol_violation(&mut out, ProtocolError::CreditOverflow { stream }));
+                            }
+                            credit.add_permits(items);
                         }
                     }
                     Header::Goodbye { .. } => {
                         client_gone = true;
                         abort_all(&mut cancels);
+                        streams.clear();
                     }
                     Header::Hello { .. } | Header::Welcome { .. } | Header::Reject(_) => {
                         break Err(protocol_violation(&mut out, ProtocolError::UnexpectedKind("handshake")));
@@ -221,13 +267,20 @@ where
                     Header::Reply { .. } => {
                         break Err(protocol_violation(&mut out, ProtocolError::UnexpectedKind("reply")));
                     }
-                    Header::StreamItem { .. } | Header::StreamEnd { .. } | Header::Credit { .. } => {
-                        break Err(protocol_violation(&mut out, ProtocolError::UnexpectedKind("stream")));
+                    Header::StreamItem { .. } | Header::StreamEnd { .. } => {
+                        break Err(protocol_violation(&mut out, ProtocolError::UnexpectedKind("stream from the client")));
                     }
                 }
             }
             () = &mut shutdown, if !draining => {
                 draining = true;
+                // Streams do not end on their own: they end now, with a typed reason.
+                for (id, _) in streams.drain() {
+                    if let Some(handle) = cancels.remove(&id) {
+                        handle.abort();
+                    }
+                    out.push(header_frame(&Header::StreamEnd { stream: id, error: Some(WireError::ShuttingDown) }));
+                }
                 out.push(header_frame(&Header::Goodbye { reason: GoodbyeReason::ShuttingDown }));
             }
             // Nothing else to do right now: send the replies gathered so far, in one write if
