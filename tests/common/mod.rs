@@ -63,6 +63,8 @@ pub trait Probe {
     /// Yields once, then reports `n`; one-way.
     #[rpc(oneway)]
     async fn append(&self, n: u32);
+    /// The numbers from 0 to `count`, as a stream.
+    async fn ticks(&self, count: u32) -> rpc_core::Stream<u32>;
 }
 
 /// Tags of [`Probe::compute`] calls that may finish.
@@ -181,6 +183,10 @@ impl Probe for ProbeImpl {
     async fn append(&self, n: u32) {
         tokio::task::yield_now().await;
         let _ = self.events.send(Event::Appended(n));
+    }
+
+    async fn ticks(&self, count: u32) -> rpc_core::Stream<u32> {
+        rpc_core::Stream::iter(0..count)
     }
 }
 

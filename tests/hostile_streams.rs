@@ -1,0 +1,190 @@
+//! Peers that break the rules of streams: each is a typed protocol error that closes that one
+//! connection, and the other side keeps serving.
+
+mod common;
+
+use bytes::Bytes;
+use common::{within, RawPeer, TestServer};
+use futures_util::StreamExt;
+use rpc_core::frame::{FrameRead, FrameWrite};
+use rpc_core::protocol::{GoodbyeReason, Header, ReplyStatus, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
+use rpc_core::{ClientConfig, ProtocolError, RpcError};
+
+fn frame(header: &Header, body: &[u8]) -> Vec<u8> {
+    let mut payload = postcard::to_stdvec(header).expect("encode");
+    payload.extend_from_slice(body);
+    let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
+    frame.extend(payload);
+    frame
+}
+
+/// The server's answer to a frame that breaks the rules of streams: a goodbye for a protocol
+/// violation, then the end of the connection; other clients go on.
+async fn closes_with_a_violation(server: &TestServer, mut peer: RawPeer) {
+    let seen = peer.until_closed().await;
+    assert!(
+        seen.contains(&Header::Goodbye {
+            reason: GoodbyeReason::ProtocolViolation
+        }),
+        "{seen:?}"
+    );
+    server.assert_serving().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credit_beyond_what_can_be_counted_closes_the_connection() {
+    let server = TestServer::start();
+    let mut peer = RawPeer::handshake(&server.address).await;
+    peer.send_raw(&RawPeer::call_frame(1, "ticks", &(5u32,)))
+        .await
+        .expect("send");
+    for _ in 0..2 {
+        let credit = frame(
+            &Header::Credit {
+                stream: 1,
+                items: u32::MAX,
+            },
+            &[],
+        );
+        peer.send_raw(&credit).await.expect("send");
+    }
+    closes_with_a_violation(&server, peer).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_items_from_the_client_close_the_connection() {
+    let server = TestServer::start();
+    let mut peer = RawPeer::handshake(&server.address).await;
+    peer.send_raw(&frame(&Header::StreamItem { stream: 1 }, &[1]))
+        .await
+        .expect("send");
+    closes_with_a_violation(&server, peer).await;
+    let mut peer = RawPeer::handshake(&server.address).await;
+    let end = Header::StreamEnd {
+        stream: 9,
+        error: None,
+    };
+    peer.send_raw(&frame(&end, &[])).await.expect("send");
+    closes_with_a_violation(&server, peer).await;
+}
+
+/// Credit for a stream that is not open (it may have just ended) is ignored; the stream that
+/// is open gets its items, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credit_for_an_unknown_stream_is_ignored() {
+    let server = TestServer::start();
+    let mut peer = RawPeer::handshake(&server.address).await;
+    peer.send_raw(&frame(
+        &Header::Credit {
+            stream: 77,
+            items: 3,
+        },
+        &[],
+    ))
+    .await
+    .expect("send");
+    peer.send_raw(&RawPeer::call_frame(1, "ticks", &(3u32,)))
+        .await
+        .expect("send");
+    peer.send_raw(&frame(
+        &Header::Credit {
+            stream: 1,
+            items: 8,
+        },
+        &[],
+    ))
+    .await
+    .expect("send");
+    let mut items = Vec::new();
+    loop {
+        match peer.recv().await {
+            Some((
+                Header::Reply {
+                    id: 1,
+                    status: ReplyStatus::Ok,
+                },
+                _,
+            )) => {}
+            Some((Header::StreamItem { stream: 1 }, body)) => {
+                items.push(postcard::from_bytes::<u32>(&body).expect("an item"));
+            }
+            Some((
+                Header::StreamEnd {
+                    stream: 1,
+                    error: None,
+                },
+                _,
+            )) => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(items, [0, 1, 2]);
+}
+
+/// A server that sends more items than the client granted: the client's connection closes
+/// with a typed error, which the stream's receiver reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_sending_beyond_its_credit_is_a_typed_error() {
+    let ((mut reader, mut writer), (client_reader, client_writer)) = rpc_core::memory::pair();
+    let server = tokio::spawn(async move {
+        let _hello = reader.read_frame(DEFAULT_MAX_FRAME).await;
+        let welcome = Header::Welcome {
+            version: PROTOCOL_VERSION,
+            max_frame: DEFAULT_MAX_FRAME,
+        };
+        writer
+            .write_frames(&[Bytes::from(frame(&welcome, &[]))])
+            .await
+            .expect("welcome");
+        // The call, then its credit.
+        let call = reader
+            .read_frame(DEFAULT_MAX_FRAME)
+            .await
+            .expect("call")
+            .expect("a frame");
+        let (Header::Call { id, .. }, _) =
+            postcard::take_from_bytes::<Header>(&call).expect("header")
+        else {
+            panic!("expected a call");
+        };
+        let mut frames = vec![Bytes::from(frame(
+            &Header::Reply {
+                id,
+                status: ReplyStatus::Ok,
+            },
+            &[],
+        ))];
+        for n in 0..5u32 {
+            let item = postcard::to_stdvec(&n).expect("encode");
+            frames.push(Bytes::from(frame(
+                &Header::StreamItem { stream: id },
+                &item,
+            )));
+        }
+        writer.write_frames(&frames).await.expect("items");
+        // Keep the connection open: the client must see the violation, not an end.
+        while let Ok(Some(_)) = reader.read_frame(DEFAULT_MAX_FRAME).await {}
+    });
+    let client: common::ProbeClient = rpc_core::connect(
+        client_reader,
+        client_writer,
+        ClientConfig::new().stream_window(2),
+    )
+    .await
+    .expect("connect");
+    let mut ticks = client.ticks(5).await.expect("open");
+    let mut end = None;
+    while let Some(item) = within("the stream to end", ticks.next()).await {
+        if let Err(error) = item {
+            end = Some(error);
+        }
+    }
+    assert!(
+        matches!(
+            end,
+            Some(RpcError::Protocol(ProtocolError::CreditExceeded { .. }))
+        ),
+        "{end:?}"
+    );
+    server.abort();
+}
