@@ -195,3 +195,26 @@ fn repeated_accept_errors_are_logged_at_a_bounded_rate() {
         "{logged} accept errors logged:\n{rest}"
     );
 }
+
+#[test]
+fn status_daemon_is_watched_live() {
+    let output = Command::new(example("status_daemon"))
+        .output()
+        .expect("run example");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    for expected in [
+        "running backup",
+        "running index",
+        "running compress",
+        "queued 0, done 3, idle",
+        "final status: Status { queued: 0, done: 3, running: None }",
+        "daemon exited cleanly",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+}
