@@ -14,6 +14,10 @@ use crate::writer::Outbox;
 /// that the replies of small calls are not queued behind many large items.
 const BACKLOG: usize = 256 * 1024;
 
+/// Most items, and bytes, sent together in one write.
+const BATCH_ITEMS: usize = 64;
+const BATCH_BYTES: usize = 64 * 1024;
+
 /// Most credit a client may have granted and the stream not used: more is a protocol
 /// violation.
 pub(super) const MAX_CREDIT: usize = 1 << 20;
@@ -33,30 +37,59 @@ pub(super) async fn produce(
         Ok(header) => &*header,
         Err(_) => return end(outbox, id, Some(WireError::EncodeFailed)),
     };
-    let error = loop {
+    // Items that are ready at once, with credit for them, go out together in one write.
+    let mut batch = Vec::new();
+    let error = 'stream: loop {
         match credit.acquire().await {
             Ok(permit) => permit.forget(),
             Err(_) => return,
         }
         outbox.drained_to(BACKLOG).await;
-        match AssertUnwindSafe(source.next()).catch_unwind().await {
-            Ok(Some(Ok(item))) => match item.into_frame(header, max_frame, in_parts) {
-                Ok(frame) => {
-                    if outbox.send_encoded(frame, true).is_err() {
-                        return;
+        let mut next = AssertUnwindSafe(source.next()).catch_unwind().await;
+        let mut batched = 0;
+        let end = loop {
+            match next {
+                Ok(Some(Ok(item))) => match item.into_frame(header, max_frame, in_parts) {
+                    Ok(frame) => {
+                        batched += 1;
+                        frame.push_into(&mut batch);
                     }
+                    Err(EncodeError::TooLarge { len, max }) => {
+                        break Some(Some(WireError::ResultTooLarge { len, max }))
+                    }
+                    Err(EncodeError::Postcard(_)) => break Some(Some(WireError::EncodeFailed)),
+                },
+                Ok(Some(Err(error))) => break Some(Some(error)),
+                Ok(None) => break Some(None),
+                Err(_) => {
+                    tracing::warn!(id, "stream panicked");
+                    break Some(Some(WireError::HandlerPanicked));
                 }
-                Err(EncodeError::TooLarge { len, max }) => {
-                    break Some(WireError::ResultTooLarge { len, max })
-                }
-                Err(EncodeError::Postcard(_)) => break Some(WireError::EncodeFailed),
-            },
-            Ok(Some(Err(error))) => break Some(error),
-            Ok(None) => break None,
-            Err(_) => {
-                tracing::warn!(id, "stream panicked");
-                break Some(WireError::HandlerPanicked);
             }
+            let bytes: usize = batch.iter().map(bytes::Bytes::len).sum();
+            if batched >= BATCH_ITEMS || bytes >= BATCH_BYTES {
+                break None;
+            }
+            let Ok(permit) = credit.try_acquire() else {
+                break None;
+            };
+            match AssertUnwindSafe(source.next())
+                .catch_unwind()
+                .now_or_never()
+            {
+                Some(ready) => {
+                    permit.forget();
+                    next = ready;
+                }
+                // Not ready: the permit goes back, and what is batched goes out.
+                None => break None,
+            }
+        };
+        if outbox.send_all_now(&mut batch).is_err() {
+            return;
+        }
+        if let Some(error) = end {
+            break 'stream error;
         }
     };
     end(outbox, id, error);
