@@ -234,12 +234,13 @@ fn walk(stream: &[u8], call_at: usize) -> Walk {
                 continue;
             }
             Ok(Header::Cancel { .. }) => continue,
+            // This service has no stream methods: credit names no open stream, and is ignored
+            // (it may race with a stream's end).
+            Ok(Header::Credit { .. }) => continue,
             Ok(Header::Goodbye { .. }) => return stop(walk, Expect::Quiet),
             Ok(Header::Hello { .. } | Header::Welcome { .. } | Header::Reject(_)) => "handshake",
             Ok(Header::Reply { .. }) => "reply",
-            Ok(Header::StreamItem { .. } | Header::StreamEnd { .. } | Header::Credit { .. }) => {
-                "stream"
-            }
+            Ok(Header::StreamItem { .. } | Header::StreamEnd { .. }) => "stream from the client",
         };
         let fault = Fault::Protocol(ProtocolError::UnexpectedKind(kind));
         return stop(walk, Expect::Fault(fault));
