@@ -15,7 +15,6 @@ use crate::client::config::ClientConfig;
 use crate::client::handshake::handshake;
 use crate::client::pending::{CallState, Conn, Reply, StreamSlot, Waiter};
 use crate::client::reader::read_replies;
-use crate::client::stream::StreamReceiver;
 use crate::decode::{self, DecodeLimits};
 use crate::error::{ProtocolError, RpcError};
 use crate::frame::{
@@ -25,14 +24,14 @@ use crate::protocol::{GoodbyeReason, Header, ReplyStatus, WireError};
 use crate::service::{MethodDescriptor, MethodKind, ServiceDescriptor};
 use crate::writer::{spawn_writer, Closer, Outbox};
 
-struct Shared {
-    conn: Arc<Conn>,
-    outbox: Outbox,
+pub(super) struct Shared {
+    pub(super) conn: Arc<Conn>,
+    pub(super) outbox: Outbox,
     service: &'static ServiceDescriptor,
     server_max_frame: u32,
-    next_id: AtomicU64,
+    pub(super) next_id: AtomicU64,
     limits: DecodeLimits,
-    stream_window: u32,
+    pub(super) stream_window: u32,
     /// Reads replies; stopped with the last handle, whatever the server does.
     reader_task: AbortHandle,
 }
@@ -78,7 +77,7 @@ impl Drop for FailOnDrop<'_> {
 /// clone is dropped.
 #[derive(Clone)]
 pub struct ClientHandle {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     timeout: Option<Duration>,
 }
 
@@ -266,7 +265,7 @@ impl ClientHandle {
             .map_err(|_| self.closed_error())
     }
 
-    fn decode<T: DeserializeOwned>(&self, reply: &Reply) -> Result<T, RpcError> {
+    pub(super) fn decode<T: DeserializeOwned>(&self, reply: &Reply) -> Result<T, RpcError> {
         crate::byte_buf::sharing(&reply.frame, || {
             decode::from_slice(reply.body(), &self.shared.limits)
         })
@@ -319,96 +318,7 @@ impl ClientHandle {
         self.request_with(id, method, args, None).await
     }
 
-    /// Opens a stream from the server: calls a stream method and, once the server answers
-    /// that the stream is open, returns its receiver.
-    ///
-    /// # Errors
-    ///
-    /// As [`ClientHandle::call`], for opening the stream (the call's deadline covers it).
-    pub async fn open_stream<A, T>(
-        &self,
-        method: &'static MethodDescriptor,
-        args: &A,
-    ) -> Result<StreamReceiver<T>, RpcError>
-    where
-        A: Serialize + ?Sized,
-        T: DeserializeOwned,
-    {
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let window = self.shared.stream_window;
-        let opened = match self.request_with(id, method, args, Some(window)).await {
-            Ok(reply) => match reply.status {
-                ReplyStatus::Ok => Ok(StreamReceiver::new(self.clone(), id, window)),
-                ReplyStatus::AppError => {
-                    Err(ProtocolError::UnexpectedKind("application error").into())
-                }
-                ReplyStatus::Failed(e) => Err(remote_error(e)),
-            },
-            Err(error) => Err(error),
-        };
-        if opened.is_err() {
-            self.shared.conn.lock().streams.remove(&id);
-        }
-        opened
-    }
-
-    /// The next item or the end of stream `id`, once there is one.
-    pub(super) fn poll_stream(
-        &self,
-        id: u64,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Reply, RpcError>>> {
-        let mut pending = self.shared.conn.lock();
-        let Some(slot) = pending.streams.get_mut(&id) else {
-            return std::task::Poll::Ready(None);
-        };
-        if let Some(item) = slot.items.pop_front() {
-            return std::task::Poll::Ready(Some(Ok(item)));
-        }
-        match &slot.end {
-            Some(Ok(())) => std::task::Poll::Ready(None),
-            Some(Err(error)) => std::task::Poll::Ready(Some(Err(error.clone()))),
-            None => {
-                if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    slot.waker = Some(cx.waker().clone());
-                }
-                std::task::Poll::Pending
-            }
-        }
-    }
-
-    /// Gives the server `items` more credit on stream `id`.
-    pub(super) fn grant(&self, id: u64, items: u32) {
-        let _ = self
-            .shared
-            .outbox
-            .send(header_frame(&Header::Credit { stream: id, items }));
-    }
-
-    /// Forgets stream `id`; with `cancel`, tells the server to drop it.
-    pub(super) fn close_stream(&self, id: u64, cancel: bool) {
-        let open = self
-            .shared
-            .conn
-            .lock()
-            .streams
-            .remove(&id)
-            .is_some_and(|slot| slot.end.is_none());
-        if cancel && open {
-            tracing::debug!(id, "stream cancelled");
-            let _ = self
-                .shared
-                .outbox
-                .send(header_frame(&Header::Cancel { id }));
-        }
-    }
-
-    /// Decodes an item of a stream.
-    pub(super) fn decode_item<T: DeserializeOwned>(&self, item: &Reply) -> Result<T, RpcError> {
-        self.decode(item)
-    }
-
-    async fn request_with<A: Serialize + ?Sized>(
+    pub(super) async fn request_with<A: Serialize + ?Sized>(
         &self,
         id: u64,
         method: &'static MethodDescriptor,

@@ -5,10 +5,17 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use serde::de::DeserializeOwned;
+use std::sync::atomic::Ordering;
 
-use crate::client::handle::ClientHandle;
-use crate::error::RpcError;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::client::handle::{remote_error, ClientHandle};
+use crate::client::pending::Reply;
+use crate::error::{ProtocolError, RpcError};
+use crate::frame::header_frame;
+use crate::protocol::{Header, ReplyStatus};
+use crate::service::MethodDescriptor;
 
 /// The items of a stream the server sends, as a [`futures_util::Stream`] of
 /// `Result<T, RpcError>`: what a client's stream method returns once the stream is open.
@@ -64,7 +71,7 @@ impl<T: DeserializeOwned> futures_util::Stream for StreamReceiver<T> {
         }
         match std::task::ready!(this.handle.poll_stream(this.id, cx)) {
             Some(Ok(item)) => {
-                let decoded = this.handle.decode_item(&item);
+                let decoded = this.handle.decode(&item);
                 if decoded.is_err() {
                     // The server sends what this side cannot read: stop the stream.
                     this.finish(true);
@@ -86,6 +93,92 @@ impl<T: DeserializeOwned> futures_util::Stream for StreamReceiver<T> {
                 this.finish(false);
                 Poll::Ready(None)
             }
+        }
+    }
+}
+
+impl ClientHandle {
+    /// Opens a stream from the server: calls a stream method and, once the server answers
+    /// that the stream is open, returns its receiver.
+    ///
+    /// # Errors
+    ///
+    /// As [`ClientHandle::call`], for opening the stream (the call's deadline covers it).
+    pub async fn open_stream<A, T>(
+        &self,
+        method: &'static MethodDescriptor,
+        args: &A,
+    ) -> Result<StreamReceiver<T>, RpcError>
+    where
+        A: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let window = self.shared.stream_window;
+        let opened = match self.request_with(id, method, args, Some(window)).await {
+            Ok(reply) => match reply.status {
+                ReplyStatus::Ok => Ok(StreamReceiver::new(self.clone(), id, window)),
+                ReplyStatus::AppError => {
+                    Err(ProtocolError::UnexpectedKind("application error").into())
+                }
+                ReplyStatus::Failed(e) => Err(remote_error(e)),
+            },
+            Err(error) => Err(error),
+        };
+        if opened.is_err() {
+            self.shared.conn.lock().streams.remove(&id);
+        }
+        opened
+    }
+
+    /// The next item or the end of stream `id`, once there is one.
+    pub(super) fn poll_stream(
+        &self,
+        id: u64,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Reply, RpcError>>> {
+        let mut pending = self.shared.conn.lock();
+        let Some(slot) = pending.streams.get_mut(&id) else {
+            return std::task::Poll::Ready(None);
+        };
+        if let Some(item) = slot.items.pop_front() {
+            return std::task::Poll::Ready(Some(Ok(item)));
+        }
+        match &slot.end {
+            Some(Ok(())) => std::task::Poll::Ready(None),
+            Some(Err(error)) => std::task::Poll::Ready(Some(Err(error.clone()))),
+            None => {
+                if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    slot.waker = Some(cx.waker().clone());
+                }
+                std::task::Poll::Pending
+            }
+        }
+    }
+
+    /// Gives the server `items` more credit on stream `id`.
+    pub(super) fn grant(&self, id: u64, items: u32) {
+        let _ = self
+            .shared
+            .outbox
+            .send(header_frame(&Header::Credit { stream: id, items }));
+    }
+
+    /// Forgets stream `id`; with `cancel`, tells the server to drop it.
+    pub(super) fn close_stream(&self, id: u64, cancel: bool) {
+        let open = self
+            .shared
+            .conn
+            .lock()
+            .streams
+            .remove(&id)
+            .is_some_and(|slot| slot.end.is_none());
+        if cancel && open {
+            tracing::debug!(id, "stream cancelled");
+            let _ = self
+                .shared
+                .outbox
+                .send(header_frame(&Header::Cancel { id }));
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::context::{CallContext, PeerInfo};
 use crate::frame::{header_frame, EncodeError, Encoded};
 use crate::protocol::{Header, ReplyStatus, WireError};
 use crate::server::config::ServerConfig;
-use crate::service::{Dispatch, HandlerFuture, MethodKind, Outcome};
+use crate::service::{Dispatch, HandlerFuture, MethodDescriptor, MethodKind, Outcome};
 use crate::writer::Outbox;
 
 /// The rest of a handler that did not finish on its first poll, to run on its own task.
@@ -52,31 +52,17 @@ impl<D: Dispatch> Calls<'_, D> {
         frame: &Bytes,
         body_at: usize,
     ) -> Started {
-        let descriptor = self.service.descriptor();
-        let Some(info) = descriptor.method(method) else {
-            return Started::Answered(failed(id, WireError::UnknownMethod(method)));
+        let (mut handler, info) = match self.dispatch(id, method, MethodKind::Call, frame, body_at)
+        {
+            Ok(dispatched) => dispatched,
+            Err(reply) => return Started::Answered(reply),
         };
-        if info.kind != MethodKind::Call {
-            return Started::Answered(failed(id, WireError::WrongKind(method)));
-        }
         let span = tracing::debug_span!(
             "rpc.handle",
-            service = descriptor.name,
+            service = self.service.descriptor().name,
             method = info.name,
             id
         );
-        let body = frame.get(body_at..).unwrap_or_default();
-        let dispatched = crate::byte_buf::sharing(frame, || {
-            self.service
-                .dispatch(method, body, &self.config.decode_limits)
-        });
-        let mut handler = match dispatched {
-            Ok(handler) => handler,
-            Err(error) => {
-                tracing::debug!(parent: &span, %error, "call refused");
-                return Started::Answered(failed(id, WireError::from(&error)));
-            }
-        };
         let context = || CallContext::new(Arc::clone(self.peer), deadline, Some(id), info.name);
         let max_frame = self.client_max_frame;
         let in_parts = self.in_parts;
@@ -126,28 +112,13 @@ impl<D: Dispatch> Calls<'_, D> {
         credit: Arc<tokio::sync::Semaphore>,
         outbox: Outbox,
     ) -> Result<Rest<()>, Encoded> {
-        let descriptor = self.service.descriptor();
-        let Some(info) = descriptor.method(method) else {
-            return Err(failed(id, WireError::UnknownMethod(method)));
-        };
+        let (handler, info) = self.dispatch(id, method, MethodKind::Stream, frame, body_at)?;
         let span = tracing::debug_span!(
             "rpc.stream",
-            service = descriptor.name,
+            service = self.service.descriptor().name,
             method = info.name,
             id
         );
-        let body = frame.get(body_at..).unwrap_or_default();
-        let dispatched = crate::byte_buf::sharing(frame, || {
-            self.service
-                .dispatch(method, body, &self.config.decode_limits)
-        });
-        let handler = match dispatched {
-            Ok(handler) => handler,
-            Err(error) => {
-                tracing::debug!(parent: &span, %error, "stream refused");
-                return Err(failed(id, WireError::from(&error)));
-            }
-        };
         let context = CallContext::new(Arc::clone(self.peer), deadline, Some(id), info.name);
         let guarded = AssertUnwindSafe(context.scope(handler)).catch_unwind();
         let (max_frame, in_parts) = (self.client_max_frame, self.in_parts);
@@ -183,6 +154,37 @@ impl<D: Dispatch> Calls<'_, D> {
             }
         };
         Ok(Box::pin(running.instrument(span)))
+    }
+
+    /// The handler of call `id` of `method`, which must be of `kind`: its arguments decoded
+    /// from the frame, large byte buffers as views of it. `Err` is the reply to a call that
+    /// cannot start.
+    fn dispatch(
+        &self,
+        id: u64,
+        method: u32,
+        kind: MethodKind,
+        frame: &Bytes,
+        body_at: usize,
+    ) -> Result<(HandlerFuture, &'static MethodDescriptor), Encoded> {
+        let Some(info) = self.service.descriptor().method(method) else {
+            return Err(failed(id, WireError::UnknownMethod(method)));
+        };
+        if info.kind != kind {
+            return Err(failed(id, WireError::WrongKind(method)));
+        }
+        let body = frame.get(body_at..).unwrap_or_default();
+        let dispatched = crate::byte_buf::sharing(frame, || {
+            self.service
+                .dispatch(method, body, &self.config.decode_limits)
+        });
+        match dispatched {
+            Ok(handler) => Ok((handler, info)),
+            Err(error) => {
+                tracing::debug!(id, method = info.name, %error, "call refused");
+                Err(failed(id, WireError::from(&error)))
+            }
+        }
     }
 
     /// Starts a one-way call: `None` if it finished on its first poll (or was refused: one-way
