@@ -1,23 +1,26 @@
 //! A whole server connection (`rpc_core::serve_connection` over a byte stream, `FrameReader`
-//! and `FrameWriter` on a `tokio::io::duplex`) fed arbitrary bytes, twice: raw, and after a
-//! valid hello. A valid call (`add(40, 2)`, request id `u64::MAX`) follows the bytes, then the
-//! client closes its sending direction and reads until the server closes.
+//! and `FrameWriter` on a `tokio::io::duplex`) fed arbitrary bytes, three times: raw, and after
+//! a valid hello, each followed by a valid call (`add(40, 2)`, request id `u64::MAX`) and the
+//! client closing its sending direction; and after a valid hello with the client then waiting
+//! without closing. The client reads until the server closes.
 //!
-//! The runtime is a current-thread one with paused time, so handler sleeps, deadlines and the
-//! handshake timeout pass at once and in the same order on every run.
+//! The runtime is a current-thread one with paused time, so handler sleeps, deadlines, the
+//! handshake timeout and the frame timeout pass at once and in the same order on every run.
 //!
 //! Oracles:
-//! * the connection returns within a bound of virtual time once the input is exhausted and
-//!   the client has closed: the handshake timeout, plus what the handlers started may hold
-//!   it (each one-way `pause`, which runs to completion, and each `sleep` call until it
-//!   finishes or its deadline passes), plus a second;
+//! * the connection returns within a bound of virtual time once the input is exhausted: the
+//!   handshake and frame timeouts, plus what the handlers started may hold it (each one-way
+//!   `pause`, which runs to completion, and each `sleep` call until it finishes or its
+//!   deadline passes), plus a second; a client that waits between frames is not
+//!   disconnected, and once it closes the connection returns within the same bound;
 //! * afterwards no task is alive on the runtime and no handler is alive (each counts itself);
 //! * how it ends is what a reference walk of the same bytes predicts: the walk splits the
 //!   stream into frames and decodes each header as the protocol says, and stops at the first
 //!   bad frame, bad header, message kind a client must not send, failed hello or client
 //!   goodbye. A stop for a fault must end the connection with that typed error; a goodbye or
-//!   the end of the stream must end it cleanly; reaching the appended call must get it
-//!   answered (`Ok(42)`, or `ResultTooLarge` if the hello asked for tiny frames) and end
+//!   the end of the stream must end it cleanly; a frame left incomplete by a waiting client
+//!   must end it with `Stalled` after the frame timeout; reaching the appended call must get
+//!   it answered (`Ok(42)`, or `ResultTooLarge` if the hello asked for tiny frames) and end
 //!   cleanly. A request id used twice may also end it with `DuplicateId`;
 //! * what the server writes is whole frames with headers that decode: a welcome (or a
 //!   rejection) first, then replies, and a goodbye last exactly when the client broke the
@@ -25,6 +28,7 @@
 #![no_main]
 
 use std::collections::HashSet;
+use std::pin::pin;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
@@ -36,9 +40,12 @@ use rpc_fuzz::{
     TargetClient, TargetImpl, TargetServer,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
 
 /// The server's maximum frame: small, so that oversized frames are easy to reach.
 const MAX_FRAME: u32 = 1024;
+/// How long a started frame may take to arrive.
+const FRAME_TIMEOUT: Duration = Duration::from_secs(2);
 /// The request id of the appended call.
 const CALL_ID: u64 = u64::MAX;
 /// Method ids of `Target`, in the trait's order.
@@ -47,9 +54,21 @@ const SLEEP: u32 = 4;
 const PAUSE: u32 = 6;
 
 fuzz_target!(|data: &[u8]| {
-    run(data, false);
-    run(data, true);
+    run(data, Mode::Raw);
+    run(data, Mode::AfterHello);
+    run(data, Mode::Stalled);
 });
+
+/// What the client sends around the input, and when it closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The input, the call, then the client closes.
+    Raw,
+    /// A valid hello, the input, the call, then the client closes.
+    AfterHello,
+    /// A valid hello and the input; then the client waits without closing.
+    Stalled,
+}
 
 /// How the reference walk says the connection must end.
 #[derive(Debug)]
@@ -58,6 +77,9 @@ enum Expect {
     Answer { client_max: u32 },
     /// The client left (goodbye or end of stream) before the appended call: a clean end.
     Quiet,
+    /// The client waits between frames: the connection must stay open until it closes, then
+    /// end cleanly.
+    Idle,
     /// A fault: the connection must end with this error.
     Fault(Fault),
 }
@@ -84,31 +106,38 @@ struct Walk {
     hold: Duration,
 }
 
-fn run(garbage: &[u8], after_hello: bool) {
+fn run(garbage: &[u8], mode: Mode) {
     let mut stream = Vec::new();
-    if after_hello {
+    if mode != Mode::Raw {
         stream.extend(hello_frame(1 << 20));
     }
     stream.extend_from_slice(garbage);
     let call_at = stream.len();
-    stream.extend(message(
-        &Header::Call {
-            id: CALL_ID,
-            method: ADD,
-            deadline_us: None,
-        },
-        &(40i64, 2i64),
-    ));
-    let walk = walk(&stream, call_at);
+    if mode != Mode::Stalled {
+        stream.extend(message(
+            &Header::Call {
+                id: CALL_ID,
+                method: ADD,
+                deadline_us: None,
+            },
+            &(40i64, 2i64),
+        ));
+    }
+    let walk = walk(&stream, call_at, mode == Mode::Stalled);
 
     let runtime = paused_runtime();
     runtime.block_on(async {
         let (client, server) = tokio::io::duplex(4096);
         let (server_read, server_write) = tokio::io::split(server);
         let (mut client_read, mut client_write) = tokio::io::split(client);
+        let (close, closing) = oneshot::channel::<()>();
+        let mut close = Some(close);
         let sending = tokio::spawn(async move {
             // The server may close first; what it has not read is lost with the connection.
             let _ = client_write.write_all(&stream).await;
+            if mode == Mode::Stalled {
+                let _ = closing.await;
+            }
             let _ = client_write.shutdown().await;
         });
         let receiving = tokio::spawn(async move {
@@ -121,8 +150,10 @@ fn run(garbage: &[u8], after_hello: bool) {
         config
             .max_frame(MAX_FRAME)
             .max_in_flight(8)
-            .max_decode_depth(16);
-        let bound = config.get_handshake_timeout() + walk.hold + Duration::from_secs(1);
+            .max_decode_depth(16)
+            .frame_timeout(FRAME_TIMEOUT);
+        let bound =
+            config.get_handshake_timeout() + FRAME_TIMEOUT + walk.hold + Duration::from_secs(1);
         let serving = rpc_core::serve_connection(
             FrameReader::new(server_read),
             FrameWriter::new(server_write),
@@ -131,11 +162,28 @@ fn run(garbage: &[u8], after_hello: bool) {
             &config,
             &CancellationToken::new(),
         );
+        let mut serving = pin!(serving);
         let started = tokio::time::Instant::now();
-        let Ok(result) = tokio::time::timeout(bound, serving).await else {
-            panic!("the connection is still open {bound:?} after the client closed; {walk:?}");
+        let result = match tokio::time::timeout(bound, serving.as_mut()).await {
+            Ok(result) => {
+                assert!(
+                    !matches!(walk.expect, Expect::Idle) || walk.repeated_id,
+                    "closed a connection whose client waits between frames: {result:?}"
+                );
+                result
+            }
+            Err(_) if matches!(walk.expect, Expect::Idle) => {
+                // Still open, as it must be: now the client closes.
+                drop(close.take());
+                let Ok(result) = tokio::time::timeout(bound, serving).await else {
+                    panic!("the connection is still open {bound:?} after the client closed");
+                };
+                result
+            }
+            Err(_) => panic!("the connection is still open after {bound:?}; {walk:?}"),
         };
         let took = started.elapsed();
+        drop(close);
         let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(5), sending).await else {
             panic!("the client's sending task did not end");
         };
@@ -159,8 +207,9 @@ fn run(garbage: &[u8], after_hello: bool) {
     });
 }
 
-/// Walks the stream the server reads, as the protocol says the server must.
-fn walk(stream: &[u8], call_at: usize) -> Walk {
+/// Walks the stream the server reads, as the protocol says the server must; `stalled` if the
+/// client waits at the end of the stream instead of closing.
+fn walk(stream: &[u8], call_at: usize, stalled: bool) -> Walk {
     let (frames, end) = parse_frames(stream, MAX_FRAME);
     let service = <TargetClient as Client>::SERVICE;
     let mut walk = Walk {
@@ -246,6 +295,10 @@ fn walk(stream: &[u8], call_at: usize) -> Walk {
         return stop(walk, Expect::Fault(fault));
     }
     let expect = match end {
+        RefEnd::Clean if stalled => Expect::Idle,
+        RefEnd::Partial { .. } if stalled => {
+            Expect::Fault(Fault::Frame(FrameError::Stalled(FRAME_TIMEOUT)))
+        }
         RefEnd::Clean if walk.welcomed => Expect::Quiet,
         RefEnd::Clean => Expect::Fault(Fault::Protocol(ProtocolError::ExpectedHandshake)),
         RefEnd::Partial { have, need } => {
@@ -288,7 +341,7 @@ fn check(walk: &Walk, result: &Result<(), ConnectionError>, received: &[u8], too
         );
     } else {
         match &walk.expect {
-            Expect::Answer { .. } | Expect::Quiet => {
+            Expect::Answer { .. } | Expect::Quiet | Expect::Idle => {
                 assert_eq!(
                     fault, None,
                     "the connection ended with {result:?}; {walk:?}"
