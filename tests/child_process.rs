@@ -259,3 +259,15 @@ async fn deadlines_and_cancellation_work_over_stdio() {
     assert!(abandoned.await.is_err_and(|e| e.is_cancelled()));
     assert_eq!(helper.add(1, 2).await.expect("still connected"), 3);
 }
+
+/// A stream from a child, over its stdio.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_from_a_child_over_its_stdio() {
+    let (helper, _process) = start(&["stdio"], &ClientConfig::default()).await;
+    let mut numbers = helper.count(200).await.expect("open");
+    let mut seen = Vec::new();
+    while let Some(n) = within("the next number", numbers.next()).await {
+        seen.push(n.expect("a number"));
+    }
+    assert_eq!(seen, (0..200).collect::<Vec<_>>());
+}

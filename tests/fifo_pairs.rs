@@ -350,3 +350,17 @@ async fn racing_servers_never_share_a_name() {
     assert!(won > 0, "nobody ever got the name");
     assert_eq!(entries(dir.path()), Vec::<String>::new());
 }
+
+/// A stream from the server, over a FIFO pair.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_run_over_a_fifo_pair() {
+    use futures_util::StreamExt;
+    let served = serve();
+    let client = connect(&served).await.expect("connect");
+    let mut ticks = client.ticks(300).await.expect("open");
+    let mut seen = Vec::new();
+    while let Some(n) = within("the next tick", ticks.next()).await {
+        seen.push(n.expect("a tick"));
+    }
+    assert_eq!(seen, (0..300).collect::<Vec<_>>());
+}

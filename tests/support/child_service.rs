@@ -17,6 +17,8 @@ pub trait Helper {
     async fn pid(&self) -> u32;
     /// The value of an environment variable in the child, if it is set.
     async fn env(&self, name: String) -> Option<String>;
+    /// The numbers from 0 to `count`, as a stream.
+    async fn count(&self, count: u32) -> rpc_core::Stream<u32>;
 }
 
 pub struct HelperImpl;
@@ -45,5 +47,9 @@ impl Helper for HelperImpl {
 
     async fn env(&self, name: String) -> Option<String> {
         std::env::var(name).ok()
+    }
+
+    async fn count(&self, count: u32) -> rpc_core::Stream<u32> {
+        rpc_core::Stream::iter(0..count)
     }
 }
