@@ -7,7 +7,9 @@ use bytes::Bytes;
 use common::{within, RawPeer, TestServer};
 use futures_util::StreamExt;
 use rpc_core::frame::{FrameRead, FrameWrite};
-use rpc_core::protocol::{GoodbyeReason, Header, ReplyStatus, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
+use rpc_core::protocol::{
+    GoodbyeReason, Header, ReplyStatus, WireError, DEFAULT_MAX_FRAME, PROTOCOL_VERSION,
+};
 use rpc_core::{ClientConfig, ProtocolError, RpcError};
 
 fn frame(header: &Header, body: &[u8]) -> Vec<u8> {
@@ -50,8 +52,10 @@ async fn credit_beyond_what_can_be_counted_closes_the_connection() {
     closes_with_a_violation(&server, peer).await;
 }
 
+/// Items and ends of streams that are not open: never opened, or for a call that does not
+/// take a stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stream_items_from_the_client_close_the_connection() {
+async fn items_of_a_stream_that_is_not_open_close_the_connection() {
     let server = TestServer::start();
     let mut peer = RawPeer::handshake(&server.address).await;
     peer.send_raw(&frame(&Header::StreamItem { stream: 1 }, &[1]))
@@ -65,6 +69,130 @@ async fn stream_items_from_the_client_close_the_connection() {
     };
     peer.send_raw(&frame(&end, &[])).await.expect("send");
     closes_with_a_violation(&server, peer).await;
+    // A call of a method without a stream from the client, then an item for it.
+    let mut peer = RawPeer::handshake(&server.address).await;
+    peer.send_raw(&RawPeer::call_frame(3, "sleep", &(1u32, 60_000u64)))
+        .await
+        .expect("send");
+    peer.send_raw(&frame(&Header::StreamItem { stream: 3 }, &[1]))
+        .await
+        .expect("send");
+    closes_with_a_violation(&server, peer).await;
+}
+
+/// Opens `sum` as call 1 and waits for the server's first credit for it.
+async fn open_sum(server: &TestServer) -> (RawPeer, u32) {
+    let mut peer = RawPeer::handshake(&server.address).await;
+    peer.send_raw(&RawPeer::call_frame(1, "sum", &()))
+        .await
+        .expect("send");
+    match within("the first credit", peer.recv()).await {
+        Some((Header::Credit { stream: 1, items }, _)) => (peer, items),
+        other => panic!("expected credit, got {other:?}"),
+    }
+}
+
+fn item(stream: u64, n: u32) -> Vec<u8> {
+    frame(
+        &Header::StreamItem { stream },
+        &postcard::to_stdvec(&n).expect("encode"),
+    )
+}
+
+/// A client that sends more items than it was granted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_beyond_the_credit_close_the_connection() {
+    let server = TestServer::start();
+    let (mut peer, credit) = open_sum(&server).await;
+    // The handler takes items as they come and grants more: send far more than the credit at
+    // once, so that the excess arrives before any new credit could have been counted.
+    let mut burst = Vec::new();
+    for n in 0..credit * 100 {
+        burst.extend(item(1, n));
+    }
+    peer.send_raw(&burst).await.expect("send");
+    closes_with_a_violation(&server, peer).await;
+}
+
+/// An item after the stream's end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_after_the_end_closes_the_connection() {
+    let server = TestServer::start();
+    let (mut peer, _) = open_sum(&server).await;
+    peer.send_raw(&item(1, 5)).await.expect("send");
+    let end = Header::StreamEnd {
+        stream: 1,
+        error: None,
+    };
+    peer.send_raw(&frame(&end, &[])).await.expect("send");
+    // The sum is answered (5), then the item after the end is a violation.
+    loop {
+        match within("the answer", peer.recv()).await {
+            Some((
+                Header::Reply {
+                    id: 1,
+                    status: ReplyStatus::Ok,
+                },
+                body,
+            )) => {
+                assert_eq!(postcard::from_bytes::<u64>(&body).expect("a sum"), 5);
+                break;
+            }
+            Some((Header::Credit { .. }, _)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    peer.send_raw(&item(1, 6)).await.expect("send");
+    closes_with_a_violation(&server, peer).await;
+}
+
+/// An item that does not decode fails its call with a typed error; the connection goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_that_does_not_decode_fails_the_call() {
+    let server = TestServer::start();
+    let (mut peer, _) = open_sum(&server).await;
+    // A varint that never ends is no u32.
+    let bad = frame(&Header::StreamItem { stream: 1 }, &[0xff; 8]);
+    peer.send_raw(&bad).await.expect("send");
+    loop {
+        match within("the answer", peer.recv()).await {
+            Some((Header::Reply { id: 1, status }, _)) => {
+                assert!(
+                    matches!(status, ReplyStatus::Failed(WireError::BadArguments(_))),
+                    "{status:?}"
+                );
+                break;
+            }
+            Some((Header::Credit { .. } | Header::StreamStop { .. }, _)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // The client ends its stream, as the protocol asks, and calls again.
+    let end = Header::StreamEnd {
+        stream: 1,
+        error: None,
+    };
+    peer.send_raw(&frame(&end, &[])).await.expect("send");
+    peer.send_raw(&RawPeer::call_frame(2, "add", &(2i64, 3i64)))
+        .await
+        .expect("send");
+    loop {
+        match within("the answer", peer.recv()).await {
+            Some((
+                Header::Reply {
+                    id: 2,
+                    status: ReplyStatus::Ok,
+                },
+                body,
+            )) => {
+                assert_eq!(postcard::from_bytes::<i64>(&body).expect("a sum"), 5);
+                break;
+            }
+            Some((Header::Credit { .. } | Header::StreamStop { .. }, _)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    server.assert_serving().await;
 }
 
 /// Credit for a stream that is not open (it may have just ended) is ignored; the stream that

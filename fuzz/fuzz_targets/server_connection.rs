@@ -282,14 +282,19 @@ fn walk(stream: &[u8], call_at: usize, stalled: bool) -> Walk {
                 }
                 continue;
             }
-            Ok(Header::Cancel { .. }) => continue,
+            // A stop of a result stream is its cancellation.
+            Ok(Header::Cancel { .. } | Header::StreamStop { .. }) => continue,
             // This service has no stream methods: credit names no open stream, and is ignored
             // (it may race with a stream's end).
             Ok(Header::Credit { .. }) => continue,
+            // ... but an item or an end of a stream that is not open is a violation.
+            Ok(Header::StreamItem { stream } | Header::StreamEnd { stream, .. }) => {
+                let fault = Fault::Protocol(ProtocolError::UnknownStream { stream });
+                return stop(walk, Expect::Fault(fault));
+            }
             Ok(Header::Goodbye { .. }) => return stop(walk, Expect::Quiet),
             Ok(Header::Hello { .. } | Header::Welcome { .. } | Header::Reject(_)) => "handshake",
             Ok(Header::Reply { .. }) => "reply",
-            Ok(Header::StreamItem { .. } | Header::StreamEnd { .. }) => "stream from the client",
         };
         let fault = Fault::Protocol(ProtocolError::UnexpectedKind(kind));
         return stop(walk, Expect::Fault(fault));

@@ -115,6 +115,13 @@ pub enum ProtocolError {
         /// The stream.
         stream: u64,
     },
+    /// The peer sent an item or the end of a stream that is not open: never opened, or
+    /// already ended.
+    #[error("stream {stream} is not open")]
+    UnknownStream {
+        /// The stream.
+        stream: u64,
+    },
     /// The peer granted stream credit beyond what can be counted.
     #[error("stream {stream}: credit overflow")]
     CreditOverflow {

@@ -60,7 +60,7 @@ pub use error::{ProtocolError, RpcError};
 pub use rpc_macros::service;
 pub use server::{refuse_connection, serve_connection, ConnectionError, ServerConfig};
 pub use service::{Dispatch, MethodDescriptor, MethodKind, ServiceDescriptor};
-pub use stream::Stream;
+pub use stream::{SendError, Stream, StreamSender};
 /// The signal that shuts a server down gracefully (from tokio-util): `cancel()` it and the
 /// server stops accepting, lets calls in flight finish, and closes.
 pub use tokio_util::sync::CancellationToken;
@@ -73,9 +73,11 @@ pub mod __private {
     pub use crate::decode::DecodeLimits;
     pub use crate::error::RpcError;
     pub use crate::frame::encode::EncodedResult;
-    pub use crate::service::{decode_args, DispatchError, HandlerFuture, Outcome};
+    pub use crate::service::{decode_args, incoming_stream, DispatchError, HandlerFuture, Outcome};
     pub use crate::service::{Dispatch, MethodDescriptor, MethodKind, ServiceDescriptor};
+    pub use crate::stream::{Incoming, Stream};
     pub use ::core;
+    pub use ::futures_util::Stream as FuturesStream;
     pub use ::serde;
     pub use ::std::boxed::Box;
     pub use ::std::sync::Arc;

@@ -57,14 +57,38 @@
 //! | 4 | [`Notify`](Header::Notify) | either | method id | argument tuple |
 //! | 5 | [`Reply`](Header::Reply) | answers a call | request id, [`ReplyStatus`] | value, typed error, or none |
 //! | 6 | [`Cancel`](Header::Cancel) | caller → callee | request id | none |
-//! | 7 | [`StreamItem`](Header::StreamItem) | reserved: streams | stream id | item |
-//! | 8 | [`StreamEnd`](Header::StreamEnd) | reserved: streams | stream id, optional [`WireError`] | none |
-//! | 9 | [`Credit`](Header::Credit) | reserved: stream flow control | stream id, items granted | none |
+//! | 7 | [`StreamItem`](Header::StreamItem) | producer → consumer | stream id | item |
+//! | 8 | [`StreamEnd`](Header::StreamEnd) | producer → consumer | stream id, optional [`WireError`] | none |
+//! | 9 | [`Credit`](Header::Credit) | consumer → producer | stream id, items granted | none |
 //! | 10 | [`Goodbye`](Header::Goodbye) | either | [`GoodbyeReason`] | none |
+//! | 11 | [`StreamStop`](Header::StreamStop) | consumer → producer | stream id | none |
 //!
 //! Request ids are chosen by the caller and unique among its calls in flight; a reply or cancel
 //! for an id that is not in flight is ignored (it raced with a cancel or a deadline). Deadlines
 //! travel as the time left, in microseconds, because both ends share a clock but not an epoch.
+//!
+//! # Streams
+//!
+//! A stream has the id of the call that opened it, and each direction of a call has at most
+//! one: the server's result stream (a method returning `Stream<T>`) and the client's argument
+//! stream (a method taking one). Which one a frame is about follows from who sends it: items
+//! and ends travel from producer to consumer, credit and stops from consumer to producer.
+//!
+//! * **Result streams.** The server answers the call with `Reply { Ok }` once the handler has
+//!   returned the stream, then sends items as the client's credit allows, then one
+//!   `StreamEnd`. The client grants its first credit right after the call. A client that stops
+//!   taking items sends `Cancel`: the server drops the stream.
+//! * **Argument streams.** The server grants the first credit once the call has started; a
+//!   call it refuses (unknown method, bad arguments, too many streams) gets its reply and no
+//!   credit, and the client then sends nothing for it. Once it has had credit, the client sends
+//!   items within it and exactly one `StreamEnd` (or a `Cancel` of the call), even after the
+//!   reply or a `StreamStop`, so that the server knows when to forget the stream. A handler
+//!   that drops the stream before its end makes the server send `StreamStop`.
+//!
+//! Credit counts items; a producer never has more items on the way than the consumer granted.
+//! An item beyond the credit, an item or end for a stream that is not open (never opened, or
+//! already ended), and credit that cannot be counted are protocol violations. Credit or a stop
+//! for a stream that has just ended is ignored: it crossed the end on the way.
 //!
 //! A peer that sends a frame it must not (an unknown kind, a header that does not decode, a
 //! frame over the maximum, a second hello) gets a [`Goodbye`](Header::Goodbye) with the reason
@@ -155,19 +179,19 @@ pub enum Header {
         /// The call's request id.
         id: u64,
     },
-    /// Kind 7 (reserved): one item of a stream. Body: the item.
+    /// Kind 7: one item of a stream. Body: the item.
     StreamItem {
         /// Stream id (the request id of the call that opened it).
         stream: u64,
     },
-    /// Kind 8 (reserved): a stream ended, with an error if it failed.
+    /// Kind 8: a stream ended, with an error if it failed.
     StreamEnd {
         /// Stream id.
         stream: u64,
         /// Why the stream failed, if it did.
         error: Option<WireError>,
     },
-    /// Kind 9 (reserved): the receiver of a stream grants more items.
+    /// Kind 9: the receiver of a stream grants more items.
     Credit {
         /// Stream id.
         stream: u64,
@@ -178,6 +202,12 @@ pub enum Header {
     Goodbye {
         /// Why.
         reason: GoodbyeReason,
+    },
+    /// Kind 11: the receiver of a stream takes no more of its items; the producer stops and
+    /// ends it.
+    StreamStop {
+        /// Stream id.
+        stream: u64,
     },
 }
 
@@ -377,6 +407,7 @@ mod tests {
                 },
                 10,
             ),
+            (Header::StreamStop { stream: 0 }, 11),
         ];
         for (header, kind) in cases {
             let bytes = postcard::to_stdvec(&header).expect("encode");

@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::decode::{self, DecodeLimits};
 use crate::frame::encode::EncodedResult;
 use crate::protocol::WireError;
+use crate::stream::Incoming;
 
 /// Static description of a service: what the handshake compares and what tracing names.
 #[derive(Debug)]
@@ -44,6 +45,9 @@ pub struct MethodDescriptor {
     pub name: &'static str,
     /// Whether the method answers.
     pub kind: MethodKind,
+    /// Whether the method takes a stream from the client (an argument of type
+    /// [`crate::Stream`]), whose items follow the call.
+    pub takes_stream: bool,
 }
 
 /// Whether a method answers.
@@ -111,6 +115,10 @@ pub enum DispatchError {
     /// The arguments did not decode as the method's argument types.
     #[error("arguments did not decode")]
     BadArguments(#[source] decode::DecodeError),
+    /// The method takes a stream from the client and the engine gave it none (or the
+    /// reverse): the dispatcher and the descriptor disagree.
+    #[error("method {0} takes a stream from the client and none was given")]
+    MissingStream(u32),
 }
 
 impl From<&DispatchError> for WireError {
@@ -118,6 +126,7 @@ impl From<&DispatchError> for WireError {
         match error {
             DispatchError::UnknownMethod(id) => WireError::UnknownMethod(*id),
             DispatchError::BadArguments(e) => WireError::BadArguments(e.into()),
+            DispatchError::MissingStream(id) => WireError::WrongKind(*id),
         }
     }
 }
@@ -130,18 +139,22 @@ pub trait Dispatch: Send + Sync + 'static {
     /// The service this dispatcher serves.
     fn descriptor(&self) -> &'static ServiceDescriptor;
 
-    /// Decodes `args` for method `method` and returns the handler future.
+    /// Decodes `args` for method `method` and returns the handler future. `incoming` is the
+    /// stream from the client for a method that takes one
+    /// ([`MethodDescriptor::takes_stream`]), else `None`.
     ///
     /// # Errors
     ///
     /// [`DispatchError::UnknownMethod`] if `method` is not a method id of the service,
     /// [`DispatchError::BadArguments`] if `args` do not decode as its argument types (within
-    /// `limits`).
+    /// `limits`), [`DispatchError::MissingStream`] if the method takes a stream and `incoming`
+    /// is `None`.
     fn dispatch(
         &self,
         method: u32,
         args: &[u8],
         limits: &DecodeLimits,
+        incoming: Option<Incoming>,
     ) -> Result<HandlerFuture, DispatchError>;
 }
 
@@ -155,9 +168,27 @@ impl<D: Dispatch + ?Sized> Dispatch for std::sync::Arc<D> {
         method: u32,
         args: &[u8],
         limits: &DecodeLimits,
+        incoming: Option<Incoming>,
     ) -> Result<HandlerFuture, DispatchError> {
-        (**self).dispatch(method, args, limits)
+        (**self).dispatch(method, args, limits, incoming)
     }
+}
+
+/// The stream from the client for a dispatcher, typed.
+///
+/// # Errors
+///
+/// [`DispatchError::MissingStream`] if the engine gave none.
+pub fn incoming_stream<T>(
+    incoming: Option<Incoming>,
+    method: u32,
+) -> Result<crate::Stream<T>, DispatchError>
+where
+    T: DeserializeOwned + Send + 'static,
+{
+    incoming
+        .map(crate::Stream::incoming)
+        .ok_or(DispatchError::MissingStream(method))
 }
 
 /// Decodes a method's arguments for a dispatcher.

@@ -98,9 +98,26 @@ fn blocking_method(service: &Service, method: &Method) -> TokenStream {
     let ident = &method.sig.ident;
     let params = method.args.iter().map(|arg| {
         let (name, ty) = (&arg.ident, &arg.ty);
-        quote!(#name: #ty)
+        match &arg.stream {
+            Some(item) => quote! {
+                #name: impl ::core::iter::IntoIterator<
+                    Item = #item,
+                    IntoIter: ::core::marker::Send + 'static,
+                >
+            },
+            None => quote!(#name: #ty),
+        }
     });
     let names: Vec<_> = method.args.iter().map(|arg| &arg.ident).collect();
+    // A stream argument's items are sent as the server takes them.
+    let streams = method
+        .args
+        .iter()
+        .filter(|arg| arg.stream.is_some())
+        .map(|arg| {
+            let name = &arg.ident;
+            quote!(let #name = #private::Stream::iter(#name);)
+        });
     let output = match (&method.kind, &method.output) {
         (Kind::Oneway, _) | (Kind::Call, Output::Unit) => quote!(()),
         (Kind::Call, Output::Value) => method.return_type(),
@@ -116,6 +133,7 @@ fn blocking_method(service: &Service, method: &Method) -> TokenStream {
         #(#docs)*
         #allow
         #vis fn #ident(&self, #(#params),*) -> ::core::result::Result<#output, #private::RpcError> {
+            #(#streams)*
             let #client = ::core::clone::Clone::clone(&self.client);
             #private::block_on(async move { #client.#ident(#(#names),*).await #into_iter })
         }

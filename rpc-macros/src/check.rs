@@ -196,6 +196,7 @@ fn check_receiver(errors: &mut Errors, method: &Method) {
 
 fn check_args(errors: &mut Errors, method: &Method) {
     let mut names = HashSet::new();
+    let mut streams = 0;
     for (position, arg) in method.args.iter().enumerate() {
         let (pat, ty) = (&arg.pat, &arg.ty);
         for attr in &arg.attrs {
@@ -216,12 +217,22 @@ fn check_args(errors: &mut Errors, method: &Method) {
                 }
             }
         }
-        if crate::model::stream_item(ty).is_some() {
-            errors.spanned(
-                ty,
-                "streams from the client are not supported yet: a stream can only be returned \
-                 (`-> rpc_core::Stream<T>`)",
-            );
+        if arg.stream.is_some() {
+            if streams > 0 {
+                errors.spanned(
+                    ty,
+                    "a method takes at most one stream from the client: merge them into one \
+                     stream of an enum",
+                );
+            }
+            if method.kind == Kind::Oneway {
+                errors.spanned(
+                    ty,
+                    "`#[rpc(oneway)]` methods cannot take a stream: its items need the call's \
+                     flow control; remove `oneway`",
+                );
+            }
+            streams += 1;
         }
         if position == MAX_ARGS {
             errors.spanned(
@@ -285,23 +296,36 @@ fn check_type(errors: &mut Errors, ty: &Type, place: Place) {
         }
         Type::Path(path) => {
             if let Some(qself) = &path.qself {
-                check_type(errors, &qself.ty, place);
+                check_nested(errors, &qself.ty, place);
             }
             check_path(errors, &path.path, place);
         }
-        Type::Array(array) => check_type(errors, &array.elem, place),
-        Type::Slice(slice) => check_type(errors, &slice.elem, place),
-        Type::Paren(paren) => check_type(errors, &paren.elem, place),
-        Type::Group(group) => check_type(errors, &group.elem, place),
+        Type::Array(array) => check_nested(errors, &array.elem, place),
+        Type::Slice(slice) => check_nested(errors, &slice.elem, place),
+        Type::Paren(paren) => check_nested(errors, &paren.elem, place),
+        Type::Group(group) => check_nested(errors, &group.elem, place),
         Type::Tuple(tuple) => {
             for elem in &tuple.elems {
-                check_type(errors, elem, place);
+                check_nested(errors, elem, place);
             }
         }
         // Trait objects, function pointers, `!` and type macros are left to the compiler: some
         // can be made serializable (a `Box<dyn Trait>` with a registry), and a macro is opaque.
         _ => {}
     }
+}
+
+/// A type inside another: as [`check_type`], and a stream cannot be there (only an argument or
+/// the result itself can be a stream).
+fn check_nested(errors: &mut Errors, ty: &Type, place: Place) {
+    if crate::model::stream_item(ty).is_some() {
+        errors.spanned(
+            ty,
+            "a stream cannot be inside another type: only an argument or the result itself can \
+             be `rpc_core::Stream<T>`",
+        );
+    }
+    check_type(errors, ty, place);
 }
 
 fn check_path(errors: &mut Errors, path: &Path, place: Place) {
@@ -318,8 +342,8 @@ fn check_path(errors: &mut Errors, path: &Path, place: Place) {
             PathArguments::AngleBracketed(args) => {
                 for arg in &args.args {
                     match arg {
-                        GenericArgument::Type(ty) => check_type(errors, ty, place),
-                        GenericArgument::AssocType(assoc) => check_type(errors, &assoc.ty, place),
+                        GenericArgument::Type(ty) => check_nested(errors, ty, place),
+                        GenericArgument::AssocType(assoc) => check_nested(errors, &assoc.ty, place),
                         GenericArgument::Lifetime(lifetime) if lifetime.ident != "static" => {
                             errors.spanned(
                                 lifetime,
@@ -333,10 +357,10 @@ fn check_path(errors: &mut Errors, path: &Path, place: Place) {
             }
             PathArguments::Parenthesized(args) => {
                 for input in &args.inputs {
-                    check_type(errors, input, place);
+                    check_nested(errors, input, place);
                 }
                 if let ReturnType::Type(_, output) = &args.output {
-                    check_type(errors, output, place);
+                    check_nested(errors, output, place);
                 }
             }
         }

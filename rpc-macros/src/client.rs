@@ -94,36 +94,61 @@ fn client_method(service: &Service, index: usize, method: &Method) -> TokenStrea
     let ident = &method.sig.ident;
     let params = method.args.iter().map(|arg| {
         let (name, ty) = (&arg.ident, &arg.ty);
-        quote!(#name: #ty)
+        match &arg.stream {
+            Some(item) => quote! {
+                #name: impl #private::FuturesStream<Item = #item> + ::core::marker::Send + 'static
+            },
+            None => quote!(#name: #ty),
+        }
     });
-    let names: Vec<_> = method.args.iter().map(|arg| &arg.ident).collect();
+    let names: Vec<_> = method.value_args().map(|arg| &arg.ident).collect();
     // The call is spanned on the method's parameter list, so that a type that is not
     // `Serialize` is reported there rather than on `#[service]`.
     let span = method.sig.paren_token.span.join();
     let args = quote_spanned!(span=> &(#(#names,)*));
     let args_ty = method.args_tuple_type();
     let descriptor = quote_spanned!(span=> &__RPC_METHODS[#index]);
-    let (output, body) = match (&method.kind, &method.output) {
-        (Kind::Oneway, _) => (
+    let (output, body) = match (&method.kind, &method.output, method.stream_arg()) {
+        (Kind::Call, output, Some((stream, item))) => {
+            let upload = quote!(#private::Stream::new(#stream));
+            match output {
+                Output::Unit | Output::Value => {
+                    let ty = method.return_type();
+                    (
+                        ty.clone(),
+                        quote_spanned!(span=> self.handle.call_uploading::<#args_ty, #item, #ty>(#descriptor, #args, #upload).await),
+                    )
+                }
+                Output::Result { ok, err } => (
+                    quote!(::core::result::Result<#ok, #err>),
+                    quote_spanned!(span=> self.handle.call_fallible_uploading::<#args_ty, #item, #ok, #err>(#descriptor, #args, #upload).await),
+                ),
+                Output::Stream { item: out } => (
+                    quote!(#private::StreamReceiver<#out>),
+                    quote_spanned!(span=> self.handle.open_stream_uploading::<#args_ty, #item, #out>(#descriptor, #args, #upload).await),
+                ),
+            }
+        }
+        (Kind::Oneway, _, _) => (
             quote!(()),
             quote_spanned!(span=> self.handle.notify::<#args_ty>(#descriptor, #args).await),
         ),
-        (Kind::Call, Output::Unit) => (
+        (Kind::Call, Output::Unit, None) => (
             quote!(()),
             quote_spanned!(span=> self.handle.call::<#args_ty, ()>(#descriptor, #args).await),
         ),
-        (Kind::Call, Output::Value) => {
+        (Kind::Call, Output::Value, None) => {
             let ty = method.return_type();
             (
                 ty.clone(),
                 quote_spanned!(span=> self.handle.call::<#args_ty, #ty>(#descriptor, #args).await),
             )
         }
-        (Kind::Call, Output::Result { ok, err }) => (
+        (Kind::Call, Output::Result { ok, err }, None) => (
             quote!(::core::result::Result<#ok, #err>),
             quote_spanned!(span=> self.handle.call_fallible::<#args_ty, #ok, #err>(#descriptor, #args).await),
         ),
-        (Kind::Call, Output::Stream { item }) => (
+        (Kind::Call, Output::Stream { item }, None) => (
             quote!(#private::StreamReceiver<#item>),
             quote_spanned!(span=> self.handle.open_stream::<#args_ty, #item>(#descriptor, #args).await),
         ),

@@ -127,11 +127,13 @@ fn descriptors(service: &Service) -> syn::Result<TokenStream> {
                 (Kind::Call, Output::Stream { .. }) => quote!(Stream),
                 (Kind::Call, _) => quote!(Call),
             };
+            let takes_stream = method.stream_arg().is_some();
             Ok(quote! {
                 #private::MethodDescriptor {
                     index: #index,
                     name: #name,
                     kind: #private::MethodKind::#kind,
+                    takes_stream: #takes_stream,
                 }
             })
         })

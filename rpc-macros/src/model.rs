@@ -220,6 +220,7 @@ impl Method {
             .filter_map(|input| match input {
                 FnArg::Receiver(_) => None,
                 FnArg::Typed(typed) => Some(Arg {
+                    stream: stream_item(&typed.ty).map(|item| Box::new(item.clone())),
                     attrs: typed.attrs.clone(),
                     ident: match &*typed.pat {
                         Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => {
@@ -253,10 +254,23 @@ impl Method {
     }
 
     /// The argument tuple's type, `(A, B,)`, its parentheses spanned on the method's own
-    /// parameter list so that a missing `Serialize` or `Deserialize` is reported there.
+    /// parameter list so that a missing `Serialize` or `Deserialize` is reported there. A
+    /// stream argument is not in it: its items follow the call.
     pub(crate) fn args_tuple_type(&self) -> TokenStream {
-        let types = self.args.iter().map(|arg| &arg.ty);
+        let types = self.value_args().map(|arg| &arg.ty);
         quote_spanned!(self.sig.paren_token.span.join()=> (#(#types,)*))
+    }
+
+    /// The arguments that travel in the call's tuple: all but a stream.
+    pub(crate) fn value_args(&self) -> impl Iterator<Item = &Arg> {
+        self.args.iter().filter(|arg| arg.stream.is_none())
+    }
+
+    /// The stream argument's name and item type, if the method takes a stream.
+    pub(crate) fn stream_arg(&self) -> Option<(&Option<Ident>, &Type)> {
+        self.args
+            .iter()
+            .find_map(|arg| Some((&arg.ident, &**arg.stream.as_ref()?)))
     }
 
     /// The span that errors about the result type should point at: the type, or the method's
@@ -281,6 +295,8 @@ pub(crate) struct Arg {
     pub(crate) ident: Option<Ident>,
     pub(crate) pat: Pat,
     pub(crate) ty: Type,
+    /// The item type if the argument is a stream (`Stream<T>`) from the client.
+    pub(crate) stream: Option<Box<Type>>,
 }
 
 /// What a method returns, as far as the wire is concerned.

@@ -42,10 +42,11 @@ pub(crate) fn impls(service: &Service) -> TokenStream {
     let local = |name: &str| Ident::new(name, Span::mixed_site());
     let (service_arg, formatter) = (local("service"), local("__f"));
     let (method_id, args, limits) = (local("__method"), local("__args"), local("__limits"));
+    let incoming = local("__incoming");
 
     let arms = service.methods.iter().enumerate().map(|(index, method)| {
         let id = Literal::usize_unsuffixed(index);
-        let body = arm(service, method, &args, &limits);
+        let body = arm(service, method, [&method_id, &args, &limits, &incoming]);
         quote!(#id => #body,)
     });
     let unknown = quote! {
@@ -53,7 +54,7 @@ pub(crate) fn impls(service: &Service) -> TokenStream {
     };
     let dispatch_body = if service.methods.is_empty() {
         quote! {
-            let _ = (#args, #limits);
+            let _ = (#args, #limits, #incoming);
             #unknown
         }
     } else {
@@ -105,6 +106,7 @@ pub(crate) fn impls(service: &Service) -> TokenStream {
                 #method_id: u32,
                 #args: &[u8],
                 #limits: &#private::DecodeLimits,
+                #incoming: ::core::option::Option<#private::Incoming>,
             ) -> ::core::result::Result<#private::HandlerFuture, #private::DispatchError> {
                 #dispatch_body
             }
@@ -113,8 +115,13 @@ pub(crate) fn impls(service: &Service) -> TokenStream {
 }
 
 /// The match arm of one method: decode the argument tuple now (a bad frame is the caller's
-/// error), run the method in the returned future.
-fn arm(service: &Service, method: &Method, args: &Ident, limits: &Ident) -> TokenStream {
+/// error), take the stream from the client if the method has one, run the method in the
+/// returned future.
+fn arm(
+    service: &Service,
+    method: &Method,
+    [method_id, args, limits, incoming]: [&Ident; 4],
+) -> TokenStream {
     let Service {
         ident: trait_ident,
         server_param: s,
@@ -127,13 +134,28 @@ fn arm(service: &Service, method: &Method, args: &Ident, limits: &Ident) -> Toke
     let values: Vec<Ident> = (0..method.args.len())
         .map(|i| Ident::new(&format!("__arg{i}"), Span::mixed_site()))
         .collect();
+    let decoded: Vec<&Ident> = values
+        .iter()
+        .zip(&method.args)
+        .filter(|(_, arg)| arg.stream.is_none())
+        .map(|(value, _)| value)
+        .collect();
     let args_ty = method.args_tuple_type();
     let decode = quote!(#private::decode_args::<#args_ty>(#args, #limits)?);
-    let decode = if values.is_empty() {
+    let decode = if decoded.is_empty() {
         quote!(#decode;)
     } else {
-        quote!(let (#(#values,)*) = #decode;)
+        quote!(let (#(#decoded,)*) = #decode;)
     };
+    let stream = values
+        .iter()
+        .zip(&method.args)
+        .find_map(|(value, arg)| Some((value, arg.stream.as_ref()?)))
+        .map(|(value, item)| {
+            quote! {
+                let #value = #private::incoming_stream::<#item>(#incoming, #method_id)?;
+            }
+        });
     let call = quote!(<#s as #trait_ident>::#name(&#shared, #(#values),*).await);
     let outcome = match (method.kind, &method.output) {
         (Kind::Oneway, _) => quote! {
@@ -161,6 +183,7 @@ fn arm(service: &Service, method: &Method, args: &Ident, limits: &Ident) -> Toke
     };
     quote! {{
         #decode
+        #stream
         let #shared = ::core::clone::Clone::clone(&self.service);
         let #future: #private::HandlerFuture = #private::Box::pin(async move { #outcome });
         ::core::result::Result::Ok(#future)

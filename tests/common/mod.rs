@@ -65,6 +65,8 @@ pub trait Probe {
     async fn append(&self, n: u32);
     /// The numbers from 0 to `count`, as a stream.
     async fn ticks(&self, count: u32) -> rpc_core::Stream<u32>;
+    /// The sum of a stream of numbers from the client.
+    async fn sum(&self, numbers: rpc_core::Stream<u32>) -> u64;
 }
 
 /// Tags of [`Probe::compute`] calls that may finish.
@@ -187,6 +189,10 @@ impl Probe for ProbeImpl {
 
     async fn ticks(&self, count: u32) -> rpc_core::Stream<u32> {
         rpc_core::Stream::iter(0..count)
+    }
+
+    async fn sum(&self, numbers: rpc_core::Stream<u32>) -> u64 {
+        futures_util::StreamExt::fold(numbers, 0, |sum, n| async move { sum + u64::from(n) }).await
     }
 }
 

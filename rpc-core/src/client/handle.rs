@@ -28,7 +28,7 @@ pub(super) struct Shared {
     pub(super) conn: Arc<Conn>,
     pub(super) outbox: Outbox,
     service: &'static ServiceDescriptor,
-    server_max_frame: u32,
+    pub(super) server_max_frame: u32,
     pub(super) next_id: AtomicU64,
     limits: DecodeLimits,
     pub(super) stream_window: u32,
@@ -200,10 +200,15 @@ impl ClientHandle {
         T: DeserializeOwned,
     {
         let reply = self.request(method, args).await?;
-        match reply.status {
-            ReplyStatus::Ok => self.decode(&reply),
+        self.value(&reply)
+    }
+
+    /// The value of a reply to a method whose result is a plain `T`.
+    pub(super) fn value<T: DeserializeOwned>(&self, reply: &Reply) -> Result<T, RpcError> {
+        match &reply.status {
+            ReplyStatus::Ok => self.decode(reply),
             ReplyStatus::AppError => Err(ProtocolError::UnexpectedKind("application error").into()),
-            ReplyStatus::Failed(e) => Err(remote_error(e)),
+            ReplyStatus::Failed(e) => Err(remote_error(e.clone())),
         }
     }
 
@@ -224,11 +229,25 @@ impl ClientHandle {
         E: DeserializeOwned,
     {
         let reply = self.request(method, args).await?;
-        match reply.status {
-            ReplyStatus::Ok => self.decode(&reply).map(Ok),
-            ReplyStatus::AppError => self.decode(&reply).map(Err),
-            ReplyStatus::Failed(e) => Err(remote_error(e)),
+        self.fallible(&reply)
+    }
+
+    /// The value or typed error of a reply to a method declared as returning `Result<T, E>`.
+    pub(super) fn fallible<T, E>(&self, reply: &Reply) -> Result<Result<T, E>, RpcError>
+    where
+        T: DeserializeOwned,
+        E: DeserializeOwned,
+    {
+        match &reply.status {
+            ReplyStatus::Ok => self.decode(reply).map(Ok),
+            ReplyStatus::AppError => self.decode(reply).map(Err),
+            ReplyStatus::Failed(e) => Err(remote_error(e.clone())),
         }
+    }
+
+    /// A request id not in use on this connection.
+    pub(super) fn next_id(&self) -> u64 {
+        self.shared.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Sends a one-way call. Returns once the call is queued for sending: there is no reply, and
@@ -314,8 +333,7 @@ impl ClientHandle {
         method: &'static MethodDescriptor,
         args: &A,
     ) -> Result<Reply, RpcError> {
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        self.request_with(id, method, args, None).await
+        self.request_with(self.next_id(), method, args, None).await
     }
 
     pub(super) async fn request_with<A: Serialize + ?Sized>(
@@ -468,6 +486,7 @@ mod tests {
     static METHODS: [MethodDescriptor; 1] = [MethodDescriptor {
         index: 0,
         name: "wait",
+        takes_stream: false,
         kind: MethodKind::Call,
     }];
 

@@ -16,6 +16,7 @@ mod handshake;
 mod pending;
 mod reader;
 mod stream;
+mod upload;
 
 pub use config::ClientConfig;
 pub use handle::ClientHandle;

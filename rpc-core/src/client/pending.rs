@@ -3,13 +3,14 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::AtomicBool;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::client::upload::Outgoing;
 use crate::error::RpcError;
 use crate::protocol::ReplyStatus;
 
@@ -67,6 +68,8 @@ pub(super) struct Pending {
     pub(super) check_at: Option<Instant>,
     /// The streams from the server being received, by the id of the call that opened them.
     pub(super) streams: HashMap<u64, StreamSlot, BuildHasherDefault<IdHasher>>,
+    /// The argument streams being sent, by the id of their call.
+    pub(super) outgoing: HashMap<u64, Arc<Outgoing>, BuildHasherDefault<IdHasher>>,
 }
 
 /// A stream being received: items that arrived and have not been taken, and how it ended.

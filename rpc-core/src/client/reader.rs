@@ -9,6 +9,7 @@ use crate::client::pending::{Conn, Reply};
 use crate::error::{ProtocolError, RpcError};
 use crate::frame::FrameRead;
 use crate::protocol::{GoodbyeReason, Header, ReplyStatus};
+use crate::stream::produce::MAX_CREDIT;
 
 /// Reads frames from the server until the connection ends, and fails calls whose deadline
 /// passes; returns why the connection ended.
@@ -118,8 +119,22 @@ pub(super) async fn read_replies<R: FrameRead>(
                     waker.wake();
                 }
             }
-            Header::Credit { .. } => {
-                return ProtocolError::UnexpectedKind("stream credit from the server").into()
+            // Credit or a stop for an argument stream that is no longer sent crossed its end.
+            Header::Credit { stream, items } => {
+                let pending = conn.lock();
+                if let Some(outgoing) = pending.outgoing.get(&stream) {
+                    let items = usize::try_from(items).unwrap_or(usize::MAX);
+                    if outgoing.credit.available_permits().saturating_add(items) > MAX_CREDIT {
+                        return ProtocolError::CreditOverflow { stream }.into();
+                    }
+                    outgoing.opened.store(true, Ordering::Release);
+                    outgoing.credit.add_permits(items);
+                }
+            }
+            Header::StreamStop { stream } => {
+                if let Some(outgoing) = conn.lock().outgoing.get(&stream) {
+                    outgoing.credit.close();
+                }
             }
         }
     }

@@ -5,13 +5,12 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use std::sync::atomic::Ordering;
-
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::client::handle::{remote_error, ClientHandle};
 use crate::client::pending::Reply;
+use crate::client::upload::Upload;
 use crate::error::{ProtocolError, RpcError};
 use crate::frame::header_frame;
 use crate::protocol::{Header, ReplyStatus};
@@ -38,17 +37,20 @@ pub struct StreamReceiver<T> {
     /// Items taken since credit was last granted.
     taken: u32,
     done: bool,
+    /// The call's stream from the client, for a method that takes one.
+    upload: Option<Upload>,
     _items: PhantomData<fn() -> T>,
 }
 
 impl<T> StreamReceiver<T> {
-    pub(super) fn new(handle: ClientHandle, id: u64, window: u32) -> Self {
+    pub(super) fn new(handle: ClientHandle, id: u64, window: u32, upload: Option<Upload>) -> Self {
         Self {
             handle,
             id,
             window,
             taken: 0,
             done: false,
+            upload,
             _items: PhantomData,
         }
     }
@@ -56,7 +58,11 @@ impl<T> StreamReceiver<T> {
     fn finish(&mut self, cancel: bool) {
         if !self.done {
             self.done = true;
-            self.handle.close_stream(self.id, cancel);
+            let cancelled = self.handle.close_stream(self.id, cancel);
+            // A cancelled call needs no end of its upload: the server forgets both.
+            if let (Some(upload), false) = (self.upload.take(), cancelled) {
+                upload.finish();
+            }
         }
     }
 }
@@ -113,22 +119,41 @@ impl ClientHandle {
         A: Serialize + ?Sized,
         T: DeserializeOwned,
     {
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        self.open(self.next_id(), method, args, None).await
+    }
+
+    /// Opens stream `id`, with `upload` the call's stream from the client if it takes one.
+    pub(super) async fn open<A, T>(
+        &self,
+        id: u64,
+        method: &'static MethodDescriptor,
+        args: &A,
+        upload: Option<Upload>,
+    ) -> Result<StreamReceiver<T>, RpcError>
+    where
+        A: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
         let window = self.shared.stream_window;
-        let opened = match self.request_with(id, method, args, Some(window)).await {
-            Ok(reply) => match reply.status {
-                ReplyStatus::Ok => Ok(StreamReceiver::new(self.clone(), id, window)),
-                ReplyStatus::AppError => {
-                    Err(ProtocolError::UnexpectedKind("application error").into())
-                }
-                ReplyStatus::Failed(e) => Err(remote_error(e)),
-            },
-            Err(error) => Err(error),
+        let reply = match self.request_with(id, method, args, Some(window)).await {
+            Ok(reply) => reply,
+            Err(error) => {
+                self.shared.conn.lock().streams.remove(&id);
+                return Err(error);
+            }
         };
-        if opened.is_err() {
-            self.shared.conn.lock().streams.remove(&id);
+        if reply.status == ReplyStatus::Ok {
+            return Ok(StreamReceiver::new(self.clone(), id, window, upload));
         }
-        opened
+        self.shared.conn.lock().streams.remove(&id);
+        // Answered: an upload the server opened is ended, so that it forgets it.
+        if let Some(upload) = upload {
+            upload.finish();
+        }
+        match reply.status {
+            ReplyStatus::Failed(e) => Err(remote_error(e)),
+            _ => Err(ProtocolError::UnexpectedKind("application error").into()),
+        }
     }
 
     /// The next item or the end of stream `id`, once there is one.
@@ -164,8 +189,9 @@ impl ClientHandle {
             .send(header_frame(&Header::Credit { stream: id, items }));
     }
 
-    /// Forgets stream `id`; with `cancel`, tells the server to drop it.
-    pub(super) fn close_stream(&self, id: u64, cancel: bool) {
+    /// Forgets stream `id`; with `cancel`, tells the server to drop it. Returns whether it did
+    /// (the stream had not ended).
+    pub(super) fn close_stream(&self, id: u64, cancel: bool) -> bool {
         let open = self
             .shared
             .conn
@@ -180,6 +206,7 @@ impl ClientHandle {
                 .outbox
                 .send(header_frame(&Header::Cancel { id }));
         }
+        cancel && open
     }
 }
 

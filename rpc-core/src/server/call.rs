@@ -17,6 +17,8 @@ use crate::frame::{header_frame, EncodeError, Encoded};
 use crate::protocol::{Header, ReplyStatus, WireError};
 use crate::server::config::ServerConfig;
 use crate::service::{Dispatch, HandlerFuture, MethodDescriptor, MethodKind, Outcome};
+use crate::stream::produce::{end, produce};
+use crate::stream::{Inbound, Incoming};
 use crate::writer::Outbox;
 
 /// The rest of a handler that did not finish on its first poll, to run on its own task.
@@ -33,6 +35,12 @@ pub(super) struct Calls<'a, D> {
     pub(super) in_parts: bool,
 }
 
+/// A call's handler, its arguments decoded, ready to start.
+pub(super) struct Dispatched {
+    handler: HandlerFuture,
+    info: &'static MethodDescriptor,
+}
+
 /// A call just read: answered at once, or still running.
 pub(super) enum Started {
     /// The reply, ready to send.
@@ -42,21 +50,19 @@ pub(super) enum Started {
 }
 
 impl<D: Dispatch> Calls<'_, D> {
-    /// Starts a call: decodes it and polls its handler once, so that a handler that does not
-    /// wait on anything is answered without a task, a timer or a cancellation handle.
+    /// Starts a call: polls its handler once, so that a handler that does not wait on anything
+    /// is answered without a task, a timer or a cancellation handle. `inbound` is the call's
+    /// stream from the client, if it takes one: an item of it that does not decode fails the
+    /// call.
     pub(super) fn start_call(
         &self,
         id: u64,
         method: u32,
         deadline: Option<Instant>,
-        frame: &Bytes,
-        body_at: usize,
+        dispatched: Dispatched,
+        inbound: Option<Arc<Inbound>>,
     ) -> Started {
-        let (mut handler, info) = match self.dispatch(id, method, MethodKind::Call, frame, body_at)
-        {
-            Ok(dispatched) => dispatched,
-            Err(reply) => return Started::Answered(reply),
-        };
+        let Dispatched { mut handler, info } = dispatched;
         let span = tracing::debug_span!(
             "rpc.handle",
             service = self.service.descriptor().name,
@@ -75,7 +81,10 @@ impl<D: Dispatch> Calls<'_, D> {
                 }
             });
         }
-        let guarded = AssertUnwindSafe(context().scope(handler)).catch_unwind();
+        let guarded = failing_with(
+            inbound,
+            AssertUnwindSafe(context().scope(handler)).catch_unwind(),
+        );
         let running = async move {
             let outcome = match deadline {
                 Some(deadline) => match tokio::time::timeout_at(deadline, guarded).await {
@@ -100,19 +109,20 @@ impl<D: Dispatch> Calls<'_, D> {
 
     /// Starts a call of a stream method: on its own task, the handler runs (within the call's
     /// deadline), then the reply says the stream is open and the items follow as `credit`
-    /// allows. `Err` is the reply to a call that cannot start.
+    /// allows. An item of `inbound` (the call's stream from the client, if it takes one) that
+    /// does not decode fails the call, or ends the stream with the error once it is open.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn start_stream(
         &self,
         id: u64,
         method: u32,
         deadline: Option<Instant>,
-        frame: &Bytes,
-        body_at: usize,
+        dispatched: Dispatched,
+        inbound: Option<Arc<Inbound>>,
         credit: Arc<tokio::sync::Semaphore>,
         outbox: Outbox,
-    ) -> Result<Rest<()>, Encoded> {
-        let (handler, info) = self.dispatch(id, method, MethodKind::Stream, frame, body_at)?;
+    ) -> Rest<()> {
+        let Dispatched { handler, info } = dispatched;
         let span = tracing::debug_span!(
             "rpc.stream",
             service = self.service.descriptor().name,
@@ -120,7 +130,10 @@ impl<D: Dispatch> Calls<'_, D> {
             id
         );
         let context = CallContext::new(Arc::clone(self.peer), deadline, Some(id), info.name);
-        let guarded = AssertUnwindSafe(context.scope(handler)).catch_unwind();
+        let guarded = failing_with(
+            inbound.clone(),
+            AssertUnwindSafe(context.scope(handler)).catch_unwind(),
+        );
         let (max_frame, in_parts) = (self.client_max_frame, self.in_parts);
         let running = async move {
             let outcome = match deadline {
@@ -148,25 +161,35 @@ impl<D: Dispatch> Calls<'_, D> {
                 id,
                 status: ReplyStatus::Ok,
             }));
-            if outbox.send_encoded(opened, true).is_ok() {
-                crate::server::stream::produce(source, id, &credit, &outbox, max_frame, in_parts)
-                    .await;
+            if outbox.send_encoded(opened, true).is_err() {
+                return;
+            }
+            let items = produce(source, id, &credit, &outbox, max_frame, in_parts);
+            match inbound {
+                None => items.await,
+                Some(inbound) => {
+                    tokio::select! {
+                        () = items => {}
+                        error = inbound.failure() => end(&outbox, id, Some(error)),
+                    }
+                }
             }
         };
-        Ok(Box::pin(running.instrument(span)))
+        Box::pin(running.instrument(span))
     }
 
     /// The handler of call `id` of `method`, which must be of `kind`: its arguments decoded
-    /// from the frame, large byte buffers as views of it. `Err` is the reply to a call that
-    /// cannot start.
-    fn dispatch(
+    /// from the frame, large byte buffers as views of it, and `incoming` its stream from the
+    /// client if it takes one. `Err` is the reply to a call that cannot start.
+    pub(super) fn dispatch(
         &self,
         id: u64,
         method: u32,
         kind: MethodKind,
         frame: &Bytes,
         body_at: usize,
-    ) -> Result<(HandlerFuture, &'static MethodDescriptor), Encoded> {
+        incoming: Option<Incoming>,
+    ) -> Result<Dispatched, Encoded> {
         let Some(info) = self.service.descriptor().method(method) else {
             return Err(failed(id, WireError::UnknownMethod(method)));
         };
@@ -176,10 +199,10 @@ impl<D: Dispatch> Calls<'_, D> {
         let body = frame.get(body_at..).unwrap_or_default();
         let dispatched = crate::byte_buf::sharing(frame, || {
             self.service
-                .dispatch(method, body, &self.config.decode_limits)
+                .dispatch(method, body, &self.config.decode_limits, incoming)
         });
         match dispatched {
-            Ok(handler) => Ok((handler, info)),
+            Ok(handler) => Ok(Dispatched { handler, info }),
             Err(error) => {
                 tracing::debug!(id, method = info.name, %error, "call refused");
                 Err(failed(id, WireError::from(&error)))
@@ -211,16 +234,17 @@ impl<D: Dispatch> Calls<'_, D> {
         };
         let span =
             tracing::debug_span!("rpc.notify", service = descriptor.name, method = info.name);
-        let mut handler = match self
-            .service
-            .dispatch(method, body, &self.config.decode_limits)
-        {
-            Ok(handler) => handler,
-            Err(error) => {
-                tracing::debug!(parent: &span, %error, "one-way call refused");
-                return None;
-            }
-        };
+        let mut handler =
+            match self
+                .service
+                .dispatch(method, body, &self.config.decode_limits, None)
+            {
+                Ok(handler) => handler,
+                Err(error) => {
+                    tracing::debug!(parent: &span, %error, "one-way call refused");
+                    return None;
+                }
+            };
         let context = || CallContext::new(Arc::clone(self.peer), None, None, info.name);
         if poll_now {
             if let Poll::Ready(outcome) = span.in_scope(|| first_poll(context(), &mut handler)) {
@@ -239,6 +263,22 @@ impl<D: Dispatch> Calls<'_, D> {
             }
             .instrument(span),
         ))
+    }
+}
+
+/// `handler`, stopped with the error if an item of the call's stream from the client does not
+/// decode.
+async fn failing_with<F>(inbound: Option<Arc<Inbound>>, handler: F) -> std::thread::Result<Outcome>
+where
+    F: Future<Output = std::thread::Result<Outcome>>,
+{
+    let Some(inbound) = inbound else {
+        return handler.await;
+    };
+    tokio::select! {
+        biased;
+        outcome = handler => outcome,
+        error = inbound.failure() => Ok(Outcome::Failed(error)),
     }
 }
 

@@ -36,6 +36,7 @@ pub struct ServerConfig {
     pub(crate) frame_timeout: Duration,
     pub(crate) max_unsent_bytes: usize,
     pub(crate) max_streams: usize,
+    pub(crate) stream_window: u32,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +52,7 @@ impl Default for ServerConfig {
             frame_timeout: Duration::from_secs(10),
             max_unsent_bytes: 1024 * 1024,
             max_streams: 64,
+            stream_window: 16,
         }
     }
 }
@@ -161,6 +163,21 @@ impl ServerConfig {
     pub fn max_streams(&mut self, streams: usize) -> &mut Self {
         self.max_streams = streams;
         self
+    }
+
+    /// Sets how many items of a stream from a client (an argument of type [`crate::Stream`])
+    /// may be on their way or waiting for the handler. Default 16, at least 1. A client sends
+    /// an item only with credit for it, so a stream from a client costs the server at most this
+    /// many items (each at most the maximum frame) while its handler does not take them; a
+    /// client that sends more breaks the protocol and is disconnected.
+    pub fn stream_window(&mut self, items: u32) -> &mut Self {
+        self.stream_window = items.max(1);
+        self
+    }
+
+    /// How many items of a stream from a client may wait for the handler.
+    pub fn get_stream_window(&self) -> u32 {
+        self.stream_window
     }
 
     /// The largest frame accepted from a client.

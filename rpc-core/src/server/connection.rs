@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::oneshot;
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -18,9 +18,10 @@ use crate::protocol::{GoodbyeReason, Header, WireError};
 use crate::server::call::{failed, Calls, Started};
 use crate::server::config::ServerConfig;
 use crate::server::handshake::handshake;
-use crate::server::stream::MAX_CREDIT;
+use crate::server::streams::Streams;
 use crate::server::ConnectionError;
 use crate::service::{Dispatch, MethodKind};
+use crate::stream::{Inbound, Incoming};
 use crate::writer::spawn_writer;
 
 /// Most frames gathered before they are sent.
@@ -109,8 +110,8 @@ where
     let mut tasks: JoinSet<Finished> = JoinSet::new();
     // The calls among them, by request id, to cancel them.
     let mut cancels: HashMap<u64, AbortHandle> = HashMap::new();
-    // The streams among them (opening or open), with the credit their client has granted.
-    let mut streams: HashMap<u64, Arc<Semaphore>> = HashMap::new();
+    // The streams of the calls, both ways.
+    let mut streams = Streams::default();
     // Tells the next one-way handler that the previous one has finished (its sender dropped).
     let mut last_oneway: Option<oneshot::Receiver<()>> = None;
     let mut draining = false;
@@ -128,7 +129,7 @@ where
         // Replies the client has not taken yet: past the limit, stop reading its calls.
         let backlog = outbox.unsent() > config.max_unsent_bytes;
         // Open streams are not calls in flight: they live as long as their client wants.
-        let handlers = tasks.len().saturating_sub(streams.len());
+        let handlers = tasks.len().saturating_sub(streams.sending());
         let reading = !draining && !client_gone && !backlog && handlers < config.max_in_flight;
         tokio::select! {
             biased;
@@ -136,7 +137,7 @@ where
                 if let Ok((task, Finished::Call(id) | Finished::Stream(id))) = joined {
                     if cancels.get(&id).is_some_and(|handle| handle.id() == task) {
                         cancels.remove(&id);
-                        streams.remove(&id);
+                        streams.sent(id);
                     }
                 }
             }
@@ -150,14 +151,14 @@ where
             // While not reading, this waits for the client to leave, without reading.
             incoming = next_incoming(&mut reader, reading, config.max_frame), if !client_gone => {
                 let frame = match incoming {
-                    Incoming::Frame(Ok(Some(frame))) => frame,
-                    Incoming::Frame(Ok(None)) | Incoming::Closed => {
+                    Received::Frame(Ok(Some(frame))) => frame,
+                    Received::Frame(Ok(None)) | Received::Closed => {
                         client_gone = true;
                         abort_all(&mut cancels);
                         streams.clear();
                         continue;
                     }
-                    Incoming::Frame(Err(error)) => {
+                    Received::Frame(Err(error)) => {
                         if let FrameError::TooLarge { len, max } = error {
                             out.push(header_frame(&Header::Goodbye {
                                 reason: GoodbyeReason::FrameTooLarge { len, max },
@@ -177,31 +178,46 @@ where
                         }
                         let deadline = deadline_us
                             .and_then(|us| Instant::now().checked_add(Duration::from_micros(us)));
-                        let stream = service
-                            .descriptor()
-                            .method(method)
-                            .is_some_and(|m| m.kind == MethodKind::Stream);
-                        if stream {
-                            if streams.len() >= config.max_streams {
-                                let max = u32::try_from(config.max_streams).unwrap_or(u32::MAX);
-                                failed(id, WireError::TooManyStreams { max }).push_into(&mut out);
-                                continue;
-                            }
-                            let credit = Arc::new(Semaphore::new(0));
-                            match calls.start_stream(id, method, deadline, &frame, body_at, Arc::clone(&credit), outbox.clone()) {
-                                Ok(rest) => {
-                                    let handle = tasks.spawn(async move {
-                                        rest.await;
-                                        Finished::Stream(id)
-                                    });
-                                    cancels.insert(id, handle);
-                                    streams.insert(id, credit);
-                                }
-                                Err(reply) => reply.push_into(&mut out),
-                            }
+                        let info = service.descriptor().method(method);
+                        let (kind, takes_stream) = info.map_or((MethodKind::Call, false), |m| (m.kind, m.takes_stream));
+                        if kind == MethodKind::Oneway {
+                            failed(id, WireError::WrongKind(method)).push_into(&mut out);
                             continue;
                         }
-                        match calls.start_call(id, method, deadline, &frame, body_at) {
+                        let streaming = kind == MethodKind::Stream || takes_stream;
+                        if streaming && streams.open() >= config.max_streams {
+                            let max = u32::try_from(config.max_streams).unwrap_or(u32::MAX);
+                            failed(id, WireError::TooManyStreams { max }).push_into(&mut out);
+                            continue;
+                        }
+                        // The call's stream from the client, opened once the call starts.
+                        let inbound = takes_stream.then(|| Inbound::new(config.stream_window));
+                        let incoming = inbound.as_ref().map(|slot| {
+                            Incoming::new(Arc::clone(slot), id, outbox.clone(), config.stream_window, config.decode_limits)
+                        });
+                        let dispatched = match calls.dispatch(id, method, kind, &frame, body_at, incoming) {
+                            Ok(dispatched) => dispatched,
+                            Err(reply) => {
+                                reply.push_into(&mut out);
+                                continue;
+                            }
+                        };
+                        if let Some(slot) = &inbound {
+                            // Before any reply: the client learns that the stream is open.
+                            out.push(header_frame(&Header::Credit { stream: id, items: config.stream_window }));
+                            streams.receive(id, Arc::clone(slot));
+                        }
+                        if kind == MethodKind::Stream {
+                            let credit = streams.send(id);
+                            let rest = calls.start_stream(id, method, deadline, dispatched, inbound, credit, outbox.clone());
+                            let handle = tasks.spawn(async move {
+                                rest.await;
+                                Finished::Stream(id)
+                            });
+                            cancels.insert(id, handle);
+                            continue;
+                        }
+                        match calls.start_call(id, method, deadline, dispatched, inbound) {
                             Started::Answered(reply) => reply.push_into(&mut out),
                             Started::Running(rest) => {
                                 let outbox = outbox.clone();
@@ -238,22 +254,34 @@ where
                             None => last_oneway = previous,
                         }
                     }
-                    Header::Cancel { id } => {
+                    // A stop of a result stream is its cancellation.
+                    Header::Cancel { id } | Header::StreamStop { stream: id } => {
                         if let Some(handle) = cancels.remove(&id) {
                             tracing::debug!(id, "call cancelled by client");
                             handle.abort();
-                            streams.remove(&id);
                         }
+                        streams.forget(id);
                     }
                     Header::Credit { stream, items } => {
-                        // Credit for a stream that has just ended (it raced with the end) is
-                        // ignored; credit that cannot be counted is a violation.
-                        if let Some(credit) = streams.get(&stream) {
-                            let items = usize::try_from(items).unwrap_or(usize::MAX);
-                            if credit.available_permits().saturating_add(items) > MAX_CREDIT {
-                                break Err(protocol_violation(&mut out, ProtocolError::CreditOverflow { stream }));
+                        if let Err(error) = streams.credit(stream, items) {
+                            break Err(protocol_violation(&mut out, error));
+                        }
+                    }
+                    Header::StreamItem { stream } => {
+                        if let Err(error) = streams.item(stream, frame, body_at) {
+                            break Err(protocol_violation(&mut out, error));
+                        }
+                    }
+                    Header::StreamEnd { stream, error } => {
+                        if let Err(violation) = streams.end(stream) {
+                            break Err(protocol_violation(&mut out, violation));
+                        }
+                        // A client whose stream failed gives up its call.
+                        if error.is_some() {
+                            if let Some(handle) = cancels.remove(&stream) {
+                                handle.abort();
                             }
-                            credit.add_permits(items);
+                            streams.forget(stream);
                         }
                     }
                     Header::Goodbye { .. } => {
@@ -267,15 +295,12 @@ where
                     Header::Reply { .. } => {
                         break Err(protocol_violation(&mut out, ProtocolError::UnexpectedKind("reply")));
                     }
-                    Header::StreamItem { .. } | Header::StreamEnd { .. } => {
-                        break Err(protocol_violation(&mut out, ProtocolError::UnexpectedKind("stream from the client")));
-                    }
                 }
             }
             () = &mut shutdown, if !draining => {
                 draining = true;
                 // Streams do not end on their own: they end now, with a typed reason.
-                for (id, _) in streams.drain() {
+                for id in streams.drain_sending() {
                     if let Some(handle) = cancels.remove(&id) {
                         handle.abort();
                     }
@@ -301,7 +326,7 @@ where
 }
 
 /// What the connection's reading branch saw.
-enum Incoming {
+enum Received {
     /// A frame, the end of the stream, or why reading failed.
     Frame(Result<Option<Bytes>, FrameError>),
     /// The client closed its end while the server was not reading.
@@ -309,12 +334,12 @@ enum Incoming {
 }
 
 /// Reads the next frame if `reading`, else waits for the client to close its end.
-async fn next_incoming<R: FrameRead>(reader: &mut R, reading: bool, max_frame: u32) -> Incoming {
+async fn next_incoming<R: FrameRead>(reader: &mut R, reading: bool, max_frame: u32) -> Received {
     if reading {
-        Incoming::Frame(reader.read_frame(max_frame).await)
+        Received::Frame(reader.read_frame(max_frame).await)
     } else {
         reader.closed().await;
-        Incoming::Closed
+        Received::Closed
     }
 }
 

@@ -32,7 +32,7 @@ mod call;
 mod config;
 mod connection;
 mod handshake;
-mod stream;
+mod streams;
 
 pub use config::ServerConfig;
 pub use connection::serve_connection;

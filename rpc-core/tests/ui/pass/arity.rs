@@ -133,7 +133,7 @@ async fn main() -> Result<(), rpc_core::RpcError> {
     let server = NothingServer::new(Nobody);
     assert!(server.descriptor().methods.is_empty());
     assert!(matches!(
-        server.dispatch(0, &[], &DecodeLimits::default()),
+        server.dispatch(0, &[], &DecodeLimits::default(), None),
         Err(DispatchError::UnknownMethod(0))
     ));
     let _nothing: NothingClient = rpc_core::memory::serve_and_connect(server).await?;

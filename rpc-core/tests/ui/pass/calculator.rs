@@ -80,11 +80,11 @@ async fn main() -> Result<(), rpc_core::RpcError> {
 
     let limits = DecodeLimits::default();
     assert!(matches!(
-        server.dispatch(3, &[], &limits),
+        server.dispatch(3, &[], &limits, None),
         Err(DispatchError::UnknownMethod(3))
     ));
     assert!(matches!(
-        server.dispatch(0, &[1], &limits),
+        server.dispatch(0, &[1], &limits, None),
         Err(DispatchError::BadArguments(_))
     ));
 

@@ -1,4 +1,5 @@
-//! Sending a stream's items as the client grants credit.
+//! Sending a stream's items as its receiver grants credit: the server's result streams and the
+//! client's argument streams alike.
 
 use std::panic::AssertUnwindSafe;
 
@@ -18,13 +19,14 @@ const BACKLOG: usize = 256 * 1024;
 const BATCH_ITEMS: usize = 64;
 const BATCH_BYTES: usize = 64 * 1024;
 
-/// Most credit a client may have granted and the stream not used: more is a protocol
+/// Most credit a receiver may have granted and the stream not used: more is a protocol
 /// violation.
-pub(super) const MAX_CREDIT: usize = 1 << 20;
+pub(crate) const MAX_CREDIT: usize = 1 << 20;
 
 /// Sends the items of `source` on stream `id`, one per unit of `credit`, then its end. The
-/// stream is polled only when the client has room for its next item.
-pub(super) async fn produce(
+/// stream is polled only when the receiver has room for its next item; once `credit` is closed
+/// (the receiver stopped the stream), the stream ends.
+pub(crate) async fn produce(
     mut source: ItemSource,
     id: u64,
     credit: &Semaphore,
@@ -42,7 +44,7 @@ pub(super) async fn produce(
     let error = 'stream: loop {
         match credit.acquire().await {
             Ok(permit) => permit.forget(),
-            Err(_) => return,
+            Err(_) => break 'stream None,
         }
         outbox.drained_to(BACKLOG).await;
         let mut next = AssertUnwindSafe(source.next()).catch_unwind().await;
@@ -96,7 +98,7 @@ pub(super) async fn produce(
 }
 
 /// Sends the end of stream `id`.
-pub(super) fn end(outbox: &Outbox, id: u64, error: Option<WireError>) {
+pub(crate) fn end(outbox: &Outbox, id: u64, error: Option<WireError>) {
     let frame = header_frame(&Header::StreamEnd { stream: id, error });
     let _ = outbox.send_encoded(Encoded::One(frame), true);
 }

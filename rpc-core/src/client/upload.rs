@@ -1,0 +1,158 @@
+//! The client's side of a call's argument stream: the task that sends its items as the server
+//! grants credit, and the calls that take a stream.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::{oneshot, Semaphore};
+
+use crate::client::handle::ClientHandle;
+use crate::error::RpcError;
+use crate::service::MethodDescriptor;
+use crate::stream::produce::{end, produce};
+use crate::stream::ItemSource;
+use crate::{Stream, StreamReceiver};
+
+/// What the reader task and the sending task share about one argument stream.
+pub(super) struct Outgoing {
+    /// Items the server has granted and the stream not sent; closed when the server stops it.
+    pub(super) credit: Semaphore,
+    /// The server has granted credit: the stream is open on its side, and must be ended.
+    pub(super) opened: AtomicBool,
+}
+
+/// The sending side of one call's argument stream. Dropped, it stops sending without an end
+/// (the call was cancelled, which tells the server); [`Upload::finish`] stops it with one.
+pub(super) struct Upload {
+    handle: ClientHandle,
+    id: u64,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Upload {
+    /// Starts sending `source` as the argument stream of call `id`, which is about to be sent:
+    /// items go out once the server grants credit.
+    pub(super) fn start(handle: &ClientHandle, id: u64, source: ItemSource) -> Self {
+        let shared = &handle.shared;
+        let outgoing = Arc::new(Outgoing {
+            credit: Semaphore::new(0),
+            opened: AtomicBool::new(false),
+        });
+        shared
+            .conn
+            .lock()
+            .outgoing
+            .insert(id, Arc::clone(&outgoing));
+        let (stop, stopped) = oneshot::channel();
+        let outbox = shared.outbox.clone();
+        let (max_frame, in_parts) = (shared.server_max_frame, outbox.accepts_parts());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = produce(source, id, &outgoing.credit, &outbox, max_frame, in_parts) => {}
+                finished = stopped => {
+                    // Answered: a stream the server opened is ended, so that it forgets it.
+                    if finished.is_ok() && outgoing.opened.load(Ordering::Acquire) {
+                        end(&outbox, id, None);
+                    }
+                }
+            }
+        });
+        Self {
+            handle: handle.clone(),
+            id,
+            stop: Some(stop),
+        }
+    }
+
+    /// The call was answered (or its result stream ended): the stream stops, and ends if the
+    /// server opened it.
+    pub(super) fn finish(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        self.handle.shared.conn.lock().outgoing.remove(&self.id);
+    }
+}
+
+impl ClientHandle {
+    /// Calls a method that takes a stream from the client and whose result is a plain `T`:
+    /// `upload`'s items are sent as the server takes them, and the call returns once the
+    /// server answers (its handler may answer before the stream ends; the rest is not sent).
+    ///
+    /// # Errors
+    ///
+    /// As [`ClientHandle::call`]. An item that cannot be encoded ends the upload with nothing
+    /// more sent; the handler then sees the stream end.
+    pub async fn call_uploading<A, I, T>(
+        &self,
+        method: &'static MethodDescriptor,
+        args: &A,
+        upload: Stream<I>,
+    ) -> Result<T, RpcError>
+    where
+        A: Serialize + ?Sized,
+        I: Serialize + Send + 'static,
+        T: DeserializeOwned,
+    {
+        let id = self.next_id();
+        let upload = Upload::start(self, id, upload.into_source());
+        let reply = self.request_with(id, method, args, None).await?;
+        upload.finish();
+        self.value(&reply)
+    }
+
+    /// Calls a method that takes a stream from the client and is declared as returning
+    /// `Result<T, E>`; see [`ClientHandle::call_uploading`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ClientHandle::call_uploading`].
+    pub async fn call_fallible_uploading<A, I, T, E>(
+        &self,
+        method: &'static MethodDescriptor,
+        args: &A,
+        upload: Stream<I>,
+    ) -> Result<Result<T, E>, RpcError>
+    where
+        A: Serialize + ?Sized,
+        I: Serialize + Send + 'static,
+        T: DeserializeOwned,
+        E: DeserializeOwned,
+    {
+        let id = self.next_id();
+        let upload = Upload::start(self, id, upload.into_source());
+        let reply = self.request_with(id, method, args, None).await?;
+        upload.finish();
+        self.fallible(&reply)
+    }
+
+    /// Opens a stream from the server by calling a method that also takes a stream from the
+    /// client: both flow at once, each within its receiver's credit. The upload goes on until
+    /// it ends, the server stops it, or the returned receiver ends or is dropped.
+    ///
+    /// # Errors
+    ///
+    /// As [`ClientHandle::open_stream`].
+    pub async fn open_stream_uploading<A, I, T>(
+        &self,
+        method: &'static MethodDescriptor,
+        args: &A,
+        upload: Stream<I>,
+    ) -> Result<StreamReceiver<T>, RpcError>
+    where
+        A: Serialize + ?Sized,
+        I: Serialize + Send + 'static,
+        T: DeserializeOwned,
+    {
+        let id = self.next_id();
+        let upload = Upload::start(self, id, upload.into_source());
+        self.open(id, method, args, Some(upload)).await
+    }
+}

@@ -1,0 +1,118 @@
+//! The streams of one connection: the credit of the streams it sends (results) and the items
+//! of the streams it receives (arguments), by the id of the call that opened them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::Semaphore;
+
+use crate::error::ProtocolError;
+use crate::stream::produce::MAX_CREDIT;
+use crate::stream::Inbound;
+
+/// A connection's open streams.
+#[derive(Default)]
+pub(super) struct Streams {
+    /// Result streams (opening or open), with the credit their client has granted.
+    sending: HashMap<u64, Arc<Semaphore>>,
+    /// Argument streams, from the credit the server granted until the client's end.
+    receiving: HashMap<u64, Arc<Inbound>>,
+}
+
+impl Streams {
+    /// How many calls have a stream open, either way.
+    pub(super) fn open(&self) -> usize {
+        self.sending.len()
+            + self
+                .receiving
+                .keys()
+                .filter(|id| !self.sending.contains_key(id))
+                .count()
+    }
+
+    /// How many result streams are open: their tasks are not calls in flight.
+    pub(super) fn sending(&self) -> usize {
+        self.sending.len()
+    }
+
+    /// Opens result stream `id`; returns its credit, which the client grants.
+    pub(super) fn send(&mut self, id: u64) -> Arc<Semaphore> {
+        let credit = Arc::new(Semaphore::new(0));
+        self.sending.insert(id, Arc::clone(&credit));
+        credit
+    }
+
+    /// Opens argument stream `id`, whose client has just been granted its first credit.
+    pub(super) fn receive(&mut self, id: u64, slot: Arc<Inbound>) {
+        self.receiving.insert(id, slot);
+    }
+
+    /// The result stream `id` has ended or was cancelled.
+    pub(super) fn sent(&mut self, id: u64) {
+        self.sending.remove(&id);
+    }
+
+    /// The call `id` is cancelled: both of its streams are forgotten.
+    pub(super) fn forget(&mut self, id: u64) {
+        self.sending.remove(&id);
+        self.receiving.remove(&id);
+    }
+
+    /// The client granted `items` more on result stream `id`. Credit for a stream that has
+    /// just ended (it raced with the end) is ignored.
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::CreditOverflow`] if the credit cannot be counted.
+    pub(super) fn credit(&self, id: u64, items: u32) -> Result<(), ProtocolError> {
+        if let Some(credit) = self.sending.get(&id) {
+            let items = usize::try_from(items).unwrap_or(usize::MAX);
+            if credit.available_permits().saturating_add(items) > MAX_CREDIT {
+                return Err(ProtocolError::CreditOverflow { stream: id });
+            }
+            credit.add_permits(items);
+        }
+        Ok(())
+    }
+
+    /// An item of argument stream `id` arrived.
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::UnknownStream`] if the stream is not open (never opened or already
+    /// ended), [`ProtocolError::CreditExceeded`] if the client had no credit for it.
+    pub(super) fn item(&self, id: u64, frame: Bytes, body_at: usize) -> Result<(), ProtocolError> {
+        let slot = self
+            .receiving
+            .get(&id)
+            .ok_or(ProtocolError::UnknownStream { stream: id })?;
+        slot.push(frame, body_at)
+            .map_err(|_| ProtocolError::CreditExceeded { stream: id })
+    }
+
+    /// The client ended argument stream `id`.
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::UnknownStream`] if the stream is not open.
+    pub(super) fn end(&mut self, id: u64) -> Result<(), ProtocolError> {
+        let slot = self
+            .receiving
+            .remove(&id)
+            .ok_or(ProtocolError::UnknownStream { stream: id })?;
+        slot.end();
+        Ok(())
+    }
+
+    /// The client is gone: every stream is forgotten.
+    pub(super) fn clear(&mut self) {
+        self.sending.clear();
+        self.receiving.clear();
+    }
+
+    /// The result streams, taken out: the server is shutting down and ends them.
+    pub(super) fn drain_sending(&mut self) -> Vec<u64> {
+        self.sending.drain().map(|(id, _)| id).collect()
+    }
+}

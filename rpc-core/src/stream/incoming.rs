@@ -1,0 +1,251 @@
+//! The server's end of a stream from the client: the items that arrived, the credit granted
+//! back as the handler takes them, and the stop sent when the handler drops the stream.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+
+use crate::decode::{self, DecodeLimits};
+use crate::frame::header_frame;
+use crate::protocol::{Header, WireError};
+use crate::writer::Outbox;
+
+/// One stream from the client, shared by the connection (which puts items in) and the
+/// handler's [`Incoming`] (which takes them out).
+pub(crate) struct Inbound {
+    state: Mutex<State>,
+    /// Wakes the engine when an item did not decode.
+    failed: Notify,
+}
+
+struct State {
+    /// Items that arrived and have not been taken: each frame, and where its body starts.
+    items: VecDeque<(Bytes, usize)>,
+    /// Items the client may still send: credit granted and not used yet.
+    credit: usize,
+    /// The client ended the stream.
+    ended: bool,
+    /// The handler dropped the stream: what arrives is discarded.
+    stopped: bool,
+    waker: Option<Waker>,
+    /// Why the stream failed on this side (an item that did not decode).
+    failure: Option<WireError>,
+}
+
+/// The client sent an item beyond the credit it was granted.
+#[derive(Debug)]
+pub(crate) struct OverCredit;
+
+impl Inbound {
+    /// A stream whose client holds `window` items of credit.
+    pub(crate) fn new(window: u32) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                credit: usize::try_from(window).unwrap_or(usize::MAX),
+                ended: false,
+                stopped: false,
+                waker: None,
+                failure: None,
+            }),
+            failed: Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // No code panics while holding this lock; a poisoned one is still consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An item arrived.
+    ///
+    /// # Errors
+    ///
+    /// [`OverCredit`] if the client had no credit left for it.
+    pub(crate) fn push(&self, frame: Bytes, body_at: usize) -> Result<(), OverCredit> {
+        let waker = {
+            let mut state = self.lock();
+            state.credit = state.credit.checked_sub(1).ok_or(OverCredit)?;
+            if state.stopped {
+                return Ok(());
+            }
+            state.items.push_back((frame, body_at));
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// The client ended the stream.
+    pub(crate) fn end(&self) {
+        let waker = {
+            let mut state = self.lock();
+            state.ended = true;
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Waits until an item fails to decode on the handler's side, and returns why.
+    pub(crate) async fn failure(&self) -> WireError {
+        loop {
+            let notified = self.failed.notified();
+            if let Some(error) = self.lock().failure.clone() {
+                return error;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// The items of a stream from the client, as the engine hands them to a dispatcher:
+/// [`crate::Stream::incoming`] makes the handler's typed stream of it.
+///
+/// Taking items grants the client credit for more (half the window at a time); dropping it
+/// before the stream's end tells the client to stop.
+pub struct Incoming {
+    slot: Arc<Inbound>,
+    id: u64,
+    outbox: Outbox,
+    window: u32,
+    /// Items taken since credit was last granted.
+    taken: u32,
+    limits: DecodeLimits,
+    /// The end was taken.
+    done: bool,
+}
+
+impl Incoming {
+    pub(crate) fn new(
+        slot: Arc<Inbound>,
+        id: u64,
+        outbox: Outbox,
+        window: u32,
+        limits: DecodeLimits,
+    ) -> Self {
+        Self {
+            slot,
+            id,
+            outbox,
+            window,
+            taken: 0,
+            limits,
+            done: false,
+        }
+    }
+
+    /// The next item's frame and where its body starts, or `None` at the end.
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<(Bytes, usize)>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let mut state = self.slot.lock();
+        let Some(item) = state.items.pop_front() else {
+            if state.ended {
+                self.done = true;
+                return Poll::Ready(None);
+            }
+            if !state
+                .waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                state.waker = Some(cx.waker().clone());
+            }
+            return Poll::Pending;
+        };
+        self.taken += 1;
+        // Room for half the window again: grant it in one credit.
+        if !state.ended && self.taken >= self.window.div_ceil(2) {
+            let items = std::mem::take(&mut self.taken);
+            state.credit = state
+                .credit
+                .saturating_add(usize::try_from(items).unwrap_or(usize::MAX));
+            drop(state);
+            let _ = self.outbox.send(header_frame(&Header::Credit {
+                stream: self.id,
+                items,
+            }));
+        }
+        Poll::Ready(Some(item))
+    }
+
+    /// An item did not decode: the engine fails the call with `error`.
+    fn fail(&mut self, error: WireError) {
+        self.done = true;
+        self.slot.lock().failure = Some(error);
+        self.slot.failed.notify_one();
+    }
+
+    /// The items decoded as `T`.
+    pub(crate) fn decoded<T: DeserializeOwned>(self) -> Decoded<T> {
+        Decoded {
+            incoming: self,
+            _items: PhantomData,
+        }
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        let stop = {
+            let mut state = self.slot.lock();
+            state.stopped = true;
+            state.items.clear();
+            !state.ended
+        };
+        if stop {
+            let _ = self
+                .outbox
+                .send(header_frame(&Header::StreamStop { stream: self.id }));
+        }
+    }
+}
+
+impl fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Incoming")
+            .field("id", &self.id)
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The items of an [`Incoming`], decoded.
+pub(crate) struct Decoded<T> {
+    incoming: Incoming,
+    _items: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> futures_util::Stream for Decoded<T> {
+    type Item = T;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let incoming = &mut self.get_mut().incoming;
+        let Some((frame, body_at)) = std::task::ready!(incoming.poll_frame(cx)) else {
+            return Poll::Ready(None);
+        };
+        let body = frame.get(body_at..).unwrap_or_default();
+        let limits = incoming.limits;
+        match crate::byte_buf::sharing(&frame, || decode::from_slice(body, &limits)) {
+            Ok(item) => Poll::Ready(Some(item)),
+            Err(error) => {
+                tracing::debug!(id = incoming.id, %error, "stream item did not decode");
+                incoming.fail(WireError::BadArguments((&error).into()));
+                // The engine stops the handler and fails the call.
+                Poll::Pending
+            }
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Streams: what a stream method returns, and what a method that takes a stream receives.
+//!
+//! A method declared `async fn watch(&self, ..) -> rpc_core::Stream<T>` returns a [`Stream`]
+//! made from any [`futures_util::Stream`] of `T`; the client gets a
+//! [`StreamReceiver<T>`](crate::StreamReceiver) that yields each item as
+//! `Result<T, RpcError>`. A method declared `async fn upload(&self, chunks: rpc_core::Stream<T>)`
+//! takes a stream from the client: the generated client method takes any
+//! `futures_util::Stream<Item = T>`, and the handler gets a [`Stream`] of the items as they
+//! arrive. How items travel (credit, cancellation, ends) is described on
+//! [`StreamReceiver`](crate::StreamReceiver) and in the [protocol](crate::protocol#streams).
+
+mod channel;
+mod incoming;
+pub(crate) mod produce;
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::frame::encode::EncodedResult;
+use crate::protocol::WireError;
+
+pub use channel::{SendError, StreamSender};
+pub(crate) use incoming::Inbound;
+pub use incoming::Incoming;
+
+/// A stream of items that travels between client and server: what a stream method returns,
+/// and what a method that takes a stream receives.
+///
+/// Made from any stream of items, from an iterator, or as the receiving half of
+/// [`Stream::channel`]. It is itself a [`futures_util::Stream`] of `T`.
+///
+/// ```
+/// let ticks = rpc_core::Stream::new(futures_util::stream::iter(1..=3u32));
+/// # let _ = ticks;
+/// ```
+///
+/// **As an argument.** A handler's argument stream yields the client's items as they arrive
+/// and ends (`None`) when the client's stream ends. The client sends an item only when the
+/// handler has room for it (`ServerConfig::stream_window`), so an upload costs the server at
+/// most that many items in memory. An item that does not decode stops the handler: the call
+/// fails with [`WireError::BadArguments`]. A handler that drops the stream before its end stops
+/// the client's sending side (a [`StreamSender`] then fails). If the client cancels the call or
+/// goes away, the handler is dropped, as for any call.
+pub struct Stream<T> {
+    inner: Pin<Box<dyn futures_util::Stream<Item = T> + Send + 'static>>,
+}
+
+impl<T> Stream<T> {
+    /// A stream of `items`. It is polled only when the receiver has room for the next item,
+    /// and dropped when the receiver drops its end or the connection closes.
+    pub fn new(items: impl futures_util::Stream<Item = T> + Send + 'static) -> Self {
+        Self {
+            inner: Box::pin(items),
+        }
+    }
+
+    /// A stream of the items of `items`, one after the other.
+    pub fn iter<I>(items: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        I::IntoIter: Send + 'static,
+    {
+        Self::new(futures_util::stream::iter(items))
+    }
+
+    /// A stream with no items.
+    pub fn empty() -> Self
+    where
+        T: Send + 'static,
+    {
+        Self::new(futures_util::stream::empty())
+    }
+
+    /// A stream fed by a sender: items sent on the [`StreamSender`] are the stream's items, and
+    /// the stream ends when every sender is dropped. At most `buffer` items (at least one) wait
+    /// between sender and stream; past that, [`StreamSender::send`] waits.
+    ///
+    /// The sender learns when the receiving side is gone (the client dropped its receiver, the
+    /// server's handler dropped its argument stream, or the connection closed):
+    /// [`StreamSender::send`] then fails with [`SendError`].
+    pub fn channel(buffer: usize) -> (StreamSender<T>, Self)
+    where
+        T: Send + 'static,
+    {
+        channel::channel(buffer)
+    }
+}
+
+impl<T: DeserializeOwned + Send + 'static> Stream<T> {
+    /// The stream of a client's items, for a dispatcher: items decode as `T` as they are taken.
+    pub fn incoming(incoming: Incoming) -> Self {
+        Self::new(incoming.decoded::<T>())
+    }
+}
+
+impl<T: Serialize + Send + 'static> Stream<T> {
+    /// The items, encoded one by one as they are taken.
+    pub(crate) fn into_source(self) -> ItemSource {
+        ItemSource(Box::pin(self.inner.map(|item| {
+            EncodedResult::encode(&item).map_err(|_| WireError::EncodeFailed)
+        })))
+    }
+}
+
+impl<T> futures_util::Stream for Stream<T> {
+    type Item = T;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+impl<T> fmt::Debug for Stream<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stream").finish_non_exhaustive()
+    }
+}
+
+type Encoded = Result<EncodedResult, WireError>;
+
+/// A stream's items, encoded, for the engines.
+pub struct ItemSource(Pin<Box<dyn futures_util::Stream<Item = Encoded> + Send + 'static>>);
+
+impl futures_util::Stream for ItemSource {
+    type Item = Encoded;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Encoded>> {
+        self.0.as_mut().poll_next(cx)
+    }
+}
+
+impl fmt::Debug for ItemSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ItemSource").finish_non_exhaustive()
+    }
+}
