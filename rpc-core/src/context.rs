@@ -1,9 +1,12 @@
 //! What a handler can know about the call it serves.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use tokio::time::Instant;
+
+use crate::client::handle::Shared;
+use crate::client::{Client, ClientHandle};
 
 /// Who is on the other end of a connection, as far as the transport can tell.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -68,12 +71,49 @@ impl fmt::Display for PeerInfo {
 /// The context of the call being handled: the peer and the deadline.
 ///
 /// Read it with [`CallContext::current`] from inside a handler.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CallContext {
     peer: Arc<PeerInfo>,
     deadline: Option<Instant>,
     request_id: Option<u64>,
     method: &'static str,
+    /// The connection's way back to the caller.
+    link: Option<Weak<Shared>>,
+}
+
+impl fmt::Debug for CallContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallContext")
+            .field("peer", &self.peer)
+            .field("deadline", &self.deadline)
+            .field("request_id", &self.request_id)
+            .field("method", &self.method)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why [`CallContext::callbacks`] has no client to give.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallbackError {
+    /// Not called from inside a handler ([`CallContext::current`] is `None`).
+    #[error("not inside a call: callbacks are reached from a handler's context")]
+    NotInCall,
+    /// The service declares no callbacks (`#[service(callbacks = Trait)]`), so the client
+    /// serves none.
+    #[error("the service declares no callbacks")]
+    NoCallbacks,
+    /// The connection serves another service on its other side than the one asked for.
+    #[error("the caller serves {served:?}, not {requested:?}")]
+    WrongService {
+        /// The service asked for.
+        requested: &'static str,
+        /// The service the other side serves.
+        served: &'static str,
+    },
+    /// The caller has disconnected.
+    #[error("the caller has disconnected")]
+    Disconnected,
 }
 
 tokio::task_local! {
@@ -86,12 +126,14 @@ impl CallContext {
         deadline: Option<Instant>,
         request_id: Option<u64>,
         method: &'static str,
+        link: Option<Weak<Shared>>,
     ) -> Self {
         Self {
             peer,
             deadline,
             request_id,
             method,
+            link,
         }
     }
 
@@ -119,6 +161,45 @@ impl CallContext {
     /// The method's name.
     pub fn method(&self) -> &'static str {
         self.method
+    }
+
+    /// A typed client of the other side of this call's connection: on a server, the
+    /// callbacks its client serves (the service named by `#[service(callbacks = Trait)]`); in
+    /// a client's callback, the server, to call it again. Its calls carry the deadline of
+    /// this call at the latest (when it has one), and fail with
+    /// [`crate::RpcError::ConnectionClosed`] once the caller has disconnected, also when the
+    /// client is kept after this call.
+    ///
+    /// ```no_run
+    /// # #[rpc_core::service]
+    /// # pub trait Prompt { async fn confirm(&self, question: String) -> bool; }
+    /// # async fn handler() -> Result<bool, Box<dyn std::error::Error>> {
+    /// let context = rpc_core::CallContext::current().ok_or(rpc_core::CallbackError::NotInCall)?;
+    /// let gui: PromptClient = context.callbacks()?;
+    /// Ok(gui.confirm("install?".into()).await?)
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`CallbackError::NoCallbacks`] if the connection has no callbacks,
+    /// [`CallbackError::WrongService`] if they are not `C`'s service,
+    /// [`CallbackError::Disconnected`] if the caller has gone.
+    pub fn callbacks<C: Client>(&self) -> Result<C, CallbackError> {
+        let link = self.link.as_ref().ok_or(CallbackError::NoCallbacks)?;
+        let shared = link.upgrade().ok_or(CallbackError::Disconnected)?;
+        let handle = ClientHandle::from_link(shared, self.deadline);
+        let served = handle.service();
+        if served.name != C::SERVICE.name || served.fingerprint != C::SERVICE.fingerprint {
+            return Err(CallbackError::WrongService {
+                requested: C::SERVICE.name,
+                served: served.name,
+            });
+        }
+        if handle.is_closed() {
+            return Err(CallbackError::Disconnected);
+        }
+        Ok(C::from_handle(handle))
     }
 
     pub(crate) async fn scope<F: std::future::Future>(self, future: F) -> F::Output {

@@ -16,6 +16,18 @@ pub enum RpcError {
     /// The peer did not complete the handshake in time.
     #[error("handshake timed out")]
     HandshakeTimeout,
+    /// The callbacks this client serves are not the ones the service declares
+    /// (`#[service(callbacks = Trait)]`): none where the service calls back, another service,
+    /// or some where it does not. Nothing was sent.
+    #[error("service {service:?} calls back {declared:?}, but the client serves {served:?}")]
+    CallbacksMismatch {
+        /// The service being connected.
+        service: &'static str,
+        /// The callback service it declares.
+        declared: Option<&'static str>,
+        /// The callback service the client's configuration serves.
+        served: Option<&'static str>,
+    },
     /// The call's deadline passed before its reply arrived, by the client's clock or the
     /// server's; the handler on the server was stopped.
     #[error("deadline exceeded")]

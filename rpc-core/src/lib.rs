@@ -54,7 +54,7 @@ mod writer;
 
 pub use byte_buf::ByteBuf;
 pub use client::{connect, Client, ClientConfig, ClientHandle, StreamReceiver};
-pub use context::{CallContext, PeerInfo};
+pub use context::{CallContext, CallbackError, PeerInfo};
 pub use decode::DecodeError;
 pub use error::{ProtocolError, RpcError};
 pub use rpc_macros::service;

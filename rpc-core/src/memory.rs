@@ -90,9 +90,23 @@ impl FrameWrite for MemoryWriter {
 ///
 /// The handshake's [`RpcError`], if the client type does not match the service.
 pub async fn serve_and_connect<D: Dispatch, C: Client>(service: D) -> Result<C, RpcError> {
+    serve_and_connect_with(service, ServerConfig::default(), &ClientConfig::default()).await
+}
+
+/// As [`serve_and_connect`], with the server's and the client's settings (for instance the
+/// callbacks the client serves, [`ClientConfig::serve_callbacks`]).
+///
+/// # Errors
+///
+/// As [`serve_and_connect`].
+pub async fn serve_and_connect_with<D: Dispatch, C: Client>(
+    service: D,
+    server: ServerConfig,
+    client: &ClientConfig,
+) -> Result<C, RpcError> {
     let ((server_reader, server_writer), (client_reader, client_writer)) = pair();
     tokio::spawn(async move {
-        let config = ServerConfig::default();
+        let config = server;
         let result = serve_connection(
             server_reader,
             server_writer,
@@ -106,5 +120,5 @@ pub async fn serve_and_connect<D: Dispatch, C: Client>(service: D) -> Result<C, 
             tracing::debug!(%error, "in-memory connection ended");
         }
     });
-    connect(client_reader, client_writer, &ClientConfig::default()).await
+    connect(client_reader, client_writer, client).await
 }

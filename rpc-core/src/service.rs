@@ -27,9 +27,28 @@ pub struct ServiceDescriptor {
     pub fingerprint: u64,
     /// The methods, indexed by their wire id.
     pub methods: &'static [MethodDescriptor],
+    /// The service the server calls back on the client's side of each connection
+    /// (`#[service(callbacks = Other)]`), if any.
+    pub callbacks: Option<&'static ServiceDescriptor>,
 }
 
 impl ServiceDescriptor {
+    /// The fingerprint the handshake compares: the service's own, combined with its callback
+    /// service's if it has one, so that a client and server that disagree on either are told
+    /// at connect.
+    pub fn handshake_fingerprint(&self) -> u64 {
+        match self.callbacks {
+            None => self.fingerprint,
+            Some(callbacks) => {
+                // A multiply-rotate mix: distinct pairs give distinct values in practice, and
+                // the order matters.
+                (self.fingerprint ^ callbacks.fingerprint.rotate_left(29))
+                    .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                    .rotate_left(31)
+            }
+        }
+    }
+
     /// The method with wire id `index`, if there is one.
     pub fn method(&self, index: u32) -> Option<&'static MethodDescriptor> {
         self.methods.get(usize::try_from(index).ok()?)

@@ -108,7 +108,7 @@ impl Outbox {
     pub(crate) fn send(&self, frame: Bytes) -> Result<(), Closed> {
         let shared = &self.0 .0;
         let mut state = shared.lock();
-        if state.failed {
+        if state.failed || state.senders_gone {
             return Err(Closed);
         }
         shared.unsent.fetch_add(frame.len(), Ordering::Relaxed);
@@ -123,7 +123,7 @@ impl Outbox {
     pub(crate) fn send_now(&self, frame: Bytes) -> Result<(), Closed> {
         let shared = &self.0 .0;
         let mut state = shared.lock();
-        if state.failed {
+        if state.failed || state.senders_gone {
             return Err(Closed);
         }
         if !try_now(shared, &mut state, std::slice::from_ref(&frame)) {
@@ -140,7 +140,7 @@ impl Outbox {
     pub(crate) fn send_all_now(&self, frames: &mut Vec<Bytes>) -> Result<(), Closed> {
         let shared = &self.0 .0;
         let mut state = shared.lock();
-        if state.failed {
+        if state.failed || state.senders_gone {
             frames.clear();
             return Err(Closed);
         }
@@ -173,7 +173,7 @@ impl Outbox {
             Encoded::Parts(parts) => {
                 let shared = &self.0 .0;
                 let mut state = shared.lock();
-                if state.failed {
+                if state.failed || state.senders_gone {
                     return Err(Closed);
                 }
                 let bytes = parts.iter().map(Bytes::len).sum::<usize>();
@@ -187,6 +187,14 @@ impl Outbox {
     }
 
     /// Bytes of the frames waiting for the writer task or being written by it.
+    /// Lets the writer task write what is queued and close, although other [`Outbox`]es may
+    /// remain (handles that outlive the connection): frames sent from now on are refused.
+    pub(crate) fn close_when_sent(&self) {
+        let shared = &self.0 .0;
+        shared.lock().senders_gone = true;
+        shared.work.notify_one();
+    }
+
     pub(crate) fn unsent(&self) -> usize {
         self.0 .0.unsent.load(Ordering::Relaxed)
     }

@@ -114,6 +114,12 @@ fn descriptors(service: &Service) -> syn::Result<TokenStream> {
         Span::call_site(),
     );
     let count = service.methods.len();
+    let callbacks = match &service.callbacks {
+        Some(client) => {
+            quote!(::core::option::Option::Some(<#client as #private::Client>::SERVICE))
+        }
+        None => quote!(::core::option::Option::None),
+    };
     let methods = service
         .methods
         .iter()
@@ -144,6 +150,7 @@ fn descriptors(service: &Service) -> syn::Result<TokenStream> {
             name: #name,
             fingerprint: #fingerprint,
             methods: &__RPC_METHODS,
+            callbacks: #callbacks,
         };
     })
 }

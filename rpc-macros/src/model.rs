@@ -26,6 +26,8 @@ pub(crate) struct ServiceOptions {
     name: Option<LitStr>,
     /// `crate = "..."`: the path of `rpc_core` when the dependency is renamed.
     krate: Option<syn::Path>,
+    /// `callbacks = Trait`: the service the server calls back on the client.
+    callbacks: Option<syn::Path>,
 }
 
 impl ServiceOptions {
@@ -49,9 +51,22 @@ impl ServiceOptions {
                     }
                     Ok(path) => options.krate = Some(path),
                 }
+            } else if meta.path.is_ident("callbacks") {
+                let path: syn::Path = meta.value()?.parse().map_err(|e| {
+                    syn::Error::new(
+                        e.span(),
+                        "`callbacks` names the trait of the callback service: `callbacks = Prompt`",
+                    )
+                })?;
+                if options.callbacks.is_some() {
+                    errors.push(meta.error("duplicate `callbacks` option"));
+                } else {
+                    options.callbacks = Some(path);
+                }
             } else {
                 errors.push(meta.error(format_args!(
-                    "unknown `service` option `{}`: expected `name = \"...\"` or `crate = \"...\"`",
+                    "unknown `service` option `{}`: expected `name = \"...\"`, `crate = \"...\"` \
+                     or `callbacks = Trait`",
                     path_string(&meta.path),
                 )));
                 skip_value(&meta)?;
@@ -86,6 +101,8 @@ pub(crate) struct Service {
     pub(crate) private: TokenStream,
     /// `{Trait}Client`.
     pub(crate) client_ident: Ident,
+    /// The client type of the callback service (`callbacks = Prompt` gives `PromptClient`).
+    pub(crate) callbacks: Option<syn::Path>,
     /// `{Trait}BlockingClient`.
     pub(crate) blocking_ident: Ident,
     /// `{Trait}Server`.
@@ -123,7 +140,15 @@ impl Service {
             Some(path) => quote!(#path::__private),
             None => quote!(::rpc_core::__private),
         };
+        let callbacks = options.callbacks.map(|mut path| {
+            if let Some(last) = path.segments.last_mut() {
+                last.ident =
+                    format_ident!("{}Client", last.ident.unraw(), span = last.ident.span());
+            }
+            path
+        });
         Self {
+            callbacks,
             attrs: item.attrs,
             vis: item.vis,
             unsafety: item.unsafety,

@@ -77,6 +77,25 @@ pub async fn connect<C: Client>(name: &str) -> Result<C, ConnectError> {
     connect_with(&Endpoint::new(name)?, &ClientConfig::default()).await
 }
 
+/// Connects to the service served on `name`, serving `callbacks` (a generated
+/// `<Trait>Server`) on the connection for a service declared with
+/// `#[service(callbacks = Trait)]`: the server calls them back while it handles this client's
+/// calls. Other settings are the defaults; [`ClientConfig::serve_callbacks`] sets callbacks
+/// with other settings, for every transport.
+///
+/// # Errors
+///
+/// As [`connect`]; [`ConnectError::Handshake`] with [`RpcError::CallbacksMismatch`] if
+/// `callbacks` is not the service the server calls back (nothing is sent then).
+pub async fn connect_with_callbacks<C: Client>(
+    name: &str,
+    callbacks: impl rpc_core::Dispatch,
+) -> Result<C, ConnectError> {
+    let mut config = ClientConfig::default();
+    config.serve_callbacks(callbacks);
+    connect_with(&Endpoint::new(name)?, &config).await
+}
+
 /// Connects to the service served on `endpoint` with the settings of `config`.
 ///
 /// # Errors

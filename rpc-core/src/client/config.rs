@@ -1,9 +1,11 @@
 //! The settings of a client: one struct for the engine and the transports' connect functions.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::decode::DecodeLimits;
 use crate::protocol::DEFAULT_MAX_FRAME;
+use crate::service::Dispatch;
 
 /// Settings of a client connection.
 ///
@@ -18,6 +20,8 @@ use crate::protocol::DEFAULT_MAX_FRAME;
 /// ```
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
+    pub(crate) callbacks: Option<Callbacks>,
+    pub(crate) max_callbacks_in_flight: usize,
     pub(crate) max_frame: u32,
     pub(crate) default_timeout: Option<Duration>,
     pub(crate) handshake_timeout: Duration,
@@ -30,6 +34,8 @@ pub struct ClientConfig {
 impl Default for ClientConfig {
     fn default() -> Self {
         Self {
+            callbacks: None,
+            max_callbacks_in_flight: 32,
             max_frame: DEFAULT_MAX_FRAME,
             default_timeout: Some(Duration::from_secs(30)),
             handshake_timeout: Duration::from_secs(10),
@@ -41,10 +47,48 @@ impl Default for ClientConfig {
     }
 }
 
+/// The callback service a client serves, shared by its connections.
+#[derive(Clone)]
+pub(crate) struct Callbacks(pub(crate) Arc<dyn Dispatch>);
+
+impl std::fmt::Debug for Callbacks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Callbacks")
+            .field(&self.0.descriptor().name)
+            .finish()
+    }
+}
+
 impl ClientConfig {
     /// The defaults (see each setter).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Serves `callbacks` (a generated `<Trait>Server`) on each connection made with this
+    /// configuration: the calls the server makes back to this client. Required for a service
+    /// declared with `#[service(callbacks = Trait)]`, and it must be that trait's server;
+    /// connecting otherwise fails with [`crate::RpcError::CallbacksMismatch`] before anything is
+    /// sent. Callbacks run as a server's handlers do (each on its own task once it waits),
+    /// with [`ClientConfig::max_callbacks_in_flight`] as their limit; their methods cannot open
+    /// streams.
+    pub fn serve_callbacks(&mut self, callbacks: impl Dispatch) -> &mut Self {
+        self.callbacks = Some(Callbacks(Arc::new(callbacks)));
+        self
+    }
+
+    /// Sets how many callbacks from the server may run at once on one connection. Default 32.
+    /// Past it the client stops reading from the server until one finishes, except that each
+    /// call of this client still waiting for its reply lends a slot (at most as many again),
+    /// so that a callback that calls the server, which calls back, does not deadlock.
+    pub fn max_callbacks_in_flight(&mut self, callbacks: usize) -> &mut Self {
+        self.max_callbacks_in_flight = callbacks.max(1);
+        self
+    }
+
+    /// How many callbacks from the server may run at once on one connection.
+    pub fn get_max_callbacks_in_flight(&self) -> usize {
+        self.max_callbacks_in_flight
     }
 
     /// Sets the largest frame accepted from the server, in bytes. Default 16 MiB; the server

@@ -1,43 +1,57 @@
 //! The handle to a client connection: connect, call, notify, re-time.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::client::config::ClientConfig;
-use crate::client::handshake::handshake;
 use crate::client::pending::{CallState, Conn, Reply, StreamSlot, Waiter};
-use crate::client::reader::read_replies;
 use crate::decode::{self, DecodeLimits};
 use crate::error::{ProtocolError, RpcError};
-use crate::frame::{
-    encode_frame, header_frame, EncodeError, Encoded, FrameBody, FrameRead, FrameWrite,
-};
+use crate::frame::{encode_frame, header_frame, EncodeError, Encoded, FrameBody};
 use crate::protocol::{GoodbyeReason, Header, ReplyStatus, WireError};
 use crate::service::{MethodDescriptor, MethodKind, ServiceDescriptor};
-use crate::writer::{spawn_writer, Closer, Outbox};
+use crate::writer::Outbox;
 
-pub(super) struct Shared {
+/// What the handles of one connection share.
+pub(crate) struct Shared {
     pub(super) conn: Arc<Conn>,
     pub(super) outbox: Outbox,
-    service: &'static ServiceDescriptor,
+    pub(super) service: &'static ServiceDescriptor,
     pub(super) server_max_frame: u32,
     pub(super) next_id: AtomicU64,
-    limits: DecodeLimits,
+    pub(super) limits: DecodeLimits,
     pub(super) stream_window: u32,
-    /// Reads replies; stopped with the last handle, whatever the server does.
-    reader_task: AbortHandle,
+    /// Reads replies; stopped with the last handle, whatever the server does. `None` for a
+    /// server's handle to its client's callbacks: the server's connection reads for it.
+    pub(super) reader_task: Option<AbortHandle>,
+    /// The connection also serves calls of its peer, whose limit grows with this side's calls
+    /// in flight: each call wakes the task that reads.
+    pub(super) wake_on_call: bool,
+}
+
+impl Shared {
+    /// Tells the server to drop call `id`. Its argument stream, if it has one, sends nothing
+    /// more: the server forgets the stream with the call, and an item after the cancel would
+    /// be one of a stream that is not open.
+    pub(super) fn cancel(&self, id: u64) {
+        let upload = self.conn.lock().outgoing.get(&id).cloned();
+        let gate = upload.as_ref().map(|upload| upload.close());
+        let _ = self.outbox.send(header_frame(&Header::Cancel { id }));
+        drop(gate);
+    }
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
+        let Some(reader_task) = &self.reader_task else {
+            return;
+        };
         // The last handle is gone, so no call waits: tell the server, so it closes the
         // connection even where the transport cannot half-close (a pipe's write end closes only
         // with its read end), and stop reading. The writer task writes the goodbye and closes
@@ -46,28 +60,7 @@ impl Drop for Shared {
             reason: GoodbyeReason::ShuttingDown,
         }));
         self.conn.released.store(true, Ordering::Release);
-        self.reader_task.abort();
-    }
-}
-
-/// How long the reader has, after a write failed, to deliver what the server sent before it
-/// went.
-const READER_GRACE: Duration = Duration::from_millis(100);
-
-/// Fails the calls of a connection whose reader task is dropped before it ends, and, unless
-/// the last handle stopped it, closes the transport too: the tasks died with their runtime, and
-/// the peer must see the connection go.
-struct FailOnDrop<'a> {
-    conn: &'a Conn,
-    closer: Closer,
-}
-
-impl Drop for FailOnDrop<'_> {
-    fn drop(&mut self) {
-        self.conn.fail_all(RpcError::ConnectionClosed);
-        if !self.conn.released.load(Ordering::Acquire) {
-            self.closer.close_now();
-        }
+        reader_task.abort();
     }
 }
 
@@ -78,7 +71,10 @@ impl Drop for FailOnDrop<'_> {
 #[derive(Clone)]
 pub struct ClientHandle {
     pub(super) shared: Arc<Shared>,
-    timeout: Option<Duration>,
+    pub(super) timeout: Option<Duration>,
+    /// A deadline no call through this handle goes past: the one of the call a callback
+    /// handle was taken in.
+    pub(super) deadline: Option<Instant>,
 }
 
 impl std::fmt::Debug for ClientHandle {
@@ -91,74 +87,6 @@ impl std::fmt::Debug for ClientHandle {
 }
 
 impl ClientHandle {
-    /// Performs the handshake for `service` over a transport and starts the connection's tasks.
-    /// Must run inside a tokio runtime.
-    ///
-    /// # Errors
-    ///
-    /// [`RpcError::Rejected`] if the server refuses (version, service or fingerprint),
-    /// [`RpcError::HandshakeTimeout`] if it does not answer in time, and
-    /// [`RpcError::ConnectionClosed`], [`RpcError::Frame`] or
-    /// [`RpcError::Protocol`] if the connection fails or the peer does not speak the protocol.
-    pub async fn connect<R: FrameRead, W: FrameWrite>(
-        mut reader: R,
-        mut writer: W,
-        service: &'static ServiceDescriptor,
-        config: &ClientConfig,
-    ) -> Result<Self, RpcError> {
-        let server_max_frame = handshake(&mut reader, &mut writer, service, config).await?;
-
-        let conn = Arc::new(Conn {
-            pending: Mutex::default(),
-            shutting_down: AtomicBool::new(false),
-            released: AtomicBool::new(false),
-            deadline_moved: Notify::new(),
-        });
-        let writer_conn = Arc::clone(&conn);
-        // A write fails when the server has gone; what it sent before going (replies, the end
-        // of a stream) may still wait to be read. The reader gets a moment to deliver it and to
-        // see the end of the connection itself, then the write's error fails what is left.
-        let (outbox, writer_task) = spawn_writer(writer, move |e| {
-            tokio::spawn(async move {
-                tokio::time::sleep(READER_GRACE).await;
-                writer_conn.fail_all(e.into());
-            });
-        });
-        let reader_conn = Arc::clone(&conn);
-        let closer = outbox.closer();
-        let limits = config.decode_limits;
-        let max_frame = config.max_frame;
-        let reader_task = tokio::spawn(
-            async move {
-                // Fails every call if this task is dropped before it ends (its runtime shut
-                // down), so that no caller on another runtime waits forever.
-                let guard = FailOnDrop {
-                    conn: &reader_conn,
-                    closer,
-                };
-                let error = read_replies(reader, &reader_conn, max_frame).await;
-                tracing::debug!(%error, "client connection ended");
-                writer_task.abort();
-                reader_conn.fail_all(error);
-                drop(guard);
-            }
-            .instrument(tracing::debug_span!("rpc.client", service = service.name)),
-        );
-        Ok(Self {
-            shared: Arc::new(Shared {
-                conn,
-                outbox,
-                service,
-                server_max_frame,
-                next_id: AtomicU64::new(1),
-                limits,
-                stream_window: config.stream_window,
-                reader_task: reader_task.abort_handle(),
-            }),
-            timeout: config.default_timeout,
-        })
-    }
-
     /// A handle to the same connection whose calls have deadline `timeout` from their start
     /// (`None`: no deadline).
     #[must_use]
@@ -166,6 +94,7 @@ impl ClientHandle {
         Self {
             shared: Arc::clone(&self.shared),
             timeout,
+            deadline: self.deadline,
         }
     }
 
@@ -182,6 +111,22 @@ impl ClientHandle {
     /// Whether the connection is closed (every call would fail).
     pub fn is_closed(&self) -> bool {
         self.shared.conn.lock().closed.is_some()
+    }
+
+    /// Waits until the connection is closed (the peer went away, the transport failed, or the
+    /// server shut down): for a GUI that shows the connection's state, or a server that keeps
+    /// handles to its clients' callbacks and must forget those that left.
+    pub async fn closed(&self) {
+        let conn = &self.shared.conn;
+        loop {
+            let closed = conn.closed.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            if self.is_closed() {
+                return;
+            }
+            closed.await;
+        }
     }
 
     /// Calls a method whose result is a plain `T`.
@@ -352,14 +297,19 @@ impl ClientHandle {
         );
         async move {
             let started = Instant::now();
-            let deadline = self.timeout.and_then(|t| started.checked_add(t));
+            let mut deadline = self.timeout.and_then(|t| started.checked_add(t));
+            let mut timeout = self.timeout;
+            if let Some(limit) = self.deadline {
+                if deadline.is_none_or(|d| limit < d) {
+                    deadline = Some(limit);
+                    timeout = Some(limit.saturating_duration_since(started));
+                }
+            }
             let frame = self.encode(
                 &Header::Call {
                     id,
                     method: method.index,
-                    deadline_us: self
-                        .timeout
-                        .map(|t| u64::try_from(t.as_micros()).unwrap_or(u64::MAX)),
+                    deadline_us: timeout.map(|t| u64::try_from(t.as_micros()).unwrap_or(u64::MAX)),
                 },
                 args,
             )?;
@@ -392,7 +342,7 @@ impl ClientHandle {
                     _ => false,
                 }
             };
-            if deadline_moved {
+            if deadline_moved || shared.wake_on_call {
                 shared.conn.deadline_moved.notify_one();
             }
             let mut guard = InFlight {
@@ -419,7 +369,7 @@ impl ClientHandle {
             let received = std::future::poll_fn(|cx| shared.conn.poll_outcome(id, cx)).await;
             if let Err(RpcError::DeadlineExceeded) = &received {
                 tracing::debug!("deadline exceeded");
-                let _ = shared.outbox.send(header_frame(&Header::Cancel { id }));
+                shared.cancel(id);
             }
             guard.armed = false;
             let reply = received?;
@@ -463,10 +413,7 @@ impl Drop for InFlight<'_> {
         // A stream opened (or being opened) for a caller that is gone is cancelled too.
         if was_pending || stream {
             tracing::debug!(id = self.id, "call cancelled");
-            let _ = self
-                .shared
-                .outbox
-                .send(header_frame(&Header::Cancel { id: self.id }));
+            self.shared.cancel(self.id);
         }
     }
 }
@@ -479,9 +426,11 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
+    use crate::frame::{FrameRead, FrameWrite};
     use crate::memory;
     use crate::protocol::{DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
     use crate::service::{MethodDescriptor, MethodKind, ServiceDescriptor};
+    use crate::ClientConfig;
 
     static METHODS: [MethodDescriptor; 1] = [MethodDescriptor {
         index: 0,
@@ -494,6 +443,7 @@ mod tests {
         name: "Silent",
         fingerprint: 1,
         methods: &METHODS,
+        callbacks: None,
     };
 
     /// A client connected to a server that welcomes it, then never answers: it reports the

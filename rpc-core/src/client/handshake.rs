@@ -18,7 +18,7 @@ pub(super) async fn handshake<R: FrameRead, W: FrameWrite>(
         magic: MAGIC,
         version: PROTOCOL_VERSION,
         service: service.name.to_owned(),
-        fingerprint: service.fingerprint,
+        fingerprint: service.handshake_fingerprint(),
         max_frame: config.max_frame,
     });
     let handshake = async {

@@ -11,9 +11,11 @@
 //! [`FrameWrite`]: crate::frame::FrameWrite
 
 mod config;
-mod handle;
+mod connect;
+pub(crate) mod deadlines;
+pub(crate) mod handle;
 mod handshake;
-mod pending;
+pub(crate) mod pending;
 mod reader;
 mod stream;
 mod upload;

@@ -15,10 +15,10 @@ use crate::error::RpcError;
 use crate::protocol::ReplyStatus;
 
 /// A reply waiting for its caller.
-pub(super) struct Reply {
-    pub(super) status: ReplyStatus,
-    pub(super) frame: Bytes,
-    pub(super) body_at: usize,
+pub(crate) struct Reply {
+    pub(crate) status: ReplyStatus,
+    pub(crate) frame: Bytes,
+    pub(crate) body_at: usize,
 }
 
 impl Reply {
@@ -58,7 +58,7 @@ impl Waiter {
 }
 
 #[derive(Default)]
-pub(super) struct Pending {
+pub(crate) struct Pending {
     pub(super) calls: HashMap<u64, Waiter, BuildHasherDefault<IdHasher>>,
     /// Set once the connection is gone; every later call fails with it.
     pub(super) closed: Option<RpcError>,
@@ -147,17 +147,19 @@ impl Hasher for IdHasher {
 }
 
 /// State shared by the handles and the reader task.
-pub(super) struct Conn {
+pub(crate) struct Conn {
     pub(super) pending: Mutex<Pending>,
     pub(super) shutting_down: AtomicBool,
     /// The last handle is gone: the writer task sends the goodbye and closes.
     pub(super) released: AtomicBool,
     /// Tells the reader task that a call's deadline is earlier than its next check.
     pub(super) deadline_moved: Notify,
+    /// Wakes those waiting for the connection to close.
+    pub(super) closed: Notify,
 }
 
 impl Conn {
-    pub(super) fn lock(&self) -> MutexGuard<'_, Pending> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Pending> {
         // A panic while holding this lock cannot leave the map inconsistent.
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -194,7 +196,24 @@ impl Conn {
         }
     }
 
-    pub(super) fn fail_all(&self, error: RpcError) {
+    /// Hands reply `reply` to the caller of call `id`, if it still waits.
+    pub(crate) fn deliver(&self, id: u64, reply: Reply) {
+        let waker = self
+            .lock()
+            .calls
+            .get_mut(&id)
+            .and_then(|waiter| waiter.finish(Ok(reply)));
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Calls waiting for their replies.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.lock().calls.len()
+    }
+
+    pub(crate) fn fail_all(&self, error: RpcError) {
         // The calls still waiting fail: a caller whose call is gone from the map takes the error
         // the connection closed with. Replies that arrived before stay for their callers.
         let (failed, streams): (Vec<_>, Vec<_>) = {
@@ -211,6 +230,7 @@ impl Conn {
                 .collect();
             (failed, streams)
         };
+        self.closed.notify_waiters();
         for waker in streams {
             waker.wake();
         }

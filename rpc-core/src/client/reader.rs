@@ -1,49 +1,72 @@
 //! The client connection's reader task: replies to their callers, deadlines, goodbyes.
 
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 
-use tokio::time::Instant;
-
+use crate::client::deadlines::Deadlines;
 use crate::client::handle::remote_error;
+use crate::client::handle::Shared;
 use crate::client::pending::{Conn, Reply};
+use crate::context::PeerInfo;
 use crate::error::{ProtocolError, RpcError};
 use crate::frame::FrameRead;
 use crate::protocol::{GoodbyeReason, Header, ReplyStatus};
+use crate::server::{Calls, ServerConfig, Serving};
+use crate::service::Dispatch;
 use crate::stream::produce::MAX_CREDIT;
+use crate::writer::Outbox;
 
-/// Reads frames from the server until the connection ends, and fails calls whose deadline
-/// passes; returns why the connection ended.
+/// The callbacks a client serves on its connection, for the reader task.
+pub(super) struct CallbackSide {
+    pub(super) dispatch: Arc<dyn Dispatch>,
+    /// The limits callbacks run under, from the client's configuration.
+    pub(super) config: ServerConfig,
+    pub(super) outbox: Outbox,
+    /// The client's own handles, for `CallContext::callbacks` inside a callback.
+    pub(super) link: Weak<Shared>,
+    pub(super) server_max_frame: u32,
+}
+
+/// Reads frames from the server until the connection ends, serves its callbacks if the client
+/// has some, and fails calls whose deadline passes; returns why the connection ended.
 pub(super) async fn read_replies<R: FrameRead>(
     mut reader: R,
     conn: &Conn,
     max_frame: u32,
+    callbacks: Option<CallbackSide>,
 ) -> RpcError {
-    // One timer for the connection, set to the earliest deadline of the calls in flight.
-    let timer = tokio::time::sleep_until(Instant::now());
-    tokio::pin!(timer);
-    let mut timer_armed = false;
-    let deadline_moved = conn.deadline_moved.notified();
-    tokio::pin!(deadline_moved);
+    let mut deadlines = Deadlines::new();
+    let peer = Arc::new(PeerInfo::unknown());
+    let mut serving = callbacks.as_ref().map(|side| {
+        let calls = Calls {
+            service: &side.dispatch,
+            config: &side.config,
+            peer: &peer,
+            client_max_frame: side.server_max_frame,
+            in_parts: side.outbox.accepts_parts(),
+            link: Some(side.link.clone()),
+        };
+        Serving::new(calls, side.outbox.clone(), false)
+    });
+    let mut out = Vec::new();
     loop {
+        if let (Some(side), false) = (&callbacks, out.is_empty()) {
+            let _ = side.outbox.send_all_now(&mut out);
+        }
+        // Callbacks over their limit stop the reading, but each call of this client still
+        // waiting lends a slot: a callback may be what that call waits for.
+        let reading = match (&serving, &callbacks) {
+            (Some(serving), Some(side)) => {
+                let max = side.config.get_max_in_flight();
+                serving.handlers() < max + conn.in_flight().min(max)
+            }
+            _ => true,
+        };
         let frame = tokio::select! {
             biased;
-            frame = reader.read_frame(max_frame) => frame,
-            () = &mut deadline_moved => {
-                deadline_moved.set(conn.deadline_moved.notified());
-                if let Some(at) = conn.lock().check_at {
-                    timer.as_mut().reset(at);
-                    timer_armed = true;
-                }
-                continue;
-            }
-            () = &mut timer, if timer_armed => {
-                let next = conn.lock().expire(Instant::now());
-                timer_armed = next.is_some();
-                if let Some(at) = next {
-                    timer.as_mut().reset(at);
-                }
-                continue;
-            }
+            frame = reader.read_frame(max_frame), if reading => frame,
+            () = deadlines.tick(conn) => continue,
+            () = joined(&mut serving) => continue,
         };
         let frame = match frame {
             Ok(Some(frame)) => frame,
@@ -55,21 +78,14 @@ pub(super) async fn read_replies<R: FrameRead>(
         };
         let body_at = frame.len() - rest.len();
         match header {
-            Header::Reply { id, status } => {
-                let reply = Reply {
+            Header::Reply { id, status } => conn.deliver(
+                id,
+                Reply {
                     status,
                     frame,
                     body_at,
-                };
-                let waker = conn
-                    .lock()
-                    .calls
-                    .get_mut(&id)
-                    .and_then(|waiter| waiter.finish(Ok(reply)));
-                if let Some(waker) = waker {
-                    waker.wake();
-                }
-            }
+                },
+            ),
             Header::Goodbye {
                 reason: GoodbyeReason::ShuttingDown,
             } => {
@@ -79,8 +95,31 @@ pub(super) async fn read_replies<R: FrameRead>(
             Header::Hello { .. } | Header::Welcome { .. } | Header::Reject(_) => {
                 return ProtocolError::UnexpectedKind("handshake").into()
             }
-            Header::Call { .. } | Header::Notify { .. } | Header::Cancel { .. } => {
-                return ProtocolError::UnexpectedKind("call from server").into()
+            Header::Call {
+                id,
+                method,
+                deadline_us,
+            } => {
+                let Some(serving) = &mut serving else {
+                    return ProtocolError::UnexpectedKind("call from server").into();
+                };
+                if let Err(error) =
+                    serving.call((id, method, deadline_us), &frame, body_at, &mut out)
+                {
+                    return error.into();
+                }
+            }
+            Header::Notify { method } => {
+                let Some(serving) = &mut serving else {
+                    return ProtocolError::UnexpectedKind("call from server").into();
+                };
+                serving.notify(method, &frame, body_at);
+            }
+            Header::Cancel { id } => {
+                let Some(serving) = &mut serving else {
+                    return ProtocolError::UnexpectedKind("call from server").into();
+                };
+                serving.cancel(id);
             }
             Header::StreamItem { stream } => {
                 let mut pending = conn.lock();
@@ -137,5 +176,13 @@ pub(super) async fn read_replies<R: FrameRead>(
                 }
             }
         }
+    }
+}
+
+/// Waits for a callback's task to end; pending forever without callbacks.
+async fn joined<D: Dispatch>(serving: &mut Option<Serving<'_, D>>) {
+    match serving {
+        Some(serving) => serving.joined().await,
+        None => std::future::pending().await,
     }
 }

@@ -201,10 +201,7 @@ impl ClientHandle {
             .is_some_and(|slot| slot.end.is_none());
         if cancel && open {
             tracing::debug!(id, "stream cancelled");
-            let _ = self
-                .shared
-                .outbox
-                .send(header_frame(&Header::Cancel { id }));
+            self.shared.cancel(id);
         }
         cancel && open
     }

@@ -2,7 +2,7 @@
 //! grants credit, and the calls that take a stream.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -21,6 +21,17 @@ pub(super) struct Outgoing {
     pub(super) credit: Semaphore,
     /// The server has granted credit: the stream is open on its side, and must be ended.
     pub(super) opened: AtomicBool,
+    /// Whether items may still be sent; held while one is, so that none follows a cancel.
+    pub(super) gate: Mutex<bool>,
+}
+
+impl Outgoing {
+    /// Sends nothing more: returns the gate, held until the cancel is sent.
+    pub(super) fn close(&self) -> MutexGuard<'_, bool> {
+        let mut gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+        *gate = false;
+        gate
+    }
 }
 
 /// The sending side of one call's argument stream. Dropped, it stops sending without an end
@@ -39,6 +50,7 @@ impl Upload {
         let outgoing = Arc::new(Outgoing {
             credit: Semaphore::new(0),
             opened: AtomicBool::new(false),
+            gate: Mutex::new(true),
         });
         shared
             .conn
@@ -50,11 +62,14 @@ impl Upload {
         let (max_frame, in_parts) = (shared.server_max_frame, outbox.accepts_parts());
         tokio::spawn(async move {
             tokio::select! {
-                () = produce(source, id, &outgoing.credit, &outbox, max_frame, in_parts) => {}
+                () = produce(source, id, &outgoing.credit, &outbox, (max_frame, in_parts), Some(&outgoing.gate)) => {}
                 finished = stopped => {
                     // Answered: a stream the server opened is ended, so that it forgets it.
                     if finished.is_ok() && outgoing.opened.load(Ordering::Acquire) {
-                        end(&outbox, id, None);
+                        let gate = outgoing.gate.lock().unwrap_or_else(|e| e.into_inner());
+                        if *gate {
+                            end(&outbox, id, None);
+                        }
                     }
                 }
             }

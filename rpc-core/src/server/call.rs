@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::Poll;
 
 use bytes::Bytes;
@@ -12,6 +12,7 @@ use futures_util::FutureExt;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::client::handle::Shared;
 use crate::context::{CallContext, PeerInfo};
 use crate::frame::{header_frame, EncodeError, Encoded};
 use crate::protocol::{Header, ReplyStatus, WireError};
@@ -25,14 +26,16 @@ use crate::writer::Outbox;
 pub(super) type Rest<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// What the connection needs to start calls.
-pub(super) struct Calls<'a, D> {
-    pub(super) service: &'a D,
-    pub(super) config: &'a ServerConfig,
-    pub(super) peer: &'a Arc<PeerInfo>,
+pub(crate) struct Calls<'a, D> {
+    pub(crate) service: &'a D,
+    pub(crate) config: &'a ServerConfig,
+    pub(crate) peer: &'a Arc<PeerInfo>,
     /// The largest frame the client accepts: replies above it fail the call instead.
-    pub(super) client_max_frame: u32,
+    pub(crate) client_max_frame: u32,
     /// Whether the transport takes frames in parts.
-    pub(super) in_parts: bool,
+    pub(crate) in_parts: bool,
+    /// The connection's way back to the caller, for `CallContext::callbacks`.
+    pub(crate) link: Option<Weak<Shared>>,
 }
 
 /// A call's handler, its arguments decoded, ready to start.
@@ -69,7 +72,15 @@ impl<D: Dispatch> Calls<'_, D> {
             method = info.name,
             id
         );
-        let context = || CallContext::new(Arc::clone(self.peer), deadline, Some(id), info.name);
+        let context = || {
+            CallContext::new(
+                Arc::clone(self.peer),
+                deadline,
+                Some(id),
+                info.name,
+                self.link.clone(),
+            )
+        };
         let max_frame = self.client_max_frame;
         let in_parts = self.in_parts;
         if let Poll::Ready(outcome) = span.in_scope(|| first_poll(context(), &mut handler)) {
@@ -129,7 +140,13 @@ impl<D: Dispatch> Calls<'_, D> {
             method = info.name,
             id
         );
-        let context = CallContext::new(Arc::clone(self.peer), deadline, Some(id), info.name);
+        let context = CallContext::new(
+            Arc::clone(self.peer),
+            deadline,
+            Some(id),
+            info.name,
+            self.link.clone(),
+        );
         let guarded = failing_with(
             inbound.clone(),
             AssertUnwindSafe(context.scope(handler)).catch_unwind(),
@@ -164,7 +181,7 @@ impl<D: Dispatch> Calls<'_, D> {
             if outbox.send_encoded(opened, true).is_err() {
                 return;
             }
-            let items = produce(source, id, &credit, &outbox, max_frame, in_parts);
+            let items = produce(source, id, &credit, &outbox, (max_frame, in_parts), None);
             match inbound {
                 None => items.await,
                 Some(inbound) => {
@@ -245,7 +262,15 @@ impl<D: Dispatch> Calls<'_, D> {
                     return None;
                 }
             };
-        let context = || CallContext::new(Arc::clone(self.peer), None, None, info.name);
+        let context = || {
+            CallContext::new(
+                Arc::clone(self.peer),
+                None,
+                None,
+                info.name,
+                self.link.clone(),
+            )
+        };
         if poll_now {
             if let Poll::Ready(outcome) = span.in_scope(|| first_poll(context(), &mut handler)) {
                 if outcome.is_err() {

@@ -78,7 +78,10 @@ impl ServerConfig {
 
     /// Sets how many handlers may run at once for one connection (calls and queued one-way
     /// calls). Default 128. At the limit the server stops reading from that connection: further
-    /// calls wait in the transport, none is dropped.
+    /// calls wait in the transport, none is dropped. For a service with callbacks, each
+    /// callback waiting for the client's reply lends one more slot, at most this many again,
+    /// so that a client's callback that calls the server back is served: calls nest up to
+    /// twice this limit deep, and one connection runs at most twice this many handlers.
     ///
     /// # Panics
     ///
@@ -156,7 +159,8 @@ impl ServerConfig {
         self
     }
 
-    /// Sets how many streams one connection may have open at once. Default 64. Opening one
+    /// Sets how many streams one connection may have open at once, either way (a call that
+    /// sends and receives counts once). Default 64. Opening one
     /// more fails that call with a typed error ([`crate::protocol::WireError::TooManyStreams`]);
     /// open streams do not count as calls in flight. Each holds one task and, while its client
     /// does not take items, at most the client's stream window of items.

@@ -1,41 +1,29 @@
 //! One connection's loop: read calls, start them, track them, answer, drain.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
-use tokio::task::{AbortHandle, JoinSet};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::client::deadlines::Deadlines;
+use crate::client::pending::{Conn, Reply};
+use crate::client::ClientHandle;
 use crate::context::PeerInfo;
-use crate::error::ProtocolError;
+use crate::error::{ProtocolError, RpcError};
 use crate::frame::{header_frame, FrameError, FrameRead, FrameWrite};
-use crate::protocol::{GoodbyeReason, Header, WireError};
-use crate::server::call::{failed, Calls, Started};
+use crate::protocol::{GoodbyeReason, Header};
+use crate::server::call::Calls;
 use crate::server::config::ServerConfig;
 use crate::server::handshake::handshake;
-use crate::server::streams::Streams;
+use crate::server::serving::Serving;
 use crate::server::ConnectionError;
-use crate::service::{Dispatch, MethodKind};
-use crate::stream::{Inbound, Incoming};
+use crate::service::Dispatch;
 use crate::writer::spawn_writer;
 
 /// Most frames gathered before they are sent.
 const MAX_GATHERED: usize = 256;
-
-/// What a handler's task reports when it ends.
-enum Finished {
-    /// The call with this request id has been answered.
-    Call(u64),
-    /// A one-way handler finished.
-    Oneway,
-    /// The stream with this id ended.
-    Stream(u64),
-}
 
 /// Serves one connection until the client closes it, it breaks, or `shutdown` is cancelled and
 /// the calls in flight have finished.
@@ -98,29 +86,34 @@ where
         let _ = write_err_tx.send(e);
     });
     let peer = Arc::new(peer);
+    // The callbacks the client serves, if the service declares some: calls to them go out on
+    // this connection and their replies come back on it.
+    let callbacks = descriptor.callbacks.map(|callbacks| {
+        ClientHandle::callbacks_of_client(
+            outbox.clone(),
+            callbacks,
+            client_max_frame,
+            config.decode_limits,
+        )
+    });
+    let callback_conn = callbacks.as_ref().map(|handle| Arc::clone(handle.conn()));
+    let mut deadlines = Deadlines::new();
     let calls = Calls {
         service: &service,
         config,
         peer: &peer,
         client_max_frame,
         in_parts: outbox.accepts_parts(),
+        link: callbacks.as_ref().map(ClientHandle::link),
     };
-    // Handlers that did not finish on their first poll, each on its own task; dropping the set
-    // aborts them.
-    let mut tasks: JoinSet<Finished> = JoinSet::new();
-    // The calls among them, by request id, to cancel them.
-    let mut cancels: HashMap<u64, AbortHandle> = HashMap::new();
-    // The streams of the calls, both ways.
-    let mut streams = Streams::default();
-    // Tells the next one-way handler that the previous one has finished (its sender dropped).
-    let mut last_oneway: Option<oneshot::Receiver<()>> = None;
+    let mut serving = Serving::new(calls, outbox.clone(), true);
     let mut draining = false;
     let mut client_gone = false;
     // Frames to send, gathered while more work is ready at once.
     let mut out: Vec<Bytes> = Vec::new();
 
     let result = loop {
-        if (draining || client_gone) && tasks.is_empty() {
+        if (draining || client_gone) && serving.is_idle() {
             break Ok(());
         }
         if out.len() >= MAX_GATHERED {
@@ -128,19 +121,17 @@ where
         }
         // Replies the client has not taken yet: past the limit, stop reading its calls.
         let backlog = outbox.unsent() > config.max_unsent_bytes;
-        // Open streams are not calls in flight: they live as long as their client wants.
-        let handlers = tasks.len().saturating_sub(streams.sending());
-        let reading = !draining && !client_gone && !backlog && handlers < config.max_in_flight;
+        // Each callback still waiting for its reply lends a slot: the client's callback may be
+        // calling this server back, and the handler that waits for it holds a slot.
+        let max = config.max_in_flight;
+        let lent = callback_conn
+            .as_ref()
+            .map_or(0, |conn| conn.in_flight().min(max));
+        let reading = !draining && !client_gone && !backlog && serving.handlers() < max + lent;
         tokio::select! {
             biased;
-            Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                if let Ok((task, Finished::Call(id) | Finished::Stream(id))) = joined {
-                    if cancels.get(&id).is_some_and(|handle| handle.id() == task) {
-                        cancels.remove(&id);
-                        streams.sent(id);
-                    }
-                }
-            }
+            () = serving.joined() => {}
+            () = tick(&mut deadlines, callback_conn.as_deref()) => {}
             error = &mut write_err => {
                 break match error {
                     Ok(e) => Err(ConnectionError::Frame(e)),
@@ -154,8 +145,7 @@ where
                     Received::Frame(Ok(Some(frame))) => frame,
                     Received::Frame(Ok(None)) | Received::Closed => {
                         client_gone = true;
-                        abort_all(&mut cancels);
-                        streams.clear();
+                        serving.caller_gone();
                         continue;
                     }
                     Received::Frame(Err(error)) => {
@@ -173,139 +163,46 @@ where
                 let body_at = frame.len() - rest.len();
                 match header {
                     Header::Call { id, method, deadline_us } => {
-                        if cancels.contains_key(&id) {
-                            break Err(protocol_violation(&mut out, ProtocolError::DuplicateId(id)));
-                        }
-                        let deadline = deadline_us
-                            .and_then(|us| Instant::now().checked_add(Duration::from_micros(us)));
-                        let info = service.descriptor().method(method);
-                        let (kind, takes_stream) = info.map_or((MethodKind::Call, false), |m| (m.kind, m.takes_stream));
-                        if kind == MethodKind::Oneway {
-                            failed(id, WireError::WrongKind(method)).push_into(&mut out);
-                            continue;
-                        }
-                        let streaming = kind == MethodKind::Stream || takes_stream;
-                        if streaming && streams.open() >= config.max_streams {
-                            let max = u32::try_from(config.max_streams).unwrap_or(u32::MAX);
-                            failed(id, WireError::TooManyStreams { max }).push_into(&mut out);
-                            continue;
-                        }
-                        // The call's stream from the client, opened once the call starts.
-                        let inbound = takes_stream.then(|| Inbound::new(config.stream_window));
-                        let incoming = inbound.as_ref().map(|slot| {
-                            Incoming::new(Arc::clone(slot), id, outbox.clone(), config.stream_window, config.decode_limits)
-                        });
-                        let dispatched = match calls.dispatch(id, method, kind, &frame, body_at, incoming) {
-                            Ok(dispatched) => dispatched,
-                            Err(reply) => {
-                                reply.push_into(&mut out);
-                                continue;
-                            }
-                        };
-                        if let Some(slot) = &inbound {
-                            // Before any reply: the client learns that the stream is open.
-                            out.push(header_frame(&Header::Credit { stream: id, items: config.stream_window }));
-                            streams.receive(id, Arc::clone(slot));
-                        }
-                        if kind == MethodKind::Stream {
-                            let credit = streams.send(id);
-                            let rest = calls.start_stream(id, method, deadline, dispatched, inbound, credit, outbox.clone());
-                            let handle = tasks.spawn(async move {
-                                rest.await;
-                                Finished::Stream(id)
-                            });
-                            cancels.insert(id, handle);
-                            continue;
-                        }
-                        match calls.start_call(id, method, deadline, dispatched, inbound) {
-                            Started::Answered(reply) => reply.push_into(&mut out),
-                            Started::Running(rest) => {
-                                let outbox = outbox.clone();
-                                let handle = tasks.spawn(async move {
-                                    // Written by this task if the transport is idle.
-                                    let _ = outbox.send_encoded(rest.await, true);
-                                    Finished::Call(id)
-                                });
-                                cancels.insert(id, handle);
-                            }
+                        if let Err(error) = serving.call((id, method, deadline_us), &frame, body_at, &mut out) {
+                            break Err(protocol_violation(&mut out, error));
                         }
                     }
-                    Header::Notify { method } => {
-                        // The previous one-way handler, if it is still running.
-                        let previous = last_oneway.take().and_then(|mut done| match done.try_recv() {
-                            Err(oneshot::error::TryRecvError::Empty) => Some(done),
-                            _ => None,
-                        });
-                        let body = frame.slice(body_at..);
-                        match calls.start_oneway(method, &body, previous.is_none()) {
-                            Some(rest) => {
-                                let (done_tx, done_rx) = oneshot::channel::<()>();
-                                last_oneway = Some(done_rx);
-                                tasks.spawn(async move {
-                                    if let Some(previous) = previous {
-                                        // Ends when the previous handler's task drops its sender.
-                                        let _ = previous.await;
-                                    }
-                                    rest.await;
-                                    drop(done_tx);
-                                    Finished::Oneway
-                                });
-                            }
-                            None => last_oneway = previous,
-                        }
-                    }
+                    Header::Notify { method } => serving.notify(method, &frame, body_at),
                     // A stop of a result stream is its cancellation.
-                    Header::Cancel { id } | Header::StreamStop { stream: id } => {
-                        if let Some(handle) = cancels.remove(&id) {
-                            tracing::debug!(id, "call cancelled by client");
-                            handle.abort();
-                        }
-                        streams.forget(id);
-                    }
+                    Header::Cancel { id } | Header::StreamStop { stream: id } => serving.cancel(id),
                     Header::Credit { stream, items } => {
-                        if let Err(error) = streams.credit(stream, items) {
+                        if let Err(error) = serving.credit(stream, items) {
                             break Err(protocol_violation(&mut out, error));
                         }
                     }
                     Header::StreamItem { stream } => {
-                        if let Err(error) = streams.item(stream, frame, body_at) {
+                        if let Err(error) = serving.item(stream, frame, body_at) {
                             break Err(protocol_violation(&mut out, error));
                         }
                     }
                     Header::StreamEnd { stream, error } => {
-                        if let Err(violation) = streams.end(stream) {
+                        if let Err(violation) = serving.end(stream, error) {
                             break Err(protocol_violation(&mut out, violation));
-                        }
-                        // A client whose stream failed gives up its call.
-                        if error.is_some() {
-                            if let Some(handle) = cancels.remove(&stream) {
-                                handle.abort();
-                            }
-                            streams.forget(stream);
                         }
                     }
                     Header::Goodbye { .. } => {
                         client_gone = true;
-                        abort_all(&mut cancels);
-                        streams.clear();
+                        serving.caller_gone();
                     }
                     Header::Hello { .. } | Header::Welcome { .. } | Header::Reject(_) => {
                         break Err(protocol_violation(&mut out, ProtocolError::UnexpectedKind("handshake")));
                     }
-                    Header::Reply { .. } => {
-                        break Err(protocol_violation(&mut out, ProtocolError::UnexpectedKind("reply")));
+                    Header::Reply { id, status } => {
+                        let Some(conn) = &callback_conn else {
+                            break Err(protocol_violation(&mut out, ProtocolError::UnexpectedKind("reply")));
+                        };
+                        conn.deliver(id, Reply { status, frame, body_at });
                     }
                 }
             }
             () = &mut shutdown, if !draining => {
                 draining = true;
-                // Streams do not end on their own: they end now, with a typed reason.
-                for id in streams.drain_sending() {
-                    if let Some(handle) = cancels.remove(&id) {
-                        handle.abort();
-                    }
-                    out.push(header_frame(&Header::StreamEnd { stream: id, error: Some(WireError::ShuttingDown) }));
-                }
+                serving.end_streams(&mut out);
                 out.push(header_frame(&Header::Goodbye { reason: GoodbyeReason::ShuttingDown }));
             }
             // Nothing else to do right now: send the replies gathered so far, in one write if
@@ -318,7 +215,14 @@ where
     // Dropping the handlers' tasks cancels them; dropping the outbox lets the writer flush and
     // close.
     let _ = outbox.send_all_now(&mut out);
-    tasks.shutdown().await;
+    serving.stop().await;
+    // Handles to the client's callbacks kept by handlers fail from now on, and do not keep
+    // the connection open.
+    if let Some(conn) = &callback_conn {
+        conn.fail_all(RpcError::ConnectionClosed);
+    }
+    drop(callbacks);
+    outbox.close_when_sent();
     drop(outbox);
     let _ = writer_task.await;
     tracing::debug!(service = descriptor.name, "connection closed");
@@ -343,11 +247,12 @@ async fn next_incoming<R: FrameRead>(reader: &mut R, reading: bool, max_frame: u
     }
 }
 
-/// The client is gone (end of stream or goodbye): nobody will read replies, so the calls are
-/// dropped; one-way calls run to completion.
-fn abort_all(cancels: &mut HashMap<u64, AbortHandle>) {
-    for (_, handle) in cancels.drain() {
-        handle.abort();
+/// Waits for the next deadline event of the calls to the client's callbacks; pending forever
+/// without callbacks.
+async fn tick(deadlines: &mut Deadlines, conn: Option<&Conn>) {
+    match conn {
+        Some(conn) => deadlines.tick(conn).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -50,11 +50,11 @@ pub(super) async fn handshake<D: Dispatch, R: FrameRead, W: FrameWrite>(
             requested: service_name,
             served: descriptor.name.to_owned(),
         })
-    } else if fingerprint != descriptor.fingerprint {
+    } else if fingerprint != descriptor.handshake_fingerprint() {
         Some(Rejection::FingerprintMismatch {
             service: service_name,
             client: fingerprint,
-            server: descriptor.fingerprint,
+            server: descriptor.handshake_fingerprint(),
         })
     } else {
         None

@@ -32,11 +32,14 @@ mod call;
 mod config;
 mod connection;
 mod handshake;
+mod serving;
 mod streams;
 
+pub(crate) use call::Calls;
 pub use config::ServerConfig;
 pub use connection::serve_connection;
 pub use handshake::refuse_connection;
+pub(crate) use serving::Serving;
 
 use crate::error::ProtocolError;
 use crate::frame::FrameError;

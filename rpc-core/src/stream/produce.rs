@@ -2,6 +2,7 @@
 //! client's argument streams alike.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Mutex;
 
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::Semaphore;
@@ -26,13 +27,16 @@ pub(crate) const MAX_CREDIT: usize = 1 << 20;
 /// Sends the items of `source` on stream `id`, one per unit of `credit`, then its end. The
 /// stream is polled only when the receiver has room for its next item; once `credit` is closed
 /// (the receiver stopped the stream), the stream ends.
+///
+/// `gate`, if given, is checked, and held, as each batch of items is sent: once it is closed
+/// nothing more is sent, not even the end (the call was cancelled).
 pub(crate) async fn produce(
     mut source: ItemSource,
     id: u64,
     credit: &Semaphore,
     outbox: &Outbox,
-    max_frame: u32,
-    in_parts: bool,
+    (max_frame, in_parts): (u32, bool),
+    gate: Option<&Mutex<bool>>,
 ) {
     let mut header = [0u8; 16];
     let header = match postcard::to_slice(&Header::StreamItem { stream: id }, &mut header) {
@@ -87,14 +91,19 @@ pub(crate) async fn produce(
                 None => break None,
             }
         };
-        if outbox.send_all_now(&mut batch).is_err() {
+        let open = gate.map(|gate| gate.lock().unwrap_or_else(|e| e.into_inner()));
+        if open.as_deref() == Some(&false) || outbox.send_all_now(&mut batch).is_err() {
             return;
         }
+        drop(open);
         if let Some(error) = end {
             break 'stream error;
         }
     };
-    end(outbox, id, error);
+    let open = gate.map(|gate| gate.lock().unwrap_or_else(|e| e.into_inner()));
+    if open.as_deref() != Some(&false) {
+        end(outbox, id, error);
+    }
 }
 
 /// Sends the end of stream `id`.

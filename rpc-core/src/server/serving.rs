@@ -1,0 +1,285 @@
+//! Serving the calls a peer makes on one connection: start them, track them, cancel them, and
+//! the streams they open. The server serves its clients' calls with it, and a client the
+//! callbacks of its server.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+use tokio::task::{AbortHandle, JoinSet};
+use tokio::time::Instant;
+
+use crate::error::ProtocolError;
+use crate::frame::header_frame;
+use crate::protocol::{Header, WireError};
+use crate::server::call::{failed, Calls, Started};
+use crate::server::streams::Streams;
+use crate::service::{Dispatch, MethodKind};
+use crate::stream::{Inbound, Incoming};
+use crate::writer::Outbox;
+
+/// What a handler's task reports when it ends.
+enum Finished {
+    /// The call with this request id has been answered.
+    Call(u64),
+    /// A one-way handler finished.
+    Oneway,
+    /// The stream with this id ended.
+    Stream(u64),
+}
+
+/// The calls of one connection being served.
+pub(crate) struct Serving<'a, D> {
+    calls: Calls<'a, D>,
+    outbox: Outbox,
+    /// Handlers that did not finish on their first poll, each on its own task; dropping the
+    /// set aborts them.
+    tasks: JoinSet<Finished>,
+    /// The calls among them, by request id, to cancel them.
+    cancels: HashMap<u64, AbortHandle>,
+    /// The streams of the calls, both ways.
+    streams: Streams,
+    /// Tells the next one-way handler that the previous one has finished (its sender dropped).
+    last_oneway: Option<oneshot::Receiver<()>>,
+    /// Whether calls may open streams. A client's callbacks may not: the stream frames of
+    /// both directions would share one id space.
+    streams_allowed: bool,
+}
+
+impl<'a, D: Dispatch> Serving<'a, D> {
+    pub(crate) fn new(calls: Calls<'a, D>, outbox: Outbox, streams_allowed: bool) -> Self {
+        Self {
+            calls,
+            outbox,
+            tasks: JoinSet::new(),
+            cancels: HashMap::new(),
+            streams: Streams::default(),
+            last_oneway: None,
+            streams_allowed,
+        }
+    }
+
+    /// No handler is running.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// Handlers running, open result streams not counted: they live as long as their
+    /// receiver wants.
+    pub(crate) fn handlers(&self) -> usize {
+        self.tasks.len().saturating_sub(self.streams.sending())
+    }
+
+    /// Waits for a handler's task to end and forgets it; pending while none runs.
+    pub(crate) async fn joined(&mut self) {
+        let Some(joined) = self.tasks.join_next_with_id().await else {
+            return std::future::pending().await;
+        };
+        if let Ok((task, Finished::Call(id) | Finished::Stream(id))) = joined {
+            if self
+                .cancels
+                .get(&id)
+                .is_some_and(|handle| handle.id() == task)
+            {
+                self.cancels.remove(&id);
+                self.streams.sent(id);
+            }
+        }
+    }
+
+    /// Starts call `id`; its reply (if it is answered at once) and any stream credit go to
+    /// `out`.
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::DuplicateId`] if a call with this id is still running.
+    pub(crate) fn call(
+        &mut self,
+        (id, method, deadline_us): (u64, u32, Option<u64>),
+        frame: &Bytes,
+        body_at: usize,
+        out: &mut Vec<Bytes>,
+    ) -> Result<(), ProtocolError> {
+        if self.cancels.contains_key(&id) {
+            return Err(ProtocolError::DuplicateId(id));
+        }
+        let config = self.calls.config;
+        let deadline =
+            deadline_us.and_then(|us| Instant::now().checked_add(Duration::from_micros(us)));
+        let info = self.calls.service.descriptor().method(method);
+        let (kind, takes_stream) =
+            info.map_or((MethodKind::Call, false), |m| (m.kind, m.takes_stream));
+        let streaming = kind == MethodKind::Stream || takes_stream;
+        if kind == MethodKind::Oneway || (streaming && !self.streams_allowed) {
+            failed(id, WireError::WrongKind(method)).push_into(out);
+            return Ok(());
+        }
+        if streaming && self.streams.open() >= config.max_streams {
+            let max = u32::try_from(config.max_streams).unwrap_or(u32::MAX);
+            failed(id, WireError::TooManyStreams { max }).push_into(out);
+            return Ok(());
+        }
+        // The call's stream from the client, opened once the call starts.
+        let window = config.stream_window;
+        let inbound = takes_stream.then(|| Inbound::new(window));
+        let incoming = inbound.as_ref().map(|slot| {
+            let outbox = self.outbox.clone();
+            Incoming::new(Arc::clone(slot), id, outbox, window, config.decode_limits)
+        });
+        let dispatched = match self
+            .calls
+            .dispatch(id, method, kind, frame, body_at, incoming)
+        {
+            Ok(dispatched) => dispatched,
+            Err(reply) => {
+                reply.push_into(out);
+                return Ok(());
+            }
+        };
+        if let Some(slot) = &inbound {
+            // Before any reply: the client learns that the stream is open.
+            out.push(header_frame(&Header::Credit {
+                stream: id,
+                items: window,
+            }));
+            self.streams.receive(id, Arc::clone(slot));
+        }
+        if kind == MethodKind::Stream {
+            let credit = self.streams.send(id);
+            let outbox = self.outbox.clone();
+            let rest = self
+                .calls
+                .start_stream(id, method, deadline, dispatched, inbound, credit, outbox);
+            let handle = self.tasks.spawn(async move {
+                rest.await;
+                Finished::Stream(id)
+            });
+            self.cancels.insert(id, handle);
+            return Ok(());
+        }
+        match self
+            .calls
+            .start_call(id, method, deadline, dispatched, inbound)
+        {
+            Started::Answered(reply) => reply.push_into(out),
+            Started::Running(rest) => {
+                let outbox = self.outbox.clone();
+                let handle = self.tasks.spawn(async move {
+                    // Written by this task if the transport is idle.
+                    let _ = outbox.send_encoded(rest.await, true);
+                    Finished::Call(id)
+                });
+                self.cancels.insert(id, handle);
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts one-way call of `method`, after the one-way calls before it.
+    pub(crate) fn notify(&mut self, method: u32, frame: &Bytes, body_at: usize) {
+        // The previous one-way handler, if it is still running.
+        let previous = self
+            .last_oneway
+            .take()
+            .and_then(|mut done| match done.try_recv() {
+                Err(oneshot::error::TryRecvError::Empty) => Some(done),
+                _ => None,
+            });
+        let body = frame.slice(body_at..);
+        match self.calls.start_oneway(method, &body, previous.is_none()) {
+            Some(rest) => {
+                let (done_tx, done_rx) = oneshot::channel::<()>();
+                self.last_oneway = Some(done_rx);
+                self.tasks.spawn(async move {
+                    if let Some(previous) = previous {
+                        // Ends when the previous handler's task drops its sender.
+                        let _ = previous.await;
+                    }
+                    rest.await;
+                    drop(done_tx);
+                    Finished::Oneway
+                });
+            }
+            None => self.last_oneway = previous,
+        }
+    }
+
+    /// The caller gave up on call `id` (or stopped its result stream): its handler is dropped.
+    pub(crate) fn cancel(&mut self, id: u64) {
+        if let Some(handle) = self.cancels.remove(&id) {
+            tracing::debug!(id, "call cancelled by the caller");
+            handle.abort();
+        }
+        self.streams.forget(id);
+    }
+
+    /// Credit for result stream `stream`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Streams::credit`].
+    pub(crate) fn credit(&self, stream: u64, items: u32) -> Result<(), ProtocolError> {
+        self.streams.credit(stream, items)
+    }
+
+    /// An item of argument stream `stream`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Streams::item`].
+    pub(crate) fn item(
+        &self,
+        stream: u64,
+        frame: Bytes,
+        body_at: usize,
+    ) -> Result<(), ProtocolError> {
+        self.streams.item(stream, frame, body_at)
+    }
+
+    /// The end of argument stream `stream`; a caller whose stream failed gives up its call.
+    ///
+    /// # Errors
+    ///
+    /// As [`Streams::end`].
+    pub(crate) fn end(
+        &mut self,
+        stream: u64,
+        error: Option<WireError>,
+    ) -> Result<(), ProtocolError> {
+        self.streams.end(stream)?;
+        if error.is_some() {
+            self.cancel(stream);
+        }
+        Ok(())
+    }
+
+    /// The caller is gone (end of stream or goodbye): nobody will read replies, so the calls
+    /// are dropped; one-way calls run to completion.
+    pub(crate) fn caller_gone(&mut self) {
+        for (_, handle) in self.cancels.drain() {
+            handle.abort();
+        }
+        self.streams.clear();
+    }
+
+    /// Shutting down: result streams do not end on their own, so they end now, with a typed
+    /// reason.
+    pub(crate) fn end_streams(&mut self, out: &mut Vec<Bytes>) {
+        for id in self.streams.drain_sending() {
+            if let Some(handle) = self.cancels.remove(&id) {
+                handle.abort();
+            }
+            out.push(header_frame(&Header::StreamEnd {
+                stream: id,
+                error: Some(WireError::ShuttingDown),
+            }));
+        }
+    }
+
+    /// Drops every handler still running and waits for their tasks to end.
+    pub(crate) async fn stop(mut self) {
+        self.tasks.shutdown().await;
+    }
+}

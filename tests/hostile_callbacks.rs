@@ -1,0 +1,191 @@
+//! A hostile server against a client that serves callbacks: calls to unknown methods and
+//! arguments that do not decode get typed failures and the client goes on; a frame that does
+//! not decode or is too large closes the connection with a typed error; nothing crashes or
+//! hangs the client.
+
+mod common;
+
+use bytes::Bytes;
+use common::within;
+use rpc_core::frame::{FrameError, FrameRead, FrameWrite};
+use rpc_core::memory::{MemoryReader, MemoryWriter};
+use rpc_core::protocol::{Header, ReplyStatus, WireError, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
+use rpc_core::{Client as _, ClientConfig, ProtocolError, RpcError};
+
+/// What the client serves back.
+#[rpc_core::service]
+pub trait Echo {
+    /// Answers `n`.
+    async fn echo(&self, n: u32) -> u32;
+}
+
+/// The service the client calls.
+#[rpc_core::service(callbacks = Echo)]
+pub trait Hub {
+    /// Never answered by the hostile server.
+    async fn ping(&self) -> u32;
+}
+
+struct Echoes;
+
+impl Echo for Echoes {
+    async fn echo(&self, n: u32) -> u32 {
+        n
+    }
+}
+
+fn frame(header: &Header, body: &[u8]) -> Bytes {
+    let mut payload = postcard::to_stdvec(header).expect("encode");
+    payload.extend_from_slice(body);
+    let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
+    frame.extend(payload);
+    Bytes::from(frame)
+}
+
+/// A server that welcomes the client, then does what the test says.
+struct Hostile {
+    reader: MemoryReader,
+    writer: MemoryWriter,
+}
+
+impl Hostile {
+    async fn send(&mut self, frames: &[Bytes]) {
+        self.writer.write_frames(frames).await.expect("send");
+    }
+
+    /// The next frame from the client that is not a call of its own.
+    async fn reply(&mut self) -> (Header, Bytes) {
+        loop {
+            let frame = within(
+                "a frame from the client",
+                self.reader.read_frame(DEFAULT_MAX_FRAME),
+            )
+            .await
+            .expect("read")
+            .expect("a frame");
+            let (header, body) = postcard::take_from_bytes::<Header>(&frame).expect("header");
+            if !matches!(header, Header::Call { .. }) {
+                return (header, Bytes::copy_from_slice(body));
+            }
+        }
+    }
+}
+
+async fn connect() -> (HubClient, Hostile) {
+    let ((mut reader, mut writer), (client_reader, client_writer)) = rpc_core::memory::pair();
+    let mut config = ClientConfig::new();
+    config
+        .serve_callbacks(EchoServer::new(Echoes))
+        .max_frame(4096);
+    let server = tokio::spawn(async move {
+        let _hello = reader.read_frame(DEFAULT_MAX_FRAME).await;
+        let welcome = Header::Welcome {
+            version: PROTOCOL_VERSION,
+            max_frame: DEFAULT_MAX_FRAME,
+        };
+        writer
+            .write_frames(&[frame(&welcome, &[])])
+            .await
+            .expect("welcome");
+        Hostile { reader, writer }
+    });
+    let client = rpc_core::connect(client_reader, client_writer, &config)
+        .await
+        .expect("connect");
+    (client, server.await.expect("join"))
+}
+
+fn call(id: u64, method: u32) -> Header {
+    Header::Call {
+        id,
+        method,
+        deadline_us: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_calls_from_the_server_get_typed_failures() {
+    let (client, mut server) = connect().await;
+    server.send(&[frame(&call(1, 99), &[])]).await;
+    assert_eq!(
+        server.reply().await.0,
+        Header::Reply {
+            id: 1,
+            status: ReplyStatus::Failed(WireError::UnknownMethod(99))
+        }
+    );
+    server.send(&[frame(&call(2, 0), &[0xff; 8])]).await;
+    let (header, _) = server.reply().await;
+    assert!(
+        matches!(
+            header,
+            Header::Reply {
+                id: 2,
+                status: ReplyStatus::Failed(WireError::BadArguments(_))
+            }
+        ),
+        "{header:?}"
+    );
+    // A one-way call of a method that answers is ignored; a good call is answered.
+    server
+        .send(&[frame(&Header::Notify { method: 0 }, &[5])])
+        .await;
+    server
+        .send(&[frame(
+            &call(3, 0),
+            &postcard::to_stdvec(&7u32).expect("encode"),
+        )])
+        .await;
+    let (header, body) = server.reply().await;
+    assert_eq!(
+        header,
+        Header::Reply {
+            id: 3,
+            status: ReplyStatus::Ok
+        }
+    );
+    assert_eq!(postcard::from_bytes::<u32>(&body).expect("a number"), 7);
+    assert!(!client.handle().is_closed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_from_the_server_fails_the_client_with_a_typed_error() {
+    let (client, mut server) = connect().await;
+    let waiting = tokio::spawn({
+        let client = client.clone();
+        async move { client.ping().await }
+    });
+    server
+        .send(&[Bytes::from_static(&[3, 0, 0, 0, 0xff, 0xff, 0xff])])
+        .await;
+    let failed = within("the call to fail", waiting).await.expect("join");
+    assert!(
+        matches!(failed, Err(RpcError::Protocol(ProtocolError::BadHeader))),
+        "{failed:?}"
+    );
+    assert!(client.handle().is_closed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_frame_from_the_server_fails_the_client_with_a_typed_error() {
+    let (client, mut server) = connect().await;
+    let waiting = tokio::spawn({
+        let client = client.clone();
+        async move { client.ping().await }
+    });
+    // A call claiming more than the client's 4096-byte frames.
+    let mut oversized = 5000u32.to_le_bytes().to_vec();
+    oversized.extend(postcard::to_stdvec(&call(1, 0)).expect("encode"));
+    server.send(&[Bytes::from(oversized)]).await;
+    let failed = within("the call to fail", waiting).await.expect("join");
+    assert!(
+        matches!(
+            failed,
+            Err(RpcError::Frame(FrameError::TooLarge {
+                len: 5000,
+                max: 4096
+            }))
+        ),
+        "{failed:?}"
+    );
+}
