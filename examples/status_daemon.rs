@@ -1,13 +1,14 @@
-//! A daemon whose status a client watches live: a stream from the server.
+//! A daemon whose status a client watches live while it uploads a file: a stream from the
+//! server and a stream from the client on one connection each.
 //!
 //! ```text
 //! cargo run --example status_daemon                 # starts the daemon as a child and watches it
 //! cargo run --example status_daemon -- serve NAME   # the daemon alone, until its stdin closes
 //! ```
 //!
-//! The daemon runs jobs; every change of its status (jobs queued, jobs done, what it does now)
-//! goes to every client watching. The demo opens a watch, starts jobs from a second client, and
-//! prints each change as it arrives.
+//! The daemon runs jobs and stores uploads; every change of its status (jobs queued, jobs done,
+//! what it does now, bytes stored) goes to every client watching. The demo opens a watch,
+//! starts jobs and uploads a file from a second client, and prints each change as it arrives.
 
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
@@ -26,6 +27,8 @@ pub struct Status {
     pub done: u32,
     /// The job running now, if any.
     pub running: Option<String>,
+    /// Bytes of uploads stored.
+    pub stored: u64,
 }
 
 /// The daemon's interface.
@@ -37,6 +40,8 @@ pub trait Daemon {
     async fn watch(&self) -> rpc_core::Stream<Status>;
     /// Queues a job; answers once it is queued.
     async fn start(&self, job: String);
+    /// Stores a file sent in chunks; answers with its size once the chunks end.
+    async fn upload(&self, name: String, chunks: rpc_core::Stream<rpc_core::ByteBuf>) -> u64;
 }
 
 struct Jobs {
@@ -90,6 +95,17 @@ impl Daemon for Jobs {
     async fn start(&self, job: String) {
         self.status.send_modify(|s| s.queued += 1);
         let _ = self.queue.send(job);
+    }
+
+    async fn upload(&self, name: String, mut chunks: rpc_core::Stream<rpc_core::ByteBuf>) -> u64 {
+        // The client sends a chunk only when this handler has room for it.
+        let mut size = 0;
+        while let Some(chunk) = chunks.next().await {
+            size += chunk.len() as u64;
+            self.status.send_modify(|s| s.stored += chunk.len() as u64);
+        }
+        tracing::debug!(name, size, "stored");
+        size
     }
 }
 
@@ -156,6 +172,11 @@ async fn demo() -> Result<(), Error> {
     for job in ["backup", "index", "compress"] {
         worker.start(job.to_owned()).await?;
     }
+    // A file of 1 MiB in chunks of 64 KiB, sent while the jobs run.
+    let chunks =
+        futures_util::stream::iter(0..16u8).map(|i| rpc_core::ByteBuf::from(vec![i; 64 * 1024]));
+    let size = worker.upload("report.bin".to_owned(), chunks).await?;
+    println!("uploaded report.bin: {size} bytes");
     while let Some(status) = changes.next().await {
         let status = status?;
         match &status.running {
@@ -163,9 +184,12 @@ async fn demo() -> Result<(), Error> {
                 "queued {}, done {}, running {job}",
                 status.queued, status.done
             ),
-            None => println!("queued {}, done {}, idle", status.queued, status.done),
+            None => println!(
+                "queued {}, done {}, idle, stored {}",
+                status.queued, status.done, status.stored
+            ),
         }
-        if status.done == 3 && status.running.is_none() {
+        if status.done == 3 && status.running.is_none() && status.stored == size {
             break;
         }
     }

@@ -208,8 +208,9 @@ fn status_daemon_is_watched_live() {
         "running backup",
         "running index",
         "running compress",
-        "queued 0, done 3, idle",
-        "final status: Status { queued: 0, done: 3, running: None }",
+        "uploaded report.bin: 1048576 bytes",
+        "queued 0, done 3, idle, stored 1048576",
+        "final status: Status { queued: 0, done: 3, running: None, stored: 1048576 }",
         "daemon exited cleanly",
     ] {
         assert!(
@@ -217,4 +218,19 @@ fn status_daemon_is_watched_live() {
             "missing {expected:?} in:\n{stdout}"
         );
     }
+}
+
+/// The installer asks its front end and reports progress into it: callbacks.
+#[test]
+fn installer_asks_its_front_end() {
+    let output = Command::new(example("installer"))
+        .output()
+        .expect("run example");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    let expected = "install editor? yes\neditor: 1/4\neditor: 2/4\neditor: 3/4\neditor: 4/4\n\
+                    installed editor: 4 files\ninstall toolbar? no\n\
+                    not installed toolbar: Declined\ndaemon exited cleanly\n";
+    assert_eq!(stdout, expected);
 }
