@@ -95,6 +95,14 @@ async fn connect() -> (HubClient, Hostile) {
     (client, server.await.expect("join"))
 }
 
+/// The id of `Echo::echo`.
+fn echo() -> u32 {
+    <EchoClient as rpc_core::Client>::SERVICE
+        .method_named("echo")
+        .map(|m| m.id)
+        .expect("echo")
+}
+
 fn call(id: u64, method: u32) -> Header {
     Header::Call {
         id,
@@ -114,7 +122,7 @@ async fn bad_calls_from_the_server_get_typed_failures() {
             status: ReplyStatus::Failed(WireError::UnknownMethod(99))
         }
     );
-    server.send(&[frame(&call(2, 0), &[0xff; 8])]).await;
+    server.send(&[frame(&call(2, echo()), &[0xff; 8])]).await;
     let (header, _) = server.reply().await;
     assert!(
         matches!(
@@ -128,7 +136,7 @@ async fn bad_calls_from_the_server_get_typed_failures() {
     );
     // A one-way call of a method that answers is ignored; a good call is answered.
     server
-        .send(&[frame(&Header::Notify { method: 0 }, &[5])])
+        .send(&[frame(&Header::Notify { method: echo() }, &[5])])
         .await;
     server
         .send(&[frame(
@@ -175,7 +183,7 @@ async fn an_oversized_frame_from_the_server_fails_the_client_with_a_typed_error(
     });
     // A call claiming more than the client's 4096-byte frames.
     let mut oversized = 5000u32.to_le_bytes().to_vec();
-    oversized.extend(postcard::to_stdvec(&call(1, 0)).expect("encode"));
+    oversized.extend(postcard::to_stdvec(&call(1, echo())).expect("encode"));
     server.send(&[Bytes::from(oversized)]).await;
     let failed = within("the call to fail", waiting).await.expect("join");
     assert!(

@@ -132,7 +132,7 @@ fn method_id(name: &str) -> u32 {
         .methods
         .iter()
         .find(|m| m.name == name)
-        .map(|m| m.index)
+        .map(|m| m.id)
         .expect("method exists")
 }
 
@@ -164,8 +164,9 @@ impl RawPeer {
                 magic: MAGIC,
                 version: PROTOCOL_VERSION,
                 service: service.name.to_owned(),
-                fingerprint: service.fingerprint,
+                fingerprint: service.fingerprint(),
                 max_frame: 1 << 20,
+                callbacks: 0,
             })
             .expect("encode hello"),
         )

@@ -18,6 +18,10 @@ use tokio::io::AsyncWriteExt;
 pub trait ProbeV2 {
     /// Adds, with other argument types.
     async fn add(&self, a: i32, b: i32) -> i32;
+    /// As the server has it.
+    async fn echo(&self, data: Vec<u8>) -> Vec<u8>;
+    /// A method the server does not have.
+    async fn subtract(&self, a: i64, b: i64) -> i64;
 }
 
 /// A service the server does not serve.
@@ -32,27 +36,43 @@ fn method_id(name: &str) -> u32 {
         .methods
         .iter()
         .find(|m| m.name == name)
-        .map(|m| m.index)
+        .map(|m| m.id)
         .expect("method exists")
 }
 
+/// A client of another version of the interface connects; its methods bind one by one: the
+/// same one works, a changed one and a missing one fail at once with typed errors, and the
+/// connection goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn different_interface_is_rejected_at_connect() {
+async fn a_different_interface_binds_method_by_method() {
     let server = TestServer::start();
-    let result =
+    let client =
         rpc_transport::connect_with::<ProbeV2Client>(&server.endpoint, &ClientConfig::default())
-            .await;
-    match result {
-        Err(ConnectError::Handshake(RpcError::Rejected(Rejection::FingerprintMismatch {
-            service,
-            client,
-            server: ours,
-        }))) => {
-            assert_eq!(service, "Probe");
-            assert_ne!(client, ours);
-        }
-        other => panic!("expected a fingerprint mismatch, got {other:?}"),
-    }
+            .await
+            .expect("connect");
+    assert_eq!(client.echo(vec![1, 2]).await.expect("echo"), [1, 2]);
+    let changed = client.add(1, 2).await;
+    assert!(
+        matches!(
+            changed,
+            Err(RpcError::Incompatible {
+                method: "add",
+                arguments: true,
+                result: true
+            })
+        ),
+        "{changed:?}"
+    );
+    let missing = client.subtract(3, 1).await;
+    assert!(
+        matches!(missing, Err(RpcError::UnknownMethod { method: "subtract" })),
+        "{missing:?}"
+    );
+    let handle = client.handle();
+    assert!(handle.supports("echo"));
+    assert!(!handle.supports("add"));
+    assert_eq!(handle.binding("subtract"), Some(rpc_core::MethodBinding::Missing));
+    assert_eq!(client.echo(vec![3]).await.expect("echo"), [3]);
     server.assert_serving().await;
 }
 
@@ -83,8 +103,9 @@ async fn other_protocol_versions_are_rejected() {
         magic: MAGIC,
         version: 99,
         service: service.name.into(),
-        fingerprint: service.fingerprint,
+        fingerprint: service.fingerprint(),
         max_frame: 1024,
+        callbacks: 0,
     })
     .await;
     let seen = peer.until_closed().await;
@@ -92,7 +113,7 @@ async fn other_protocol_versions_are_rejected() {
         seen,
         vec![Header::Reject(Rejection::UnsupportedVersion {
             client: 99,
-            server: 1
+            server: rpc_core::protocol::PROTOCOL_VERSION
         })]
     );
 }
@@ -107,6 +128,7 @@ async fn wrong_magic_is_closed_without_an_answer() {
         service: "Probe".into(),
         fingerprint: 0,
         max_frame: 1024,
+        callbacks: 0,
     })
     .await;
     assert_eq!(peer.until_closed().await, vec![]);

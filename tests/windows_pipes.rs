@@ -136,7 +136,7 @@ fn add_call(id: u64) -> Vec<u8> {
         .methods
         .iter()
         .find(|m| m.name == "add")
-        .map(|m| m.index)
+        .map(|m| m.id)
         .expect("add exists");
     let mut payload = postcard::to_stdvec(&Header::Call {
         id,

@@ -236,7 +236,7 @@ fn walk(stream: &[u8], call_at: usize, stalled: bool) -> Walk {
                         Fault::Protocol(ProtocolError::BadMagic)
                     } else if version != PROTOCOL_VERSION
                         || name != service.name
-                        || fingerprint != service.fingerprint
+                        || fingerprint != service.fingerprint()
                     {
                         Fault::Rejected
                     } else {

@@ -107,7 +107,7 @@ pub fn hello_frame(max_frame: u32) -> Vec<u8> {
             magic: MAGIC,
             version: PROTOCOL_VERSION,
             service: service.name.to_owned(),
-            fingerprint: service.fingerprint,
+            fingerprint: service.fingerprint(),
             max_frame,
         })
         .expect("hello encodes"),

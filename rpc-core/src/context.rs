@@ -190,7 +190,7 @@ impl CallContext {
         let shared = link.upgrade().ok_or(CallbackError::Disconnected)?;
         let handle = ClientHandle::from_link(shared, self.deadline);
         let served = handle.service();
-        if served.name != C::SERVICE.name || served.fingerprint != C::SERVICE.fingerprint {
+        if served.name != C::SERVICE.name || served.fingerprint() != C::SERVICE.fingerprint() {
             return Err(CallbackError::WrongService {
                 requested: C::SERVICE.name,
                 served: served.name,

@@ -4,6 +4,15 @@ use crate::decode::DecodeError;
 use crate::frame::FrameError;
 use crate::protocol::{GoodbyeReason, Rejection, WireError};
 
+/// Which side of a method differs, for [`RpcError::Incompatible`].
+fn differs(arguments: bool, result: bool) -> &'static str {
+    match (arguments, result) {
+        (true, true) => "arguments and result",
+        (true, false) => "arguments",
+        _ => "result",
+    }
+}
+
 /// Why a call or a connection failed. One variant per cause; application errors of
 /// `Result<T, E>` methods are not here, they reach the caller as `E`.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -16,6 +25,24 @@ pub enum RpcError {
     /// The peer did not complete the handshake in time.
     #[error("handshake timed out")]
     HandshakeTimeout,
+    /// The server does not have this method (it runs an older version of the interface);
+    /// nothing was sent and the connection goes on.
+    #[error("the server has no method `{method}`")]
+    UnknownMethod {
+        /// The method.
+        method: &'static str,
+    },
+    /// The server's method of this name takes or returns other shapes than this client's
+    /// (another version of its types); nothing was sent and the connection goes on.
+    #[error("method `{method}` differs on the server ({})", differs(*arguments, *result))]
+    Incompatible {
+        /// The method.
+        method: &'static str,
+        /// Its arguments differ.
+        arguments: bool,
+        /// Its result or error differs.
+        result: bool,
+    },
     /// The callbacks this client serves are not the ones the service declares
     /// (`#[service(callbacks = Trait)]`): none where the service calls back, another service,
     /// or some where it does not. Nothing was sent.
@@ -127,6 +154,9 @@ pub enum ProtocolError {
         /// The stream.
         stream: u64,
     },
+    /// The server's welcome did not list its methods readably.
+    #[error("the welcome's method table did not decode")]
+    BadWelcome,
     /// The peer sent an item or the end of a stream that is not open: never opened, or
     /// already ended.
     #[error("stream {stream} is not open")]

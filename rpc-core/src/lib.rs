@@ -47,13 +47,14 @@ mod error;
 pub mod frame;
 pub mod memory;
 pub mod protocol;
+pub mod schema;
 mod server;
 mod service;
 mod stream;
 mod writer;
 
 pub use byte_buf::ByteBuf;
-pub use client::{connect, Client, ClientConfig, ClientHandle, StreamReceiver};
+pub use client::{connect, Client, ClientConfig, ClientHandle, MethodBinding, StreamReceiver};
 pub use context::{CallContext, CallbackError, PeerInfo};
 pub use decode::DecodeError;
 pub use error::{ProtocolError, RpcError};
@@ -73,6 +74,7 @@ pub mod __private {
     pub use crate::decode::DecodeLimits;
     pub use crate::error::RpcError;
     pub use crate::frame::encode::EncodedResult;
+    pub use crate::schema::{MethodSchema, SchemaBuilder, ServiceSchema};
     pub use crate::service::{decode_args, incoming_stream, DispatchError, HandlerFuture, Outcome};
     pub use crate::service::{Dispatch, MethodDescriptor, MethodKind, ServiceDescriptor};
     pub use crate::stream::{Incoming, Stream};

@@ -32,9 +32,18 @@
 //! hello within its handshake timeout closes the connection. After the welcome both sides may
 //! send frames at any time, and replies come back in any order.
 //!
+//! The hello carries the client's interface fingerprint (a hash of every method's id and
+//! shapes, see [`crate::schema`]). Equal fingerprints mean the same interface: the welcome's
+//! body is `None`. Otherwise the server still welcomes the client and lists its methods
+//! ([`MethodEntry`]): the client binds each of its methods that the server has with the same
+//! shapes; calling one the server lacks fails with `RpcError::UnknownMethod`, one whose shapes
+//! differ with `RpcError::Incompatible`, both without a round trip, and the connection goes on.
+//! So a server may add methods without locking out older clients. The callback service, if
+//! any, must match exactly (its fingerprint is in the hello too).
+//!
 //! ```text
 //!  client                                   server
-//!    | -- Hello {magic, version, service, fingerprint, max_frame} --> |
+//!    | -- Hello {magic, version, service, fingerprint, max_frame, callbacks} --> |
 //!    | <-------------- Welcome {version, max_frame} ----------------- |
 //!    | -- Call {id: 1, method: 0, deadline} + (1, 2) --------------> |
 //!    | -- Call {id: 2, method: 1, deadline} + (1.0, 0.0) ----------> |
@@ -50,8 +59,8 @@
 //!
 //! | kind | name | direction | fields | body |
 //! |---|---|---|---|---|
-//! | 0 | [`Hello`](Header::Hello) | client → server | magic `"PIPR"`, protocol version, service name, interface fingerprint, client's max frame | none |
-//! | 1 | [`Welcome`](Header::Welcome) | server → client | protocol version, server's max frame | none |
+//! | 0 | [`Hello`](Header::Hello) | client → server | magic `"PIPR"`, protocol version, service name, interface fingerprint, client's max frame, callback fingerprint | none |
+//! | 1 | [`Welcome`](Header::Welcome) | server → client | protocol version, server's max frame | the server's methods if the fingerprints differ |
 //! | 2 | [`Reject`](Header::Reject) | server → client | [`Rejection`] | none |
 //! | 3 | [`Call`](Header::Call) | either (server → client reserved for callbacks) | request id, method id, deadline (µs from now, optional) | argument tuple |
 //! | 4 | [`Notify`](Header::Notify) | either | method id | argument tuple |
@@ -98,12 +107,14 @@
 //!
 //! The hello's first fields are a fixed magic and [`PROTOCOL_VERSION`]; everything after them
 //! may change with the version. A server that does not speak the client's version rejects it
-//! with [`Rejection::UnsupportedVersion`].
+//! with [`Rejection::UnsupportedVersion`]. Version 2 made method ids hashes of their names
+//! and the handshake method by method.
 //!
 //! # Size of a call
 //!
-//! `add(1, 2)` as request 1 of method 0 with the default 30 s deadline is a 14-byte frame, and
-//! its reply `3` an 8-byte one (pinned by this module's tests):
+//! `add(1, 2)` as request 1 of a method with id 0 (`#[rpc(id = 0)]`) with the default 30 s
+//! deadline is a 14-byte frame, and its reply `3` an 8-byte one (pinned by this module's
+//! tests). A method id that is a hash of the name takes up to 5 bytes instead of 1:
 //!
 //! ```text
 //! call:  0a 00 00 00 | 03 01 00 01 80 87 a7 0e | 02 04
@@ -120,7 +131,29 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: [u8; 4] = *b"PIPR";
 
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// The service name of a hello from a client that only asks what the server is: it is
+/// welcomed whatever the server serves, and may call [`DESCRIBE`].
+pub const ANY_SERVICE: &str = "*";
+
+/// The method id of `describe`, which every server answers with its
+/// [`ServiceSchema`](crate::schema::ServiceSchema) (postcard-encoded). Method ids are hashes of
+/// method names; this one is reserved.
+pub const DESCRIBE: u32 = u32::MAX;
+
+/// One method of a server's interface, as its welcome lists them for a client whose
+/// fingerprint differs: the client binds each of its methods that the server has with the
+/// same hashes, and knows which of the others are missing or differ.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MethodEntry {
+    /// The method's id.
+    pub id: u32,
+    /// The hash of its argument side (`MethodSchema::hashes`).
+    pub args: u64,
+    /// The hash of its result side.
+    pub result: u64,
+}
 
 /// Default maximum frame length (`len` field), 16 MiB.
 pub const DEFAULT_MAX_FRAME: u32 = 16 * 1024 * 1024;
@@ -143,8 +176,13 @@ pub enum Header {
         fingerprint: u64,
         /// The largest frame the client accepts.
         max_frame: u32,
+        /// The fingerprint of the callback service the client serves, 0 if none: it must be
+        /// the one the server calls back.
+        callbacks: u64,
     },
-    /// Kind 1: the server accepts the hello.
+    /// Kind 1: the server accepts the hello. Body: `Option<Vec<MethodEntry>>`, the server's
+    /// methods if the client's fingerprint differs from the server's, else `None` (one byte;
+    /// no body at all means `None` too).
     Welcome {
         /// The protocol version the connection speaks.
         version: u16,
@@ -352,6 +390,7 @@ mod tests {
                     service: String::new(),
                     fingerprint: 0,
                     max_frame: 0,
+                    callbacks: 0,
                 },
                 0,
             ),
@@ -423,9 +462,10 @@ mod tests {
             service: "Calculator".into(),
             fingerprint: 7,
             max_frame: 1,
+            callbacks: 0,
         })
         .expect("encode");
-        assert_eq!(&bytes[..6], &[0, b'P', b'I', b'P', b'R', 1]);
+        assert_eq!(&bytes[..6], &[0, b'P', b'I', b'P', b'R', 2]);
     }
 }
 

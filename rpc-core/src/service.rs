@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::decode::{self, DecodeLimits};
 use crate::frame::encode::EncodedResult;
 use crate::protocol::WireError;
+use crate::schema::ServiceSchema;
 use crate::stream::Incoming;
 
 /// Static description of a service: what the handshake compares and what tracing names.
@@ -20,46 +21,45 @@ use crate::stream::Incoming;
 pub struct ServiceDescriptor {
     /// The service's name, sent in the handshake (the trait's name unless renamed).
     pub name: &'static str,
-    /// A hash of every method's name, kind, argument types and result type, in order.
-    ///
-    /// Client and server must agree on it: postcard is not self-describing, so a mismatch would
-    /// otherwise decode silently wrong values.
-    pub fingerprint: u64,
-    /// The methods, indexed by their wire id.
+    /// The methods, in the trait's order.
     pub methods: &'static [MethodDescriptor],
     /// The service the server calls back on the client's side of each connection
     /// (`#[service(callbacks = Other)]`), if any.
     pub callbacks: Option<&'static ServiceDescriptor>,
+    /// The service's schema, traced the first time it is asked for.
+    pub schema: fn() -> &'static ServiceSchema,
 }
 
 impl ServiceDescriptor {
-    /// The fingerprint the handshake compares: the service's own, combined with its callback
-    /// service's if it has one, so that a client and server that disagree on either are told
-    /// at connect.
-    pub fn handshake_fingerprint(&self) -> u64 {
-        match self.callbacks {
-            None => self.fingerprint,
-            Some(callbacks) => {
-                // A multiply-rotate mix: distinct pairs give distinct values in practice, and
-                // the order matters.
-                (self.fingerprint ^ callbacks.fingerprint.rotate_left(29))
-                    .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-                    .rotate_left(31)
-            }
-        }
+    /// The method with wire id `id`, if there is one.
+    pub fn method(&self, id: u32) -> Option<&'static MethodDescriptor> {
+        self.methods.iter().find(|m| m.id == id)
     }
 
-    /// The method with wire id `index`, if there is one.
-    pub fn method(&self, index: u32) -> Option<&'static MethodDescriptor> {
-        self.methods.get(usize::try_from(index).ok()?)
+    /// The method named `name`, if there is one.
+    pub fn method_named(&self, name: &str) -> Option<&'static MethodDescriptor> {
+        self.methods.iter().find(|m| m.name == name)
+    }
+
+    /// The service's schema: its methods and the shapes of their types.
+    pub fn schema(&self) -> &'static ServiceSchema {
+        (self.schema)()
+    }
+
+    /// A hash of the service's name and of every method's id and shapes
+    /// ([`ServiceSchema::fingerprint`]): client and server compare it in the handshake, then
+    /// method by method if it differs.
+    pub fn fingerprint(&self) -> u64 {
+        self.schema().fingerprint()
     }
 }
 
 /// One method of a service.
 #[derive(Debug)]
 pub struct MethodDescriptor {
-    /// Wire id: the method's position in the trait.
-    pub index: u32,
+    /// Wire id: a hash of the method's name, or the id it was given with `#[rpc(id = N)]`;
+    /// it does not depend on the method's position, so methods can be reordered and added.
+    pub id: u32,
     /// The method's name, for tracing and errors.
     pub name: &'static str,
     /// Whether the method answers.

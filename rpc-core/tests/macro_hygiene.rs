@@ -116,8 +116,10 @@ fn service_without_prelude() {
         ("note", ::rpc_core::MethodKind::Oneway),
     ];
     let methods = ::core::iter::Iterator::zip(service.methods.iter(), expected);
-    for (index, (method, (name, kind))) in ::core::iter::Iterator::enumerate(methods) {
-        ::std::assert_eq!(method.index as usize, index);
+    for (method, (name, kind)) in methods {
+        ::std::assert!(service
+            .method(method.id)
+            .is_some_and(|found| ::core::ptr::eq(found, method)));
         ::std::assert_eq!(method.name, name);
         ::std::assert_eq!(method.kind, kind);
     }

@@ -20,6 +20,7 @@ const MAX_ARGS: usize = 16;
 pub(crate) fn check(errors: &mut Errors, service: &Service) {
     check_trait(errors, service);
     let mut names = HashSet::new();
+    let mut ids = std::collections::HashMap::new();
     for method in &service.methods {
         check_method(errors, service, method);
         if !names.insert(method.name.as_str()) {
@@ -30,7 +31,43 @@ pub(crate) fn check(errors: &mut Errors, service: &Service) {
                     method.name
                 ),
             );
+            continue;
         }
+        check_id(errors, method, &mut ids);
+    }
+}
+
+/// Method ids must differ, and `u32::MAX` is `describe`'s.
+fn check_id<'a>(
+    errors: &mut Errors,
+    method: &'a Method,
+    ids: &mut std::collections::HashMap<u32, &'a str>,
+) {
+    let at = || match &method.id_lit {
+        Some(lit) => quote!(#lit),
+        None => {
+            let ident = &method.sig.ident;
+            quote!(#ident)
+        }
+    };
+    if method.id == u32::MAX {
+        errors.spanned(
+            at(),
+            format_args!(
+                "method id {} is reserved for `describe`: give `{}` another with `#[rpc(id = N)]`",
+                u32::MAX,
+                method.name
+            ),
+        );
+    } else if let Some(other) = ids.insert(method.id, &method.name) {
+        errors.spanned(
+            at(),
+            format_args!(
+                "methods `{other}` and `{}` have the same id {}: give one another with \
+                 `#[rpc(id = N)]`",
+                method.name, method.id
+            ),
+        );
     }
 }
 

@@ -7,7 +7,7 @@ use syn::Item;
 
 use crate::ctxt::Errors;
 use crate::model::{Kind, Output, Service, ServiceOptions};
-use crate::{blocking, check, client, fingerprint, server};
+use crate::{blocking, check, client, schema, server};
 
 /// Expands `#[service(attr)] item`.
 ///
@@ -105,53 +105,44 @@ fn trait_def(service: &Service) -> TokenStream {
     }
 }
 
-/// The hidden statics behind `ServiceDescriptor`: `__RPC_METHODS[i]` is method `i`.
+/// The hidden statics behind `ServiceDescriptor`: `__RPC_METHODS[i]` is method `i` of the
+/// trait, and `__rpc_schema()` the service's schema.
 fn descriptors(service: &Service) -> syn::Result<TokenStream> {
     let private = &service.private;
     let name = &service.name;
-    let fingerprint = syn::LitInt::new(
-        &format!("0x{:016x}", fingerprint::fingerprint(service)),
-        Span::call_site(),
-    );
     let count = service.methods.len();
     let callbacks = match &service.callbacks {
-        Some(client) => {
-            quote!(::core::option::Option::Some(<#client as #private::Client>::SERVICE))
-        }
+        Some(client) => quote!(::core::option::Option::Some(<#client as #private::Client>::SERVICE)),
         None => quote!(::core::option::Option::None),
     };
-    let methods = service
-        .methods
-        .iter()
-        .enumerate()
-        .map(|(index, method)| {
-            let index = u32::try_from(index)
-                .map_err(|_| syn::Error::new_spanned(&method.sig.ident, "too many methods"))?;
-            let name = &method.name;
-            let kind = match (method.kind, &method.output) {
-                (Kind::Oneway, _) => quote!(Oneway),
-                (Kind::Call, Output::Stream { .. }) => quote!(Stream),
-                (Kind::Call, _) => quote!(Call),
-            };
-            let takes_stream = method.stream_arg().is_some();
-            Ok(quote! {
-                #private::MethodDescriptor {
-                    index: #index,
-                    name: #name,
-                    kind: #private::MethodKind::#kind,
-                    takes_stream: #takes_stream,
-                }
-            })
-        })
-        .collect::<syn::Result<Vec<_>>>()?;
+    let methods = service.methods.iter().map(|method| {
+        let id = method.id;
+        let name = &method.name;
+        let kind = match (method.kind, &method.output) {
+            (Kind::Oneway, _) => quote!(Oneway),
+            (Kind::Call, Output::Stream { .. }) => quote!(Stream),
+            (Kind::Call, _) => quote!(Call),
+        };
+        let takes_stream = method.stream_arg().is_some();
+        quote! {
+            #private::MethodDescriptor {
+                id: #id,
+                name: #name,
+                kind: #private::MethodKind::#kind,
+                takes_stream: #takes_stream,
+            }
+        }
+    });
+    let schema_fn = schema::schema_fn(service);
     Ok(quote! {
         static __RPC_METHODS: [#private::MethodDescriptor; #count] = [#(#methods),*];
         static __RPC_SERVICE: #private::ServiceDescriptor = #private::ServiceDescriptor {
             name: #name,
-            fingerprint: #fingerprint,
             methods: &__RPC_METHODS,
             callbacks: #callbacks,
+            schema: __rpc_schema,
         };
+        #schema_fn
     })
 }
 
@@ -225,20 +216,24 @@ mod tests {
     }
 
     #[test]
-    fn method_ids_are_positions() {
+    fn method_ids_are_name_hashes_or_given() {
         let out = expanded(
             TokenStream::new(),
             quote!(
                 trait Calc {
                     async fn a(&self);
+                    #[rpc(id = 7)]
                     async fn b(&self);
                     #[rpc(oneway)]
                     async fn c(&self);
                 }
             ),
         );
-        assert!(out.contains("index : 0u32 , name : \"a\""), "{out}");
-        assert!(out.contains("index : 2u32 , name : \"c\" , kind : :: rpc_core :: __private :: MethodKind :: Oneway"), "{out}");
+        let a = crate::schema::method_id("a");
+        assert!(out.contains(&format!("id : {a}u32 , name : \"a\"")), "{out}");
+        assert!(out.contains("id : 7u32 , name : \"b\""), "{out}");
+        let c = crate::schema::method_id("c");
+        assert!(out.contains(&format!("id : {c}u32 , name : \"c\" , kind : :: rpc_core :: __private :: MethodKind :: Oneway")), "{out}");
     }
 
     /// Whatever the input, the macro answers with code or errors, never a panic.

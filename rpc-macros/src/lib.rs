@@ -13,8 +13,8 @@ mod check;
 mod client;
 mod ctxt;
 mod expand;
-mod fingerprint;
 mod model;
+mod schema;
 mod server;
 
 use proc_macro::TokenStream;

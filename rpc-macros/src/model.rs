@@ -193,9 +193,13 @@ pub(crate) struct Method {
     pub(crate) default: Option<Block>,
     /// The closing `;` as written, if there was no body.
     pub(crate) semi_token: Option<Token![;]>,
-    /// The name in descriptors and the fingerprint (`r#` removed).
+    /// The name in descriptors and the schema (`r#` removed).
     pub(crate) name: String,
     pub(crate) kind: Kind,
+    /// The wire id: `#[rpc(id = N)]`, else a hash of the name.
+    pub(crate) id: u32,
+    /// The `id = N` literal, if one was written (for error spans).
+    pub(crate) id_lit: Option<syn::LitInt>,
     /// The arguments after the receiver.
     pub(crate) args: Vec<Arg>,
     pub(crate) output: Output,
@@ -210,6 +214,7 @@ impl Method {
             semi_token,
         } = item;
         let mut kind = Kind::Call;
+        let mut id_lit: Option<syn::LitInt> = None;
         let mut kept = Vec::with_capacity(attrs.len());
         for attr in attrs {
             if !attr.path().is_ident("rpc") {
@@ -226,9 +231,18 @@ impl Method {
                         errors.push(meta.error("`oneway` takes no value: write `#[rpc(oneway)]`"));
                         skip_value(&meta)?;
                     }
+                } else if meta.path.is_ident("id") {
+                    let lit: syn::LitInt = meta.value()?.parse()?;
+                    if lit.base10_parse::<u32>().is_err() {
+                        errors.spanned(&lit, "a method id is a `u32`");
+                    } else if id_lit.is_some() {
+                        errors.push(meta.error("duplicate `id` option"));
+                    } else {
+                        id_lit = Some(lit);
+                    }
                 } else {
                     errors.push(meta.error(format_args!(
-                        "unknown `rpc` option `{}`: expected `oneway`",
+                        "unknown `rpc` option `{}`: expected `oneway` or `id = N`",
                         path_string(&meta.path),
                     )));
                     skip_value(&meta)?;
@@ -258,9 +272,16 @@ impl Method {
                 }),
             })
             .collect();
+        let name = sig.ident.unraw().to_string();
+        let id = id_lit
+            .as_ref()
+            .and_then(|lit| lit.base10_parse::<u32>().ok())
+            .unwrap_or_else(|| crate::schema::method_id(&name));
         Self {
             attrs: kept,
-            name: sig.ident.unraw().to_string(),
+            id,
+            id_lit,
+            name,
             kind,
             args,
             output: Output::of(&sig.output),

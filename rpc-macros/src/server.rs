@@ -44,8 +44,8 @@ pub(crate) fn impls(service: &Service) -> TokenStream {
     let (method_id, args, limits) = (local("__method"), local("__args"), local("__limits"));
     let incoming = local("__incoming");
 
-    let arms = service.methods.iter().enumerate().map(|(index, method)| {
-        let id = Literal::usize_unsuffixed(index);
+    let arms = service.methods.iter().map(|method| {
+        let id = Literal::u32_unsuffixed(method.id);
         let body = arm(service, method, [&method_id, &args, &limits, &incoming]);
         quote!(#id => #body,)
     });

@@ -367,8 +367,9 @@ impl RawPeer {
             magic: MAGIC,
             version: PROTOCOL_VERSION,
             service: service.name.to_owned(),
-            fingerprint: service.fingerprint,
+            fingerprint: service.fingerprint(),
             max_frame: 1 << 20,
+            callbacks: 0,
         })
         .await;
     }
@@ -420,7 +421,7 @@ impl RawPeer {
             .methods
             .iter()
             .find(|m| m.name == method)
-            .map(|m| m.index)
+            .map(|m| m.id)
             .expect("a Probe method");
         let mut payload = postcard::to_stdvec(&Header::Call {
             id,

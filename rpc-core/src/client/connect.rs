@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::client::binding::Binding;
 use crate::client::config::ClientConfig;
 use crate::client::handle::{ClientHandle, Shared};
 use crate::client::handshake::handshake;
@@ -61,7 +62,7 @@ fn check_callbacks(
     let same = match (service.callbacks, served) {
         (None, None) => true,
         (Some(declared), Some(served)) => {
-            declared.name == served.name && declared.fingerprint == served.fingerprint
+            declared.name == served.name && declared.fingerprint() == served.fingerprint()
         }
         _ => false,
     };
@@ -104,7 +105,7 @@ impl ClientHandle {
         config: &ClientConfig,
     ) -> Result<Self, RpcError> {
         check_callbacks(service, config)?;
-        let server_max_frame = handshake(&mut reader, &mut writer, service, config).await?;
+        let (server_max_frame, binding) = handshake(&mut reader, &mut writer, service, config).await?;
 
         let conn = new_conn();
         let writer_conn = Arc::clone(&conn);
@@ -155,6 +156,7 @@ impl ClientHandle {
                 stream_window: config.stream_window,
                 reader_task: Some(reader_task.abort_handle()),
                 wake_on_call: config.callbacks.is_some(),
+                binding,
             }
         });
         Ok(Self {
@@ -185,6 +187,7 @@ impl ClientHandle {
                 stream_window: 1,
                 reader_task: None,
                 wake_on_call: true,
+                binding: Binding::All,
             }),
             timeout: ClientConfig::default().default_timeout,
             deadline: None,

@@ -10,6 +10,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::client::binding::{Binding, MethodBinding};
 use crate::client::pending::{CallState, Conn, Reply, StreamSlot, Waiter};
 use crate::decode::{self, DecodeLimits};
 use crate::error::{ProtocolError, RpcError};
@@ -33,6 +34,8 @@ pub(crate) struct Shared {
     /// The connection also serves calls of its peer, whose limit grows with this side's calls
     /// in flight: each call wakes the task that reads.
     pub(super) wake_on_call: bool,
+    /// How this client's methods bind to the server's.
+    pub(super) binding: Binding,
 }
 
 impl Shared {
@@ -106,6 +109,21 @@ impl ClientHandle {
     /// The service this handle is connected to.
     pub fn service(&self) -> &'static ServiceDescriptor {
         self.shared.service
+    }
+
+    /// How the method named `method` binds to the server's: [`MethodBinding::Bound`] if the
+    /// server has it with the same shapes (always, when client and server have the same
+    /// interface), else why calling it fails at once. `None` if this client has no such
+    /// method.
+    pub fn binding(&self, method: &str) -> Option<MethodBinding> {
+        let method = self.shared.service.method_named(method)?;
+        Some(self.shared.binding.of(method.id))
+    }
+
+    /// Whether the server has the method named `method` with the same shapes as this client:
+    /// whether it can be called.
+    pub fn supports(&self, method: &str) -> bool {
+        self.binding(method) == Some(MethodBinding::Bound)
     }
 
     /// Whether the connection is closed (every call would fail).
@@ -211,9 +229,10 @@ impl ClientHandle {
         A: Serialize + ?Sized,
     {
         debug_assert_eq!(method.kind, MethodKind::Oneway);
+        self.shared.binding.check(method)?;
         let frame = self.encode(
             &Header::Notify {
-                method: method.index,
+                method: method.id,
             },
             args,
         )?;
@@ -296,6 +315,7 @@ impl ClientHandle {
             id
         );
         async move {
+            shared.binding.check(method)?;
             let started = Instant::now();
             let mut deadline = self.timeout.and_then(|t| started.checked_add(t));
             let mut timeout = self.timeout;
@@ -308,7 +328,7 @@ impl ClientHandle {
             let frame = self.encode(
                 &Header::Call {
                     id,
-                    method: method.index,
+                    method: method.id,
                     deadline_us: timeout.map(|t| u64::try_from(t.as_micros()).unwrap_or(u64::MAX)),
                 },
                 args,
@@ -433,7 +453,7 @@ mod tests {
     use crate::ClientConfig;
 
     static METHODS: [MethodDescriptor; 1] = [MethodDescriptor {
-        index: 0,
+        id: 0,
         name: "wait",
         takes_stream: false,
         kind: MethodKind::Call,
@@ -441,10 +461,16 @@ mod tests {
 
     static SERVICE: ServiceDescriptor = ServiceDescriptor {
         name: "Silent",
-        fingerprint: 1,
         methods: &METHODS,
         callbacks: None,
+        schema: silent_schema,
     };
+
+    fn silent_schema() -> &'static crate::schema::ServiceSchema {
+        static SCHEMA: std::sync::OnceLock<crate::schema::ServiceSchema> =
+            std::sync::OnceLock::new();
+        SCHEMA.get_or_init(|| crate::schema::SchemaBuilder::new("Silent", None).finish())
+    }
 
     /// A client connected to a server that welcomes it, then never answers: it reports the
     /// headers it reads.

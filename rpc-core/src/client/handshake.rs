@@ -1,25 +1,31 @@
 //! The client's side of the handshake: send the hello, read the welcome (or why not).
 
+use crate::client::binding::Binding;
 use crate::client::config::ClientConfig;
+use crate::decode;
 use crate::error::{ProtocolError, RpcError};
 use crate::frame::{header_frame, FrameError, FrameRead, FrameWrite};
-use crate::protocol::{Header, MAGIC, PROTOCOL_VERSION};
+use crate::protocol::{Header, MethodEntry, MAGIC, PROTOCOL_VERSION};
 use crate::service::ServiceDescriptor;
 
 /// Says hello for `service` and waits for the answer, within the handshake timeout; returns the
-/// largest frame the server accepts.
+/// largest frame the server accepts and how the client's methods bind to the server's.
 pub(super) async fn handshake<R: FrameRead, W: FrameWrite>(
     reader: &mut R,
     writer: &mut W,
     service: &'static ServiceDescriptor,
     config: &ClientConfig,
-) -> Result<u32, RpcError> {
+) -> Result<(u32, Binding), RpcError> {
     let hello = header_frame(&Header::Hello {
         magic: MAGIC,
         version: PROTOCOL_VERSION,
         service: service.name.to_owned(),
-        fingerprint: service.handshake_fingerprint(),
+        fingerprint: service.fingerprint(),
         max_frame: config.max_frame,
+        callbacks: config
+            .callbacks
+            .as_ref()
+            .map_or(0, |c| c.0.descriptor().fingerprint()),
     });
     let handshake = async {
         writer.write_frames(&[hello]).await?;
@@ -35,11 +41,17 @@ pub(super) async fn handshake<R: FrameRead, W: FrameWrite>(
             Err(error) => return Err(error.into()),
         };
         match postcard::take_from_bytes::<Header>(&frame) {
-            Ok((Header::Welcome { version, max_frame }, _)) => {
+            Ok((Header::Welcome { version, max_frame }, body)) => {
                 if version != PROTOCOL_VERSION {
                     return Err(ProtocolError::BadVersion(version).into());
                 }
-                Ok(max_frame)
+                // No body is the same as `None`: the same interface.
+                let table = match body {
+                    [] => None,
+                    body => decode::from_slice::<Option<Vec<MethodEntry>>>(body, &config.decode_limits)
+                        .map_err(|_| ProtocolError::BadWelcome)?,
+                };
+                Ok((max_frame, Binding::new(service, table)))
             }
             Ok((Header::Reject(rejection), _)) => Err(RpcError::Rejected(rejection)),
             Ok((Header::Goodbye { reason }, _)) => Err(RpcError::ClosedByPeer(reason)),

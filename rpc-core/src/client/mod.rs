@@ -10,6 +10,7 @@
 //! [`FrameRead`]: crate::frame::FrameRead
 //! [`FrameWrite`]: crate::frame::FrameWrite
 
+mod binding;
 mod config;
 mod connect;
 pub(crate) mod deadlines;
@@ -20,6 +21,7 @@ mod reader;
 mod stream;
 mod upload;
 
+pub use binding::MethodBinding;
 pub use config::ClientConfig;
 pub use handle::ClientHandle;
 pub use stream::StreamReceiver;

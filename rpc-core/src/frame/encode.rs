@@ -34,7 +34,6 @@ impl Encoded {
     }
 
     /// The frame in one buffer.
-    #[cfg(test)]
     pub(crate) fn into_bytes(self) -> Bytes {
         match self {
             Encoded::One(frame) => frame,

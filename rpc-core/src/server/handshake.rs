@@ -1,11 +1,11 @@
 //! The server's side of the handshake: read the hello, compare, welcome or reject.
 
 use crate::error::ProtocolError;
-use crate::frame::{header_frame, FrameRead, FrameWrite};
-use crate::protocol::{Header, Rejection, MAGIC, PROTOCOL_VERSION};
+use crate::frame::{encode_frame, header_frame, FrameBody, FrameRead, FrameWrite};
+use crate::protocol::{Header, MethodEntry, Rejection, ANY_SERVICE, MAGIC, PROTOCOL_VERSION};
 use crate::server::config::ServerConfig;
 use crate::server::ConnectionError;
-use crate::service::Dispatch;
+use crate::service::{Dispatch, ServiceDescriptor};
 
 /// Reads the hello and answers it; returns the client's maximum frame.
 pub(super) async fn handshake<D: Dispatch, R: FrameRead, W: FrameWrite>(
@@ -20,7 +20,7 @@ pub(super) async fn handshake<D: Dispatch, R: FrameRead, W: FrameWrite>(
         .await
         .map_err(ConnectionError::Frame)?
         .ok_or(ConnectionError::Protocol(ProtocolError::ExpectedHandshake))?;
-    let (version, service_name, fingerprint, max_frame) =
+    let (version, service_name, fingerprint, max_frame, callbacks) =
         match postcard::take_from_bytes::<Header>(&frame) {
             Ok((
                 Header::Hello {
@@ -29,13 +29,14 @@ pub(super) async fn handshake<D: Dispatch, R: FrameRead, W: FrameWrite>(
                     service,
                     fingerprint,
                     max_frame,
+                    callbacks,
                 },
                 _,
             )) => {
                 if magic != MAGIC {
                     return Err(ConnectionError::Protocol(ProtocolError::BadMagic));
                 }
-                (version, service, fingerprint, max_frame)
+                (version, service, fingerprint, max_frame, callbacks)
             }
             Ok(_) => return Err(ConnectionError::Protocol(ProtocolError::ExpectedHandshake)),
             Err(_) => return Err(ConnectionError::Protocol(ProtocolError::BadHeader)),
@@ -45,19 +46,24 @@ pub(super) async fn handshake<D: Dispatch, R: FrameRead, W: FrameWrite>(
             client: version,
             server: PROTOCOL_VERSION,
         })
+    } else if service_name == ANY_SERVICE {
+        // A client that asks what this server is (`describe`), with no interface of its own.
+        None
     } else if service_name != descriptor.name {
         Some(Rejection::UnknownService {
             requested: service_name,
             served: descriptor.name.to_owned(),
         })
-    } else if fingerprint != descriptor.handshake_fingerprint() {
-        Some(Rejection::FingerprintMismatch {
-            service: service_name,
-            client: fingerprint,
-            server: descriptor.handshake_fingerprint(),
-        })
     } else {
-        None
+        // The server calls back what the client serves: that must be exactly what it expects.
+        let expected = descriptor.callbacks.map_or(0, |c| c.fingerprint());
+        (callbacks != expected).then(|| Rejection::FingerprintMismatch {
+            service: descriptor
+                .callbacks
+                .map_or_else(String::new, |c| c.name.to_owned()),
+            client: callbacks,
+            server: expected,
+        })
     };
     if let Some(rejection) = rejection {
         let _ = writer
@@ -66,15 +72,41 @@ pub(super) async fn handshake<D: Dispatch, R: FrameRead, W: FrameWrite>(
         let _ = writer.close().await;
         return Err(ConnectionError::Rejected(rejection));
     }
-    let welcome = header_frame(&Header::Welcome {
-        version: PROTOCOL_VERSION,
-        max_frame: config.max_frame,
-    });
+    // Another version of the interface: the client binds method by method, from this table.
+    let table = (fingerprint != descriptor.fingerprint()).then(|| method_table(descriptor));
+    let welcome = encode_frame(
+        &Header::Welcome {
+            version: PROTOCOL_VERSION,
+            max_frame: config.max_frame,
+        },
+        FrameBody::Value(&table),
+        u32::MAX,
+        false,
+    )
+    .map_err(|_| ConnectionError::Protocol(ProtocolError::BadHeader))?
+    .into_bytes();
     writer
         .write_frames(&[welcome])
         .await
         .map_err(ConnectionError::Frame)?;
     Ok(max_frame)
+}
+
+/// The service's methods as the welcome lists them for a client of another interface.
+fn method_table(descriptor: &ServiceDescriptor) -> Vec<MethodEntry> {
+    let schema = descriptor.schema();
+    schema
+        .methods
+        .iter()
+        .map(|method| {
+            let (args, result) = method.hashes(&schema.types);
+            MethodEntry {
+                id: method.id,
+                args,
+                result,
+            }
+        })
+        .collect()
 }
 
 /// How long refusing a connection may take: reading its hello, writing the answer, closing.

@@ -1,0 +1,160 @@
+//! Hashing shapes: named types are expanded, so that a change deep inside an argument changes
+//! its method's hash; the Rust names of types are left out.
+
+use std::collections::BTreeMap;
+
+use super::shape::{ContainerShape, Named, Shape, VariantShape};
+use super::{MethodSchema, ServiceSchema};
+
+/// 64-bit FNV-1a, fed piece by piece.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn text(&mut self, text: &str) {
+        self.bytes(text.as_bytes());
+        self.bytes(&[0xff]);
+    }
+}
+
+type Types = BTreeMap<String, ContainerShape>;
+
+/// Writes `shape` into `hash`, expanding named types; `open` holds the names being expanded,
+/// so that a recursive type ends (it is written by its position in the recursion).
+fn write(hash: &mut Fnv, shape: &Shape, types: &Types, open: &mut Vec<String>) {
+    match shape {
+        Shape::TypeName(name) => {
+            if let Some(depth) = open.iter().position(|n| n == name) {
+                hash.text(&format!("rec{depth}"));
+                return;
+            }
+            match types.get(name) {
+                Some(container) => {
+                    open.push(name.clone());
+                    write_container(hash, container, types, open);
+                    open.pop();
+                }
+                // Untraced: known by its name only.
+                None => hash.text(&format!("name:{name}")),
+            }
+        }
+        Shape::Option(inner) => {
+            hash.text("option");
+            write(hash, inner, types, open);
+        }
+        Shape::Seq(inner) => {
+            hash.text("seq");
+            write(hash, inner, types, open);
+        }
+        Shape::Map { key, value } => {
+            hash.text("map");
+            write(hash, key, types, open);
+            write(hash, value, types, open);
+        }
+        Shape::Tuple(items) => {
+            hash.text(&format!("tuple{}", items.len()));
+            for item in items {
+                write(hash, item, types, open);
+            }
+        }
+        Shape::TupleArray { content, size } => {
+            hash.text(&format!("array{size}"));
+            write(hash, content, types, open);
+        }
+        primitive => hash.text(&primitive.rust()),
+    }
+}
+
+fn write_fields(hash: &mut Fnv, fields: &[Named<Shape>], types: &Types, open: &mut Vec<String>) {
+    hash.text(&format!("fields{}", fields.len()));
+    for field in fields {
+        hash.text(&field.name);
+        write(hash, &field.value, types, open);
+    }
+}
+
+fn write_container(hash: &mut Fnv, container: &ContainerShape, types: &Types, open: &mut Vec<String>) {
+    match container {
+        ContainerShape::UnitStruct => hash.text("unit struct"),
+        ContainerShape::NewTypeStruct(inner) => {
+            hash.text("newtype");
+            write(hash, inner, types, open);
+        }
+        ContainerShape::TupleStruct(items) => {
+            hash.text(&format!("tuple struct{}", items.len()));
+            for item in items {
+                write(hash, item, types, open);
+            }
+        }
+        ContainerShape::Struct(fields) => {
+            hash.text("struct");
+            write_fields(hash, fields, types, open);
+        }
+        ContainerShape::Enum(variants) => {
+            hash.text(&format!("enum{}", variants.len()));
+            for (index, variant) in variants {
+                hash.text(&format!("{index}:{}", variant.name));
+                match &variant.value {
+                    VariantShape::Unit => hash.text("unit"),
+                    VariantShape::NewType(inner) => {
+                        hash.text("newtype");
+                        write(hash, inner, types, open);
+                    }
+                    VariantShape::Tuple(items) => {
+                        hash.text(&format!("tuple{}", items.len()));
+                        for item in items {
+                            write(hash, item, types, open);
+                        }
+                    }
+                    VariantShape::Struct(fields) => write_fields(hash, fields, types, open),
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn method_hashes(method: &MethodSchema, types: &Types) -> (u64, u64) {
+    let mut open = Vec::new();
+    let mut args = Fnv::new();
+    args.text(&method.kind);
+    write(&mut args, &method.args_shape, types, &mut open);
+    match &method.stream_arg {
+        Some((_, _, item)) => {
+            args.text("stream");
+            write(&mut args, item, types, &mut open);
+        }
+        None => args.text("no stream"),
+    }
+    let mut result = Fnv::new();
+    result.text(&method.kind);
+    write(&mut result, &method.result_shape, types, &mut open);
+    match &method.error {
+        Some((_, error)) => {
+            result.text("error");
+            write(&mut result, error, types, &mut open);
+        }
+        None => result.text("no error"),
+    }
+    (args.0, result.0)
+}
+
+pub(super) fn fingerprint(schema: &ServiceSchema) -> u64 {
+    let mut hash = Fnv::new();
+    hash.text(&schema.service);
+    for method in &schema.methods {
+        let (args, result) = method.hashes(&schema.types);
+        hash.bytes(&method.id.to_le_bytes());
+        hash.bytes(&args.to_le_bytes());
+        hash.bytes(&result.to_le_bytes());
+    }
+    hash.0
+}

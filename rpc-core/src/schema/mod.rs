@@ -1,0 +1,144 @@
+//! What a service looks like on the wire, as data: every method with its id, kind, arguments,
+//! result and error types, docs, and the serde shape of each type, traced from its
+//! `Deserialize` implementation (structure, field and variant names; not the Rust names of the
+//! types).
+//!
+//! The handshake compares services method by method with it ([`MethodSchema::hashes`]), a
+//! running server describes itself with it (`ClientHandle::describe`), and a repository can
+//! commit a service's schema and flag breaking changes against it
+//! ([`ServiceSchema::breaking_changes`]).
+
+mod hash;
+mod shape;
+mod trace;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub use shape::{ContainerShape, Named, Shape, VariantShape};
+pub use trace::SchemaBuilder;
+
+/// The schema of a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSchema {
+    /// The service's name in the handshake.
+    pub service: String,
+    /// The service the server calls back on its clients, if any.
+    pub callbacks: Option<String>,
+    /// The methods, in the trait's order.
+    pub methods: Vec<MethodSchema>,
+    /// The named types (structs and enums) the shapes refer to, by their serde name.
+    pub types: BTreeMap<String, ContainerShape>,
+    /// Types whose shape could not be traced (a `Deserialize` that validates its input): they
+    /// are compared by name only.
+    pub untraced: Vec<String>,
+}
+
+/// The schema of one method.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MethodSchema {
+    /// The method's name.
+    pub name: String,
+    /// Its wire id: a hash of its name, or the id it was given (`#[rpc(id = N)]`).
+    pub id: u32,
+    /// `call`, `oneway` or `stream` (a stream of results).
+    pub kind: String,
+    /// Its doc comment.
+    pub docs: String,
+    /// The arguments, as written: name and type.
+    pub args: Vec<(String, String)>,
+    /// The shape of the argument tuple on the wire (without a stream argument).
+    pub args_shape: Shape,
+    /// The stream argument, if the method takes one: its name, item type and item shape.
+    pub stream_arg: Option<(String, String, Shape)>,
+    /// The result type as written (for a stream, the item type).
+    pub result: String,
+    /// The shape of the result (of each item, for a stream).
+    pub result_shape: Shape,
+    /// The typed application error of a method declared `-> Result<T, E>`.
+    pub error: Option<(String, Shape)>,
+}
+
+/// How two schemas of a service differ, for one method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The method is gone: clients that call it get `UnknownMethod`.
+    Removed {
+        /// The method.
+        method: String,
+    },
+    /// The method's arguments changed shape: clients of the other version cannot call it.
+    Arguments {
+        /// The method.
+        method: String,
+    },
+    /// The method's result (or error, or kind) changed shape.
+    Result {
+        /// The method.
+        method: String,
+    },
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Change::Removed { method } => write!(f, "method `{method}` was removed"),
+            Change::Arguments { method } => {
+                write!(f, "the arguments of method `{method}` changed shape")
+            }
+            Change::Result { method } => write!(f, "the result of method `{method}` changed shape"),
+        }
+    }
+}
+
+impl ServiceSchema {
+    /// The fingerprint the handshake compares first: equal fingerprints mean every method is
+    /// the same on both sides.
+    pub fn fingerprint(&self) -> u64 {
+        hash::fingerprint(self)
+    }
+
+    /// The method named `name`.
+    pub fn method(&self, name: &str) -> Option<&MethodSchema> {
+        self.methods.iter().find(|m| m.name == name)
+    }
+
+    /// What a client built against `older` would break on against this schema: methods
+    /// removed, and methods whose arguments or result changed shape. Added methods are not
+    /// breaking.
+    pub fn breaking_changes(&self, older: &ServiceSchema) -> Vec<Change> {
+        let mut changes = Vec::new();
+        for old in &older.methods {
+            let Some(new) = self.methods.iter().find(|m| m.id == old.id) else {
+                changes.push(Change::Removed {
+                    method: old.name.clone(),
+                });
+                continue;
+            };
+            let (old_args, old_result) = old.hashes(&older.types);
+            let (new_args, new_result) = new.hashes(&self.types);
+            if old_args != new_args {
+                changes.push(Change::Arguments {
+                    method: old.name.clone(),
+                });
+            }
+            if old_result != new_result {
+                changes.push(Change::Result {
+                    method: old.name.clone(),
+                });
+            }
+        }
+        changes
+    }
+}
+
+impl MethodSchema {
+    /// Hashes of the method's argument side (kind, argument tuple, stream argument) and result
+    /// side (result and error), with named types expanded from `types`: two methods whose
+    /// hashes agree encode and decode the same bytes.
+    pub fn hashes(&self, types: &BTreeMap<String, ContainerShape>) -> (u64, u64) {
+        hash::method_hashes(self, types)
+    }
+}

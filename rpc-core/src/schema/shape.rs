@@ -1,0 +1,140 @@
+//! The serde shape of a type: what postcard writes for it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The shape of a value (serde's data model), as traced from its `Deserialize`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Shape {
+    /// A struct or enum, by its serde name: see [`super::ServiceSchema::types`].
+    TypeName(String),
+    /// `()`.
+    Unit,
+    /// `bool`.
+    Bool,
+    /// `i8`.
+    I8,
+    /// `i16`.
+    I16,
+    /// `i32`.
+    I32,
+    /// `i64`.
+    I64,
+    /// `i128`.
+    I128,
+    /// `u8`.
+    U8,
+    /// `u16`.
+    U16,
+    /// `u32`.
+    U32,
+    /// `u64`.
+    U64,
+    /// `u128`.
+    U128,
+    /// `f32`.
+    F32,
+    /// `f64`.
+    F64,
+    /// `char`.
+    Char,
+    /// A string.
+    Str,
+    /// A byte buffer.
+    Bytes,
+    /// `Option<T>`.
+    Option(Box<Shape>),
+    /// A sequence: `Vec<T>` and the like.
+    Seq(Box<Shape>),
+    /// A map.
+    Map {
+        /// The keys' shape.
+        key: Box<Shape>,
+        /// The values' shape.
+        value: Box<Shape>,
+    },
+    /// A tuple.
+    Tuple(Vec<Shape>),
+    /// An array of `size` items: `[T; N]`.
+    TupleArray {
+        /// The items' shape.
+        content: Box<Shape>,
+        /// How many.
+        size: usize,
+    },
+}
+
+/// The shape of a named type: a struct or an enum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ContainerShape {
+    /// `struct A;`
+    UnitStruct,
+    /// `struct A(T);`
+    NewTypeStruct(Box<Shape>),
+    /// `struct A(T, U);`
+    TupleStruct(Vec<Shape>),
+    /// `struct A { a: T }`
+    Struct(Vec<Named<Shape>>),
+    /// An enum: its variants by index.
+    Enum(BTreeMap<u32, Named<VariantShape>>),
+}
+
+/// The shape of an enum variant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum VariantShape {
+    /// `A`
+    Unit,
+    /// `A(T)`
+    NewType(Box<Shape>),
+    /// `A(T, U)`
+    Tuple(Vec<Shape>),
+    /// `A { a: T }`
+    Struct(Vec<Named<Shape>>),
+}
+
+/// A named field or variant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Named<T> {
+    /// Its name.
+    pub name: String,
+    /// Its shape.
+    pub value: T,
+}
+
+impl Shape {
+    /// This shape as written in Rust, roughly: `u32`, `Vec<Point>`, `(String, bool)`.
+    pub fn rust(&self) -> String {
+        match self {
+            Shape::TypeName(name) => name.clone(),
+            Shape::Unit => "()".into(),
+            Shape::Bool => "bool".into(),
+            Shape::I8 => "i8".into(),
+            Shape::I16 => "i16".into(),
+            Shape::I32 => "i32".into(),
+            Shape::I64 => "i64".into(),
+            Shape::I128 => "i128".into(),
+            Shape::U8 => "u8".into(),
+            Shape::U16 => "u16".into(),
+            Shape::U32 => "u32".into(),
+            Shape::U64 => "u64".into(),
+            Shape::U128 => "u128".into(),
+            Shape::F32 => "f32".into(),
+            Shape::F64 => "f64".into(),
+            Shape::Char => "char".into(),
+            Shape::Str => "String".into(),
+            Shape::Bytes => "bytes".into(),
+            Shape::Option(inner) => format!("Option<{}>", inner.rust()),
+            Shape::Seq(inner) => format!("Vec<{}>", inner.rust()),
+            Shape::Map { key, value } => format!("Map<{}, {}>", key.rust(), value.rust()),
+            Shape::Tuple(items) => {
+                let items: Vec<String> = items.iter().map(Shape::rust).collect();
+                format!("({})", items.join(", "))
+            }
+            Shape::TupleArray { content, size } => format!("[{}; {size}]", content.rust()),
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Tracing a service's types into shapes, with serde-reflection.
+
+use serde::de::DeserializeOwned;
+use serde_reflection::{ContainerFormat, Format, FormatHolder, Tracer, TracerConfig, VariantFormat};
+
+use super::shape::{ContainerShape, Named, Shape, VariantShape};
+use super::{MethodSchema, ServiceSchema};
+
+/// Builds a [`ServiceSchema`]: generated code calls it once per service, the first time the
+/// schema is needed.
+pub struct SchemaBuilder {
+    tracer: Tracer,
+    schema: ServiceSchema,
+}
+
+impl std::fmt::Debug for SchemaBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchemaBuilder")
+            .field("service", &self.schema.service)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SchemaBuilder {
+    /// A schema for `service`, which calls back `callbacks`.
+    pub fn new(service: &str, callbacks: Option<&str>) -> Self {
+        Self {
+            tracer: Tracer::new(TracerConfig::default()),
+            schema: ServiceSchema {
+                service: service.to_owned(),
+                callbacks: callbacks.map(str::to_owned),
+                methods: Vec::new(),
+                types: Default::default(),
+                untraced: Vec::new(),
+            },
+        }
+    }
+
+    /// The shape of `T`, traced from its `Deserialize`. A type whose `Deserialize` cannot be
+    /// traced (it validates what it reads) is known by `written`, its Rust spelling, instead.
+    pub fn shape<T: DeserializeOwned>(&mut self, written: &str) -> Shape {
+        let traced = self
+            .tracer
+            .trace_simple_type::<T>()
+            .ok()
+            .and_then(|(mut format, _)| {
+                format.normalize().ok()?;
+                shape(&format)
+            });
+        traced.unwrap_or_else(|| {
+            self.schema.untraced.push(written.to_owned());
+            Shape::TypeName(written.to_owned())
+        })
+    }
+
+    /// Adds a method.
+    pub fn method(&mut self, method: MethodSchema) {
+        self.schema.methods.push(method);
+    }
+
+    /// The schema, with the named types traced on the way.
+    pub fn finish(self) -> ServiceSchema {
+        let mut schema = self.schema;
+        let registry = self.tracer.registry_unchecked();
+        for (name, container) in registry {
+            match container_shape(&container) {
+                Some(shape) => {
+                    schema.types.insert(name, shape);
+                }
+                None => schema.untraced.push(name),
+            }
+        }
+        schema
+    }
+}
+
+fn shapes(formats: &[Format]) -> Option<Vec<Shape>> {
+    formats.iter().map(shape).collect()
+}
+
+fn named(fields: &[serde_reflection::Named<Format>]) -> Option<Vec<Named<Shape>>> {
+    fields
+        .iter()
+        .map(|field| {
+            Some(Named {
+                name: field.name.clone(),
+                value: shape(&field.value)?,
+            })
+        })
+        .collect()
+}
+
+/// `format` as a shape; `None` if part of it is still unknown.
+fn shape(format: &Format) -> Option<Shape> {
+    Some(match format {
+        Format::Variable(_) => return None,
+        Format::TypeName(name) => Shape::TypeName(name.clone()),
+        Format::Unit => Shape::Unit,
+        Format::Bool => Shape::Bool,
+        Format::I8 => Shape::I8,
+        Format::I16 => Shape::I16,
+        Format::I32 => Shape::I32,
+        Format::I64 => Shape::I64,
+        Format::I128 => Shape::I128,
+        Format::U8 => Shape::U8,
+        Format::U16 => Shape::U16,
+        Format::U32 => Shape::U32,
+        Format::U64 => Shape::U64,
+        Format::U128 => Shape::U128,
+        Format::F32 => Shape::F32,
+        Format::F64 => Shape::F64,
+        Format::Char => Shape::Char,
+        Format::Str => Shape::Str,
+        Format::Bytes => Shape::Bytes,
+        Format::Option(inner) => Shape::Option(Box::new(shape(inner)?)),
+        Format::Seq(inner) => Shape::Seq(Box::new(shape(inner)?)),
+        Format::Map { key, value } => Shape::Map {
+            key: Box::new(shape(key)?),
+            value: Box::new(shape(value)?),
+        },
+        Format::Tuple(items) => Shape::Tuple(shapes(items)?),
+        Format::TupleArray { content, size } => Shape::TupleArray {
+            content: Box::new(shape(content)?),
+            size: *size,
+        },
+    })
+}
+
+fn container_shape(container: &ContainerFormat) -> Option<ContainerShape> {
+    Some(match container {
+        ContainerFormat::UnitStruct => ContainerShape::UnitStruct,
+        ContainerFormat::NewTypeStruct(inner) => ContainerShape::NewTypeStruct(Box::new(shape(inner)?)),
+        ContainerFormat::TupleStruct(items) => ContainerShape::TupleStruct(shapes(items)?),
+        ContainerFormat::Struct(fields) => ContainerShape::Struct(named(fields)?),
+        ContainerFormat::Enum(variants) => ContainerShape::Enum(
+            variants
+                .iter()
+                .map(|(index, variant)| {
+                    let value = match &variant.value {
+                        VariantFormat::Variable(_) => return None,
+                        VariantFormat::Unit => VariantShape::Unit,
+                        VariantFormat::NewType(inner) => VariantShape::NewType(Box::new(shape(inner)?)),
+                        VariantFormat::Tuple(items) => VariantShape::Tuple(shapes(items)?),
+                        VariantFormat::Struct(fields) => VariantShape::Struct(named(fields)?),
+                    };
+                    Some((
+                        *index,
+                        Named {
+                            name: variant.name.clone(),
+                            value,
+                        },
+                    ))
+                })
+                .collect::<Option<_>>()?,
+        ),
+    })
+}
