@@ -140,7 +140,7 @@ async fn bad_calls_from_the_server_get_typed_failures() {
         .await;
     server
         .send(&[frame(
-            &call(3, 0),
+            &call(3, echo()),
             &postcard::to_stdvec(&7u32).expect("encode"),
         )])
         .await;
