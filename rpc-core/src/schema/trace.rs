@@ -1,15 +1,21 @@
 //! Tracing a service's types into shapes, with serde-reflection.
 
 use serde::de::DeserializeOwned;
-use serde_reflection::{ContainerFormat, Format, FormatHolder, Tracer, TracerConfig, VariantFormat};
+use serde_reflection::{
+    ContainerFormat, Error, Format, FormatHolder, Registry, Samples, Tracer, TracerConfig,
+    VariantFormat,
+};
 
 use super::shape::{ContainerShape, Named, Shape, VariantShape};
 use super::{MethodSchema, ServiceSchema};
 
+/// Most rounds of tracing one type: each round finds one more variant of every enum in it
+/// whose variants are not all known yet.
+const MAX_ROUNDS: usize = 256;
+
 /// Builds a [`ServiceSchema`]: generated code calls it once per service, the first time the
 /// schema is needed.
 pub struct SchemaBuilder {
-    tracer: Tracer,
     schema: ServiceSchema,
 }
 
@@ -25,7 +31,6 @@ impl SchemaBuilder {
     /// A schema for `service`, which calls back `callbacks`.
     pub fn new(service: &str, callbacks: Option<&str>) -> Self {
         Self {
-            tracer: Tracer::new(TracerConfig::default()),
             schema: ServiceSchema {
                 service: service.to_owned(),
                 callbacks: callbacks.map(str::to_owned),
@@ -39,18 +44,23 @@ impl SchemaBuilder {
     /// The shape of `T`, traced from its `Deserialize`. A type whose `Deserialize` cannot be
     /// traced (it validates what it reads) is known by `written`, its Rust spelling, instead.
     pub fn shape<T: DeserializeOwned>(&mut self, written: &str) -> Shape {
-        let traced = self
-            .tracer
-            .trace_simple_type::<T>()
-            .ok()
-            .and_then(|(mut format, _)| {
-                format.normalize().ok()?;
-                shape(&format)
-            });
-        traced.unwrap_or_else(|| {
-            self.schema.untraced.push(written.to_owned());
-            Shape::TypeName(written.to_owned())
-        })
+        match trace::<T>() {
+            Some((shape, registry)) => {
+                for (name, container) in registry {
+                    match container_shape(&container) {
+                        Some(container) => {
+                            self.schema.types.insert(name, container);
+                        }
+                        None => self.schema.untraced.push(name),
+                    }
+                }
+                shape
+            }
+            None => {
+                self.schema.untraced.push(written.to_owned());
+                Shape::TypeName(written.to_owned())
+            }
+        }
     }
 
     /// Adds a method.
@@ -60,18 +70,38 @@ impl SchemaBuilder {
 
     /// The schema, with the named types traced on the way.
     pub fn finish(self) -> ServiceSchema {
-        let mut schema = self.schema;
-        let registry = self.tracer.registry_unchecked();
-        for (name, container) in registry {
-            match container_shape(&container) {
-                Some(shape) => {
-                    schema.types.insert(name, shape);
-                }
-                None => schema.untraced.push(name),
+        self.schema
+    }
+}
+
+/// Traces `T` until every variant of every enum in it is known: serde-reflection learns one
+/// variant of an enum per pass, and only repeats passes for the outermost type, so the passes
+/// are replayed on a fresh tracer, clearing the enums it reported incomplete after each, until
+/// none is. `None` if `T` cannot be traced.
+fn trace<T: DeserializeOwned>() -> Option<(Shape, Registry)> {
+    let samples = Samples::new();
+    let mut clears: Vec<Vec<String>> = Vec::new();
+    while clears.len() < MAX_ROUNDS {
+        let mut tracer = Tracer::new(TracerConfig::default());
+        let mut format = None;
+        for round in 0..=clears.len() {
+            let (traced, _) = tracer.trace_type_once::<T>(&samples).ok()?;
+            format = Some(traced);
+            for name in clears.get(round).into_iter().flatten() {
+                tracer.check_incomplete_enum(name);
             }
         }
-        schema
+        match tracer.registry() {
+            Ok(registry) => {
+                let mut format = format?;
+                format.normalize().ok()?;
+                return Some((shape(&format)?, registry));
+            }
+            Err(Error::MissingVariants(names)) => clears.push(names),
+            Err(_) => return None,
+        }
     }
+    None
 }
 
 fn shapes(formats: &[Format]) -> Option<Vec<Shape>> {

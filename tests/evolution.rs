@@ -1,0 +1,294 @@
+//! Interfaces that evolve: two versions of a service talk as long as the methods they share
+//! agree, and every incompatible change is caught, by method name, before anything is
+//! misdecoded.
+#![allow(unreachable_pub, missing_docs)]
+
+mod common;
+
+use common::unique_endpoint;
+use rpc_core::schema::{Change, ServiceSchema};
+use rpc_core::{Client, ClientConfig, MethodBinding, RpcError, ServerConfig};
+
+/// Version 1 of the store.
+mod v1 {
+    use serde::{Deserialize, Serialize};
+
+    /// How an item is kept.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub enum Kind {
+        /// Kept in memory.
+        Hot,
+        /// Kept on disk.
+        Cold,
+    }
+
+    /// Where an item came from.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Meta {
+        /// Its tags.
+        pub tags: Vec<String>,
+        /// Its size.
+        pub size: u32,
+    }
+
+    /// An item.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Item {
+        /// Its name.
+        pub name: String,
+        /// Its origin.
+        pub meta: Meta,
+        /// How it is kept.
+        pub kind: Kind,
+    }
+
+    /// The store.
+    #[rpc_core::service(name = "Store")]
+    pub trait Store {
+        /// Adds two numbers.
+        async fn add(&self, a: i64, b: i64) -> i64;
+        /// Stores an item; answers with its number.
+        async fn put(&self, item: Item) -> u32;
+        /// How many items there are.
+        async fn count(&self) -> u64;
+    }
+
+    /// A store that counts.
+    pub struct Counter;
+
+    impl Store for Counter {
+        async fn add(&self, a: i64, b: i64) -> i64 {
+            a + b
+        }
+
+        async fn put(&self, item: Item) -> u32 {
+            item.meta.size
+        }
+
+        async fn count(&self) -> u64 {
+            7
+        }
+    }
+}
+
+/// Version 2: a method added, the others reordered.
+mod v2 {
+    use super::v1::Item;
+
+    /// The store, with `remove`.
+    #[rpc_core::service(name = "Store")]
+    pub trait Store {
+        /// Removes an item.
+        async fn remove(&self, number: u32) -> bool;
+        /// How many items there are.
+        async fn count(&self) -> u64;
+        /// Stores an item; answers with its number.
+        async fn put(&self, item: Item) -> u32;
+        /// Adds two numbers.
+        async fn add(&self, a: i64, b: i64) -> i64;
+    }
+
+    /// A store that removes.
+    pub struct Remover;
+
+    impl Store for Remover {
+        async fn remove(&self, number: u32) -> bool {
+            number == 1
+        }
+
+        async fn count(&self) -> u64 {
+            8
+        }
+
+        async fn put(&self, item: Item) -> u32 {
+            item.meta.size + 100
+        }
+
+        async fn add(&self, a: i64, b: i64) -> i64 {
+            a + b
+        }
+    }
+}
+
+/// One change deep inside `put`'s argument, or in a result: `$meta` and `$kind` replace
+/// `Meta` and `Kind`; `$count` is `count`'s result type.
+macro_rules! changed {
+    ($module:ident, { $($meta:tt)* }, { $($kind:tt)* }, $count:ty) => {
+        mod $module {
+            #![allow(dead_code)]
+            use serde::{Deserialize, Serialize};
+
+            #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+            pub enum Kind { $($kind)* }
+
+            #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+            pub struct Meta { $($meta)* }
+
+            #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+            pub struct Item {
+                pub name: String,
+                pub meta: Meta,
+                pub kind: Kind,
+            }
+
+            #[rpc_core::service(name = "Store")]
+            pub trait Store {
+                async fn add(&self, a: i64, b: i64) -> i64;
+                async fn put(&self, item: Item) -> u32;
+                async fn count(&self) -> $count;
+            }
+        }
+    };
+}
+
+changed!(same, { pub tags: Vec<String>, pub size: u32 }, { Hot, Cold }, u64);
+changed!(field_added, { pub tags: Vec<String>, pub size: u32, pub owner: String }, { Hot, Cold }, u64);
+changed!(field_removed, { pub tags: Vec<String> }, { Hot, Cold }, u64);
+changed!(field_retyped, { pub tags: Vec<String>, pub size: u64 }, { Hot, Cold }, u64);
+changed!(field_renamed, { pub labels: Vec<String>, pub size: u32 }, { Hot, Cold }, u64);
+changed!(variant_added, { pub tags: Vec<String>, pub size: u32 }, { Hot, Cold, Frozen }, u64);
+changed!(result_changed, { pub tags: Vec<String>, pub size: u32 }, { Hot, Cold }, i32);
+
+fn schema<C: Client>() -> &'static ServiceSchema {
+    C::SERVICE.schema()
+}
+
+fn argument_change(method: &str) -> Vec<Change> {
+    vec![Change::Arguments {
+        method: method.to_owned(),
+    }]
+}
+
+#[test]
+fn each_incompatible_change_is_caught_by_method_name() {
+    let base = schema::<v1::StoreClient>();
+    // The same types, defined again: the Rust names and places of types do not matter.
+    assert_eq!(schema::<same::StoreClient>().breaking_changes(base), []);
+    assert_eq!(schema::<same::StoreClient>().fingerprint(), base.fingerprint());
+    for (what, changed) in [
+        ("a field added", schema::<field_added::StoreClient>()),
+        ("a field removed", schema::<field_removed::StoreClient>()),
+        ("a field retyped", schema::<field_retyped::StoreClient>()),
+        ("a field renamed", schema::<field_renamed::StoreClient>()),
+        ("an enum variant added", schema::<variant_added::StoreClient>()),
+    ] {
+        assert_eq!(changed.breaking_changes(base), argument_change("put"), "{what}");
+    }
+    assert_eq!(
+        schema::<result_changed::StoreClient>().breaking_changes(base),
+        [Change::Result {
+            method: "count".to_owned()
+        }]
+    );
+    // Adding a method breaks nothing; removing one does.
+    let newer = schema::<v2::StoreClient>();
+    assert_eq!(newer.breaking_changes(base), []);
+    assert_eq!(
+        base.breaking_changes(newer),
+        [Change::Removed {
+            method: "remove".to_owned()
+        }]
+    );
+}
+
+#[test]
+fn method_ids_do_not_depend_on_position() {
+    let (old, new) = (schema::<v1::StoreClient>(), schema::<v2::StoreClient>());
+    for method in &old.methods {
+        let same = new.method(&method.name).expect("kept");
+        assert_eq!(same.id, method.id, "{}", method.name);
+    }
+}
+
+async fn serve<D: rpc_core::Dispatch>(service: D) -> (rpc_transport::Endpoint, Option<tempfile::TempDir>) {
+    let (endpoint, dir) = unique_endpoint();
+    let server =
+        rpc_transport::Server::bind_with(&endpoint, service, &ServerConfig::default()).expect("bind");
+    tokio::spawn(server.run());
+    (endpoint, dir)
+}
+
+fn item(size: u32) -> v1::Item {
+    v1::Item {
+        name: "a".into(),
+        meta: v1::Meta {
+            tags: vec!["t".into()],
+            size,
+        },
+        kind: v1::Kind::Cold,
+    }
+}
+
+/// An older client keeps working with a newer server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_client_works_with_a_new_server() {
+    let (endpoint, _dir) = serve(v2::StoreServer::new(v2::Remover)).await;
+    let old: v1::StoreClient = rpc_transport::connect_with(&endpoint, &ClientConfig::new())
+        .await
+        .expect("connect");
+    assert_eq!(old.add(2, 3).await.expect("add"), 5);
+    assert_eq!(old.put(item(4)).await.expect("put"), 104);
+    assert_eq!(old.count().await.expect("count"), 8);
+    for method in ["add", "put", "count"] {
+        assert!(old.handle().supports(method), "{method}");
+    }
+}
+
+/// A newer client asks before calling what an older server lacks, and gets a typed error per
+/// call if it does not; the connection goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_client_is_told_what_an_old_server_lacks() {
+    let (endpoint, _dir) = serve(v1::StoreServer::new(v1::Counter)).await;
+    let new: v2::StoreClient = rpc_transport::connect_with(&endpoint, &ClientConfig::new())
+        .await
+        .expect("connect");
+    assert!(!new.handle().supports("remove"));
+    assert_eq!(new.handle().binding("remove"), Some(MethodBinding::Missing));
+    let missing = new.remove(1).await;
+    assert!(
+        matches!(missing, Err(RpcError::UnknownMethod { method: "remove" })),
+        "{missing:?}"
+    );
+    assert_eq!(new.count().await.expect("count"), 7);
+    assert_eq!(new.put(item(4)).await.expect("put"), 4);
+}
+
+/// A client whose argument struct gained a field is told at connect which method differs and
+/// how; its other methods keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_method_is_refused_and_the_others_work() {
+    let (endpoint, _dir) = serve(v1::StoreServer::new(v1::Counter)).await;
+    let changed: field_added::StoreClient =
+        rpc_transport::connect_with(&endpoint, &ClientConfig::new())
+            .await
+            .expect("connect");
+    assert_eq!(
+        changed.handle().binding("put"),
+        Some(MethodBinding::Incompatible {
+            arguments: true,
+            result: false
+        })
+    );
+    let item = field_added::Item {
+        name: "a".into(),
+        meta: field_added::Meta {
+            tags: vec![],
+            size: 1,
+            owner: "me".into(),
+        },
+        kind: field_added::Kind::Hot,
+    };
+    let refused = changed.put(item).await;
+    assert!(
+        matches!(
+            refused,
+            Err(RpcError::Incompatible {
+                method: "put",
+                arguments: true,
+                result: false
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(changed.add(1, 1).await.expect("add"), 2);
+}
