@@ -1,0 +1,2 @@
+//! The `rpc` command.
+pub mod codec;

@@ -1,0 +1,3 @@
+//! The `rpc` command; see the `rpc_cli` library for what it does.
+
+fn main() {}
