@@ -61,7 +61,7 @@ use serde_reflection::{Format, Registry};
 
 pub use error::CodecError;
 pub use shape::type_name;
-pub use word::word_to_json;
+pub use word::{parse_json, word_to_json};
 
 /// How deeply formats may nest, counting every struct, enum, sequence, option and named type
 /// passed through; deeper values are refused with [`CodecError::TooDeep`]. The same limit as

@@ -66,13 +66,24 @@ pub fn word_to_json(
             Ok(value)
         }
         Format::Str | Format::Char => Ok(Value::String(word.to_owned())),
-        _ => serde_json::from_str(word).map_err(|e| CodecError::InvalidJson {
-            path: path.to_owned(),
-            expected: expected(),
-            given: quoted(),
-            reason: e.to_string(),
-        }),
+        _ => parse_json(word, format, path),
     }
+}
+
+/// Reads `text` as the JSON of a value of shape `format` (what `rpc call --json` does with
+/// every argument). The value is not checked further here; [`encode`](super::encode) checks it.
+///
+/// # Errors
+///
+/// [`CodecError::InvalidJson`] naming `path`, the expected type and the text when it is not
+/// JSON.
+pub fn parse_json(text: &str, format: &Format, path: &str) -> Result<Value, CodecError> {
+    serde_json::from_str(text).map_err(|e| CodecError::InvalidJson {
+        path: path.to_owned(),
+        expected: type_name(format),
+        given: Value::String(text.to_owned()).to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// The JSON value of a map key written as a JSON object's key: the name itself for an enum's
