@@ -25,9 +25,11 @@
 //!
 //! Numbers that do not fit their type are refused, never wrapped or truncated. Every error on
 //! JSON input names the path of the offending value (`point.x`, `args[1].items[3]`), the type
-//! expected there and what was given. Decoding treats its input as coming from a peer: it checks
-//! every length against the bytes left before allocating, refuses trailing bytes, and bounds
-//! nesting at [`MAX_DEPTH`] so that a recursive type cannot exhaust the stack.
+//! expected there and what was given. Decoding treats its input, and the registry, as coming
+//! from a peer: it checks every length against the bytes left before allocating, refuses
+//! trailing bytes, bounds nesting at [`MAX_DEPTH`] so that a recursive type cannot exhaust the
+//! stack, and bounds the number of values by the input's size so that types of zero bytes
+//! nested by a hostile registry cannot multiply without end ([`CodecError::TooManyValues`]).
 //!
 //! ```
 //! use rpc_cli::codec::{decode, encode};

@@ -19,6 +19,16 @@ pub(super) struct Decoder<'a, 'b> {
     input: &'b [u8],
     path: Path,
     depth: usize,
+    /// How many more values may be produced; see [`value_budget`].
+    budget: usize,
+    start_len: usize,
+}
+
+/// How many values (every struct, field, element, ...) decoding `len` bytes may produce. Values
+/// that take no bytes (`()`, unit structs) could otherwise multiply without bound under a
+/// registry sent by a peer; real values stay far below this.
+pub(super) fn value_budget(len: usize) -> usize {
+    len.saturating_mul(64).saturating_add(1 << 16)
 }
 
 impl<'a, 'b> Decoder<'a, 'b> {
@@ -28,6 +38,8 @@ impl<'a, 'b> Decoder<'a, 'b> {
             input,
             path: Path::new(path),
             depth: 0,
+            budget: value_budget(input.len()),
+            start_len: input.len(),
         }
     }
 
@@ -41,6 +53,10 @@ impl<'a, 'b> Decoder<'a, 'b> {
         if self.depth >= MAX_DEPTH {
             return Err(self.too_deep());
         }
+        self.budget = match self.budget.checked_sub(1) {
+            Some(budget) => budget,
+            None => return Err(self.too_many_values()),
+        };
         self.depth += 1;
         let result = self.dispatch(format);
         self.depth -= 1;
@@ -366,6 +382,15 @@ impl<'a, 'b> Decoder<'a, 'b> {
     fn unresolved(&self) -> CodecError {
         CodecError::Unresolved {
             path: self.path.text(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn too_many_values(&self) -> CodecError {
+        CodecError::TooManyValues {
+            path: self.path.text(),
+            limit: value_budget(self.start_len),
         }
     }
 

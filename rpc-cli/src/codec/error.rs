@@ -131,6 +131,15 @@ pub enum CodecError {
         /// The limit.
         limit: usize,
     },
+    /// Decoding would produce more values than its input can justify (only values that take no
+    /// bytes, nested by a hostile registry, get there).
+    #[error("{path}: more than {limit} values for the input's size")]
+    TooManyValues {
+        /// Where the limit was reached.
+        path: String,
+        /// The limit.
+        limit: usize,
+    },
     /// Bytes are left after the value.
     #[error("{count} bytes left after the value")]
     TrailingBytes {

@@ -129,33 +129,54 @@ pub(super) fn keys_are_strings(key: &Format, registry: &Registry) -> bool {
 
 /// Whether every value of this format encodes to zero bytes (`()`, unit structs, empty tuples
 /// and arrays of such). Every other format takes at least one byte per value, which bounds the
-/// length of a sequence by the input. Cycles and unknown names count as not zero-sized.
+/// length of a sequence by the input. Cycles, unknown names, and shapes too large to look
+/// through (a registry from a peer could nest types exponentially) count as not zero-sized,
+/// which only makes the length check stricter.
 pub(super) fn is_zero_sized(format: &Format, registry: &Registry) -> bool {
-    zero_sized(format, registry, 0)
+    let mut steps = 0;
+    zero_sized(format, registry, 0, &mut steps)
 }
 
-fn zero_sized(format: &Format, registry: &Registry, depth: usize) -> bool {
-    if depth > MAX_DEPTH {
+fn zero_sized(format: &Format, registry: &Registry, depth: usize, steps: &mut usize) -> bool {
+    const MAX_STEPS: usize = 4096;
+    *steps += 1;
+    if depth > MAX_DEPTH || *steps > MAX_STEPS {
         return false;
     }
-    let all = |formats: &[Format]| formats.iter().all(|f| zero_sized(f, registry, depth + 1));
+    let depth = depth + 1;
     match format {
         Format::Unit => true,
-        Format::Tuple(formats) => all(formats),
+        Format::Tuple(formats) => all_zero_sized(formats, registry, depth, steps),
         Format::TupleArray { content, size } => {
-            *size == 0 || zero_sized(content, registry, depth + 1)
+            *size == 0 || zero_sized(content, registry, depth, steps)
         }
         Format::TypeName(name) => match registry.get(name) {
             Some(ContainerFormat::UnitStruct) => true,
-            Some(ContainerFormat::NewTypeStruct(inner)) => zero_sized(inner, registry, depth + 1),
-            Some(ContainerFormat::TupleStruct(formats)) => all(formats),
-            Some(ContainerFormat::Struct(fields)) => fields
-                .iter()
-                .all(|field| zero_sized(&field.value, registry, depth + 1)),
+            Some(ContainerFormat::NewTypeStruct(inner)) => {
+                zero_sized(inner, registry, depth, steps)
+            }
+            Some(ContainerFormat::TupleStruct(formats)) => {
+                all_zero_sized(formats, registry, depth, steps)
+            }
+            Some(ContainerFormat::Struct(fields)) => {
+                let formats = fields.iter().map(|field| &field.value);
+                all_zero_sized(formats, registry, depth, steps)
+            }
             Some(ContainerFormat::Enum(_)) | None => false,
         },
         _ => false,
     }
+}
+
+fn all_zero_sized<'f>(
+    formats: impl IntoIterator<Item = &'f Format>,
+    registry: &Registry,
+    depth: usize,
+    steps: &mut usize,
+) -> bool {
+    formats
+        .into_iter()
+        .all(|format| zero_sized(format, registry, depth, steps))
 }
 
 /// What a JSON value should have been, written out only when an error needs it.
