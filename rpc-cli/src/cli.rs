@@ -42,6 +42,7 @@ pub struct CallArgs {
     /// The method to call.
     pub method: String,
     /// The arguments, one word each: numbers and strings as they are, anything else as JSON.
+    /// Negative numbers may be given as they are; put `--` before a word starting with `-`.
     pub args: Vec<String>,
     /// How long to wait for the reply, in seconds (fractions allowed).
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
