@@ -14,6 +14,9 @@ use serde_reflection::{ContainerFormat, Format, Named, Registry, VariantFormat};
 use crate::codec::type_name;
 
 /// A service as a running server describes it.
+///
+/// `serde_reflection::Format` keeps an `Rc` for tracing, so a `Describe` is neither `Send` nor
+/// `Sync`: build it on the thread that uses it (in the command, a current-thread runtime).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Describe {
     /// The service's interface name (the trait's name).
