@@ -1,0 +1,215 @@
+//! Questions about formats that both directions ask: names, zero size, how maps look in JSON.
+
+use serde_json::Value;
+use serde_reflection::{ContainerFormat, Format, Registry, VariantFormat};
+
+use super::MAX_DEPTH;
+
+/// Writes a format as a Rust-like type name: `i64`, `String`, `Option<Vec<Point>>`,
+/// `Map<String, u32>`, `(i32, bool)`, `[u8; 4]`, `bytes`; a named type by its name.
+pub fn type_name(format: &Format) -> String {
+    let mut out = String::new();
+    write_type_name(&mut out, format);
+    out
+}
+
+fn write_type_name(out: &mut String, format: &Format) {
+    let primitive = match format {
+        Format::Variable(_) => "?",
+        Format::TypeName(name) => name,
+        Format::Unit => "()",
+        Format::Bool => "bool",
+        Format::I8 => "i8",
+        Format::I16 => "i16",
+        Format::I32 => "i32",
+        Format::I64 => "i64",
+        Format::I128 => "i128",
+        Format::U8 => "u8",
+        Format::U16 => "u16",
+        Format::U32 => "u32",
+        Format::U64 => "u64",
+        Format::U128 => "u128",
+        Format::F32 => "f32",
+        Format::F64 => "f64",
+        Format::Char => "char",
+        Format::Str => "String",
+        Format::Bytes => "bytes",
+        Format::Option(inner) => return wrap(out, "Option<", &[inner], ">"),
+        Format::Seq(inner) => return wrap(out, "Vec<", &[inner], ">"),
+        Format::Map { key, value } => return wrap(out, "Map<", &[key, value], ">"),
+        Format::Tuple(formats) => {
+            let refs: Vec<&Format> = formats.iter().collect();
+            let close = if refs.len() == 1 { ",)" } else { ")" };
+            return wrap(out, "(", &refs, close);
+        }
+        Format::TupleArray { content, size } => {
+            out.push('[');
+            write_type_name(out, content);
+            out.push_str(&format!("; {size}]"));
+            return;
+        }
+    };
+    out.push_str(primitive);
+}
+
+fn wrap(out: &mut String, open: &str, inner: &[&Format], close: &str) {
+    out.push_str(open);
+    for (i, format) in inner.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        write_type_name(out, format);
+    }
+    out.push_str(close);
+}
+
+/// How a named type is described in errors: `struct Point`, `enum Shape`, ...
+pub(super) fn container_name(name: &str, container: &ContainerFormat) -> String {
+    let kind = match container {
+        ContainerFormat::UnitStruct => "unit struct",
+        ContainerFormat::NewTypeStruct(_) => "newtype struct",
+        ContainerFormat::TupleStruct(_) => "tuple struct",
+        ContainerFormat::Struct(_) => "struct",
+        ContainerFormat::Enum(_) => "enum",
+    };
+    format!("{kind} {name}")
+}
+
+/// The JSON given, as errors show it: compact, and cut short past 60 characters.
+pub(super) fn given(value: &Value) -> String {
+    const LIMIT: usize = 60;
+    let text = value.to_string();
+    match text.char_indices().nth(LIMIT) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text,
+    }
+}
+
+/// Follows named newtype structs down to the format their JSON takes, for the choices that
+/// depend on it (how a command-line word or a map key is read). Stops at anything else, at an
+/// unknown name, or after [`MAX_DEPTH`] steps.
+pub(super) fn json_shape<'a>(mut format: &'a Format, registry: &'a Registry) -> &'a Format {
+    for _ in 0..MAX_DEPTH {
+        let Format::TypeName(name) = format else {
+            return format;
+        };
+        match registry.get(name) {
+            Some(ContainerFormat::NewTypeStruct(inner)) => format = inner,
+            _ => return format,
+        }
+    }
+    format
+}
+
+/// Whether a map with keys of this format is written as a JSON object: strings, chars,
+/// integers and enums of unit variants have a natural string form.
+pub(super) fn keys_are_strings(key: &Format, registry: &Registry) -> bool {
+    match json_shape(key, registry) {
+        Format::Str
+        | Format::Char
+        | Format::I8
+        | Format::I16
+        | Format::I32
+        | Format::I64
+        | Format::I128
+        | Format::U8
+        | Format::U16
+        | Format::U32
+        | Format::U64
+        | Format::U128 => true,
+        Format::TypeName(name) => match registry.get(name) {
+            Some(ContainerFormat::Enum(variants)) => variants
+                .values()
+                .all(|variant| matches!(variant.value, VariantFormat::Unit)),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Whether every value of this format encodes to zero bytes (`()`, unit structs, empty tuples
+/// and arrays of such). Every other format takes at least one byte per value, which bounds the
+/// length of a sequence by the input. Cycles, unknown names, and shapes too large to look
+/// through (a registry from a peer could nest types exponentially) count as not zero-sized,
+/// which only makes the length check stricter.
+pub(super) fn is_zero_sized(format: &Format, registry: &Registry) -> bool {
+    let mut steps = 0;
+    zero_sized(format, registry, 0, &mut steps)
+}
+
+fn zero_sized(format: &Format, registry: &Registry, depth: usize, steps: &mut usize) -> bool {
+    const MAX_STEPS: usize = 4096;
+    *steps += 1;
+    if depth > MAX_DEPTH || *steps > MAX_STEPS {
+        return false;
+    }
+    let depth = depth + 1;
+    match format {
+        Format::Unit => true,
+        Format::Tuple(formats) => all_zero_sized(formats, registry, depth, steps),
+        Format::TupleArray { content, size } => {
+            *size == 0 || zero_sized(content, registry, depth, steps)
+        }
+        Format::TypeName(name) => match registry.get(name) {
+            Some(ContainerFormat::UnitStruct) => true,
+            Some(ContainerFormat::NewTypeStruct(inner)) => {
+                zero_sized(inner, registry, depth, steps)
+            }
+            Some(ContainerFormat::TupleStruct(formats)) => {
+                all_zero_sized(formats, registry, depth, steps)
+            }
+            Some(ContainerFormat::Struct(fields)) => {
+                let formats = fields.iter().map(|field| &field.value);
+                all_zero_sized(formats, registry, depth, steps)
+            }
+            Some(ContainerFormat::Enum(_)) | None => false,
+        },
+        _ => false,
+    }
+}
+
+fn all_zero_sized<'f>(
+    formats: impl IntoIterator<Item = &'f Format>,
+    registry: &Registry,
+    depth: usize,
+    steps: &mut usize,
+) -> bool {
+    formats
+        .into_iter()
+        .all(|format| zero_sized(format, registry, depth, steps))
+}
+
+/// What a JSON value should have been, written out only when an error needs it.
+#[derive(Clone, Copy)]
+pub(super) enum Expected<'a> {
+    Format(&'a Format),
+    Unit,
+    Struct(&'a str),
+    TupleStruct(&'a str),
+    UnitStruct(&'a str),
+    Enum(&'a str),
+    Variant(&'a str, &'a str),
+    UnitVariant(&'a str, &'a str),
+    VariantContent(&'a str, &'a str),
+}
+
+impl Expected<'_> {
+    #[inline(never)]
+    pub(super) fn text(self) -> String {
+        match self {
+            Expected::Format(format) => type_name(format),
+            Expected::Unit => "() (null)".to_owned(),
+            Expected::Struct(name) => format!("struct {name}"),
+            Expected::TupleStruct(name) => name.to_owned(),
+            Expected::UnitStruct(name) => format!("unit struct {name} (null)"),
+            Expected::Enum(name) => format!("enum {name}"),
+            Expected::Variant(variant, name) => format!("variant {variant} of enum {name}"),
+            Expected::UnitVariant(variant, name) => {
+                format!("unit variant {variant} of enum {name} (null)")
+            }
+            Expected::VariantContent(variant, name) => {
+                format!("{{\"{variant}\": ...}} (variant {variant} of enum {name} has content)")
+            }
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! The `rpc` command. What it does and its exit codes are documented in the `rpc_cli` library.
+
+use std::error::Error;
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use rpc_cli::cli::Cli;
+use rpc_cli::run::{run, NotConnected};
+use rpc_cli::{CliError, Exit};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with 0; usage errors to stderr with 2.
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(Exit::Usage.code()));
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match run(cli.command, &mut NotConnected, &mut out) {
+        Ok(()) => ExitCode::from(Exit::Success.code()),
+        Err(CliError::Application(value)) => {
+            // The error is the output: JSON on stdout, for scripts to read.
+            let _ = writeln!(out, "{value:#}");
+            ExitCode::from(Exit::ApplicationError.code())
+        }
+        Err(error) => {
+            let mut message = format!("rpc: {error}");
+            let mut source = error.source();
+            while let Some(cause) = source {
+                message.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            eprintln!("{message}");
+            ExitCode::from(error.exit().code())
+        }
+    }
+}
