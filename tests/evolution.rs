@@ -164,15 +164,25 @@ fn each_incompatible_change_is_caught_by_method_name() {
     let base = schema::<v1::StoreClient>();
     // The same types, defined again: the Rust names and places of types do not matter.
     assert_eq!(schema::<same::StoreClient>().breaking_changes(base), []);
-    assert_eq!(schema::<same::StoreClient>().fingerprint(), base.fingerprint());
+    assert_eq!(
+        schema::<same::StoreClient>().fingerprint(),
+        base.fingerprint()
+    );
     for (what, changed) in [
         ("a field added", schema::<field_added::StoreClient>()),
         ("a field removed", schema::<field_removed::StoreClient>()),
         ("a field retyped", schema::<field_retyped::StoreClient>()),
         ("a field renamed", schema::<field_renamed::StoreClient>()),
-        ("an enum variant added", schema::<variant_added::StoreClient>()),
+        (
+            "an enum variant added",
+            schema::<variant_added::StoreClient>(),
+        ),
     ] {
-        assert_eq!(changed.breaking_changes(base), argument_change("put"), "{what}");
+        assert_eq!(
+            changed.breaking_changes(base),
+            argument_change("put"),
+            "{what}"
+        );
     }
     assert_eq!(
         schema::<result_changed::StoreClient>().breaking_changes(base),
@@ -200,10 +210,12 @@ fn method_ids_do_not_depend_on_position() {
     }
 }
 
-async fn serve<D: rpc_core::Dispatch>(service: D) -> (rpc_transport::Endpoint, Option<tempfile::TempDir>) {
+async fn serve<D: rpc_core::Dispatch>(
+    service: D,
+) -> (rpc_transport::Endpoint, Option<tempfile::TempDir>) {
     let (endpoint, dir) = unique_endpoint();
-    let server =
-        rpc_transport::Server::bind_with(&endpoint, service, &ServerConfig::default()).expect("bind");
+    let server = rpc_transport::Server::bind_with(&endpoint, service, &ServerConfig::default())
+        .expect("bind");
     tokio::spawn(server.run());
     (endpoint, dir)
 }

@@ -71,7 +71,10 @@ async fn a_different_interface_binds_method_by_method() {
     let handle = client.handle();
     assert!(handle.supports("echo"));
     assert!(!handle.supports("add"));
-    assert_eq!(handle.binding("subtract"), Some(rpc_core::MethodBinding::Missing));
+    assert_eq!(
+        handle.binding("subtract"),
+        Some(rpc_core::MethodBinding::Missing)
+    );
     assert_eq!(client.echo(vec![3]).await.expect("echo"), [3]);
     server.assert_serving().await;
 }

@@ -17,9 +17,9 @@
 //! `a: expected i64, got "two"`, `n: 300 is out of range for u8 (0 to 255)`. Numbers are never
 //! wrapped or truncated. How each type looks in JSON is in [`codec`].
 //!
-//! This build does not reach services yet: the commands parse their arguments and then fail with
-//! exit code 3. They are written against [`run::Backend`], which the introspection protocol will
-//! implement; [`describe::Describe`] mirrors what a server will send.
+//! The commands reach services through [`remote::Remote`]: it connects by name without
+//! knowing the service, asks the server to describe itself, and calls its methods with the
+//! arguments encoded from that description. `rpc watch` is not supported yet.
 //!
 //! # Exit codes
 //!
@@ -37,6 +37,7 @@ pub mod cli;
 pub mod codec;
 pub mod describe;
 pub mod error;
+pub mod remote;
 pub mod run;
 
 #[cfg(test)]

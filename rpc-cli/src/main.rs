@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use rpc_cli::cli::Cli;
-use rpc_cli::run::{run, NotConnected};
+use rpc_cli::remote::Remote;
+use rpc_cli::run::run;
 use rpc_cli::{CliError, Exit};
 
 fn main() -> ExitCode {
@@ -20,7 +21,14 @@ fn main() -> ExitCode {
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    match run(cli.command, &mut NotConnected, &mut out) {
+    let mut remote = match Remote::new() {
+        Ok(remote) => remote,
+        Err(error) => {
+            eprintln!("rpc: {error}");
+            return ExitCode::from(error.exit().code());
+        }
+    };
+    match run(cli.command, &mut remote, &mut out) {
         Ok(()) => ExitCode::from(Exit::Success.code()),
         Err(CliError::Application(value)) => {
             // The error is the output: JSON on stdout, for scripts to read.

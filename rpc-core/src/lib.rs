@@ -54,7 +54,9 @@ mod stream;
 mod writer;
 
 pub use byte_buf::ByteBuf;
-pub use client::{connect, Client, ClientConfig, ClientHandle, MethodBinding, StreamReceiver};
+pub use client::{
+    connect, Client, ClientConfig, ClientHandle, MethodBinding, RawReply, StreamReceiver,
+};
 pub use context::{CallContext, CallbackError, PeerInfo};
 pub use decode::DecodeError;
 pub use error::{ProtocolError, RpcError};

@@ -112,7 +112,9 @@ fn descriptors(service: &Service) -> syn::Result<TokenStream> {
     let name = &service.name;
     let count = service.methods.len();
     let callbacks = match &service.callbacks {
-        Some(client) => quote!(::core::option::Option::Some(<#client as #private::Client>::SERVICE)),
+        Some(client) => {
+            quote!(::core::option::Option::Some(<#client as #private::Client>::SERVICE))
+        }
         None => quote!(::core::option::Option::None),
     };
     let methods = service.methods.iter().map(|method| {
@@ -230,7 +232,10 @@ mod tests {
             ),
         );
         let a = crate::schema::method_id("a");
-        assert!(out.contains(&format!("id : {a}u32 , name : \"a\"")), "{out}");
+        assert!(
+            out.contains(&format!("id : {a}u32 , name : \"a\"")),
+            "{out}"
+        );
         assert!(out.contains("id : 7u32 , name : \"b\""), "{out}");
         let c = crate::schema::method_id("c");
         assert!(out.contains(&format!("id : {c}u32 , name : \"c\" , kind : :: rpc_core :: __private :: MethodKind :: Oneway")), "{out}");

@@ -55,7 +55,10 @@ pub(crate) fn schema_fn(service: &Service) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
     let builder = quote!(__builder);
-    let methods = service.methods.iter().map(|method| method_schema(service, method, &builder));
+    let methods = service
+        .methods
+        .iter()
+        .map(|method| method_schema(service, method, &builder));
     quote! {
         fn __rpc_schema() -> &'static #private::ServiceSchema {
             static SCHEMA: ::std::sync::OnceLock<#private::ServiceSchema> =
@@ -81,7 +84,11 @@ fn method_schema(service: &Service, method: &Method, builder: &TokenStream) -> T
     };
     let docs = docs(method);
     let args = method.args.iter().map(|arg| {
-        let arg_name = arg.ident.as_ref().map(ToString::to_string).unwrap_or_default();
+        let arg_name = arg
+            .ident
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         let ty = compact(&arg.ty);
         quote!((__text(#arg_name), __text(#ty)))
     });
@@ -89,7 +96,10 @@ fn method_schema(service: &Service, method: &Method, builder: &TokenStream) -> T
     let args_text = compact(&args_ty);
     let stream_arg = match method.stream_arg() {
         Some((arg_name, item)) => {
-            let arg_name = arg_name.as_ref().map(ToString::to_string).unwrap_or_default();
+            let arg_name = arg_name
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
             let item_text = compact(item);
             quote!(::core::option::Option::Some((
                 __text(#arg_name),
@@ -117,7 +127,7 @@ fn method_schema(service: &Service, method: &Method, builder: &TokenStream) -> T
         None => quote!(::core::option::Option::None),
     };
     quote! {{
-        let args_shape = #builder.shape::<#args_ty>(#args_text);
+        let args_shape = #builder.args_shape::<#args_ty>(#args_text);
         let stream_arg = #stream_arg;
         let result_shape = #builder.shape::<#result_ty>(#result_text);
         let error = #error;

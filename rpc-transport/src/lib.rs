@@ -96,6 +96,36 @@ pub async fn connect_with_callbacks<C: Client>(
     connect_with(&Endpoint::new(name)?, &config).await
 }
 
+/// Connects to whatever service is served on `endpoint`, without knowing its interface: for
+/// tools (the `rpc` command) that ask it what it is ([`rpc_core::ClientHandle::describe`])
+/// and call it with arguments they encode themselves ([`rpc_core::ClientHandle::call_raw`]).
+///
+/// # Errors
+///
+/// As [`connect`].
+pub async fn connect_any(
+    endpoint: &Endpoint,
+    config: &ClientConfig,
+) -> Result<rpc_core::ClientHandle, ConnectError> {
+    let (reader, writer) = platform::connect(endpoint, config).await?;
+    rpc_core::ClientHandle::connect_any(reader, writer, config)
+        .await
+        .map_err(ConnectError::Handshake)
+}
+
+/// The names of the endpoints served on this machine that this user can reach by name: on
+/// Unix the sockets in the user's private directory, on Windows the named pipes of this
+/// framework. A name may belong to a server that has died (its socket left behind):
+/// connecting tells.
+///
+/// # Errors
+///
+/// [`ConnectError::Io`] if the directory cannot be read. A directory that does not exist yet
+/// gives no names.
+pub fn list_endpoints() -> Result<Vec<String>, ConnectError> {
+    platform::list_endpoints()
+}
+
 /// Connects to the service served on `endpoint` with the settings of `config`.
 ///
 /// # Errors

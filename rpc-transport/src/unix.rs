@@ -62,6 +62,30 @@ pub(crate) fn euid() -> u32 {
 }
 
 /// The directory for endpoints without an explicit one.
+/// The names of the sockets in the user's private directory.
+pub(crate) fn list_endpoints() -> Result<Vec<String>, ConnectError> {
+    let dir = default_dir();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(ConnectError::Io {
+                endpoint: dir.display().to_string(),
+                source: std::sync::Arc::new(source),
+            })
+        }
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            name.strip_suffix(".sock").map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 pub(crate) fn default_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
         Some(runtime) if runtime.is_absolute() => runtime.join("rpc"),

@@ -219,6 +219,24 @@ const CLOSED_POLL: Duration = Duration::from_millis(20);
 /// Stack of the threads that wait for pipe I/O (they only wait and copy).
 const WAITER_STACK: usize = 256 * 1024;
 
+/// The names of this framework's named pipes (`\\.\pipe\rpc-<name>`).
+pub(crate) fn list_endpoints() -> Result<Vec<String>, ConnectError> {
+    let dir = r"\\.\pipe\";
+    let entries = std::fs::read_dir(dir).map_err(|source| ConnectError::Io {
+        endpoint: dir.to_owned(),
+        source: std::sync::Arc::new(source),
+    })?;
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            name.strip_prefix("rpc-").map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 pub(crate) fn pipe_path(endpoint: &Endpoint) -> String {
     format!(r"\\.\pipe\rpc-{}", endpoint.name())
 }

@@ -105,7 +105,8 @@ impl ClientHandle {
         config: &ClientConfig,
     ) -> Result<Self, RpcError> {
         check_callbacks(service, config)?;
-        let (server_max_frame, binding) = handshake(&mut reader, &mut writer, service, config).await?;
+        let (server_max_frame, binding) =
+            handshake(&mut reader, &mut writer, service, config).await?;
 
         let conn = new_conn();
         let writer_conn = Arc::clone(&conn);

@@ -230,12 +230,7 @@ impl ClientHandle {
     {
         debug_assert_eq!(method.kind, MethodKind::Oneway);
         self.shared.binding.check(method)?;
-        let frame = self.encode(
-            &Header::Notify {
-                method: method.id,
-            },
-            args,
-        )?;
+        let frame = self.encode(&Header::Notify { method: method.id }, args)?;
         self.check_open()?;
         tracing::trace!(
             service = self.shared.service.name,
@@ -255,7 +250,7 @@ impl ClientHandle {
         .map_err(RpcError::Decode)
     }
 
-    fn encode<A: Serialize + ?Sized>(
+    pub(super) fn encode<A: Serialize + ?Sized>(
         &self,
         header: &Header,
         args: &A,
@@ -273,7 +268,7 @@ impl ClientHandle {
         })
     }
 
-    fn closed_error(&self) -> RpcError {
+    pub(super) fn closed_error(&self) -> RpcError {
         self.shared
             .conn
             .lock()
@@ -282,7 +277,7 @@ impl ClientHandle {
             .unwrap_or(RpcError::ConnectionClosed)
     }
 
-    fn check_open(&self) -> Result<(), RpcError> {
+    pub(super) fn check_open(&self) -> Result<(), RpcError> {
         if self.shared.conn.shutting_down.load(Ordering::Acquire) {
             return Err(RpcError::ShuttingDown);
         }
@@ -292,9 +287,9 @@ impl ClientHandle {
         }
     }
 
-    async fn request<A: Serialize + ?Sized>(
+    pub(super) async fn request<A: Serialize + ?Sized>(
         &self,
-        method: &'static MethodDescriptor,
+        method: &MethodDescriptor,
         args: &A,
     ) -> Result<Reply, RpcError> {
         self.request_with(self.next_id(), method, args, None).await
@@ -303,7 +298,7 @@ impl ClientHandle {
     pub(super) async fn request_with<A: Serialize + ?Sized>(
         &self,
         id: u64,
-        method: &'static MethodDescriptor,
+        method: &MethodDescriptor,
         args: &A,
         stream_window: Option<u32>,
     ) -> Result<Reply, RpcError> {

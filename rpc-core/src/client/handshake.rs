@@ -48,8 +48,10 @@ pub(super) async fn handshake<R: FrameRead, W: FrameWrite>(
                 // No body is the same as `None`: the same interface.
                 let table = match body {
                     [] => None,
-                    body => decode::from_slice::<Option<Vec<MethodEntry>>>(body, &config.decode_limits)
-                        .map_err(|_| ProtocolError::BadWelcome)?,
+                    body => {
+                        decode::from_slice::<Option<Vec<MethodEntry>>>(body, &config.decode_limits)
+                            .map_err(|_| ProtocolError::BadWelcome)?
+                    }
                 };
                 Ok((max_frame, Binding::new(service, table)))
             }

@@ -16,6 +16,7 @@ mod connect;
 pub(crate) mod deadlines;
 pub(crate) mod handle;
 mod handshake;
+mod introspect;
 pub(crate) mod pending;
 mod reader;
 mod stream;
@@ -24,6 +25,7 @@ mod upload;
 pub use binding::MethodBinding;
 pub use config::ClientConfig;
 pub use handle::ClientHandle;
+pub use introspect::RawReply;
 pub use stream::StreamReceiver;
 
 use crate::error::RpcError;

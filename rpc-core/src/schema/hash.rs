@@ -82,7 +82,12 @@ fn write_fields(hash: &mut Fnv, fields: &[Named<Shape>], types: &Types, open: &m
     }
 }
 
-fn write_container(hash: &mut Fnv, container: &ContainerShape, types: &Types, open: &mut Vec<String>) {
+fn write_container(
+    hash: &mut Fnv,
+    container: &ContainerShape,
+    types: &Types,
+    open: &mut Vec<String>,
+) {
     match container {
         ContainerShape::UnitStruct => hash.text("unit struct"),
         ContainerShape::NewTypeStruct(inner) => {

@@ -49,6 +49,7 @@ pub enum Shape {
     /// A sequence: `Vec<T>` and the like.
     Seq(Box<Shape>),
     /// A map.
+    #[serde(rename_all = "UPPERCASE")]
     Map {
         /// The keys' shape.
         key: Box<Shape>,
@@ -58,6 +59,7 @@ pub enum Shape {
     /// A tuple.
     Tuple(Vec<Shape>),
     /// An array of `size` items: `[T; N]`.
+    #[serde(rename_all = "UPPERCASE")]
     TupleArray {
         /// The items' shape.
         content: Box<Shape>,
@@ -96,13 +98,51 @@ pub enum VariantShape {
     Struct(Vec<Named<Shape>>),
 }
 
-/// A named field or variant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A named field or variant; serialized as a map of one entry, `{name: value}`, as
+/// serde-reflection writes it, so that a schema reads as its formats do.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Named<T> {
     /// Its name.
     pub name: String,
     /// Its shape.
     pub value: T,
+}
+
+impl<T: Serialize> Serialize for Named<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(1))?;
+        map.serialize_entry(&self.name, &self.value)?;
+        map.end()
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Named<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct One<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for One<T> {
+            type Value = Named<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of one entry")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Named<T>, A::Error> {
+                let (name, value) = map
+                    .next_entry()?
+                    .ok_or_else(|| serde::de::Error::invalid_length(0, &self))?;
+                if map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {
+                    return Err(serde::de::Error::invalid_length(2, &self));
+                }
+                Ok(Named { name, value })
+            }
+        }
+        deserializer.deserialize_map(One(std::marker::PhantomData))
+    }
 }
 
 impl Shape {

@@ -63,6 +63,18 @@ impl SchemaBuilder {
         }
     }
 
+    /// The shape of an argument tuple `T`: a tuple of one shape per argument (a tuple whose
+    /// items are all of one type traces as an array, and no arguments as `()`; both are spelt
+    /// out here).
+    pub fn args_shape<T: DeserializeOwned>(&mut self, written: &str) -> Shape {
+        match self.shape::<T>(written) {
+            Shape::TupleArray { content, size } => Shape::Tuple(vec![*content; size]),
+            // No arguments: `()`, which postcard writes as nothing, as an empty tuple.
+            Shape::Unit => Shape::Tuple(Vec::new()),
+            other => other,
+        }
+    }
+
     /// Adds a method.
     pub fn method(&mut self, method: MethodSchema) {
         self.schema.methods.push(method);
@@ -159,7 +171,9 @@ fn shape(format: &Format) -> Option<Shape> {
 fn container_shape(container: &ContainerFormat) -> Option<ContainerShape> {
     Some(match container {
         ContainerFormat::UnitStruct => ContainerShape::UnitStruct,
-        ContainerFormat::NewTypeStruct(inner) => ContainerShape::NewTypeStruct(Box::new(shape(inner)?)),
+        ContainerFormat::NewTypeStruct(inner) => {
+            ContainerShape::NewTypeStruct(Box::new(shape(inner)?))
+        }
         ContainerFormat::TupleStruct(items) => ContainerShape::TupleStruct(shapes(items)?),
         ContainerFormat::Struct(fields) => ContainerShape::Struct(named(fields)?),
         ContainerFormat::Enum(variants) => ContainerShape::Enum(
@@ -169,7 +183,9 @@ fn container_shape(container: &ContainerFormat) -> Option<ContainerShape> {
                     let value = match &variant.value {
                         VariantFormat::Variable(_) => return None,
                         VariantFormat::Unit => VariantShape::Unit,
-                        VariantFormat::NewType(inner) => VariantShape::NewType(Box::new(shape(inner)?)),
+                        VariantFormat::NewType(inner) => {
+                            VariantShape::NewType(Box::new(shape(inner)?))
+                        }
                         VariantFormat::Tuple(items) => VariantShape::Tuple(shapes(items)?),
                         VariantFormat::Struct(fields) => VariantShape::Struct(named(fields)?),
                     };

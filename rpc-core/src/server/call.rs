@@ -15,7 +15,7 @@ use tracing::Instrument;
 use crate::client::handle::Shared;
 use crate::context::{CallContext, PeerInfo};
 use crate::frame::{header_frame, EncodeError, Encoded};
-use crate::protocol::{Header, ReplyStatus, WireError};
+use crate::protocol::{Header, ReplyStatus, WireError, DESCRIBE};
 use crate::server::config::ServerConfig;
 use crate::service::{Dispatch, HandlerFuture, MethodDescriptor, MethodKind, Outcome};
 use crate::stream::produce::{end, produce};
@@ -225,6 +225,18 @@ impl<D: Dispatch> Calls<'_, D> {
                 Err(failed(id, WireError::from(&error)))
             }
         }
+    }
+
+    /// The answer to `describe` (call `id`): the service's schema.
+    pub(super) fn describe(&self, id: u64) -> Encoded {
+        let schema = self.service.descriptor().schema();
+        reply_frame(
+            id,
+            Outcome::ok(schema),
+            DESCRIBE,
+            self.client_max_frame,
+            self.in_parts,
+        )
     }
 
     /// Starts a one-way call: `None` if it finished on its first poll (or was refused: one-way

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::error::ProtocolError;
 use crate::frame::header_frame;
-use crate::protocol::{Header, WireError};
+use crate::protocol::{Header, WireError, DESCRIBE};
 use crate::server::call::{failed, Calls, Started};
 use crate::server::streams::Streams;
 use crate::service::{Dispatch, MethodKind};
@@ -104,6 +104,10 @@ impl<'a, D: Dispatch> Serving<'a, D> {
     ) -> Result<(), ProtocolError> {
         if self.cancels.contains_key(&id) {
             return Err(ProtocolError::DuplicateId(id));
+        }
+        if method == DESCRIBE {
+            self.calls.describe(id).push_into(out);
+            return Ok(());
         }
         let config = self.calls.config;
         let deadline =

@@ -1,0 +1,189 @@
+//! The backend that reaches services: by name through `rpc-transport`, described by the
+//! server itself (`describe`), called with arguments the codec encoded.
+
+use std::time::Duration;
+
+use rpc_core::schema::ServiceSchema;
+use rpc_core::{ClientConfig, ClientHandle, RawReply, RpcError};
+use rpc_transport::{ConnectError, Endpoint};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::describe::{Describe, MethodKind, MethodSchema};
+use crate::error::CliError;
+use crate::run::{Backend, Reply, ServiceEntry};
+
+/// Reaches the services of this machine; runs its own single-thread runtime.
+#[derive(Debug)]
+pub struct Remote {
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Remote {
+    /// A backend with its runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`CliError::Connection`] if the runtime cannot start.
+    pub fn new() -> Result<Self, CliError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| CliError::Connection {
+                service: "the local runtime".to_owned(),
+                source,
+            })?;
+        Ok(Self { runtime })
+    }
+
+    fn connect(&self, name: &str) -> Result<ClientHandle, CliError> {
+        let endpoint = Endpoint::new(name).map_err(|e| connection(name, e))?;
+        self.runtime
+            .block_on(rpc_transport::connect_any(
+                &endpoint,
+                &ClientConfig::default(),
+            ))
+            .map_err(|e| connection(name, e))
+    }
+
+    fn schema(&self, name: &str, handle: &ClientHandle) -> Result<ServiceSchema, CliError> {
+        self.runtime
+            .block_on(handle.describe())
+            .map_err(|e| remote(name, &e))
+    }
+}
+
+fn connection(name: &str, error: ConnectError) -> CliError {
+    CliError::Connection {
+        service: name.to_owned(),
+        source: std::io::Error::other(error),
+    }
+}
+
+/// A framework error of a call: a broken connection is a connection error, anything else the
+/// service's refusal.
+fn remote(name: &str, error: &RpcError) -> CliError {
+    match error {
+        RpcError::ConnectionClosed
+        | RpcError::PeerExited { .. }
+        | RpcError::Frame(_)
+        | RpcError::ClosedByPeer(_) => CliError::Connection {
+            service: name.to_owned(),
+            source: std::io::Error::other(error.to_string()),
+        },
+        other => CliError::Remote {
+            service: name.to_owned(),
+            message: other.to_string(),
+        },
+    }
+}
+
+/// The same value in another type with the same serde form: the server's shapes as
+/// serde-reflection formats.
+fn convert<T: Serialize, U: DeserializeOwned>(value: &T) -> Option<U> {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|json| serde_json::from_value(json).ok())
+}
+
+/// The server's schema as the commands read it.
+pub fn describe_schema(schema: &ServiceSchema) -> Option<Describe> {
+    let methods = schema
+        .methods
+        .iter()
+        .map(|method| {
+            Some(MethodSchema {
+                name: method.name.clone(),
+                id: method.id,
+                kind: match method.kind.as_str() {
+                    "oneway" => MethodKind::Oneway,
+                    "stream" => MethodKind::Stream,
+                    _ => MethodKind::Call,
+                },
+                docs: method.docs.clone(),
+                args: method.args.clone(),
+                args_format: convert(&method.args_shape)?,
+                result: method.result.clone(),
+                result_format: convert(&method.result_shape)?,
+                error: method.error.as_ref().map(|(name, _)| name.clone()),
+                error_format: match &method.error {
+                    Some((_, shape)) => Some(convert(shape)?),
+                    None => None,
+                },
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(Describe {
+        service: schema.service.clone(),
+        fingerprint: schema.fingerprint(),
+        methods,
+        registry: convert(&schema.types)?,
+    })
+}
+
+impl Backend for Remote {
+    fn list(&mut self) -> Result<Vec<ServiceEntry>, CliError> {
+        let names = rpc_transport::list_endpoints().map_err(|e| connection("services", e))?;
+        let mut entries = Vec::new();
+        for name in names {
+            // A socket left by a dead server is not a service.
+            let Ok(handle) = self.connect(&name) else {
+                continue;
+            };
+            if let Ok(schema) = self.schema(&name, &handle) {
+                entries.push(ServiceEntry {
+                    name,
+                    interface: schema.service,
+                });
+            }
+        }
+        Ok(entries)
+    }
+
+    fn describe(&mut self, name: &str) -> Result<Describe, CliError> {
+        let handle = self.connect(name)?;
+        let schema = self.schema(name, &handle)?;
+        describe_schema(&schema).ok_or_else(|| CliError::Remote {
+            service: name.to_owned(),
+            message: "its description uses shapes this build cannot read".to_owned(),
+        })
+    }
+
+    fn call(
+        &mut self,
+        name: &str,
+        method: &MethodSchema,
+        args: Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> Result<Reply, CliError> {
+        let handle = self.connect(name)?;
+        let handle = match timeout {
+            Some(timeout) => handle.with_timeout(Some(timeout)),
+            None => handle,
+        };
+        if method.kind == MethodKind::Oneway {
+            self.runtime
+                .block_on(handle.notify_raw(method.id, &args))
+                .map_err(|e| remote(name, &e))?;
+            return Ok(Reply::Ok(Vec::new()));
+        }
+        match self.runtime.block_on(handle.call_raw(method.id, &args)) {
+            Ok(RawReply::Ok(value)) => Ok(Reply::Ok(value)),
+            Ok(RawReply::AppError(error)) => Ok(Reply::Err(error)),
+            Err(error) => Err(remote(name, &error)),
+        }
+    }
+
+    fn watch(
+        &mut self,
+        name: &str,
+        _method: &MethodSchema,
+        _args: Vec<u8>,
+        _item: &mut dyn FnMut(&[u8]) -> Result<(), CliError>,
+    ) -> Result<(), CliError> {
+        Err(CliError::Remote {
+            service: name.to_owned(),
+            message: "following streams from the command line is not supported yet".to_owned(),
+        })
+    }
+}

@@ -1,0 +1,192 @@
+//! A session at the shell against a running service, as a user types it: `rpc list`,
+//! `describe`, `call` with good and bad arguments, a typed application error, a deadline.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a division failed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum CalcError {
+    /// The divisor was zero.
+    DivisionByZero,
+}
+
+/// A point.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Point {
+    /// Across.
+    pub x: i32,
+    /// Down.
+    pub y: i32,
+}
+
+/// What the session calls.
+#[rpc_core::service]
+pub trait Calculator {
+    /// Adds two numbers.
+    async fn add(&self, a: i64, b: i64) -> i64;
+    /// Divides `a` by `b`.
+    async fn divide(&self, a: f64, b: f64) -> Result<f64, CalcError>;
+    /// Moves a point.
+    async fn shift(&self, point: Point, by: u8) -> Point;
+    /// Greets someone.
+    async fn greet(&self, name: String) -> String;
+    /// Takes its time.
+    async fn slow(&self, ms: u64) -> u64;
+}
+
+struct Calc;
+
+impl Calculator for Calc {
+    async fn add(&self, a: i64, b: i64) -> i64 {
+        a + b
+    }
+
+    async fn divide(&self, a: f64, b: f64) -> Result<f64, CalcError> {
+        if b == 0.0 {
+            return Err(CalcError::DivisionByZero);
+        }
+        Ok(a / b)
+    }
+
+    async fn shift(&self, point: Point, by: u8) -> Point {
+        Point {
+            x: point.x + i32::from(by),
+            y: point.y + i32::from(by),
+        }
+    }
+
+    async fn greet(&self, name: String) -> String {
+        format!("hello {name}")
+    }
+
+    async fn slow(&self, ms: u64) -> u64 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        ms
+    }
+}
+
+/// A server in this process on a directory of its own, and the environment that points the
+/// `rpc` binary at it.
+struct Session {
+    dir: tempfile::TempDir,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Session {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let endpoint = rpc_transport::Endpoint::new("calc")
+            .expect("name")
+            .in_dir(dir.path().join("rpc"));
+        let server = runtime
+            .block_on(async {
+                rpc_transport::Server::bind_with(
+                    &endpoint,
+                    CalculatorServer::new(Calc),
+                    &rpc_core::ServerConfig::default(),
+                )
+            })
+            .expect("bind");
+        runtime.spawn(server.run());
+        Self {
+            dir,
+            _runtime: runtime,
+        }
+    }
+
+    fn rpc(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_rpc"))
+            .args(args)
+            .env("XDG_RUNTIME_DIR", self.dir.path())
+            .output()
+            .expect("the rpc binary runs")
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn a_session_at_the_shell() {
+    let session = Session::start();
+
+    let list = session.rpc(&["list"]);
+    assert_eq!(list.status.code(), Some(0), "{}", stderr(&list));
+    assert!(stdout(&list).contains("calc") && stdout(&list).contains("Calculator"));
+
+    let describe = session.rpc(&["describe", "calc"]);
+    assert_eq!(describe.status.code(), Some(0), "{}", stderr(&describe));
+    let text = stdout(&describe);
+    assert!(text.contains("add(a: i64, b: i64) -> i64"), "{text}");
+    assert!(text.contains("# Adds two numbers."), "{text}");
+    assert!(
+        text.contains("shift(point: Point, by: u8) -> Point"),
+        "{text}"
+    );
+
+    let add = session.rpc(&["call", "calc", "add", "2", "3"]);
+    assert_eq!((add.status.code(), stdout(&add).trim()), (Some(0), "5"));
+    let greet = session.rpc(&["call", "calc", "greet", "world"]);
+    assert_eq!(stdout(&greet).trim(), "\"hello world\"");
+    let shift = session.rpc(&["call", "calc", "shift", r#"{"x": 1, "y": -2}"#, "3"]);
+    assert_eq!(shift.status.code(), Some(0), "{}", stderr(&shift));
+    let moved: serde_json::Value = serde_json::from_str(&stdout(&shift)).expect("JSON");
+    assert_eq!(moved, serde_json::json!({"x": 4, "y": 1}));
+
+    // A typed application error: JSON on stdout, exit 1.
+    let divide = session.rpc(&["call", "calc", "divide", "1", "0"]);
+    assert_eq!(divide.status.code(), Some(1));
+    assert_eq!(stdout(&divide).trim(), "\"DivisionByZero\"");
+}
+
+#[test]
+fn bad_input_names_the_argument_the_type_and_the_value() {
+    let session = Session::start();
+    for (args, message) in [
+        (
+            &["call", "calc", "add", "two", "3"][..],
+            "rpc: a: expected i64, got \"two\"",
+        ),
+        (
+            &["call", "calc", "shift", r#"{"x": 1, "y": 2}"#, "300"],
+            "rpc: by: 300 is out of range for u8 (0 to 255)",
+        ),
+        (
+            &["call", "calc", "shift", r#"{"x": "a", "y": 2}"#, "1"],
+            "rpc: point.x: expected i32, got \"a\"",
+        ),
+        (
+            &["call", "calc", "add", "1"],
+            "rpc: add takes 2 arguments (add(a: i64, b: i64) -> i64), got 1",
+        ),
+        (
+            &["call", "calc", "multiply", "1", "2"],
+            "rpc: Calculator has no method `multiply`",
+        ),
+    ] {
+        let output = session.rpc(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&output).starts_with(message),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
+fn a_call_past_its_timeout_exits_with_4() {
+    let session = Session::start();
+    let output = session.rpc(&["call", "calc", "slow", "5000", "--timeout", "0.2"]);
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    assert!(stderr(&output).contains("deadline"), "{}", stderr(&output));
+}
