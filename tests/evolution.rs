@@ -304,3 +304,68 @@ async fn a_changed_method_is_refused_and_the_others_work() {
     );
     assert_eq!(changed.add(1, 1).await.expect("add"), 2);
 }
+
+/// A service of 30 methods, for the size of its handshake.
+mod thirty {
+    macro_rules! thirty {
+        ($($method:ident)*) => {
+            #[rpc_core::service(name = "Thirty")]
+            pub trait Thirty {
+                $(async fn $method(&self, a: u32, b: String) -> Vec<u64>;)*
+            }
+        };
+    }
+    thirty!(m00 m01 m02 m03 m04 m05 m06 m07 m08 m09 m10 m11 m12 m13 m14
+            m15 m16 m17 m18 m19 m20 m21 m22 m23 m24 m25 m26 m27 m28 m29);
+}
+
+/// The handshake stays small: the hello does not grow with the methods, the welcome of the same
+/// interface grows by one byte, and only a client of another version gets the method table.
+#[test]
+fn the_handshake_of_thirty_methods_is_small() {
+    use rpc_core::protocol::{Header, MethodEntry, MAGIC, PROTOCOL_VERSION};
+    let service = <thirty::ThirtyClient as Client>::SERVICE;
+    let frame = |header: &Header, body: &[u8]| {
+        4 + postcard::to_stdvec(header).expect("encode").len() + body.len()
+    };
+    let hello = frame(
+        &Header::Hello {
+            magic: MAGIC,
+            version: PROTOCOL_VERSION,
+            service: service.name.to_owned(),
+            fingerprint: service.fingerprint(),
+            max_frame: 16 << 20,
+            callbacks: 0,
+        },
+        &[],
+    );
+    let welcome = Header::Welcome {
+        version: PROTOCOL_VERSION,
+        max_frame: 16 << 20,
+    };
+    let same = frame(
+        &welcome,
+        &postcard::to_stdvec(&None::<Vec<MethodEntry>>).expect("encode"),
+    );
+    let schema = service.schema();
+    let table: Vec<MethodEntry> = schema
+        .methods
+        .iter()
+        .map(|m| {
+            let (args, result) = m.hashes(&schema.types);
+            MethodEntry {
+                id: m.id,
+                args,
+                result,
+            }
+        })
+        .collect();
+    let other = frame(
+        &welcome,
+        &postcard::to_stdvec(&Some(table)).expect("encode"),
+    );
+    println!("30 methods: hello {hello} bytes, welcome {same} bytes, welcome with the method table {other} bytes");
+    assert!(hello <= 32, "hello {hello}");
+    assert!(same <= 12, "welcome {same}");
+    assert!(other <= 30 * 25 + 12, "welcome with the table {other}");
+}
