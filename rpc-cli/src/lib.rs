@@ -19,7 +19,8 @@
 //!
 //! The commands reach services through [`remote::Remote`]: it connects by name without
 //! knowing the service, asks the server to describe itself, and calls its methods with the
-//! arguments encoded from that description. `rpc watch` is not supported yet.
+//! arguments encoded from that description; `rpc watch` follows a stream method until it ends
+//! or Ctrl-C.
 //!
 //! # Exit codes
 //!

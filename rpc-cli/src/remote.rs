@@ -177,13 +177,21 @@ impl Backend for Remote {
     fn watch(
         &mut self,
         name: &str,
-        _method: &MethodSchema,
-        _args: Vec<u8>,
-        _item: &mut dyn FnMut(&[u8]) -> Result<(), CliError>,
+        method: &MethodSchema,
+        args: Vec<u8>,
+        item: &mut dyn FnMut(&[u8]) -> Result<(), CliError>,
     ) -> Result<(), CliError> {
-        Err(CliError::Remote {
-            service: name.to_owned(),
-            message: "following streams from the command line is not supported yet".to_owned(),
+        let handle = self.connect(name)?;
+        self.runtime.block_on(async {
+            let mut items = handle
+                .open_stream_raw(method.id, &args)
+                .await
+                .map_err(|e| remote(name, &e))?;
+            // Until the stream ends; Ctrl-C ends the process.
+            while let Some(next) = futures_util::StreamExt::next(&mut items).await {
+                item(&next.map_err(|e| remote(name, &e))?)?;
+            }
+            Ok(())
         })
     }
 }

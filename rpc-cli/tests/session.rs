@@ -35,6 +35,8 @@ pub trait Calculator {
     async fn greet(&self, name: String) -> String;
     /// Takes its time.
     async fn slow(&self, ms: u64) -> u64;
+    /// The numbers below `n`, as a stream.
+    async fn ticks(&self, n: u32) -> rpc_core::Stream<u32>;
 }
 
 struct Calc;
@@ -65,6 +67,10 @@ impl Calculator for Calc {
     async fn slow(&self, ms: u64) -> u64 {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         ms
+    }
+
+    async fn ticks(&self, n: u32) -> rpc_core::Stream<u32> {
+        rpc_core::Stream::iter(0..n)
     }
 }
 
@@ -189,4 +195,15 @@ fn a_call_past_its_timeout_exits_with_4() {
     let output = session.rpc(&["call", "calc", "slow", "5000", "--timeout", "0.2"]);
     assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
     assert!(stderr(&output).contains("deadline"), "{}", stderr(&output));
+}
+
+#[test]
+fn watch_prints_one_line_per_item() {
+    let session = Session::start();
+    let output = session.rpc(&["watch", "calc", "ticks", "3"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "0\n1\n2\n");
+    let wrong = session.rpc(&["call", "calc", "ticks", "3"]);
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(stderr(&wrong).contains("rpc watch"), "{}", stderr(&wrong));
 }

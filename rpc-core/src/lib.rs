@@ -55,7 +55,7 @@ mod writer;
 
 pub use byte_buf::ByteBuf;
 pub use client::{
-    connect, Client, ClientConfig, ClientHandle, MethodBinding, RawReply, StreamReceiver,
+    connect, Client, ClientConfig, ClientHandle, MethodBinding, RawReply, RawStream, StreamReceiver,
 };
 pub use context::{CallContext, CallbackError, PeerInfo};
 pub use decode::DecodeError;

@@ -42,7 +42,7 @@ pub enum RawReply {
 }
 
 /// Bytes that are already the postcard encoding of an argument tuple: written as they are.
-struct Encoded<'a>(&'a [u8]);
+pub(super) struct Encoded<'a>(pub(super) &'a [u8]);
 
 impl Serialize for Encoded<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

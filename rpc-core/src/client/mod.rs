@@ -26,7 +26,7 @@ pub use binding::MethodBinding;
 pub use config::ClientConfig;
 pub use handle::ClientHandle;
 pub use introspect::RawReply;
-pub use stream::StreamReceiver;
+pub use stream::{RawStream, StreamReceiver};
 
 use crate::error::RpcError;
 use crate::frame::{FrameRead, FrameWrite};

@@ -67,39 +67,65 @@ impl<T> StreamReceiver<T> {
     }
 }
 
-impl<T: DeserializeOwned> futures_util::Stream for StreamReceiver<T> {
-    type Item = Result<T, RpcError>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        if this.done {
+impl<T> StreamReceiver<T> {
+    /// The next item, as `decode` makes it of the item's frame.
+    fn poll_item<U>(
+        &mut self,
+        cx: &mut Context<'_>,
+        decode: impl FnOnce(&ClientHandle, &Reply) -> Result<U, RpcError>,
+    ) -> Poll<Option<Result<U, RpcError>>> {
+        if self.done {
             return Poll::Ready(None);
         }
-        match std::task::ready!(this.handle.poll_stream(this.id, cx)) {
+        match std::task::ready!(self.handle.poll_stream(self.id, cx)) {
             Some(Ok(item)) => {
-                let decoded = this.handle.decode(&item);
+                let decoded = decode(&self.handle, &item);
                 if decoded.is_err() {
                     // The server sends what this side cannot read: stop the stream.
-                    this.finish(true);
+                    self.finish(true);
                     return Poll::Ready(Some(decoded));
                 }
-                this.taken += 1;
+                self.taken += 1;
                 // Room for half the window again: tell the server, in one credit.
-                if this.taken >= this.window.div_ceil(2) {
-                    this.handle.grant(this.id, this.taken);
-                    this.taken = 0;
+                if self.taken >= self.window.div_ceil(2) {
+                    self.handle.grant(self.id, self.taken);
+                    self.taken = 0;
                 }
                 Poll::Ready(Some(decoded))
             }
             Some(Err(error)) => {
-                this.finish(false);
+                self.finish(false);
                 Poll::Ready(Some(Err(error)))
             }
             None => {
-                this.finish(false);
+                self.finish(false);
                 Poll::Ready(None)
             }
         }
+    }
+}
+
+impl<T: DeserializeOwned> futures_util::Stream for StreamReceiver<T> {
+    type Item = Result<T, RpcError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut()
+            .poll_item(cx, |handle, item| handle.decode(item))
+    }
+}
+
+/// The items of a stream opened with [`ClientHandle::open_stream_raw`], each as the postcard
+/// encoding the server sent, for a tool that decodes them from the method's schema.
+#[derive(Debug)]
+pub struct RawStream(StreamReceiver<()>);
+
+impl futures_util::Stream for RawStream {
+    type Item = Result<Vec<u8>, RpcError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut()
+            .0
+            .poll_item(cx, |_, item| Ok(item.body().to_vec()))
     }
 }
 
@@ -126,7 +152,7 @@ impl ClientHandle {
     pub(super) async fn open<A, T>(
         &self,
         id: u64,
-        method: &'static MethodDescriptor,
+        method: &MethodDescriptor,
         args: &A,
         upload: Option<Upload>,
     ) -> Result<StreamReceiver<T>, RpcError>
@@ -154,6 +180,26 @@ impl ClientHandle {
             ReplyStatus::Failed(e) => Err(remote_error(e)),
             _ => Err(ProtocolError::UnexpectedKind("application error").into()),
         }
+    }
+
+    /// Opens a stream by calling the stream method with id `method` with `args`, the postcard
+    /// encoding of its argument tuple: for a tool that has the method's schema but not its
+    /// types.
+    ///
+    /// # Errors
+    ///
+    /// As [`ClientHandle::open_stream`].
+    pub async fn open_stream_raw(&self, method: u32, args: &[u8]) -> Result<RawStream, RpcError> {
+        let descriptor = MethodDescriptor {
+            id: method,
+            name: "raw",
+            kind: crate::service::MethodKind::Stream,
+            takes_stream: false,
+        };
+        let args = crate::client::introspect::Encoded(args);
+        self.open(self.next_id(), &descriptor, &args, None)
+            .await
+            .map(RawStream)
     }
 
     /// The next item or the end of stream `id`, once there is one.
