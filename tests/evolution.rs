@@ -1,7 +1,7 @@
 //! Interfaces that evolve: two versions of a service talk as long as the methods they share
 //! agree, and every incompatible change is caught, by method name, before anything is
 //! misdecoded.
-#![allow(unreachable_pub, missing_docs)]
+#![allow(unreachable_pub, missing_docs, dead_code)]
 
 mod common;
 
@@ -306,6 +306,7 @@ async fn a_changed_method_is_refused_and_the_others_work() {
 }
 
 /// A service of 30 methods, for the size of its handshake.
+#[allow(dead_code)]
 mod thirty {
     macro_rules! thirty {
         ($($method:ident)*) => {
