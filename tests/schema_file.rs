@@ -29,7 +29,7 @@ fn the_probe_service_keeps_its_committed_schema() {
     }
     // Compiled in, so that the check runs where the sources are not (under Wine).
     let text = include_str!("schemas/probe.json");
-    let committed: ServiceSchema = serde_json::from_str(&text).expect("the committed schema reads");
+    let committed: ServiceSchema = serde_json::from_str(text).expect("the committed schema reads");
     let breaking = current.breaking_changes(&committed);
     assert!(
         breaking.is_empty(),
