@@ -33,7 +33,9 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use rpc_core::frame::{FrameError, FrameReader, FrameWriter};
-use rpc_core::protocol::{GoodbyeReason, Header, ReplyStatus, WireError, MAGIC, PROTOCOL_VERSION};
+use rpc_core::protocol::{
+    GoodbyeReason, Header, ReplyStatus, WireError, ANY_SERVICE, MAGIC, PROTOCOL_VERSION,
+};
 use rpc_core::{CancellationToken, Client, ConnectionError, PeerInfo, ProtocolError, ServerConfig};
 use rpc_fuzz::{
     hello_frame, live_handlers, message, parse_frames, paused_runtime, settle, RefEnd,
@@ -48,10 +50,12 @@ const MAX_FRAME: u32 = 1024;
 const FRAME_TIMEOUT: Duration = Duration::from_secs(2);
 /// The request id of the appended call.
 const CALL_ID: u64 = u64::MAX;
-/// Method ids of `Target`, in the trait's order.
-const ADD: u32 = 0;
-const SLEEP: u32 = 4;
-const PAUSE: u32 = 6;
+/// The id of `Target`'s method `name` (a hash of the name).
+fn method_id(name: &str) -> u32 {
+    <TargetClient as Client>::SERVICE
+        .method_named(name)
+        .map_or(u32::MAX, |m| m.id)
+}
 
 fuzz_target!(|data: &[u8]| {
     run(data, Mode::Raw);
@@ -117,7 +121,7 @@ fn run(garbage: &[u8], mode: Mode) {
         stream.extend(message(
             &Header::Call {
                 id: CALL_ID,
-                method: ADD,
+                method: method_id("add"),
                 deadline_us: None,
             },
             &(40i64, 2i64),
@@ -229,14 +233,19 @@ fn walk(stream: &[u8], call_at: usize, stalled: bool) -> Walk {
                     magic,
                     version,
                     service: name,
-                    fingerprint,
                     max_frame,
+                    callbacks,
+                    ..
                 }) => {
+                    // Another interface of the service is welcomed (method by method); a
+                    // client that asks what the server is (`*`) too. This service calls
+                    // nothing back: a client that serves callbacks is refused.
+                    let any = name == ANY_SERVICE;
                     if magic != MAGIC {
                         Fault::Protocol(ProtocolError::BadMagic)
                     } else if version != PROTOCOL_VERSION
-                        || name != service.name
-                        || fingerprint != service.fingerprint()
+                        || (!any && name != service.name)
+                        || (!any && callbacks != 0)
                     {
                         Fault::Rejected
                     } else {
@@ -266,7 +275,7 @@ fn walk(stream: &[u8], call_at: usize, stalled: bool) -> Walk {
                 deadline_us,
             }) => {
                 walk.repeated_id |= !ids.insert(id);
-                if method == SLEEP {
+                if method == method_id("sleep") {
                     let body = &frame.bytes(stream)[header_len(frame.bytes(stream))..];
                     if let Ok((ms, _)) = postcard::take_from_bytes::<u32>(body) {
                         let sleep = Duration::from_millis(ms.into());
@@ -277,7 +286,7 @@ fn walk(stream: &[u8], call_at: usize, stalled: bool) -> Walk {
                 continue;
             }
             Ok(Header::Notify { method }) => {
-                if method == PAUSE {
+                if method == method_id("pause") {
                     walk.hold += Duration::from_millis(256);
                 }
                 continue;

@@ -109,6 +109,7 @@ pub fn hello_frame(max_frame: u32) -> Vec<u8> {
             service: service.name.to_owned(),
             fingerprint: service.fingerprint(),
             max_frame,
+            callbacks: 0,
         })
         .expect("hello encodes"),
     )
