@@ -446,3 +446,32 @@ async fn callbacks_run_over_pipes_and_memory() {
     install_asks_and_reports(&in_memory, &memory_seen).await;
     assert_eq!(in_memory.nest(4).await.expect("call"), 8);
 }
+
+/// The same over a FIFO pair.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_run_over_a_fifo_pair() {
+    let dir = common::private_dir();
+    let endpoint = rpc_transport::Endpoint::new("fifo-installer")
+        .expect("name")
+        .in_dir(dir.path());
+    let server = rpc_transport::fifo::FifoServer::bind(&endpoint).expect("bind");
+    tokio::spawn(server.serve(
+        InstallerServer::new(Arc::new(InstallerImpl::default())),
+        &ServerConfig::default(),
+    ));
+    let seen = Arc::new(FrontEndSeen::default());
+    let mut config = ClientConfig::new();
+    config.serve_callbacks(PromptServer::new(FrontEnd {
+        answer: true,
+        seen: Arc::clone(&seen),
+    }));
+    let installer: InstallerClient = within(
+        "connecting",
+        rpc_transport::fifo::connect(&endpoint, &config),
+    )
+    .await
+    .expect("connect");
+    install_asks_and_reports(&installer, &seen).await;
+    assert_eq!(installer.nest(3).await.expect("call"), 6);
+}

@@ -271,3 +271,27 @@ async fn a_stream_from_a_child_over_its_stdio() {
     }
     assert_eq!(seen, (0..200).collect::<Vec<_>>());
 }
+
+/// The parent's answers to its child's callbacks.
+struct Answers;
+
+impl child_service::Notes for Answers {
+    async fn answer(&self, question: String) -> String {
+        format!("parent says {question}")
+    }
+}
+
+/// A child that calls its parent back, over its stdio.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_calls_its_parent_back_over_its_stdio() {
+    let mut config = ClientConfig::new();
+    config.serve_callbacks(child_service::NotesServer::new(Answers));
+    let (relay, _process) = within(
+        "the child to start",
+        rpc_transport::child::spawn::<child_service::RelayClient>(child(&["callbacks"]), &config),
+    )
+    .await
+    .expect("spawn");
+    let heard = within("the answer", relay.ask("hello".into())).await;
+    assert_eq!(heard.expect("ask"), "child heard: parent says hello");
+}

@@ -74,20 +74,27 @@ impl Calculator for Calc {
     }
 }
 
-/// A server in this process on a directory of its own, and the environment that points the
-/// `rpc` binary at it.
+/// A server in this process, and the environment that points the `rpc` binary at it: on Unix
+/// a socket directory of its own (`$XDG_RUNTIME_DIR/rpc`), on Windows a pipe name of its own.
 struct Session {
     dir: tempfile::TempDir,
+    name: String,
     _runtime: tokio::runtime::Runtime,
 }
 
 impl Session {
     fn start() -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let dir = tempfile::tempdir().expect("temp dir");
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
-        let endpoint = rpc_transport::Endpoint::new("calc")
-            .expect("name")
-            .in_dir(dir.path().join("rpc"));
+        let name = format!(
+            "calc-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let endpoint = rpc_transport::Endpoint::new(&name).expect("name");
+        #[cfg(unix)]
+        let endpoint = endpoint.in_dir(dir.path().join("rpc"));
         let server = runtime
             .block_on(async {
                 rpc_transport::Server::bind_with(
@@ -100,11 +107,20 @@ impl Session {
         runtime.spawn(server.run());
         Self {
             dir,
+            name,
             _runtime: runtime,
         }
     }
 
+    /// Runs `rpc` with `args`, `calc` standing for this session's service name.
     fn rpc(&self, args: &[&str]) -> Output {
+        let args = args.iter().map(|arg| {
+            if *arg == "calc" {
+                self.name.as_str()
+            } else {
+                arg
+            }
+        });
         Command::new(env!("CARGO_BIN_EXE_rpc"))
             .args(args)
             .env("XDG_RUNTIME_DIR", self.dir.path())
@@ -127,7 +143,13 @@ fn a_session_at_the_shell() {
 
     let list = session.rpc(&["list"]);
     assert_eq!(list.status.code(), Some(0), "{}", stderr(&list));
-    assert!(stdout(&list).contains("calc") && stdout(&list).contains("Calculator"));
+    let listed = stdout(&list);
+    assert!(
+        listed
+            .lines()
+            .any(|line| line.starts_with(&session.name) && line.ends_with("Calculator")),
+        "{listed}"
+    );
 
     let describe = session.rpc(&["describe", "calc"]);
     assert_eq!(describe.status.code(), Some(0), "{}", stderr(&describe));

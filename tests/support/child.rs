@@ -5,6 +5,7 @@
 //! * `linger`: serves over stdio, then does not exit when the parent closes it.
 //! * `garbage`: writes text to stdout, then waits for stdin to close.
 //! * `pipes`: serves over the pipes from `spawn_with_pipes`, writing a line to stdout as well.
+//! * `callbacks`: serves `Relay`, which calls the parent back, over stdio.
 
 #[path = "child_service.rs"]
 mod child_service;
@@ -12,7 +13,7 @@ mod child_service;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use child_service::{HelperImpl, HelperServer};
+use child_service::{HelperImpl, HelperServer, RelayImpl, RelayServer};
 use rpc_core::ServerConfig;
 use rpc_transport::child::{serve_inherited_pipes, serve_stdio};
 
@@ -42,6 +43,7 @@ async fn main() {
             let _ = std::io::stdout().flush();
             let _ = std::io::stdin().read_to_end(&mut Vec::new());
         }
+        "callbacks" => exit_with(serve_stdio(RelayServer::new(RelayImpl)).await),
         "pipes" => {
             println!("stdout is still mine");
             let _ = std::io::stdout().flush();

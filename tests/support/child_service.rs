@@ -53,3 +53,34 @@ impl Helper for HelperImpl {
         rpc_core::Stream::iter(0..count)
     }
 }
+
+/// What the parent serves back to the child (callbacks).
+#[rpc_core::service]
+pub trait Notes {
+    /// The parent's answer to `question`.
+    async fn answer(&self, question: String) -> String;
+}
+
+/// A service of the child that calls its parent back.
+#[rpc_core::service(callbacks = Notes)]
+pub trait Relay {
+    /// Asks the parent `question` and answers with what it said.
+    async fn ask(&self, question: String) -> String;
+}
+
+pub struct RelayImpl;
+
+impl Relay for RelayImpl {
+    async fn ask(&self, question: String) -> String {
+        let parent: Result<NotesClient, _> = rpc_core::CallContext::current()
+            .ok_or(rpc_core::CallbackError::NotInCall)
+            .and_then(|context| context.callbacks());
+        match parent {
+            Ok(parent) => match parent.answer(question).await {
+                Ok(answer) => format!("child heard: {answer}"),
+                Err(error) => format!("child could not ask: {error}"),
+            },
+            Err(error) => format!("child has no parent to ask: {error}"),
+        }
+    }
+}
