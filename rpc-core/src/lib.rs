@@ -49,6 +49,7 @@ pub mod memory;
 pub mod protocol;
 mod server;
 mod service;
+pub mod session;
 mod stream;
 mod writer;
 
@@ -56,7 +57,7 @@ pub use byte_buf::ByteBuf;
 pub use client::{connect, Client, ClientConfig, ClientHandle, StreamReceiver};
 pub use context::{CallContext, PeerInfo};
 pub use decode::DecodeError;
-pub use error::{ProtocolError, RpcError};
+pub use error::{ProtocolError, RpcError, SessionError};
 pub use rpc_macros::service;
 pub use server::{refuse_connection, serve_connection, ConnectionError, ServerConfig};
 pub use service::{Dispatch, MethodDescriptor, MethodKind, ServiceDescriptor};
@@ -75,6 +76,7 @@ pub mod __private {
     pub use crate::frame::encode::EncodedResult;
     pub use crate::service::{decode_args, incoming_stream, DispatchError, HandlerFuture, Outcome};
     pub use crate::service::{Dispatch, MethodDescriptor, MethodKind, ServiceDescriptor};
+    pub use crate::session::Link;
     pub use crate::stream::{Incoming, Stream};
     pub use ::core;
     pub use ::futures_util::Stream as FuturesStream;

@@ -128,12 +128,14 @@ fn descriptors(service: &Service) -> syn::Result<TokenStream> {
                 (Kind::Call, _) => quote!(Call),
             };
             let takes_stream = method.stream_arg().is_some();
+            let idempotent = method.idempotent.is_some();
             Ok(quote! {
                 #private::MethodDescriptor {
                     index: #index,
                     name: #name,
                     kind: #private::MethodKind::#kind,
                     takes_stream: #takes_stream,
+                    idempotent: #idempotent,
                 }
             })
         })

@@ -171,6 +171,8 @@ pub(crate) struct Method {
     /// The name in descriptors and the fingerprint (`r#` removed).
     pub(crate) name: String,
     pub(crate) kind: Kind,
+    /// `#[rpc(idempotent)]`, as written: a session may send the call again after a reconnect.
+    pub(crate) idempotent: Option<syn::Path>,
     /// The arguments after the receiver.
     pub(crate) args: Vec<Arg>,
     pub(crate) output: Output,
@@ -185,6 +187,7 @@ impl Method {
             semi_token,
         } = item;
         let mut kind = Kind::Call;
+        let mut idempotent: Option<syn::Path> = None;
         let mut kept = Vec::with_capacity(attrs.len());
         for attr in attrs {
             if !attr.path().is_ident("rpc") {
@@ -201,9 +204,20 @@ impl Method {
                         errors.push(meta.error("`oneway` takes no value: write `#[rpc(oneway)]`"));
                         skip_value(&meta)?;
                     }
+                } else if meta.path.is_ident("idempotent") {
+                    if idempotent.is_some() {
+                        errors.push(meta.error("duplicate `idempotent` option"));
+                    }
+                    idempotent = Some(meta.path.clone());
+                    if !meta.input.is_empty() && !meta.input.peek(Token![,]) {
+                        errors.push(
+                            meta.error("`idempotent` takes no value: write `#[rpc(idempotent)]`"),
+                        );
+                        skip_value(&meta)?;
+                    }
                 } else {
                     errors.push(meta.error(format_args!(
-                        "unknown `rpc` option `{}`: expected `oneway`",
+                        "unknown `rpc` option `{}`: expected `oneway` or `idempotent`",
                         path_string(&meta.path),
                     )));
                     skip_value(&meta)?;
@@ -237,6 +251,7 @@ impl Method {
             attrs: kept,
             name: sig.ident.unraw().to_string(),
             kind,
+            idempotent,
             args,
             output: Output::of(&sig.output),
             default,

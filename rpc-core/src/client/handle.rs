@@ -488,6 +488,7 @@ mod tests {
         name: "wait",
         takes_stream: false,
         kind: MethodKind::Call,
+        idempotent: false,
     }];
 
     static SERVICE: ServiceDescriptor = ServiceDescriptor {

@@ -1,0 +1,524 @@
+//! Sessions over in-memory connections whose server the test kills, refuses or replaces: what
+//! calls in flight, new calls, idempotent calls and streams see, and the session's state.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use rpc_core::session::{Connect, Session, SessionConfig, SessionState};
+use rpc_core::{
+    CancellationToken, ClientConfig, ClientHandle, PeerInfo, RpcError, ServerConfig,
+    ServiceDescriptor,
+};
+use tokio::sync::{watch, Notify};
+use tokio::task::AbortHandle;
+
+/// A store whose calls the test can hold.
+#[rpc_core::service]
+pub trait Store {
+    /// How many calls of `bump` have run.
+    #[rpc(idempotent)]
+    async fn get(&self) -> u64;
+    /// Counts one more.
+    async fn bump(&self) -> u64;
+    /// Never answers on its first run; answers the number of runs after that.
+    #[rpc(idempotent)]
+    async fn stall_once(&self) -> u64;
+    /// Never answers.
+    async fn hang(&self) -> u64;
+    /// `from`, `from + 1`, ... one each time the test releases one.
+    async fn watch(&self, from: u64) -> rpc_core::Stream<u64>;
+}
+
+/// The same service name with another interface.
+#[rpc_core::service(name = "Store")]
+pub trait OtherStore {
+    /// Another result type than `Store::get`.
+    async fn get(&self) -> String;
+}
+
+#[derive(Default)]
+struct Shared {
+    bumps: AtomicU64,
+    stalls: AtomicU64,
+    /// Handlers that started, by name.
+    started: Mutex<Vec<&'static str>>,
+    started_changed: Notify,
+    /// Stream items the test lets out.
+    release: watch::Sender<u64>,
+    /// The `from` of every stream opened.
+    opened: Mutex<Vec<u64>>,
+}
+
+impl Shared {
+    fn start(&self, name: &'static str) {
+        self.started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(name);
+        self.started_changed.notify_waiters();
+    }
+
+    async fn until_started(&self, name: &str, count: usize) {
+        within(&format!("{count} runs of {name}"), async {
+            loop {
+                let changed = self.started_changed.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                let runs = self
+                    .started
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .filter(|n| **n == name)
+                    .count();
+                if runs >= count {
+                    return;
+                }
+                changed.await;
+            }
+        })
+        .await;
+    }
+}
+
+#[derive(Clone)]
+struct StoreImpl(Arc<Shared>);
+
+impl Store for StoreImpl {
+    async fn get(&self) -> u64 {
+        self.0.start("get");
+        self.0.bumps.load(Ordering::SeqCst)
+    }
+
+    async fn bump(&self) -> u64 {
+        self.0.start("bump");
+        self.0.bumps.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    async fn stall_once(&self) -> u64 {
+        self.0.start("stall_once");
+        let runs = self.0.stalls.fetch_add(1, Ordering::SeqCst) + 1;
+        if runs == 1 {
+            std::future::pending::<()>().await;
+        }
+        runs
+    }
+
+    async fn hang(&self) -> u64 {
+        self.0.start("hang");
+        std::future::pending().await
+    }
+
+    async fn watch(&self, from: u64) -> rpc_core::Stream<u64> {
+        self.0
+            .opened
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(from);
+        let mut release = self.0.release.subscribe();
+        release.mark_unchanged();
+        rpc_core::Stream::new(futures_util::stream::unfold(
+            (release, from),
+            |(mut release, next)| async move {
+                release.changed().await.ok()?;
+                Some((next, (release, next + 1)))
+            },
+        ))
+    }
+}
+
+struct Other;
+
+impl OtherStore for Other {
+    async fn get(&self) -> String {
+        String::new()
+    }
+}
+
+/// What the connector serves next.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Mode {
+    Up,
+    Down,
+    OtherInterface,
+}
+
+/// Connects over in-memory pairs to a server the test controls.
+#[derive(Clone)]
+struct Lab {
+    shared: Arc<Shared>,
+    mode: Arc<Mutex<Mode>>,
+    attempts: Arc<AtomicU64>,
+    /// The server task of the live connection, to kill it.
+    server: Arc<Mutex<Option<AbortHandle>>>,
+}
+
+impl Lab {
+    fn new() -> Self {
+        Self {
+            shared: Arc::default(),
+            mode: Arc::new(Mutex::new(Mode::Up)),
+            attempts: Arc::default(),
+            server: Arc::default(),
+        }
+    }
+
+    fn set(&self, mode: Mode) {
+        *self.mode.lock().unwrap_or_else(|e| e.into_inner()) = mode;
+    }
+
+    /// Kills the live connection's server, as a crash would.
+    fn kill(&self) {
+        if let Some(server) = self.server.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            server.abort();
+        }
+    }
+
+    fn start(&self, config: &SessionConfig, timeout: Option<Duration>) -> (StoreClient, Session) {
+        let mut client = ClientConfig::new();
+        client.default_timeout(timeout);
+        Session::start(self.clone(), &client, config)
+    }
+}
+
+impl Connect for Lab {
+    type Error = RpcError;
+
+    async fn connect(&self, service: &'static ServiceDescriptor) -> Result<ClientHandle, RpcError> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        let mode = *self.mode.lock().unwrap_or_else(|e| e.into_inner());
+        if mode == Mode::Down {
+            return Err(RpcError::ConnectionClosed);
+        }
+        let ((server_reader, server_writer), (reader, writer)) = rpc_core::memory::pair();
+        let shared = Arc::clone(&self.shared);
+        let task = tokio::spawn(async move {
+            let config = ServerConfig::default();
+            let token = CancellationToken::new();
+            let peer = PeerInfo::unknown();
+            let _ = match mode {
+                Mode::OtherInterface => {
+                    let service = OtherStoreServer::new(Other);
+                    rpc_core::serve_connection(
+                        server_reader,
+                        server_writer,
+                        peer,
+                        service,
+                        &config,
+                        &token,
+                    )
+                    .await
+                }
+                _ => {
+                    let service = StoreServer::new(StoreImpl(shared));
+                    rpc_core::serve_connection(
+                        server_reader,
+                        server_writer,
+                        peer,
+                        service,
+                        &config,
+                        &token,
+                    )
+                    .await
+                }
+            };
+        });
+        *self.server.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.abort_handle());
+        ClientHandle::connect(reader, writer, service, &ClientConfig::default()).await
+    }
+
+    fn is_permanent(&self, error: &RpcError) -> bool {
+        matches!(error, RpcError::Rejected(_))
+    }
+}
+
+const PATIENCE: Duration = Duration::from_secs(10);
+
+async fn within<F: std::future::Future>(what: &str, future: F) -> F::Output {
+    match tokio::time::timeout(PATIENCE, future).await {
+        Ok(output) => output,
+        Err(_) => panic!("timed out waiting for {what}"),
+    }
+}
+
+/// Waits until the session's state satisfies `done`; returns it.
+async fn until(
+    session: &Session,
+    what: &str,
+    done: impl Fn(&SessionState) -> bool,
+) -> SessionState {
+    let mut state = session.watch();
+    within(what, async move {
+        state
+            .wait_for(|state| done(state))
+            .await
+            .map(|state| state.clone())
+            .expect("session alive")
+    })
+    .await
+}
+
+fn connections(state: &SessionState) -> Option<u64> {
+    match state {
+        SessionState::Connected { connections, .. } => Some(*connections),
+        _ => None,
+    }
+}
+
+fn quick() -> SessionConfig {
+    let mut config = SessionConfig::new();
+    config
+        .backoff_base(Duration::from_millis(5))
+        .backoff_cap(Duration::from_millis(20));
+    config
+}
+
+/// A call in flight when the connection drops fails at once, saying it may have run; the
+/// session goes to reconnecting with the reason, and is back with its second connection.
+#[tokio::test]
+async fn call_in_flight_fails_at_once_and_the_session_comes_back() {
+    let lab = Lab::new();
+    let (store, session) = lab.start(&quick(), None);
+    assert_eq!(within("first call", store.bump()).await.expect("bump"), 1);
+    assert_eq!(connections(&session.state()), Some(1));
+
+    // No deadline: only the connection's end can end this call.
+    let hanging = tokio::spawn({
+        let store = store.clone();
+        async move { store.hang().await }
+    });
+    lab.shared.until_started("hang", 1).await;
+    lab.set(Mode::Down);
+    let mut states = session.watch();
+    lab.kill();
+    let outcome = within("the call in flight to fail", hanging)
+        .await
+        .expect("joined");
+    assert!(
+        matches!(
+            outcome,
+            Err(RpcError::ConnectionLost {
+                may_have_run: true,
+                ..
+            })
+        ),
+        "{outcome:?}"
+    );
+    let reconnecting = within(
+        "the session to see the loss",
+        states.wait_for(|s| !s.is_connected()),
+    )
+    .await
+    .map(|s| s.clone())
+    .expect("alive");
+    assert!(
+        matches!(reconnecting, SessionState::Connecting { lost: Some(_), .. }),
+        "{reconnecting:?}"
+    );
+    let retrying = until(&session, "a failed attempt", |s| {
+        matches!(
+            s,
+            SessionState::Connecting {
+                last_error: Some(_),
+                next_attempt: Some(_),
+                ..
+            }
+        )
+    })
+    .await;
+    assert!(matches!(retrying, SessionState::Connecting { attempts, .. } if attempts >= 1));
+
+    lab.set(Mode::Up);
+    let back = until(&session, "the second connection", |s| s.is_connected()).await;
+    assert_eq!(connections(&back), Some(2));
+    assert_eq!(within("a call after", store.bump()).await.expect("bump"), 2);
+}
+
+/// A call made while the session is down waits for it within its deadline: it is sent once the
+/// server is back; with a short deadline it fails with `Disconnected` and the last error.
+#[tokio::test]
+async fn new_calls_wait_for_the_session_within_their_deadline() {
+    let lab = Lab::new();
+    lab.set(Mode::Down);
+    let (store, session) = lab.start(&quick(), Some(Duration::from_secs(20)));
+    until(&session, "a failed attempt", |s| {
+        matches!(
+            s,
+            SessionState::Connecting {
+                last_error: Some(_),
+                ..
+            }
+        )
+    })
+    .await;
+
+    let hurried = store.with_timeout(Some(Duration::from_millis(50)));
+    let outcome = within("the hurried call", hurried.bump()).await;
+    assert!(
+        matches!(outcome, Err(RpcError::Disconnected(Some(_)))),
+        "{outcome:?}"
+    );
+    assert_eq!(lab.shared.bumps.load(Ordering::SeqCst), 0, "not sent");
+
+    let patient = tokio::spawn({
+        let store = store.clone();
+        async move { store.bump().await }
+    });
+    lab.set(Mode::Up);
+    let outcome = within("the waiting call", patient).await.expect("joined");
+    assert_eq!(outcome.expect("sent once the session is back"), 1);
+}
+
+/// An idempotent call whose connection drops is sent again on the next connection, within its
+/// deadline, and succeeds; a call not marked idempotent ran once and is not sent again.
+#[tokio::test]
+async fn idempotent_calls_are_sent_again_and_others_never() {
+    let lab = Lab::new();
+    let (store, session) = lab.start(&quick(), Some(Duration::from_secs(20)));
+    let stalled = tokio::spawn({
+        let store = store.clone();
+        async move { store.stall_once().await }
+    });
+    lab.shared.until_started("stall_once", 1).await;
+    lab.kill();
+    let outcome = within("the idempotent call", stalled)
+        .await
+        .expect("joined");
+    assert_eq!(outcome.expect("sent again and answered"), 2);
+    assert_eq!(connections(&session.state()), Some(2));
+
+    let hanging = tokio::spawn({
+        let store = store.clone();
+        async move { store.hang().await }
+    });
+    lab.shared.until_started("hang", 1).await;
+    lab.kill();
+    let outcome = within("the other call", hanging).await.expect("joined");
+    assert!(
+        matches!(
+            outcome,
+            Err(RpcError::ConnectionLost {
+                may_have_run: true,
+                ..
+            })
+        ),
+        "{outcome:?}"
+    );
+    until(&session, "the third connection", |s| {
+        connections(s) == Some(3)
+    })
+    .await;
+    // Still one run: nothing sent it again.
+    within("a call after", store.get()).await.expect("get");
+    let runs = lab
+        .shared
+        .started
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|n| **n == "hang")
+        .count();
+    assert_eq!(runs, 1);
+}
+
+/// A server of another interface fails the session with the reason, and nothing more is
+/// tried; calls fail with `SessionFailed`; "retry now" tries again.
+#[tokio::test]
+async fn a_server_of_another_interface_fails_the_session() {
+    let lab = Lab::new();
+    lab.set(Mode::OtherInterface);
+    let (store, session) = lab.start(&quick(), Some(Duration::from_secs(20)));
+    let failed = until(&session, "failure", |s| {
+        matches!(s, SessionState::Failed { .. })
+    })
+    .await;
+    let SessionState::Failed { error, .. } = failed else {
+        unreachable!("waited for it");
+    };
+    let rejected = error.downcast_ref::<RpcError>();
+    assert!(matches!(rejected, Some(RpcError::Rejected(_))), "{error}");
+    let reason = std::error::Error::source(&error).map(ToString::to_string);
+    assert!(
+        reason
+            .as_deref()
+            .is_some_and(|r| r.contains("interface of \"Store\" differs")),
+        "{reason:?}"
+    );
+
+    let outcome = within("a call", store.get()).await;
+    assert!(
+        matches!(outcome, Err(RpcError::SessionFailed(_))),
+        "{outcome:?}"
+    );
+    assert!(rpc_core::Client::handle(&store).is_closed());
+    assert_eq!(
+        session.connected().await.map_err(|e| e.to_string()),
+        Err("the session has failed".to_owned())
+    );
+    // Not retried: one attempt, and still one after more calls.
+    assert_eq!(lab.attempts.load(Ordering::SeqCst), 1);
+
+    lab.set(Mode::Up);
+    session.retry_now();
+    within("connected", session.connected())
+        .await
+        .expect("connected");
+    assert_eq!(within("a call", store.get()).await.expect("get"), 0);
+    assert_eq!(lab.attempts.load(Ordering::SeqCst), 2);
+}
+
+/// A stream opened through the session is opened again with the same arguments after a
+/// reconnect: one `StreamReopened` marks the gap, then the new stream's items.
+#[tokio::test]
+async fn a_stream_is_reopened_with_a_gap_marker() {
+    let lab = Lab::new();
+    let (store, session) = lab.start(&quick(), Some(Duration::from_secs(20)));
+    let mut items = within("open", store.watch(100)).await.expect("opened");
+    lab.shared.release.send_replace(1);
+    assert_eq!(
+        within("an item", items.next()).await.map(|i| i.ok()),
+        Some(Some(100))
+    );
+    lab.shared.release.send_replace(2);
+    assert_eq!(
+        within("an item", items.next()).await.map(|i| i.ok()),
+        Some(Some(101))
+    );
+
+    lab.set(Mode::Down);
+    lab.kill();
+    until(&session, "the loss", |s| !s.is_connected()).await;
+    lab.set(Mode::Up);
+    let gap = within("the gap marker", items.next()).await;
+    assert!(
+        matches!(gap, Some(Err(RpcError::StreamReopened))),
+        "{gap:?}"
+    );
+    assert_eq!(
+        *lab.shared.opened.lock().unwrap_or_else(|e| e.into_inner()),
+        [100, 100],
+        "reopened with the same arguments"
+    );
+    lab.shared.release.send_replace(3);
+    assert_eq!(
+        within("an item", items.next()).await.map(|i| i.ok()),
+        Some(Some(100))
+    );
+    assert_eq!(connections(&session.state()), Some(2));
+}
+
+/// The backoff doubles from its base up to its cap.
+#[test]
+fn backoff_doubles_up_to_the_cap() {
+    let mut config = SessionConfig::new();
+    config
+        .backoff_base(Duration::from_millis(10))
+        .backoff_cap(Duration::from_millis(70))
+        .jitter(2.0);
+    let waits: Vec<_> = (1..=6).map(|n| config.get_backoff(n).as_millis()).collect();
+    assert_eq!(waits, [10, 20, 40, 70, 70, 70]);
+    assert_eq!(config.get_jitter(), 1.0);
+    assert_eq!(config.get_backoff(u32::MAX), Duration::from_millis(70));
+}
