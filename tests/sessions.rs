@@ -371,3 +371,42 @@ fn session_daemon_demo_runs() {
         assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
     }
 }
+
+/// A blocking client over a session, from a thread without a runtime (a GUI's): its calls
+/// wait for the session like the async client's, across a restart of the daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_client_over_a_session() {
+    let name = unique_name();
+    let mut daemon = start("serve", &name).await;
+    let mut client = ClientConfig::new();
+    client.default_timeout(Some(PATIENCE));
+    let endpoint = Endpoint::new(&name).expect("name");
+    let (blocking, session) = std::thread::spawn(move || {
+        rpc_transport::blocking::connect_session::<service::SessionDaemonBlockingClient>(
+            &endpoint,
+            &client,
+            &SessionConfig::new(),
+        )
+    })
+    .join()
+    .expect("thread")
+    .expect("session");
+    let first = {
+        let blocking = blocking.clone();
+        tokio::task::spawn_blocking(move || blocking.status())
+    };
+    let first = within("a blocking call", first)
+        .await
+        .expect("joined")
+        .expect("status");
+    assert_eq!(Some(first.pid), daemon.id());
+
+    daemon.kill().await.expect("kill");
+    until(&session, "the loss", |s| !s.is_connected()).await;
+    let during = tokio::task::spawn_blocking(move || blocking.status());
+    let daemon = start("serve", &name).await;
+    let second = within("a blocking call during the outage", during)
+        .await
+        .expect("joined");
+    assert_eq!(second.map(|s| Some(s.pid)).ok(), Some(daemon.id()));
+}
