@@ -175,10 +175,7 @@ mod tests {
             ),
         );
         assert!(!out.contains("rpc_core"), "{out}");
-        assert!(
-            out.contains(":: renamed :: __private :: ClientHandle"),
-            "{out}"
-        );
+        assert!(out.contains(":: renamed :: __private :: Link"), "{out}");
     }
 
     #[test]

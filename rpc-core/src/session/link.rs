@@ -236,9 +236,13 @@ impl Link {
         I: Serialize + Send + 'static,
         T: DeserializeOwned,
     {
-        let handle = self.for_upload(method).await?;
-        let cause = handle.call_uploading(method, args, upload).await;
-        lost_once(cause)
+        match &self.route {
+            Route::Direct(handle) => handle.call_uploading(method, args, upload).await,
+            Route::Session(session) => {
+                let handle = session.for_upload(method).await?;
+                lost_once(handle.call_uploading(method, args, upload).await)
+            }
+        }
     }
 
     /// As [`ClientHandle::call_fallible_uploading`]; see [`Link::call_uploading`].
@@ -258,9 +262,13 @@ impl Link {
         T: DeserializeOwned,
         E: DeserializeOwned,
     {
-        let handle = self.for_upload(method).await?;
-        let cause = handle.call_fallible_uploading(method, args, upload).await;
-        lost_once(cause)
+        match &self.route {
+            Route::Direct(handle) => handle.call_fallible_uploading(method, args, upload).await,
+            Route::Session(session) => {
+                let handle = session.for_upload(method).await?;
+                lost_once(handle.call_fallible_uploading(method, args, upload).await)
+            }
+        }
     }
 
     /// As [`ClientHandle::open_stream_uploading`]; through a session the stream is not
@@ -280,24 +288,11 @@ impl Link {
         I: Serialize + Send + 'static,
         T: DeserializeOwned,
     {
-        let handle = self.for_upload(method).await?;
-        let cause = handle.open_stream_uploading(method, args, upload).await;
-        lost_once(cause)
-    }
-
-    /// The connection a call with a stream from the client goes out on: this link's, or the
-    /// session's once it has one (within the call's deadline).
-    async fn for_upload(
-        &self,
-        method: &'static MethodDescriptor,
-    ) -> Result<ClientHandle, RpcError> {
         match &self.route {
-            Route::Direct(handle) => Ok(handle.clone()),
+            Route::Direct(handle) => handle.open_stream_uploading(method, args, upload).await,
             Route::Session(session) => {
-                let deadline = session.deadline();
-                let handle = session.connected(deadline, None).await?;
-                tracing::trace!(method = method.name, "session call with a stream");
-                Ok(handle.with_timeout(remaining(deadline)))
+                let handle = session.for_upload(method).await?;
+                lost_once(handle.open_stream_uploading(method, args, upload).await)
             }
         }
     }
@@ -335,6 +330,18 @@ pub(super) fn remaining(deadline: Option<Instant>) -> Option<Duration> {
 }
 
 impl SessionLink {
+    /// The connection a call with a stream from the client goes out on, once the session has
+    /// one (within the call's deadline).
+    async fn for_upload(
+        &self,
+        method: &'static MethodDescriptor,
+    ) -> Result<ClientHandle, RpcError> {
+        let deadline = self.deadline();
+        let handle = self.connected(deadline, None).await?;
+        tracing::trace!(method = method.name, "session call with a stream");
+        Ok(handle.with_timeout(remaining(deadline)))
+    }
+
     /// When a call made now must end.
     pub(super) fn deadline(&self) -> Option<Instant> {
         self.timeout.and_then(|t| Instant::now().checked_add(t))
