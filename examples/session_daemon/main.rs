@@ -17,6 +17,7 @@ mod service;
 
 use std::process::{ExitCode, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -29,7 +30,7 @@ use service::{
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 struct Daemon {
-    jobs_done: AtomicU64,
+    jobs_done: Arc<AtomicU64>,
 }
 
 impl SessionDaemon for Daemon {
@@ -47,17 +48,21 @@ impl SessionDaemon for Daemon {
     }
 
     async fn watch(&self, every_ms: u64) -> rpc_core::Stream<Status> {
-        let first = self.status().await;
         let every = Duration::from_millis(every_ms.max(1));
+        let jobs_done = Arc::clone(&self.jobs_done);
         rpc_core::Stream::new(futures_util::stream::unfold(
-            (first, tokio::time::interval(every)),
-            |(status, mut interval)| async move {
-                interval.tick().await;
-                let next = Status {
-                    tick: status.tick + 1,
-                    ..status.clone()
-                };
-                Some((status, (next, interval)))
+            (0, tokio::time::interval(every)),
+            move |(tick, mut interval)| {
+                let jobs_done = Arc::clone(&jobs_done);
+                async move {
+                    interval.tick().await;
+                    let status = Status {
+                        pid: std::process::id(),
+                        jobs_done: jobs_done.load(Ordering::SeqCst),
+                        tick,
+                    };
+                    Some((status, (tick + 1, interval)))
+                }
             },
         ))
     }
@@ -81,7 +86,7 @@ async fn main() -> ExitCode {
         [] => demo().await,
         ["serve", name] => {
             let daemon = Daemon {
-                jobs_done: AtomicU64::new(0),
+                jobs_done: Arc::default(),
             };
             serve(rpc_transport::Server::bind(
                 name,
