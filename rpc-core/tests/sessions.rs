@@ -245,6 +245,103 @@ async fn a_stream_is_reopened_with_a_gap_marker() {
     assert_eq!(connections(&session.state()), Some(2));
 }
 
+/// A call with a stream from the client goes through the session once it is connected; when its
+/// connection is lost it fails at once and is not sent again (its stream cannot be).
+#[tokio::test]
+async fn a_call_with_a_stream_is_sent_once() {
+    let lab = Lab::new();
+    lab.set(Mode::Down);
+    let (store, session) = lab.start(&quick(), Some(Duration::from_secs(20)));
+    let waiting = tokio::spawn({
+        let store = store.clone();
+        async move { store.sum(futures_util::stream::iter([1, 2, 3])).await }
+    });
+    until(&session, "a failed attempt", |s| {
+        matches!(
+            s,
+            SessionState::Connecting {
+                last_error: Some(_),
+                ..
+            }
+        )
+    })
+    .await;
+    lab.set(Mode::Up);
+    let sum = within("the call, sent once connected", waiting)
+        .await
+        .expect("joined");
+    assert_eq!(sum.expect("sum"), 6);
+
+    let stuck = tokio::spawn({
+        let store = store.clone();
+        async move { store.sum(futures_util::stream::iter([5, 0])).await }
+    });
+    lab.shared.until_started("sum", 2).await;
+    lab.kill();
+    let outcome = within("the call to fail", stuck).await.expect("joined");
+    assert!(
+        matches!(
+            outcome,
+            Err(RpcError::ConnectionLost {
+                may_have_run: true,
+                ..
+            })
+        ),
+        "{outcome:?}"
+    );
+    until(&session, "the next connection", |s| {
+        connections(s) == Some(2)
+    })
+    .await;
+    within("a call after", store.get()).await.expect("get");
+    let runs = lab
+        .shared
+        .started
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|n| **n == "sum")
+        .count();
+    assert_eq!(runs, 2, "not sent again");
+}
+
+/// The runtime that drives a session shuts down while a call without a deadline, made from
+/// another runtime, waits for a connection: the call fails at once instead of hanging.
+#[test]
+fn a_session_whose_runtime_dies_fails_its_waiting_calls() {
+    let lab = Lab::new();
+    lab.set(Mode::Down);
+    let driving = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (store, session) = driving.block_on(async { lab.start(&quick(), None) });
+    let calling = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let waiting = calling.spawn(async move { store.bump().await });
+    // The driving runtime runs until the session has tried and failed once: the call waits.
+    driving.block_on(until(&session, "a failed attempt", |s| {
+        matches!(
+            s,
+            SessionState::Connecting {
+                last_error: Some(_),
+                ..
+            }
+        )
+    }));
+    drop(driving);
+    let outcome = calling
+        .block_on(within("the waiting call", waiting))
+        .expect("joined");
+    assert!(
+        matches!(outcome, Err(RpcError::ConnectionClosed)),
+        "{outcome:?}"
+    );
+}
+
 /// The backoff doubles from its base up to its cap.
 #[test]
 fn backoff_doubles_up_to_the_cap() {

@@ -29,6 +29,8 @@ pub trait Store {
     async fn hang(&self) -> u64;
     /// `from`, `from + 1`, ... one each time the test releases one.
     async fn watch(&self, from: u64) -> rpc_core::Stream<u64>;
+    /// The sum of the items, once they end; never answers if one of them is 0.
+    async fn sum(&self, items: rpc_core::Stream<u64>) -> u64;
 }
 
 /// The same service name with another interface.
@@ -109,6 +111,19 @@ impl Store for StoreImpl {
     async fn hang(&self) -> u64 {
         self.0.start("hang");
         std::future::pending().await
+    }
+
+    async fn sum(&self, mut items: rpc_core::Stream<u64>) -> u64 {
+        use futures_util::StreamExt;
+        self.0.start("sum");
+        let mut sum = 0;
+        while let Some(item) = items.next().await {
+            if item == 0 {
+                std::future::pending::<()>().await;
+            }
+            sum += item;
+        }
+        sum
     }
 
     async fn watch(&self, from: u64) -> rpc_core::Stream<u64> {
