@@ -37,6 +37,9 @@
 //! whose methods return `Result<_, RpcError>`, and `CalculatorServer<S>`, the dispatcher for any
 //! `S: Calculator`. Methods returning `Result<T, E>` reach the client as
 //! `Result<Result<T, E>, RpcError>`; `#[rpc(oneway)]` methods are not answered.
+//!
+//! A [`session`] keeps a typed client connected across restarts of its server: it reconnects
+//! with backoff, retries `#[rpc(idempotent)]` methods, and reopens streams.
 
 pub mod blocking;
 mod byte_buf;
