@@ -101,6 +101,59 @@ pub enum RpcError {
     /// The server could not run the call, or could not send its result.
     #[error("server failed the call")]
     Remote(#[source] WireError),
+    /// A call made through a session was on a connection that was lost before its reply
+    /// came (see [`crate::session`]). `may_have_run` says whether the server may have run it:
+    /// `false` only when the server said it did not.
+    #[error("the connection was lost during the call ({})", if *may_have_run { "it may have run on the server" } else { "it did not run" })]
+    ConnectionLost {
+        /// Whether the server may have run the call.
+        may_have_run: bool,
+        /// How the connection was lost.
+        #[source]
+        cause: Box<RpcError>,
+    },
+    /// A call made through a session found no connection before its deadline passed; it was
+    /// not sent. Carries the last connect error, if there was one.
+    #[error("no connection to the server before the call's deadline (the call was not sent)")]
+    Disconnected(#[source] Option<SessionError>),
+    /// A call made through a session, or a stream reopened by one, found it failed for a reason
+    /// that retrying cannot fix (a server of another interface); nothing was sent.
+    #[error("the session has failed")]
+    SessionFailed(#[source] SessionError),
+    /// Not an end: a stream opened through a session was reopened on a new connection, with
+    /// the same arguments, after the old one was lost. Items sent meanwhile were missed; the
+    /// items that follow come from the reopened stream.
+    #[error("the stream was reopened after a reconnect; items may have been missed")]
+    StreamReopened,
+}
+
+/// A connect error of a session, shared: the transport's own error (for names and sockets,
+/// `rpc_transport::ConnectError`), which [`std::error::Error::source`] and
+/// [`SessionError::downcast_ref`] reach.
+#[derive(Debug, Clone)]
+pub struct SessionError(pub(crate) std::sync::Arc<dyn std::error::Error + Send + Sync>);
+
+impl SessionError {
+    pub(crate) fn new<E: std::error::Error + Send + Sync + 'static>(error: E) -> Self {
+        Self(std::sync::Arc::new(error))
+    }
+
+    /// The transport's error, if it is an `E`.
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.0.downcast_ref()
+    }
+}
+
+impl std::fmt::Display for SessionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SessionError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
 }
 
 impl From<FrameError> for RpcError {

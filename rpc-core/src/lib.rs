@@ -37,6 +37,9 @@
 //! whose methods return `Result<_, RpcError>`, and `CalculatorServer<S>`, the dispatcher for any
 //! `S: Calculator`. Methods returning `Result<T, E>` reach the client as
 //! `Result<Result<T, E>, RpcError>`; `#[rpc(oneway)]` methods are not answered.
+//!
+//! A [`session`] keeps a typed client connected across restarts of its server: it reconnects
+//! with backoff, retries `#[rpc(idempotent)]` methods, and reopens streams.
 
 pub mod blocking;
 mod byte_buf;
@@ -50,6 +53,7 @@ pub mod protocol;
 pub mod schema;
 mod server;
 mod service;
+pub mod session;
 mod stream;
 mod writer;
 
@@ -59,7 +63,7 @@ pub use client::{
 };
 pub use context::{CallContext, CallbackError, PeerInfo};
 pub use decode::DecodeError;
-pub use error::{ProtocolError, RpcError};
+pub use error::{ProtocolError, RpcError, SessionError};
 pub use rpc_macros::service;
 pub use server::{refuse_connection, serve_connection, ConnectionError, ServerConfig};
 pub use service::{Dispatch, MethodDescriptor, MethodKind, ServiceDescriptor};
@@ -79,6 +83,7 @@ pub mod __private {
     pub use crate::schema::{MethodSchema, SchemaBuilder, ServiceSchema};
     pub use crate::service::{decode_args, incoming_stream, DispatchError, HandlerFuture, Outcome};
     pub use crate::service::{Dispatch, MethodDescriptor, MethodKind, ServiceDescriptor};
+    pub use crate::session::Link;
     pub use crate::stream::{Incoming, Stream};
     pub use ::core;
     pub use ::futures_util::Stream as FuturesStream;

@@ -67,6 +67,9 @@ pub struct MethodDescriptor {
     /// Whether the method takes a stream from the client (an argument of type
     /// [`crate::Stream`]), whose items follow the call.
     pub takes_stream: bool,
+    /// `#[rpc(idempotent)]`: running the method twice has the effect of running it once, so a
+    /// session may send it again after a reconnect ([`crate::session`]).
+    pub idempotent: bool,
 }
 
 /// Whether a method answers.

@@ -189,6 +189,7 @@ fn check_method(errors: &mut Errors, service: &Service, method: &Method) {
 
     check_receiver(errors, method);
     check_args(errors, method);
+    check_idempotent(errors, method);
 
     if let ReturnType::Type(_, ty) = &sig.output {
         if !(returns_impl && sig.asyncness.is_none()) {
@@ -201,6 +202,28 @@ fn check_method(errors: &mut Errors, service: &Service, method: &Method) {
                  return type or `oneway`",
             );
         }
+    }
+}
+
+/// `idempotent` lets a session send a call again: a one-way call is never sent again (it has
+/// no reply to wait for), and a stream from the client cannot be sent twice.
+fn check_idempotent(errors: &mut Errors, method: &Method) {
+    let Some(path) = &method.idempotent else {
+        return;
+    };
+    if method.kind == Kind::Oneway {
+        errors.spanned(
+            path,
+            "`idempotent` does not apply to `#[rpc(oneway)]` methods: a one-way call is never \
+             sent again; remove one of them",
+        );
+    }
+    if method.stream_arg().is_some() {
+        errors.spanned(
+            path,
+            "`idempotent` does not apply to a method that takes a stream: the stream's items \
+             cannot be sent again; remove `idempotent`",
+        );
     }
 }
 

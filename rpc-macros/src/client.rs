@@ -23,7 +23,7 @@ pub(crate) fn struct_def(service: &Service) -> TokenStream {
     quote! {
         #[doc = #doc]
         #vis struct #client_ident {
-            handle: #private::ClientHandle,
+            handle: #private::Link,
         }
     }
 }
@@ -64,11 +64,11 @@ pub(crate) fn impls(service: &Service) -> TokenStream {
         impl #private::Client for #client_ident {
             const SERVICE: &'static #private::ServiceDescriptor = &__RPC_SERVICE;
 
-            fn from_handle(#handle: #private::ClientHandle) -> Self {
-                Self { handle: #handle }
+            fn from_handle(#handle: impl ::core::convert::Into<#private::Link>) -> Self {
+                Self { handle: ::core::convert::Into::into(#handle) }
             }
 
-            fn handle(&self) -> &#private::ClientHandle {
+            fn handle(&self) -> &#private::Link {
                 &self.handle
             }
         }

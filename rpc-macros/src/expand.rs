@@ -126,12 +126,14 @@ fn descriptors(service: &Service) -> syn::Result<TokenStream> {
             (Kind::Call, _) => quote!(Call),
         };
         let takes_stream = method.stream_arg().is_some();
+        let idempotent = method.idempotent.is_some();
         quote! {
             #private::MethodDescriptor {
                 id: #id,
                 name: #name,
                 kind: #private::MethodKind::#kind,
                 takes_stream: #takes_stream,
+                idempotent: #idempotent,
             }
         }
     });
@@ -173,10 +175,7 @@ mod tests {
             ),
         );
         assert!(!out.contains("rpc_core"), "{out}");
-        assert!(
-            out.contains(":: renamed :: __private :: ClientHandle"),
-            "{out}"
-        );
+        assert!(out.contains(":: renamed :: __private :: Link"), "{out}");
     }
 
     #[test]

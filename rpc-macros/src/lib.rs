@@ -65,6 +65,9 @@ use proc_macro::TokenStream;
 /// - `#[service(crate = "path")]`: where `rpc_core` is, if the dependency is renamed.
 /// - `#[rpc(oneway)]` on a method: the client does not wait and no reply is sent; the method
 ///   must not return a value.
+/// - `#[rpc(idempotent)]` on a method: running it twice has the effect of running it once, so
+///   a session (`rpc_core::session`) sends it again after a reconnect, within its deadline. Not
+///   on one-way methods, nor on methods that take a stream.
 ///
 /// # Rules (each a compile error)
 ///

@@ -200,6 +200,8 @@ pub(crate) struct Method {
     pub(crate) id: u32,
     /// The `id = N` literal, if one was written (for error spans).
     pub(crate) id_lit: Option<syn::LitInt>,
+    /// `#[rpc(idempotent)]`, as written: a session may send the call again after a reconnect.
+    pub(crate) idempotent: Option<syn::Path>,
     /// The arguments after the receiver.
     pub(crate) args: Vec<Arg>,
     pub(crate) output: Output,
@@ -215,6 +217,7 @@ impl Method {
         } = item;
         let mut kind = Kind::Call;
         let mut id_lit: Option<syn::LitInt> = None;
+        let mut idempotent: Option<syn::Path> = None;
         let mut kept = Vec::with_capacity(attrs.len());
         for attr in attrs {
             if !attr.path().is_ident("rpc") {
@@ -240,9 +243,20 @@ impl Method {
                     } else {
                         id_lit = Some(lit);
                     }
+                } else if meta.path.is_ident("idempotent") {
+                    if idempotent.is_some() {
+                        errors.push(meta.error("duplicate `idempotent` option"));
+                    }
+                    idempotent = Some(meta.path.clone());
+                    if !meta.input.is_empty() && !meta.input.peek(Token![,]) {
+                        errors.push(
+                            meta.error("`idempotent` takes no value: write `#[rpc(idempotent)]`"),
+                        );
+                        skip_value(&meta)?;
+                    }
                 } else {
                     errors.push(meta.error(format_args!(
-                        "unknown `rpc` option `{}`: expected `oneway` or `id = N`",
+                        "unknown `rpc` option `{}`: expected `oneway`, `idempotent` or `id = N`",
                         path_string(&meta.path),
                     )));
                     skip_value(&meta)?;
@@ -283,6 +297,7 @@ impl Method {
             id_lit,
             name,
             kind,
+            idempotent,
             args,
             output: Output::of(&sig.output),
             default,

@@ -42,3 +42,21 @@ pub fn connect_with<B: BlockingClient>(
     run(async move { crate::connect_with::<B::Async>(&endpoint, &config).await })?
         .map(B::from_async)
 }
+
+/// Starts a session of a blocking client with the service served on `endpoint` (see
+/// [`crate::session`]), driven by the background runtime; returns at once.
+///
+/// # Errors
+///
+/// [`ConnectError::Handshake`] with [`rpc_core::RpcError::NoRuntime`] if the background
+/// runtime could not start.
+pub fn connect_session<B: BlockingClient>(
+    endpoint: &Endpoint,
+    client: &ClientConfig,
+    session: &rpc_core::session::SessionConfig,
+) -> Result<(B, rpc_core::session::Session), ConnectError> {
+    let (endpoint, client, session) = (endpoint.clone(), client.clone(), session.clone());
+    let (client, session) =
+        run(async move { crate::session::connect_with::<B::Async>(&endpoint, &client, &session) })?;
+    Ok((B::from_async(client), session))
+}

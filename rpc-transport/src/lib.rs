@@ -45,6 +45,7 @@ pub mod fifo;
 mod limits;
 pub mod pipes;
 mod server;
+pub mod session;
 
 #[cfg(unix)]
 mod unix;

@@ -452,6 +452,7 @@ mod tests {
         name: "wait",
         takes_stream: false,
         kind: MethodKind::Call,
+        idempotent: false,
     }];
 
     static SERVICE: ServiceDescriptor = ServiceDescriptor {

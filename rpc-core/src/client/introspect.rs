@@ -29,6 +29,7 @@ static DESCRIBE_METHOD: MethodDescriptor = MethodDescriptor {
     name: "describe",
     kind: MethodKind::Call,
     takes_stream: false,
+    idempotent: true,
 };
 
 /// The answer to a call made with [`ClientHandle::call_raw`]: the encoded value or typed
@@ -96,6 +97,7 @@ impl ClientHandle {
             name: "raw",
             kind: MethodKind::Call,
             takes_stream: false,
+            idempotent: false,
         };
         let reply = self.request(&descriptor, &Encoded(args)).await?;
         match reply.status {

@@ -39,6 +39,8 @@ pub struct StreamReceiver<T> {
     done: bool,
     /// The call's stream from the client, for a method that takes one.
     upload: Option<Upload>,
+    /// For a stream opened through a session: how it is opened again after a reconnect.
+    pub(crate) resume: Option<Box<crate::session::Resume<T>>>,
     _items: PhantomData<fn() -> T>,
 }
 
@@ -51,8 +53,16 @@ impl<T> StreamReceiver<T> {
             taken: 0,
             done: false,
             upload,
+            resume: None,
             _items: PhantomData,
         }
+    }
+
+    /// Takes over the stream of `reopened` (a session opened it again), keeping how to reopen.
+    pub(crate) fn replace_with(&mut self, mut reopened: Self) {
+        reopened.resume = self.resume.take();
+        // The old stream has ended: dropping it sends nothing.
+        *self = reopened;
     }
 
     fn finish(&mut self, cancel: bool) {
@@ -109,8 +119,17 @@ impl<T: DeserializeOwned> futures_util::Stream for StreamReceiver<T> {
     type Item = Result<T, RpcError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut()
-            .poll_item(cx, |handle, item| handle.decode(item))
+        crate::session::poll_stream(self.get_mut(), cx)
+    }
+}
+
+impl<T: DeserializeOwned> StreamReceiver<T> {
+    /// The next item of the stream on its connection.
+    pub(crate) fn poll_direct(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<T, RpcError>>> {
+        self.poll_item(cx, |handle, item| handle.decode(item))
     }
 }
 
@@ -195,6 +214,7 @@ impl ClientHandle {
             name: "raw",
             kind: crate::service::MethodKind::Stream,
             takes_stream: false,
+            idempotent: false,
         };
         let args = crate::client::introspect::Encoded(args);
         self.open(self.next_id(), &descriptor, &args, None)

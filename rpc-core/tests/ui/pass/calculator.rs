@@ -67,16 +67,20 @@ async fn main() -> Result<(), rpc_core::RpcError> {
     let methods: Vec<_> = descriptor
         .methods
         .iter()
-        .map(|m| (m.index, m.name, m.kind))
+        .map(|m| (m.name, m.kind))
         .collect();
     assert_eq!(
         methods,
         [
-            (0, "add", MethodKind::Call),
-            (1, "divide", MethodKind::Call),
-            (2, "log", MethodKind::Oneway),
+            ("add", MethodKind::Call),
+            ("divide", MethodKind::Call),
+            ("log", MethodKind::Oneway),
         ]
     );
+    // Ids are hashes of the names, found by id.
+    for method in descriptor.methods {
+        assert!(std::ptr::eq(descriptor.method(method.id).expect("by id"), method));
+    }
 
     let limits = DecodeLimits::default();
     assert!(matches!(

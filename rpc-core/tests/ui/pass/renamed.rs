@@ -29,8 +29,8 @@ async fn main() -> Result<(), RpcError> {
     assert_eq!(CalculatorClient::SERVICE.name, "calc.v1");
     assert_eq!(CalcClient::SERVICE.name, "Calc");
     assert_ne!(
-        CalculatorClient::SERVICE.fingerprint,
-        CalcClient::SERVICE.fingerprint
+        CalculatorClient::SERVICE.fingerprint(),
+        CalcClient::SERVICE.fingerprint()
     );
 
     let client: CalculatorClient =

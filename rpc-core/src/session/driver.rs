@@ -1,0 +1,149 @@
+//! The task of a session: connects, watches the connection, and connects again.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::ClientHandle;
+use crate::error::{RpcError, SessionError};
+use crate::service::ServiceDescriptor;
+use crate::session::{Connect, Current, SessionConfig, SessionState};
+
+pub(super) struct Driver<K> {
+    pub(super) connector: K,
+    pub(super) config: SessionConfig,
+    pub(super) service: &'static ServiceDescriptor,
+    pub(super) current: Arc<watch::Sender<Current>>,
+    pub(super) state: Arc<watch::Sender<SessionState>>,
+    pub(super) nudge: Arc<Notify>,
+    pub(super) stop: CancellationToken,
+}
+
+/// The session was dropped: the task ends.
+struct Stopped;
+
+impl<K> Drop for Driver<K> {
+    fn drop(&mut self) {
+        // The task is gone (the session was dropped, or its runtime shut down): no call waits
+        // for a connection that will not come.
+        self.current.send_replace(Current::Stopped);
+    }
+}
+
+impl<K: Connect> Driver<K> {
+    pub(super) async fn run(self) {
+        let mut lost = None;
+        let mut connections = 0;
+        loop {
+            let Ok(handle) = self.connect(lost.take()).await else {
+                return;
+            };
+            connections += 1;
+            tracing::debug!(
+                service = self.service.name,
+                connections,
+                "session connected"
+            );
+            self.state.send_replace(SessionState::Connected {
+                since: Instant::now(),
+                connections,
+            });
+            self.current.send_replace(Current::Up(handle.clone()));
+            let Ok(why) = self.watch(&handle).await else {
+                return;
+            };
+            tracing::debug!(service = self.service.name, error = %why, "session lost its connection");
+            self.current.send_replace(Current::Waiting(None));
+            lost = Some(why);
+        }
+    }
+
+    /// Connects, retrying with backoff, failing for good when the connector says so.
+    async fn connect(&self, lost: Option<RpcError>) -> Result<ClientHandle, Stopped> {
+        let mut since = Instant::now();
+        let mut attempts = 0;
+        let mut last_error = None;
+        loop {
+            self.state.send_replace(SessionState::Connecting {
+                since,
+                lost: lost.clone(),
+                attempts,
+                last_error: last_error.clone(),
+                next_attempt: None,
+            });
+            attempts += 1;
+            let attempt = tokio::select! {
+                () = self.stop.cancelled() => return Err(Stopped),
+                attempt = self.connector.connect(self.service) => attempt,
+            };
+            let error = match attempt {
+                Ok(handle) => return Ok(handle),
+                Err(error) => error,
+            };
+            let permanent = self.connector.is_permanent(&error);
+            let error = SessionError::new(error);
+            tracing::debug!(service = self.service.name, %error, permanent, "session attempt failed");
+            if permanent {
+                self.current.send_replace(Current::Failed(error.clone()));
+                self.state.send_replace(SessionState::Failed {
+                    since: Instant::now(),
+                    error: error.clone(),
+                });
+                tokio::select! {
+                    () = self.stop.cancelled() => return Err(Stopped),
+                    () = self.nudge.notified() => {}
+                }
+                since = Instant::now();
+                attempts = 0;
+            } else {
+                let next_attempt = Instant::now() + self.delay(attempts);
+                self.current
+                    .send_replace(Current::Waiting(Some(error.clone())));
+                self.state.send_replace(SessionState::Connecting {
+                    since,
+                    lost: lost.clone(),
+                    attempts,
+                    last_error: Some(error.clone()),
+                    next_attempt: Some(next_attempt),
+                });
+                tokio::select! {
+                    () = self.stop.cancelled() => return Err(Stopped),
+                    () = tokio::time::sleep_until(next_attempt) => {}
+                    () = self.nudge.notified() => {}
+                }
+            }
+            last_error = Some(error);
+        }
+    }
+
+    /// Waits until the connection ends, or a call found that the server is shutting down;
+    /// returns why.
+    async fn watch(&self, handle: &ClientHandle) -> Result<RpcError, Stopped> {
+        loop {
+            tokio::select! {
+                () = self.stop.cancelled() => return Err(Stopped),
+                why = handle.ended() => return Ok(why),
+                () = self.nudge.notified() => {
+                    if handle.is_shutting_down() {
+                        return Ok(RpcError::ShuttingDown);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The wait after failed attempt `attempt`, jitter included.
+    fn delay(&self, attempt: u32) -> Duration {
+        let full = self.config.get_backoff(attempt);
+        // A random fraction in [0, 1) from the standard library's randomly keyed hasher.
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let fraction = (random >> 11) as f64 / (1u64 << 53) as f64;
+        full.mul_f64(1.0 - self.config.get_jitter() * fraction)
+    }
+}

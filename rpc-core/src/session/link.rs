@@ -1,0 +1,463 @@
+//! What a typed client calls through: one connection, or a session.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::client::{ClientHandle, StreamReceiver};
+use crate::error::RpcError;
+use crate::protocol::WireError;
+use crate::service::{MethodDescriptor, ServiceDescriptor};
+use crate::session::{resume, Current, Hub};
+use crate::Stream;
+
+/// What a typed client calls through: a [`ClientHandle`] (one connection) or a session
+/// ([`crate::session`]), with the deadline of its calls. Generated clients hold one; its
+/// methods are those of [`ClientHandle`]. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Link {
+    route: Route,
+}
+
+#[derive(Clone)]
+enum Route {
+    Direct(ClientHandle),
+    Session(SessionLink),
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Route::Direct(handle) => handle.fmt(f),
+            Route::Session(session) => f
+                .debug_struct("Session")
+                .field("service", &session.hub.service.name)
+                .field("timeout", &session.timeout)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// The calls of a session: the hub, and the deadline of each call.
+#[derive(Clone)]
+pub(super) struct SessionLink {
+    pub(super) hub: Arc<Hub>,
+    pub(super) timeout: Option<Duration>,
+}
+
+impl From<ClientHandle> for Link {
+    fn from(handle: ClientHandle) -> Self {
+        Self {
+            route: Route::Direct(handle),
+        }
+    }
+}
+
+impl Link {
+    pub(super) fn session(hub: Arc<Hub>, timeout: Option<Duration>) -> Self {
+        Self {
+            route: Route::Session(SessionLink { hub, timeout }),
+        }
+    }
+
+    /// The connection's handle, for a link that is one connection; `None` for a session.
+    pub fn connection(&self) -> Option<&ClientHandle> {
+        match &self.route {
+            Route::Direct(handle) => Some(handle),
+            Route::Session(_) => None,
+        }
+    }
+
+    /// A link to the same connection or session whose calls have deadline `timeout` from
+    /// their start (`None`: no deadline).
+    #[must_use]
+    pub fn with_timeout(&self, timeout: Option<Duration>) -> Self {
+        let route = match &self.route {
+            Route::Direct(handle) => Route::Direct(handle.with_timeout(timeout)),
+            Route::Session(session) => Route::Session(SessionLink {
+                hub: Arc::clone(&session.hub),
+                timeout,
+            }),
+        };
+        Self { route }
+    }
+
+    /// The deadline given to calls made through this link.
+    pub fn timeout(&self) -> Option<Duration> {
+        match &self.route {
+            Route::Direct(handle) => handle.timeout(),
+            Route::Session(session) => session.timeout,
+        }
+    }
+
+    /// The service this link calls.
+    pub fn service(&self) -> &'static ServiceDescriptor {
+        match &self.route {
+            Route::Direct(handle) => handle.service(),
+            Route::Session(session) => session.hub.service,
+        }
+    }
+
+    /// How the method named `method` binds to the server's (see
+    /// [`ClientHandle::binding`]); through a session, to the server it is connected to now,
+    /// and `None` while it is not connected.
+    pub fn binding(&self, method: &str) -> Option<crate::MethodBinding> {
+        match &self.route {
+            Route::Direct(handle) => handle.binding(method),
+            Route::Session(session) => match &*session.hub.current.borrow() {
+                Current::Up(handle) => handle.binding(method),
+                _ => None,
+            },
+        }
+    }
+
+    /// Whether the server has the method named `method` with the same shapes (see
+    /// [`ClientHandle::supports`]); through a session, the server it is connected to now.
+    pub fn supports(&self, method: &str) -> bool {
+        self.binding(method) == Some(crate::MethodBinding::Bound)
+    }
+
+    /// Whether every call would fail: the connection is closed, or the session has failed.
+    /// A session that is reconnecting is not closed.
+    pub fn is_closed(&self) -> bool {
+        match &self.route {
+            Route::Direct(handle) => handle.is_closed(),
+            Route::Session(session) => {
+                matches!(
+                    *session.hub.current.borrow(),
+                    Current::Failed(_) | Current::Stopped
+                )
+            }
+        }
+    }
+
+    /// As [`ClientHandle::call`]; through a session, see [`crate::session`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ClientHandle::call`]; through a session also [`RpcError::ConnectionLost`],
+    /// [`RpcError::Disconnected`] and [`RpcError::SessionFailed`].
+    pub async fn call<A, T>(
+        &self,
+        method: &'static MethodDescriptor,
+        args: &A,
+    ) -> Result<T, RpcError>
+    where
+        A: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        match &self.route {
+            Route::Direct(handle) => handle.call(method, args).await,
+            Route::Session(session) => {
+                session
+                    .run(
+                        method,
+                        |handle| async move { handle.call(method, args).await },
+                    )
+                    .await
+            }
+        }
+    }
+
+    /// As [`ClientHandle::call_fallible`]; through a session, see [`crate::session`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Link::call`].
+    pub async fn call_fallible<A, T, E>(
+        &self,
+        method: &'static MethodDescriptor,
+        args: &A,
+    ) -> Result<Result<T, E>, RpcError>
+    where
+        A: Serialize + ?Sized,
+        T: DeserializeOwned,
+        E: DeserializeOwned,
+    {
+        match &self.route {
+            Route::Direct(handle) => handle.call_fallible(method, args).await,
+            Route::Session(session) => {
+                session
+                    .run(method, |handle| async move {
+                        handle.call_fallible(method, args).await
+                    })
+                    .await
+            }
+        }
+    }
+
+    /// As [`ClientHandle::notify`]. Through a session, a one-way call waits for a connection
+    /// within its deadline and is sent once.
+    ///
+    /// # Errors
+    ///
+    /// As [`Link::call`].
+    pub async fn notify<A>(
+        &self,
+        method: &'static MethodDescriptor,
+        args: &A,
+    ) -> Result<(), RpcError>
+    where
+        A: Serialize + ?Sized,
+    {
+        match &self.route {
+            Route::Direct(handle) => handle.notify(method, args).await,
+            Route::Session(session) => {
+                session
+                    .run(
+                        method,
+                        |handle| async move { handle.notify(method, args).await },
+                    )
+                    .await
+            }
+        }
+    }
+
+    /// As [`ClientHandle::open_stream`]. Through a session, the stream is opened again with
+    /// the same arguments after a reconnect (see [`crate::session`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Link::call`], for opening the stream.
+    pub async fn open_stream<A, T>(
+        &self,
+        method: &'static MethodDescriptor,
+        args: &A,
+    ) -> Result<StreamReceiver<T>, RpcError>
+    where
+        A: Serialize + DeserializeOwned + Send + Sync + 'static,
+        T: DeserializeOwned + Send + 'static,
+    {
+        match &self.route {
+            Route::Direct(handle) => handle.open_stream(method, args).await,
+            Route::Session(session) => resume::open(session, method, args).await,
+        }
+    }
+
+    /// As [`ClientHandle::call_uploading`]. Through a session the call is sent once: its
+    /// stream cannot be sent again.
+    ///
+    /// # Errors
+    ///
+    /// As [`Link::call`].
+    pub async fn call_uploading<A, I, T>(
+        &self,
+        method: &'static MethodDescriptor,
+        args: &A,
+        upload: Stream<I>,
+    ) -> Result<T, RpcError>
+    where
+        A: Serialize + ?Sized,
+        I: Serialize + Send + 'static,
+        T: DeserializeOwned,
+    {
+        match &self.route {
+            Route::Direct(handle) => handle.call_uploading(method, args, upload).await,
+            Route::Session(session) => {
+                let handle = session.for_upload(method).await?;
+                lost_once(handle.call_uploading(method, args, upload).await)
+            }
+        }
+    }
+
+    /// As [`ClientHandle::call_fallible_uploading`]; see [`Link::call_uploading`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Link::call`].
+    pub async fn call_fallible_uploading<A, I, T, E>(
+        &self,
+        method: &'static MethodDescriptor,
+        args: &A,
+        upload: Stream<I>,
+    ) -> Result<Result<T, E>, RpcError>
+    where
+        A: Serialize + ?Sized,
+        I: Serialize + Send + 'static,
+        T: DeserializeOwned,
+        E: DeserializeOwned,
+    {
+        match &self.route {
+            Route::Direct(handle) => handle.call_fallible_uploading(method, args, upload).await,
+            Route::Session(session) => {
+                let handle = session.for_upload(method).await?;
+                lost_once(handle.call_fallible_uploading(method, args, upload).await)
+            }
+        }
+    }
+
+    /// As [`ClientHandle::open_stream_uploading`]; through a session the stream is not
+    /// opened again after a reconnect: it ends with the connection.
+    ///
+    /// # Errors
+    ///
+    /// As [`Link::call`].
+    pub async fn open_stream_uploading<A, I, T>(
+        &self,
+        method: &'static MethodDescriptor,
+        args: &A,
+        upload: Stream<I>,
+    ) -> Result<StreamReceiver<T>, RpcError>
+    where
+        A: Serialize + ?Sized,
+        I: Serialize + Send + 'static,
+        T: DeserializeOwned,
+    {
+        match &self.route {
+            Route::Direct(handle) => handle.open_stream_uploading(method, args, upload).await,
+            Route::Session(session) => {
+                let handle = session.for_upload(method).await?;
+                lost_once(handle.open_stream_uploading(method, args, upload).await)
+            }
+        }
+    }
+}
+
+/// A call through a session that is sent once: a lost connection is reported as such.
+fn lost_once<T>(outcome: Result<T, RpcError>) -> Result<T, RpcError> {
+    outcome.map_err(|error| match connection_lost(&error) {
+        Some(may_have_run) => RpcError::ConnectionLost {
+            may_have_run,
+            cause: Box::new(error),
+        },
+        None => error,
+    })
+}
+
+/// Whether `error` means the call's connection is gone, and if so whether the server may have
+/// run the call; `None` for every other error (the call's own outcome).
+pub(super) fn connection_lost(error: &RpcError) -> Option<bool> {
+    match error {
+        // The server took no new call: it said so before this one went out, or refused it.
+        RpcError::ShuttingDown | RpcError::Remote(WireError::ShuttingDown) => Some(false),
+        RpcError::ConnectionClosed
+        | RpcError::ClosedByPeer(_)
+        | RpcError::PeerExited(_)
+        | RpcError::Frame(_)
+        | RpcError::Protocol(_) => Some(true),
+        _ => None,
+    }
+}
+
+/// The time left until `deadline`, as a call's timeout.
+pub(super) fn remaining(deadline: Option<Instant>) -> Option<Duration> {
+    deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()))
+}
+
+impl SessionLink {
+    /// The connection a call with a stream from the client goes out on, once the session has
+    /// one (within the call's deadline).
+    async fn for_upload(
+        &self,
+        method: &'static MethodDescriptor,
+    ) -> Result<ClientHandle, RpcError> {
+        let deadline = self.deadline();
+        let handle = self.connected(deadline, None).await?;
+        tracing::trace!(method = method.name, "session call with a stream");
+        Ok(handle.with_timeout(remaining(deadline)))
+    }
+
+    /// When a call made now must end.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        self.timeout.and_then(|t| Instant::now().checked_add(t))
+    }
+
+    /// A connection, once the session has one other than `not` (a connection a call just
+    /// lost), waiting up to `deadline`.
+    pub(super) async fn connected(
+        &self,
+        deadline: Option<Instant>,
+        not: Option<&ClientHandle>,
+    ) -> Result<ClientHandle, RpcError> {
+        if not.is_some() {
+            // A call saw the connection go (perhaps before the session did): look again.
+            self.hub.nudge.notify_one();
+        }
+        let mut current = self.hub.current.clone();
+        let usable = |current: &Current| match current {
+            Current::Up(handle) => not.is_none_or(|lost| !lost.same_connection(handle)),
+            Current::Failed(_) | Current::Stopped => true,
+            Current::Waiting(_) => false,
+        };
+        let waited = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, current.wait_for(usable))
+                .await
+                .map(|found| found.map(|found| found.clone()))
+                .map_err(|_| ()),
+            None => Ok(current.wait_for(usable).await.map(|found| found.clone())),
+        };
+        let found = match waited {
+            Ok(Ok(found)) => found,
+            // The session's task is gone (its runtime shut down).
+            Ok(Err(_)) => return Err(RpcError::ConnectionClosed),
+            Err(()) => current.borrow().clone(),
+        };
+        match found {
+            Current::Up(handle) if usable(&Current::Up(handle.clone())) => Ok(handle),
+            Current::Failed(error) => Err(RpcError::SessionFailed(error)),
+            Current::Waiting(last) => Err(RpcError::Disconnected(last)),
+            Current::Stopped => Err(RpcError::ConnectionClosed),
+            Current::Up(_) => Err(RpcError::Disconnected(None)),
+        }
+    }
+
+    /// Runs a call through the session: waits for a connection within the deadline, makes the
+    /// call on it, and sends it again on the next connection if it was lost and the method is
+    /// idempotent (or the call never left).
+    pub(super) async fn run<T, F, Fut>(
+        &self,
+        method: &'static MethodDescriptor,
+        call: F,
+    ) -> Result<T, RpcError>
+    where
+        F: Fn(ClientHandle) -> Fut,
+        Fut: Future<Output = Result<T, RpcError>>,
+    {
+        let deadline = self.deadline();
+        let mut lost: Option<ClientHandle> = None;
+        // A connection lost during the call: whether it may have run, and how it was lost.
+        let mut loss: Option<(bool, RpcError)> = None;
+        loop {
+            let handle = match self.connected(deadline, lost.as_ref()).await {
+                Ok(handle) => handle,
+                Err(RpcError::Disconnected(_)) if loss.is_some() => {
+                    let (may_have_run, cause) = loss.unwrap_or((true, RpcError::ConnectionClosed));
+                    return Err(RpcError::ConnectionLost {
+                        may_have_run,
+                        cause: Box::new(cause),
+                    });
+                }
+                Err(error) => return Err(error),
+            };
+            if handle.is_closed() || handle.is_shutting_down() {
+                // Gone before the call went out: wait for the next connection.
+                lost = Some(handle);
+                continue;
+            }
+            let error = match call(handle.with_timeout(remaining(deadline))).await {
+                Err(error) => error,
+                done => return done,
+            };
+            let Some(may_have_run) = connection_lost(&error) else {
+                return Err(error);
+            };
+            let never_sent = matches!(error, RpcError::ShuttingDown);
+            let may_have_run = may_have_run || loss.as_ref().is_some_and(|(may, _)| *may);
+            if !(never_sent || method.idempotent) {
+                return Err(RpcError::ConnectionLost {
+                    may_have_run,
+                    cause: Box::new(error),
+                });
+            }
+            tracing::debug!(method = method.name, %error, "connection lost; the call waits for the next");
+            if !never_sent {
+                loss = Some((may_have_run, error));
+            }
+            lost = Some(handle);
+        }
+    }
+}

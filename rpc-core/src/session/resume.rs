@@ -1,0 +1,127 @@
+//! Streams opened through a session: opened again, with the same arguments, after a reconnect.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::client::{ClientHandle, StreamReceiver};
+use crate::decode::{self, DecodeLimits};
+use crate::error::RpcError;
+use crate::service::MethodDescriptor;
+use crate::session::link::{connection_lost, SessionLink};
+
+type Opening<T> = Pin<Box<dyn Future<Output = Result<StreamReceiver<T>, RpcError>> + Send>>;
+
+/// How a stream of a session is opened again, and the opening under way.
+pub(crate) struct Resume<T> {
+    reopen: Box<dyn Fn() -> Opening<T> + Send + Sync>,
+    /// In a mutex only so that the receiver stays `Sync`; reached through `get_mut`.
+    opening: Mutex<Option<Opening<T>>>,
+}
+
+/// Opens a stream through the session; the receiver opens it again after a reconnect.
+pub(super) async fn open<A, T>(
+    session: &SessionLink,
+    method: &'static MethodDescriptor,
+    args: &A,
+) -> Result<StreamReceiver<T>, RpcError>
+where
+    A: Serialize + DeserializeOwned + Send + Sync + 'static,
+    T: DeserializeOwned + Send + 'static,
+{
+    let mut receiver = session
+        .run(method, |handle| async move {
+            handle.open_stream::<A, T>(method, args).await
+        })
+        .await?;
+    // The arguments are kept as a value of their own, through their encoding (they need not be
+    // `Clone`, and the server decodes them anyway).
+    let kept = postcard::to_allocvec(args)
+        .ok()
+        .and_then(|bytes| decode::from_slice::<A>(&bytes, &DecodeLimits::default()).ok());
+    let Some(args) = kept.map(Arc::new) else {
+        tracing::warn!(
+            method = method.name,
+            "arguments do not decode as they encode; the stream will not be reopened"
+        );
+        return Ok(receiver);
+    };
+    let session = session.clone();
+    receiver.resume = Some(Box::new(Resume {
+        reopen: Box::new(move || {
+            let (session, args) = (session.clone(), Arc::clone(&args));
+            Box::pin(async move { reopen::<A, T>(&session, method, &args).await })
+        }),
+        opening: Mutex::new(None),
+    }));
+    Ok(receiver)
+}
+
+/// Opens the stream again once the session has a connection, for as long as it takes: a
+/// subscription waits for its server. Ends only if the session fails, or the server refuses.
+async fn reopen<A, T>(
+    session: &SessionLink,
+    method: &'static MethodDescriptor,
+    args: &A,
+) -> Result<StreamReceiver<T>, RpcError>
+where
+    A: Serialize + ?Sized,
+    T: DeserializeOwned,
+{
+    let mut lost: Option<ClientHandle> = None;
+    loop {
+        let handle = session.connected(None, lost.as_ref()).await?;
+        match handle
+            .with_timeout(session.timeout)
+            .open_stream::<A, T>(method, args)
+            .await
+        {
+            Err(error) if connection_lost(&error).is_some() => lost = Some(handle),
+            opened => return opened,
+        }
+    }
+}
+
+/// The next item of a stream of a session: the stream's own items; at a lost connection,
+/// nothing until the stream is open again, then [`RpcError::StreamReopened`].
+pub(crate) fn poll_next<T: DeserializeOwned>(
+    receiver: &mut StreamReceiver<T>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<T, RpcError>>> {
+    loop {
+        let Some(resume) = receiver.resume.as_mut() else {
+            return receiver.poll_direct(cx);
+        };
+        let opening = resume.opening.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(pending) = opening.as_mut() {
+            let opened = std::task::ready!(pending.as_mut().poll(cx));
+            *opening = None;
+            return match opened {
+                Ok(reopened) => {
+                    tracing::debug!("stream reopened after a reconnect");
+                    receiver.replace_with(reopened);
+                    Poll::Ready(Some(Err(RpcError::StreamReopened)))
+                }
+                // The session failed or the server refused: that is the stream's end.
+                Err(error) => {
+                    receiver.resume = None;
+                    Poll::Ready(Some(Err(error)))
+                }
+            };
+        }
+        match std::task::ready!(receiver.poll_direct(cx)) {
+            Some(Err(error)) if connection_lost(&error).is_some() => {
+                tracing::debug!(%error, "stream lost with its connection; reopening");
+                if let Some(resume) = receiver.resume.as_mut() {
+                    let reopening = (resume.reopen)();
+                    *resume.opening.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(reopening);
+                }
+            }
+            other => return Poll::Ready(other),
+        }
+    }
+}
