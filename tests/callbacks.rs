@@ -298,7 +298,11 @@ async fn kept_handles_see_their_client_leave() {
     drop(first);
     within(
         "the first client to be seen leaving",
-        kept[0].handle().connection().expect("a connection").closed(),
+        kept[0]
+            .handle()
+            .connection()
+            .expect("a connection")
+            .closed(),
     )
     .await;
     let started = Instant::now();

@@ -87,8 +87,9 @@ async fn main() -> Result<(), rpc_core::RpcError> {
         server.dispatch(3, &[], &limits, None),
         Err(DispatchError::UnknownMethod(3))
     ));
+    let add = descriptor.method_named("add").expect("add").id;
     assert!(matches!(
-        server.dispatch(0, &[1], &limits, None),
+        server.dispatch(add, &[1], &limits, None),
         Err(DispatchError::BadArguments(_))
     ));
 
