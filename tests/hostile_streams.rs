@@ -82,8 +82,13 @@ async fn items_of_a_stream_that_is_not_open_close_the_connection() {
 
 /// Opens `sum` as call 1 and waits for the server's first credit for it.
 async fn open_sum(server: &TestServer) -> (RawPeer, u32) {
+    open(server, "sum").await
+}
+
+/// Opens `method` (which takes a stream) as call 1 and waits for the server's first credit.
+async fn open(server: &TestServer, method: &str) -> (RawPeer, u32) {
     let mut peer = RawPeer::handshake(&server.address).await;
-    peer.send_raw(&RawPeer::call_frame(1, "sum", &()))
+    peer.send_raw(&RawPeer::call_frame(1, method, &()))
         .await
         .expect("send");
     match within("the first credit", peer.recv()).await {
@@ -103,11 +108,10 @@ fn item(stream: u64, n: u32) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn items_beyond_the_credit_close_the_connection() {
     let server = TestServer::start();
-    let (mut peer, credit) = open_sum(&server).await;
-    // The handler takes items as they come and grants more: send far more than the credit
-    // without reading any, so that the excess arrives before new credit could be counted. One
-    // write per frame: a Windows pipe message holds one frame.
-    for n in 0..credit * 100 {
+    // A handler that never takes an item grants nothing more: the item after the first credit
+    // is one too many. One write per frame: a Windows pipe message holds one frame.
+    let (mut peer, credit) = open(&server, "ignore").await;
+    for n in 0..=credit {
         if peer.send_raw(&item(1, n)).await.is_err() {
             // The server has closed the connection already.
             break;

@@ -67,6 +67,8 @@ pub trait Probe {
     async fn ticks(&self, count: u32) -> rpc_core::Stream<u32>;
     /// The sum of a stream of numbers from the client.
     async fn sum(&self, numbers: rpc_core::Stream<u32>) -> u64;
+    /// Takes a stream from the client and never reads it.
+    async fn ignore(&self, numbers: rpc_core::Stream<u32>) -> u32;
 }
 
 /// Tags of [`Probe::compute`] calls that may finish.
@@ -189,6 +191,11 @@ impl Probe for ProbeImpl {
 
     async fn ticks(&self, count: u32) -> rpc_core::Stream<u32> {
         rpc_core::Stream::iter(0..count)
+    }
+
+    async fn ignore(&self, numbers: rpc_core::Stream<u32>) -> u32 {
+        let _kept = numbers;
+        std::future::pending().await
     }
 
     async fn sum(&self, numbers: rpc_core::Stream<u32>) -> u64 {
