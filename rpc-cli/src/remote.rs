@@ -163,7 +163,12 @@ impl Backend for Remote {
         };
         if method.kind == MethodKind::Oneway {
             self.runtime
-                .block_on(handle.notify_raw(method.id, &args))
+                .block_on(async {
+                    handle.notify_raw(method.id, &args).await?;
+                    // This process exits next: a round trip after the one-way call makes sure
+                    // it has been written and read (the server takes frames in order).
+                    handle.describe().await.map(drop)
+                })
                 .map_err(|e| remote(name, &e))?;
             return Ok(Reply::Ok(Vec::new()));
         }

@@ -35,13 +35,29 @@ pub trait Calculator {
     async fn greet(&self, name: String) -> String;
     /// Takes its time.
     async fn slow(&self, ms: u64) -> u64;
+    /// Notes a line; one-way.
+    #[rpc(oneway)]
+    async fn note(&self, line: String);
+    /// The lines noted so far.
+    async fn noted(&self) -> Vec<String>;
     /// The numbers below `n`, as a stream.
     async fn ticks(&self, n: u32) -> rpc_core::Stream<u32>;
 }
 
-struct Calc;
+#[derive(Default)]
+struct Calc {
+    noted: std::sync::Mutex<Vec<String>>,
+}
 
 impl Calculator for Calc {
+    async fn note(&self, line: String) {
+        self.noted.lock().expect("lock").push(line);
+    }
+
+    async fn noted(&self) -> Vec<String> {
+        self.noted.lock().expect("lock").clone()
+    }
+
     async fn add(&self, a: i64, b: i64) -> i64 {
         a + b
     }
@@ -99,7 +115,7 @@ impl Session {
             .block_on(async {
                 rpc_transport::Server::bind_with(
                     &endpoint,
-                    CalculatorServer::new(Calc),
+                    CalculatorServer::new(Calc::default()),
                     &rpc_core::ServerConfig::default(),
                 )
             })
@@ -181,6 +197,12 @@ fn a_session_at_the_shell() {
     assert_eq!(shift.status.code(), Some(0), "{}", stderr(&shift));
     let moved: serde_json::Value = serde_json::from_str(&stdout(&shift)).expect("JSON");
     assert_eq!(moved, serde_json::json!({"x": 4, "y": 1}));
+
+    // A one-way call takes effect although the command exits right after it.
+    let note = session.rpc(&["call", "calc", "note", "hello"]);
+    assert_eq!(note.status.code(), Some(0), "{}", stderr(&note));
+    let noted = session.rpc(&["call", "calc", "noted"]);
+    assert_eq!(stdout(&noted).trim(), "[\n  \"hello\"\n]");
 
     // A typed application error: JSON on stdout, exit 1.
     let divide = session.rpc(&["call", "calc", "divide", "1", "0"]);
