@@ -9,7 +9,15 @@
 #   harness, for example:
 #     scripts/test-windows.sh --test windows_pipes
 #     scripts/test-windows.sh -p rpc-transport --lib -- pipe_mode
+#   `run` first runs a program under Wine instead of the tests, for example the measurement of
+#   200 connections:
+#     scripts/test-windows.sh run --release --example connection_load -- 200
 set -euo pipefail
+mode=test
+if [ "${1:-}" = "run" ]; then
+    mode=run
+    shift
+fi
 selection=()
 harness=()
 while [ $# -gt 0 ]; do
@@ -22,6 +30,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 full=1
+[ "$mode" = run ] && full=0
 [ ${#selection[@]} -gt 0 ] || [ ${#harness[@]} -gt 0 ] && full=0
 [ ${#selection[@]} -gt 0 ] || selection=(--workspace)
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -73,6 +82,11 @@ if [ "$full" = 1 ]; then
     "${cargo[@]}" build --workspace --tests --examples "${flags[@]}"
 fi
 [ -d "$WINEPREFIX" ] || wineboot --init >/dev/null 2>&1 || true
+
+if [ "$mode" = run ]; then
+    "${cargo[@]}" run "${selection[@]}" "${flags[@]}" -- "${harness[@]}"
+    exit
+fi
 
 echo "== running the tests under $(wine --version)"
 log="$work/test.log"
