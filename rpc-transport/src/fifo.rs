@@ -86,7 +86,7 @@ use tokio::net::unix::pipe;
 use crate::endpoint::Endpoint;
 use crate::error::{BindError, ConnectError};
 use crate::pipes::serve_pipes;
-use crate::unix::{
+use crate::sys::{
     check_private_dir, default_dir, euid, open_lock_file, own_name, probe_lock, remove_stale,
     trusted_server, HeldLock, LockState,
 };

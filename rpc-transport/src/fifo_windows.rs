@@ -23,7 +23,7 @@ use rpc_core::{
 
 use crate::endpoint::Endpoint;
 use crate::error::{BindError, ConnectError};
-use crate::windows::{connect_pair, pair_paths, PairListener};
+use crate::sys::{connect_pair, pair_paths, PairListener};
 
 /// A pipe pair bound to a name, ready to [`serve`](FifoServer::serve).
 pub struct FifoServer {

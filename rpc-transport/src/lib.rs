@@ -11,8 +11,8 @@
 //!   [`BindError::AddrInUse`]; a socket left by a dead server is removed and replaced. The
 //!   Linux abstract namespace is never used: it has no permissions. Clients check that the
 //!   server runs as their own user (or root) before sending anything.
-//! * **Windows**: a named pipe `\\.\pipe\rpc-<name>` in message mode (see the `windows`
-//!   module documentation of this crate's source).
+//! * **Windows**: a named pipe `\\.\pipe\rpc-<name>` in message mode (see the
+//!   `sys/windows` module documentation of this crate's source).
 //!
 //! Any two one-way pipes make a connection too: [`pipes`] serves and connects over a reader and
 //! a writer, and [`child`] runs a service in a child process over its stdin/stdout or over two
@@ -45,16 +45,7 @@ pub mod fifo;
 mod limits;
 pub mod pipes;
 mod server;
-
-#[cfg(unix)]
-mod unix;
-#[cfg(unix)]
-use unix as platform;
-
-#[cfg(windows)]
-mod windows;
-#[cfg(windows)]
-use windows as platform;
+mod sys;
 
 pub use endpoint::Endpoint;
 pub use error::{BindError, ConnectError};
@@ -86,7 +77,7 @@ pub async fn connect_with<C: Client>(
     endpoint: &Endpoint,
     config: &ClientConfig,
 ) -> Result<C, ConnectError> {
-    let (reader, writer) = platform::connect(endpoint, config).await?;
+    let (reader, writer) = sys::connect(endpoint, config).await?;
     match rpc_core::connect(reader, writer, config).await {
         Ok(client) => Ok(client),
         Err(RpcError::Rejected(Rejection::ServerBusy { .. })) => Err(ConnectError::Busy {

@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use crate::endpoint::Endpoint;
 use crate::error::BindError;
-use crate::platform;
+use crate::sys as platform;
 
 /// A server bound to a named endpoint, ready to [`run`](Server::run).
 pub struct Server<D> {

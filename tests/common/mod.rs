@@ -304,8 +304,8 @@ impl TestServer {
     }
 }
 
-type BoxRead = Box<dyn AsyncRead + Unpin + Send>;
-type BoxWrite = Box<dyn AsyncWrite + Unpin + Send>;
+pub type BoxRead = Box<dyn AsyncRead + Unpin + Send>;
+pub type BoxWrite = Box<dyn AsyncWrite + Unpin + Send>;
 
 /// Opens a raw connection to a server's address.
 #[cfg(unix)]
@@ -348,6 +348,11 @@ pub struct RawPeer {
 impl RawPeer {
     pub async fn connect(address: &str) -> Self {
         let (read, writer) = raw_connect(address).await;
+        Self::from_halves(read, writer)
+    }
+
+    /// A peer over a connection opened some other way.
+    pub fn from_halves(read: BoxRead, writer: BoxWrite) -> Self {
         Self {
             reader: FrameReader::new(read),
             writer,
