@@ -53,11 +53,28 @@ if [ ${#need[@]} -gt 0 ]; then
     [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
     $sudo_cmd apt-get update -qq
     # One transaction, so that rustc and its std sources are the same version.
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends \
-        rustc-web cargo-web rust-web-src gcc-mingw-w64-x86-64-posix wine64 wine >/dev/null
+    if ! DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends \
+        rustc-web cargo-web rust-web-src gcc-mingw-w64-x86-64-posix wine64 wine >/dev/null; then
+        echo "installing failed. rustc-web, cargo-web and rust-web-src come from Debian's security" >&2
+        echo "archive: add 'deb http://deb.debian.org/debian-security bookworm-security main' to" >&2
+        echo "/etc/apt/sources.list (or a file in /etc/apt/sources.list.d/) and run this again." >&2
+        exit 1
+    fi
 fi
+# Check what we got, installed now or before: a std source tree of the same version, and a
+# compiler new enough for the workspace.
 version=$(/usr/bin/rustc --version | cut -d' ' -f2)
-[ -f "/usr/src/rustc-$version/library/Cargo.lock" ] || { echo "rust-web-src does not match rustc $version" >&2; exit 1; }
+[ -f "/usr/src/rustc-$version/library/Cargo.lock" ] || {
+    echo "rust-web-src does not match rustc $version: install rustc-web, cargo-web and" >&2
+    echo "rust-web-src again in one apt-get transaction so that their versions agree." >&2
+    exit 1
+}
+if [ "$(rust_minor)" -lt "$min_rust" ]; then
+    echo "Debian's rustc is $version; the workspace needs 1.$min_rust or later. Add Debian's" >&2
+    echo "security archive (bookworm-security, which has rustc-web 1.96) to the apt sources," >&2
+    echo "run 'apt-get update', and run this again." >&2
+    exit 1
+fi
 
 work="${WINDOWS_WORK_DIR:-$root/target/windows}"
 mkdir -p "$work/shim"

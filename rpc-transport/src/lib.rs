@@ -37,15 +37,15 @@ pub mod blocking;
 pub mod child;
 mod endpoint;
 mod error;
-#[cfg(unix)]
-pub mod fifo;
-#[cfg(windows)]
-#[path = "fifo_windows.rs"]
-pub mod fifo;
 mod limits;
+pub mod pair;
 pub mod pipes;
 mod server;
 mod sys;
+#[cfg(unix)]
+pub mod unix;
+#[cfg(windows)]
+pub mod windows;
 
 pub use endpoint::Endpoint;
 pub use error::{BindError, ConnectError};

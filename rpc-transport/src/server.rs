@@ -105,7 +105,7 @@ impl<D: Dispatch> Server<D> {
         let slots = Arc::new(Semaphore::new(max_connections));
         let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
         let mut shares = endpoint
-            .allows_other_users()
+            .other_users_allowed()
             .then(|| Shares::new(config.get_max_connections_per_user()));
         let config = Arc::new(config);
         let mut connections = JoinSet::new();

@@ -212,8 +212,9 @@ pub fn private_dir() -> tempfile::TempDir {
         .expect("tempdir")
 }
 
-/// An endpoint no other test uses: its own directory on Unix, its own pipe name on Windows
-/// (pipe names are shared by every process of the machine, or of the Wine instance).
+/// An endpoint no other test uses: a name of its own, in the default place (the user's private
+/// directory on Unix; pipe names on Windows are shared by every process of the machine, or of
+/// the Wine instance, so the name carries the process id).
 pub fn unique_endpoint() -> (Endpoint, Option<tempfile::TempDir>) {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let name = format!(
@@ -221,16 +222,7 @@ pub fn unique_endpoint() -> (Endpoint, Option<tempfile::TempDir>) {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
-    let endpoint = Endpoint::new(&name).expect("name");
-    #[cfg(unix)]
-    {
-        let dir = private_dir();
-        (endpoint.in_dir(dir.path()), Some(dir))
-    }
-    #[cfg(windows)]
-    {
-        (endpoint, None)
-    }
+    (Endpoint::new(&name).expect("name"), None)
 }
 
 impl TestServer {

@@ -49,6 +49,8 @@ use tokio::net::{UnixListener, UnixStream};
 use crate::endpoint::Endpoint;
 use crate::error::{BindError, ConnectError};
 
+pub(crate) mod child;
+pub(crate) mod pair;
 mod reader;
 
 use reader::SocketReader;

@@ -33,7 +33,7 @@ impl Listener {
         let path = pipe_path(endpoint);
         let owner = own_user_sid().map_err(io_err)?;
         let descriptor =
-            SecurityDescriptor::from_sddl(&pipe_sddl(&owner, endpoint.allows_other_users()))
+            SecurityDescriptor::from_sddl(&pipe_sddl(&owner, endpoint.other_users_allowed()))
                 .map_err(io_err)?;
         let first = match pipe::create(&duplex_options(true), &path, &descriptor) {
             Ok(pipe) => pipe,

@@ -18,7 +18,7 @@
 //!   cannot squat the name, and remote clients are rejected.
 //! * The pipe's security descriptor names the server's user as its owner; its DACL grants full
 //!   access to that user, SYSTEM and the administrators and denies the NETWORK logon; for an
-//!   endpoint made with [`Endpoint::allow_other_users`](crate::Endpoint::allow_other_users),
+//!   endpoint made with [`EndpointExt::allow_other_users`](crate::windows::EndpointExt::allow_other_users),
 //!   authenticated users get read and write-data access (not `FILE_CREATE_PIPE_INSTANCE`,
 //!   which `GENERIC_WRITE` would include). Pipe pairs get the same descriptor.
 //! * Clients open the pipe with `SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION` (the server
@@ -34,10 +34,11 @@
 //! is gone, `frames` is the frame reader and writer, `listener` the accept loop, `client` the
 //! client's open and checks, `pair` the pipe pairs.
 
+pub(crate) mod child;
 mod client;
 mod frames;
 mod listener;
-mod pair;
+pub(crate) mod pair;
 mod pipe;
 mod security;
 mod state;
@@ -53,7 +54,6 @@ use windows_sys::Win32::Foundation::{
 
 pub(crate) use client::connect;
 pub(crate) use listener::Listener;
-pub(crate) use pair::{connect_pair, pair_paths, PairListener};
 
 use crate::endpoint::Endpoint;
 

@@ -20,6 +20,7 @@ use crate::sys::windows::security::{
     own_user_sid, owner_sid, pipe_sddl, trusted_owner, CLIENT_ACCESS, SYSTEM_SID,
 };
 use crate::sys::windows::{connect, Listener};
+use crate::windows::EndpointExt;
 
 #[test]
 fn only_a_pipe_of_the_same_user_or_system_is_trusted() {
