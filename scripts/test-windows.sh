@@ -99,6 +99,12 @@ if [ "$full" = 1 ]; then
     "${cargo[@]}" build --workspace --tests --examples "${flags[@]}"
 fi
 [ -d "$WINEPREFIX" ] || wineboot --init >/dev/null 2>&1 || true
+# Programs that Wine's service manager starts do not get WINEPATH: the stand-in DLL also sits
+# beside the examples, where the loader looks first.
+for profile in debug release; do
+    mkdir -p "$CARGO_TARGET_DIR/x86_64-pc-windows-gnu/$profile/examples"
+    cp -f "$work/shim/bcryptprimitives.dll" "$CARGO_TARGET_DIR/x86_64-pc-windows-gnu/$profile/examples/"
+done
 
 if [ "$mode" = run ]; then
     "${cargo[@]}" run "${selection[@]}" "${flags[@]}" -- "${harness[@]}"
