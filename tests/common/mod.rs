@@ -217,8 +217,16 @@ pub fn private_dir() -> tempfile::TempDir {
 /// the Wine instance, so the name carries the process id).
 pub fn unique_endpoint() -> (Endpoint, Option<tempfile::TempDir>) {
     static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Process ids are reused from one test binary to the next (under Wine within seconds), so
+    // the name also carries when this process made its first one.
+    static STARTED: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    let started = STARTED.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_micros())
+    });
     let name = format!(
-        "probe-{}-{}",
+        "probe-{}-{started}-{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
