@@ -61,6 +61,7 @@ mod imp {
     use futures_util::StreamExt;
     use rpc_core::ByteBuf;
     use rpc_core::{ClientConfig, ServerConfig};
+    use rpc_transport::unix::EndpointExt;
     use rpc_transport::{Endpoint, Server};
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};

@@ -9,7 +9,15 @@
 #   harness, for example:
 #     scripts/test-windows.sh --test windows_pipes
 #     scripts/test-windows.sh -p rpc-transport --lib -- pipe_mode
+#   `run` first runs a program under Wine instead of the tests, for example the measurement of
+#   200 connections:
+#     scripts/test-windows.sh run --release --example connection_load -- 200
 set -euo pipefail
+mode=test
+if [ "${1:-}" = "run" ]; then
+    mode=run
+    shift
+fi
 selection=()
 harness=()
 while [ $# -gt 0 ]; do
@@ -22,6 +30,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 full=1
+[ "$mode" = run ] && full=0
 [ ${#selection[@]} -gt 0 ] || [ ${#harness[@]} -gt 0 ] && full=0
 [ ${#selection[@]} -gt 0 ] || selection=(--workspace)
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -44,11 +53,28 @@ if [ ${#need[@]} -gt 0 ]; then
     [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
     $sudo_cmd apt-get update -qq
     # One transaction, so that rustc and its std sources are the same version.
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends \
-        rustc-web cargo-web rust-web-src gcc-mingw-w64-x86-64-posix wine64 wine >/dev/null
+    if ! DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends \
+        rustc-web cargo-web rust-web-src gcc-mingw-w64-x86-64-posix wine64 wine >/dev/null; then
+        echo "installing failed. rustc-web, cargo-web and rust-web-src come from Debian's security" >&2
+        echo "archive: add 'deb http://deb.debian.org/debian-security bookworm-security main' to" >&2
+        echo "/etc/apt/sources.list (or a file in /etc/apt/sources.list.d/) and run this again." >&2
+        exit 1
+    fi
 fi
+# Check what we got, installed now or before: a std source tree of the same version, and a
+# compiler new enough for the workspace.
 version=$(/usr/bin/rustc --version | cut -d' ' -f2)
-[ -f "/usr/src/rustc-$version/library/Cargo.lock" ] || { echo "rust-web-src does not match rustc $version" >&2; exit 1; }
+[ -f "/usr/src/rustc-$version/library/Cargo.lock" ] || {
+    echo "rust-web-src does not match rustc $version: install rustc-web, cargo-web and" >&2
+    echo "rust-web-src again in one apt-get transaction so that their versions agree." >&2
+    exit 1
+}
+if [ "$(rust_minor)" -lt "$min_rust" ]; then
+    echo "Debian's rustc is $version; the workspace needs 1.$min_rust or later. Add Debian's" >&2
+    echo "security archive (bookworm-security, which has rustc-web 1.96) to the apt sources," >&2
+    echo "run 'apt-get update', and run this again." >&2
+    exit 1
+fi
 
 work="${WINDOWS_WORK_DIR:-$root/target/windows}"
 mkdir -p "$work/shim"
@@ -73,6 +99,17 @@ if [ "$full" = 1 ]; then
     "${cargo[@]}" build --workspace --tests --examples "${flags[@]}"
 fi
 [ -d "$WINEPREFIX" ] || wineboot --init >/dev/null 2>&1 || true
+# Programs that Wine's service manager starts do not get WINEPATH: the stand-in DLL also sits
+# beside the examples, where the loader looks first.
+for profile in debug release; do
+    mkdir -p "$CARGO_TARGET_DIR/x86_64-pc-windows-gnu/$profile/examples"
+    cp -f "$work/shim/bcryptprimitives.dll" "$CARGO_TARGET_DIR/x86_64-pc-windows-gnu/$profile/examples/"
+done
+
+if [ "$mode" = run ]; then
+    "${cargo[@]}" run "${selection[@]}" "${flags[@]}" -- "${harness[@]}"
+    exit
+fi
 
 echo "== running the tests under $(wine --version)"
 log="$work/test.log"

@@ -451,15 +451,11 @@ async fn callbacks_run_over_pipes_and_memory() {
     assert_eq!(in_memory.nest(4).await.expect("call"), 8);
 }
 
-/// The same over a FIFO pair.
-#[cfg(unix)]
+/// The same over a pipe pair (FIFOs on Unix, two named pipes on Windows).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn callbacks_run_over_a_fifo_pair() {
-    let dir = common::private_dir();
-    let endpoint = rpc_transport::Endpoint::new("fifo-installer")
-        .expect("name")
-        .in_dir(dir.path());
-    let server = rpc_transport::fifo::FifoServer::bind(&endpoint).expect("bind");
+async fn callbacks_run_over_a_pipe_pair() {
+    let (endpoint, _dir) = unique_endpoint();
+    let server = rpc_transport::pair::PairServer::bind(&endpoint).expect("bind");
     tokio::spawn(server.serve(
         InstallerServer::new(Arc::new(InstallerImpl::default())),
         &ServerConfig::default(),
@@ -472,7 +468,7 @@ async fn callbacks_run_over_a_fifo_pair() {
     }));
     let installer: InstallerClient = within(
         "connecting",
-        rpc_transport::fifo::connect(&endpoint, &config),
+        rpc_transport::pair::connect(&endpoint, &config),
     )
     .await
     .expect("connect");

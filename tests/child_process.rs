@@ -182,6 +182,28 @@ async fn child_that_lingers_is_killed_after_the_grace_period() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c_printf_in_the_child_goes_to_its_stderr_not_the_connection() {
+    let (stderr_file, stderr) = capture();
+    let mut command = child(&["stdio"]);
+    command.stderr(stderr);
+    let (helper, process): (HelperClient, _) = within(
+        "the child to start",
+        spawn(command, &ClientConfig::default()),
+    )
+    .await
+    .expect("spawn");
+    helper
+        .c_print("a stray line from C".into())
+        .await
+        .expect("c_print");
+    assert_eq!(helper.add(20, 22).await.expect("still connected"), 42);
+    drop(helper);
+    within("the child to exit", process.wait()).await;
+    let logged = std::fs::read_to_string(stderr_file.path()).expect("read stderr");
+    assert!(logged.contains("a stray line from C"), "{logged:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn println_in_the_child_goes_to_its_stderr_not_the_connection() {
     let (stderr_file, stderr) = capture();
     let mut command = child(&["stdio"]);

@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::{private_dir, within, ProbeClient};
 use rpc_core::frame::{FrameRead, FrameReader};
 use rpc_core::protocol::{Header, PROTOCOL_VERSION};
+use rpc_transport::unix::EndpointExt;
 use rpc_transport::Endpoint;
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixListener;

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use common::{within, ProbeClient, ProbeImpl, ProbeServer};
 use rpc_core::{ClientConfig, ServerConfig};
-use rpc_transport::fifo::{self, FifoServer};
+use rpc_transport::pair::{self, PairServer};
+use rpc_transport::unix::EndpointExt;
 use rpc_transport::{BindError, ConnectError, Endpoint, Server};
 
 struct Served {
@@ -28,7 +29,7 @@ fn serve() -> Served {
     let endpoint = Endpoint::new("fifo-probe")
         .expect("name")
         .in_dir(dir.path());
-    let server = FifoServer::bind(&endpoint).expect("bind");
+    let server = PairServer::bind(&endpoint).expect("bind");
     let (input, output) = server.paths();
     let (input, output) = (input.to_path_buf(), output.to_path_buf());
     let task =
@@ -45,7 +46,7 @@ fn serve() -> Served {
 async fn connect(served: &Served) -> Result<ProbeClient, ConnectError> {
     within(
         "connecting",
-        fifo::connect(&served.endpoint, &ClientConfig::default()),
+        pair::connect(&served.endpoint, &ClientConfig::default()),
     )
     .await
 }
@@ -81,7 +82,7 @@ async fn second_client_is_busy_not_stuck() {
     let first = connect(&served).await.expect("connect");
     assert_eq!(first.add(1, 2).await.expect("add"), 3);
     let started = std::time::Instant::now();
-    let second = fifo::connect::<ProbeClient>(
+    let second = pair::connect::<ProbeClient>(
         &served.endpoint,
         ClientConfig::new().connect_timeout(std::time::Duration::from_millis(200)),
     )
@@ -109,7 +110,7 @@ async fn no_server_is_not_found_at_once() {
     let _ = task.await;
     // The server removed its FIFOs.
     assert!(!input.exists() && !output.exists());
-    let gone = fifo::connect::<ProbeClient>(&endpoint, &ClientConfig::default()).await;
+    let gone = pair::connect::<ProbeClient>(&endpoint, &ClientConfig::default()).await;
     assert!(
         matches!(gone, Err(ConnectError::NotFound { .. })),
         "{gone:?}"
@@ -123,7 +124,7 @@ async fn no_server_is_not_found_at_once() {
     }
     let stale = within(
         "a stale pair to be refused",
-        fifo::connect::<ProbeClient>(&endpoint, &ClientConfig::default()),
+        pair::connect::<ProbeClient>(&endpoint, &ClientConfig::default()),
     )
     .await;
     assert!(
@@ -131,7 +132,7 @@ async fn no_server_is_not_found_at_once() {
         "{stale:?}"
     );
     // And a new server reclaims them.
-    let server = FifoServer::bind(&endpoint).expect("bind over stale FIFOs");
+    let server = PairServer::bind(&endpoint).expect("bind over stale FIFOs");
     drop(server);
 }
 
@@ -176,7 +177,7 @@ async fn peer_opening_in_the_wrong_order_does_not_hang() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_name_has_one_server() {
     let served = serve();
-    let second = FifoServer::bind(&served.endpoint);
+    let second = PairServer::bind(&served.endpoint);
     assert!(
         matches!(second, Err(BindError::AddrInUse { .. })),
         "{second:?}"
@@ -239,17 +240,17 @@ async fn stopped_server_leaves_nothing_behind() {
     assert_eq!(entries(&dir), Vec::<String>::new(), "files left behind");
 
     // Bound but never served: nothing left either.
-    let unused = FifoServer::bind(&served.endpoint).expect("bind");
+    let unused = PairServer::bind(&served.endpoint).expect("bind");
     drop(unused);
     assert_eq!(entries(&dir), Vec::<String>::new());
 
     // The name is served again at once.
-    let again = FifoServer::bind(&served.endpoint).expect("bind again");
+    let again = PairServer::bind(&served.endpoint).expect("bind again");
     let task =
         tokio::spawn(again.serve(ProbeServer::new(ProbeImpl::new()), &ServerConfig::default()));
     let client: ProbeClient = within(
         "connecting again",
-        fifo::connect(&served.endpoint, &ClientConfig::default()),
+        pair::connect(&served.endpoint, &ClientConfig::default()),
     )
     .await
     .expect("connect again");
@@ -303,7 +304,7 @@ async fn racing_servers_never_share_a_name() {
             let mut won = 0usize;
             for _ in 0..ROUNDS {
                 let bound: Result<Box<dyn std::any::Any>, BindError> = if racer % 2 == 0 {
-                    FifoServer::bind(&endpoint)
+                    PairServer::bind(&endpoint)
                         .map(|server| Box::new(server) as Box<dyn std::any::Any>)
                 } else {
                     Server::bind_with(

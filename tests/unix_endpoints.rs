@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use common::{private_dir, within, TestServer};
 use rpc_core::{ClientConfig, ServerConfig};
+use rpc_transport::unix::EndpointExt;
 use rpc_transport::{BindError, ConnectError, Endpoint, Server};
 
 fn mode(path: &std::path::Path) -> u32 {

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use common::{within, ProbeClient, ProbeImpl, ProbeServer};
 use rpc_core::{ClientConfig, ServerConfig};
-use rpc_transport::fifo::{self, FifoServer};
+use rpc_transport::pair::{self, PairServer};
 use rpc_transport::{ConnectError, Endpoint};
 
 fn serve(config: &ServerConfig) -> (Endpoint, tokio::task::JoinHandle<std::io::Result<()>>) {
     let (endpoint, _dir) = common::unique_endpoint();
-    let server = FifoServer::bind_with(&endpoint, config).expect("bind");
+    let server = PairServer::bind_with(&endpoint, config).expect("bind");
     let task = tokio::spawn(server.serve(ProbeServer::new(ProbeImpl::new()), config));
     (endpoint, task)
 }
@@ -20,7 +20,7 @@ fn serve(config: &ServerConfig) -> (Endpoint, tokio::task::JoinHandle<std::io::R
 async fn connect(endpoint: &Endpoint) -> Result<ProbeClient, ConnectError> {
     within(
         "connecting",
-        fifo::connect(endpoint, &ClientConfig::default()),
+        pair::connect(endpoint, &ClientConfig::default()),
     )
     .await
 }
@@ -48,7 +48,7 @@ async fn second_client_is_busy_and_no_server_is_not_found() {
     let (endpoint, task) = serve(&ServerConfig::default());
     let first = connect(&endpoint).await.expect("connect");
     assert_eq!(first.add(1, 2).await.expect("add"), 3);
-    let second = fifo::connect::<ProbeClient>(
+    let second = pair::connect::<ProbeClient>(
         &endpoint,
         ClientConfig::new().connect_timeout(Duration::from_millis(200)),
     )
@@ -63,7 +63,7 @@ async fn second_client_is_busy_and_no_server_is_not_found() {
     drop(first);
 
     let nobody = Endpoint::new(&format!("nobody-pair-{}", std::process::id())).expect("name");
-    let missing = fifo::connect::<ProbeClient>(&nobody, &ClientConfig::default()).await;
+    let missing = pair::connect::<ProbeClient>(&nobody, &ClientConfig::default()).await;
     assert!(
         matches!(missing, Err(ConnectError::NotFound { .. })),
         "{missing:?}"

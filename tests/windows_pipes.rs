@@ -153,45 +153,98 @@ fn add_call(id: u64) -> Vec<u8> {
     frame
 }
 
+/// A raw Windows client of the server at `address`, as other languages' clients open it:
+/// `message` false is Node's libuv and .NET streams (byte read mode), true is a client in
+/// message read mode. Each `write_all` is one pipe message.
+async fn raw_windows_client(address: &str, message: bool) -> RawPeer {
+    use tokio::net::windows::named_pipe::{ClientOptions, PipeMode};
+    let mode = if message {
+        PipeMode::Message
+    } else {
+        PipeMode::Byte
+    };
+    let pipe = ClientOptions::new()
+        .pipe_mode(mode)
+        .open(address)
+        .expect("open the pipe");
+    let (read, write) = tokio::io::split(pipe);
+    RawPeer::from_halves(Box::new(read), Box::new(write))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn frame_split_over_two_pipe_messages_closes_only_that_connection() {
+async fn a_frame_written_as_several_pipe_messages_is_served() {
     let server = TestServer::start();
-    let bystander = server.client().await;
-    // The call is good when it comes as one message...
-    let mut peer = RawPeer::handshake(&server.address).await;
-    peer.send_raw(&add_call(1)).await.expect("send");
-    assert!(
-        matches!(peer.recv().await, Some((Header::Reply { id: 1, .. }, _))),
-        "the call frame itself is valid"
-    );
-    // ...and refused when the same bytes come as two messages: a reader that went by the
-    // length alone would answer it.
-    let call = add_call(2);
-    let (head, tail) = call.split_at(7);
-    peer.send_raw(head).await.expect("send the first part");
-    // The server may already have closed the pipe.
-    let _ = peer.send_raw(tail).await;
-    assert_eq!(
-        peer.until_closed().await,
-        vec![],
-        "no reply to a split frame"
-    );
-    assert_eq!(bystander.add(20, 22).await.expect("bystander served"), 42);
+    for message_mode in [false, true] {
+        let mut peer = raw_windows_client(&server.address, message_mode).await;
+        peer.send_hello().await;
+        assert!(
+            matches!(peer.recv().await, Some((Header::Welcome { .. }, _))),
+            "welcome"
+        );
+        // One call in three messages, the first inside the length prefix.
+        let call = add_call(1);
+        for part in [&call[..2], &call[2..7], &call[7..]] {
+            peer.send_raw(part).await.expect("send a part");
+        }
+        assert!(
+            matches!(peer.recv().await, Some((Header::Reply { id: 1, .. }, _))),
+            "a call split over three messages is answered (message read mode: {message_mode})"
+        );
+    }
     server.assert_serving().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_frames_in_one_pipe_message_close_only_that_connection() {
+async fn several_frames_in_one_pipe_message_are_served() {
+    let server = TestServer::start();
+    for message_mode in [false, true] {
+        let mut peer = raw_windows_client(&server.address, message_mode).await;
+        peer.send_hello().await;
+        assert!(
+            matches!(peer.recv().await, Some((Header::Welcome { .. }, _))),
+            "welcome"
+        );
+        // Three calls in one message, the last one's end in a message of its own.
+        let mut all = add_call(1);
+        all.extend(add_call(2));
+        let third = add_call(3);
+        all.extend(&third[..5]);
+        peer.send_raw(&all).await.expect("send");
+        peer.send_raw(&third[5..]).await.expect("send the rest");
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            match peer.recv().await {
+                Some((Header::Reply { id, .. }, _)) => ids.push(id),
+                other => panic!("expected a reply, got {other:?}"),
+            }
+        }
+        ids.sort_unstable();
+        assert_eq!(ids, vec![1, 2, 3], "message read mode: {message_mode}");
+    }
+    server.assert_serving().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_that_lies_about_its_length_closes_only_that_connection() {
     let server = TestServer::start();
     let bystander = server.client().await;
-    let mut peer = RawPeer::handshake(&server.address).await;
-    let mut both = add_call(1);
-    both.extend(add_call(2));
-    peer.send_raw(&both).await.expect("send");
-    assert_eq!(
-        peer.until_closed().await,
-        vec![],
-        "no reply to either frame of a merged message"
+    let mut peer = raw_windows_client(&server.address, false).await;
+    peer.send_hello().await;
+    assert!(
+        matches!(peer.recv().await, Some((Header::Welcome { .. }, _))),
+        "welcome"
+    );
+    // A length far over the maximum: refused before anything is set aside for it.
+    let mut lie = u32::MAX.to_le_bytes().to_vec();
+    lie.extend(&add_call(1)[4..]);
+    peer.send_raw(&lie).await.expect("send");
+    assert!(
+        !peer
+            .until_closed()
+            .await
+            .iter()
+            .any(|header| matches!(header, Header::Reply { .. })),
+        "no reply to a frame over the maximum"
     );
     assert_eq!(bystander.add(20, 22).await.expect("bystander served"), 42);
     server.assert_serving().await;

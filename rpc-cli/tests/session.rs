@@ -110,7 +110,7 @@ impl Session {
         );
         let endpoint = rpc_transport::Endpoint::new(&name).expect("name");
         #[cfg(unix)]
-        let endpoint = endpoint.in_dir(dir.path().join("rpc"));
+        let endpoint = rpc_transport::unix::EndpointExt::in_dir(endpoint, dir.path().join("rpc"));
         let server = runtime
             .block_on(async {
                 rpc_transport::Server::bind_with(

@@ -9,7 +9,10 @@ use crate::error::ConnectError;
 /// Longest endpoint name accepted (Unix socket paths are limited to about 100 bytes).
 const MAX_NAME: usize = 64;
 
-/// A validated endpoint name, and on Unix optionally the directory its socket lives in.
+/// A validated endpoint name: the same type and the same methods on every system. Options
+/// that only one system understands are set through its extension trait:
+/// [`unix::EndpointExt`](crate::unix) (the socket's directory) and
+/// [`windows::EndpointExt`](crate::windows) (letting other users in).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     name: String,
@@ -56,42 +59,33 @@ impl Endpoint {
         }
     }
 
-    /// The same name with its socket in `dir` instead of the default directory. The directory
-    /// gets the same checks as the default one (created 0700 if missing, a real directory,
-    /// owned by the user, closed to others).
-    #[cfg(unix)]
-    #[must_use]
-    pub fn in_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.dir = Some(dir.into());
-        self
-    }
-
-    /// Lets every local user connect to a server on this endpoint, not just the server's own
-    /// user (and SYSTEM and administrators). For a Windows service that runs as SYSTEM and
-    /// serves ordinary users: every local process can then call every method, so each handler
-    /// must check [`rpc_core::CallContext`]'s peer itself. Windows only: Unix endpoints are
-    /// private to the user's directory; serve from a directory given with `in_dir` to share
-    /// them.
-    #[must_use]
-    pub fn allow_other_users(mut self, allow: bool) -> Self {
-        self.allow_other_users = allow;
-        self
-    }
-
-    /// Whether every local user may connect (see [`Endpoint::allow_other_users`]).
-    pub fn allows_other_users(&self) -> bool {
-        self.allow_other_users
-    }
-
     /// The name.
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// The directory given with [`Endpoint::in_dir`], if any.
+    /// Whether every local user may connect (set on Windows with
+    /// [`crate::windows::EndpointExt::allow_other_users`]; always false on Unix).
+    pub(crate) fn other_users_allowed(&self) -> bool {
+        self.allow_other_users
+    }
+
+    /// Sets whether every local user may connect (Windows only; see the extension trait).
+    #[cfg_attr(not(windows), allow(dead_code))]
+    pub(crate) fn set_other_users_allowed(&mut self, allow: bool) {
+        self.allow_other_users = allow;
+    }
+
+    /// The directory of the socket, if not the default one (Unix only; see the extension trait).
     #[cfg(unix)]
-    pub fn dir(&self) -> Option<&std::path::Path> {
+    pub(crate) fn dir(&self) -> Option<&std::path::Path> {
         self.dir.as_deref()
+    }
+
+    /// Sets the directory of the socket (Unix only; see the extension trait).
+    #[cfg(unix)]
+    pub(crate) fn set_dir(&mut self, dir: PathBuf) {
+        self.dir = Some(dir);
     }
 }
 

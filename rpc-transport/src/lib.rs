@@ -11,8 +11,8 @@
 //!   [`BindError::AddrInUse`]; a socket left by a dead server is removed and replaced. The
 //!   Linux abstract namespace is never used: it has no permissions. Clients check that the
 //!   server runs as their own user (or root) before sending anything.
-//! * **Windows**: a named pipe `\\.\pipe\rpc-<name>` in message mode (see the `windows`
-//!   module documentation of this crate's source).
+//! * **Windows**: a named pipe `\\.\pipe\rpc-<name>` in message mode (see the
+//!   `sys/windows` module documentation of this crate's source).
 //!
 //! Any two one-way pipes make a connection too: [`pipes`] serves and connects over a reader and
 //! a writer, and [`child`] runs a service in a child process over its stdin/stdout or over two
@@ -37,25 +37,16 @@ pub mod blocking;
 pub mod child;
 mod endpoint;
 mod error;
-#[cfg(unix)]
-pub mod fifo;
-#[cfg(windows)]
-#[path = "fifo_windows.rs"]
-pub mod fifo;
 mod limits;
+pub mod pair;
 pub mod pipes;
 mod server;
 pub mod session;
-
+mod sys;
 #[cfg(unix)]
-mod unix;
-#[cfg(unix)]
-use unix as platform;
-
+pub mod unix;
 #[cfg(windows)]
-mod windows;
-#[cfg(windows)]
-use windows as platform;
+pub mod windows;
 
 pub use endpoint::Endpoint;
 pub use error::{BindError, ConnectError};
@@ -108,7 +99,7 @@ pub async fn connect_any(
     endpoint: &Endpoint,
     config: &ClientConfig,
 ) -> Result<rpc_core::ClientHandle, ConnectError> {
-    let (reader, writer) = platform::connect(endpoint, config).await?;
+    let (reader, writer) = sys::connect(endpoint, config).await?;
     rpc_core::ClientHandle::connect_any(reader, writer, config)
         .await
         .map_err(ConnectError::Handshake)
@@ -124,7 +115,7 @@ pub async fn connect_any(
 /// [`ConnectError::Io`] if the directory cannot be read. A directory that does not exist yet
 /// gives no names.
 pub fn list_endpoints() -> Result<Vec<String>, ConnectError> {
-    platform::list_endpoints()
+    sys::list_endpoints()
 }
 
 /// Connects to the service served on `endpoint` with the settings of `config`.
@@ -136,7 +127,7 @@ pub async fn connect_with<C: Client>(
     endpoint: &Endpoint,
     config: &ClientConfig,
 ) -> Result<C, ConnectError> {
-    let (reader, writer) = platform::connect(endpoint, config).await?;
+    let (reader, writer) = sys::connect(endpoint, config).await?;
     match rpc_core::connect(reader, writer, config).await {
         Ok(client) => Ok(client),
         Err(RpcError::Rejected(Rejection::ServerBusy { .. })) => Err(ConnectError::Busy {

@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use crate::endpoint::Endpoint;
 use crate::error::BindError;
-use crate::platform;
+use crate::sys as platform;
 
 /// A server bound to a named endpoint, ready to [`run`](Server::run).
 pub struct Server<D> {
@@ -105,7 +105,7 @@ impl<D: Dispatch> Server<D> {
         let slots = Arc::new(Semaphore::new(max_connections));
         let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
         let mut shares = endpoint
-            .allows_other_users()
+            .other_users_allowed()
             .then(|| Shares::new(config.get_max_connections_per_user()));
         let config = Arc::new(config);
         let mut connections = JoinSet::new();

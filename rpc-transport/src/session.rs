@@ -20,7 +20,7 @@ use rpc_core::protocol::Rejection;
 use rpc_core::session::{Connect, Session, SessionConfig};
 use rpc_core::{Client, ClientConfig, ClientHandle, RpcError, ServiceDescriptor};
 
-use crate::{platform, ConnectError, Endpoint};
+use crate::{sys, ConnectError, Endpoint};
 
 /// Connects to a named endpoint, for a session.
 #[derive(Debug, Clone)]
@@ -46,7 +46,7 @@ impl Connect for EndpointConnector {
         &self,
         service: &'static ServiceDescriptor,
     ) -> Result<ClientHandle, ConnectError> {
-        let (reader, writer) = platform::connect(&self.endpoint, &self.config).await?;
+        let (reader, writer) = sys::connect(&self.endpoint, &self.config).await?;
         match ClientHandle::connect(reader, writer, service, &self.config).await {
             Ok(handle) => Ok(handle),
             Err(RpcError::Rejected(Rejection::ServerBusy { .. })) => Err(ConnectError::Busy {

@@ -225,25 +225,25 @@ pub fn private_dir() -> tempfile::TempDir {
         .expect("tempdir")
 }
 
-/// An endpoint no other test uses: its own directory on Unix, its own pipe name on Windows
-/// (pipe names are shared by every process of the machine, or of the Wine instance).
+/// An endpoint no other test uses: a name of its own, in the default place (the user's private
+/// directory on Unix; pipe names on Windows are shared by every process of the machine, or of
+/// the Wine instance, so the name carries the process id).
 pub fn unique_endpoint() -> (Endpoint, Option<tempfile::TempDir>) {
     static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Process ids are reused from one test binary to the next (under Wine within seconds), so
+    // the name also carries when this process made its first one.
+    static STARTED: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    let started = STARTED.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_micros())
+    });
     let name = format!(
-        "probe-{}-{}",
+        "probe-{}-{started}-{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
-    let endpoint = Endpoint::new(&name).expect("name");
-    #[cfg(unix)]
-    {
-        let dir = private_dir();
-        (endpoint.in_dir(dir.path()), Some(dir))
-    }
-    #[cfg(windows)]
-    {
-        (endpoint, None)
-    }
+    (Endpoint::new(&name).expect("name"), None)
 }
 
 impl TestServer {
@@ -317,8 +317,8 @@ impl TestServer {
     }
 }
 
-type BoxRead = Box<dyn AsyncRead + Unpin + Send>;
-type BoxWrite = Box<dyn AsyncWrite + Unpin + Send>;
+pub type BoxRead = Box<dyn AsyncRead + Unpin + Send>;
+pub type BoxWrite = Box<dyn AsyncWrite + Unpin + Send>;
 
 /// Opens a raw connection to a server's address.
 #[cfg(unix)]
@@ -361,6 +361,11 @@ pub struct RawPeer {
 impl RawPeer {
     pub async fn connect(address: &str) -> Self {
         let (read, writer) = raw_connect(address).await;
+        Self::from_halves(read, writer)
+    }
+
+    /// A peer over a connection opened some other way.
+    pub fn from_halves(read: BoxRead, writer: BoxWrite) -> Self {
         Self {
             reader: FrameReader::new(read),
             writer,

@@ -13,6 +13,9 @@ pub trait Helper {
     async fn sleep(&self, ms: u64) -> u64;
     /// Prints `line` to the child's stdout with `println!`, as careless code would.
     async fn print(&self, line: String);
+    /// Prints `line` to the child's stdout with the C runtime's `printf` (and flushes it), as C
+    /// code in the child would.
+    async fn c_print(&self, line: String);
     /// The child's process id.
     async fn pid(&self) -> u32;
     /// The value of an environment variable in the child, if it is set.
@@ -39,6 +42,18 @@ impl Helper for HelperImpl {
 
     async fn print(&self, line: String) {
         println!("{line}");
+    }
+
+    async fn c_print(&self, line: String) {
+        let Ok(line) = std::ffi::CString::new(line) else {
+            return;
+        };
+        // SAFETY: a "%s\n" format with one NUL-terminated string argument; fflush(NULL)
+        // flushes every output stream of the C runtime.
+        unsafe {
+            libc::printf(c"%s\n".as_ptr(), line.as_ptr());
+            libc::fflush(std::ptr::null_mut());
+        }
     }
 
     async fn pid(&self) -> u32 {

@@ -1,9 +1,9 @@
-//! A named pair of one-way pipes: FIFOs on Unix.
+//! Pipe pairs on Unix: two FIFOs.
 //!
 //! For programs that can only open files by name: the server creates two FIFOs in the same
 //! private directory as the named-pipe endpoints, `<name>.in` (client to server) and
 //! `<name>.out` (server to client), both mode 0600, and serves one client at a time over them.
-//! The client opens them by name with [`connect`].
+//! The client opens them by name with `connect`.
 //!
 //! FIFOs are easy to misuse: opening one blocks until the other side opens it too, so two
 //! programs that open a pair in different orders wait for each other forever. Here nothing
@@ -33,7 +33,7 @@
 //! look at `<name>.session.lock` and `<name>.lock` (lock for an instant, checked the same way)
 //! and never create them.
 //!
-//! A server that stops (dropped, or its [`FifoServer::serve`] future dropped) removes, while
+//! A server that stops (dropped, or its [`PairServer::serve`] future dropped) removes, while
 //! it still owns the name: both FIFOs, `<name>.session.lock`, `<name>.client.lock` if no client
 //! holds it, and last `<name>.lock`, before releasing the name. A client removes
 //! `<name>.client.lock` when its connection ends (or its connect fails). What stays:
@@ -49,23 +49,6 @@
 //! "between two clients" from "no server") holds it for an instant: a server binding the name
 //! at that very instant gets [`BindError::AddrInUse`].
 //!
-//! ```no_run
-//! # #[rpc_core::service]
-//! # pub trait Calculator { async fn add(&self, a: i64, b: i64) -> i64; }
-//! # #[derive(Clone)] struct Calc;
-//! # impl Calculator for Calc { async fn add(&self, a: i64, b: i64) -> i64 { a + b } }
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use rpc_transport::{fifo, Endpoint};
-//!
-//! let endpoint = Endpoint::new("calculator")?;
-//! // Server:
-//! let server = fifo::FifoServer::bind(&endpoint)?;
-//! tokio::spawn(server.serve(CalculatorServer::new(Calc), &Default::default()));
-//! // Client:
-//! let calc: CalculatorClient = fifo::connect(&endpoint, &rpc_core::ClientConfig::default()).await?;
-//! assert_eq!(calc.add(2, 3).await?, 5);
-//! # Ok(()) }
-//! ```
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -86,7 +69,7 @@ use tokio::net::unix::pipe;
 use crate::endpoint::Endpoint;
 use crate::error::{BindError, ConnectError};
 use crate::pipes::serve_pipes;
-use crate::unix::{
+use crate::sys::{
     check_private_dir, default_dir, euid, open_lock_file, own_name, probe_lock, remove_stale,
     trusted_server, HeldLock, LockState,
 };
@@ -113,9 +96,9 @@ fn open_flags() -> i32 {
     libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOFOLLOW
 }
 
-/// A FIFO pair bound to a name, ready to [`serve`](FifoServer::serve).
+/// A FIFO pair bound to a name, ready to [`serve`](PairServer::serve).
 #[derive(Debug)]
-pub struct FifoServer {
+pub struct PairServer {
     input: PathBuf,
     output: PathBuf,
     /// Locked while a client is connected.
@@ -136,7 +119,7 @@ impl Drop for SessionLock<'_> {
     }
 }
 
-impl FifoServer {
+impl PairServer {
     /// Takes `endpoint`'s name and creates its two FIFOs (mode 0600), replacing FIFOs left by a
     /// server that is gone.
     ///
@@ -182,6 +165,18 @@ impl FifoServer {
             client_lock: client_lock_path(&dir, &name),
             _lock: lock,
         })
+    }
+
+    /// [`PairServer::bind`]; the settings are the ones `serve` will use, and nothing on Unix
+    /// depends on them before it (the same signature as on Windows, where the maximum frame
+    /// and the handshake timeout matter from the start).
+    ///
+    /// # Errors
+    ///
+    /// As [`PairServer::bind`].
+    pub fn bind_with(endpoint: &Endpoint, config: &ServerConfig) -> Result<Self, BindError> {
+        let _ = config;
+        Self::bind(endpoint)
     }
 
     /// The two FIFOs: client to server, and server to client.
@@ -293,7 +288,7 @@ impl FifoServer {
     }
 }
 
-impl Drop for FifoServer {
+impl Drop for PairServer {
     fn drop(&mut self) {
         // All while we still own the name (the name's lock is a field, dropped after this), so
         // no client finds FIFOs nobody serves and nothing of a next server is removed.

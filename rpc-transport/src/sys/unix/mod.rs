@@ -1,0 +1,514 @@
+//! Unix domain sockets in a directory private to the user.
+//!
+//! # Who owns a name
+//!
+//! The owner of a name is the process that holds the exclusive lock (`flock`) of the lock file
+//! `<name>.lock` in the endpoint's directory; the FIFO pairs of [`crate::fifo`] take the same
+//! lock, so a name has one server whatever its kind. The kernel releases the lock when the
+//! process dies, so a server that crashed never keeps its name.
+//!
+//! Taking the name is: open (creating if missing) `<name>.lock`, take its lock without waiting
+//! ([`BindError::AddrInUse`] if someone holds it), then check that the file now locked is
+//! still the one at the path (same device and inode). If it is not, the previous owner removed
+//! it between our open and our lock: drop it and start again with the file at the path now.
+//!
+//! # What a stopped server cleans, and what stays
+//!
+//! When a server stops (its listener is dropped) it removes, while it still holds the lock:
+//! first its socket, then the lock file; only then does it close the lock file, which
+//! releases the lock. A server that stops normally leaves nothing behind.
+//!
+//! Removing a lock file that others may have open is safe only because of the check above.
+//! Without it, a server B that opened `<name>.lock` just before the owner A removed it would
+//! lock the removed file once A let go, while a server C created a new file at the path and
+//! locked that one: two owners. With the check, B finds its file gone from the path and tries
+//! again, meeting C's lock. And the file at the path never changes under a checked owner: only
+//! an owner removes it, only while holding the lock of the file it removes, and a new one is
+//! created only where there is none.
+//!
+//! What stays:
+//!
+//! * after a server that was killed (or lost power), its socket and its lock file. The next
+//!   server on the name takes the lock, removes the socket (checked to be a socket) and binds
+//!   its own; the lock file is reused;
+//! * after a server killed between binding its socket and moving it into place, the
+//!   temporary `.<name>.<pid>.<n>.tmp` socket beside it;
+//! * the directory itself, which other names share.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rpc_core::frame::FrameWriter;
+use rpc_core::{ClientConfig, PeerInfo, ServerConfig};
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::endpoint::Endpoint;
+use crate::error::{BindError, ConnectError};
+
+pub(crate) mod child;
+pub(crate) mod pair;
+mod reader;
+
+use reader::SocketReader;
+
+type Reader = SocketReader;
+type Writer = FrameWriter<OwnedWriteHalf>;
+
+pub(crate) fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The names of the sockets in the user's private directory.
+pub(crate) fn list_endpoints() -> Result<Vec<String>, ConnectError> {
+    let dir = default_dir();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(ConnectError::Io {
+                endpoint: dir.display().to_string(),
+                source: std::sync::Arc::new(source),
+            })
+        }
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            name.strip_suffix(".sock").map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// The directory for endpoints without an explicit one.
+pub(crate) fn default_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        Some(runtime) if runtime.is_absolute() => runtime.join("rpc"),
+        _ => std::env::temp_dir().join(format!("rpc-{}", euid())),
+    }
+}
+
+fn insecure(path: &Path, reason: &'static str) -> ConnectError {
+    ConnectError::InsecureDirectory {
+        path: path.display().to_string(),
+        reason,
+    }
+}
+
+/// Checks that `dir` is a real directory owned by `owner`, closed to group and others.
+pub(crate) fn check_private_dir(dir: &Path, owners: &[u32]) -> Result<(), ConnectError> {
+    let meta = fs::symlink_metadata(dir).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => ConnectError::NotFound {
+            endpoint: dir.display().to_string(),
+        },
+        _ => ConnectError::Io {
+            endpoint: dir.display().to_string(),
+            source: e.into(),
+        },
+    })?;
+    if meta.file_type().is_symlink() {
+        return Err(insecure(dir, "it is a symbolic link"));
+    }
+    if !meta.is_dir() {
+        return Err(insecure(dir, "it is not a directory"));
+    }
+    if !owners.contains(&meta.uid()) {
+        return Err(insecure(dir, "it is owned by another user"));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(insecure(dir, "it is accessible to other users"));
+    }
+    Ok(())
+}
+
+/// The endpoint's directory, created (0700) if missing, and checked.
+pub(crate) fn server_dir(endpoint: &Endpoint) -> Result<PathBuf, ConnectError> {
+    let dir = endpoint.dir().map_or_else(default_dir, Path::to_path_buf);
+    match fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(ConnectError::Io {
+                endpoint: dir.display().to_string(),
+                source: e.into(),
+            })
+        }
+    }
+    check_private_dir(&dir, &[euid()])?;
+    Ok(dir)
+}
+
+/// Takes the name of `endpoint` for a server: its directory (created and checked) and the held
+/// lock that decides who owns the name, for as long as the server runs.
+pub(crate) fn own_name(endpoint: &Endpoint) -> Result<(PathBuf, HeldLock), BindError> {
+    let dir = server_dir(endpoint)?;
+    let name = endpoint.name();
+    match HeldLock::try_acquire(&dir.join(format!("{name}.lock"))) {
+        Ok(Some(lock)) => Ok((dir, lock)),
+        Ok(None) => Err(BindError::AddrInUse {
+            name: name.to_owned(),
+        }),
+        Err(source) => Err(BindError::Io {
+            name: name.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Removes what a server that is gone left at `path` (the caller holds the name's lock), if it
+/// is of the kind `stale` accepts. A symbolic link, or anything of another kind, is left alone
+/// and refused.
+pub(crate) fn remove_stale(
+    path: &Path,
+    stale: fn(&fs::FileType) -> bool,
+    wrong_kind: fn(String) -> BindError,
+) -> Result<(), StaleError> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            Err(StaleError::Refused(BindError::SymlinkAtPath {
+                path: path.display().to_string(),
+            }))
+        }
+        Ok(meta) if stale(&meta.file_type()) => {
+            tracing::info!(path = %path.display(), "removing what a stopped server left");
+            fs::remove_file(path).map_err(StaleError::Io)
+        }
+        Ok(_) => Err(StaleError::Refused(wrong_kind(path.display().to_string()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StaleError::Io(e)),
+    }
+}
+
+/// Why [`remove_stale`] did not clear a path.
+pub(crate) enum StaleError {
+    /// Something that is not ours is there; it is left alone.
+    Refused(BindError),
+    /// Looking or removing failed.
+    Io(io::Error),
+}
+
+impl StaleError {
+    /// The bind error, wrapping an I/O failure with `io_err`.
+    pub(crate) fn into_bind_error(self, io_err: impl FnOnce(io::Error) -> BindError) -> BindError {
+        match self {
+            StaleError::Refused(error) => error,
+            StaleError::Io(error) => io_err(error),
+        }
+    }
+}
+
+/// Opens a lock file, creating it with mode 0600; never follows a symbolic link.
+pub(crate) fn open_lock_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Opens (creating it 0600) the lock file at `path` and takes its exclusive lock without
+/// waiting: `None` if another process holds it. The lock lasts as long as the file is open.
+///
+/// The file locked may have been removed from `path` meanwhile: [`HeldLock::try_acquire`]
+/// checks for that, and is what a lock that may be removed must be taken with.
+pub(crate) fn try_lock(path: &Path) -> io::Result<Option<File>> {
+    let lock = open_lock_file(path)?;
+    match lock.try_lock() {
+        Ok(()) => Ok(Some(lock)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// How often a taker starts again because the lock file it locked was removed meanwhile,
+/// before it reports the lock as held: the lock is changing hands faster than it can look.
+const LOCK_ATTEMPTS: usize = 64;
+
+/// Whether `file` is the file at `path` now (same device and inode); `false` if nothing is
+/// there. Inode numbers are not reused while `file` is open, so this cannot be fooled.
+fn is_at_path(file: &File, path: &Path) -> io::Result<bool> {
+    let held = file.metadata()?;
+    match fs::symlink_metadata(path) {
+        Ok(there) => Ok(there.dev() == held.dev() && there.ino() == held.ino()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The exclusive lock of a lock file, checked to be the file at its path when taken.
+///
+/// Dropping it removes the file and only then releases the lock; the module documentation
+/// explains why that order, together with the check, keeps one holder at a time. Every taker
+/// of a lock that is dropped this way must take it with [`HeldLock::try_acquire`] (or only look
+/// with [`probe_lock`]).
+#[derive(Debug)]
+pub(crate) struct HeldLock {
+    path: PathBuf,
+    /// Open and locked until after the file is removed.
+    _file: File,
+}
+
+impl HeldLock {
+    /// Opens (creating it 0600, never through a symbolic link) the lock file at `path` and
+    /// takes its lock without waiting: `None` if another process holds it.
+    pub(crate) fn try_acquire(path: &Path) -> io::Result<Option<Self>> {
+        for _ in 0..LOCK_ATTEMPTS {
+            let Some(file) = try_lock(path)? else {
+                return Ok(None);
+            };
+            if is_at_path(&file, path)? {
+                return Ok(Some(Self {
+                    path: path.to_path_buf(),
+                    _file: file,
+                }));
+            }
+            // Its holder removed it between our open and our lock; take the one there now.
+        }
+        Ok(None)
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        // Still locked here: whoever opened this file and waits for its lock will find, once
+        // it has it, that the file is no longer at the path, and start again.
+        if let Err(error) = fs::remove_file(&self.path) {
+            if error.kind() != io::ErrorKind::NotFound {
+                tracing::debug!(path = %self.path.display(), %error, "lock file not removed");
+            }
+        }
+        // `_file` is closed after this, which releases the lock.
+    }
+}
+
+/// What [`probe_lock`] found at a lock file's path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LockState {
+    /// No lock file: nobody has taken it since it was last removed.
+    Missing,
+    /// The lock file is there and nobody holds its lock.
+    Free,
+    /// Someone holds the lock.
+    Held,
+}
+
+/// Looks whether the lock of the file at `path` is held, without creating the file and
+/// without keeping the lock. While it looks it holds the lock for an instant, so a taker
+/// trying at that very instant finds it held.
+pub(crate) fn probe_lock(path: &Path) -> io::Result<LockState> {
+    for _ in 0..LOCK_ATTEMPTS {
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(LockState::Missing),
+            Err(e) => return Err(e),
+        };
+        match file.try_lock() {
+            Ok(()) if is_at_path(&file, path)? => return Ok(LockState::Free),
+            // Removed between our open and our lock: look at the one there now, if any.
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Ok(LockState::Held),
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+    Ok(LockState::Held)
+}
+
+fn socket_path(dir: &Path, endpoint: &Endpoint) -> PathBuf {
+    dir.join(format!("{}.sock", endpoint.name()))
+}
+
+/// A listening socket and the lock that makes it ours.
+pub(crate) struct Listener {
+    listener: UnixListener,
+    path: PathBuf,
+    /// Held for the listener's life; dropped last, after the socket is removed, which removes
+    /// the lock file and then releases the lock.
+    _lock: HeldLock,
+}
+
+impl Listener {
+    pub(crate) fn bind(endpoint: &Endpoint, _config: &ServerConfig) -> Result<Self, BindError> {
+        let (dir, lock) = own_name(endpoint)?;
+        let name = endpoint.name().to_owned();
+        let io_err = |source: io::Error| BindError::Io {
+            name: name.clone(),
+            source,
+        };
+
+        let path = socket_path(&dir, endpoint);
+        // We hold the lock, so whoever made a socket here is gone: reclaim it.
+        remove_stale(&path, FileTypeExt::is_socket, |path| {
+            BindError::NotASocket { path }
+        })
+        .map_err(|e| e.into_bind_error(io_err))?;
+
+        // Bind under a temporary name, restrict it to the user, then move it into place: the
+        // socket is never reachable at its real path with any other mode.
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let temp = dir.join(format!(
+            ".{name}.{}.{}.tmp",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let std_listener = std::os::unix::net::UnixListener::bind(&temp).map_err(io_err)?;
+        let placed = fs::set_permissions(&temp, fs::Permissions::from_mode(0o600))
+            .and_then(|()| fs::rename(&temp, &path));
+        if let Err(e) = placed {
+            let _ = fs::remove_file(&temp);
+            return Err(io_err(e));
+        }
+        let listener = std_listener
+            .set_nonblocking(true)
+            .and_then(|()| UnixListener::from_std(std_listener))
+            .map_err(|e| {
+                // Ours, and we still own the name: nobody else's socket is there.
+                let _ = fs::remove_file(&path);
+                io_err(e)
+            })?;
+        Ok(Self {
+            listener,
+            path,
+            _lock: lock,
+        })
+    }
+
+    pub(crate) fn address(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    pub(crate) async fn accept(&mut self) -> io::Result<(Reader, Writer, PeerInfo)> {
+        let (stream, _) = self.listener.accept().await?;
+        let peer = match stream.peer_cred() {
+            Ok(cred) => PeerInfo::unix(
+                cred.pid().and_then(|p| u32::try_from(p).ok()),
+                Some(cred.uid()),
+            ),
+            Err(_) => PeerInfo::unknown(),
+        };
+        let (read, write) = stream.into_split();
+        Ok((SocketReader::new(read), FrameWriter::new(write), peer))
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        // Remove our socket while we still own the name (the lock is a field, dropped after
+        // this), so no client finds a dead socket and no new server's socket is removed.
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+pub(crate) fn is_transient_accept_error(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    ) || matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
+    )
+}
+
+pub(crate) async fn termination_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Whether a server running as `server_uid` may be trusted by a client running as `own_uid`:
+/// the same user, or root.
+pub(crate) fn trusted_server(server_uid: u32, own_uid: u32) -> bool {
+    server_uid == own_uid || server_uid == 0
+}
+
+pub(crate) async fn connect(
+    endpoint: &Endpoint,
+    _config: &ClientConfig,
+) -> Result<(Reader, Writer), ConnectError> {
+    let me = euid();
+    let dir = endpoint.dir().map_or_else(default_dir, Path::to_path_buf);
+    check_private_dir(&dir, &[me, 0])?;
+    let path = socket_path(&dir, endpoint);
+    let shown = || path.display().to_string();
+    if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(ConnectError::InsecureDirectory {
+            path: shown(),
+            reason: "the socket is a symbolic link",
+        });
+    }
+    let stream = UnixStream::connect(&path)
+        .await
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
+                ConnectError::NotFound { endpoint: shown() }
+            }
+            io::ErrorKind::PermissionDenied => ConnectError::PermissionDenied { endpoint: shown() },
+            _ => ConnectError::Io {
+                endpoint: shown(),
+                source: e.into(),
+            },
+        })?;
+    let cred = stream.peer_cred().map_err(|e| ConnectError::Io {
+        endpoint: shown(),
+        source: e.into(),
+    })?;
+    if !trusted_server(cred.uid(), me) {
+        return Err(ConnectError::UntrustedServer {
+            endpoint: shown(),
+            expected: format!("uid {me} or root"),
+            actual: format!("uid {}", cred.uid()),
+        });
+    }
+    let (read, write) = stream.into_split();
+    Ok((SocketReader::new(read), FrameWriter::new(write)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_same_user_or_root_is_trusted() {
+        assert!(trusted_server(1000, 1000));
+        assert!(trusted_server(0, 1000));
+        assert!(trusted_server(0, 0));
+        assert!(!trusted_server(1001, 1000));
+        assert!(
+            !trusted_server(1000, 0),
+            "root does not trust an ordinary user's server"
+        );
+    }
+
+    #[test]
+    fn default_dir_is_per_user() {
+        let dir = default_dir();
+        match std::env::var_os("XDG_RUNTIME_DIR") {
+            Some(runtime) if Path::new(&runtime).is_absolute() => {
+                assert_eq!(dir, Path::new(&runtime).join("rpc"));
+            }
+            _ => assert!(dir.ends_with(format!("rpc-{}", euid()))),
+        }
+    }
+}

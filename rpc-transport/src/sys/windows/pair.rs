@@ -1,0 +1,276 @@
+//! Pipe pairs: one inbound and one outbound named pipe, one instance each.
+//!
+//! The server creates `\\.\pipe\rpc-<name>.in` (client to server) and
+//! `\\.\pipe\rpc-<name>.out` (server to client), each with a single instance, the same
+//! security descriptor, flags and message mode as the duplex pipes, and serves one client at a
+//! time over them. A client may open the two pipes in either order; a second client while one is
+//! connected waits, and gets [`ConnectError::Busy`] after [`ClientConfig::connect_timeout`];
+//! with no server, [`ConnectError::NotFound`] comes at once; a client that opens one pipe and
+//! not the other within the handshake timeout is disconnected.
+
+use std::future::Future;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rpc_core::{
+    serve_connection, CancellationToken, Client, ClientConfig, Dispatch, PeerInfo, ServerConfig,
+};
+use tokio::net::windows::named_pipe::{NamedPipeServer, PipeMode, ServerOptions};
+use windows_sys::Win32::Foundation::ERROR_ACCESS_DENIED;
+use windows_sys::Win32::Storage::FileSystem::{
+    FILE_GENERIC_READ, FILE_READ_ATTRIBUTES, FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA, READ_CONTROL,
+};
+
+use super::client::{check_owner, open_with_retry};
+use super::frames::{reader, writer, PipeReader, PipeWriter};
+use super::pipe::{self, Pipe, PIPE_BUFFER};
+use super::pipe_path;
+use super::security::{own_user_sid, pipe_sddl, SecurityDescriptor};
+use crate::endpoint::Endpoint;
+use crate::error::{BindError, ConnectError};
+
+/// The two pipes of a pipe pair: `<pipe>.in` (client to server) and `<pipe>.out`.
+pub(crate) fn pair_paths(endpoint: &Endpoint) -> (String, String) {
+    let base = pipe_path(endpoint);
+    (format!("{base}.in"), format!("{base}.out"))
+}
+
+/// What a pair's client asks for on the pipe it writes: write data, read and write attributes,
+/// and `READ_CONTROL` to read the pipe's owner (never FILE_APPEND_DATA, which is
+/// FILE_CREATE_PIPE_INSTANCE).
+pub(super) const PAIR_WRITE_ACCESS: u32 =
+    FILE_WRITE_DATA | FILE_READ_ATTRIBUTES | FILE_WRITE_ATTRIBUTES | READ_CONTROL;
+
+/// What a pair's client asks for on the pipe it reads.
+pub(super) const PAIR_READ_ACCESS: u32 = FILE_GENERIC_READ | FILE_WRITE_ATTRIBUTES;
+
+/// The options of one pipe of a pair: one direction, one instance, the first and only one.
+fn pair_options(inbound: bool) -> ServerOptions {
+    let mut options = ServerOptions::new();
+    options
+        .pipe_mode(PipeMode::Message)
+        .reject_remote_clients(true)
+        .first_pipe_instance(true)
+        .access_inbound(inbound)
+        .access_outbound(!inbound)
+        .max_instances(1)
+        .in_buffer_size(PIPE_BUFFER)
+        .out_buffer_size(PIPE_BUFFER);
+    options
+}
+
+/// The server of a pipe pair: one inbound and one outbound pipe, one instance each, so one
+/// client at a time; the same security descriptor and mode as the duplex pipes.
+#[derive(Debug)]
+pub(crate) struct PairListener {
+    input: Arc<Pipe>,
+    output: Arc<Pipe>,
+    patience: Duration,
+}
+
+impl PairListener {
+    /// Creates both pipes; fails if the name is taken.
+    pub(crate) fn bind(endpoint: &Endpoint, config: &ServerConfig) -> Result<Self, BindError> {
+        let name = endpoint.name().to_owned();
+        let io_err = |source: io::Error| BindError::Io {
+            name: name.clone(),
+            source,
+        };
+        let owner = own_user_sid().map_err(io_err)?;
+        let descriptor =
+            SecurityDescriptor::from_sddl(&pipe_sddl(&owner, endpoint.other_users_allowed()))
+                .map_err(io_err)?;
+        let (input, output) = pair_paths(endpoint);
+        let create = |path: &str, inbound: bool| match pipe::create(
+            &pair_options(inbound),
+            path,
+            &descriptor,
+        ) {
+            Ok(pipe) => Ok(Arc::new(Pipe::Server(pipe))),
+            Err(e) if e.raw_os_error() == Some(ERROR_ACCESS_DENIED as i32) => {
+                Err(BindError::AddrInUse { name: name.clone() })
+            }
+            Err(e) => Err(io_err(e)),
+        };
+        Ok(Self {
+            input: create(&input, true)?,
+            output: create(&output, false)?,
+            patience: config.get_handshake_timeout(),
+        })
+    }
+
+    /// Waits for a client to open both pipes (in either order). A client that opens one and
+    /// not the other within the handshake timeout is disconnected.
+    pub(crate) async fn accept(&mut self) -> io::Result<(PipeReader, PipeWriter)> {
+        loop {
+            let (input, output) = (server(&self.input)?, server(&self.output)?);
+            // Whichever the client opens first; the other must follow within the timeout.
+            let both = async {
+                tokio::select! {
+                    first = input.connect() => match first {
+                        Ok(()) => tokio::time::timeout(self.patience, output.connect()).await,
+                        Err(e) => Ok(Err(e)),
+                    },
+                    first = output.connect() => match first {
+                        Ok(()) => tokio::time::timeout(self.patience, input.connect()).await,
+                        Err(e) => Ok(Err(e)),
+                    },
+                }
+            };
+            match both.await {
+                Ok(Ok(())) => break,
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    tracing::warn!("a client opened one pipe of the pair and not the other");
+                    self.disconnect();
+                }
+            }
+        }
+        Ok((
+            reader(Arc::clone(&self.input)),
+            writer(Arc::clone(&self.output)),
+        ))
+    }
+
+    /// Drops the client, so both pipes listen again.
+    pub(crate) fn disconnect(&mut self) {
+        for pipe in [&self.input, &self.output] {
+            if let Ok(pipe) = server(pipe) {
+                // Disconnecting an instance with no client is harmless.
+                let _ = pipe.disconnect();
+            }
+        }
+    }
+}
+
+/// The server instance of a pair's pipe.
+fn server(pipe: &Pipe) -> io::Result<&NamedPipeServer> {
+    match pipe {
+        Pipe::Server(server) => Ok(server),
+        Pipe::Client(_) => Err(io::ErrorKind::InvalidInput.into()),
+    }
+}
+
+/// Connects to a pipe pair: the outbound pipe (to read), then the inbound one (to write), and
+/// checks the owner of both before anything is sent.
+pub(crate) async fn connect_pair(
+    endpoint: &Endpoint,
+    config: &ClientConfig,
+) -> Result<(PipeReader, PipeWriter), ConnectError> {
+    let (input, output) = pair_paths(endpoint);
+    let give_up = Instant::now() + config.get_connect_timeout();
+    let from_server = open_with_retry(&output, PAIR_READ_ACCESS, give_up).await?;
+    let to_server = open_with_retry(&input, PAIR_WRITE_ACCESS, give_up).await?;
+    check_owner(&from_server, &output)?;
+    check_owner(&to_server, &input)?;
+    Ok((
+        reader(Arc::new(Pipe::Client(from_server))),
+        writer(Arc::new(Pipe::Client(to_server))),
+    ))
+}
+
+/// A pipe pair bound to a name, ready to [`serve`](PairServer::serve).
+pub struct PairServer {
+    listener: PairListener,
+    paths: (String, String),
+}
+
+impl std::fmt::Debug for PairServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PairServer")
+            .field("paths", &self.paths)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PairServer {
+    /// Creates `endpoint`'s two pipes.
+    ///
+    /// # Errors
+    ///
+    /// [`BindError::AddrInUse`] if the name is taken; [`BindError::Io`] if creating a pipe
+    /// fails.
+    pub fn bind(endpoint: &Endpoint) -> Result<Self, BindError> {
+        Self::bind_with(endpoint, &ServerConfig::default())
+    }
+
+    /// [`PairServer::bind`], with the settings that `serve` will use (the handshake timeout
+    /// also bounds how long a client may take to open its second pipe, and the maximum frame
+    /// bounds what the connection's reading thread takes).
+    ///
+    /// # Errors
+    ///
+    /// As [`PairServer::bind`].
+    pub fn bind_with(endpoint: &Endpoint, config: &ServerConfig) -> Result<Self, BindError> {
+        Ok(Self {
+            listener: PairListener::bind(endpoint, config)?,
+            paths: pair_paths(endpoint),
+        })
+    }
+
+    /// The two pipes: client to server, and server to client.
+    pub fn paths(&self) -> (&Path, &Path) {
+        (Path::new(&self.paths.0), Path::new(&self.paths.1))
+    }
+
+    /// Serves clients one at a time, each until it closes its connection. Runs until dropped
+    /// (which closes the current connection and the pipes).
+    ///
+    /// # Errors
+    ///
+    /// Only if waiting for a client fails. Errors of single connections are logged and the next
+    /// client is served.
+    ///
+    /// The future owns a copy of `config`, so it can be spawned.
+    pub fn serve<D: Dispatch>(
+        self,
+        service: D,
+        config: &ServerConfig,
+    ) -> impl Future<Output = io::Result<()>> + Send + 'static {
+        self.serve_owned(service, config.clone())
+    }
+
+    async fn serve_owned<D: Dispatch>(
+        mut self,
+        service: D,
+        config: ServerConfig,
+    ) -> io::Result<()> {
+        let service = Arc::new(service);
+        let shutdown = CancellationToken::new();
+        loop {
+            let (reader, writer) = self.listener.accept().await?;
+            tracing::debug!(pipe = %self.paths.0, "client connected");
+            let served = serve_connection(
+                reader,
+                writer,
+                PeerInfo::unknown(),
+                Arc::clone(&service),
+                &config,
+                &shutdown,
+            )
+            .await;
+            if let Err(error) = served {
+                tracing::info!(%error, "pipe pair connection ended with an error");
+            }
+            self.listener.disconnect();
+        }
+    }
+}
+
+/// Connects to the pipe pair served on `endpoint`.
+///
+/// # Errors
+///
+/// [`ConnectError::NotFound`] if no server serves the name, [`ConnectError::Busy`] if another
+/// client stayed connected for [`ClientConfig::connect_timeout`] (default 5 s),
+/// [`ConnectError::UntrustedServer`] if the server runs as another user; otherwise as
+/// [`crate::connect`].
+pub async fn connect<C: Client>(
+    endpoint: &Endpoint,
+    config: &ClientConfig,
+) -> Result<C, ConnectError> {
+    let (reader, writer) = connect_pair(endpoint, config).await?;
+    Ok(rpc_core::connect(reader, writer, config).await?)
+}
