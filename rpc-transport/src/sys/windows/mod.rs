@@ -59,9 +59,9 @@ use crate::endpoint::Endpoint;
 
 /// The pipe path of an endpoint.
 /// The names of this framework's named pipes (`\\.\pipe\rpc-<name>`).
-pub(crate) fn list_endpoints() -> Result<Vec<String>, ConnectError> {
+pub(crate) fn list_endpoints() -> Result<Vec<String>, crate::ConnectError> {
     let dir = r"\\.\pipe\";
-    let entries = std::fs::read_dir(dir).map_err(|source| ConnectError::Io {
+    let entries = std::fs::read_dir(dir).map_err(|source| crate::ConnectError::Io {
         endpoint: dir.to_owned(),
         source: std::sync::Arc::new(source),
     })?;
