@@ -98,7 +98,12 @@ if [ "$full" = 1 ]; then
     echo "== building the workspace for Windows (rustc $version)"
     "${cargo[@]}" build --workspace --tests --examples "${flags[@]}"
 fi
-[ -d "$WINEPREFIX" ] || wineboot --init >/dev/null 2>&1 || true
+if [ ! -d "$WINEPREFIX" ]; then
+    # A new prefix: let its first boot finish (the service manager refuses services until it
+    # has) before any test runs.
+    wineboot --init >/dev/null 2>&1 || true
+    wineserver --wait >/dev/null 2>&1 || true
+fi
 # Programs that Wine's service manager starts do not get WINEPATH: the stand-in DLL also sits
 # beside the examples, where the loader looks first.
 for profile in debug release; do

@@ -75,9 +75,9 @@ async fn the_service_example_serves_and_stops_when_the_service_manager_stops_it(
     let (created, text) = sc(&["create", &name, "binPath=", &bin_path]);
     assert!(created, "sc create: {text}");
     let _registered = Registered(name.clone());
-    // A new Wine prefix's service manager may refuse the first start while it is still coming
-    // up (seen once, with no message): start again until it takes, within the patience. A
-    // service that is already running (1056) has started.
+    // The service manager of a new Wine prefix refuses starts until the prefix's first boot
+    // has finished (the script waits for it); a start refused meanwhile is tried again within
+    // the patience. A service that is already running (1056) has started.
     until("sc start", || async {
         let (started, text) = sc(&["start", &name]);
         (started || text.contains("1056")).then_some(())
