@@ -62,7 +62,7 @@
 //! | 0 | [`Hello`](Header::Hello) | client → server | magic `"PIPR"`, protocol version, service name, interface fingerprint, client's max frame, callback fingerprint | none |
 //! | 1 | [`Welcome`](Header::Welcome) | server → client | protocol version, server's max frame | the server's methods if the fingerprints differ |
 //! | 2 | [`Reject`](Header::Reject) | server → client | [`Rejection`] | none |
-//! | 3 | [`Call`](Header::Call) | either (server → client reserved for callbacks) | request id, method id, deadline (µs from now, optional) | argument tuple |
+//! | 3 | [`Call`](Header::Call) | either (server → client: callbacks) | request id, method id, deadline (µs from now, optional) | argument tuple |
 //! | 4 | [`Notify`](Header::Notify) | either | method id | argument tuple |
 //! | 5 | [`Reply`](Header::Reply) | answers a call | request id, [`ReplyStatus`] | value, typed error, or none |
 //! | 6 | [`Cancel`](Header::Cancel) | caller → callee | request id | none |
@@ -195,7 +195,7 @@ pub enum Header {
     Call {
         /// Request id, unique among the caller's calls in flight.
         id: u64,
-        /// Method id (the method's position in the service trait).
+        /// Method id (a hash of the method's name, or the id it was given).
         method: u32,
         /// Time left to answer, in microseconds; `None` means no deadline.
         deadline_us: Option<u64>,
@@ -269,7 +269,9 @@ pub enum Rejection {
         /// What the server serves.
         served: String,
     },
-    /// The service's interface differs between client and server.
+    /// The callback service the client serves differs from the one the server calls back
+    /// (`service` names it); another version of the service itself is bound method by method
+    /// instead.
     #[error("interface of {service:?} differs: client fingerprint {client:#018x}, server {server:#018x}")]
     FingerprintMismatch {
         /// The service.

@@ -48,12 +48,13 @@ use proc_macro::TokenStream;
 /// - **`CalculatorServer<S>`**: `new(service)` or `from_arc(arc)` for any `S: Calculator`; it
 ///   implements `rpc_core::Dispatch`, which the server engine serves.
 ///
-/// A method's wire id is its position in the trait. The handshake compares the service's name
-/// and a fingerprint of its methods (names, kinds, argument and result types as written, in
-/// order; not argument names), so reordering, renaming or retyping a method makes old clients
-/// fail to connect instead of decoding garbage. The fingerprint sees type *names*, not type
-/// definitions: change the service name (`name = "calc.v2"`) when an argument type's fields
-/// change.
+/// A method's wire id is a 32-bit hash of its name, or the id given with `#[rpc(id = N)]`
+/// (two methods with one id are a compile error), so methods can be reordered and added. The
+/// handshake compares the service's name and a fingerprint of every method's id and the serde
+/// shapes of its argument and result types (traced at run time from their `Deserialize`, so a
+/// field added deep inside an argument counts); when the fingerprints differ, client and server
+/// bind method by method, and a method whose shapes differ fails at once with
+/// `RpcError::Incompatible` instead of decoding garbage.
 ///
 /// `Result<T, E>` is recognised by its last path segment `Result` with two type arguments: an
 /// alias such as `io::Result<T>` or `type Answer = Result<T, E>` is treated as a plain value (and
@@ -63,11 +64,18 @@ use proc_macro::TokenStream;
 ///
 /// - `#[service(name = "calc.v1")]`: the name in the handshake (default: the trait's name).
 /// - `#[service(crate = "path")]`: where `rpc_core` is, if the dependency is renamed.
+/// - `#[service(callbacks = Prompt)]`: the service (trait) the server calls back on each
+///   client's connection; clients must serve it (`ClientConfig::serve_callbacks`).
+/// - `#[rpc(id = N)]` on a method: its wire id, instead of the hash of its name.
 /// - `#[rpc(oneway)]` on a method: the client does not wait and no reply is sent; the method
 ///   must not return a value.
 /// - `#[rpc(idempotent)]` on a method: running it twice has the effect of running it once, so
 ///   a session (`rpc_core::session`) sends it again after a reconnect, within its deadline. Not
 ///   on one-way methods, nor on methods that take a stream.
+///
+/// A method may take one `rpc_core::Stream<T>` argument (a stream from the client) and may
+/// return `rpc_core::Stream<T>` (a stream from the server); not one-way, and not inside
+/// another type.
 ///
 /// # Rules (each a compile error)
 ///

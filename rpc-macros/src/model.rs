@@ -109,7 +109,7 @@ pub(crate) struct Service {
     pub(crate) server_ident: Ident,
     /// The name of the server's type parameter: `S`, unless the trait already uses that name.
     pub(crate) server_param: Ident,
-    /// The methods, in order: a method's position is its wire id.
+    /// The methods, in the trait's order.
     pub(crate) methods: Vec<Method>,
     /// Items of the trait that are not methods (rejected by the checks).
     pub(crate) unsupported: Vec<TraitItem>,
