@@ -204,10 +204,13 @@ fn status_daemon_is_watched_live() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    // A watch delivers the latest status: changes that follow each other closely may be seen
+    // as one, so not every job is seen running, but the watcher sees the work while it runs.
+    assert!(
+        stdout.contains(", running "),
+        "no job seen running in:\n{stdout}"
+    );
     for expected in [
-        "running backup",
-        "running index",
-        "running compress",
         "uploaded report.bin: 1048576 bytes",
         "queued 0, done 3, idle, stored 1048576",
         "final status: Status { queued: 0, done: 3, running: None, stored: 1048576 }",
