@@ -17,7 +17,7 @@
 //! as many as fit in 64 KiB go out with each write (a 1 MiB frame with a write of its own); its
 //! client reads and parses them through a buffered reader. The framework serves the `Bench`
 //! service below with its default settings (including the 30 s deadline every call carries, and
-//! a stream window of 16 items). Everything runs as tasks of one multi-thread tokio runtime with
+//! a stream window of 1 MiB). Everything runs as tasks of one multi-thread tokio runtime with
 //! a worker per core.
 //!
 //! Tests: `latency` (one connection, sequential `add(1, 2)`: calls/s, p50, p99), `pipelined` (one

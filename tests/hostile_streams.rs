@@ -40,11 +40,11 @@ async fn credit_beyond_what_can_be_counted_closes_the_connection() {
     peer.send_raw(&RawPeer::call_frame(1, "ticks", &(5u32,)))
         .await
         .expect("send");
-    // More than the server counts for one stream (2^20 items).
+    // More than the server counts for one stream (256 MiB).
     let credit = frame(
         &Header::Credit {
             stream: 1,
-            items: u32::MAX,
+            bytes: u32::MAX,
         },
         &[],
     );
@@ -92,7 +92,7 @@ async fn open(server: &TestServer, method: &str) -> (RawPeer, u32) {
         .await
         .expect("send");
     match within("the first credit", peer.recv()).await {
-        Some((Header::Credit { stream: 1, items }, _)) => (peer, items),
+        Some((Header::Credit { stream: 1, bytes }, _)) => (peer, bytes),
         other => panic!("expected credit, got {other:?}"),
     }
 }
@@ -108,11 +108,14 @@ fn item(stream: u64, n: u32) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn items_beyond_the_credit_close_the_connection() {
     let server = TestServer::start();
-    // A handler that never takes an item grants nothing more: the item after the first credit
-    // is one too many. One write per frame: a Windows pipe message holds one frame.
+    // A handler that never takes an item grants nothing more: once the items sent spend the
+    // first credit (in bytes of item frames), the next is one too many. One write per frame:
+    // a Windows pipe message holds one frame.
     let (mut peer, credit) = open(&server, "ignore").await;
-    for n in 0..=credit {
-        if peer.send_raw(&item(1, n)).await.is_err() {
+    let large = frame(&Header::StreamItem { stream: 1 }, &[0; 64 * 1024]);
+    let frame_len = u32::try_from(large.len() - 4).expect("small");
+    for _ in 0..=credit.div_ceil(frame_len) {
+        if peer.send_raw(&large).await.is_err() {
             // The server has closed the connection already.
             break;
         }
@@ -210,7 +213,7 @@ async fn credit_for_an_unknown_stream_is_ignored() {
     peer.send_raw(&frame(
         &Header::Credit {
             stream: 77,
-            items: 3,
+            bytes: 3,
         },
         &[],
     ))
@@ -222,7 +225,7 @@ async fn credit_for_an_unknown_stream_is_ignored() {
     peer.send_raw(&frame(
         &Header::Credit {
             stream: 1,
-            items: 8,
+            bytes: 64,
         },
         &[],
     ))

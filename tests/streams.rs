@@ -195,9 +195,12 @@ async fn items_arrive_in_order_and_the_stream_ends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_that_stops_taking_items_stops_the_producer() {
     const WINDOW: u64 = 4;
+    // The window counts bytes of item frames: these items (numbers below 128 on the first
+    // stream) are 3 bytes each, the item's kind, the stream id and the number.
+    const ITEM_FRAME: u32 = 3;
     let served = Served::start(&ServerConfig::default());
     let feed = served
-        .client(ClientConfig::new().stream_window(WINDOW as u32))
+        .client(ClientConfig::new().stream_window(WINDOW as u32 * ITEM_FRAME))
         .await;
     let mut stream = feed.endless().await.expect("open");
     served

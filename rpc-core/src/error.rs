@@ -201,8 +201,8 @@ pub enum ProtocolError {
     /// The welcome named a protocol version this side does not speak.
     #[error("server answered with protocol version {0}")]
     BadVersion(u16),
-    /// The peer sent stream items beyond the credit granted to it.
-    #[error("stream {stream}: items sent beyond the credit granted")]
+    /// The peer started a stream item with none of the credit granted to it left.
+    #[error("stream {stream}: item sent beyond the credit granted")]
     CreditExceeded {
         /// The stream.
         stream: u64,

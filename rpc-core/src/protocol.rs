@@ -68,7 +68,7 @@
 //! | 6 | [`Cancel`](Header::Cancel) | caller → callee | request id | none |
 //! | 7 | [`StreamItem`](Header::StreamItem) | producer → consumer | stream id | item |
 //! | 8 | [`StreamEnd`](Header::StreamEnd) | producer → consumer | stream id, optional [`WireError`] | none |
-//! | 9 | [`Credit`](Header::Credit) | consumer → producer | stream id, items granted | none |
+//! | 9 | [`Credit`](Header::Credit) | consumer → producer | stream id, bytes granted | none |
 //! | 10 | [`Goodbye`](Header::Goodbye) | either | [`GoodbyeReason`] | none |
 //! | 11 | [`StreamStop`](Header::StreamStop) | consumer → producer | stream id | none |
 //!
@@ -94,8 +94,10 @@
 //!   reply or a `StreamStop`, so that the server knows when to forget the stream. A handler
 //!   that drops the stream before its end makes the server send `StreamStop`.
 //!
-//! Credit counts items; a producer never has more items on the way than the consumer granted.
-//! An item beyond the credit, an item or end for a stream that is not open (never opened, or
+//! Credit counts bytes of item frames (each frame's length as its prefix gives it). A producer
+//! may start an item while the credit it holds is positive and spends the item's whole length on
+//! it, so it never has more on the way than the consumer granted plus less than one frame. An
+//! item started with no credit left, an item or end for a stream that is not open (never opened, or
 //! already ended), and credit that cannot be counted are protocol violations. Credit or a stop
 //! for a stream that has just ended is ignored: it crossed the end on the way.
 //!
@@ -229,12 +231,12 @@ pub enum Header {
         /// Why the stream failed, if it did.
         error: Option<WireError>,
     },
-    /// Kind 9: the receiver of a stream grants more items.
+    /// Kind 9: the receiver of a stream grants more credit.
     Credit {
         /// Stream id.
         stream: u64,
-        /// How many more items may be sent.
-        items: u32,
+        /// How many more bytes of item frames may be sent.
+        bytes: u32,
     },
     /// Kind 10: the sender closes the connection after this frame (or stops taking calls).
     Goodbye {
@@ -438,7 +440,7 @@ mod tests {
             (
                 Header::Credit {
                     stream: 0,
-                    items: 0,
+                    bytes: 0,
                 },
                 9,
             ),

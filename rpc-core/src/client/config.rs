@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::decode::DecodeLimits;
 use crate::protocol::DEFAULT_MAX_FRAME;
 use crate::service::Dispatch;
+use crate::stream::credit::{clamp_window, DEFAULT_WINDOW};
 
 /// Settings of a client connection.
 ///
@@ -41,7 +42,7 @@ impl Default for ClientConfig {
             handshake_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             child_exit_grace: Duration::from_secs(5),
-            stream_window: 16,
+            stream_window: DEFAULT_WINDOW,
             decode_limits: DecodeLimits::default(),
         }
     }
@@ -127,18 +128,14 @@ impl ClientConfig {
         self
     }
 
-    /// Sets how many items of a stream from the server may be on their way or waiting to be
-    /// taken: the server sends no more until the receiver takes some (credit flow control).
-    /// Default 16. A receiver that stops taking items costs at most this many items in memory,
-    /// here and on the server.
-    ///
-    /// # Panics
-    ///
-    /// If `items` is zero.
-    #[track_caller]
-    pub fn stream_window(&mut self, items: u32) -> &mut Self {
-        assert!(items > 0, "stream_window must be at least 1");
-        self.stream_window = items;
+    /// Sets how many bytes of a stream from the server (item frames, each counted by its
+    /// length on the wire) may be on their way or waiting to be taken: the server starts no
+    /// item once this much is unclaimed, until the receiver takes some (credit flow control).
+    /// Default 1 MiB; at least 1 byte, at most 256 MiB (larger values are clamped). A receiver
+    /// that stops taking items holds at most this much plus one item here; the server holds
+    /// none of it.
+    pub fn stream_window(&mut self, bytes: u32) -> &mut Self {
+        self.stream_window = clamp_window(bytes);
         self
     }
 

@@ -372,7 +372,7 @@ impl ClientHandle {
                 // The first credit follows the call: the server sends nothing before it.
                 sent = shared.outbox.send(header_frame(&Header::Credit {
                     stream: id,
-                    items: window,
+                    bytes: window,
                 }));
             }
             if sent.is_err() {

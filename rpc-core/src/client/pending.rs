@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use crate::client::upload::Outgoing;
 use crate::error::RpcError;
 use crate::protocol::ReplyStatus;
+use crate::stream::credit::Granted;
 
 /// A reply waiting for its caller.
 pub(crate) struct Reply {
@@ -75,8 +76,8 @@ pub(crate) struct Pending {
 /// A stream being received: items that arrived and have not been taken, and how it ended.
 pub(super) struct StreamSlot {
     pub(super) items: VecDeque<Reply>,
-    /// Items the server may have sent and not been taken: the credit granted.
-    pub(super) window: usize,
+    /// The credit the server holds.
+    pub(super) credit: Granted,
     /// `Some` once the stream ended: `Ok` cleanly, `Err` with why it failed.
     pub(super) end: Option<Result<(), RpcError>>,
     pub(super) waker: Option<Waker>,
@@ -86,7 +87,7 @@ impl StreamSlot {
     pub(super) fn new(window: u32) -> Self {
         Self {
             items: VecDeque::new(),
-            window: usize::try_from(window).unwrap_or(usize::MAX),
+            credit: Granted::new(window),
             end: None,
             waker: None,
         }

@@ -130,7 +130,7 @@ pub(super) async fn read_replies<R: FrameRead>(
                 if slot.end.is_some() {
                     return ProtocolError::UnexpectedKind("stream item after the end").into();
                 }
-                if slot.items.len() >= slot.window {
+                if slot.credit.spend(frame.len()).is_err() {
                     return ProtocolError::CreditExceeded { stream }.into();
                 }
                 slot.items.push_back(Reply {
@@ -159,15 +159,15 @@ pub(super) async fn read_replies<R: FrameRead>(
                 }
             }
             // Credit or a stop for an argument stream that is no longer sent crossed its end.
-            Header::Credit { stream, items } => {
+            Header::Credit { stream, bytes } => {
                 let pending = conn.lock();
                 if let Some(outgoing) = pending.outgoing.get(&stream) {
-                    let items = usize::try_from(items).unwrap_or(usize::MAX);
-                    if outgoing.credit.available_permits().saturating_add(items) > MAX_CREDIT {
+                    let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+                    if outgoing.credit.available_permits().saturating_add(bytes) > MAX_CREDIT {
                         return ProtocolError::CreditOverflow { stream }.into();
                     }
                     outgoing.opened.store(true, Ordering::Release);
-                    outgoing.credit.add_permits(items);
+                    outgoing.credit.add_permits(bytes);
                 }
             }
             Header::StreamStop { stream } => {

@@ -15,13 +15,15 @@ use crate::error::{ProtocolError, RpcError};
 use crate::frame::header_frame;
 use crate::protocol::{Header, ReplyStatus};
 use crate::service::MethodDescriptor;
+use crate::stream::credit::Taken;
 
 /// The items of a stream the server sends, as a [`futures_util::Stream`] of
 /// `Result<T, RpcError>`: what a client's stream method returns once the stream is open.
 ///
 /// * **Flow control.** The server sends an item only when this receiver has room for it: at
-///   most the client's stream window (`ClientConfig::stream_window`, default 16) are on their
-///   way or waiting here; taking items grants the server more. A receiver that stops taking
+///   most the client's stream window (`ClientConfig::stream_window`, default 1 MiB of item
+///   frames, plus less than one frame) are on their way or waiting here; taking items grants
+///   the server more. A receiver that stops taking
 ///   items stops the server's stream, which is not polled until there is room.
 /// * **Cancellation by drop.** Dropping the receiver tells the server, which drops its stream.
 /// * **Typed ends.** `None` when the server's stream ended; an `Err` item (then `None`) when it
@@ -33,9 +35,8 @@ use crate::service::MethodDescriptor;
 pub struct StreamReceiver<T> {
     handle: ClientHandle,
     id: u64,
-    window: u32,
-    /// Items taken since credit was last granted.
-    taken: u32,
+    /// What was taken since credit was last granted.
+    taken: Taken,
     done: bool,
     /// The call's stream from the client, for a method that takes one.
     upload: Option<Upload>,
@@ -49,8 +50,7 @@ impl<T> StreamReceiver<T> {
         Self {
             handle,
             id,
-            window,
-            taken: 0,
+            taken: Taken::new(window),
             done: false,
             upload,
             resume: None,
@@ -95,11 +95,9 @@ impl<T> StreamReceiver<T> {
                     self.finish(true);
                     return Poll::Ready(Some(decoded));
                 }
-                self.taken += 1;
                 // Room for half the window again: tell the server, in one credit.
-                if self.taken >= self.window.div_ceil(2) {
-                    self.handle.grant(self.id, self.taken);
-                    self.taken = 0;
+                if let Some(bytes) = self.taken.take(item.frame.len()) {
+                    self.handle.grant(self.id, bytes);
                 }
                 Poll::Ready(Some(decoded))
             }
@@ -247,12 +245,16 @@ impl ClientHandle {
         }
     }
 
-    /// Gives the server `items` more credit on stream `id`.
-    pub(super) fn grant(&self, id: u64, items: u32) {
+    /// Gives the server `bytes` more credit on stream `id`.
+    pub(super) fn grant(&self, id: u64, bytes: u32) {
+        match self.shared.conn.lock().streams.get_mut(&id) {
+            Some(slot) => slot.credit.grant(bytes),
+            None => return,
+        }
         let _ = self
             .shared
             .outbox
-            .send(header_frame(&Header::Credit { stream: id, items }));
+            .send(header_frame(&Header::Credit { stream: id, bytes }));
     }
 
     /// Forgets stream `id`; with `cancel`, tells the server to drop it. Returns whether it did
@@ -283,7 +285,7 @@ impl<T> fmt::Debug for StreamReceiver<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StreamReceiver")
             .field("id", &self.id)
-            .field("window", &self.window)
+            .field("window", &self.taken.window())
             .finish_non_exhaustive()
     }
 }

@@ -33,6 +33,14 @@ impl Encoded {
         }
     }
 
+    /// The frame's length, its length prefix included.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Encoded::One(frame) => frame.len(),
+            Encoded::Parts(parts) => parts.iter().map(Bytes::len).sum(),
+        }
+    }
+
     /// The frame in one buffer.
     pub(crate) fn into_bytes(self) -> Bytes {
         match self {

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::decode::DecodeLimits;
 use crate::protocol::DEFAULT_MAX_FRAME;
+use crate::stream::credit::{clamp_window, DEFAULT_WINDOW};
 
 /// Settings of a server and of each connection it serves.
 ///
@@ -52,7 +53,7 @@ impl Default for ServerConfig {
             frame_timeout: Duration::from_secs(10),
             max_unsent_bytes: 1024 * 1024,
             max_streams: 64,
-            stream_window: 16,
+            stream_window: DEFAULT_WINDOW,
         }
     }
 }
@@ -163,23 +164,25 @@ impl ServerConfig {
     /// sends and receives counts once). Default 64. Opening one
     /// more fails that call with a typed error ([`crate::protocol::WireError::TooManyStreams`]);
     /// open streams do not count as calls in flight. Each holds one task and, while its client
-    /// does not take items, at most the client's stream window of items.
+    /// does not take items, no items: they wait in its client, within the client's stream
+    /// window.
     pub fn max_streams(&mut self, streams: usize) -> &mut Self {
         self.max_streams = streams;
         self
     }
 
-    /// Sets how many items of a stream from a client (an argument of type [`crate::Stream`])
-    /// may be on their way or waiting for the handler. Default 16, at least 1. A client sends
-    /// an item only with credit for it, so a stream from a client costs the server at most this
-    /// many items (each at most the maximum frame) while its handler does not take them; a
-    /// client that sends more breaks the protocol and is disconnected.
-    pub fn stream_window(&mut self, items: u32) -> &mut Self {
-        self.stream_window = items.max(1);
+    /// Sets how many bytes of a stream from a client (an argument of type [`crate::Stream`]),
+    /// counted as the item frames' lengths on the wire, may be on their way or waiting for the
+    /// handler. Default 1 MiB; at least 1 byte, at most 256 MiB (larger values are clamped). A
+    /// client starts an item only while it holds credit, so a stream from a client costs the
+    /// server at most this much plus one item (at most the maximum frame) while its handler
+    /// does not take them; a client that sends more breaks the protocol and is disconnected.
+    pub fn stream_window(&mut self, bytes: u32) -> &mut Self {
+        self.stream_window = clamp_window(bytes);
         self
     }
 
-    /// How many items of a stream from a client may wait for the handler.
+    /// How many bytes of a stream from a client may wait for the handler.
     pub fn get_stream_window(&self) -> u32 {
         self.stream_window
     }

@@ -170,8 +170,8 @@ where
                     Header::Notify { method } => serving.notify(method, &frame, body_at),
                     // A stop of a result stream is its cancellation.
                     Header::Cancel { id } | Header::StreamStop { stream: id } => serving.cancel(id),
-                    Header::Credit { stream, items } => {
-                        if let Err(error) = serving.credit(stream, items) {
+                    Header::Credit { stream, bytes } => {
+                        if let Err(error) = serving.credit(stream, bytes) {
                             break Err(protocol_violation(&mut out, error));
                         }
                     }

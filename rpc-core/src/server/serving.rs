@@ -146,7 +146,7 @@ impl<'a, D: Dispatch> Serving<'a, D> {
             // Before any reply: the client learns that the stream is open.
             out.push(header_frame(&Header::Credit {
                 stream: id,
-                items: window,
+                bytes: window,
             }));
             self.streams.receive(id, Arc::clone(slot));
         }
@@ -224,8 +224,8 @@ impl<'a, D: Dispatch> Serving<'a, D> {
     /// # Errors
     ///
     /// As [`Streams::credit`].
-    pub(crate) fn credit(&self, stream: u64, items: u32) -> Result<(), ProtocolError> {
-        self.streams.credit(stream, items)
+    pub(crate) fn credit(&self, stream: u64, bytes: u32) -> Result<(), ProtocolError> {
+        self.streams.credit(stream, bytes)
     }
 
     /// An item of argument stream `stream`.

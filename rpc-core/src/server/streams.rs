@@ -59,19 +59,19 @@ impl Streams {
         self.receiving.remove(&id);
     }
 
-    /// The client granted `items` more on result stream `id`. Credit for a stream that has
+    /// The client granted `bytes` more on result stream `id`. Credit for a stream that has
     /// just ended (it raced with the end) is ignored.
     ///
     /// # Errors
     ///
     /// [`ProtocolError::CreditOverflow`] if the credit cannot be counted.
-    pub(super) fn credit(&self, id: u64, items: u32) -> Result<(), ProtocolError> {
+    pub(super) fn credit(&self, id: u64, bytes: u32) -> Result<(), ProtocolError> {
         if let Some(credit) = self.sending.get(&id) {
-            let items = usize::try_from(items).unwrap_or(usize::MAX);
-            if credit.available_permits().saturating_add(items) > MAX_CREDIT {
+            let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+            if credit.available_permits().saturating_add(bytes) > MAX_CREDIT {
                 return Err(ProtocolError::CreditOverflow { stream: id });
             }
-            credit.add_permits(items);
+            credit.add_permits(bytes);
         }
         Ok(())
     }

@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use crate::decode::{self, DecodeLimits};
 use crate::frame::header_frame;
 use crate::protocol::{Header, WireError};
+use crate::stream::credit::{Granted, OverCredit, Taken};
 use crate::writer::Outbox;
 
 /// One stream from the client, shared by the connection (which puts items in) and the
@@ -28,8 +29,8 @@ pub(crate) struct Inbound {
 struct State {
     /// Items that arrived and have not been taken: each frame, and where its body starts.
     items: VecDeque<(Bytes, usize)>,
-    /// Items the client may still send: credit granted and not used yet.
-    credit: usize,
+    /// The credit the client holds.
+    credit: Granted,
     /// The client ended the stream.
     ended: bool,
     /// The handler dropped the stream: what arrives is discarded.
@@ -39,17 +40,13 @@ struct State {
     failure: Option<WireError>,
 }
 
-/// The client sent an item beyond the credit it was granted.
-#[derive(Debug)]
-pub(crate) struct OverCredit;
-
 impl Inbound {
-    /// A stream whose client holds `window` items of credit.
+    /// A stream whose client holds `window` bytes of credit.
     pub(crate) fn new(window: u32) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State {
                 items: VecDeque::new(),
-                credit: usize::try_from(window).unwrap_or(usize::MAX),
+                credit: Granted::new(window),
                 ended: false,
                 stopped: false,
                 waker: None,
@@ -72,7 +69,7 @@ impl Inbound {
     pub(crate) fn push(&self, frame: Bytes, body_at: usize) -> Result<(), OverCredit> {
         let waker = {
             let mut state = self.lock();
-            state.credit = state.credit.checked_sub(1).ok_or(OverCredit)?;
+            state.credit.spend(frame.len())?;
             if state.stopped {
                 return Ok(());
             }
@@ -118,9 +115,8 @@ pub struct Incoming {
     slot: Arc<Inbound>,
     id: u64,
     outbox: Outbox,
-    window: u32,
-    /// Items taken since credit was last granted.
-    taken: u32,
+    /// What the handler took since credit was last granted.
+    taken: Taken,
     limits: DecodeLimits,
     /// The end was taken.
     done: bool,
@@ -138,8 +134,7 @@ impl Incoming {
             slot,
             id,
             outbox,
-            window,
-            taken: 0,
+            taken: Taken::new(window),
             limits,
             done: false,
         }
@@ -165,17 +160,13 @@ impl Incoming {
             }
             return Poll::Pending;
         };
-        self.taken += 1;
         // Room for half the window again: grant it in one credit.
-        if !state.ended && self.taken >= self.window.div_ceil(2) {
-            let items = std::mem::take(&mut self.taken);
-            state.credit = state
-                .credit
-                .saturating_add(usize::try_from(items).unwrap_or(usize::MAX));
+        if let Some(bytes) = self.taken.take(item.0.len()).filter(|_| !state.ended) {
+            state.credit.grant(bytes);
             drop(state);
             let _ = self.outbox.send(header_frame(&Header::Credit {
                 stream: self.id,
-                items,
+                bytes,
             }));
         }
         Poll::Ready(Some(item))
@@ -217,7 +208,7 @@ impl fmt::Debug for Incoming {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Incoming")
             .field("id", &self.id)
-            .field("window", &self.window)
+            .field("window", &self.taken.window())
             .finish_non_exhaustive()
     }
 }

@@ -10,6 +10,7 @@
 //! [`StreamReceiver`](crate::StreamReceiver) and in the [protocol](crate::protocol#streams).
 
 mod channel;
+pub(crate) mod credit;
 mod incoming;
 pub(crate) mod produce;
 
@@ -40,9 +41,9 @@ pub use incoming::Incoming;
 /// ```
 ///
 /// **As an argument.** A handler's argument stream yields the client's items as they arrive
-/// and ends (`None`) when the client's stream ends. The client sends an item only when the
-/// handler has room for it (`ServerConfig::stream_window`), so an upload costs the server at
-/// most that many items in memory. An item that does not decode stops the handler: the call
+/// and ends (`None`) when the client's stream ends. The client starts an item only when the
+/// handler has room (`ServerConfig::stream_window`, in bytes), so an upload costs the server at
+/// most that window and one item in memory. An item that does not decode stops the handler: the call
 /// fails with [`WireError::BadArguments`]. A handler that drops the stream before its end stops
 /// the client's sending side (a [`StreamSender`] then fails). If the client cancels the call or
 /// goes away, the handler is dropped, as for any call.

@@ -20,13 +20,15 @@ const BACKLOG: usize = 256 * 1024;
 const BATCH_ITEMS: usize = 64;
 const BATCH_BYTES: usize = 64 * 1024;
 
-/// Most credit a receiver may have granted and the stream not used: more is a protocol
-/// violation.
-pub(crate) const MAX_CREDIT: usize = 1 << 20;
+/// Most credit, in bytes, a receiver may have granted and the stream not used: more is a
+/// protocol violation. It is also the largest stream window.
+pub(crate) const MAX_CREDIT: usize = 1 << 28;
 
-/// Sends the items of `source` on stream `id`, one per unit of `credit`, then its end. The
-/// stream is polled only when the receiver has room for its next item; once `credit` is closed
-/// (the receiver stopped the stream), the stream ends.
+/// Sends the items of `source` on stream `id` as `credit` allows, then its end. `credit` holds
+/// the bytes the receiver granted and this side has not spent: an item is started while it is
+/// positive, and its whole frame is spent on it (see [`crate::stream::credit`]). The stream is
+/// polled only when the receiver has room for its next item; once `credit` is closed (the
+/// receiver stopped the stream), the stream ends.
 ///
 /// `gate`, if given, is checked, and held, as each batch of items is sent: once it is closed
 /// nothing more is sent, not even the end (the call was cancelled).
@@ -45,19 +47,25 @@ pub(crate) async fn produce(
     };
     // Items that are ready at once, with credit for them, go out together in one write.
     let mut batch = Vec::new();
+    // Bytes of the last item sent beyond the permits taken for it: the next item waits until
+    // they, and one more, are granted.
+    let mut owed: u32 = 0;
     let error = 'stream: loop {
-        match credit.acquire().await {
+        match credit.acquire_many(owed + 1).await {
             Ok(permit) => permit.forget(),
             Err(_) => break 'stream None,
         }
         outbox.drained_to(BACKLOG).await;
         let mut next = AssertUnwindSafe(source.next()).catch_unwind().await;
         let mut batched = 0;
+        let mut batch_bytes = 0;
         let end = loop {
             match next {
                 Ok(Some(Ok(item))) => match item.into_frame(header, max_frame, in_parts) {
                     Ok(frame) => {
                         batched += 1;
+                        owed = spent_beyond_one(&frame);
+                        batch_bytes += frame.len();
                         frame.push_into(&mut batch);
                     }
                     Err(EncodeError::TooLarge { len, max }) => {
@@ -72,11 +80,10 @@ pub(crate) async fn produce(
                     break Some(Some(WireError::HandlerPanicked));
                 }
             }
-            let bytes: usize = batch.iter().map(bytes::Bytes::len).sum();
-            if batched >= BATCH_ITEMS || bytes >= BATCH_BYTES {
+            if batched >= BATCH_ITEMS || batch_bytes >= BATCH_BYTES {
                 break None;
             }
-            let Ok(permit) = credit.try_acquire() else {
+            let Ok(permit) = credit.try_acquire_many(owed + 1) else {
                 break None;
             };
             match AssertUnwindSafe(source.next())
@@ -104,6 +111,16 @@ pub(crate) async fn produce(
     if open.as_deref() != Some(&false) {
         end(outbox, id, error);
     }
+}
+
+/// The bytes of `frame` that count against credit beyond the first: its length as its prefix
+/// gives it, less one, and less than [`MAX_CREDIT`] so that a permit count can hold it.
+fn spent_beyond_one(frame: &Encoded) -> u32 {
+    let len = frame.len().saturating_sub(crate::protocol::LEN_PREFIX);
+    let cap = u32::try_from(MAX_CREDIT - 1).unwrap_or(u32::MAX);
+    u32::try_from(len.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(cap)
 }
 
 /// Sends the end of stream `id`.
