@@ -1,5 +1,6 @@
 //! The client's end of a stream from the server.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -37,6 +38,8 @@ pub struct StreamReceiver<T> {
     id: u64,
     /// What was taken since credit was last granted.
     taken: Taken,
+    /// Items moved out of the connection's slot together, to be taken one by one.
+    ready: VecDeque<Reply>,
     done: bool,
     /// The call's stream from the client, for a method that takes one.
     upload: Option<Upload>,
@@ -51,6 +54,7 @@ impl<T> StreamReceiver<T> {
             handle,
             id,
             taken: Taken::new(window),
+            ready: VecDeque::new(),
             done: false,
             upload,
             resume: None,
@@ -87,7 +91,11 @@ impl<T> StreamReceiver<T> {
         if self.done {
             return Poll::Ready(None);
         }
-        match std::task::ready!(self.handle.poll_stream(self.id, cx)) {
+        let next = match self.ready.pop_front() {
+            Some(item) => Some(Ok(item)),
+            None => std::task::ready!(self.handle.poll_stream(self.id, cx, &mut self.ready)),
+        };
+        match next {
             Some(Ok(item)) => {
                 let decoded = decode(&self.handle, &item);
                 if decoded.is_err() {
@@ -220,17 +228,21 @@ impl ClientHandle {
             .map(RawStream)
     }
 
-    /// The next item or the end of stream `id`, once there is one.
+    /// The next item or the end of stream `id`, once there is one. The items that arrived
+    /// after the next one move to `ready` (empty when called), so that they are taken without
+    /// the connection's lock.
     pub(super) fn poll_stream(
         &self,
         id: u64,
         cx: &mut std::task::Context<'_>,
+        ready: &mut VecDeque<Reply>,
     ) -> std::task::Poll<Option<Result<Reply, RpcError>>> {
         let mut pending = self.shared.conn.lock();
         let Some(slot) = pending.streams.get_mut(&id) else {
             return std::task::Poll::Ready(None);
         };
         if let Some(item) = slot.items.pop_front() {
+            std::mem::swap(&mut slot.items, ready);
             return std::task::Poll::Ready(Some(Ok(item)));
         }
         match &slot.end {

@@ -33,14 +33,6 @@ impl Encoded {
         }
     }
 
-    /// The frame's length, its length prefix included.
-    pub(crate) fn len(&self) -> usize {
-        match self {
-            Encoded::One(frame) => frame.len(),
-            Encoded::Parts(parts) => parts.iter().map(Bytes::len).sum(),
-        }
-    }
-
     /// The frame in one buffer.
     pub(crate) fn into_bytes(self) -> Bytes {
         match self {
@@ -50,7 +42,7 @@ impl Encoded {
     }
 
     /// The frame in parts: `out` split where the `spliced` buffers go.
-    fn assemble(out: Bytes, spliced: Vec<(usize, Bytes)>) -> Self {
+    pub(crate) fn assemble(out: Bytes, spliced: Vec<(usize, Bytes)>) -> Self {
         if spliced.is_empty() {
             return Encoded::One(out);
         }
@@ -115,7 +107,7 @@ pub(crate) fn encode_frame<B: Serialize + ?Sized>(
 
 /// Appends the postcard encoding of `value` to `out`, leaving large byte buffers out: each one's
 /// position in `out` and its bytes go to `spliced`.
-fn encode_spliced<T: Serialize + ?Sized>(
+pub(crate) fn encode_spliced<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
     spliced: &mut Vec<(usize, Bytes)>,

@@ -23,7 +23,10 @@ use std::io;
 
 use bytes::Bytes;
 
-pub(crate) use encode::{encode_frame, header_frame, EncodeError, Encoded, FrameBody};
+pub(crate) use encode::{
+    checked_len, encode_frame, encode_into, encode_spliced, header_frame, EncodeError, Encoded,
+    FrameBody,
+};
 pub use reader::FrameReader;
 pub use writer::FrameWriter;
 

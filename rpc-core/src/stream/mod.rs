@@ -9,6 +9,7 @@
 //! arrive. How items travel (credit, cancellation, ends) is described on
 //! [`StreamReceiver`](crate::StreamReceiver) and in the [protocol](crate::protocol#streams).
 
+pub(crate) mod batch;
 mod channel;
 pub(crate) mod credit;
 mod incoming;
@@ -18,12 +19,11 @@ use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::frame::encode::EncodedResult;
 use crate::protocol::WireError;
+use crate::stream::batch::Batch;
 
 pub use channel::{SendError, StreamSender};
 pub(crate) use incoming::Inbound;
@@ -102,9 +102,7 @@ impl<T: DeserializeOwned + Send + 'static> Stream<T> {
 impl<T: Serialize + Send + 'static> Stream<T> {
     /// The items, encoded one by one as they are taken.
     pub(crate) fn into_source(self) -> ItemSource {
-        ItemSource(Box::pin(self.inner.map(|item| {
-            EncodedResult::encode(&item).map_err(|_| WireError::EncodeFailed)
-        })))
+        ItemSource(Box::new(self))
     }
 }
 
@@ -126,16 +124,43 @@ impl<T> fmt::Debug for Stream<T> {
     }
 }
 
-type Encoded = Result<EncodedResult, WireError>;
+/// A stream's items, for the engines, which encode each into a [`Batch`] as they take it.
+pub struct ItemSource(Box<dyn Source>);
 
-/// A stream's items, encoded, for the engines.
-pub struct ItemSource(Pin<Box<dyn futures_util::Stream<Item = Encoded> + Send + 'static>>);
+impl ItemSource {
+    /// Polls for the next item and appends its frame to `batch`: `Some(Ok(len))` with the
+    /// frame's length as its prefix gives it, `Some(Err(..))` if the item did not encode (the
+    /// batch is left as it was), `None` at the end. A pending poll leaves the batch alone.
+    pub(crate) fn poll_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        batch: &mut Batch,
+    ) -> Poll<Option<Result<u32, WireError>>> {
+        self.0.poll_into(cx, batch)
+    }
+}
 
-impl futures_util::Stream for ItemSource {
-    type Item = Encoded;
+/// A stream whose items can be encoded, with its item type erased.
+trait Source: Send {
+    /// As [`ItemSource::poll_into`].
+    fn poll_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        batch: &mut Batch,
+    ) -> Poll<Option<Result<u32, WireError>>>;
+}
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Encoded>> {
-        self.0.as_mut().poll_next(cx)
+impl<T: Serialize + Send + 'static> Source for Stream<T> {
+    fn poll_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        batch: &mut Batch,
+    ) -> Poll<Option<Result<u32, WireError>>> {
+        match self.inner.as_mut().poll_next(cx) {
+            Poll::Ready(Some(item)) => Poll::Ready(Some(batch.push(&item))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 

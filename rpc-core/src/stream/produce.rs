@@ -4,11 +4,13 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Mutex;
 
-use futures_util::{FutureExt, StreamExt};
+use futures_util::future::poll_fn;
+use futures_util::FutureExt;
 use tokio::sync::Semaphore;
 
-use crate::frame::{header_frame, EncodeError, Encoded};
+use crate::frame::{header_frame, Encoded};
 use crate::protocol::{Header, WireError};
+use crate::stream::batch::Batch;
 use crate::stream::ItemSource;
 use crate::writer::Outbox;
 
@@ -16,8 +18,7 @@ use crate::writer::Outbox;
 /// that the replies of small calls are not queued behind many large items.
 const BACKLOG: usize = 256 * 1024;
 
-/// Most items, and bytes, sent together in one write.
-const BATCH_ITEMS: usize = 64;
+/// Bytes of items past which a batch is written without waiting for more ready items.
 const BATCH_BYTES: usize = 64 * 1024;
 
 /// Most credit, in bytes, a receiver may have granted and the stream not used: more is a
@@ -46,7 +47,7 @@ pub(crate) async fn produce(
         Err(_) => return end(outbox, id, Some(WireError::EncodeFailed)),
     };
     // Items that are ready at once, with credit for them, go out together in one write.
-    let mut batch = Vec::new();
+    let mut batch = Batch::new(header, max_frame, in_parts);
     // Bytes of the last item sent beyond the permits taken for it: the next item waits until
     // they, and one more, are granted.
     let mut owed: u32 = 0;
@@ -56,37 +57,27 @@ pub(crate) async fn produce(
             Err(_) => break 'stream None,
         }
         outbox.drained_to(BACKLOG).await;
-        let mut next = AssertUnwindSafe(source.next()).catch_unwind().await;
-        let mut batched = 0;
-        let mut batch_bytes = 0;
+        let mut next = AssertUnwindSafe(poll_fn(|cx| source.poll_into(cx, &mut batch)))
+            .catch_unwind()
+            .await;
         let end = loop {
             match next {
-                Ok(Some(Ok(item))) => match item.into_frame(header, max_frame, in_parts) {
-                    Ok(frame) => {
-                        batched += 1;
-                        owed = spent_beyond_one(&frame);
-                        batch_bytes += frame.len();
-                        frame.push_into(&mut batch);
-                    }
-                    Err(EncodeError::TooLarge { len, max }) => {
-                        break Some(Some(WireError::ResultTooLarge { len, max }))
-                    }
-                    Err(EncodeError::Postcard(_)) => break Some(Some(WireError::EncodeFailed)),
-                },
+                Ok(Some(Ok(len))) => owed = spent_beyond_one(len),
                 Ok(Some(Err(error))) => break Some(Some(error)),
                 Ok(None) => break Some(None),
                 Err(_) => {
                     tracing::warn!(id, "stream panicked");
+                    batch.discard_partial();
                     break Some(Some(WireError::HandlerPanicked));
                 }
             }
-            if batched >= BATCH_ITEMS || batch_bytes >= BATCH_BYTES {
+            if batch.len() >= BATCH_BYTES {
                 break None;
             }
             let Ok(permit) = credit.try_acquire_many(owed + 1) else {
                 break None;
             };
-            match AssertUnwindSafe(source.next())
+            match AssertUnwindSafe(poll_fn(|cx| source.poll_into(cx, &mut batch)))
                 .catch_unwind()
                 .now_or_never()
             {
@@ -98,8 +89,9 @@ pub(crate) async fn produce(
                 None => break None,
             }
         };
+        let mut frames = batch.take();
         let open = gate.map(|gate| gate.lock().unwrap_or_else(|e| e.into_inner()));
-        if open.as_deref() == Some(&false) || outbox.send_all_now(&mut batch).is_err() {
+        if open.as_deref() == Some(&false) || outbox.send_all_now(&mut frames).is_err() {
             return;
         }
         drop(open);
@@ -113,14 +105,11 @@ pub(crate) async fn produce(
     }
 }
 
-/// The bytes of `frame` that count against credit beyond the first: its length as its prefix
-/// gives it, less one, and less than [`MAX_CREDIT`] so that a permit count can hold it.
-fn spent_beyond_one(frame: &Encoded) -> u32 {
-    let len = frame.len().saturating_sub(crate::protocol::LEN_PREFIX);
+/// The bytes of a frame of `len` (as its prefix gives it) that count against credit beyond the
+/// first, less than [`MAX_CREDIT`] so that a permit count can hold them.
+fn spent_beyond_one(len: u32) -> u32 {
     let cap = u32::try_from(MAX_CREDIT - 1).unwrap_or(u32::MAX);
-    u32::try_from(len.saturating_sub(1))
-        .unwrap_or(u32::MAX)
-        .min(cap)
+    len.saturating_sub(1).min(cap)
 }
 
 /// Sends the end of stream `id`.
