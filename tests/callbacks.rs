@@ -59,16 +59,7 @@ struct FrontEndSeen {
 
 impl FrontEndSeen {
     async fn until(&self, what: &str, done: impl Fn(&FrontEndSeen) -> bool) {
-        within(what, async {
-            loop {
-                let changed = self.changed.notified();
-                if done(self) {
-                    return;
-                }
-                changed.await;
-            }
-        })
-        .await;
+        common::until_notified(what, &self.changed, || done(self)).await;
     }
 }
 
@@ -161,40 +152,21 @@ impl Installer for Arc<InstallerImpl> {
     }
 }
 
-struct Served {
-    installer: Arc<InstallerImpl>,
-    endpoint: rpc_transport::Endpoint,
-    _dir: Option<tempfile::TempDir>,
+type Served = common::Served<InstallerImpl>;
+
+/// Serves the installer with `config`.
+fn serve(config: &ServerConfig) -> Served {
+    Served::start(InstallerServer::new, config)
 }
 
-impl Served {
-    fn start(config: &ServerConfig) -> Self {
-        let installer = Arc::new(InstallerImpl::default());
-        let (endpoint, dir) = unique_endpoint();
-        let server = rpc_transport::Server::bind_with(
-            &endpoint,
-            InstallerServer::new(Arc::clone(&installer)),
-            config,
-        )
-        .expect("bind");
-        tokio::spawn(server.run());
-        Self {
-            installer,
-            endpoint,
-            _dir: dir,
-        }
-    }
-
-    async fn client(&self, answer: bool, seen: &Arc<FrontEndSeen>) -> InstallerClient {
-        let mut config = ClientConfig::new();
-        config.serve_callbacks(PromptServer::new(FrontEnd {
-            answer,
-            seen: Arc::clone(seen),
-        }));
-        rpc_transport::connect_with(&self.endpoint, &config)
-            .await
-            .expect("connect")
-    }
+/// A client of `served` whose front end answers every question with `answer`.
+async fn client(served: &Served, answer: bool, seen: &Arc<FrontEndSeen>) -> InstallerClient {
+    let mut config = ClientConfig::new();
+    config.serve_callbacks(PromptServer::new(FrontEnd {
+        answer,
+        seen: Arc::clone(seen),
+    }));
+    served.client(&config).await
 }
 
 async fn install_asks_and_reports(installer: &InstallerClient, seen: &FrontEndSeen) {
@@ -215,11 +187,11 @@ async fn install_asks_and_reports(installer: &InstallerClient, seen: &FrontEndSe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_asks_its_client_and_reports_progress() {
-    let served = Served::start(&ServerConfig::default());
+    let served = serve(&ServerConfig::default());
     let seen = Arc::new(FrontEndSeen::default());
-    let yes = served.client(true, &seen).await;
+    let yes = client(&served, true, &seen).await;
     install_asks_and_reports(&yes, &seen).await;
-    let no = served.client(false, &Arc::default()).await;
+    let no = client(&served, false, &Arc::default()).await;
     assert_eq!(
         no.install("x".into()).await.expect("call"),
         Err(InstallError::Declined)
@@ -231,7 +203,7 @@ async fn the_server_asks_its_client_and_reports_progress() {
 /// lends its caller's slot (up to the limit again).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callbacks_nest_without_deadlock_at_one_call_in_flight() {
-    let served = Served::start(ServerConfig::new().max_in_flight(1));
+    let served = serve(ServerConfig::new().max_in_flight(1));
     let seen = Arc::new(FrontEndSeen::default());
     let mut config = ClientConfig::new();
     config
@@ -255,9 +227,9 @@ async fn callbacks_nest_without_deadlock_at_one_call_in_flight() {
 /// the client when the call is dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callbacks_inherit_the_deadline_and_are_cancelled_with_their_call() {
-    let served = Served::start(&ServerConfig::default());
+    let served = serve(&ServerConfig::default());
     let seen = Arc::new(FrontEndSeen::default());
-    let installer = served.client(true, &seen).await;
+    let installer = client(&served, true, &seen).await;
     let timeout = Duration::from_secs(20);
     let started = Instant::now();
     let call = tokio::spawn({
@@ -288,13 +260,13 @@ async fn callbacks_inherit_the_deadline_and_are_cancelled_with_their_call() {
 /// many clients sees each one go, and the others still work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kept_handles_see_their_client_leave() {
-    let served = Served::start(&ServerConfig::default());
+    let served = serve(&ServerConfig::default());
     let (first_seen, second_seen) = (Arc::new(FrontEndSeen::default()), Arc::default());
-    let first = served.client(true, &first_seen).await;
-    let second = served.client(false, &second_seen).await;
+    let first = client(&served, true, &first_seen).await;
+    let second = client(&served, false, &second_seen).await;
     assert_eq!(first.keep().await.expect("keep"), 1);
     assert_eq!(second.keep().await.expect("keep"), 2);
-    let kept: Vec<PromptClient> = served.installer.kept.lock().expect("lock").clone();
+    let kept: Vec<PromptClient> = served.seen.kept.lock().expect("lock").clone();
     drop(first);
     within(
         "the first client to be seen leaving",
@@ -326,7 +298,7 @@ async fn kept_handles_see_their_client_leave() {
 /// fails before anything is sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_without_the_declared_callbacks_is_refused_at_connect() {
-    let served = Served::start(&ServerConfig::default());
+    let served = serve(&ServerConfig::default());
     let plain =
         rpc_transport::connect_with::<InstallerClient>(&served.endpoint, &ClientConfig::new())
             .await;
@@ -396,7 +368,7 @@ mod other {
 /// server's expectation is rejected at connect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_with_other_callbacks_is_rejected_at_connect() {
-    let served = Served::start(&ServerConfig::default());
+    let served = serve(&ServerConfig::default());
     let mut config = ClientConfig::new();
     config.serve_callbacks(other::PromptV2Server::new(other::Yes));
     let rejected =

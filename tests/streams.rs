@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{unique_endpoint, within};
+use common::within;
 use futures_util::StreamExt;
 use rpc_core::protocol::WireError;
 use rpc_core::{ByteBuf, ClientConfig, RpcError, ServerConfig};
@@ -43,18 +43,7 @@ struct Seen {
 impl Seen {
     /// Waits until `done` holds of the counts, failing the test after the usual patience.
     async fn until(&self, what: &str, done: impl Fn(&Seen) -> bool) {
-        within(what, async {
-            loop {
-                let changed = self.changed.notified();
-                tokio::pin!(changed);
-                changed.as_mut().enable();
-                if done(self) {
-                    return;
-                }
-                changed.await;
-            }
-        })
-        .await;
+        common::until_notified(what, &self.changed, || done(self)).await;
     }
 }
 
@@ -113,38 +102,11 @@ impl Feed for FeedImpl {
 }
 
 /// A feed served on an endpoint of its own (a Unix socket, or a Windows named pipe).
-struct Served {
-    seen: Arc<Seen>,
-    endpoint: rpc_transport::Endpoint,
-    shutdown: rpc_core::CancellationToken,
-    _dir: Option<tempfile::TempDir>,
-}
+type Served = common::Served<Seen>;
 
-impl Served {
-    fn start(config: &ServerConfig) -> Self {
-        let seen = Arc::new(Seen::default());
-        let (endpoint, dir) = unique_endpoint();
-        let server = rpc_transport::Server::bind_with(
-            &endpoint,
-            FeedServer::new(FeedImpl(Arc::clone(&seen))),
-            config,
-        )
-        .expect("bind");
-        let shutdown = server.shutdown_handle();
-        tokio::spawn(server.run());
-        Self {
-            seen,
-            endpoint,
-            shutdown,
-            _dir: dir,
-        }
-    }
-
-    async fn client(&self, config: &ClientConfig) -> FeedClient {
-        rpc_transport::connect_with(&self.endpoint, config)
-            .await
-            .expect("connect")
-    }
+/// Serves the feed with `config`.
+fn serve(config: &ServerConfig) -> Served {
+    Served::start(|seen| FeedServer::new(FeedImpl(seen)), config)
 }
 
 /// All items of a stream, and how it ended.
@@ -169,8 +131,8 @@ async fn collect<T: serde::de::DeserializeOwned>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn items_arrive_in_order_and_the_stream_ends() {
-    let served = Served::start(&ServerConfig::default());
-    let feed = served.client(&ClientConfig::default()).await;
+    let served = serve(&ServerConfig::default());
+    let feed = served.client::<FeedClient>(&ClientConfig::default()).await;
     let opened = feed.count(5, 1000).await.expect("open");
     let (items, error) = collect(opened).await;
     assert!(error.is_none(), "{error:?}");
@@ -198,9 +160,9 @@ async fn a_receiver_that_stops_taking_items_stops_the_producer() {
     // The window counts bytes of item frames: these items (numbers below 128 on the first
     // stream) are 3 bytes each, the item's kind, the stream id and the number.
     const ITEM_FRAME: u32 = 3;
-    let served = Served::start(&ServerConfig::default());
+    let served = serve(&ServerConfig::default());
     let feed = served
-        .client(ClientConfig::new().stream_window(WINDOW as u32 * ITEM_FRAME))
+        .client::<FeedClient>(ClientConfig::new().stream_window(WINDOW as u32 * ITEM_FRAME))
         .await;
     let mut stream = feed.endless().await.expect("open");
     served
@@ -231,8 +193,8 @@ async fn a_receiver_that_stops_taking_items_stops_the_producer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_receiver_drops_the_servers_stream() {
-    let served = Served::start(&ServerConfig::default());
-    let feed = served.client(&ClientConfig::default()).await;
+    let served = serve(&ServerConfig::default());
+    let feed = served.client::<FeedClient>(&ClientConfig::default()).await;
     let mut stream = feed.endless().await.expect("open");
     assert_eq!(stream.next().await.expect("an item").expect("ok"), 0);
     drop(stream);
@@ -248,8 +210,8 @@ async fn dropping_the_receiver_drops_the_servers_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_end_with_typed_errors() {
-    let served = Served::start(&ServerConfig::default());
-    let feed = served.client(&ClientConfig::default()).await;
+    let served = serve(&ServerConfig::default());
+    let feed = served.client::<FeedClient>(&ClientConfig::default()).await;
     let (items, error) = collect(feed.panics(3).await.expect("open")).await;
     assert_eq!(items, [0, 1, 2]);
     assert!(
@@ -303,8 +265,8 @@ async fn a_connection_that_dies_ends_its_streams() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_streams_are_limited_with_a_typed_error() {
-    let served = Served::start(ServerConfig::new().max_streams(2));
-    let feed = served.client(&ClientConfig::default()).await;
+    let served = serve(ServerConfig::new().max_streams(2));
+    let feed = served.client::<FeedClient>(&ClientConfig::default()).await;
     let first = feed.endless().await.expect("open");
     let second = feed.endless().await.expect("open");
     let third = feed.endless().await;
@@ -342,8 +304,8 @@ async fn open_streams_are_limited_with_a_typed_error() {
 /// Large items are spliced, not copied, and arrive whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_items_arrive_whole() {
-    let served = Served::start(&ServerConfig::default());
-    let feed = served.client(&ClientConfig::default()).await;
+    let served = serve(&ServerConfig::default());
+    let feed = served.client::<FeedClient>(&ClientConfig::default()).await;
     let (items, error) = collect(feed.big(8, 1 << 20).await.expect("open")).await;
     assert!(error.is_none());
     assert_eq!(items.len(), 8);
@@ -380,7 +342,7 @@ async fn streams_run_over_pipes() {
 #[test]
 fn a_blocking_client_iterates_over_a_stream() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let served = runtime.block_on(async { Served::start(&ServerConfig::default()) });
+    let served = runtime.block_on(async { serve(&ServerConfig::default()) });
     let feed: FeedBlockingClient =
         rpc_transport::blocking::connect_with(&served.endpoint, &Default::default())
             .expect("connect");

@@ -6,7 +6,7 @@ mod common;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::{unique_endpoint, within};
+use common::within;
 use futures_util::StreamExt;
 use rpc_core::protocol::WireError;
 use rpc_core::{ByteBuf, ClientConfig, RpcError, ServerConfig, Stream};
@@ -48,16 +48,7 @@ struct Seen {
 
 impl Seen {
     async fn until(&self, what: &str, done: impl Fn(&Seen) -> bool) {
-        within(what, async {
-            loop {
-                let changed = self.changed.notified();
-                if done(self) {
-                    return;
-                }
-                changed.await;
-            }
-        })
-        .await;
+        common::until_notified(what, &self.changed, || done(self)).await;
     }
 }
 
@@ -132,38 +123,11 @@ impl Store for StoreImpl {
 }
 
 /// A store served on an endpoint of its own.
-struct Served {
-    seen: Arc<Seen>,
-    endpoint: rpc_transport::Endpoint,
-    shutdown: rpc_core::CancellationToken,
-    _dir: Option<tempfile::TempDir>,
-}
+type Served = common::Served<Seen>;
 
-impl Served {
-    fn start(config: &ServerConfig) -> Self {
-        let seen = Arc::new(Seen::default());
-        let (endpoint, dir) = unique_endpoint();
-        let server = rpc_transport::Server::bind_with(
-            &endpoint,
-            StoreServer::new(StoreImpl(Arc::clone(&seen))),
-            config,
-        )
-        .expect("bind");
-        let shutdown = server.shutdown_handle();
-        tokio::spawn(server.run());
-        Self {
-            seen,
-            endpoint,
-            shutdown,
-            _dir: dir,
-        }
-    }
-
-    async fn client(&self) -> StoreClient {
-        rpc_transport::connect_with(&self.endpoint, &ClientConfig::default())
-            .await
-            .expect("connect")
-    }
+/// Serves the store with `config`.
+fn serve(config: &ServerConfig) -> Served {
+    Served::start(|seen| StoreServer::new(StoreImpl(seen)), config)
 }
 
 fn chunks(count: usize, size: usize) -> impl futures_util::Stream<Item = ByteBuf> + Send {
@@ -172,8 +136,8 @@ fn chunks(count: usize, size: usize) -> impl futures_util::Stream<Item = ByteBuf
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_is_answered_once_its_stream_ends() {
-    let served = Served::start(&ServerConfig::default());
-    let store = served.client().await;
+    let served = serve(&ServerConfig::default());
+    let store = served.client::<StoreClient>(&ClientConfig::default()).await;
     let stored = store.upload("a".into(), chunks(100, 1000)).await;
     assert_eq!(stored.expect("call"), Ok(100_000));
     // An empty stream, a typed application error, and large items.
@@ -207,8 +171,8 @@ async fn a_handler_that_stops_taking_items_stops_the_client() {
     // The window counts bytes of item frames: these items (numbers below 128 on the first
     // stream) are 3 bytes each, the item's kind, the stream id and the number.
     const ITEM_FRAME: u32 = 3;
-    let served = Served::start(ServerConfig::new().stream_window(WINDOW as u32 * ITEM_FRAME));
-    let store = served.client().await;
+    let served = serve(ServerConfig::new().stream_window(WINDOW as u32 * ITEM_FRAME));
+    let store = served.client::<StoreClient>(&ClientConfig::default()).await;
     let pulled = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&pulled);
     let numbers = futures_util::stream::iter(0..1000u32).inspect(move |_| {
@@ -242,8 +206,8 @@ async fn a_handler_that_stops_taking_items_stops_the_client() {
 /// fails with a typed error, and the call is answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_that_drops_the_stream_stops_the_sender() {
-    let served = Served::start(&ServerConfig::default());
-    let store = served.client().await;
+    let served = serve(&ServerConfig::default());
+    let store = served.client::<StoreClient>(&ClientConfig::default()).await;
     let (sender, numbers) = Stream::channel(1);
     let call = tokio::spawn({
         let store = store.clone();
@@ -271,8 +235,8 @@ async fn a_handler_that_drops_the_stream_stops_the_sender() {
 /// Dropping the call drops the handler on the server, with its stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_an_upload_call_drops_the_handler() {
-    let served = Served::start(&ServerConfig::default());
-    let store = served.client().await;
+    let served = serve(&ServerConfig::default());
+    let store = served.client::<StoreClient>(&ClientConfig::default()).await;
     let (sender, numbers) = Stream::<ByteBuf>::channel(1);
     let call = tokio::spawn({
         let store = store.clone();
@@ -296,9 +260,8 @@ async fn dropping_an_upload_call_drops_the_handler() {
 /// A connection that dies fails an upload in progress with a typed error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_dies_fails_the_upload() {
-    let served =
-        Served::start(ServerConfig::new().shutdown_timeout(std::time::Duration::from_millis(10)));
-    let store = served.client().await;
+    let served = serve(ServerConfig::new().shutdown_timeout(std::time::Duration::from_millis(10)));
+    let store = served.client::<StoreClient>(&ClientConfig::default()).await;
     let (sender, numbers) = Stream::<ByteBuf>::channel(1);
     let call = tokio::spawn({
         let store = store.clone();
@@ -323,8 +286,8 @@ async fn a_connection_that_dies_fails_the_upload() {
 /// Both ways at once: each message comes back while the client is still sending.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chat_runs_both_ways_at_once() {
-    let served = Served::start(&ServerConfig::default());
-    let store = served.client().await;
+    let served = serve(&ServerConfig::default());
+    let store = served.client::<StoreClient>(&ClientConfig::default()).await;
     let (sender, outgoing) = Stream::channel(1);
     let mut incoming = store.chat("lobby".into(), outgoing).await.expect("open");
     for i in 0..100 {
@@ -350,8 +313,8 @@ async fn a_chat_runs_both_ways_at_once() {
 /// sending side.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_a_chat_ends_both_sides() {
-    let served = Served::start(&ServerConfig::default());
-    let store = served.client().await;
+    let served = serve(&ServerConfig::default());
+    let store = served.client::<StoreClient>(&ClientConfig::default()).await;
     let (sender, outgoing) = Stream::channel(1);
     let mut incoming = store.chat("room".into(), outgoing).await.expect("open");
     sender.send("one".to_string()).await.expect("send");
@@ -372,8 +335,8 @@ async fn dropping_a_chat_ends_both_sides() {
 /// refused sends nothing and the connection goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_count_against_the_stream_limit() {
-    let served = Served::start(ServerConfig::new().max_streams(1));
-    let store = served.client().await;
+    let served = serve(ServerConfig::new().max_streams(1));
+    let store = served.client::<StoreClient>(&ClientConfig::default()).await;
     let (sender, outgoing) = Stream::channel(1);
     let _chat = store.chat("full".into(), outgoing).await.expect("open");
     let refused = store.upload("x".into(), chunks(3, 10)).await;
@@ -430,7 +393,7 @@ async fn uploads_and_chats_run_over_pipes_and_memory() {
 #[test]
 fn a_blocking_client_uploads_from_an_iterator() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let served = runtime.block_on(async { Served::start(&ServerConfig::default()) });
+    let served = runtime.block_on(async { serve(&ServerConfig::default()) });
     let store: StoreBlockingClient =
         rpc_transport::blocking::connect_with(&served.endpoint, &Default::default())
             .expect("connect");

@@ -25,6 +25,62 @@ pub async fn within<F: std::future::Future>(what: &str, future: F) -> F::Output 
     }
 }
 
+/// A server of any service on a private endpoint, for tests of their own service.
+pub struct Served<T> {
+    /// What the service's implementation shares with the test.
+    pub seen: std::sync::Arc<T>,
+    pub endpoint: Endpoint,
+    pub shutdown: rpc_core::CancellationToken,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl<T> Served<T> {
+    /// Serves `service`, made of what it shares with the test, with `config`.
+    pub fn start<D: rpc_core::Dispatch>(
+        service: impl FnOnce(std::sync::Arc<T>) -> D,
+        config: &ServerConfig,
+    ) -> Self
+    where
+        T: Default,
+    {
+        let seen = std::sync::Arc::new(T::default());
+        let (endpoint, dir) = unique_endpoint();
+        let server = Server::bind_with(&endpoint, service(std::sync::Arc::clone(&seen)), config)
+            .expect("bind");
+        let shutdown = server.shutdown_handle();
+        tokio::spawn(server.run());
+        Self {
+            seen,
+            endpoint,
+            shutdown,
+            _dir: dir,
+        }
+    }
+
+    /// A client of the service, with `config`.
+    pub async fn client<C: Client>(&self, config: &ClientConfig) -> C {
+        rpc_transport::connect_with(&self.endpoint, config)
+            .await
+            .expect("connect")
+    }
+}
+
+/// Waits until `done` holds, checking again each time `changed` is notified (with
+/// `notify_waiters`), failing the test if it takes longer than [`PATIENCE`].
+pub async fn until_notified(what: &str, changed: &tokio::sync::Notify, done: impl Fn() -> bool) {
+    within(what, async {
+        loop {
+            // Created before the check: a notification from then on is not missed.
+            let notified = changed.notified();
+            if done() {
+                return;
+            }
+            notified.await;
+        }
+    })
+    .await;
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum MathError {
     DivisionByZero,
