@@ -294,6 +294,24 @@ async fn a_stream_from_a_child_over_its_stdio() {
     assert_eq!(seen, (0..200).collect::<Vec<_>>());
 }
 
+/// A stream to a child, over its stdio and over inherited pipes: more items than one window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_to_a_child_over_its_stdio_and_inherited_pipes() {
+    let numbers = || futures_util::stream::iter(0..100_000u32);
+    let expected: u64 = (0..100_000u64).sum();
+    let (helper, _process) = start(&["stdio"], &ClientConfig::default()).await;
+    let total = within("the total over stdio", helper.total(numbers())).await;
+    assert_eq!(total.expect("total"), expected);
+    let (helper, _process): (HelperClient, _) = within(
+        "the child to start",
+        spawn_with_pipes(child(&["pipes"]), &ClientConfig::default()),
+    )
+    .await
+    .expect("spawn");
+    let total = within("the total over pipes", helper.total(numbers())).await;
+    assert_eq!(total.expect("total"), expected);
+}
+
 /// The parent's answers to its child's callbacks.
 struct Answers;
 

@@ -352,7 +352,7 @@ async fn racing_servers_never_share_a_name() {
     assert_eq!(entries(dir.path()), Vec::<String>::new());
 }
 
-/// A stream from the server, over a FIFO pair.
+/// Streams both ways, over a FIFO pair.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_run_over_a_fifo_pair() {
     use futures_util::StreamExt;
@@ -364,4 +364,11 @@ async fn streams_run_over_a_fifo_pair() {
         seen.push(n.expect("a tick"));
     }
     assert_eq!(seen, (0..300).collect::<Vec<_>>());
+    // And to the server: more items than one window.
+    let sum = within(
+        "the sum",
+        client.sum(futures_util::stream::iter(0..100_000u32)),
+    )
+    .await;
+    assert_eq!(sum.expect("sum"), (0..100_000u64).sum::<u64>());
 }

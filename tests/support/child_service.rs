@@ -22,6 +22,8 @@ pub trait Helper {
     async fn env(&self, name: String) -> Option<String>;
     /// The numbers from 0 to `count`, as a stream.
     async fn count(&self, count: u32) -> rpc_core::Stream<u32>;
+    /// The sum of a stream of numbers from the parent.
+    async fn total(&self, numbers: rpc_core::Stream<u32>) -> u64;
 }
 
 pub struct HelperImpl;
@@ -66,6 +68,10 @@ impl Helper for HelperImpl {
 
     async fn count(&self, count: u32) -> rpc_core::Stream<u32> {
         rpc_core::Stream::iter(0..count)
+    }
+
+    async fn total(&self, numbers: rpc_core::Stream<u32>) -> u64 {
+        futures_util::StreamExt::fold(numbers, 0, |sum, n| async move { sum + u64::from(n) }).await
     }
 }
 
