@@ -225,7 +225,7 @@ async fn credit_for_an_unknown_stream_is_ignored() {
     peer.send_raw(&frame(
         &Header::Credit {
             stream: 1,
-            bytes: 64,
+            bytes: 1024,
         },
         &[],
     ))

@@ -157,12 +157,12 @@ async fn items_arrive_in_order_and_the_stream_ends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_that_stops_taking_items_stops_the_producer() {
     const WINDOW: u64 = 4;
-    // The window counts bytes of item frames: these items (numbers below 128 on the first
-    // stream) are 3 bytes each, the item's kind, the stream id and the number.
-    const ITEM_FRAME: u32 = 3;
+    // The window counts bytes: each item costs its frame (these, numbers below 128 on the first
+    // stream, are 3 bytes: the item's kind, the stream id and the number) and the overhead.
+    const ITEM_COST: u32 = 3 + rpc_core::protocol::STREAM_ITEM_OVERHEAD;
     let served = serve(&ServerConfig::default());
     let feed = served
-        .client::<FeedClient>(ClientConfig::new().stream_window(WINDOW as u32 * ITEM_FRAME))
+        .client::<FeedClient>(ClientConfig::new().stream_window(WINDOW as u32 * ITEM_COST))
         .await;
     let mut stream = feed.endless().await.expect("open");
     served
@@ -266,7 +266,10 @@ async fn a_connection_that_dies_ends_its_streams() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_streams_are_limited_with_a_typed_error() {
     let served = serve(ServerConfig::new().max_streams(2));
-    let feed = served.client::<FeedClient>(&ClientConfig::default()).await;
+    // Small windows: the open streams are never read, and fill no more than these.
+    let feed = served
+        .client::<FeedClient>(ClientConfig::new().stream_window(4096))
+        .await;
     let first = feed.endless().await.expect("open");
     let second = feed.endless().await.expect("open");
     let third = feed.endless().await;

@@ -168,10 +168,10 @@ async fn an_upload_is_answered_once_its_stream_ends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_that_stops_taking_items_stops_the_client() {
     const WINDOW: usize = 4;
-    // The window counts bytes of item frames: these items (numbers below 128 on the first
-    // stream) are 3 bytes each, the item's kind, the stream id and the number.
-    const ITEM_FRAME: u32 = 3;
-    let served = serve(ServerConfig::new().stream_window(WINDOW as u32 * ITEM_FRAME));
+    // The window counts bytes: each item costs its frame (these, numbers below 128 on the first
+    // stream, are 3 bytes: the item's kind, the stream id and the number) and the overhead.
+    const ITEM_COST: u32 = 3 + rpc_core::protocol::STREAM_ITEM_OVERHEAD;
+    let served = serve(ServerConfig::new().stream_window(WINDOW as u32 * ITEM_COST));
     let store = served.client::<StoreClient>(&ClientConfig::default()).await;
     let pulled = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&pulled);

@@ -94,9 +94,10 @@
 //!   reply or a `StreamStop`, so that the server knows when to forget the stream. A handler
 //!   that drops the stream before its end makes the server send `StreamStop`.
 //!
-//! Credit counts bytes of item frames (each frame's length as its prefix gives it). A producer
-//! may start an item while the credit it holds is positive and spends the item's whole length on
-//! it, so it never has more on the way than the consumer granted plus less than one frame. An
+//! Credit counts bytes: an item costs its frame's length (as its prefix gives it) plus
+//! [`STREAM_ITEM_OVERHEAD`]. A producer may start an item while the credit it holds is positive
+//! and spends the item's whole cost on it, so it never has more on the way than the consumer
+//! granted plus less than one item. An
 //! item started with no credit left, an item or end for a stream that is not open (never opened, or
 //! already ended), and credit that cannot be counted are protocol violations. Credit or a stop
 //! for a stream that has just ended is ignored: it crossed the end on the way.
@@ -162,6 +163,11 @@ pub const DEFAULT_MAX_FRAME: u32 = 16 * 1024 * 1024;
 
 /// Bytes of the length prefix.
 pub const LEN_PREFIX: usize = 4;
+
+/// Credit a stream item costs beyond its frame's length: what a receiver spends keeping an
+/// item apart from its bytes, so that a window of tiny items holds no more than a window of
+/// large ones.
+pub const STREAM_ITEM_OVERHEAD: u32 = 64;
 
 /// A frame header: the message kind and its fields. See the [module docs](self).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -128,8 +128,9 @@ impl ClientConfig {
         self
     }
 
-    /// Sets how many bytes of a stream from the server (item frames, each counted by its
-    /// length on the wire) may be on their way or waiting to be taken: the server starts no
+    /// Sets how many bytes of a stream from the server may be on their way or waiting to be
+    /// taken, each item counted as its frame's length on the wire plus
+    /// [`STREAM_ITEM_OVERHEAD`](crate::protocol::STREAM_ITEM_OVERHEAD) (64): the server starts no
     /// item once this much is unclaimed, until the receiver takes some (credit flow control).
     /// Default 1 MiB; at least 1 byte, at most 256 MiB (larger values are clamped). A receiver
     /// that stops taking items holds at most this much plus one item here; the server holds

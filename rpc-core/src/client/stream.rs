@@ -22,10 +22,10 @@ use crate::stream::credit::Taken;
 /// `Result<T, RpcError>`: what a client's stream method returns once the stream is open.
 ///
 /// * **Flow control.** The server sends an item only when this receiver has room for it: at
-///   most the client's stream window (`ClientConfig::stream_window`, default 1 MiB of item
-///   frames, plus less than one frame) are on their way or waiting here; taking items grants
-///   the server more. A receiver that stops taking
-///   items stops the server's stream, which is not polled until there is room.
+///   most the client's stream window (`ClientConfig::stream_window`, default 1 MiB, each item
+///   counted as its frame plus 64 bytes), plus one item, are on their way or waiting here;
+///   taking items grants the server more. A receiver that stops taking items stops the
+///   server's stream, which is not polled until there is room.
 /// * **Cancellation by drop.** Dropping the receiver tells the server, which drops its stream.
 /// * **Typed ends.** `None` when the server's stream ended; an `Err` item (then `None`) when it
 ///   failed: the server's stream panicked, an item could not be encoded or decoded, the server

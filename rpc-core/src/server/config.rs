@@ -172,8 +172,9 @@ impl ServerConfig {
     }
 
     /// Sets how many bytes of a stream from a client (an argument of type [`crate::Stream`]),
-    /// counted as the item frames' lengths on the wire, may be on their way or waiting for the
-    /// handler. Default 1 MiB; at least 1 byte, at most 256 MiB (larger values are clamped). A
+    /// each item counted as its frame's length on the wire plus
+    /// [`STREAM_ITEM_OVERHEAD`](crate::protocol::STREAM_ITEM_OVERHEAD) (64), may be on their
+    /// way or waiting for the handler. Default 1 MiB; at least 1 byte, at most 256 MiB (larger values are clamped). A
     /// client starts an item only while it holds credit, so a stream from a client costs the
     /// server at most this much plus one item (at most the maximum frame) while its handler
     /// does not take them; a client that sends more breaks the protocol and is disconnected.

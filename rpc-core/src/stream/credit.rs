@@ -1,13 +1,22 @@
-//! Stream credit as the consumer counts it, in bytes of item frames (each frame's length as its
-//! length prefix gives it: header and body).
+//! Stream credit as the consumer counts it, in bytes: an item costs its frame's length (header
+//! and body, as the length prefix gives it) plus [`STREAM_ITEM_OVERHEAD`], what keeping an item
+//! apart costs the receiver beyond its bytes.
 //!
 //! The producer may start an item while the credit it holds is positive, and spends the item's
-//! whole length on it (so its last item may overdraw the credit by less than one frame). The
+//! whole cost on it (so its last item may overdraw the credit by less than one item). The
 //! consumer grants `window` bytes when the stream opens and grants back what its user takes,
-//! half a window at a time. So a consumer holds at most `window` plus one frame of items that
-//! arrived and were not taken.
+//! half a window at a time. So a consumer holds at most `window` plus one item of items that
+//! arrived and were not taken, their keeping included.
 
+use crate::protocol::STREAM_ITEM_OVERHEAD;
 use crate::stream::produce::MAX_CREDIT;
+
+/// The credit an item whose frame is `len` bytes long costs.
+pub(crate) fn cost(len: usize) -> u64 {
+    u64::try_from(len)
+        .unwrap_or(u64::MAX)
+        .saturating_add(u64::from(STREAM_ITEM_OVERHEAD))
+}
 
 /// The stream window of clients and servers unless configured: 1 MiB.
 pub(crate) const DEFAULT_WINDOW: u32 = 1 << 20;
@@ -37,7 +46,7 @@ impl Granted {
         }
     }
 
-    /// An item frame of `len` bytes arrived.
+    /// An item whose frame is `len` bytes long arrived.
     ///
     /// # Errors
     ///
@@ -48,7 +57,7 @@ impl Granted {
         }
         self.unspent = self
             .unspent
-            .saturating_sub(i64::try_from(len).unwrap_or(i64::MAX));
+            .saturating_sub(i64::try_from(cost(len)).unwrap_or(i64::MAX));
         Ok(())
     }
 
@@ -71,12 +80,12 @@ impl Taken {
         Self { window, bytes: 0 }
     }
 
-    /// An item frame of `len` bytes was taken: returns the credit to grant back, once half a
-    /// window or more was taken.
+    /// An item whose frame is `len` bytes long was taken: returns the credit to grant back,
+    /// once half a window or more was taken.
     pub(crate) fn take(&mut self, len: usize) -> Option<u32> {
         self.bytes = self
             .bytes
-            .saturating_add(u32::try_from(len).unwrap_or(u32::MAX));
+            .saturating_add(u32::try_from(cost(len)).unwrap_or(u32::MAX));
         (self.bytes >= self.window.div_ceil(2)).then(|| std::mem::take(&mut self.bytes))
     }
 
@@ -90,20 +99,16 @@ impl Taken {
 mod tests {
     use super::*;
 
+    const OVER: u32 = STREAM_ITEM_OVERHEAD;
+
     #[test]
     fn the_last_item_may_overdraw_and_the_next_waits_for_credit() {
-        let mut granted = Granted::new(100);
+        let mut granted = Granted::new(2 * OVER + 100);
         granted.spend(60).expect("within the window");
         granted.spend(60).expect("the credit was positive");
-        assert!(
-            granted.spend(1).is_err(),
-            "nothing left: 20 bytes overdrawn"
-        );
+        assert!(granted.spend(1).is_err(), "nothing left: 20 overdrawn");
         granted.grant(20);
-        assert!(
-            granted.spend(1).is_err(),
-            "the overdraft is paid, nothing more"
-        );
+        assert!(granted.spend(1).is_err(), "the overdraft is paid, no more");
         granted.grant(1);
         granted
             .spend(500)
@@ -112,15 +117,12 @@ mod tests {
 
     #[test]
     fn credit_goes_back_half_a_window_at_a_time() {
-        let mut taken = Taken::new(100);
-        assert_eq!(taken.take(30), None);
-        assert_eq!(taken.take(30), Some(60));
-        assert_eq!(taken.take(49), None);
-        assert_eq!(taken.take(1), Some(50));
-        assert_eq!(
-            taken.take(1000),
-            Some(1000),
-            "an item larger than the window"
-        );
+        let mut taken = Taken::new(2 * (OVER + 30));
+        assert_eq!(taken.take(20), None);
+        assert_eq!(taken.take(10), Some(2 * OVER + 30));
+        assert_eq!(taken.take(29), None);
+        assert_eq!(taken.take(1), Some(2 * OVER + 30));
+        let large = taken.take(10_000);
+        assert_eq!(large, Some(10_000 + OVER), "an item larger than the window");
     }
 }

@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 use crate::frame::{header_frame, Encoded};
 use crate::protocol::{Header, WireError};
 use crate::stream::batch::Batch;
+use crate::stream::credit::cost;
 use crate::stream::ItemSource;
 use crate::writer::Outbox;
 
@@ -105,11 +106,12 @@ pub(crate) async fn produce(
     }
 }
 
-/// The bytes of a frame of `len` (as its prefix gives it) that count against credit beyond the
-/// first, less than [`MAX_CREDIT`] so that a permit count can hold them.
+/// The credit an item whose frame is `len` bytes long (as its prefix gives it) costs beyond
+/// its first byte, less than [`MAX_CREDIT`] so that a permit count can hold it.
 fn spent_beyond_one(len: u32) -> u32 {
-    let cap = u32::try_from(MAX_CREDIT - 1).unwrap_or(u32::MAX);
-    len.saturating_sub(1).min(cap)
+    let cap = u64::try_from(MAX_CREDIT - 1).unwrap_or(u64::MAX);
+    let beyond = cost(len as usize).saturating_sub(1).min(cap);
+    u32::try_from(beyond).unwrap_or(u32::MAX)
 }
 
 /// Sends the end of stream `id`.
