@@ -88,23 +88,28 @@ async fn client_that_opens_one_pipe_only_is_dropped() {
     task.abort();
 }
 
-/// Streams both ways, over a pipe pair: more items than one window each way.
+/// Streams both ways, over a pipe pair: small windows, so that the items fill many of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_run_over_a_pipe_pair() {
     use futures_util::StreamExt;
-    let (endpoint, _task) = serve(&ServerConfig::default());
-    let client = connect(&endpoint).await.expect("connect");
-    let mut ticks = client.ticks(100_000).await.expect("open");
+    let (endpoint, _task) = serve(ServerConfig::new().stream_window(4096));
+    let client: ProbeClient = within(
+        "connecting",
+        pair::connect(&endpoint, ClientConfig::new().stream_window(4096)),
+    )
+    .await
+    .expect("connect");
+    let mut ticks = client.ticks(3000).await.expect("open");
     let mut count = 0u32;
     while let Some(n) = within("the next tick", ticks.next()).await {
         assert_eq!(n.expect("a tick"), count);
         count += 1;
     }
-    assert_eq!(count, 100_000);
+    assert_eq!(count, 3000);
     let sum = within(
         "the sum",
-        client.sum(futures_util::stream::iter(0..100_000u32)),
+        client.sum(futures_util::stream::iter(0..3000u32)),
     )
     .await;
-    assert_eq!(sum.expect("sum"), (0..100_000u64).sum::<u64>());
+    assert_eq!(sum.expect("sum"), (0..3000u64).sum::<u64>());
 }

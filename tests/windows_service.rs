@@ -113,3 +113,72 @@ async fn the_service_example_serves_and_stops_when_the_service_manager_stops_it(
         after.map(|_| ())
     );
 }
+
+/// The same server on a console stops gracefully on Ctrl-Break: `serve` waits for the console's
+/// events (Ctrl-C, Ctrl-Break, close, log-off, shutdown), and Ctrl-Break is the one another
+/// process can send to a process group of its own. The console's closing, log-off and shutdown
+/// cannot be sent by a program; they take the same path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_server_stops_gracefully_on_ctrl_break() {
+    use std::os::windows::process::CommandExt;
+    use windows_sys::Win32::System::Console::{
+        GenerateConsoleCtrlEvent, SetConsoleCtrlHandler, CTRL_BREAK_EVENT,
+    };
+    use windows_sys::Win32::System::Threading::CREATE_NEW_PROCESS_GROUP;
+
+    // The server shares this process's console, in a process group of its own: only processes
+    // on one console can send each other its events. (Wine 8 sends none: a test process there
+    // has no console, and one it makes itself or attaches to refuses to send the event.)
+    let name = format!("rpc-test-console-{}", std::process::id());
+    let mut server = std::process::Command::new(example("windows_service"))
+        .args(["console", &name])
+        .creation_flags(CREATE_NEW_PROCESS_GROUP)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("start the console server");
+    let endpoint = Endpoint::new(&name).expect("name");
+    let config = ClientConfig::default();
+    let calc: CalcClient = until("the console server to serve", || async {
+        match rpc_transport::connect_with(&endpoint, &config).await {
+            Ok(calc) => Some(calc),
+            Err(ConnectError::NotFound { .. }) => None,
+            Err(other) => panic!("connect: {other}"),
+        }
+    })
+    .await;
+    assert_eq!(calc.add(20, 22).await.expect("add"), 42);
+    drop(calc);
+
+    /// Keeps this process alive should the event reach it too.
+    unsafe extern "system" fn ignore(_event: u32) -> i32 {
+        1
+    }
+    // SAFETY: plain values; the group id is the server's process id (CREATE_NEW_PROCESS_GROUP);
+    // `ignore` is a valid handler for the life of the process.
+    let sent = unsafe {
+        SetConsoleCtrlHandler(Some(ignore), 1);
+        GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT, server.id()) != 0
+    };
+    if !sent {
+        let error = std::io::Error::last_os_error();
+        let _ = server.kill();
+        println!("NOT CONFIRMED: Ctrl-Break could not be sent here ({error})");
+        return;
+    }
+    // Polled, as the service manager is above: a std child has no exit to await.
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = server.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the console server did not exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "not a graceful stop: {status}");
+    let after = rpc_transport::connect_with::<CalcClient>(&endpoint, &config).await;
+    assert!(
+        matches!(after, Err(ConnectError::NotFound { .. })),
+        "the endpoint outlived the server: {:?}",
+        after.map(|_| ())
+    );
+}
