@@ -162,6 +162,7 @@ async fn the_console_server_stops_gracefully_on_ctrl_break() {
     if !sent {
         let error = std::io::Error::last_os_error();
         let _ = server.kill();
+        let _ = server.wait();
         println!("NOT CONFIRMED: Ctrl-Break could not be sent here ({error})");
         return;
     }
