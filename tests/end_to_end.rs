@@ -321,3 +321,47 @@ async fn thirty_two_clients_connect_at_once() {
         assert_eq!(client.add(i as i64, 1).await.expect("call"), i as i64 + 1);
     }
 }
+
+/// A server that closed its reading end while its writing end stays open: the client's next
+/// write fails with a broken pipe, which is the connection closed, not an I/O error to decode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_to_a_server_that_closed_its_end_is_the_connection_closed() {
+    use bytes::Bytes;
+    use rpc_core::frame::{FrameRead, FrameWrite};
+    use rpc_core::protocol::{Header, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
+
+    let ((mut reader, mut writer), (client_reader, client_writer)) = rpc_core::memory::pair();
+    let (welcomed, welcome_sent) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(async move {
+        let _hello = reader.read_frame(DEFAULT_MAX_FRAME).await;
+        let welcome = postcard::to_stdvec(&Header::Welcome {
+            version: PROTOCOL_VERSION,
+            max_frame: DEFAULT_MAX_FRAME,
+        })
+        .expect("encode");
+        let mut frame = (welcome.len() as u32).to_le_bytes().to_vec();
+        frame.extend(welcome);
+        writer
+            .write_frames(&[Bytes::from(frame)])
+            .await
+            .expect("welcome");
+        // The reading end closes; the writing end stays open until the test ends.
+        drop(reader);
+        let _open = writer;
+        let _ = welcomed.send(());
+        std::future::pending::<()>().await;
+    });
+    let client: ProbeClient =
+        rpc_core::connect(client_reader, client_writer, &ClientConfig::default())
+            .await
+            .expect("connect");
+    within("the server to close its end", welcome_sent)
+        .await
+        .expect("welcomed");
+    let result = within("the call to fail", client.add(1, 2)).await;
+    assert!(
+        matches!(result, Err(RpcError::ConnectionClosed)),
+        "{result:?}"
+    );
+    server.abort();
+}

@@ -17,7 +17,7 @@ use crate::client::pending::Conn;
 use crate::client::reader::{read_replies, CallbackSide};
 use crate::decode::DecodeLimits;
 use crate::error::RpcError;
-use crate::frame::{FrameRead, FrameWrite};
+use crate::frame::{FrameError, FrameRead, FrameWrite};
 use crate::server::ServerConfig;
 use crate::service::ServiceDescriptor;
 use crate::writer::{spawn_writer, Closer, Outbox};
@@ -112,11 +112,15 @@ impl ClientHandle {
         let writer_conn = Arc::clone(&conn);
         // A write fails when the server has gone; what it sent before going (replies, the end
         // of a stream) may still wait to be read. The reader gets a moment to deliver it and to
-        // see the end of the connection itself, then the write's error fails what is left.
+        // see the end of the connection itself, then the write's error fails what is left: a
+        // pipe or socket the server closed is the connection closed, whoever sees it first.
         let (outbox, writer_task) = spawn_writer(writer, move |e| {
             tokio::spawn(async move {
                 tokio::time::sleep(READER_GRACE).await;
-                writer_conn.fail_all(e.into());
+                writer_conn.fail_all(match e {
+                    FrameError::Io(kind) if closed_by_peer(kind) => RpcError::ConnectionClosed,
+                    other => other.into(),
+                });
             });
         });
         let reader_conn = Arc::clone(&conn);
@@ -213,4 +217,13 @@ impl ClientHandle {
     pub(crate) fn link(&self) -> Weak<Shared> {
         Arc::downgrade(&self.shared)
     }
+}
+
+/// Whether a write failed because the peer closed its end.
+fn closed_by_peer(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, NotConnected};
+    matches!(
+        kind,
+        BrokenPipe | ConnectionReset | ConnectionAborted | NotConnected
+    )
 }
