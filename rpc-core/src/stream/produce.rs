@@ -28,7 +28,7 @@ pub(crate) const MAX_CREDIT: usize = 1 << 28;
 
 /// Sends the items of `source` on stream `id` as `credit` allows, then its end. `credit` holds
 /// the bytes the receiver granted and this side has not spent: an item is started while it is
-/// positive, and its whole frame is spent on it (see [`crate::stream::credit`]). The stream is
+/// positive, and its whole cost is spent on it (see [`crate::stream::credit`]). The stream is
 /// polled only when the receiver has room for its next item; once `credit` is closed (the
 /// receiver stopped the stream), the stream ends.
 ///
