@@ -318,6 +318,15 @@ impl<R: AsyncRead + Unpin + Send + 'static> ChildReader<R> {
 }
 
 impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for ChildReader<R> {
+    fn take_buffered(
+        &mut self,
+        max_frame: u32,
+        wanted: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<Option<Bytes>, FrameError> {
+        // Frames already read are delivered, before and after the child exits.
+        self.inner.take_buffered(max_frame, wanted)
+    }
+
     async fn read_frame(&mut self, max_frame: u32) -> Result<Option<Bytes>, FrameError> {
         if let Some(status) = self.exited {
             return self.drain(status, max_frame).await;

@@ -138,6 +138,32 @@ pub(super) async fn read_replies<R: FrameRead>(
                     frame,
                     body_at,
                 });
+                // The items of this stream that arrived with this one go in under the same lock.
+                let mut same_stream = |payload: &[u8]| {
+                    matches!(
+                        postcard::take_from_bytes::<Header>(payload),
+                        Ok((Header::StreamItem { stream: next }, _)) if next == stream
+                    )
+                };
+                loop {
+                    let frame = match reader.take_buffered(max_frame, &mut same_stream) {
+                        Ok(Some(frame)) => frame,
+                        Ok(None) => break,
+                        Err(e) => return e.into(),
+                    };
+                    let Ok((_, rest)) = postcard::take_from_bytes::<Header>(&frame) else {
+                        return ProtocolError::BadHeader.into();
+                    };
+                    let body_at = frame.len() - rest.len();
+                    if slot.credit.spend(frame.len()).is_err() {
+                        return ProtocolError::CreditExceeded { stream }.into();
+                    }
+                    slot.items.push_back(Reply {
+                        status: ReplyStatus::Ok,
+                        frame,
+                        body_at,
+                    });
+                }
                 let waker = slot.waker.take();
                 drop(pending);
                 if let Some(waker) = waker {

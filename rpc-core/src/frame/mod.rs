@@ -99,6 +99,22 @@ pub trait FrameRead: Send + 'static {
         max_frame: u32,
     ) -> impl Future<Output = Result<Option<Bytes>, FrameError>> + Send;
 
+    /// Takes the next frame if it is already whole in this reader's buffer and `wanted` says
+    /// yes to its payload, without reading from the transport: for a reader that handles
+    /// frames that arrived together in one go. The default keeps no buffer: `Ok(None)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`read_frame`](FrameRead::read_frame), for a frame in the buffer over `max_frame`.
+    fn take_buffered(
+        &mut self,
+        max_frame: u32,
+        wanted: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<Option<Bytes>, FrameError> {
+        let _ = (max_frame, wanted);
+        Ok(None)
+    }
+
     /// Sets how long a frame may take to arrive once its first bytes have; a frame that takes
     /// longer fails the read with [`FrameError::Stalled`]. The server engine sets it once, before
     /// its first read. Transports that deliver whole messages ignore it (the default).

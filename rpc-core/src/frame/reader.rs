@@ -72,6 +72,21 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for FrameReader<R> {
         self.frame_timeout = Some(timeout);
     }
 
+    fn take_buffered(
+        &mut self,
+        max_frame: u32,
+        wanted: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<Option<Bytes>, FrameError> {
+        let Some(prefix) = self.buf.first_chunk::<LEN_PREFIX>() else {
+            return Ok(None);
+        };
+        let len = check_len(*prefix, max_frame)?;
+        match self.buf.get(LEN_PREFIX..LEN_PREFIX + len) {
+            Some(payload) if wanted(payload) => self.take_frame(max_frame),
+            _ => Ok(None),
+        }
+    }
+
     async fn read_frame(&mut self, max_frame: u32) -> Result<Option<Bytes>, FrameError> {
         loop {
             if let Some(frame) = self.take_frame(max_frame)? {
@@ -164,6 +179,35 @@ mod tests {
         };
         writer.await.expect("writer");
         result
+    }
+
+    #[tokio::test]
+    async fn buffered_frames_are_taken_only_whole_and_wanted() {
+        let mut bytes = frame(b"a1");
+        bytes.extend(frame(b"b2"));
+        bytes.extend(frame(b"c3"));
+        // Half of a fourth frame: in the buffer, not whole.
+        bytes.extend(&frame(b"b4")[..3]);
+        let mut reader = FrameReader::new(std::io::Cursor::new(bytes));
+        let first = reader.read_frame(DEFAULT_MAX_FRAME).await.expect("read");
+        assert_eq!(first.as_deref(), Some(&b"a1"[..]));
+        let mut b_only = |payload: &[u8]| payload.first() == Some(&b'b');
+        let taken = reader.take_buffered(DEFAULT_MAX_FRAME, &mut b_only);
+        assert_eq!(taken.expect("take").as_deref(), Some(&b"b2"[..]));
+        let not_wanted = reader.take_buffered(DEFAULT_MAX_FRAME, &mut b_only);
+        assert_eq!(not_wanted.expect("take"), None, "c3 stays for read_frame");
+        let third = reader.read_frame(DEFAULT_MAX_FRAME).await.expect("read");
+        assert_eq!(third.as_deref(), Some(&b"c3"[..]));
+        let partial = reader.take_buffered(DEFAULT_MAX_FRAME, &mut b_only);
+        assert_eq!(partial.expect("take"), None, "b4 is not whole");
+        // A frame in the buffer over the maximum is refused as `read_frame` refuses it.
+        let mut bytes = frame(b"a");
+        bytes.extend(frame(b"b-long"));
+        let mut reader = FrameReader::new(std::io::Cursor::new(bytes));
+        let first = reader.read_frame(4).await.expect("read");
+        assert_eq!(first.as_deref(), Some(&b"a"[..]));
+        let over = reader.take_buffered(4, &mut b_only);
+        assert!(matches!(over, Err(FrameError::TooLarge { .. })), "{over:?}");
     }
 
     #[tokio::test]

@@ -64,6 +64,14 @@ impl FrameRead for SocketReader {
         self.frames.set_frame_timeout(timeout);
     }
 
+    fn take_buffered(
+        &mut self,
+        max_frame: u32,
+        wanted: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<Option<Bytes>, FrameError> {
+        self.frames.take_buffered(max_frame, wanted)
+    }
+
     async fn closed(&mut self) {
         let Some(watch) = self.watch() else {
             return std::future::pending().await;

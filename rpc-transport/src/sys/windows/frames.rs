@@ -56,6 +56,14 @@ impl FrameRead for PipeReader {
         self.frames.set_frame_timeout(timeout);
     }
 
+    fn take_buffered(
+        &mut self,
+        max_frame: u32,
+        wanted: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<Option<Bytes>, FrameError> {
+        self.frames.take_buffered(max_frame, wanted)
+    }
+
     async fn closed(&mut self) {
         other_end_gone(self.pipe.handle()).await;
     }
