@@ -152,6 +152,32 @@ async fn items_arrive_in_order_and_the_stream_ends() {
     }
 }
 
+/// A window smaller than one item still lets items through, one at a time: the producer may
+/// start an item while its credit is positive, and waits once it has overdrawn it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_smaller_than_an_item_lets_one_item_at_a_time_through() {
+    let served = serve(&ServerConfig::default());
+    let feed = served
+        .client::<FeedClient>(ClientConfig::new().stream_window(1))
+        .await;
+    let mut stream = feed.endless().await.expect("open");
+    for taken in 1..=3 {
+        served
+            .seen
+            .until("the next item", |seen| {
+                seen.taken.load(Ordering::SeqCst) >= taken
+            })
+            .await;
+        // What is checked is that nothing more happens: give a runaway producer time to show.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(served.seen.taken.load(Ordering::SeqCst), taken);
+        assert_eq!(
+            stream.next().await.expect("an item").expect("ok"),
+            taken - 1
+        );
+    }
+}
+
 /// The server's stream is polled only while the client has room: a receiver that takes
 /// nothing stops it at the window, taking items lets it go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
