@@ -334,15 +334,15 @@ async fn a_write_to_a_server_that_closed_its_end_is_the_connection_closed() {
     let (welcomed, welcome_sent) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(async move {
         let _hello = reader.read_frame(DEFAULT_MAX_FRAME).await;
-        let welcome = postcard::to_stdvec(&Header::Welcome {
-            version: PROTOCOL_VERSION,
-            max_frame: DEFAULT_MAX_FRAME,
-        })
-        .expect("encode");
-        let mut frame = (welcome.len() as u32).to_le_bytes().to_vec();
-        frame.extend(welcome);
+        let welcome = common::frame(
+            &Header::Welcome {
+                version: PROTOCOL_VERSION,
+                max_frame: DEFAULT_MAX_FRAME,
+            },
+            &[],
+        );
         writer
-            .write_frames(&[Bytes::from(frame)])
+            .write_frames(&[Bytes::from(welcome)])
             .await
             .expect("welcome");
         // The reading end closes; the writing end stays open until the test ends.

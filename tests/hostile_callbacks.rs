@@ -34,12 +34,9 @@ impl Echo for Echoes {
     }
 }
 
+/// A whole frame, as the memory transport takes it.
 fn frame(header: &Header, body: &[u8]) -> Bytes {
-    let mut payload = postcard::to_stdvec(header).expect("encode");
-    payload.extend_from_slice(body);
-    let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
-    frame.extend(payload);
-    Bytes::from(frame)
+    Bytes::from(common::frame(header, body))
 }
 
 /// A server that welcomes the client, then does what the test says.

@@ -4,21 +4,13 @@
 mod common;
 
 use bytes::Bytes;
-use common::{within, RawPeer, TestServer};
+use common::{frame, within, RawPeer, TestServer};
 use futures_util::StreamExt;
 use rpc_core::frame::{FrameRead, FrameWrite};
 use rpc_core::protocol::{
     GoodbyeReason, Header, ReplyStatus, WireError, DEFAULT_MAX_FRAME, PROTOCOL_VERSION,
 };
 use rpc_core::{ClientConfig, ProtocolError, RpcError};
-
-fn frame(header: &Header, body: &[u8]) -> Vec<u8> {
-    let mut payload = postcard::to_stdvec(header).expect("encode");
-    payload.extend_from_slice(body);
-    let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
-    frame.extend(payload);
-    frame
-}
 
 /// The server's answer to a frame that breaks the rules of streams: a goodbye for a protocol
 /// violation, then the end of the connection; other clients go on.
