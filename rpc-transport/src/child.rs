@@ -318,13 +318,13 @@ impl<R: AsyncRead + Unpin + Send + 'static> ChildReader<R> {
 }
 
 impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for ChildReader<R> {
-    fn take_buffered(
+    fn consume_buffered(
         &mut self,
         max_frame: u32,
-        wanted: &mut dyn FnMut(&[u8]) -> bool,
-    ) -> Result<Option<Bytes>, FrameError> {
+        take: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<bool, FrameError> {
         // Frames already read are delivered, before and after the child exits.
-        self.inner.take_buffered(max_frame, wanted)
+        self.inner.consume_buffered(max_frame, take)
     }
 
     async fn read_frame(&mut self, max_frame: u32) -> Result<Option<Bytes>, FrameError> {

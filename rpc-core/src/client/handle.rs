@@ -250,6 +250,20 @@ impl ClientHandle {
         .map_err(RpcError::Decode)
     }
 
+    /// Decodes a stream's item: as [`ClientHandle::decode`], sharing the frame it arrived in
+    /// if it was kept.
+    pub(super) fn decode_item<T: DeserializeOwned>(
+        &self,
+        item: &crate::client::arrived::Item<'_>,
+    ) -> Result<T, RpcError> {
+        let decode = || decode::from_slice(item.body, &self.shared.limits);
+        match item.frame {
+            Some(frame) => crate::byte_buf::sharing(frame, decode),
+            None => decode(),
+        }
+        .map_err(RpcError::Decode)
+    }
+
     pub(super) fn encode<A: Serialize + ?Sized>(
         &self,
         header: &Header,

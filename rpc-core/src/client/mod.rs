@@ -10,6 +10,7 @@
 //! [`FrameRead`]: crate::frame::FrameRead
 //! [`FrameWrite`]: crate::frame::FrameWrite
 
+mod arrived;
 mod binding;
 mod config;
 mod connect;

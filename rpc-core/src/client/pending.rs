@@ -1,6 +1,6 @@
 //! The calls in flight of a client connection: who waits for which reply, and until when.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,6 +10,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::client::arrived::Arrived;
 use crate::client::upload::Outgoing;
 use crate::error::RpcError;
 use crate::protocol::ReplyStatus;
@@ -75,7 +76,7 @@ pub(crate) struct Pending {
 
 /// A stream being received: items that arrived and have not been taken, and how it ended.
 pub(super) struct StreamSlot {
-    pub(super) items: VecDeque<Reply>,
+    pub(super) items: Arrived,
     /// The credit the server holds.
     pub(super) credit: Granted,
     /// `Some` once the stream ended: `Ok` cleanly, `Err` with why it failed.
@@ -86,7 +87,7 @@ pub(super) struct StreamSlot {
 impl StreamSlot {
     pub(super) fn new(window: u32) -> Self {
         Self {
-            items: VecDeque::new(),
+            items: Arrived::default(),
             credit: Granted::new(window),
             end: None,
             waker: None,

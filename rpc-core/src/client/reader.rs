@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
+use crate::client::arrived::COPY_MAX;
 use crate::client::deadlines::Deadlines;
 use crate::client::handle::remote_error;
 use crate::client::handle::Shared;
@@ -10,7 +11,7 @@ use crate::client::pending::{Conn, Reply};
 use crate::context::PeerInfo;
 use crate::error::{ProtocolError, RpcError};
 use crate::frame::FrameRead;
-use crate::protocol::{GoodbyeReason, Header, ReplyStatus};
+use crate::protocol::{GoodbyeReason, Header};
 use crate::server::{Calls, ServerConfig, Serving};
 use crate::service::Dispatch;
 use crate::stream::produce::MAX_CREDIT;
@@ -133,36 +134,38 @@ pub(super) async fn read_replies<R: FrameRead>(
                 if slot.credit.spend(frame.len()).is_err() {
                     return ProtocolError::CreditExceeded { stream }.into();
                 }
-                slot.items.push_back(Reply {
-                    status: ReplyStatus::Ok,
-                    frame,
-                    body_at,
-                });
-                // The items of this stream that arrived with this one go in under the same lock.
-                let mut same_stream = |payload: &[u8]| {
-                    matches!(
-                        postcard::take_from_bytes::<Header>(payload),
-                        Ok((Header::StreamItem { stream: next }, _)) if next == stream
-                    )
+                // The items of this stream that arrived with this one go in under the same lock:
+                // those buffered next whose header is this one's, byte for byte.
+                let mut copy = [0u8; 16];
+                let head = match (frame.get(..body_at), copy.get_mut(..body_at)) {
+                    (Some(from), Some(to)) => {
+                        to.copy_from_slice(from);
+                        &*to
+                    }
+                    _ => &[],
+                };
+                slot.items.push(frame, body_at);
+                let mut over_credit = false;
+                let mut same_stream = |frame: &[u8]| {
+                    if head.is_empty() || frame.len() > COPY_MAX || !frame.starts_with(head) {
+                        return false;
+                    }
+                    if slot.credit.spend(frame.len()).is_err() {
+                        over_credit = true;
+                        return false;
+                    }
+                    slot.items.push_copy(frame, head.len());
+                    true
                 };
                 loop {
-                    let frame = match reader.take_buffered(max_frame, &mut same_stream) {
-                        Ok(Some(frame)) => frame,
-                        Ok(None) => break,
+                    match reader.consume_buffered(max_frame, &mut same_stream) {
+                        Ok(true) => {}
+                        Ok(false) => break,
                         Err(e) => return e.into(),
-                    };
-                    let Ok((_, rest)) = postcard::take_from_bytes::<Header>(&frame) else {
-                        return ProtocolError::BadHeader.into();
-                    };
-                    let body_at = frame.len() - rest.len();
-                    if slot.credit.spend(frame.len()).is_err() {
-                        return ProtocolError::CreditExceeded { stream }.into();
                     }
-                    slot.items.push_back(Reply {
-                        status: ReplyStatus::Ok,
-                        frame,
-                        body_at,
-                    });
+                }
+                if over_credit {
+                    return ProtocolError::CreditExceeded { stream }.into();
                 }
                 let waker = slot.waker.take();
                 drop(pending);

@@ -1,6 +1,5 @@
 //! The client's end of a stream from the server.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -9,8 +8,8 @@ use std::task::{Context, Poll};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::client::arrived::{Arrived, Item};
 use crate::client::handle::{remote_error, ClientHandle};
-use crate::client::pending::Reply;
 use crate::client::upload::Upload;
 use crate::error::{ProtocolError, RpcError};
 use crate::frame::header_frame;
@@ -39,7 +38,7 @@ pub struct StreamReceiver<T> {
     /// What was taken since credit was last granted.
     taken: Taken,
     /// Items moved out of the connection's slot together, to be taken one by one.
-    ready: VecDeque<Reply>,
+    ready: Arrived,
     done: bool,
     /// The call's stream from the client, for a method that takes one.
     upload: Option<Upload>,
@@ -54,7 +53,7 @@ impl<T> StreamReceiver<T> {
             handle,
             id,
             taken: Taken::new(window),
-            ready: VecDeque::new(),
+            ready: Arrived::default(),
             done: false,
             upload,
             resume: None,
@@ -86,36 +85,36 @@ impl<T> StreamReceiver<T> {
     fn poll_item<U>(
         &mut self,
         cx: &mut Context<'_>,
-        decode: impl FnOnce(&ClientHandle, &Reply) -> Result<U, RpcError>,
+        decode: impl FnOnce(&ClientHandle, &Item<'_>) -> Result<U, RpcError>,
     ) -> Poll<Option<Result<U, RpcError>>> {
         if self.done {
             return Poll::Ready(None);
         }
-        let next = match self.ready.pop_front() {
-            Some(item) => Some(Ok(item)),
-            None => std::task::ready!(self.handle.poll_stream(self.id, cx, &mut self.ready)),
-        };
-        match next {
-            Some(Ok(item)) => {
+        loop {
+            if let Some(item) = self.ready.pop() {
                 let decoded = decode(&self.handle, &item);
+                let frame_len = item.frame_len;
                 if decoded.is_err() {
                     // The server sends what this side cannot read: stop the stream.
                     self.finish(true);
                     return Poll::Ready(Some(decoded));
                 }
                 // Room for half the window again: tell the server, in one credit.
-                if let Some(bytes) = self.taken.take(item.frame.len()) {
+                if let Some(bytes) = self.taken.take(frame_len) {
                     self.handle.grant(self.id, bytes);
                 }
-                Poll::Ready(Some(decoded))
+                return Poll::Ready(Some(decoded));
             }
-            Some(Err(error)) => {
-                self.finish(false);
-                Poll::Ready(Some(Err(error)))
-            }
-            None => {
-                self.finish(false);
-                Poll::Ready(None)
+            match std::task::ready!(self.handle.poll_stream(self.id, cx, &mut self.ready)) {
+                Some(Ok(())) => {}
+                Some(Err(error)) => {
+                    self.finish(false);
+                    return Poll::Ready(Some(Err(error)));
+                }
+                None => {
+                    self.finish(false);
+                    return Poll::Ready(None);
+                }
             }
         }
     }
@@ -135,7 +134,7 @@ impl<T: DeserializeOwned> StreamReceiver<T> {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<T, RpcError>>> {
-        self.poll_item(cx, |handle, item| handle.decode(item))
+        self.poll_item(cx, |handle, item| handle.decode_item(item))
     }
 }
 
@@ -150,7 +149,7 @@ impl futures_util::Stream for RawStream {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.get_mut()
             .0
-            .poll_item(cx, |_, item| Ok(item.body().to_vec()))
+            .poll_item(cx, |_, item| Ok(item.body.to_vec()))
     }
 }
 
@@ -228,22 +227,22 @@ impl ClientHandle {
             .map(RawStream)
     }
 
-    /// The next item or the end of stream `id`, once there is one. The items that arrived
-    /// after the next one move to `ready` (empty when called), so that they are taken without
-    /// the connection's lock.
+    /// Waits for items or the end of stream `id`: `Some(Ok(()))` once items arrived, which
+    /// move to `ready` (empty when called), so that they are taken without the connection's
+    /// lock.
     pub(super) fn poll_stream(
         &self,
         id: u64,
         cx: &mut std::task::Context<'_>,
-        ready: &mut VecDeque<Reply>,
-    ) -> std::task::Poll<Option<Result<Reply, RpcError>>> {
+        ready: &mut Arrived,
+    ) -> std::task::Poll<Option<Result<(), RpcError>>> {
         let mut pending = self.shared.conn.lock();
         let Some(slot) = pending.streams.get_mut(&id) else {
             return std::task::Poll::Ready(None);
         };
-        if let Some(item) = slot.items.pop_front() {
+        if !slot.items.is_empty() {
             std::mem::swap(&mut slot.items, ready);
-            return std::task::Poll::Ready(Some(Ok(item)));
+            return std::task::Poll::Ready(Some(Ok(())));
         }
         match &slot.end {
             Some(Ok(())) => std::task::Poll::Ready(None),

@@ -99,20 +99,21 @@ pub trait FrameRead: Send + 'static {
         max_frame: u32,
     ) -> impl Future<Output = Result<Option<Bytes>, FrameError>> + Send;
 
-    /// Takes the next frame if it is already whole in this reader's buffer and `wanted` says
-    /// yes to its payload, without reading from the transport: for a reader that handles
-    /// frames that arrived together in one go. The default keeps no buffer: `Ok(None)`.
+    /// Offers the next frame to `take` if it is already whole in this reader's buffer, without
+    /// reading from the transport; a frame `take` says yes to is consumed (`take` has kept what
+    /// it needs of it). Returns whether one was. For a reader that handles frames that arrived
+    /// together in one go. The default keeps no buffer: `Ok(false)`.
     ///
     /// # Errors
     ///
     /// As [`read_frame`](FrameRead::read_frame), for a frame in the buffer over `max_frame`.
-    fn take_buffered(
+    fn consume_buffered(
         &mut self,
         max_frame: u32,
-        wanted: &mut dyn FnMut(&[u8]) -> bool,
-    ) -> Result<Option<Bytes>, FrameError> {
-        let _ = (max_frame, wanted);
-        Ok(None)
+        take: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<bool, FrameError> {
+        let _ = (max_frame, take);
+        Ok(false)
     }
 
     /// Sets how long a frame may take to arrive once its first bytes have; a frame that takes

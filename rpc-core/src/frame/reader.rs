@@ -72,18 +72,22 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for FrameReader<R> {
         self.frame_timeout = Some(timeout);
     }
 
-    fn take_buffered(
+    fn consume_buffered(
         &mut self,
         max_frame: u32,
-        wanted: &mut dyn FnMut(&[u8]) -> bool,
-    ) -> Result<Option<Bytes>, FrameError> {
+        take: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<bool, FrameError> {
         let Some(prefix) = self.buf.first_chunk::<LEN_PREFIX>() else {
-            return Ok(None);
+            return Ok(false);
         };
         let len = check_len(*prefix, max_frame)?;
         match self.buf.get(LEN_PREFIX..LEN_PREFIX + len) {
-            Some(payload) if wanted(payload) => self.take_frame(max_frame),
-            _ => Ok(None),
+            Some(payload) if take(payload) => {
+                self.buf.advance(LEN_PREFIX + len);
+                self.started = None;
+                Ok(true)
+            }
+            _ => Ok(false),
         }
     }
 
@@ -182,7 +186,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn buffered_frames_are_taken_only_whole_and_wanted() {
+    async fn buffered_frames_are_consumed_only_whole_and_wanted() {
         let mut bytes = frame(b"a1");
         bytes.extend(frame(b"b2"));
         bytes.extend(frame(b"c3"));
@@ -191,22 +195,30 @@ mod tests {
         let mut reader = FrameReader::new(std::io::Cursor::new(bytes));
         let first = reader.read_frame(DEFAULT_MAX_FRAME).await.expect("read");
         assert_eq!(first.as_deref(), Some(&b"a1"[..]));
-        let mut b_only = |payload: &[u8]| payload.first() == Some(&b'b');
-        let taken = reader.take_buffered(DEFAULT_MAX_FRAME, &mut b_only);
-        assert_eq!(taken.expect("take").as_deref(), Some(&b"b2"[..]));
-        let not_wanted = reader.take_buffered(DEFAULT_MAX_FRAME, &mut b_only);
-        assert_eq!(not_wanted.expect("take"), None, "c3 stays for read_frame");
+        let mut kept = Vec::new();
+        let mut b_only = |payload: &[u8]| {
+            let wanted = payload.first() == Some(&b'b');
+            if wanted {
+                kept.push(payload.to_vec());
+            }
+            wanted
+        };
+        let taken = reader.consume_buffered(DEFAULT_MAX_FRAME, &mut b_only);
+        assert_eq!(taken, Ok(true));
+        let not_wanted = reader.consume_buffered(DEFAULT_MAX_FRAME, &mut b_only);
+        assert_eq!(not_wanted, Ok(false), "c3 stays for read_frame");
         let third = reader.read_frame(DEFAULT_MAX_FRAME).await.expect("read");
         assert_eq!(third.as_deref(), Some(&b"c3"[..]));
-        let partial = reader.take_buffered(DEFAULT_MAX_FRAME, &mut b_only);
-        assert_eq!(partial.expect("take"), None, "b4 is not whole");
+        let partial = reader.consume_buffered(DEFAULT_MAX_FRAME, &mut b_only);
+        assert_eq!(partial, Ok(false), "b4 is not whole");
+        assert_eq!(kept, [b"b2".to_vec()]);
         // A frame in the buffer over the maximum is refused as `read_frame` refuses it.
         let mut bytes = frame(b"a");
         bytes.extend(frame(b"b-long"));
         let mut reader = FrameReader::new(std::io::Cursor::new(bytes));
         let first = reader.read_frame(4).await.expect("read");
         assert_eq!(first.as_deref(), Some(&b"a"[..]));
-        let over = reader.take_buffered(4, &mut b_only);
+        let over = reader.consume_buffered(4, &mut |_| true);
         assert!(matches!(over, Err(FrameError::TooLarge { .. })), "{over:?}");
     }
 

@@ -64,12 +64,12 @@ impl FrameRead for SocketReader {
         self.frames.set_frame_timeout(timeout);
     }
 
-    fn take_buffered(
+    fn consume_buffered(
         &mut self,
         max_frame: u32,
-        wanted: &mut dyn FnMut(&[u8]) -> bool,
-    ) -> Result<Option<Bytes>, FrameError> {
-        self.frames.take_buffered(max_frame, wanted)
+        take: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<bool, FrameError> {
+        self.frames.consume_buffered(max_frame, take)
     }
 
     async fn closed(&mut self) {

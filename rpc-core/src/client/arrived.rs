@@ -1,0 +1,196 @@
+//! The items of a stream from the server that arrived and were not taken yet, in order.
+//!
+//! Small items are copied, one after the other, into a buffer of their own: the reader task
+//! copies a few bytes on its own core instead of handing the consumer a view of its read buffer,
+//! whose shared count both cores would then update for every item. Larger items keep their
+//! frame, which is not copied.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use crate::client::pending::Reply;
+
+/// Frames up to this long are copied; longer ones are kept as they arrived.
+pub(super) const COPY_MAX: usize = 1024;
+
+/// Room reserved for small items when a new buffer starts.
+const BUFFER: usize = 4096;
+
+/// Arrived items, oldest first.
+#[derive(Default)]
+pub(super) struct Arrived {
+    runs: VecDeque<Run>,
+    /// The frame of the item taken last, if it was not copied: its body is borrowed.
+    last: Option<Reply>,
+}
+
+/// Items of one kind that arrived one after the other.
+enum Run {
+    /// Small items, each as its frame's length and its body's length (`u32`, little-endian),
+    /// then its body; `at` is where the next one starts.
+    Copied { bytes: Vec<u8>, at: usize },
+    /// One item, as its frame.
+    Frame(Reply),
+}
+
+/// An item taken out of [`Arrived`].
+pub(super) struct Item<'a> {
+    /// The length of the frame the item arrived in, which its credit is counted from.
+    pub(super) frame_len: usize,
+    /// The encoded item.
+    pub(super) body: &'a [u8],
+    /// The frame, for an item that was not copied: what large byte buffers may share.
+    pub(super) frame: Option<&'a Bytes>,
+}
+
+impl Arrived {
+    /// Whether no item is waiting.
+    pub(super) fn is_empty(&self) -> bool {
+        self.runs.iter().all(Run::used_up)
+    }
+
+    /// Adds the item that arrived in `frame`, whose body starts at `body_at`: copied if the
+    /// frame is at most [`COPY_MAX`] bytes long, else kept.
+    pub(super) fn push(&mut self, frame: Bytes, body_at: usize) {
+        if frame.len() > COPY_MAX {
+            self.push_frame(frame, body_at);
+        } else {
+            self.push_copy(&frame, body_at);
+        }
+    }
+
+    /// Adds a copy of the item that arrived in `frame`, whose body starts at `body_at`.
+    pub(super) fn push_copy(&mut self, frame: &[u8], body_at: usize) {
+        let body = frame.get(body_at..).unwrap_or_default();
+        let lens = (u32::try_from(frame.len()), u32::try_from(body.len()));
+        let (Ok(frame_len), Ok(body_len)) = lens else {
+            return self.push_frame(Bytes::copy_from_slice(frame), body_at);
+        };
+        if !matches!(self.runs.back(), Some(Run::Copied { .. })) {
+            self.runs.push_back(Run::Copied {
+                bytes: Vec::with_capacity(BUFFER),
+                at: 0,
+            });
+        }
+        let Some(Run::Copied { bytes, .. }) = self.runs.back_mut() else {
+            return;
+        };
+        bytes.extend_from_slice(&frame_len.to_le_bytes());
+        bytes.extend_from_slice(&body_len.to_le_bytes());
+        bytes.extend_from_slice(body);
+    }
+
+    fn push_frame(&mut self, frame: Bytes, body_at: usize) {
+        self.runs.push_back(Run::Frame(Reply {
+            status: crate::protocol::ReplyStatus::Ok,
+            frame,
+            body_at,
+        }));
+    }
+
+    /// Takes the oldest item; it stays readable until the next call.
+    pub(super) fn pop(&mut self) -> Option<Item<'_>> {
+        // What the last item borrowed goes now: a run of copied items once it is used up, the
+        // frame of an item that was not copied.
+        self.last = None;
+        while self.runs.front().is_some_and(Run::used_up) {
+            self.runs.pop_front();
+        }
+        if matches!(self.runs.front(), Some(Run::Frame(_))) {
+            let Some(Run::Frame(reply)) = self.runs.pop_front() else {
+                return None;
+            };
+            let reply = self.last.insert(reply);
+            return Some(Item {
+                frame_len: reply.frame.len(),
+                body: reply.body(),
+                frame: Some(&reply.frame),
+            });
+        }
+        let Some(Run::Copied { bytes, at }) = self.runs.front_mut() else {
+            return None;
+        };
+        let rest = bytes.get(*at..)?;
+        let (frame_len, rest) = split_u32(rest)?;
+        let (body_len, rest) = split_u32(rest)?;
+        let body = rest.get(..body_len)?;
+        *at += 8 + body_len;
+        Some(Item {
+            frame_len,
+            body,
+            frame: None,
+        })
+    }
+}
+
+impl Run {
+    fn used_up(&self) -> bool {
+        match self {
+            Run::Copied { bytes, at } => *at >= bytes.len(),
+            Run::Frame(_) => false,
+        }
+    }
+}
+
+/// A little-endian `u32` at the start of `bytes`, as a length, and what follows it.
+fn split_u32(bytes: &[u8]) -> Option<(usize, &[u8])> {
+    let (len, rest) = bytes.split_first_chunk::<4>()?;
+    Some((usize::try_from(u32::from_le_bytes(*len)).ok()?, rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame of `header_len` header bytes, then `body`.
+    fn frame(header_len: usize, body: &[u8]) -> Bytes {
+        let mut frame = vec![0xAB; header_len];
+        frame.extend_from_slice(body);
+        Bytes::from(frame)
+    }
+
+    /// Small and large items, mixed, come out in the order they went in, each with its own
+    /// body and frame length; only the large ones keep their frame.
+    #[test]
+    fn items_keep_their_order_copied_or_not() {
+        let bodies: Vec<Vec<u8>> = [3, COPY_MAX, 0, COPY_MAX + 1, 7, 5000, 1]
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| vec![u8::try_from(i).unwrap_or(0); len])
+            .collect();
+        let mut arrived = Arrived::default();
+        assert!(arrived.is_empty());
+        for body in &bodies {
+            arrived.push(frame(2, body), 2);
+        }
+        assert!(!arrived.is_empty());
+        for body in &bodies {
+            let item = arrived.pop().expect("an item");
+            assert_eq!(item.body, &body[..]);
+            assert_eq!(item.frame_len, body.len() + 2);
+            assert_eq!(item.frame.is_some(), body.len() + 2 > COPY_MAX);
+        }
+        assert!(arrived.pop().is_none());
+        assert!(arrived.is_empty());
+    }
+
+    /// Items pushed after some were taken follow them.
+    #[test]
+    fn items_pushed_while_taking_follow() {
+        let mut arrived = Arrived::default();
+        arrived.push(frame(1, b"one"), 1);
+        assert_eq!(
+            arrived.pop().map(|item| item.body.to_vec()),
+            Some(b"one".to_vec())
+        );
+        arrived.push(frame(1, b"two"), 1);
+        arrived.push(frame(1, &[9; 2000]), 1);
+        assert_eq!(
+            arrived.pop().map(|item| item.body.to_vec()),
+            Some(b"two".to_vec())
+        );
+        assert_eq!(arrived.pop().map(|item| item.body.len()), Some(2000));
+        assert!(arrived.pop().is_none());
+    }
+}
