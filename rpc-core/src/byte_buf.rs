@@ -164,6 +164,7 @@ impl Serialize for ByteBuf {
                 // themselves go into the frame as they are, where the encoder splices them.
                 let written = serializer.serialize_u64(self.0.len() as u64)?;
                 SPLICED.with(|spliced| spliced.replace(Some(self.0.clone())));
+                SPLICE_PENDING.with(|pending| pending.set(true));
                 return Ok(written);
             }
         }
@@ -183,6 +184,8 @@ thread_local! {
     static SPLICE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// The bytes of the large buffer whose length was just written, for the encoder to place.
     static SPLICED: RefCell<Option<Bytes>> = const { RefCell::new(None) };
+    /// Whether `SPLICED` holds bytes: checked first, as it is cheaper to read.
+    static SPLICE_PENDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Counts the large buffers that `serialize` serializes (a size pass, say).
@@ -200,7 +203,9 @@ pub(crate) fn splicing<R>(encode: impl FnOnce() -> R) -> R {
     impl Drop for Restore {
         fn drop(&mut self) {
             let _ = SPLICE.try_with(|splice| splice.set(false));
-            let _ = SPLICED.try_with(|spliced| spliced.take());
+            if SPLICE_PENDING.try_with(|pending| pending.replace(false)) == Ok(true) {
+                let _ = SPLICED.try_with(|spliced| spliced.take());
+            }
         }
     }
     SPLICE.with(|splice| splice.set(true));
@@ -210,6 +215,9 @@ pub(crate) fn splicing<R>(encode: impl FnOnce() -> R) -> R {
 
 /// The bytes of the large buffer whose length was written last, if not taken yet.
 pub(crate) fn take_spliced() -> Option<Bytes> {
+    if !SPLICE_PENDING.with(|pending| pending.replace(false)) {
+        return None;
+    }
     SPLICED.with(|spliced| spliced.take())
 }
 

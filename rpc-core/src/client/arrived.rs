@@ -76,8 +76,12 @@ impl Arrived {
         let Some(Run::Copied { bytes, .. }) = self.runs.back_mut() else {
             return;
         };
-        bytes.extend_from_slice(&frame_len.to_le_bytes());
-        bytes.extend_from_slice(&body_len.to_le_bytes());
+        let mut lens = [0u8; 8];
+        let (frame_part, body_part) = lens.split_at_mut(4);
+        frame_part.copy_from_slice(&frame_len.to_le_bytes());
+        body_part.copy_from_slice(&body_len.to_le_bytes());
+        bytes.reserve(lens.len() + body.len());
+        bytes.extend_from_slice(&lens);
         bytes.extend_from_slice(body);
     }
 

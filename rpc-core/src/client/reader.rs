@@ -147,7 +147,10 @@ pub(super) async fn read_replies<R: FrameRead>(
                 slot.items.push(frame, body_at);
                 let mut over_credit = false;
                 let mut same_stream = |frame: &[u8]| {
-                    if head.is_empty() || frame.len() > COPY_MAX || !frame.starts_with(head) {
+                    // Compared byte by byte: the header is a few bytes long.
+                    let same =
+                        frame.len() >= head.len() && frame.iter().zip(head).all(|(a, b)| a == b);
+                    if head.is_empty() || frame.len() > COPY_MAX || !same {
                         return false;
                     }
                     if slot.credit.spend(frame.len()).is_err() {

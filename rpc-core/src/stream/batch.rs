@@ -10,8 +10,8 @@ use crate::protocol::{WireError, LEN_PREFIX};
 
 /// The item frames of one stream waiting to be written together.
 pub(crate) struct Batch {
-    /// The stream item header every frame starts with.
-    header: Vec<u8>,
+    /// Room for the length prefix, then the stream item header every frame starts with.
+    start: Vec<u8>,
     max_frame: u32,
     in_parts: bool,
     /// Whole frames not yet cut into `frames`, one after the other.
@@ -28,7 +28,7 @@ impl Batch {
     /// An empty batch of items whose frames start with `header`.
     pub(crate) fn new(header: &[u8], max_frame: u32, in_parts: bool) -> Self {
         Self {
-            header: header.to_vec(),
+            start: [&[0; LEN_PREFIX][..], header].concat(),
             max_frame,
             in_parts,
             open: Vec::new(),
@@ -88,8 +88,7 @@ impl Batch {
         item: &T,
         start: usize,
     ) -> Result<(u32, Vec<(usize, Bytes)>), EncodeError> {
-        self.open.extend_from_slice(&[0; LEN_PREFIX]);
-        self.open.extend_from_slice(&self.header);
+        self.open.extend_from_slice(&self.start);
         let mut spliced = Vec::new();
         if self.in_parts {
             encode_spliced(item, &mut self.open, &mut spliced)?;
