@@ -1,0 +1,147 @@
+//! The stream tests: throughput of small and large items, and fairness beside a stream.
+
+use super::*;
+
+/// Items per second of an endless stream taken as fast as it comes, for small items and for
+/// 1 MiB items (whose items/s are MiB/s), each beside the raw stream server.
+pub(super) async fn stream(options: &Options, dir: &Path) -> Result<Vec<Row>> {
+    let cases = [
+        (
+            STREAM_SMALL,
+            "stream 64 B",
+            "stream items/s, 64 B items",
+            Unit::PerSecond,
+            0.3,
+        ),
+        (
+            MIB,
+            "stream 1 MiB",
+            "stream MiB/s, 1 MiB items",
+            Unit::MibPerSecond,
+            0.8,
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (size, label, test, unit, target) in cases {
+        if std::env::var("ONLY_SIZE").is_ok_and(|v| v != size.to_string()) {
+            continue;
+        }
+        let raw = if options.raw {
+            Some(stream_raw(options, dir, size, label).await?)
+        } else {
+            None
+        };
+        let framework = if options.framework {
+            Some(stream_framework(options, dir, size, label).await?)
+        } else {
+            None
+        };
+        rows.push(Row {
+            test,
+            framework,
+            raw,
+            unit,
+            target: Some(target),
+            baseline: Baseline::Raw,
+        });
+    }
+    Ok(rows)
+}
+
+/// Items of `size` bytes per second from the framework's `items` stream.
+pub(super) async fn stream_framework(
+    options: &Options,
+    dir: &Path,
+    size: usize,
+    label: &str,
+) -> Result<f64> {
+    let client = connect(dir).await?;
+    let mut items = client.items(u32::try_from(size)?).await?;
+    let mut window = Window::new(options.deadlines());
+    loop {
+        let item = items.next().await.ok_or("the stream ended")??;
+        if item.len() != size {
+            return Err(format!("stream item of {} bytes, expected {size}", item.len()).into());
+        }
+        if !window.completed() {
+            break;
+        }
+    }
+    Ok(window.rate(label, "framework", "items"))
+}
+
+/// Frames of `size` bytes per second from the raw stream server, which answers the first
+/// frame sent with frames of the same size.
+pub(super) async fn stream_raw(
+    options: &Options,
+    dir: &Path,
+    size: usize,
+    label: &str,
+) -> Result<f64> {
+    let mut conn = RawConn::connect_to(&dir.join(RAW_STREAM_SOCKET), size).await?;
+    conn.send().await?;
+    let mut window = Window::new(options.deadlines());
+    loop {
+        conn.receive().await?;
+        if !window.completed() {
+            break;
+        }
+    }
+    Ok(window.rate(label, "raw", "items"))
+}
+
+/// The p99 of `add(1, 2)` on one connection while a stream of 1 MiB items runs on it, taken
+/// as fast as it comes, against the p99 on the same connection idle just before.
+pub(super) async fn fairness(options: &Options, dir: &Path) -> Result<Row> {
+    let (busy, idle) = if options.framework {
+        let client = connect(dir).await?;
+        let mut calls = AddCall(client.clone());
+        let (warm, until) = options.deadlines();
+        let idle = sequential(&mut calls, warm, until, true).await?;
+        report_quantiles("fairness", "idle", &idle);
+
+        let mut items = client.items(u32::try_from(MIB)?).await?;
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let started = Instant::now();
+        let consumer = tokio::spawn(async move {
+            let mut taken = 0u64;
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return Ok::<_, Error>(taken),
+                    item = items.next() => {
+                        let item = item.ok_or("the stream ended")??;
+                        if item.len() != MIB {
+                            return Err(format!("stream item of {} bytes", item.len()).into());
+                        }
+                        taken += 1;
+                    }
+                }
+            }
+        });
+        let (warm, until) = options.deadlines();
+        let busy = sequential(&mut calls, warm, until, true).await;
+        let _ = stop.send(());
+        let taken = consumer.await??;
+        let busy = busy?;
+        report_quantiles("fairness", "busy", &busy);
+        let elapsed = started.elapsed().as_secs_f64();
+        eprintln!(
+            "  {:<12} {:<9} {} MiB taken meanwhile in {elapsed:.2} s ({} MiB/s)",
+            "fairness",
+            "stream",
+            thousands(taken as f64),
+            thousands(taken as f64 / elapsed)
+        );
+        (Some(busy.quantile_us(0.99)), Some(idle.quantile_us(0.99)))
+    } else {
+        (None, None)
+    };
+    Ok(Row {
+        test: "fairness add p99, 1 MiB stream beside",
+        framework: busy,
+        raw: idle,
+        unit: Unit::Micros,
+        target: None,
+        baseline: Baseline::Idle,
+    })
+}
