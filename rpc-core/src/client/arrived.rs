@@ -14,8 +14,9 @@ use crate::client::pending::Reply;
 /// Frames up to this long are copied; longer ones are kept as they arrived.
 pub(super) const COPY_MAX: usize = 1024;
 
-/// Room reserved for small items when a new buffer starts.
-const BUFFER: usize = 4096;
+/// The size of each buffer of copied items: what they hold is bounded by the stream's credit,
+/// and what they leave unused by one buffer per stream.
+const BUFFER: usize = 16 * 1024;
 
 /// Arrived items, oldest first.
 #[derive(Default)]
@@ -67,9 +68,16 @@ impl Arrived {
         let (Ok(frame_len), Ok(body_len)) = lens else {
             return self.push_frame(Bytes::copy_from_slice(frame), body_at);
         };
-        if !matches!(self.runs.back(), Some(Run::Copied { .. })) {
+        // A full buffer is not grown (which would copy it and leave up to half of it unused):
+        // the item starts a new one.
+        let need = 8 + body.len();
+        let room = match self.runs.back() {
+            Some(Run::Copied { bytes, .. }) => bytes.capacity() - bytes.len() >= need,
+            _ => false,
+        };
+        if !room {
             self.runs.push_back(Run::Copied {
-                bytes: Vec::with_capacity(BUFFER),
+                bytes: Vec::with_capacity(BUFFER.max(need)),
                 at: 0,
             });
         }
@@ -80,7 +88,6 @@ impl Arrived {
         let (frame_part, body_part) = lens.split_at_mut(4);
         frame_part.copy_from_slice(&frame_len.to_le_bytes());
         body_part.copy_from_slice(&body_len.to_le_bytes());
-        bytes.reserve(lens.len() + body.len());
         bytes.extend_from_slice(&lens);
         bytes.extend_from_slice(body);
     }
