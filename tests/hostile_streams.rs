@@ -250,49 +250,81 @@ async fn credit_for_an_unknown_stream_is_ignored() {
 }
 
 /// A server that sends more items than the client granted: the client's connection closes
-/// with a typed error, which the stream's receiver reports.
+/// with a typed error, which the stream's receiver reports. Over a transport of messages, each
+/// item is read on its own; over a byte stream, the items arrive in one read and are taken
+/// together.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_sending_beyond_its_credit_is_a_typed_error() {
-    let ((mut reader, mut writer), (client_reader, client_writer)) = rpc_core::memory::pair();
-    let server = tokio::spawn(async move {
-        let _hello = reader.read_frame(DEFAULT_MAX_FRAME).await;
-        let welcome = Header::Welcome {
-            version: PROTOCOL_VERSION,
-            max_frame: DEFAULT_MAX_FRAME,
-        };
-        writer
-            .write_frames(&[Bytes::from(frame(&welcome, &[]))])
-            .await
-            .expect("welcome");
-        // The call, then its credit.
-        let call = reader
-            .read_frame(DEFAULT_MAX_FRAME)
-            .await
-            .expect("call")
-            .expect("a frame");
-        let (Header::Call { id, .. }, _) =
-            postcard::take_from_bytes::<Header>(&call).expect("header")
-        else {
-            panic!("expected a call");
-        };
-        let mut frames = vec![Bytes::from(frame(
-            &Header::Reply {
-                id,
-                status: ReplyStatus::Ok,
-            },
-            &[],
-        ))];
-        for n in 0..5u32 {
-            let item = postcard::to_stdvec(&n).expect("encode");
-            frames.push(Bytes::from(frame(
-                &Header::StreamItem { stream: id },
-                &item,
-            )));
-        }
-        writer.write_frames(&frames).await.expect("items");
-        // Keep the connection open: the client must see the violation, not an end.
-        while let Ok(Some(_)) = reader.read_frame(DEFAULT_MAX_FRAME).await {}
-    });
+    let ((reader, writer), (client_reader, client_writer)) = rpc_core::memory::pair();
+    let server = tokio::spawn(send_beyond_credit(reader, writer));
+    client_sees_credit_exceeded(client_reader, client_writer).await;
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_sending_beyond_its_credit_in_one_write_is_a_typed_error() {
+    use rpc_core::frame::{FrameReader, FrameWriter};
+    let (client_end, server_end) = tokio::io::duplex(64 * 1024);
+    let (server_read, server_write) = tokio::io::split(server_end);
+    let (client_read, client_write) = tokio::io::split(client_end);
+    let server = tokio::spawn(send_beyond_credit(
+        FrameReader::new(server_read),
+        FrameWriter::new(server_write),
+    ));
+    client_sees_credit_exceeded(
+        FrameReader::new(client_read),
+        FrameWriter::new(client_write),
+    )
+    .await;
+    server.abort();
+}
+
+/// Answers the handshake and a stream's opening call, then sends five items with one write to
+/// a client whose window is 2 bytes.
+async fn send_beyond_credit<R: FrameRead, W: FrameWrite>(mut reader: R, mut writer: W) {
+    let _hello = reader.read_frame(DEFAULT_MAX_FRAME).await;
+    let welcome = Header::Welcome {
+        version: PROTOCOL_VERSION,
+        max_frame: DEFAULT_MAX_FRAME,
+    };
+    writer
+        .write_frames(&[Bytes::from(frame(&welcome, &[]))])
+        .await
+        .expect("welcome");
+    // The call, then its credit.
+    let call = reader
+        .read_frame(DEFAULT_MAX_FRAME)
+        .await
+        .expect("call")
+        .expect("a frame");
+    let (Header::Call { id, .. }, _) = postcard::take_from_bytes::<Header>(&call).expect("header")
+    else {
+        panic!("expected a call");
+    };
+    let mut frames = vec![Bytes::from(frame(
+        &Header::Reply {
+            id,
+            status: ReplyStatus::Ok,
+        },
+        &[],
+    ))];
+    for n in 0..5u32 {
+        let item = postcard::to_stdvec(&n).expect("encode");
+        frames.push(Bytes::from(frame(
+            &Header::StreamItem { stream: id },
+            &item,
+        )));
+    }
+    writer.write_frames(&frames).await.expect("items");
+    // Keep the connection open: the client must see the violation, not an end.
+    while let Ok(Some(_)) = reader.read_frame(DEFAULT_MAX_FRAME).await {}
+}
+
+/// Opens a stream of five items with a window of 2 bytes; it must end with `CreditExceeded`.
+async fn client_sees_credit_exceeded<R: FrameRead, W: FrameWrite>(
+    client_reader: R,
+    client_writer: W,
+) {
     let client: common::ProbeClient = rpc_core::connect(
         client_reader,
         client_writer,
@@ -320,5 +352,4 @@ async fn a_server_sending_beyond_its_credit_is_a_typed_error() {
         ),
         "{end:?}"
     );
-    server.abort();
 }

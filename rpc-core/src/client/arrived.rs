@@ -186,6 +186,30 @@ mod tests {
         assert!(arrived.is_empty());
     }
 
+    /// A full buffer of copied items is followed by a new one, never grown: what they leave
+    /// unused is bounded by one buffer.
+    #[test]
+    fn buffers_of_copied_items_are_never_grown() {
+        let mut arrived = Arrived::default();
+        for i in 0..1000u32 {
+            arrived.push(frame(2, &i.to_le_bytes().repeat(25)), 2);
+        }
+        let capacities: Vec<usize> = arrived
+            .runs
+            .iter()
+            .map(|run| match run {
+                Run::Copied { bytes, .. } => bytes.capacity(),
+                Run::Frame(_) => 0,
+            })
+            .collect();
+        assert!(capacities.len() > 1, "{capacities:?}");
+        assert!(capacities.iter().all(|&c| c == BUFFER), "{capacities:?}");
+        for i in 0..1000u32 {
+            let item = arrived.pop().expect("an item");
+            assert_eq!(item.body, &i.to_le_bytes().repeat(25)[..]);
+        }
+    }
+
     /// Items pushed after some were taken follow them.
     #[test]
     fn items_pushed_while_taking_follow() {
