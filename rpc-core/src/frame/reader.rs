@@ -13,8 +13,8 @@ use tokio::time::Instant;
 use crate::frame::{check_len, FrameError, FrameRead};
 use crate::protocol::LEN_PREFIX;
 
-/// How much the reader asks the OS for at a time, and the most it sets aside for a frame that
-/// has not arrived yet.
+/// How much the reader asks the OS for at a time; three of them are the most it sets aside for
+/// a frame whose first bytes only have arrived.
 const READ_CHUNK: usize = 16 * 1024;
 
 /// Reassembles frames from a byte stream.
@@ -53,12 +53,14 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameReader<R> {
         let len = check_len(*prefix, max_frame)?;
         let total = LEN_PREFIX + len;
         if self.buf.len() < total {
-            // Set aside room for what is missing, but never more than the data received of the
-            // frame so far, or one chunk: a large frame grows the buffer by doubling, and a
-            // peer that claims a large frame and stalls costs one chunk.
+            // Set aside room for what is missing, but never more than three times the data
+            // received of the frame so far, or three chunks: a large frame grows the buffer
+            // fourfold at a time (each growth may copy what arrived, so fewer growths copy less
+            // of it), and a peer that claims a large frame and stalls costs what it sent and
+            // three times that, or three chunks.
             let missing = total - self.buf.len();
             self.buf
-                .reserve(missing.min(self.buf.len().max(READ_CHUNK)));
+                .reserve(missing.min(3 * self.buf.len().max(READ_CHUNK)));
             return Ok(None);
         }
         self.buf.advance(LEN_PREFIX);
@@ -312,7 +314,7 @@ mod tests {
         .await;
         assert!(pending.is_err(), "frame cannot be complete");
         assert!(
-            reader.buf.capacity() <= 2 * READ_CHUNK,
+            reader.buf.capacity() <= 4 * READ_CHUNK,
             "capacity {}",
             reader.buf.capacity()
         );
