@@ -10,7 +10,7 @@ use rpc_core::frame::{FrameRead, FrameWrite};
 use rpc_core::protocol::{
     GoodbyeReason, Header, ReplyStatus, WireError, DEFAULT_MAX_FRAME, PROTOCOL_VERSION,
 };
-use rpc_core::{ClientConfig, ProtocolError, RpcError};
+use rpc_core::{ClientConfig, ProtocolError, RpcError, ServerConfig};
 
 /// The server's answer to a frame that breaks the rules of streams: a goodbye for a protocol
 /// violation, then the end of the connection; other clients go on.
@@ -145,6 +145,104 @@ async fn an_item_after_the_end_closes_the_connection() {
     }
     peer.send_raw(&item(1, 6)).await.expect("send");
     closes_with_a_violation(&server, peer).await;
+}
+
+fn part(stream: u64, len: usize) -> Vec<u8> {
+    frame(&Header::StreamPart { stream }, &vec![0; len])
+}
+
+/// A part of an item of a stream that is not open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_of_a_stream_that_is_not_open_closes_the_connection() {
+    let server = TestServer::start();
+    let mut peer = RawPeer::handshake(&server.address).await;
+    peer.send_raw(&part(1, 10)).await.expect("send");
+    closes_with_a_violation(&server, peer).await;
+}
+
+/// A stream that ends between the parts of an item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_end_inside_an_item_in_parts_closes_the_connection() {
+    let server = TestServer::start();
+    let (mut peer, _) = open_sum(&server).await;
+    peer.send_raw(&part(1, 10)).await.expect("send");
+    let end = Header::StreamEnd {
+        stream: 1,
+        error: None,
+    };
+    peer.send_raw(&frame(&end, &[])).await.expect("send");
+    closes_with_a_violation(&server, peer).await;
+}
+
+/// Parts that add up to more than the server's maximum frame, each of them well within it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_in_parts_longer_than_the_maximum_frame_closes_the_connection() {
+    let server = TestServer::start_with(ServerConfig::new().max_frame(200 * 1024));
+    let (mut peer, _) = open(&server, "ignore").await;
+    for _ in 0..4 {
+        if peer.send_raw(&part(1, 64 * 1024)).await.is_err() {
+            break;
+        }
+    }
+    closes_with_a_violation(&server, peer).await;
+}
+
+/// A part that starts an item once the credit is spent: parts after the first need none, the
+/// first does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_starting_an_item_beyond_the_credit_closes_the_connection() {
+    let server = TestServer::start();
+    let (mut peer, credit) = open(&server, "ignore").await;
+    // One item in parts overdraws the whole window: 1 byte of credit starts any item.
+    let parts = usize::try_from(credit).expect("fits") / (64 * 1024) + 1;
+    for _ in 0..parts {
+        peer.send_raw(&part(1, 64 * 1024)).await.expect("send");
+    }
+    peer.send_raw(&item(1, 1)).await.expect("send");
+    // The item is whole and the credit overdrawn: nothing more may start.
+    peer.send_raw(&part(1, 10)).await.ok();
+    closes_with_a_violation(&server, peer).await;
+}
+
+/// Items in parts from a raw client are put back together: the server sums them as sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_in_parts_are_put_back_together() {
+    let server = TestServer::start();
+    let (mut peer, _) = open_sum(&server).await;
+    // 300,000 as a postcard varint (e0 a7 12), cut after its first byte and after its second.
+    let encoded = postcard::to_stdvec(&300_000u32).expect("encode");
+    peer.send_raw(&frame(&Header::StreamPart { stream: 1 }, &encoded[..1]))
+        .await
+        .expect("send");
+    peer.send_raw(&frame(&Header::StreamPart { stream: 1 }, &encoded[1..2]))
+        .await
+        .expect("send");
+    peer.send_raw(&frame(&Header::StreamItem { stream: 1 }, &encoded[2..]))
+        .await
+        .expect("send");
+    peer.send_raw(&item(1, 5)).await.expect("send");
+    let end = Header::StreamEnd {
+        stream: 1,
+        error: None,
+    };
+    peer.send_raw(&frame(&end, &[])).await.expect("send");
+    loop {
+        match within("the answer", peer.recv()).await {
+            Some((
+                Header::Reply {
+                    id: 1,
+                    status: ReplyStatus::Ok,
+                },
+                body,
+            )) => {
+                assert_eq!(postcard::from_bytes::<u64>(&body).expect("a sum"), 300_005);
+                break;
+            }
+            Some((Header::Credit { .. }, _)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    server.assert_serving().await;
 }
 
 /// An item that does not decode fails its call with a typed error; the connection goes on.

@@ -296,8 +296,13 @@ fn walk(stream: &[u8], call_at: usize, stalled: bool) -> Walk {
             // This service has no stream methods: credit names no open stream, and is ignored
             // (it may race with a stream's end).
             Ok(Header::Credit { .. }) => continue,
-            // ... but an item or an end of a stream that is not open is a violation.
-            Ok(Header::StreamItem { stream } | Header::StreamEnd { stream, .. }) => {
+            // ... but an item, a part of one or an end of a stream that is not open is a
+            // violation.
+            Ok(
+                Header::StreamItem { stream }
+                | Header::StreamPart { stream }
+                | Header::StreamEnd { stream, .. },
+            ) => {
                 let fault = Fault::Protocol(ProtocolError::UnknownStream { stream });
                 return stop(walk, Expect::Fault(fault));
             }

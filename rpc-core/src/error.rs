@@ -223,6 +223,21 @@ pub enum ProtocolError {
         /// The stream.
         stream: u64,
     },
+    /// The peer sent a stream item in parts that together are longer than this side's maximum
+    /// frame.
+    #[error("stream {stream}: an item in parts longer than the maximum frame of {max} bytes")]
+    ItemTooLarge {
+        /// The stream.
+        stream: u64,
+        /// This side's maximum frame.
+        max: u32,
+    },
+    /// The peer ended a stream in the middle of an item it was sending in parts.
+    #[error("stream {stream} ended in the middle of an item")]
+    EndInsideItem {
+        /// The stream.
+        stream: u64,
+    },
 }
 
 #[cfg(test)]

@@ -71,6 +71,7 @@
 //! | 9 | [`Credit`](Header::Credit) | consumer → producer | stream id, bytes granted | none |
 //! | 10 | [`Goodbye`](Header::Goodbye) | either | [`GoodbyeReason`] | none |
 //! | 11 | [`StreamStop`](Header::StreamStop) | consumer → producer | stream id | none |
+//! | 12 | [`StreamPart`](Header::StreamPart) | producer → consumer | stream id | the next bytes of an item |
 //!
 //! Request ids are chosen by the caller and unique among its calls in flight; a reply or cancel
 //! for an id that is not in flight is ignored (it raced with a cancel or a deadline). Deadlines
@@ -94,13 +95,22 @@
 //!   reply or a `StreamStop`, so that the server knows when to forget the stream. A handler
 //!   that drops the stream before its end makes the server send `StreamStop`.
 //!
-//! Credit counts bytes: an item costs its frame's length (as its prefix gives it) plus
-//! [`STREAM_ITEM_OVERHEAD`]. A producer may start an item while the credit it holds is positive
-//! and spends the item's whole cost on it, so it never has more on the way than the consumer
-//! granted plus less than one item. An
-//! item started with no credit left, an item or end for a stream that is not open (never opened, or
-//! already ended), and credit that cannot be counted are protocol violations. Credit or a stop
-//! for a stream that has just ended is ignored: it crossed the end on the way.
+//! An item whose frame would be longer than [`PART_MAX`] bytes past its header is sent in
+//! parts, so that other frames (the replies of small calls) go out between them: one or more
+//! `StreamPart` frames, whose bodies are the first bytes of the item's encoding, then the
+//! `StreamItem` frame with the rest. The receiver puts the item together as if it had come in
+//! one `StreamItem` frame, whose length (header and the whole encoding) is the item's frame
+//! length below, and which must not be longer than its maximum frame. A stream has at most one
+//! item in parts at a time; its parts come in order.
+//!
+//! Credit counts bytes: an item costs its frame's length (as its prefix gives it, or as it
+//! would if the item was sent in parts) plus [`STREAM_ITEM_OVERHEAD`]. A producer may start an
+//! item (send its first frame) while the credit it holds is positive and spends the item's whole
+//! cost on it, so it never has more on the way than the consumer granted plus less than one
+//! item. An item started with no credit left, an item, part or end for a stream that is not open
+//! (never opened, or already ended), an item in parts longer than the maximum frame, and credit
+//! that cannot be counted are protocol violations. Credit or a stop for a stream that has just
+//! ended is ignored: it crossed the end on the way.
 //!
 //! A peer that sends a frame it must not (an unknown kind, a header that does not decode, a
 //! frame over the maximum, a second hello) gets a [`Goodbye`](Header::Goodbye) with the reason
@@ -111,7 +121,7 @@
 //! The hello's first fields are a fixed magic and [`PROTOCOL_VERSION`]; everything after them
 //! may change with the version. A server that does not speak the client's version rejects it
 //! with [`Rejection::UnsupportedVersion`]. Version 2 made method ids hashes of their names
-//! and the handshake method by method.
+//! and the handshake method by method; version 3 sends large stream items in parts.
 //!
 //! # Size of a call
 //!
@@ -134,7 +144,7 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: [u8; 4] = *b"PIPR";
 
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The service name of a hello from a client that only asks what the server is: it is
 /// welcomed whatever the server serves, and may call [`DESCRIBE`].
@@ -168,6 +178,10 @@ pub const LEN_PREFIX: usize = 4;
 /// item apart from its bytes, so that a window of tiny items holds no more than a window of
 /// large ones.
 pub const STREAM_ITEM_OVERHEAD: u32 = 64;
+
+/// The most bytes of an item's encoding a stream frame carries: an item longer than this is
+/// sent in parts (see [Streams](self#streams)), 64 KiB.
+pub const PART_MAX: usize = 64 * 1024;
 
 /// A frame header: the message kind and its fields. See the [module docs](self).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,6 +266,12 @@ pub enum Header {
     /// Kind 11: the receiver of a stream takes no more of its items; the producer stops and
     /// ends it.
     StreamStop {
+        /// Stream id.
+        stream: u64,
+    },
+    /// Kind 12: the next bytes of a stream item sent in parts; the `StreamItem` that follows
+    /// carries the rest. Body: those bytes.
+    StreamPart {
         /// Stream id.
         stream: u64,
     },
@@ -457,6 +477,7 @@ mod tests {
                 10,
             ),
             (Header::StreamStop { stream: 0 }, 11),
+            (Header::StreamPart { stream: 0 }, 12),
         ];
         for (header, kind) in cases {
             let bytes = postcard::to_stdvec(&header).expect("encode");
@@ -475,7 +496,7 @@ mod tests {
             callbacks: 0,
         })
         .expect("encode");
-        assert_eq!(&bytes[..6], &[0, b'P', b'I', b'P', b'R', 2]);
+        assert_eq!(&bytes[..6], &[0, b'P', b'I', b'P', b'R', 3]);
     }
 }
 

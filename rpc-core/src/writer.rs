@@ -7,7 +7,13 @@
 //! ever writes without waiting ([`FrameWrite::try_write_now`]), so nothing is left half-written
 //! if it is cancelled, and frames keep their order: a sender writes only when nothing is queued
 //! and the writer task is not writing.
+//!
+//! Stream frames (items, parts of items, ends, and cancels, which must not overtake them) take
+//! a lane of their own, in groups of whole frames: each write of the writer task takes every
+//! other frame queued and at most [`BULK_PER_WRITE`] bytes of stream frames, so that a reply
+//! waits behind at most that much of a stream, however many bytes the stream has queued.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,6 +27,10 @@ use crate::frame::{Encoded, FrameError, FrameWrite, TryWrite};
 
 /// Most frames written in one batch.
 const MAX_BATCH: usize = 256;
+
+/// Bytes of stream frames past which a write of the writer task takes no further group of
+/// them: other frames queued meanwhile go out first.
+pub(crate) const BULK_PER_WRITE: usize = 64 * 1024;
 
 /// How long the writer keeps trying to send what is queued once every [`Outbox`] is gone, before
 /// it closes the transport anyway: a peer that stops reading cannot hold a connection open.
@@ -54,6 +64,12 @@ struct State {
     writer: Option<Box<dyn DynWrite>>,
     /// Frames waiting for the writer task, in order.
     queue: Vec<Bytes>,
+    /// Stream frames waiting for the writer task, in order, in groups of whole frames; they
+    /// go out after the frames in `queue`.
+    bulk: VecDeque<Vec<Bytes>>,
+    /// Calls to send frames other than stream frames so far: a stream that sees it change
+    /// sends long items in parts, so that those frames need not wait behind a whole item.
+    others_sent: u64,
     /// The transport holds bytes of frames already sent that the writer task must flush.
     flush_needed: bool,
     /// A write made by a sender failed; the writer task reports it.
@@ -73,6 +89,8 @@ struct Shared {
     /// Bytes of the frames queued or being written by the writer task; changed under the lock,
     /// read without it.
     unsent: AtomicUsize,
+    /// The part of `unsent` that stream frames make up.
+    unsent_bulk: AtomicUsize,
     /// The transport takes frames in parts.
     accepts_parts: bool,
 }
@@ -111,6 +129,7 @@ impl Outbox {
         if state.failed || state.senders_gone {
             return Err(Closed);
         }
+        state.others_sent += 1;
         shared.unsent.fetch_add(frame.len(), Ordering::Relaxed);
         state.queue.push(frame);
         drop(state);
@@ -126,6 +145,7 @@ impl Outbox {
         if state.failed || state.senders_gone {
             return Err(Closed);
         }
+        state.others_sent += 1;
         if !try_now(shared, &mut state, std::slice::from_ref(&frame)) {
             shared.unsent.fetch_add(frame.len(), Ordering::Relaxed);
             state.queue.push(frame);
@@ -147,6 +167,7 @@ impl Outbox {
         if frames.is_empty() {
             return Ok(());
         }
+        state.others_sent += 1;
         if try_now(shared, &mut state, frames) {
             frames.clear();
         } else {
@@ -157,6 +178,53 @@ impl Outbox {
             shared.work.notify_one();
         }
         Ok(())
+    }
+
+    /// Sends stream frames, given in groups of whole frames, after every other frame sent
+    /// before them; other frames sent after them may go first. The first group is written at
+    /// once if nothing is queued and the transport takes it without waiting.
+    pub(crate) fn send_bulk(&self, groups: Vec<Vec<Bytes>>) -> Result<(), Closed> {
+        let shared = &self.0 .0;
+        let mut state = shared.lock();
+        if state.failed || state.senders_gone {
+            return Err(Closed);
+        }
+        let mut groups = groups
+            .into_iter()
+            .filter(|group| !group.is_empty())
+            .peekable();
+        if state.bulk.is_empty() {
+            if let Some(first) = groups.peek() {
+                if try_now(shared, &mut state, first) {
+                    groups.next();
+                }
+            }
+        }
+        let mut bytes = 0;
+        for group in groups {
+            bytes += group.iter().map(Bytes::len).sum::<usize>();
+            state.bulk.push_back(group);
+        }
+        if bytes > 0 {
+            shared.unsent.fetch_add(bytes, Ordering::Relaxed);
+            shared.unsent_bulk.fetch_add(bytes, Ordering::Relaxed);
+            drop(state);
+            shared.work.notify_one();
+        }
+        Ok(())
+    }
+
+    /// How many times frames other than stream frames were sent so far.
+    pub(crate) fn others_sent(&self) -> u64 {
+        self.0 .0.lock().others_sent
+    }
+
+    /// Sends one stream frame (an end, or a cancel that must not overtake the items before
+    /// it), as [`Outbox::send_bulk`] does.
+    pub(crate) fn send_bulk_one(&self, frame: Encoded) -> Result<(), Closed> {
+        let mut group = Vec::new();
+        frame.push_into(&mut group);
+        self.send_bulk(vec![group])
     }
 
     /// Whether frames may be sent in parts ([`Encoded::Parts`]).
@@ -176,6 +244,7 @@ impl Outbox {
                 if state.failed || state.senders_gone {
                     return Err(Closed);
                 }
+                state.others_sent += 1;
                 let bytes = parts.iter().map(Bytes::len).sum::<usize>();
                 shared.unsent.fetch_add(bytes, Ordering::Relaxed);
                 state.queue.extend(parts);
@@ -186,7 +255,6 @@ impl Outbox {
         }
     }
 
-    /// Bytes of the frames waiting for the writer task or being written by it.
     /// Lets the writer task write what is queued and close, although other [`Outbox`]es may
     /// remain (handles that outlive the connection): frames sent from now on are refused.
     pub(crate) fn close_when_sent(&self) {
@@ -195,8 +263,12 @@ impl Outbox {
         shared.work.notify_one();
     }
 
-    pub(crate) fn unsent(&self) -> usize {
-        self.0 .0.unsent.load(Ordering::Relaxed)
+    /// Bytes of frames other than stream frames waiting for the writer task or being written
+    /// by it: the replies the peer has not taken yet.
+    pub(crate) fn unsent_replies(&self) -> usize {
+        let shared = &self.0 .0;
+        let bulk = shared.unsent_bulk.load(Ordering::Relaxed);
+        shared.unsent.load(Ordering::Relaxed).saturating_sub(bulk)
     }
 
     /// Waits until at most `limit` bytes are unsent (or the writer task has ended).
@@ -228,6 +300,7 @@ impl Closer {
             let mut state = self.0.lock();
             state.failed = true;
             state.queue.clear();
+            state.bulk.clear();
             state.writer.take()
         };
         drop(writer);
@@ -281,6 +354,8 @@ pub(crate) fn spawn_writer<W: FrameWrite>(
         state: Mutex::new(State {
             writer: Some(Box::new(writer)),
             queue: Vec::new(),
+            bulk: VecDeque::new(),
+            others_sent: 0,
             flush_needed: false,
             error: None,
             failed: false,
@@ -289,6 +364,7 @@ pub(crate) fn spawn_writer<W: FrameWrite>(
         work: Notify::new(),
         drained: Notify::new(),
         unsent: AtomicUsize::new(0),
+        unsent_bulk: AtomicUsize::new(0),
         accepts_parts,
     });
     let task = tokio::spawn(run_writer(Arc::clone(&shared), on_error));
@@ -298,12 +374,13 @@ pub(crate) fn spawn_writer<W: FrameWrite>(
 async fn run_writer(shared: Arc<Shared>, on_error: impl FnOnce(FrameError)) {
     let mut batch = Vec::with_capacity(16);
     loop {
+        let mut bulk_written = 0;
         let next = {
             let mut state = shared.lock();
             if let Some(error) = state.error.take() {
                 state.failed = true;
                 Err(error)
-            } else if state.queue.is_empty() && !state.flush_needed {
+            } else if state.queue.is_empty() && state.bulk.is_empty() && !state.flush_needed {
                 if state.senders_gone {
                     Ok(state.writer.take().map(|writer| (writer, true)))
                 } else {
@@ -313,6 +390,13 @@ async fn run_writer(shared: Arc<Shared>, on_error: impl FnOnce(FrameError)) {
                 state.flush_needed = false;
                 let take = state.queue.len().min(MAX_BATCH);
                 batch.extend(state.queue.drain(..take));
+                while bulk_written < BULK_PER_WRITE {
+                    let Some(group) = state.bulk.pop_front() else {
+                        break;
+                    };
+                    bulk_written += group.iter().map(Bytes::len).sum::<usize>();
+                    batch.extend(group);
+                }
                 // Only this task takes the writer, and it always puts it back.
                 Ok(state.writer.take().map(|writer| (writer, false)))
             }
@@ -346,6 +430,9 @@ async fn run_writer(shared: Arc<Shared>, on_error: impl FnOnce(FrameError)) {
         let mut state = shared.lock();
         state.writer = Some(writer);
         shared.unsent.fetch_sub(written, Ordering::Relaxed);
+        shared
+            .unsent_bulk
+            .fetch_sub(bulk_written, Ordering::Relaxed);
         if let Err(error) = result {
             drop(state);
             fail(&shared, error, on_error);

@@ -45,7 +45,10 @@ impl Shared {
     pub(super) fn cancel(&self, id: u64) {
         let upload = self.conn.lock().outgoing.get(&id).cloned();
         let gate = upload.as_ref().map(|upload| upload.close());
-        let _ = self.outbox.send(header_frame(&Header::Cancel { id }));
+        // Behind the stream's items, which it must not overtake.
+        let _ = self
+            .outbox
+            .send_bulk_one(Encoded::One(header_frame(&Header::Cancel { id })));
         drop(gate);
     }
 }

@@ -15,6 +15,7 @@ use crate::client::upload::Outgoing;
 use crate::error::RpcError;
 use crate::protocol::ReplyStatus;
 use crate::stream::credit::Granted;
+use crate::stream::parts::Partial;
 
 /// A reply waiting for its caller.
 pub(crate) struct Reply {
@@ -79,6 +80,8 @@ pub(super) struct StreamSlot {
     pub(super) items: Arrived,
     /// The credit the server holds.
     pub(super) credit: Granted,
+    /// The item arriving in parts, if one is.
+    pub(super) partial: Partial,
     /// `Some` once the stream ended: `Ok` cleanly, `Err` with why it failed.
     pub(super) end: Option<Result<(), RpcError>>,
     pub(super) waker: Option<Waker>,
@@ -89,6 +92,7 @@ impl StreamSlot {
         Self {
             items: Arrived::default(),
             credit: Granted::new(window),
+            partial: Partial::default(),
             end: None,
             waker: None,
         }

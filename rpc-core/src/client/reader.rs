@@ -131,9 +131,22 @@ pub(super) async fn read_replies<R: FrameRead>(
                 if slot.end.is_some() {
                     return ProtocolError::UnexpectedKind("stream item after the end").into();
                 }
-                if slot.credit.spend(frame.len()).is_err() {
+                let spent = if slot.partial.started() {
+                    slot.credit.spend_last(frame.len());
+                    Ok(())
+                } else {
+                    slot.credit.spend(frame.len())
+                };
+                if spent.is_err() {
                     return ProtocolError::CreditExceeded { stream }.into();
                 }
+                let Ok(frame) = slot.partial.finish(frame, body_at, max_frame) else {
+                    return ProtocolError::ItemTooLarge {
+                        stream,
+                        max: max_frame,
+                    }
+                    .into();
+                };
                 // The items of this stream that arrived with this one go in under the same lock:
                 // those buffered next whose header is this one's, byte for byte.
                 let mut copy = [0u8; 16];
@@ -176,16 +189,39 @@ pub(super) async fn read_replies<R: FrameRead>(
                     waker.wake();
                 }
             }
+            Header::StreamPart { stream } => {
+                let mut pending = conn.lock();
+                let Some(slot) = pending.streams.get_mut(&stream) else {
+                    continue;
+                };
+                if slot.end.is_some() {
+                    return ProtocolError::UnexpectedKind("stream item after the end").into();
+                }
+                let body = frame.slice(body_at..);
+                let first = !slot.partial.started();
+                if slot.credit.spend_part(body.len(), first).is_err() {
+                    return ProtocolError::CreditExceeded { stream }.into();
+                }
+                if slot.partial.push(body, body_at, max_frame).is_err() {
+                    return ProtocolError::ItemTooLarge {
+                        stream,
+                        max: max_frame,
+                    }
+                    .into();
+                }
+            }
             Header::StreamEnd { stream, error } => {
                 let end = match error {
                     None => Ok(()),
                     Some(error) => Err(remote_error(error)),
                 };
-                let waker = conn
-                    .lock()
-                    .streams
-                    .get_mut(&stream)
-                    .and_then(|slot| slot.finish(end));
+                let mut pending = conn.lock();
+                let slot = pending.streams.get_mut(&stream);
+                if slot.as_ref().is_some_and(|slot| slot.partial.started()) {
+                    return ProtocolError::EndInsideItem { stream }.into();
+                }
+                let waker = slot.and_then(|slot| slot.finish(end));
+                drop(pending);
                 if let Some(waker) = waker {
                     waker.wake();
                 }

@@ -120,7 +120,7 @@ where
             let _ = outbox.send_all_now(&mut out);
         }
         // Replies the client has not taken yet: past the limit, stop reading its calls.
-        let backlog = outbox.unsent() > config.max_unsent_bytes;
+        let backlog = outbox.unsent_replies() > config.max_unsent_bytes;
         // Each callback still waiting for its reply lends a slot: the client's callback may be
         // calling this server back, and the handler that waits for it holds a slot.
         let max = config.max_in_flight;
@@ -180,6 +180,11 @@ where
                             break Err(protocol_violation(&mut out, error));
                         }
                     }
+                    Header::StreamPart { stream } => {
+                        if let Err(error) = serving.part(stream, &frame, body_at) {
+                            break Err(protocol_violation(&mut out, error));
+                        }
+                    }
                     Header::StreamEnd { stream, error } => {
                         if let Err(violation) = serving.end(stream, error) {
                             break Err(protocol_violation(&mut out, violation));
@@ -202,7 +207,8 @@ where
             }
             () = &mut shutdown, if !draining => {
                 draining = true;
-                serving.end_streams(&mut out);
+                let _ = outbox.send_all_now(&mut out);
+                serving.end_streams();
                 out.push(header_frame(&Header::Goodbye { reason: GoodbyeReason::ShuttingDown }));
             }
             // Nothing else to do right now: send the replies gathered so far, in one write if

@@ -127,7 +127,7 @@ impl<'a, D: Dispatch> Serving<'a, D> {
         }
         // The call's stream from the client, opened once the call starts.
         let window = config.stream_window;
-        let inbound = takes_stream.then(|| Inbound::new(window));
+        let inbound = takes_stream.then(|| Inbound::new(window, config.max_frame));
         let incoming = inbound.as_ref().map(|slot| {
             let outbox = self.outbox.clone();
             Incoming::new(Arc::clone(slot), id, outbox, window, config.decode_limits)
@@ -242,6 +242,20 @@ impl<'a, D: Dispatch> Serving<'a, D> {
         self.streams.item(stream, frame, body_at)
     }
 
+    /// A part of an item of argument stream `stream`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Streams::part`].
+    pub(crate) fn part(
+        &self,
+        stream: u64,
+        frame: &Bytes,
+        body_at: usize,
+    ) -> Result<(), ProtocolError> {
+        self.streams.part(stream, frame, body_at)
+    }
+
     /// The end of argument stream `stream`; a caller whose stream failed gives up its call.
     ///
     /// # Errors
@@ -269,16 +283,13 @@ impl<'a, D: Dispatch> Serving<'a, D> {
     }
 
     /// Shutting down: result streams do not end on their own, so they end now, with a typed
-    /// reason.
-    pub(crate) fn end_streams(&mut self, out: &mut Vec<Bytes>) {
+    /// reason, behind the items already sent.
+    pub(crate) fn end_streams(&mut self) {
         for id in self.streams.drain_sending() {
             if let Some(handle) = self.cancels.remove(&id) {
                 handle.abort();
             }
-            out.push(header_frame(&Header::StreamEnd {
-                stream: id,
-                error: Some(WireError::ShuttingDown),
-            }));
+            crate::stream::produce::end(&self.outbox, id, Some(WireError::ShuttingDown));
         }
     }
 

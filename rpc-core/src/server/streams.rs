@@ -81,28 +81,46 @@ impl Streams {
     /// # Errors
     ///
     /// [`ProtocolError::UnknownStream`] if the stream is not open (never opened or already
-    /// ended), [`ProtocolError::CreditExceeded`] if the client had no credit for it.
+    /// ended), [`ProtocolError::CreditExceeded`] if the client had no credit for it,
+    /// [`ProtocolError::ItemTooLarge`] if it ends an item in parts longer than the maximum
+    /// frame.
     pub(super) fn item(&self, id: u64, frame: Bytes, body_at: usize) -> Result<(), ProtocolError> {
         let slot = self
             .receiving
             .get(&id)
             .ok_or(ProtocolError::UnknownStream { stream: id })?;
-        slot.push(frame, body_at)
-            .map_err(|_| ProtocolError::CreditExceeded { stream: id })
+        slot.push(frame, body_at).map_err(|e| e.at(id))
+    }
+
+    /// A part of an item of argument stream `id` arrived, in `frame` from `body_at`.
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::UnknownStream`] if the stream is not open,
+    /// [`ProtocolError::CreditExceeded`] if the part starts an item and the client had no
+    /// credit for it, [`ProtocolError::ItemTooLarge`] if the item's parts are already longer
+    /// than the maximum frame.
+    pub(super) fn part(&self, id: u64, frame: &Bytes, body_at: usize) -> Result<(), ProtocolError> {
+        let slot = self
+            .receiving
+            .get(&id)
+            .ok_or(ProtocolError::UnknownStream { stream: id })?;
+        slot.push_part(frame.slice(body_at..), body_at)
+            .map_err(|e| e.at(id))
     }
 
     /// The client ended argument stream `id`.
     ///
     /// # Errors
     ///
-    /// [`ProtocolError::UnknownStream`] if the stream is not open.
+    /// [`ProtocolError::UnknownStream`] if the stream is not open,
+    /// [`ProtocolError::EndInsideItem`] if an item of it was arriving in parts.
     pub(super) fn end(&mut self, id: u64) -> Result<(), ProtocolError> {
         let slot = self
             .receiving
             .remove(&id)
             .ok_or(ProtocolError::UnknownStream { stream: id })?;
-        slot.end();
-        Ok(())
+        slot.end().map_err(|e| e.at(id))
     }
 
     /// The client is gone: every stream is forgotten.

@@ -6,18 +6,29 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::frame::{checked_len, encode_into, encode_spliced, EncodeError, Encoded};
-use crate::protocol::{WireError, LEN_PREFIX};
+use crate::protocol::{WireError, LEN_PREFIX, PART_MAX};
+use crate::stream::parts;
+use crate::writer::BULK_PER_WRITE;
 
 /// The item frames of one stream waiting to be written together.
 pub(crate) struct Batch {
+    /// The stream's id, for the parts of long items.
+    stream: u64,
     /// Room for the length prefix, then the stream item header every frame starts with.
     start: Vec<u8>,
     max_frame: u32,
     in_parts: bool,
+    /// Items longer than [`PART_MAX`] are cut into parts.
+    cut_long: bool,
     /// Whole frames not yet cut into `frames`, one after the other.
     open: Vec<u8>,
+    /// Groups of whole frames ready, in order, before those in `frames`; each of about
+    /// [`BULK_PER_WRITE`] bytes or more, so that a write of the writer task takes few.
+    groups: Vec<Vec<Bytes>>,
     /// Frames (or their parts) ready, in order, before those in `open`.
     frames: Vec<Bytes>,
+    /// Bytes in `frames` and `open`.
+    group_len: usize,
     /// Bytes in `frames` and `open`.
     len: usize,
     /// The length of `open` up to its last whole frame.
@@ -25,17 +36,27 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    /// An empty batch of items whose frames start with `header`.
-    pub(crate) fn new(header: &[u8], max_frame: u32, in_parts: bool) -> Self {
+    /// An empty batch of items of stream `stream`, whose frames start with `header`.
+    pub(crate) fn new(stream: u64, header: &[u8], max_frame: u32, in_parts: bool) -> Self {
         Self {
+            stream,
+            cut_long: true,
             start: [&[0; LEN_PREFIX][..], header].concat(),
             max_frame,
             in_parts,
             open: Vec::new(),
+            groups: Vec::new(),
             frames: Vec::new(),
+            group_len: 0,
             len: 0,
             whole: 0,
         }
+    }
+
+    /// Whether items longer than [`PART_MAX`] pushed from now on go in parts (the default), or
+    /// whole: parts let other frames go out between them, and cost the receiver a copy.
+    pub(crate) fn cut_long_items(&mut self, cut: bool) {
+        self.cut_long = cut;
     }
 
     /// Bytes in the batch, length prefixes included.
@@ -55,6 +76,12 @@ impl Batch {
         let encoded = self.encode(item, start);
         match encoded {
             Ok((len, spliced)) => {
+                let header_len = self.start.len() - LEN_PREFIX;
+                if self.cut_long && len as usize > header_len + PART_MAX {
+                    self.push_in_parts(start, spliced, header_len);
+                    self.len += LEN_PREFIX + len as usize;
+                    return Ok(len);
+                }
                 if !spliced.is_empty() {
                     // The frame goes out in parts: what came before it is cut off first.
                     let frame = self.open.split_off(start);
@@ -64,10 +91,14 @@ impl Batch {
                         .push_into(&mut self.frames);
                 }
                 self.len += LEN_PREFIX + len as usize;
+                self.group_len += LEN_PREFIX + len as usize;
                 self.whole = self.open.len();
                 if !self.in_parts {
                     // The transport takes each frame as one buffer (a message).
                     self.cut();
+                }
+                if self.group_len >= BULK_PER_WRITE {
+                    self.end_group();
                 }
                 Ok(len)
             }
@@ -79,6 +110,22 @@ impl Batch {
                 })
             }
         }
+    }
+
+    /// Cuts the frame just encoded at `start` in `open` (with `spliced` buffers left out of it)
+    /// into parts, each a group of its own after the frames before it.
+    fn push_in_parts(&mut self, start: usize, spliced: Vec<(usize, Bytes)>, header_len: usize) {
+        let frame = if start == 0 {
+            std::mem::take(&mut self.open)
+        } else {
+            self.open.split_off(start)
+        };
+        self.end_group();
+        let mut pieces = Vec::new();
+        let spliced = spliced.into_iter().map(|(at, b)| (at - start, b));
+        Encoded::assemble(Bytes::from(frame), spliced.collect()).push_into(&mut pieces);
+        self.groups
+            .extend(parts::cut(self.stream, pieces, header_len, self.in_parts));
     }
 
     /// Encodes `item`'s frame at the end of `open` (at `start`); returns the frame's length and
@@ -113,16 +160,25 @@ impl Batch {
         self.whole = 0;
     }
 
+    /// Ends the group of frames under way.
+    fn end_group(&mut self) {
+        self.cut();
+        if !self.frames.is_empty() {
+            self.groups.push(std::mem::take(&mut self.frames));
+        }
+        self.group_len = 0;
+    }
+
     /// Drops the part of a frame that an encoding left behind when it panicked.
     pub(crate) fn discard_partial(&mut self) {
         self.open.truncate(self.whole);
     }
 
-    /// Takes every frame of the batch, in order, leaving it empty.
-    pub(crate) fn take(&mut self) -> Vec<Bytes> {
-        self.cut();
+    /// Takes every frame of the batch, in order, in groups of whole frames, leaving it empty.
+    pub(crate) fn take(&mut self) -> Vec<Vec<Bytes>> {
+        self.end_group();
         self.len = 0;
-        std::mem::take(&mut self.frames)
+        std::mem::take(&mut self.groups)
     }
 }
 
@@ -153,12 +209,12 @@ mod tests {
 
     #[test]
     fn small_items_share_one_buffer_and_decode_as_sent() {
-        let mut batch = Batch::new(&header(), u32::MAX, true);
+        let mut batch = Batch::new(7, &header(), u32::MAX, true);
         let mut lens = Vec::new();
         for n in [1u32, 300, 70_000] {
             lens.push(batch.push(&n).expect("encodes"));
         }
-        let frames = batch.take();
+        let frames = batch.take().concat();
         assert_eq!(frames.len(), 1, "one buffer");
         let decoded = frames_of(&frames.concat());
         let items: Vec<u32> = decoded
@@ -173,45 +229,70 @@ mod tests {
         assert_eq!(batch.len(), 0);
     }
 
-    #[test]
-    fn large_buffers_go_out_as_they_are_between_small_frames() {
-        let large = ByteBuf::from(vec![9u8; 1 << 20]);
-        let mut batch = Batch::new(&header(), u32::MAX, true);
+    /// A long item goes in parts, each a group of its own, and comes back whole.
+    fn long_item_in_parts(in_parts: bool) {
+        let large = ByteBuf::from((0..(1u32 << 20)).map(|i| i as u8).collect::<Vec<u8>>());
+        let mut batch = Batch::new(7, &header(), u32::MAX, in_parts);
         batch.push(&1u32).expect("small");
         let len = batch.push(&large).expect("large");
         batch.push(&2u32).expect("small");
-        let before = batch.len();
-        let frames = batch.take();
-        assert!(
-            frames.iter().any(|f| f.len() == 1 << 20),
-            "spliced, not copied"
+        let groups = batch.take();
+        // The small item, 16 parts of 64 KiB, the rest of the item, the small item.
+        assert_eq!(groups.len(), 19);
+        if in_parts {
+            let range = large.as_ptr() as usize..large.as_ptr() as usize + large.len();
+            let viewed = groups
+                .concat()
+                .iter()
+                .filter(|b| range.contains(&(b.as_ptr() as usize)))
+                .count();
+            // The body is the buffer's length (3 bytes) and the buffer: each part and the last
+            // frame carry a view of it.
+            assert_eq!(viewed, 17, "the buffer's bytes are not copied");
+        } else {
+            for frame in groups.concat() {
+                assert_eq!(frames_of(&frame).len(), 1, "one whole frame per buffer");
+            }
+        }
+        let decoded = frames_of(&groups.concat().concat());
+        assert_eq!(decoded.len(), 19);
+        let mut partial = crate::stream::parts::Partial::default();
+        for (header, body) in &decoded[1..17] {
+            assert_eq!(header, &Header::StreamPart { stream: 7 });
+            assert!(body.len() <= crate::protocol::PART_MAX);
+            partial
+                .push(Bytes::copy_from_slice(body), 2, u32::MAX)
+                .expect("within the maximum");
+        }
+        let mut last = postcard::to_stdvec(&Header::StreamItem { stream: 7 }).expect("header");
+        last.extend_from_slice(&decoded[17].1);
+        let whole = partial
+            .finish(Bytes::from(last), 2, u32::MAX)
+            .expect("whole");
+        assert_eq!(
+            whole.len(),
+            len as usize,
+            "the length the credit was counted from"
         );
-        let all = frames.concat();
-        assert_eq!(all.len(), before);
-        let decoded = frames_of(&all);
-        assert_eq!(decoded.len(), 3);
-        assert_eq!(decoded[1].1.len() + 2, len as usize);
-        let back: ByteBuf = postcard::from_bytes(&decoded[1].1).expect("buffer");
+        let back: ByteBuf = postcard::from_bytes(&whole[2..]).expect("buffer");
         assert_eq!(back, large);
+        let small: u32 = postcard::from_bytes(&decoded[18].1).expect("small");
+        assert_eq!(small, 2);
     }
 
     #[test]
-    fn each_frame_is_a_buffer_of_its_own_for_a_message_transport() {
-        let mut batch = Batch::new(&header(), u32::MAX, false);
-        batch.push(&1u32).expect("small");
-        batch
-            .push(&ByteBuf::from(vec![9u8; 1 << 20]))
-            .expect("large");
-        let frames = batch.take();
-        assert_eq!(frames.len(), 2);
-        for frame in frames {
-            assert_eq!(frames_of(&frame).len(), 1, "one whole frame");
-        }
+    fn a_long_item_goes_in_parts_not_copied_on_a_byte_stream() {
+        long_item_in_parts(true);
+    }
+
+    #[test]
+    fn a_long_item_goes_in_parts_of_one_buffer_each_for_a_message_transport() {
+        long_item_in_parts(false);
     }
 
     #[test]
     fn an_item_over_the_maximum_leaves_the_batch_as_it_was() {
-        let mut batch = Batch::new(&header(), 16, false);
+        let mut batch = Batch::new(7, &header(), 16, false);
         batch.push(&1u32).expect("small");
         let too_large = vec![0u8; 64];
         assert!(matches!(
@@ -219,7 +300,7 @@ mod tests {
             Err(WireError::ResultTooLarge { max: 16, .. })
         ));
         batch.push(&2u32).expect("small");
-        let decoded = frames_of(&batch.take().concat());
+        let decoded = frames_of(&batch.take().concat().concat());
         let items: Vec<u32> = decoded
             .iter()
             .map(|(_, body)| postcard::from_bytes(body).expect("item"))

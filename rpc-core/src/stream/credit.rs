@@ -61,6 +61,30 @@ impl Granted {
         Ok(())
     }
 
+    /// A part of an item sent in parts arrived, `len` bytes of its body; `first` if it starts
+    /// the item. Its last frame is spent with [`Granted::spend_last`]: an item costs the same
+    /// whole or in parts.
+    ///
+    /// # Errors
+    ///
+    /// [`OverCredit`] if the part starts an item and the producer had no credit left for it.
+    pub(crate) fn spend_part(&mut self, len: usize, first: bool) -> Result<(), OverCredit> {
+        if first && self.unspent <= 0 {
+            return Err(OverCredit);
+        }
+        self.unspent = self
+            .unspent
+            .saturating_sub(i64::try_from(len).unwrap_or(i64::MAX));
+        Ok(())
+    }
+
+    /// The last frame, `len` bytes long, of an item that started in parts arrived.
+    pub(crate) fn spend_last(&mut self, len: usize) {
+        self.unspent = self
+            .unspent
+            .saturating_sub(i64::try_from(cost(len)).unwrap_or(i64::MAX));
+    }
+
     /// `bytes` more were granted.
     pub(crate) fn grant(&mut self, bytes: u32) {
         self.unspent = self.unspent.saturating_add(i64::from(bytes));
@@ -113,6 +137,31 @@ mod tests {
         granted
             .spend(500)
             .expect("one byte of credit starts any item");
+    }
+
+    #[test]
+    fn an_item_in_parts_costs_what_it_would_whole() {
+        // An item of 300 bytes of frame, 10 of them header, sent as two parts of 100 and a
+        // last frame of 10 + 90.
+        let mut whole = Granted::new(1000);
+        whole.spend(300).expect("credit");
+        let mut parts = Granted::new(1000);
+        parts.spend_part(100, true).expect("credit");
+        parts.spend_part(100, false).expect("within the item");
+        parts.spend_last(100);
+        assert_eq!(parts.unspent, whole.unspent);
+        assert_eq!(whole.unspent, 1000 - 300 - i64::from(OVER));
+
+        let mut spent = Granted::new(10);
+        spent
+            .spend_part(100, true)
+            .expect("positive credit starts an item");
+        spent
+            .spend_part(100, false)
+            .expect("the item goes on without credit");
+        spent.spend_last(10);
+        assert!(spent.spend_part(1, true).is_err(), "no credit for the next");
+        assert!(spent.spend(1).is_err());
     }
 
     #[test]

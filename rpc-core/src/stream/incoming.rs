@@ -13,10 +13,37 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
 use crate::decode::{self, DecodeLimits};
+use crate::error::ProtocolError;
 use crate::frame::header_frame;
 use crate::protocol::{Header, WireError};
-use crate::stream::credit::{Granted, OverCredit, Taken};
+use crate::stream::credit::{Granted, Taken};
+use crate::stream::parts::Partial;
 use crate::writer::Outbox;
+
+/// Why a frame of a stream from the client breaks the protocol.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// It starts an item, and the client had no credit left.
+    OverCredit,
+    /// It makes an item in parts longer than the maximum frame, `max` bytes.
+    TooLarge {
+        /// The server's maximum frame.
+        max: u32,
+    },
+    /// It ends the stream in the middle of an item in parts.
+    InsideItem,
+}
+
+impl Refused {
+    /// The protocol error of this refusal on stream `stream`.
+    pub(crate) fn at(self, stream: u64) -> ProtocolError {
+        match self {
+            Refused::OverCredit => ProtocolError::CreditExceeded { stream },
+            Refused::TooLarge { max } => ProtocolError::ItemTooLarge { stream, max },
+            Refused::InsideItem => ProtocolError::EndInsideItem { stream },
+        }
+    }
+}
 
 /// One stream from the client, shared by the connection (which puts items in) and the
 /// handler's [`Incoming`] (which takes them out).
@@ -31,6 +58,10 @@ struct State {
     items: VecDeque<(Bytes, usize)>,
     /// The credit the client holds.
     credit: Granted,
+    /// The item arriving in parts, if one is.
+    partial: Partial,
+    /// The server's maximum frame, which an item in parts must not exceed either.
+    max_frame: u32,
     /// The client ended the stream.
     ended: bool,
     /// The handler dropped the stream: what arrives is discarded.
@@ -41,12 +72,15 @@ struct State {
 }
 
 impl Inbound {
-    /// A stream whose client holds `window` bytes of credit.
-    pub(crate) fn new(window: u32) -> Arc<Self> {
+    /// A stream whose client holds `window` bytes of credit, on a server whose maximum frame
+    /// is `max_frame`.
+    pub(crate) fn new(window: u32, max_frame: u32) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State {
                 items: VecDeque::new(),
                 credit: Granted::new(window),
+                partial: Partial::default(),
+                max_frame,
                 ended: false,
                 stopped: false,
                 waker: None,
@@ -61,15 +95,30 @@ impl Inbound {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// An item arrived.
+    /// An item arrived, or the last frame of one that arrived in parts.
     ///
     /// # Errors
     ///
-    /// [`OverCredit`] if the client had no credit left for it.
-    pub(crate) fn push(&self, frame: Bytes, body_at: usize) -> Result<(), OverCredit> {
+    /// [`Refused::OverCredit`] if the client had no credit left for it,
+    /// [`Refused::TooLarge`] if it ends an item in parts longer than the maximum frame.
+    pub(crate) fn push(&self, frame: Bytes, body_at: usize) -> Result<(), Refused> {
         let waker = {
             let mut state = self.lock();
-            state.credit.spend(frame.len())?;
+            let state = &mut *state;
+            if state.partial.started() {
+                state.credit.spend_last(frame.len());
+            } else {
+                state
+                    .credit
+                    .spend(frame.len())
+                    .map_err(|_| Refused::OverCredit)?;
+            }
+            let frame = state
+                .partial
+                .finish(frame, body_at, state.max_frame)
+                .map_err(|_| Refused::TooLarge {
+                    max: state.max_frame,
+                })?;
             if state.stopped {
                 return Ok(());
             }
@@ -82,16 +131,47 @@ impl Inbound {
         Ok(())
     }
 
+    /// A part of an item arrived: `body`, of an item whose frame has `header_len` bytes of
+    /// header.
+    ///
+    /// # Errors
+    ///
+    /// [`Refused::OverCredit`] if the part starts an item and the client had no credit left
+    /// for it, [`Refused::TooLarge`] if the item is already longer than the maximum frame.
+    pub(crate) fn push_part(&self, body: Bytes, header_len: usize) -> Result<(), Refused> {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let first = !state.partial.started();
+        state
+            .credit
+            .spend_part(body.len(), first)
+            .map_err(|_| Refused::OverCredit)?;
+        state
+            .partial
+            .push(body, header_len, state.max_frame)
+            .map_err(|_| Refused::TooLarge {
+                max: state.max_frame,
+            })
+    }
+
     /// The client ended the stream.
-    pub(crate) fn end(&self) {
+    ///
+    /// # Errors
+    ///
+    /// [`Refused::InsideItem`] if an item was arriving in parts.
+    pub(crate) fn end(&self) -> Result<(), Refused> {
         let waker = {
             let mut state = self.lock();
+            if state.partial.started() {
+                return Err(Refused::InsideItem);
+            }
             state.ended = true;
             state.waker.take()
         };
         if let Some(waker) = waker {
             waker.wake();
         }
+        Ok(())
     }
 
     /// Waits until an item fails to decode on the handler's side, and returns why.

@@ -13,6 +13,7 @@ pub(crate) mod batch;
 mod channel;
 pub(crate) mod credit;
 mod incoming;
+pub(crate) mod parts;
 pub(crate) mod produce;
 
 use std::fmt;

@@ -19,6 +19,11 @@ use crate::writer::Outbox;
 /// that the replies of small calls are not queued behind many large items.
 const BACKLOG: usize = 256 * 1024;
 
+/// Batches during which a stream still sends long items in parts after other frames were last
+/// sent on the connection: parts let those frames go out between them, and cost the receiver a
+/// copy of the item, which a stream alone on its connection need not pay.
+const PARTS_AFTER_OTHERS: u32 = 8;
+
 /// Bytes of items past which a batch is written without waiting for more ready items.
 const BATCH_BYTES: usize = 64 * 1024;
 
@@ -48,16 +53,26 @@ pub(crate) async fn produce(
         Err(_) => return end(outbox, id, Some(WireError::EncodeFailed)),
     };
     // Items that are ready at once, with credit for them, go out together in one write.
-    let mut batch = Batch::new(header, max_frame, in_parts);
+    let mut batch = Batch::new(id, header, max_frame, in_parts);
     // Bytes of the last item sent beyond the permits taken for it: the next item waits until
     // they, and one more, are granted.
     let mut owed: u32 = 0;
+    let mut others = outbox.others_sent();
+    let mut in_parts_for = PARTS_AFTER_OTHERS;
     let error = 'stream: loop {
         match credit.acquire_many(owed + 1).await {
             Ok(permit) => permit.forget(),
             Err(_) => break 'stream None,
         }
         outbox.drained_to(BACKLOG).await;
+        let now = outbox.others_sent();
+        if now == others {
+            in_parts_for = in_parts_for.saturating_sub(1);
+        } else {
+            others = now;
+            in_parts_for = PARTS_AFTER_OTHERS;
+        }
+        batch.cut_long_items(in_parts_for > 0);
         let mut next = AssertUnwindSafe(poll_fn(|cx| source.poll_into(cx, &mut batch)))
             .catch_unwind()
             .await;
@@ -90,9 +105,9 @@ pub(crate) async fn produce(
                 None => break None,
             }
         };
-        let mut frames = batch.take();
+        let groups = batch.take();
         let open = gate.map(|gate| gate.lock().unwrap_or_else(|e| e.into_inner()));
-        if open.as_deref() == Some(&false) || outbox.send_all_now(&mut frames).is_err() {
+        if open.as_deref() == Some(&false) || outbox.send_bulk(groups).is_err() {
             return;
         }
         drop(open);
@@ -117,5 +132,5 @@ fn spent_beyond_one(len: u32) -> u32 {
 /// Sends the end of stream `id`.
 pub(crate) fn end(outbox: &Outbox, id: u64, error: Option<WireError>) {
     let frame = header_frame(&Header::StreamEnd { stream: id, error });
-    let _ = outbox.send_encoded(Encoded::One(frame), true);
+    let _ = outbox.send_bulk_one(Encoded::One(frame));
 }

@@ -1,0 +1,254 @@
+//! Stream items in parts: a producer cuts an item longer than [`PART_MAX`] into `StreamPart`
+//! frames and a last `StreamItem` frame, so that other frames go out between them, and the
+//! consumer puts the item back together (see the protocol's [Streams](crate::protocol#streams)).
+
+use bytes::{Buf, Bytes};
+
+use crate::frame::header_frame;
+use crate::protocol::{Header, LEN_PREFIX, PART_MAX};
+
+/// Cuts the frame of a stream item into parts. `frame` is the item's whole frame (length
+/// prefix, `StreamItem` header of `header_len` bytes, body), in pieces; the result is the
+/// frames to send in its place, each a group of its own: `StreamPart` frames of [`PART_MAX`]
+/// bytes of body, then the `StreamItem` frame with the rest. Each frame is one buffer unless
+/// `in_parts` (the transport takes a frame in pieces): then the body's pieces are not copied.
+pub(crate) fn cut(
+    stream: u64,
+    frame: Vec<Bytes>,
+    header_len: usize,
+    in_parts: bool,
+) -> Vec<Vec<Bytes>> {
+    let mut pieces: std::collections::VecDeque<Bytes> = frame.into();
+    // The prefix and header of the item, kept for its last frame.
+    let mut head = Vec::with_capacity(LEN_PREFIX + header_len);
+    while head.len() < LEN_PREFIX + header_len {
+        let Some(piece) = pieces.front_mut() else {
+            break;
+        };
+        let want = (LEN_PREFIX + header_len - head.len()).min(piece.len());
+        head.extend_from_slice(&piece[..want]);
+        piece.advance(want);
+        if piece.is_empty() {
+            pieces.pop_front();
+        }
+    }
+    let body_len: usize = pieces.iter().map(Bytes::len).sum();
+    let part_head = header_frame(&Header::StreamPart { stream }).to_vec();
+    let mut groups = Vec::new();
+    let mut left = body_len;
+    while left > 0 {
+        let last = left <= PART_MAX;
+        let take = left.min(PART_MAX);
+        let mut start = if last {
+            head.clone()
+        } else {
+            part_head.clone()
+        };
+        let len = start.len() - LEN_PREFIX + take;
+        let prefix = u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes();
+        if let Some(at) = start.get_mut(..LEN_PREFIX) {
+            at.copy_from_slice(&prefix);
+        }
+        let mut group = Vec::new();
+        let mut want = take;
+        if in_parts {
+            group.push(Bytes::from(start));
+            while want > 0 {
+                let Some(piece) = pieces.front_mut() else {
+                    break;
+                };
+                let n = want.min(piece.len());
+                group.push(piece.split_to(n));
+                want -= n;
+                if piece.is_empty() {
+                    pieces.pop_front();
+                }
+            }
+        } else {
+            start.reserve(take);
+            while want > 0 {
+                let Some(piece) = pieces.front_mut() else {
+                    break;
+                };
+                let n = want.min(piece.len());
+                start.extend_from_slice(&piece[..n]);
+                piece.advance(n);
+                want -= n;
+                if piece.is_empty() {
+                    pieces.pop_front();
+                }
+            }
+            group.push(Bytes::from(start));
+        }
+        groups.push(group);
+        left -= take;
+    }
+    groups
+}
+
+/// The item of a stream that is arriving in parts.
+#[derive(Debug, Default)]
+pub(crate) struct Partial {
+    /// The bodies of the parts that arrived, in order.
+    parts: Vec<Bytes>,
+    /// Their bytes.
+    len: usize,
+}
+
+/// An item in parts would be longer than the receiver's maximum frame.
+#[derive(Debug)]
+pub(crate) struct TooLarge;
+
+impl Partial {
+    /// Whether an item has started arriving in parts.
+    pub(crate) fn started(&self) -> bool {
+        !self.parts.is_empty()
+    }
+
+    /// A part arrived whose body is `body`; the item's frame would take `header_len` bytes of
+    /// header besides.
+    ///
+    /// # Errors
+    ///
+    /// [`TooLarge`] if the item's frame would already be longer than `max_frame`.
+    pub(crate) fn push(
+        &mut self,
+        body: Bytes,
+        header_len: usize,
+        max_frame: u32,
+    ) -> Result<(), TooLarge> {
+        self.len += body.len();
+        if header_len + self.len > max_frame as usize {
+            return Err(TooLarge);
+        }
+        if !body.is_empty() {
+            self.parts.push(body);
+        }
+        Ok(())
+    }
+
+    /// The item's last frame arrived: returns the item's whole frame (without the length
+    /// prefix, as a frame reader gives it), and where its body starts, as if it had come in
+    /// one frame. An item that did not start in parts is `frame` as it is.
+    ///
+    /// # Errors
+    ///
+    /// [`TooLarge`] if the item's frame is longer than `max_frame`.
+    pub(crate) fn finish(
+        &mut self,
+        frame: Bytes,
+        body_at: usize,
+        max_frame: u32,
+    ) -> Result<Bytes, TooLarge> {
+        if self.parts.is_empty() {
+            return Ok(frame);
+        }
+        let len = frame.len() + self.len;
+        if len > max_frame as usize {
+            return Err(TooLarge);
+        }
+        let mut whole = Vec::with_capacity(len);
+        let (header, rest) = frame.split_at(body_at.min(frame.len()));
+        whole.extend_from_slice(header);
+        for part in self.parts.drain(..) {
+            whole.extend_from_slice(&part);
+        }
+        whole.extend_from_slice(rest);
+        self.len = 0;
+        Ok(Bytes::from(whole))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Splits concatenated frames back into (header, body) pairs.
+    fn frames_of(bytes: &[u8]) -> Vec<(Header, Bytes)> {
+        let mut out = Vec::new();
+        let mut rest = bytes;
+        while let Some((prefix, tail)) = rest.split_first_chunk::<LEN_PREFIX>() {
+            let len = u32::from_le_bytes(*prefix) as usize;
+            let (frame, tail) = tail.split_at(len);
+            let (header, body) = postcard::take_from_bytes::<Header>(frame).expect("header");
+            out.push((header, Bytes::copy_from_slice(body)));
+            rest = tail;
+        }
+        assert!(rest.is_empty(), "a frame was cut short");
+        out
+    }
+
+    fn item_frame(stream: u64, body: &[u8]) -> (Vec<Bytes>, usize) {
+        let head = header_frame(&Header::StreamItem { stream });
+        let header_len = head.len() - LEN_PREFIX;
+        let len = u32::try_from(header_len + body.len()).expect("fits");
+        let mut start = head.to_vec();
+        start[..LEN_PREFIX].copy_from_slice(&len.to_le_bytes());
+        // The body in uneven pieces, as an encoder that splices buffers leaves it.
+        let (a, b) = body.split_at(body.len() / 3);
+        (
+            vec![
+                Bytes::from(start),
+                Bytes::copy_from_slice(a),
+                Bytes::copy_from_slice(b),
+            ],
+            header_len,
+        )
+    }
+
+    #[test]
+    fn a_long_item_is_cut_into_parts_and_put_back_together() {
+        let body: Vec<u8> = (0..3 * PART_MAX + 123).map(|i| i as u8).collect();
+        for in_parts in [true, false] {
+            let (frame, header_len) = item_frame(300, &body);
+            let groups = cut(300, frame, header_len, in_parts);
+            assert_eq!(groups.len(), 4, "three whole parts and the rest");
+            if !in_parts {
+                assert!(
+                    groups.iter().all(|group| group.len() == 1),
+                    "one buffer each"
+                );
+            }
+            let frames = frames_of(&groups.concat().concat());
+            let kinds: Vec<bool> = frames
+                .iter()
+                .map(|(h, _)| matches!(h, Header::StreamPart { stream: 300 }))
+                .collect();
+            assert_eq!(kinds, [true, true, true, false]);
+            assert!(matches!(frames[3].0, Header::StreamItem { stream: 300 }));
+            assert!(frames.iter().all(|(_, body)| body.len() <= PART_MAX));
+
+            let mut partial = Partial::default();
+            for (_, part) in &frames[..3] {
+                partial
+                    .push(part.clone(), header_len, u32::MAX)
+                    .expect("within the maximum");
+            }
+            assert!(partial.started());
+            let last = header_frame(&Header::StreamItem { stream: 300 });
+            let mut last = last.slice(LEN_PREFIX..).to_vec();
+            last.extend_from_slice(&frames[3].1);
+            let whole = partial
+                .finish(Bytes::from(last), header_len, u32::MAX)
+                .expect("within the maximum");
+            assert_eq!(whole.len(), header_len + body.len(), "as if sent whole");
+            assert_eq!(&whole[header_len..], &body[..]);
+            assert!(!partial.started(), "ready for the next item");
+        }
+    }
+
+    #[test]
+    fn an_item_in_parts_longer_than_the_maximum_is_refused() {
+        let mut partial = Partial::default();
+        partial
+            .push(Bytes::from(vec![0; 100]), 2, 150)
+            .expect("102 bytes so far");
+        assert!(partial.push(Bytes::from(vec![0; 100]), 2, 150).is_err());
+        let mut partial = Partial::default();
+        partial
+            .push(Bytes::from(vec![0; 100]), 2, 150)
+            .expect("102 bytes so far");
+        let last = Bytes::from(vec![7; 60]);
+        assert!(partial.finish(last, 2, 150).is_err(), "160 in all");
+    }
+}
