@@ -10,7 +10,7 @@ use rpc_core::frame::{FrameRead, FrameWrite};
 use rpc_core::protocol::{
     GoodbyeReason, Header, ReplyStatus, WireError, DEFAULT_MAX_FRAME, PROTOCOL_VERSION,
 };
-use rpc_core::{ClientConfig, ProtocolError, RpcError, ServerConfig};
+use rpc_core::{Client, ClientConfig, ProtocolError, RpcError, ServerConfig};
 
 /// The server's answer to a frame that breaks the rules of streams: a goodbye for a protocol
 /// violation, then the end of the connection; other clients go on.
@@ -435,6 +435,10 @@ async fn client_sees_credit_exceeded<R: FrameRead, W: FrameWrite>(
     let mut end = None;
     match client.ticks(5).await {
         Ok(mut ticks) => {
+            // No item is taken until the connection closes: taking one would grant credit for
+            // the next, which the server may then send.
+            let connection = client.handle().connection().expect("a connection");
+            within("the connection to close", connection.closed()).await;
             while let Some(item) = within("the stream to end", ticks.next()).await {
                 if let Err(error) = item {
                     end = Some(error);
@@ -447,6 +451,145 @@ async fn client_sees_credit_exceeded<R: FrameRead, W: FrameWrite>(
         matches!(
             end,
             Some(RpcError::Protocol(ProtocolError::CreditExceeded { .. }))
+        ),
+        "{end:?}"
+    );
+}
+
+/// Answers the handshake and a stream's opening call, then sends the frames `after` makes for
+/// the stream's id in one write, and keeps the connection open.
+async fn answer_then_send<R: FrameRead, W: FrameWrite>(
+    mut reader: R,
+    mut writer: W,
+    after: fn(u64) -> Vec<Vec<u8>>,
+) {
+    let _hello = reader.read_frame(DEFAULT_MAX_FRAME).await;
+    let welcome = Header::Welcome {
+        version: PROTOCOL_VERSION,
+        max_frame: DEFAULT_MAX_FRAME,
+    };
+    writer
+        .write_frames(&[Bytes::from(frame(&welcome, &[]))])
+        .await
+        .expect("welcome");
+    let call = reader
+        .read_frame(DEFAULT_MAX_FRAME)
+        .await
+        .expect("call")
+        .expect("a frame");
+    let (Header::Call { id, .. }, _) = postcard::take_from_bytes::<Header>(&call).expect("header")
+    else {
+        panic!("expected a call");
+    };
+    let reply = Header::Reply {
+        id,
+        status: ReplyStatus::Ok,
+    };
+    let mut frames = vec![Bytes::from(frame(&reply, &[]))];
+    frames.extend(after(id).into_iter().map(Bytes::from));
+    writer.write_frames(&frames).await.expect("frames");
+    while let Ok(Some(_)) = reader.read_frame(DEFAULT_MAX_FRAME).await {}
+}
+
+/// Opens `ticks` over a pipe to a raw server that answers with the frames `after` makes;
+/// returns the items and how the stream (or its opening) ended.
+async fn ticks_from_raw_server(
+    after: fn(u64) -> Vec<Vec<u8>>,
+    config: &ClientConfig,
+) -> (Vec<u32>, Option<RpcError>) {
+    use rpc_core::frame::{FrameReader, FrameWriter};
+    let (client_end, server_end) = tokio::io::duplex(64 * 1024);
+    let (server_read, server_write) = tokio::io::split(server_end);
+    let (client_read, client_write) = tokio::io::split(client_end);
+    let server = tokio::spawn(answer_then_send(
+        FrameReader::new(server_read),
+        FrameWriter::new(server_write),
+        after,
+    ));
+    let client: common::ProbeClient = rpc_core::connect(
+        FrameReader::new(client_read),
+        FrameWriter::new(client_write),
+        config,
+    )
+    .await
+    .expect("connect");
+    let mut items = Vec::new();
+    let mut end = None;
+    match client.ticks(5).await {
+        Ok(mut ticks) => {
+            while let Some(item) = within("the stream to end", ticks.next()).await {
+                match item {
+                    Ok(item) => items.push(item),
+                    Err(error) => end = Some(error),
+                }
+            }
+        }
+        Err(error) => end = Some(error),
+    }
+    server.abort();
+    (items, end)
+}
+
+/// 300,000 as a postcard varint (3 bytes) in parts of one byte, then the stream's end.
+fn three_parts(id: u64) -> Vec<Vec<u8>> {
+    let encoded = postcard::to_stdvec(&300_000u32).expect("encode");
+    vec![
+        frame(&Header::StreamPart { stream: id }, &encoded[..1]),
+        frame(&Header::StreamPart { stream: id }, &encoded[1..2]),
+        frame(&Header::StreamItem { stream: id }, &encoded[2..]),
+        item(id, 7),
+        frame(
+            &Header::StreamEnd {
+                stream: id,
+                error: None,
+            },
+            &[],
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_puts_items_in_parts_back_together() {
+    let (items, end) = ticks_from_raw_server(three_parts, &ClientConfig::new()).await;
+    assert_eq!(items, [300_000, 7]);
+    assert!(end.is_none(), "{end:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_ending_a_stream_inside_an_item_is_a_typed_error() {
+    fn end_inside(id: u64) -> Vec<Vec<u8>> {
+        let mut frames = three_parts(id);
+        frames.drain(2..4);
+        frames
+    }
+    let (items, end) = ticks_from_raw_server(end_inside, &ClientConfig::new()).await;
+    assert!(items.is_empty());
+    assert!(
+        matches!(
+            end,
+            Some(RpcError::Protocol(ProtocolError::EndInsideItem { .. }))
+        ),
+        "{end:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_sending_an_item_in_parts_past_the_maximum_frame_is_a_typed_error() {
+    fn too_long(id: u64) -> Vec<Vec<u8>> {
+        (0..4)
+            .map(|_| frame(&Header::StreamPart { stream: id }, &[0; 64 * 1024]))
+            .collect()
+    }
+    let (items, end) =
+        ticks_from_raw_server(too_long, ClientConfig::new().max_frame(200 * 1024)).await;
+    assert!(items.is_empty());
+    assert!(
+        matches!(
+            end,
+            Some(RpcError::Protocol(ProtocolError::ItemTooLarge {
+                max: 204_800,
+                ..
+            }))
         ),
         "{end:?}"
     );

@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use crate::client::pending::Reply;
+use crate::stream::parts::Finished;
 
 /// Frames up to this long are copied; longer ones are kept as they arrived.
 pub(super) const COPY_MAX: usize = 1024;
@@ -33,6 +34,9 @@ enum Run {
     Copied { bytes: Vec<u8>, at: usize },
     /// One item, as its frame.
     Frame(Reply),
+    /// One item that came in parts, put together when it is taken: by the consumer, not by the
+    /// task that reads the connection.
+    Parted(Finished),
 }
 
 /// An item taken out of [`Arrived`].
@@ -92,6 +96,14 @@ impl Arrived {
         bytes.extend_from_slice(body);
     }
 
+    /// Adds an item that arrived, in one frame or in parts.
+    pub(super) fn push_finished(&mut self, item: Finished) {
+        match item {
+            Finished::Whole { frame, body_at } => self.push(frame, body_at),
+            parted @ Finished::Parted { .. } => self.runs.push_back(Run::Parted(parted)),
+        }
+    }
+
     fn push_frame(&mut self, frame: Bytes, body_at: usize) {
         self.runs.push_back(Run::Frame(Reply {
             status: crate::protocol::ReplyStatus::Ok,
@@ -108,9 +120,18 @@ impl Arrived {
         while self.runs.front().is_some_and(Run::used_up) {
             self.runs.pop_front();
         }
-        if matches!(self.runs.front(), Some(Run::Frame(_))) {
-            let Some(Run::Frame(reply)) = self.runs.pop_front() else {
-                return None;
+        if matches!(self.runs.front(), Some(Run::Frame(_) | Run::Parted(_))) {
+            let reply = match self.runs.pop_front() {
+                Some(Run::Frame(reply)) => reply,
+                Some(Run::Parted(item)) => {
+                    let (frame, body_at) = item.assemble();
+                    Reply {
+                        status: crate::protocol::ReplyStatus::Ok,
+                        frame,
+                        body_at,
+                    }
+                }
+                _ => return None,
             };
             let reply = self.last.insert(reply);
             return Some(Item {
@@ -139,7 +160,7 @@ impl Run {
     fn used_up(&self) -> bool {
         match self {
             Run::Copied { bytes, at } => *at >= bytes.len(),
-            Run::Frame(_) => false,
+            Run::Frame(_) | Run::Parted(_) => false,
         }
     }
 }
@@ -188,6 +209,36 @@ mod tests {
 
     /// A full buffer of copied items is followed by a new one, never grown: what they leave
     /// unused is bounded by one buffer.
+    /// An item that came in parts comes out in its place, put together.
+    #[test]
+    fn items_in_parts_are_put_together_when_taken() {
+        let mut arrived = Arrived::default();
+        arrived.push(frame(2, b"before"), 2);
+        let mut partial = crate::stream::parts::Partial::default();
+        for part in [&b"lo"[..], b"ng "] {
+            partial
+                .push(Bytes::copy_from_slice(part), 2, u32::MAX)
+                .expect("within the maximum");
+        }
+        let item = partial
+            .finish(frame(2, b"item"), 2, u32::MAX)
+            .expect("within the maximum");
+        arrived.push_finished(item);
+        arrived.push(frame(2, b"after"), 2);
+        let mut taken = Vec::new();
+        while let Some(item) = arrived.pop() {
+            taken.push((item.body.to_vec(), item.frame_len));
+        }
+        assert_eq!(
+            taken,
+            [
+                (b"before".to_vec(), 8),
+                (b"long item".to_vec(), 11),
+                (b"after".to_vec(), 7)
+            ]
+        );
+    }
+
     #[test]
     fn buffers_of_copied_items_are_never_grown() {
         let mut arrived = Arrived::default();
@@ -199,7 +250,7 @@ mod tests {
             .iter()
             .map(|run| match run {
                 Run::Copied { bytes, .. } => bytes.capacity(),
-                Run::Frame(_) => 0,
+                Run::Frame(_) | Run::Parted(_) => 0,
             })
             .collect();
         assert!(capacities.len() > 1, "{capacities:?}");

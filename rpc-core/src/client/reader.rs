@@ -140,13 +140,6 @@ pub(super) async fn read_replies<R: FrameRead>(
                 if spent.is_err() {
                     return ProtocolError::CreditExceeded { stream }.into();
                 }
-                let Ok(frame) = slot.partial.finish(frame, body_at, max_frame) else {
-                    return ProtocolError::ItemTooLarge {
-                        stream,
-                        max: max_frame,
-                    }
-                    .into();
-                };
                 // The items of this stream that arrived with this one go in under the same lock:
                 // those buffered next whose header is this one's, byte for byte.
                 let mut copy = [0u8; 16];
@@ -157,7 +150,14 @@ pub(super) async fn read_replies<R: FrameRead>(
                     }
                     _ => &[],
                 };
-                slot.items.push(frame, body_at);
+                let Ok(item) = slot.partial.finish(frame, body_at, max_frame) else {
+                    return ProtocolError::ItemTooLarge {
+                        stream,
+                        max: max_frame,
+                    }
+                    .into();
+                };
+                slot.items.push_finished(item);
                 let mut over_credit = false;
                 let mut same_stream = |frame: &[u8]| {
                     // Compared byte by byte: the header is a few bytes long.

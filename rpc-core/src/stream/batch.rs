@@ -266,14 +266,12 @@ mod tests {
         }
         let mut last = postcard::to_stdvec(&Header::StreamItem { stream: 7 }).expect("header");
         last.extend_from_slice(&decoded[17].1);
-        let whole = partial
+        let finished = partial
             .finish(Bytes::from(last), 2, u32::MAX)
             .expect("whole");
-        assert_eq!(
-            whole.len(),
-            len as usize,
-            "the length the credit was counted from"
-        );
+        assert_eq!(finished.frame_len(), len as usize, "what the credit counts");
+        let (whole, _) = finished.assemble();
+        assert_eq!(whole.len(), len as usize, "as if sent whole");
         let back: ByteBuf = postcard::from_bytes(&whole[2..]).expect("buffer");
         assert_eq!(back, large);
         let small: u32 = postcard::from_bytes(&decoded[18].1).expect("small");

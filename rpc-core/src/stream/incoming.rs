@@ -17,7 +17,7 @@ use crate::error::ProtocolError;
 use crate::frame::header_frame;
 use crate::protocol::{Header, WireError};
 use crate::stream::credit::{Granted, Taken};
-use crate::stream::parts::Partial;
+use crate::stream::parts::{Finished, Partial};
 use crate::writer::Outbox;
 
 /// Why a frame of a stream from the client breaks the protocol.
@@ -54,8 +54,8 @@ pub(crate) struct Inbound {
 }
 
 struct State {
-    /// Items that arrived and have not been taken: each frame, and where its body starts.
-    items: VecDeque<(Bytes, usize)>,
+    /// Items that arrived and have not been taken.
+    items: VecDeque<Finished>,
     /// The credit the client holds.
     credit: Granted,
     /// The item arriving in parts, if one is.
@@ -113,7 +113,7 @@ impl Inbound {
                     .spend(frame.len())
                     .map_err(|_| Refused::OverCredit)?;
             }
-            let frame = state
+            let item = state
                 .partial
                 .finish(frame, body_at, state.max_frame)
                 .map_err(|_| Refused::TooLarge {
@@ -122,7 +122,7 @@ impl Inbound {
             if state.stopped {
                 return Ok(());
             }
-            state.items.push_back((frame, body_at));
+            state.items.push_back(item);
             state.waker.take()
         };
         if let Some(waker) = waker {
@@ -241,15 +241,19 @@ impl Incoming {
             return Poll::Pending;
         };
         // Room for half the window again: grant it in one credit.
-        if let Some(bytes) = self.taken.take(item.0.len()).filter(|_| !state.ended) {
+        let grant = self.taken.take(item.frame_len()).filter(|_| !state.ended);
+        if let Some(bytes) = grant {
             state.credit.grant(bytes);
-            drop(state);
+        }
+        drop(state);
+        if let Some(bytes) = grant {
             let _ = self.outbox.send(header_frame(&Header::Credit {
                 stream: self.id,
                 bytes,
             }));
         }
-        Poll::Ready(Some(item))
+        // An item that came in parts is put together here, in the handler's task.
+        Poll::Ready(Some(item.assemble()))
     }
 
     /// An item did not decode: the engine fails the call with `error`.

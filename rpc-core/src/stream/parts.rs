@@ -127,9 +127,9 @@ impl Partial {
         Ok(())
     }
 
-    /// The item's last frame arrived: returns the item's whole frame (without the length
-    /// prefix, as a frame reader gives it), and where its body starts, as if it had come in
-    /// one frame. An item that did not start in parts is `frame` as it is.
+    /// The item's last frame arrived, `frame` with its body from `body_at`: returns the item,
+    /// as it came if it did not start in parts, else its parts to put together, which its taker
+    /// does (off the task that reads the connection, which a copy of a long item would hold up).
     ///
     /// # Errors
     ///
@@ -139,23 +139,75 @@ impl Partial {
         frame: Bytes,
         body_at: usize,
         max_frame: u32,
-    ) -> Result<Bytes, TooLarge> {
+    ) -> Result<Finished, TooLarge> {
         if self.parts.is_empty() {
-            return Ok(frame);
+            return Ok(Finished::Whole { frame, body_at });
         }
-        let len = frame.len() + self.len;
-        if len > max_frame as usize {
+        if frame.len() + self.len > max_frame as usize {
             return Err(TooLarge);
         }
-        let mut whole = Vec::with_capacity(len);
-        let (header, rest) = frame.split_at(body_at.min(frame.len()));
-        whole.extend_from_slice(header);
-        for part in self.parts.drain(..) {
-            whole.extend_from_slice(&part);
+        let len = std::mem::take(&mut self.len);
+        Ok(Finished::Parted {
+            parts: std::mem::take(&mut self.parts),
+            len,
+            last: frame,
+            body_at,
+        })
+    }
+}
+
+/// A stream item that has arrived.
+#[derive(Debug)]
+pub(crate) enum Finished {
+    /// In one frame, its body from `body_at`.
+    Whole {
+        /// The frame, without its length prefix.
+        frame: Bytes,
+        /// Where the body starts.
+        body_at: usize,
+    },
+    /// In parts, not put together yet.
+    Parted {
+        /// The bodies of the parts, in order.
+        parts: Vec<Bytes>,
+        /// Their bytes.
+        len: usize,
+        /// The last frame, whose header is the item's.
+        last: Bytes,
+        /// Where the last frame's body starts.
+        body_at: usize,
+    },
+}
+
+impl Finished {
+    /// The length of the item's frame, as if it had come in one: what its credit counts.
+    pub(crate) fn frame_len(&self) -> usize {
+        match self {
+            Finished::Whole { frame, .. } => frame.len(),
+            Finished::Parted { len, last, .. } => len + last.len(),
         }
-        whole.extend_from_slice(rest);
-        self.len = 0;
-        Ok(Bytes::from(whole))
+    }
+
+    /// The item's frame, as if it had come in one, and where its body starts.
+    pub(crate) fn assemble(self) -> (Bytes, usize) {
+        match self {
+            Finished::Whole { frame, body_at } => (frame, body_at),
+            Finished::Parted {
+                parts,
+                len,
+                last,
+                body_at,
+            } => {
+                let mut whole = Vec::with_capacity(len + last.len());
+                let (header, rest) = last.split_at(body_at.min(last.len()));
+                whole.extend_from_slice(header);
+                for part in parts {
+                    whole.extend_from_slice(&part);
+                }
+                whole.extend_from_slice(rest);
+                (Bytes::from(whole), body_at)
+            }
+        }
     }
 }
 
@@ -228,9 +280,12 @@ mod tests {
             let last = header_frame(&Header::StreamItem { stream: 300 });
             let mut last = last.slice(LEN_PREFIX..).to_vec();
             last.extend_from_slice(&frames[3].1);
-            let whole = partial
+            let finished = partial
                 .finish(Bytes::from(last), header_len, u32::MAX)
                 .expect("within the maximum");
+            assert_eq!(finished.frame_len(), header_len + body.len());
+            let (whole, body_at) = finished.assemble();
+            assert_eq!(body_at, header_len);
             assert_eq!(whole.len(), header_len + body.len(), "as if sent whole");
             assert_eq!(&whole[header_len..], &body[..]);
             assert!(!partial.started(), "ready for the next item");
