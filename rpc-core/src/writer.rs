@@ -25,8 +25,9 @@ use tokio::task::JoinHandle;
 
 use crate::frame::{Encoded, FrameError, FrameWrite, TryWrite};
 
-/// Most frames written in one batch.
-const MAX_BATCH: usize = 256;
+/// Most frames written in one batch (besides one group of stream frames); a group of stream
+/// frames holds at most as many buffers.
+pub(crate) const MAX_BATCH: usize = 256;
 
 /// Bytes of stream frames past which a write of the writer task takes no further group of
 /// them: other frames queued meanwhile go out first.
@@ -390,7 +391,7 @@ async fn run_writer(shared: Arc<Shared>, on_error: impl FnOnce(FrameError)) {
                 state.flush_needed = false;
                 let take = state.queue.len().min(MAX_BATCH);
                 batch.extend(state.queue.drain(..take));
-                while bulk_written < BULK_PER_WRITE {
+                while bulk_written < BULK_PER_WRITE && batch.len() < MAX_BATCH {
                     let Some(group) = state.bulk.pop_front() else {
                         break;
                     };

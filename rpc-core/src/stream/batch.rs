@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::frame::{checked_len, encode_into, encode_spliced, EncodeError, Encoded};
 use crate::protocol::{WireError, LEN_PREFIX, PART_MAX};
 use crate::stream::parts;
-use crate::writer::BULK_PER_WRITE;
+use crate::writer::{BULK_PER_WRITE, MAX_BATCH};
 
 /// The item frames of one stream waiting to be written together.
 pub(crate) struct Batch {
@@ -23,7 +23,8 @@ pub(crate) struct Batch {
     /// Whole frames not yet cut into `frames`, one after the other.
     open: Vec<u8>,
     /// Groups of whole frames ready, in order, before those in `frames`; each of about
-    /// [`BULK_PER_WRITE`] bytes or more, so that a write of the writer task takes few.
+    /// [`BULK_PER_WRITE`] bytes or [`MAX_BATCH`] buffers, so that a write of the writer task
+    /// takes few.
     groups: Vec<Vec<Bytes>>,
     /// Frames (or their parts) ready, in order, before those in `open`.
     frames: Vec<Bytes>,
@@ -97,7 +98,9 @@ impl Batch {
                     // The transport takes each frame as one buffer (a message).
                     self.cut();
                 }
-                if self.group_len >= BULK_PER_WRITE {
+                // A group is written in one go, within the writer's limits: in bytes, and in
+                // buffers (on a transport of messages, a write per buffer).
+                if self.group_len >= BULK_PER_WRITE || self.frames.len() >= MAX_BATCH {
                     self.end_group();
                 }
                 Ok(len)
@@ -286,6 +289,24 @@ mod tests {
     #[test]
     fn a_long_item_goes_in_parts_of_one_buffer_each_for_a_message_transport() {
         long_item_in_parts(false);
+    }
+
+    /// On a transport of messages a group holds at most as many frames as the writer writes
+    /// in one go: each is a write of its own there.
+    #[test]
+    fn groups_of_small_frames_are_bounded_in_count_for_a_message_transport() {
+        let mut batch = Batch::new(7, &header(), u32::MAX, false);
+        for n in 0..1000u32 {
+            batch.push(&n).expect("small");
+        }
+        let groups = batch.take();
+        assert!(groups.iter().all(|group| group.len() <= MAX_BATCH));
+        assert_eq!(groups.iter().map(Vec::len).sum::<usize>(), 1000);
+        let items: Vec<u32> = frames_of(&groups.concat().concat())
+            .iter()
+            .map(|(_, body)| postcard::from_bytes(body).expect("item"))
+            .collect();
+        assert_eq!(items, (0..1000).collect::<Vec<u32>>());
     }
 
     #[test]
