@@ -26,7 +26,8 @@
 //! `stream` (one connection, an endless stream of 64-byte [`rpc_core::ByteBuf`] items and then
 //! one of 1 MiB items, each taken as fast as it comes: items/s and MiB/s), `fairness` (the p99 of
 //! `add(1, 2)` on a connection that carries a stream of 1 MiB items, against the p99 on the same
-//! connection idle: the framework against itself, no raw side), `two-process` (the latency test
+//! connection idle: the framework against itself, no raw side; and the same beside two tasks
+//! that copy 1 MiB buffers between yields, with no stream), `two-process` (the latency test
 //! against servers in a second process) and `memory` (resident bytes per idle connection with
 //! 1,000 open, each side measured in a fresh process that holds both ends). Options apply in
 //! order, so `--measure-ms` goes after `--short`.

@@ -193,7 +193,7 @@ async fn bench(options: Options) -> Result<()> {
         rows.extend(stream(&options, &servers.dir).await?);
     }
     if options.runs(Test::Fairness) {
-        rows.push(fairness(&options, &servers.dir).await?);
+        rows.extend(fairness(&options, &servers.dir).await?);
     }
     servers.stop().await?;
     if options.runs(Test::TwoProcess) {

@@ -91,14 +91,18 @@ pub(super) async fn stream_raw(
 }
 
 /// The p99 of `add(1, 2)` on one connection while a stream of 1 MiB items runs on it, taken
-/// as fast as it comes, against the p99 on the same connection idle just before.
-pub(super) async fn fairness(options: &Options, dir: &Path) -> Result<Row> {
-    let (busy, idle) = if options.framework {
+/// as fast as it comes, against the p99 on the same connection idle just before; and, for
+/// reference, while two tasks of the benchmark's own copy 1 MiB buffers between yields (as
+/// long a stretch as taking a 1 MiB item), with no stream: what sharing the two cores costs.
+pub(super) async fn fairness(options: &Options, dir: &Path) -> Result<Vec<Row>> {
+    let (busy, cpu, idle) = if options.framework {
         let client = connect(dir).await?;
         let mut calls = AddCall(client.clone());
         let (warm, until) = options.deadlines();
         let idle = sequential(&mut calls, warm, until, true).await?;
         report_quantiles("fairness", "idle", &idle);
+        let cpu = beside_copies(&mut calls, options).await?;
+        report_quantiles("fairness", "copies", &cpu);
 
         let mut items = client.items(u32::try_from(MIB)?).await?;
         let (stop, mut stopped) = oneshot::channel::<()>();
@@ -132,16 +136,53 @@ pub(super) async fn fairness(options: &Options, dir: &Path) -> Result<Row> {
             thousands(taken as f64),
             thousands(taken as f64 / elapsed)
         );
-        (Some(busy.quantile_us(0.99)), Some(idle.quantile_us(0.99)))
+        let p99 = |q: &Sequential| Some(q.quantile_us(0.99));
+        (p99(&busy), p99(&cpu), p99(&idle))
     } else {
-        (None, None)
+        (None, None, None)
     };
-    Ok(Row {
-        test: "fairness add p99, 1 MiB stream beside",
-        framework: busy,
-        raw: idle,
-        unit: Unit::Micros,
-        target: None,
-        baseline: Baseline::Idle,
-    })
+    Ok(vec![
+        Row {
+            test: "fairness add p99, 1 MiB stream beside",
+            framework: busy,
+            raw: idle,
+            unit: Unit::Micros,
+            target: None,
+            baseline: Baseline::Idle,
+        },
+        Row {
+            test: "  same, 1 MiB copies beside, no stream",
+            framework: cpu,
+            raw: idle,
+            unit: Unit::Micros,
+            target: None,
+            baseline: Baseline::Idle,
+        },
+    ])
+}
+
+/// The latencies of `calls` while two tasks copy a 1 MiB buffer and yield, again and again.
+async fn beside_copies(calls: &mut AddCall, options: &Options) -> Result<Sequential> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicBool::new(false));
+    let copiers: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            tokio::spawn(async move {
+                let source = pattern(MIB);
+                while !stop.load(Ordering::Relaxed) {
+                    std::hint::black_box(source.clone());
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    let (warm, until) = options.deadlines();
+    let measured = sequential(calls, warm, until, true).await;
+    stop.store(true, Ordering::Relaxed);
+    for copier in copiers {
+        copier.await?;
+    }
+    measured
 }
