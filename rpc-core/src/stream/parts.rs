@@ -86,12 +86,19 @@ pub(crate) fn cut(
     groups
 }
 
+/// Parts at least this long are kept as they arrived (views of the read buffer); shorter ones
+/// are copied together, so that a peer sending many tiny parts makes the receiver keep their
+/// bytes, not a view (and a read buffer) per part.
+const KEEP_MIN: usize = 16 * 1024;
+
 /// The item of a stream that is arriving in parts.
 #[derive(Debug, Default)]
 pub(crate) struct Partial {
-    /// The bodies of the parts that arrived, in order.
+    /// The bodies of the parts that arrived, in order, but for `short`.
     parts: Vec<Bytes>,
-    /// Their bytes.
+    /// Short parts that arrived after those in `parts`, copied one after the other.
+    short: Vec<u8>,
+    /// The bytes of all the parts.
     len: usize,
 }
 
@@ -102,7 +109,15 @@ pub(crate) struct TooLarge;
 impl Partial {
     /// Whether an item has started arriving in parts.
     pub(crate) fn started(&self) -> bool {
-        !self.parts.is_empty()
+        !self.parts.is_empty() || !self.short.is_empty()
+    }
+
+    /// Moves the short parts copied so far to `parts`.
+    fn keep_short(&mut self) {
+        if !self.short.is_empty() {
+            self.parts
+                .push(Bytes::from(std::mem::take(&mut self.short)));
+        }
     }
 
     /// A part arrived whose body is `body`; the item's frame would take `header_len` bytes of
@@ -121,8 +136,11 @@ impl Partial {
         if header_len + self.len > max_frame as usize {
             return Err(TooLarge);
         }
-        if !body.is_empty() {
+        if body.len() >= KEEP_MIN {
+            self.keep_short();
             self.parts.push(body);
+        } else {
+            self.short.extend_from_slice(&body);
         }
         Ok(())
     }
@@ -140,12 +158,13 @@ impl Partial {
         body_at: usize,
         max_frame: u32,
     ) -> Result<Finished, TooLarge> {
-        if self.parts.is_empty() {
+        if !self.started() {
             return Ok(Finished::Whole { frame, body_at });
         }
         if frame.len() + self.len > max_frame as usize {
             return Err(TooLarge);
         }
+        self.keep_short();
         let len = std::mem::take(&mut self.len);
         Ok(Finished::Parted {
             parts: std::mem::take(&mut self.parts),
@@ -290,6 +309,41 @@ mod tests {
             assert_eq!(&whole[header_len..], &body[..]);
             assert!(!partial.started(), "ready for the next item");
         }
+    }
+
+    /// Tiny parts are copied together; long ones kept as they came; the item comes back whole.
+    #[test]
+    fn tiny_parts_are_copied_together_and_long_ones_kept() {
+        let mut partial = Partial::default();
+        let long = Bytes::from(vec![2u8; KEEP_MIN]);
+        let mut expected = vec![1u8; 1000];
+        for _ in 0..1000 {
+            partial
+                .push(Bytes::from_static(&[1]), 2, u32::MAX)
+                .expect("within the maximum");
+        }
+        partial
+            .push(long.clone(), 2, u32::MAX)
+            .expect("within the maximum");
+        expected.extend_from_slice(&long);
+        partial
+            .push(Bytes::from_static(&[3, 3]), 2, u32::MAX)
+            .expect("within the maximum");
+        expected.extend_from_slice(&[3, 3]);
+        assert_eq!(
+            partial.parts.len(),
+            2,
+            "1000 tiny parts in one buffer, the long one"
+        );
+        assert_eq!(partial.parts[1].as_ptr(), long.as_ptr(), "not copied");
+        let (whole, body_at) = partial
+            .finish(Bytes::from_static(&[9, 9, 4]), 2, u32::MAX)
+            .expect("within the maximum")
+            .assemble();
+        expected.push(4);
+        assert_eq!(body_at, 2);
+        assert_eq!(&whole[2..], &expected[..]);
+        assert!(!partial.started());
     }
 
     #[test]
