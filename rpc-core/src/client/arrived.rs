@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use crate::client::pending::Reply;
-use crate::stream::parts::Finished;
+use crate::stream::parts::{Assembly, Finished};
 
 /// Frames up to this long are copied; longer ones are kept as they arrived.
 pub(super) const COPY_MAX: usize = 1024;
@@ -34,9 +34,9 @@ enum Run {
     Copied { bytes: Vec<u8>, at: usize },
     /// One item, as its frame.
     Frame(Reply),
-    /// One item that came in parts, put together when it is taken: by the consumer, not by the
-    /// task that reads the connection.
-    Parted(Finished),
+    /// One item that came in parts, put together by the consumer (see
+    /// [`Arrived::assemble_some`]), not by the task that reads the connection.
+    Parted(Assembly),
 }
 
 /// An item taken out of [`Arrived`].
@@ -98,9 +98,20 @@ impl Arrived {
 
     /// Adds an item that arrived, in one frame or in parts.
     pub(super) fn push_finished(&mut self, item: Finished) {
-        match item {
-            Finished::Whole { frame, body_at } => self.push(frame, body_at),
-            parted @ Finished::Parted { .. } => self.runs.push_back(Run::Parted(parted)),
+        match Assembly::new(item) {
+            Err((frame, body_at)) => self.push(frame, body_at),
+            Ok(assembly) => self.runs.push_back(Run::Parted(assembly)),
+        }
+    }
+
+    /// Puts together about `budget` more bytes of the next item if it came in parts; returns
+    /// whether some of it is still to do. A taker that yields between steps lets other tasks
+    /// run on its thread, where copying a long item at once would hold it.
+    pub(super) fn assemble_some(&mut self, budget: usize) -> bool {
+        let next = self.runs.iter_mut().find(|run| !run.used_up());
+        match next {
+            Some(Run::Parted(assembly)) => !assembly.step(budget),
+            _ => false,
         }
     }
 
@@ -123,8 +134,8 @@ impl Arrived {
         if matches!(self.runs.front(), Some(Run::Frame(_) | Run::Parted(_))) {
             let reply = match self.runs.pop_front() {
                 Some(Run::Frame(reply)) => reply,
-                Some(Run::Parted(item)) => {
-                    let (frame, body_at) = item.assemble();
+                Some(Run::Parted(assembly)) => {
+                    let (frame, body_at) = assembly.finish();
                     Reply {
                         status: crate::protocol::ReplyStatus::Ok,
                         frame,

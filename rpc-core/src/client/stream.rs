@@ -80,6 +80,9 @@ impl<T> StreamReceiver<T> {
     }
 }
 
+/// Bytes of an item that came in parts that a receiver puts together before it yields.
+const ASSEMBLY_STEP: usize = 128 * 1024;
+
 impl<T> StreamReceiver<T> {
     /// The next item, as `decode` makes it of the item's frame.
     fn poll_item<U>(
@@ -91,6 +94,12 @@ impl<T> StreamReceiver<T> {
             return Poll::Ready(None);
         }
         loop {
+            // An item that came in parts is put together a step at a time, yielding between
+            // steps: a long item copied at once would hold this thread from other tasks.
+            if self.ready.assemble_some(ASSEMBLY_STEP) {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             if let Some(item) = self.ready.pop() {
                 let decoded = decode(&self.handle, &item);
                 let frame_len = item.frame_len;

@@ -230,6 +230,70 @@ impl Finished {
     }
 }
 
+/// An item that came in parts, put together a step at a time, so that its taker can let other
+/// tasks run between steps instead of copying a long item at once.
+#[derive(Debug)]
+pub(crate) struct Assembly {
+    /// The parts not copied yet, in order.
+    parts: std::collections::VecDeque<Bytes>,
+    /// The last frame, whose body is copied last.
+    last: Bytes,
+    body_at: usize,
+    /// The item's header, then what was copied so far.
+    whole: Vec<u8>,
+}
+
+impl Assembly {
+    /// Starts putting together `item`; an item that came in one frame is given back, as its
+    /// frame and where its body starts.
+    pub(crate) fn new(item: Finished) -> Result<Self, (Bytes, usize)> {
+        match item {
+            Finished::Whole { frame, body_at } => Err((frame, body_at)),
+            Finished::Parted {
+                parts,
+                len,
+                last,
+                body_at,
+            } => {
+                let mut whole = Vec::with_capacity(len + last.len());
+                whole.extend_from_slice(last.get(..body_at).unwrap_or_default());
+                Ok(Self {
+                    parts: parts.into(),
+                    last,
+                    body_at,
+                    whole,
+                })
+            }
+        }
+    }
+
+    /// Copies up to about `budget` bytes of the parts; returns whether the item is whole.
+    pub(crate) fn step(&mut self, budget: usize) -> bool {
+        let mut left = budget;
+        while left > 0 {
+            let Some(part) = self.parts.front_mut() else {
+                break;
+            };
+            let n = left.min(part.len());
+            self.whole.extend_from_slice(&part[..n]);
+            part.advance(n);
+            left -= n;
+            if part.is_empty() {
+                self.parts.pop_front();
+            }
+        }
+        self.parts.is_empty()
+    }
+
+    /// The item's frame, as if it had come in one, and where its body starts.
+    pub(crate) fn finish(mut self) -> (Bytes, usize) {
+        while !self.step(usize::MAX) {}
+        let rest = self.last.get(self.body_at..).unwrap_or_default();
+        self.whole.extend_from_slice(rest);
+        (Bytes::from(self.whole), self.body_at)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,6 +408,34 @@ mod tests {
         assert_eq!(body_at, 2);
         assert_eq!(&whole[2..], &expected[..]);
         assert!(!partial.started());
+    }
+
+    #[test]
+    fn an_assembly_in_steps_gives_the_item_as_if_whole() {
+        let mut partial = Partial::default();
+        for part in [vec![1u8; KEEP_MIN], vec![2u8; KEEP_MIN + 5]] {
+            partial
+                .push(Bytes::from(part), 2, u32::MAX)
+                .expect("within the maximum");
+        }
+        let item = partial
+            .finish(Bytes::from_static(&[9, 9, 3, 3]), 2, u32::MAX)
+            .expect("within the maximum");
+        let Ok(mut assembly) = Assembly::new(item) else {
+            panic!("it came in parts");
+        };
+        let mut steps = 1;
+        while !assembly.step(10_000) {
+            steps += 1;
+        }
+        assert_eq!(steps, 4, "32,773 bytes, 10,000 a step");
+        let (whole, body_at) = assembly.finish();
+        assert_eq!(body_at, 2);
+        assert_eq!(&whole[..2], &[9, 9]);
+        assert_eq!(whole.len(), 2 + 2 * KEEP_MIN + 5 + 2);
+        assert!(whole[2..2 + KEEP_MIN].iter().all(|&b| b == 1));
+        assert!(whole[2 + KEEP_MIN..whole.len() - 2].iter().all(|&b| b == 2));
+        assert_eq!(&whole[whole.len() - 2..], &[3, 3]);
     }
 
     #[test]
