@@ -95,10 +95,12 @@
 //!   reply or a `StreamStop`, so that the server knows when to forget the stream. A handler
 //!   that drops the stream before its end makes the server send `StreamStop`.
 //!
-//! An item whose frame would be longer than [`PART_MAX`] bytes past its header is sent in
-//! parts, so that other frames (the replies of small calls) go out between them: one or more
-//! `StreamPart` frames, whose bodies are the first bytes of the item's encoding, then the
-//! `StreamItem` frame with the rest. The receiver puts the item together as if it had come in
+//! An item whose encoding is longer than [`PART_MAX`] bytes may be sent in parts, so that
+//! other frames (the replies of small calls) go out between them: one or more `StreamPart`
+//! frames, whose bodies are the first bytes of the item's encoding, then the `StreamItem` frame
+//! with the rest. (This implementation sends parts of `PART_MAX` bytes while other frames are
+//! being sent on the connection, and whole items otherwise: putting an item together costs the
+//! receiver a copy.) The receiver puts the item together as if it had come in
 //! one `StreamItem` frame, whose length (header and the whole encoding) is the item's frame
 //! length below, and which must not be longer than its maximum frame. A stream has at most one
 //! item in parts at a time; its parts come in order.
@@ -179,8 +181,8 @@ pub const LEN_PREFIX: usize = 4;
 /// large ones.
 pub const STREAM_ITEM_OVERHEAD: u32 = 64;
 
-/// The most bytes of an item's encoding a stream frame carries: an item longer than this is
-/// sent in parts (see [Streams](self#streams)), 64 KiB.
+/// The bytes of an item's encoding in each part, when this implementation sends an item in
+/// parts (see [Streams](self#streams)): 64 KiB.
 pub const PART_MAX: usize = 64 * 1024;
 
 /// A frame header: the message kind and its fields. See the [module docs](self).
