@@ -115,18 +115,13 @@ async fn items_beyond_the_credit_close_the_connection() {
     closes_with_a_violation(&server, peer).await;
 }
 
-/// An item after the stream's end.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_item_after_the_end_closes_the_connection() {
-    let server = TestServer::start();
-    let (mut peer, _) = open_sum(&server).await;
-    peer.send_raw(&item(1, 5)).await.expect("send");
+/// Ends stream 1 (of a `sum` call 1) and waits for the sum, which must be `expected`.
+async fn end_and_expect_sum(peer: &mut RawPeer, expected: u64) {
     let end = Header::StreamEnd {
         stream: 1,
         error: None,
     };
     peer.send_raw(&frame(&end, &[])).await.expect("send");
-    // The sum is answered (5), then the item after the end is a violation.
     loop {
         match within("the answer", peer.recv()).await {
             Some((
@@ -136,13 +131,23 @@ async fn an_item_after_the_end_closes_the_connection() {
                 },
                 body,
             )) => {
-                assert_eq!(postcard::from_bytes::<u64>(&body).expect("a sum"), 5);
-                break;
+                assert_eq!(postcard::from_bytes::<u64>(&body).expect("a sum"), expected);
+                return;
             }
             Some((Header::Credit { .. }, _)) => {}
             other => panic!("unexpected {other:?}"),
         }
     }
+}
+
+/// An item after the stream's end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_after_the_end_closes_the_connection() {
+    let server = TestServer::start();
+    let (mut peer, _) = open_sum(&server).await;
+    peer.send_raw(&item(1, 5)).await.expect("send");
+    // The sum is answered (5), then the item after the end is a violation.
+    end_and_expect_sum(&mut peer, 5).await;
     peer.send_raw(&item(1, 6)).await.expect("send");
     closes_with_a_violation(&server, peer).await;
 }
@@ -221,27 +226,7 @@ async fn items_in_parts_are_put_back_together() {
         .await
         .expect("send");
     peer.send_raw(&item(1, 5)).await.expect("send");
-    let end = Header::StreamEnd {
-        stream: 1,
-        error: None,
-    };
-    peer.send_raw(&frame(&end, &[])).await.expect("send");
-    loop {
-        match within("the answer", peer.recv()).await {
-            Some((
-                Header::Reply {
-                    id: 1,
-                    status: ReplyStatus::Ok,
-                },
-                body,
-            )) => {
-                assert_eq!(postcard::from_bytes::<u64>(&body).expect("a sum"), 300_005);
-                break;
-            }
-            Some((Header::Credit { .. }, _)) => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    end_and_expect_sum(&mut peer, 300_005).await;
     server.assert_serving().await;
 }
 
@@ -379,43 +364,11 @@ async fn a_server_sending_beyond_its_credit_in_one_write_is_a_typed_error() {
 
 /// Answers the handshake and a stream's opening call, then sends five items with one write to
 /// a client whose window is 2 bytes.
-async fn send_beyond_credit<R: FrameRead, W: FrameWrite>(mut reader: R, mut writer: W) {
-    let _hello = reader.read_frame(DEFAULT_MAX_FRAME).await;
-    let welcome = Header::Welcome {
-        version: PROTOCOL_VERSION,
-        max_frame: DEFAULT_MAX_FRAME,
-    };
-    writer
-        .write_frames(&[Bytes::from(frame(&welcome, &[]))])
-        .await
-        .expect("welcome");
-    // The call, then its credit.
-    let call = reader
-        .read_frame(DEFAULT_MAX_FRAME)
-        .await
-        .expect("call")
-        .expect("a frame");
-    let (Header::Call { id, .. }, _) = postcard::take_from_bytes::<Header>(&call).expect("header")
-    else {
-        panic!("expected a call");
-    };
-    let mut frames = vec![Bytes::from(frame(
-        &Header::Reply {
-            id,
-            status: ReplyStatus::Ok,
-        },
-        &[],
-    ))];
-    for n in 0..5u32 {
-        let item = postcard::to_stdvec(&n).expect("encode");
-        frames.push(Bytes::from(frame(
-            &Header::StreamItem { stream: id },
-            &item,
-        )));
+async fn send_beyond_credit<R: FrameRead, W: FrameWrite>(reader: R, writer: W) {
+    fn five_items(id: u64) -> Vec<Vec<u8>> {
+        (0..5u32).map(|n| item(id, n)).collect()
     }
-    writer.write_frames(&frames).await.expect("items");
-    // Keep the connection open: the client must see the violation, not an end.
-    while let Ok(Some(_)) = reader.read_frame(DEFAULT_MAX_FRAME).await {}
+    answer_then_send(reader, writer, five_items).await;
 }
 
 /// Opens a stream of five items with a window of 2 bytes; it must end with `CreditExceeded`.

@@ -189,25 +189,11 @@ impl Batch {
 mod tests {
     use super::*;
     use crate::protocol::Header;
+    use crate::stream::parts::tests::frames_of;
     use crate::ByteBuf;
 
     fn header() -> Vec<u8> {
         postcard::to_stdvec(&Header::StreamItem { stream: 7 }).expect("header")
-    }
-
-    /// Splits concatenated frames back into (header, item) pairs.
-    fn frames_of(bytes: &[u8]) -> Vec<(Header, Vec<u8>)> {
-        let mut out = Vec::new();
-        let mut rest = bytes;
-        while let Some((prefix, tail)) = rest.split_first_chunk::<LEN_PREFIX>() {
-            let len = u32::from_le_bytes(*prefix) as usize;
-            let (frame, tail) = tail.split_at(len);
-            let (header, body) = postcard::take_from_bytes::<Header>(frame).expect("header");
-            out.push((header, body.to_vec()));
-            rest = tail;
-        }
-        assert!(rest.is_empty(), "a frame was cut short");
-        out
     }
 
     #[test]

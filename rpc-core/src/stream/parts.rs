@@ -209,23 +209,9 @@ impl Finished {
 
     /// The item's frame, as if it had come in one, and where its body starts.
     pub(crate) fn assemble(self) -> (Bytes, usize) {
-        match self {
-            Finished::Whole { frame, body_at } => (frame, body_at),
-            Finished::Parted {
-                parts,
-                len,
-                last,
-                body_at,
-            } => {
-                let mut whole = Vec::with_capacity(len + last.len());
-                let (header, rest) = last.split_at(body_at.min(last.len()));
-                whole.extend_from_slice(header);
-                for part in parts {
-                    whole.extend_from_slice(&part);
-                }
-                whole.extend_from_slice(rest);
-                (Bytes::from(whole), body_at)
-            }
+        match Assembly::new(self) {
+            Ok(assembly) => assembly.finish(),
+            Err(whole) => whole,
         }
     }
 }
@@ -295,11 +281,11 @@ impl Assembly {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Splits concatenated frames back into (header, body) pairs.
-    fn frames_of(bytes: &[u8]) -> Vec<(Header, Bytes)> {
+    pub(crate) fn frames_of(bytes: &[u8]) -> Vec<(Header, Bytes)> {
         let mut out = Vec::new();
         let mut rest = bytes;
         while let Some((prefix, tail)) = rest.split_first_chunk::<LEN_PREFIX>() {
