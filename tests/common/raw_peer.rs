@@ -20,6 +20,14 @@ pub fn frame(header: &Header, body: &[u8]) -> Vec<u8> {
     frame
 }
 
+/// The frame of item `n` (a `u32`) of stream `stream`.
+pub fn stream_item(stream: u64, n: u32) -> Vec<u8> {
+    frame(
+        &Header::StreamItem { stream },
+        &postcard::to_stdvec(&n).expect("encode"),
+    )
+}
+
 pub type BoxRead = Box<dyn AsyncRead + Unpin + Send>;
 pub type BoxWrite = Box<dyn AsyncWrite + Unpin + Send>;
 
