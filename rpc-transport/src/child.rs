@@ -318,6 +318,10 @@ impl<R: AsyncRead + Unpin + Send + 'static> ChildReader<R> {
 }
 
 impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for ChildReader<R> {
+    fn holds_nothing(&self) -> bool {
+        self.inner.holds_nothing()
+    }
+
     fn consume_buffered(
         &mut self,
         max_frame: u32,

@@ -11,6 +11,7 @@ use tracing::Instrument;
 
 use crate::client::binding::Binding;
 use crate::client::config::ClientConfig;
+use crate::client::deadlines::Moved;
 use crate::client::handle::{ClientHandle, Shared};
 use crate::client::handshake::handshake;
 use crate::client::pending::Conn;
@@ -48,7 +49,7 @@ fn new_conn() -> Arc<Conn> {
         pending: Mutex::default(),
         shutting_down: AtomicBool::new(false),
         released: AtomicBool::new(false),
-        deadline_moved: Notify::new(),
+        deadline_moved: Moved::default(),
         closed: Notify::new(),
     })
 }

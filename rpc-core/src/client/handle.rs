@@ -375,7 +375,7 @@ impl ClientHandle {
                 }
             };
             if deadline_moved || shared.wake_on_call {
-                shared.conn.deadline_moved.notify_one();
+                shared.conn.deadline_moved.notify();
             }
             let mut guard = InFlight {
                 shared,

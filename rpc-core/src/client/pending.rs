@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::client::arrived::Arrived;
+use crate::client::deadlines::Moved;
 use crate::client::upload::Outgoing;
 use crate::error::RpcError;
 use crate::protocol::ReplyStatus;
@@ -159,7 +160,7 @@ pub(crate) struct Conn {
     /// The last handle is gone: the writer task sends the goodbye and closes.
     pub(super) released: AtomicBool,
     /// Tells the reader task that a call's deadline is earlier than its next check.
-    pub(super) deadline_moved: Notify,
+    pub(crate) deadline_moved: Moved,
     /// Wakes those waiting for the connection to close.
     pub(super) closed: Notify,
 }

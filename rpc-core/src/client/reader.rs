@@ -66,7 +66,7 @@ pub(super) async fn read_replies<R: FrameRead>(
         let frame = tokio::select! {
             biased;
             frame = reader.read_frame(max_frame), if reading => frame,
-            () = deadlines.tick(conn) => continue,
+            () = std::future::poll_fn(|cx| deadlines.poll_tick(conn, cx)) => continue,
             () = joined(&mut serving) => continue,
         };
         let frame = match frame {

@@ -116,6 +116,14 @@ pub trait FrameRead: Send + 'static {
         Ok(false)
     }
 
+    /// Whether this reader holds no byte of a frame it has yet to return: the next frame, if
+    /// any, must come from the transport. The server sends the replies it has gathered as soon
+    /// as its reader holds nothing more, rather than trying the transport once more first. The
+    /// default, `false`, makes it try the transport.
+    fn holds_nothing(&self) -> bool {
+        false
+    }
+
     /// Sets how long a frame may take to arrive once its first bytes have; a frame that takes
     /// longer fails the read with [`FrameError::Stalled`]. The server engine sets it once, before
     /// its first read. Transports that deliver whole messages ignore it (the default).

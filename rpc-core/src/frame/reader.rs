@@ -74,6 +74,10 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for FrameReader<R> {
         self.frame_timeout = Some(timeout);
     }
 
+    fn holds_nothing(&self) -> bool {
+        self.buf.is_empty()
+    }
+
     fn consume_buffered(
         &mut self,
         max_frame: u32,
@@ -213,6 +217,7 @@ mod tests {
         assert_eq!(third.as_deref(), Some(&b"c3"[..]));
         let partial = reader.consume_buffered(DEFAULT_MAX_FRAME, &mut b_only);
         assert_eq!(partial, Ok(false), "b4 is not whole");
+        assert!(!reader.holds_nothing(), "half of b4 is held");
         assert_eq!(kept, [b"b2".to_vec()]);
         // A frame in the buffer over the maximum is refused as `read_frame` refuses it.
         let mut bytes = frame(b"a");
@@ -222,6 +227,23 @@ mod tests {
         assert_eq!(first.as_deref(), Some(&b"a"[..]));
         let over = reader.consume_buffered(4, &mut |_| true);
         assert!(matches!(over, Err(FrameError::TooLarge { .. })), "{over:?}");
+    }
+
+    #[tokio::test]
+    async fn a_reader_holds_nothing_once_every_frame_it_read_is_returned() {
+        let mut bytes = frame(b"one");
+        bytes.extend(frame(b"two"));
+        let mut reader = FrameReader::new(std::io::Cursor::new(bytes));
+        assert!(reader.holds_nothing(), "nothing read yet");
+        let first = reader.read_frame(DEFAULT_MAX_FRAME).await.expect("read");
+        assert_eq!(first.as_deref(), Some(&b"one"[..]));
+        assert!(
+            !reader.holds_nothing(),
+            "the second frame came with the first"
+        );
+        let second = reader.read_frame(DEFAULT_MAX_FRAME).await.expect("read");
+        assert_eq!(second.as_deref(), Some(&b"two"[..]));
+        assert!(reader.holds_nothing());
     }
 
     #[tokio::test]

@@ -204,6 +204,11 @@ where
                         conn.deliver(id, Reply { status, frame, body_at });
                     }
                 }
+                // What this read brought is handled: its replies go out now, in one write if
+                // the transport takes them at once.
+                if !out.is_empty() && reader.holds_nothing() {
+                    let _ = outbox.send_all_now(&mut out);
+                }
             }
             () = &mut shutdown, if !draining => {
                 draining = true;
@@ -257,7 +262,7 @@ async fn next_incoming<R: FrameRead>(reader: &mut R, reading: bool, max_frame: u
 /// without callbacks.
 async fn tick(deadlines: &mut Deadlines, conn: Option<&Conn>) {
     match conn {
-        Some(conn) => deadlines.tick(conn).await,
+        Some(conn) => std::future::poll_fn(|cx| deadlines.poll_tick(conn, cx)).await,
         None => std::future::pending().await,
     }
 }

@@ -74,6 +74,11 @@ impl<'a, D: Dispatch> Serving<'a, D> {
 
     /// Waits for a handler's task to end and forgets it; pending while none runs.
     pub(crate) async fn joined(&mut self) {
+        if self.tasks.is_empty() {
+            // Without asking the set, which takes its lock: a task spawned later is waited for
+            // at the connection's next turn.
+            return std::future::pending().await;
+        }
         let Some(joined) = self.tasks.join_next_with_id().await else {
             return std::future::pending().await;
         };

@@ -64,6 +64,10 @@ impl FrameRead for SocketReader {
         self.frames.set_frame_timeout(timeout);
     }
 
+    fn holds_nothing(&self) -> bool {
+        self.frames.holds_nothing()
+    }
+
     fn consume_buffered(
         &mut self,
         max_frame: u32,

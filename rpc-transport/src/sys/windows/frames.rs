@@ -56,6 +56,10 @@ impl FrameRead for PipeReader {
         self.frames.set_frame_timeout(timeout);
     }
 
+    fn holds_nothing(&self) -> bool {
+        self.frames.holds_nothing()
+    }
+
     fn consume_buffered(
         &mut self,
         max_frame: u32,
