@@ -215,6 +215,11 @@ impl Conn {
         }
     }
 
+    /// Whether streams from the server are open on the connection.
+    pub(super) fn carries_streams(&self) -> bool {
+        !self.lock().streams.is_empty()
+    }
+
     /// Calls waiting for their replies.
     pub(crate) fn in_flight(&self) -> usize {
         self.lock().calls.len()

