@@ -219,7 +219,7 @@ fuzz_target!(|input: Input| {
         (Err(FrameError::Empty), RefEnd::Empty) => {}
         (got, want) => panic!("reading ended with {got:?}, the reference with {want:?}"),
     }
-    let bound = 4 * stream.len() + 128 * 1024;
+    let bound = 8 * stream.len() + 128 * 1024;
     assert!(
         largest <= bound,
         "allocated {largest} bytes at once for a {}-byte stream",

@@ -13,8 +13,8 @@ use tokio::time::Instant;
 use crate::frame::{check_len, FrameError, FrameRead};
 use crate::protocol::LEN_PREFIX;
 
-/// How much the reader asks the OS for at a time; three of them are the most it sets aside for
-/// a frame whose first bytes only have arrived.
+/// How much the reader asks the OS for at a time; [`GROWTH`] of them are the most it sets aside
+/// for a frame whose first bytes only have arrived.
 const READ_CHUNK: usize = 16 * 1024;
 
 /// How many times the data received of a frame its buffer may grow to at most, while the rest
@@ -23,6 +23,9 @@ const READ_CHUNK: usize = 16 * 1024;
 /// a larger factor copies less of a large frame: eightfold, a frame of 1 MiB is copied 144 KiB
 /// on the way (fourfold, 336 KiB, which cost the 1 MiB echo benchmark 6% of its rate).
 const GROWTH: usize = 8;
+
+/// Below this much free room, a buffer holding part of a frame grows before the next read.
+const MIN_SPARE: usize = 64;
 
 /// Reassembles frames from a byte stream.
 #[derive(Debug)]
@@ -60,13 +63,17 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameReader<R> {
         let len = check_len(*prefix, max_frame)?;
         let total = LEN_PREFIX + len;
         if self.buf.len() < total {
-            // Set aside room for what is missing, but never more than `GROWTH - 1` times the
-            // data received of the frame so far (or of a chunk): a large frame grows the buffer
-            // `GROWTH`-fold at a time, and a peer that claims a large frame and stalls costs
-            // at most `GROWTH` times what it sent, or `GROWTH` chunks.
-            let missing = total - self.buf.len();
-            self.buf
-                .reserve(missing.min((GROWTH - 1) * self.buf.len().max(READ_CHUNK)));
+            // Once the room set aside is (nearly) full, set aside room for what is missing, but
+            // never more than `GROWTH - 1` times the data received of the frame so far (or of a
+            // chunk): a large frame grows the buffer `GROWTH`-fold at a time, and a peer that
+            // claims a large frame and stalls costs at most `GROWTH` times what it sent, or
+            // `GROWTH` chunks. Growing only a full buffer keeps `reserve` from doubling a
+            // buffer that lacks a few bytes of the request on top of it.
+            if self.buf.capacity() - self.buf.len() < MIN_SPARE {
+                let missing = total - self.buf.len();
+                self.buf
+                    .reserve(missing.min((GROWTH - 1) * self.buf.len().max(READ_CHUNK)));
+            }
             return Ok(None);
         }
         self.buf.advance(LEN_PREFIX);
@@ -125,7 +132,7 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for FrameReader<R> {
                 })
                 .await
             } else {
-                if self.buf.capacity() - self.buf.len() < 64 {
+                if self.buf.capacity() - self.buf.len() < MIN_SPARE {
                     self.buf.reserve(READ_CHUNK);
                 }
                 // Inside a frame: the rest must come within the frame timeout.
@@ -166,6 +173,7 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for FrameReader<R> {
 mod tests {
     use super::*;
     use crate::protocol::DEFAULT_MAX_FRAME;
+    use std::future::Future;
     use tokio::io::AsyncWriteExt;
 
     fn frame(payload: &[u8]) -> Vec<u8> {
@@ -341,6 +349,48 @@ mod tests {
         )
         .await;
         assert!(pending.is_err(), "frame cannot be complete");
+        assert!(
+            reader.buf.capacity() <= GROWTH * READ_CHUNK,
+            "capacity {}",
+            reader.buf.capacity()
+        );
+    }
+
+    /// Hands out its pieces one read at a time, then waits forever.
+    struct Pieces(std::collections::VecDeque<Vec<u8>>);
+
+    impl AsyncRead for Pieces {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            match self.0.pop_front() {
+                Some(piece) => {
+                    buf.put_slice(&piece);
+                    Poll::Ready(Ok(()))
+                }
+                None => Poll::Pending,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_claimed_frame_arriving_in_small_pieces_grows_its_buffer_once() {
+        // The prefix comes in two reads, the payload a few bytes at a time: each new piece
+        // must not grow (or double) the room already set aside.
+        let prefix = DEFAULT_MAX_FRAME.to_le_bytes();
+        let (head, tail) = prefix.split_at(1);
+        let mut pieces = vec![head.to_vec(), [tail, &[0]].concat()];
+        pieces.extend(std::iter::repeat_n(vec![0; 2], 20));
+        let mut reader = FrameReader::new(Pieces(pieces.into()));
+        let pending = std::future::poll_fn(|cx| {
+            let read = std::pin::pin!(reader.read_frame(DEFAULT_MAX_FRAME));
+            Poll::Ready(read.poll(cx).is_pending())
+        })
+        .await;
+        assert!(pending, "frame cannot be complete");
+        assert_eq!(reader.buf.len(), 45);
         assert!(
             reader.buf.capacity() <= GROWTH * READ_CHUNK,
             "capacity {}",
