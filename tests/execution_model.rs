@@ -60,13 +60,42 @@ async fn one_way_calls_take_effect_in_the_order_sent() {
     assert_eq!(seen, (0..COUNT).collect::<Vec<_>>());
 }
 
-/// Counts the writes that reach the byte stream it wraps.
-struct CountingWrites<W> {
-    inner: W,
-    writes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+/// What a [`Logged`] byte stream saw, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Io {
+    Read(usize),
+    Write(usize),
 }
 
-impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CountingWrites<W> {
+/// A byte stream half that reports its reads and writes, and hands out at most `max_read`
+/// bytes per read.
+struct Logged<T> {
+    inner: T,
+    max_read: usize,
+    log: tokio::sync::mpsc::UnboundedSender<Io>,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Logged<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let mut room = vec![0; buf.remaining().min(self.max_read)];
+        let mut limited = tokio::io::ReadBuf::new(&mut room);
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, &mut limited);
+        if let std::task::Poll::Ready(Ok(())) = &polled {
+            let filled = limited.filled();
+            buf.put_slice(filled);
+            if !filled.is_empty() {
+                let _ = self.log.send(Io::Read(filled.len()));
+            }
+        }
+        polled
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Logged<T> {
     fn poll_write(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -75,8 +104,7 @@ impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CountingWrites<
         let polled = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
         if let std::task::Poll::Ready(Ok(n)) = &polled {
             if *n > 0 {
-                self.writes
-                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = self.log.send(Io::Write(*n));
             }
         }
         polled
@@ -97,28 +125,39 @@ impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CountingWrites<
     }
 }
 
-/// Calls that arrive together are answered together: the replies to the frames of one read
-/// go out in one write, not one write each.
+/// The replies to the calls of one read go out together, as soon as they are answered and
+/// before the server reads again: a client that keeps sending does not hold them back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replies_to_calls_that_arrive_together_go_out_together() {
-    use futures_util::future::join_all;
+async fn replies_to_the_calls_of_one_read_go_out_before_the_next_read() {
+    use common::RawPeer;
     use rpc_core::frame::{FrameReader, FrameWriter};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
+    use rpc_core::protocol::Header;
+
+    const CALLS: u64 = 50;
+    const PER_READ: u64 = 10;
+    let calls: Vec<Vec<u8>> = (0..CALLS)
+        .map(|n| RawPeer::call_frame(n, "add", &(n as i64, 1i64)))
+        .collect();
+    let call_len = calls[0].len();
+    assert!(calls.iter().all(|call| call.len() == call_len));
 
     let (client_io, server_io) = tokio::io::duplex(1 << 20);
     let (server_read, server_write) = tokio::io::split(server_io);
-    let writes = Arc::new(AtomicUsize::new(0));
-    let counted = CountingWrites {
-        inner: server_write,
-        writes: Arc::clone(&writes),
-    };
+    let (log, mut seen) = tokio::sync::mpsc::unbounded_channel();
     let serving = tokio::spawn(async move {
         let config = rpc_core::ServerConfig::default();
         let shutdown = rpc_core::CancellationToken::new();
         rpc_core::serve_connection(
-            FrameReader::new(server_read),
-            FrameWriter::new(counted),
+            FrameReader::new(Logged {
+                inner: server_read,
+                max_read: PER_READ as usize * call_len,
+                log: log.clone(),
+            }),
+            FrameWriter::new(Logged {
+                inner: server_write,
+                max_read: 0,
+                log,
+            }),
             rpc_core::PeerInfo::unknown(),
             common::ProbeServer::new(common::ProbeImpl::new()),
             &config,
@@ -127,30 +166,47 @@ async fn replies_to_calls_that_arrive_together_go_out_together() {
         .await
     });
     let (client_read, client_write) = tokio::io::split(client_io);
-    let client: common::ProbeClient = rpc_core::connect(
-        FrameReader::new(client_read),
-        FrameWriter::new(client_write),
-        &rpc_core::ClientConfig::default(),
-    )
-    .await
-    .expect("connect");
-    const CALLS: i64 = 50;
-    let after_handshake = writes.load(Ordering::SeqCst);
-    let sums = within(
-        "the calls sent together",
-        join_all((0..CALLS).map(|n| client.add(n, 1))),
-    )
-    .await;
-    for (n, sum) in (0..CALLS).zip(sums) {
-        assert_eq!(sum.expect("add"), n + 1);
+    let mut client = RawPeer::from_halves(Box::new(client_read), Box::new(client_write));
+    client.send_hello().await;
+    assert!(matches!(
+        client.recv().await,
+        Some((Header::Welcome { .. }, _))
+    ));
+    for handshake in ["the hello read", "the welcome written"] {
+        within(handshake, seen.recv()).await.expect("logged");
     }
-    // The first call goes out alone (it finds the connection idle), the others queue behind
-    // it and go out together: two reads, a few writes, whatever the scheduling.
-    let replies_writes = writes.load(Ordering::SeqCst) - after_handshake;
-    assert!(
-        replies_writes <= 5,
-        "{CALLS} replies took {replies_writes} writes"
-    );
+
+    // Every call in one write: the server finds more to read after each of its reads.
+    client.send_raw(&calls.concat()).await.expect("send");
+    let mut answered = Vec::new();
+    while answered.len() < CALLS as usize {
+        match client.recv().await {
+            Some((Header::Reply { id, .. }, _)) => answered.push(id),
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+    answered.sort_unstable();
+    assert_eq!(answered, (0..CALLS).collect::<Vec<_>>());
+
+    let mut io = Vec::new();
+    for _ in 0..2 * CALLS / PER_READ {
+        io.push(
+            within("the server's reads and writes", seen.recv())
+                .await
+                .expect("logged"),
+        );
+    }
+    let kinds: Vec<&str> = io
+        .iter()
+        .map(|io| match io {
+            Io::Read(n) => {
+                assert_eq!(*n, PER_READ as usize * call_len, "{io:?}");
+                "read"
+            }
+            Io::Write(_) => "write",
+        })
+        .collect();
+    assert_eq!(kinds, ["read", "write"].repeat((CALLS / PER_READ) as usize));
     drop(client);
     within("the connection to end", serving)
         .await

@@ -91,15 +91,12 @@ async fn stalled_peers_claiming_the_maximum_cost_little_and_are_dropped() {
     let peak = PEAK.load(Ordering::Relaxed) - before;
     let claimed = PEERS * DEFAULT_MAX_FRAME as usize;
     println!("peak extra heap with {PEERS} stalled peers: {peak} bytes (they claimed {claimed})");
-    // Had each claimed frame been reserved, this would be 3.2 GB. The socket reader sets aside
-    // at most eight times what a peer sent of its frame, counted as at least a 16 KiB chunk
-    // (128 KiB); a Windows pipe connection, where a message cannot end inside its frame, has
-    // its reading thread's buffer and channel.
-    let allowed_per_peer = if cfg!(windows) {
-        128 * 1024
-    } else {
-        144 * 1024
-    };
+    // Had each claimed frame been reserved, this would be 3.2 GB. The server's reader sets
+    // aside at most eight times what a peer sent of its frame, counted as at least a 16 KiB
+    // chunk (128 KiB); the rest is the connection itself, both ends of it in this process (a
+    // Windows pipe has the read and write buffers of each end besides).
+    let connection = if cfg!(windows) { 32 * 1024 } else { 16 * 1024 };
+    let allowed_per_peer = 128 * 1024 + connection;
     assert!(
         peak < PEERS * allowed_per_peer,
         "peak {peak} bytes for {PEERS} stalled peers"
