@@ -1,0 +1,136 @@
+//! The writer task: it takes the transport while it writes what the senders queued, many
+//! frames at a time, and closes it once every sender is gone.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::{Outbox, Senders, Shared, State, BULK_PER_WRITE, LINGER, MAX_BATCH};
+use crate::frame::{FrameError, FrameWrite};
+
+/// Starts the writer task. It ends when every [`Outbox`] is dropped (after writing what is
+/// queued and closing the sending direction) or when a write fails (after calling `on_error`).
+pub(crate) fn spawn_writer<W: FrameWrite>(
+    writer: W,
+    on_error: impl FnOnce(FrameError) + Send + 'static,
+) -> (Outbox, JoinHandle<()>) {
+    let accepts_parts = writer.accepts_parts();
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            writer: Some(Box::new(writer)),
+            queue: Vec::new(),
+            bulk: VecDeque::new(),
+            others_sent: 0,
+            flush_needed: false,
+            error: None,
+            failed: false,
+            senders_gone: false,
+        }),
+        work: Notify::new(),
+        drained: Notify::new(),
+        unsent: AtomicUsize::new(0),
+        unsent_bulk: AtomicUsize::new(0),
+        accepts_parts,
+    });
+    let task = tokio::spawn(run_writer(Arc::clone(&shared), on_error));
+    (Outbox(Arc::new(Senders(shared))), task)
+}
+
+async fn run_writer(shared: Arc<Shared>, on_error: impl FnOnce(FrameError)) {
+    let mut batch = Vec::with_capacity(16);
+    loop {
+        let mut bulk_written = 0;
+        let next = {
+            let mut state = shared.lock();
+            if let Some(error) = state.error.take() {
+                state.failed = true;
+                Err(error)
+            } else if state.queue.is_empty() && state.bulk.is_empty() && !state.flush_needed {
+                if state.senders_gone {
+                    Ok(state.writer.take().map(|writer| (writer, true)))
+                } else {
+                    Ok(None)
+                }
+            } else {
+                state.flush_needed = false;
+                let take = state.queue.len().min(MAX_BATCH);
+                batch.extend(state.queue.drain(..take));
+                while bulk_written < BULK_PER_WRITE && batch.len() < MAX_BATCH {
+                    let Some(group) = state.bulk.pop_front() else {
+                        break;
+                    };
+                    bulk_written += group.iter().map(Bytes::len).sum::<usize>();
+                    batch.extend(group);
+                }
+                // Only this task takes the writer, and it always puts it back.
+                Ok(state.writer.take().map(|writer| (writer, false)))
+            }
+        };
+        let (mut writer, close) = match next {
+            Err(error) => {
+                fail(&shared, error, on_error);
+                return;
+            }
+            Ok(None) if batch.is_empty() => {
+                shared.work.notified().await;
+                continue;
+            }
+            Ok(None) => return,
+            Ok(Some(next)) => next,
+        };
+        if close {
+            // Bounded: a peer that does not read cannot keep the transport open.
+            let _ = tokio::time::timeout(LINGER, writer.close()).await;
+            return;
+        }
+        let written: usize = batch.iter().map(Bytes::len).sum();
+        let result = tokio::select! {
+            result = writer.write_frames(&batch) => result,
+            () = abandoned(&shared) => {
+                tracing::debug!("peer does not read; closing the connection");
+                return;
+            }
+        };
+        batch.clear();
+        let mut state = shared.lock();
+        state.writer = Some(writer);
+        shared.unsent.fetch_sub(written, Ordering::Relaxed);
+        shared
+            .unsent_bulk
+            .fetch_sub(bulk_written, Ordering::Relaxed);
+        if let Err(error) = result {
+            drop(state);
+            fail(&shared, error, on_error);
+            return;
+        }
+        drop(state);
+        shared.drained.notify_waiters();
+    }
+}
+
+/// Marks the writer as failed, wakes whoever waits on it, and reports the error.
+fn fail(shared: &Shared, error: FrameError, on_error: impl FnOnce(FrameError)) {
+    shared.lock().failed = true;
+    shared.drained.notify_waiters();
+    tracing::debug!(%error, "write failed");
+    on_error(error);
+}
+
+/// Completes [`LINGER`] after every [`Outbox`] is gone: a write still under way by then waits
+/// on a peer that does not read, and is abandoned.
+async fn abandoned(shared: &Shared) {
+    loop {
+        let woken = shared.work.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        if shared.lock().senders_gone {
+            break;
+        }
+        woken.await;
+    }
+    tokio::time::sleep(LINGER).await;
+}
