@@ -66,3 +66,29 @@ fn calls_fail_at_once_when_the_clients_runtime_is_dropped() {
         seen.expect("the server drops the handler");
     });
 }
+
+/// The same, with the client's runtime dropped before its connection's tasks ever ran: a
+/// current-thread runtime's `block_on` returns as soon as the connect is done, before it polls
+/// the tasks the connect spawned.
+#[test]
+fn calls_fail_at_once_when_the_runtime_is_dropped_before_the_tasks_ran() {
+    let server_runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let server = server_runtime.block_on(async { TestServer::start() });
+
+    let runtime1 = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let client = runtime1.block_on(server.client());
+    drop(runtime1);
+
+    let runtime2 = tokio::runtime::Runtime::new().expect("runtime");
+    runtime2.block_on(async {
+        let result = within("a call to fail", client.add(1, 2)).await;
+        assert!(
+            matches!(result, Err(RpcError::ConnectionClosed)),
+            "{result:?}"
+        );
+        assert!(rpc_core::Client::handle(&client).is_closed());
+    });
+}

@@ -29,13 +29,14 @@ const READER_GRACE: Duration = Duration::from_millis(100);
 
 /// Fails the calls of a connection whose reader task is dropped before it ends, and, unless
 /// the last handle stopped it, closes the transport too: the tasks died with their runtime, and
-/// the peer must see the connection go.
-struct FailOnDrop<'a> {
-    conn: &'a Conn,
+/// the peer must see the connection go. Made before the task is spawned and moved into it, so
+/// that it acts even if the runtime drops the task before its first poll.
+struct FailOnDrop {
+    conn: Arc<Conn>,
     closer: Closer,
 }
 
-impl Drop for FailOnDrop<'_> {
+impl Drop for FailOnDrop {
     fn drop(&mut self) {
         self.conn.fail_all(RpcError::ConnectionClosed);
         if !self.conn.released.load(Ordering::Acquire) {
@@ -125,7 +126,12 @@ impl ClientHandle {
             });
         });
         let reader_conn = Arc::clone(&conn);
-        let closer = outbox.closer();
+        // Fails every call if the reader task is dropped before it ends (its runtime shut
+        // down), so that no caller on another runtime waits forever.
+        let guard = FailOnDrop {
+            conn: Arc::clone(&conn),
+            closer: outbox.closer(),
+        };
         let limits = config.decode_limits;
         let max_frame = config.max_frame;
         let shared = Arc::new_cyclic(|link: &Weak<Shared>| {
@@ -138,12 +144,6 @@ impl ClientHandle {
             });
             let reader_task = tokio::spawn(
                 async move {
-                    // Fails every call if this task is dropped before it ends (its runtime shut
-                    // down), so that no caller on another runtime waits forever.
-                    let guard = FailOnDrop {
-                        conn: &reader_conn,
-                        closer,
-                    };
                     let error = read_replies(reader, &reader_conn, max_frame, callbacks).await;
                     tracing::debug!(%error, "client connection ended");
                     writer_task.abort();
