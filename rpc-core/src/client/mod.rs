@@ -4,8 +4,8 @@
 //! [`FrameWrite`]) and starts two tasks: a reader that hands each reply to its caller and fails
 //! calls whose deadline passes (one timer for the connection), and a writer that sends what
 //! callers could not write at once. Dropping the last handle says goodbye to the server and
-//! stops both, whatever the server does; if the tasks die with their runtime, every call fails
-//! at once with [`RpcError::ConnectionClosed`].
+//! stops both, whatever the server does; if the tasks die with their runtime (even before they
+//! first ran), every call fails at once with [`RpcError::ConnectionClosed`].
 //!
 //! [`FrameRead`]: crate::frame::FrameRead
 //! [`FrameWrite`]: crate::frame::FrameWrite
