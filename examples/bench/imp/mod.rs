@@ -95,7 +95,7 @@ const RAW_BATCHED_SOCKET: &str = "raw-batched.sock";
 /// The socket of the raw stream server.
 const RAW_STREAM_SOCKET: &str = "raw-stream.sock";
 
-const USAGE: &str = "usage: bench [--short] [--measure-ms MS] [--only TEST,...] \
+const USAGE: &str = "usage: bench [--short] [--measure-ms MS] [--rounds N] [--only TEST,...] \
     [--side framework|raw|both]\n\
     tests: latency, pipelined, many, bulk, stream, fairness, two-process, memory";
 
@@ -167,42 +167,58 @@ async fn bench(options: Options) -> Result<()> {
     );
     let dir = private_dir()?;
     let servers = Servers::start(dir.path(), 256)?;
+    // The in-process tests run in rounds, each side of a test right after the other: the
+    // figures of a side are its mean over the rounds, so that a change in the machine's load
+    // during the run weighs on both sides alike.
+    let mut rounds = Vec::new();
+    for round in 1..=options.rounds {
+        if options.rounds > 1 {
+            eprintln!("round {round} of {}", options.rounds);
+        }
+        rounds.push(in_process_tests(&options, &servers.dir).await?);
+    }
+    let mut rows = combine(rounds);
+    servers.stop().await?;
+    if options.runs(Test::TwoProcess) {
+        rows.extend(single(two_process(&options).await?));
+    }
+    if options.runs(Test::Memory) {
+        rows.extend(single(vec![memory(&options).await?]));
+    }
+    print_table(&rows);
+    eprintln!("finished in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// One round of the tests that run against the servers of this process.
+async fn in_process_tests(options: &Options, dir: &Path) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     if options.runs(Test::Latency) {
         rows.extend(
             latency(
-                &options,
+                options,
                 "latency",
                 ["latency calls/s", "latency p50", "latency p99"],
                 0.85,
-                &servers.dir,
+                dir,
             )
             .await?,
         );
     }
     if options.runs(Test::Pipelined) {
-        rows.extend(pipelined(&options, &servers.dir).await?);
+        rows.extend(pipelined(options, dir).await?);
     }
     if options.runs(Test::Many) {
-        rows.push(many(&options, &servers.dir).await?);
+        rows.push(many(options, dir).await?);
     }
     if options.runs(Test::Bulk) {
-        rows.push(bulk(&options, &servers.dir).await?);
+        rows.push(bulk(options, dir).await?);
     }
     if options.runs(Test::Stream) {
-        rows.extend(stream(&options, &servers.dir).await?);
+        rows.extend(stream(options, dir).await?);
     }
     if options.runs(Test::Fairness) {
-        rows.extend(fairness(&options, &servers.dir).await?);
+        rows.extend(fairness(options, dir).await?);
     }
-    servers.stop().await?;
-    if options.runs(Test::TwoProcess) {
-        rows.extend(two_process(&options).await?);
-    }
-    if options.runs(Test::Memory) {
-        rows.push(memory(&options).await?);
-    }
-    print_table(&rows);
-    eprintln!("finished in {:.1} s", started.elapsed().as_secs_f64());
-    Ok(())
+    Ok(rows)
 }

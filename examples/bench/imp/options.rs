@@ -50,6 +50,8 @@ pub(super) struct Options {
     pub(super) framework: bool,
     pub(super) raw: bool,
     pub(super) short: bool,
+    /// Rounds of the in-process tests; each side's figure is its mean over them.
+    pub(super) rounds: usize,
 }
 
 impl Options {
@@ -61,6 +63,7 @@ impl Options {
             framework: true,
             raw: true,
             short: false,
+            rounds: 3,
         };
         let mut args = args.iter().map(String::as_str);
         while let Some(arg) = args.next() {
@@ -69,6 +72,14 @@ impl Options {
                     options.short = true;
                     options.warmup = Duration::from_millis(50);
                     options.measure = Duration::from_millis(200);
+                    options.rounds = 1;
+                }
+                ("--rounds", Some(n)) => {
+                    args.next();
+                    options.rounds = n.parse()?;
+                    if options.rounds == 0 {
+                        return Err(format!("--rounds must be at least 1\n{USAGE}").into());
+                    }
                 }
                 ("--measure-ms", Some(ms)) => {
                     args.next();

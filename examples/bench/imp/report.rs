@@ -83,17 +83,71 @@ pub(super) fn report_quantiles(what: &str, side: &str, run: &Sequential) {
     );
 }
 
-pub(super) fn print_table(rows: &[Row]) {
-    let cells: Vec<[String; 5]> = rows
+/// A row of the table: its figures over every round, and the ratio of each round.
+pub(super) struct Summary {
+    row: Row,
+    /// The framework/raw ratio of each round, when there was more than one.
+    by_round: Vec<f64>,
+}
+
+/// The ratio of a row's figures, if it has both.
+fn ratio(row: &Row) -> Option<f64> {
+    match (row.framework, row.raw) {
+        (Some(f), Some(r)) if r > 0.0 => Some(f / r),
+        _ => None,
+    }
+}
+
+/// The rows of a test run once.
+pub(super) fn single(rows: Vec<Row>) -> Vec<Summary> {
+    rows.into_iter()
+        .map(|row| Summary {
+            row,
+            by_round: Vec::new(),
+        })
+        .collect()
+}
+
+/// The rows of rounds of the same tests, each figure the mean of its rounds.
+pub(super) fn combine(rounds: Vec<Vec<Row>>) -> Vec<Summary> {
+    let count = rounds.len();
+    let mut rounds = rounds.into_iter();
+    let Some(first) = rounds.next() else {
+        return Vec::new();
+    };
+    let mut sums: Vec<Summary> = first
+        .into_iter()
+        .map(|row| Summary {
+            by_round: ratio(&row).into_iter().collect(),
+            row,
+        })
+        .collect();
+    for round in rounds {
+        for (sum, row) in sums.iter_mut().zip(round) {
+            let add = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a + b);
+            sum.by_round.extend(ratio(&row));
+            sum.row.framework = add(sum.row.framework, row.framework);
+            sum.row.raw = add(sum.row.raw, row.raw);
+        }
+    }
+    for sum in &mut sums {
+        sum.row.framework = sum.row.framework.map(|v| v / count as f64);
+        sum.row.raw = sum.row.raw.map(|v| v / count as f64);
+        if count < 2 {
+            sum.by_round.clear();
+        }
+    }
+    sums
+}
+
+pub(super) fn print_table(rows: &[Summary]) {
+    let cells: Vec<[String; 6]> = rows
         .iter()
-        .map(|row| {
+        .map(|Summary { row, by_round }| {
             let show = |v: Option<f64>, tag: &str| {
                 v.map_or_else(|| "-".into(), |v| format!("{}{tag}", row.unit.format(v)))
             };
-            let ratio = match (row.framework, row.raw) {
-                (Some(f), Some(r)) if r > 0.0 => Some(f / r),
-                _ => None,
-            };
+            let ratio = ratio(row);
             let target = match (row.target, ratio) {
                 (Some(t), Some(r)) => {
                     format!("≥ {t:.2} {}", if r >= t { "met" } else { "MISSED" })
@@ -111,18 +165,24 @@ pub(super) fn print_table(rows: &[Row]) {
                 show(row.framework, busy),
                 show(row.raw, idle),
                 ratio.map_or_else(|| "-".into(), |r| format!("{r:.2}")),
+                if by_round.is_empty() {
+                    "-".into()
+                } else {
+                    let each: Vec<String> = by_round.iter().map(|r| format!("{r:.2}")).collect();
+                    each.join(" ")
+                },
                 target,
             ]
         })
         .collect();
-    let header = ["test", "framework", "raw", "ratio", "target"].map(str::to_owned);
+    let header = ["test", "framework", "raw", "ratio", "by round", "target"].map(str::to_owned);
     let mut widths = header.clone().map(|h| h.chars().count());
     for row in &cells {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let line = |row: &[String; 5]| {
+    let line = |row: &[String; 6]| {
         let cells: Vec<String> = row
             .iter()
             .zip(widths)
@@ -147,7 +207,8 @@ pub(super) fn print_table(rows: &[Row]) {
     }
     println!();
     println!(
-        "ratio = framework / raw (for p50, p99 and memory, lower is better). Memory is the \
+        "ratio = framework / raw (for p50, p99 and memory, lower is better), each figure the \
+         mean of the rounds, the ratio of each round beside it. Memory is the \
          growth of the resident set of one process holding both ends of every connection \
          (tasks, buffers, channels, heap), not the kernel's socket buffers. The fairness row \
          compares the framework with itself: the p99 of add(1, 2) while a stream of 1 MiB \
