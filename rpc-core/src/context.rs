@@ -205,6 +205,11 @@ impl CallContext {
     pub(crate) async fn scope<F: std::future::Future>(self, future: F) -> F::Output {
         CURRENT.scope(self, future).await
     }
+
+    /// Runs `f` with this context as the current one.
+    pub(crate) fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
+        CURRENT.sync_scope(self, f)
+    }
 }
 
 #[cfg(test)]

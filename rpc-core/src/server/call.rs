@@ -326,9 +326,16 @@ fn first_poll(
     context: CallContext,
     handler: &mut HandlerFuture,
 ) -> Poll<std::thread::Result<Outcome>> {
-    let once = std::pin::pin!(AssertUnwindSafe(context.scope(handler)).catch_unwind());
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    once.poll(&mut cx)
+    // In place, without a future around the handler's: this runs for every call.
+    let polled = context.sync_scope(|| {
+        std::panic::catch_unwind(AssertUnwindSafe(|| handler.as_mut().poll(&mut cx)))
+    });
+    match polled {
+        Ok(Poll::Ready(outcome)) => Poll::Ready(Ok(outcome)),
+        Ok(Poll::Pending) => Poll::Pending,
+        Err(panic) => Poll::Ready(Err(panic)),
+    }
 }
 
 /// The reply frame of a call whose handler returned.
