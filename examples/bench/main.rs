@@ -3,8 +3,8 @@
 //! noisy machine.
 //!
 //! ```text
-//! cargo run --release --example bench               # every test, 2 s each after a warm-up
-//! cargo run --release --example bench -- --short    # a smoke run: 0.2 s each
+//! cargo run --release --example bench               # every test, 3 rounds of 2 s each
+//! cargo run --release --example bench -- --short    # a smoke run: one round of 0.2 s each
 //! cargo run --release --example bench -- --only latency,pipelined --side framework --measure-ms 500
 //! ```
 //!
@@ -30,7 +30,10 @@
 //! that copy 1 MiB buffers between yields, with no stream), `two-process` (the latency test
 //! against servers in a second process) and `memory` (resident bytes per idle connection with
 //! 1,000 open, each side measured in a fresh process that holds both ends). Options apply in
-//! order, so `--measure-ms` goes after `--short`.
+//! order, so `--measure-ms` and `--rounds` go after `--short`. The tests against the servers of
+//! this process run in rounds (`--rounds N`, default 3), the raw side of each test right before
+//! the framework's; each side's figure is its mean over the rounds, and the table shows the ratio
+//! of each round.
 //!
 //! Two hidden subcommands are the other halves of the tests that need a second process:
 //! `__serve DIR` serves the framework and the raw servers in `DIR`, prints `ready` and runs until
