@@ -107,6 +107,14 @@ impl Shared {
         // Every update of the state is complete before anything that could panic.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Queues `frame` for the writer task (with the lock `state` held) and wakes it.
+    fn enqueue(&self, mut state: MutexGuard<'_, State>, frame: Bytes) {
+        self.unsent.fetch_add(frame.len(), Ordering::Relaxed);
+        state.queue.push(frame);
+        drop(state);
+        self.work.notify_one();
+    }
 }
 
 /// The connection's writer task has ended; the frame was not sent.
@@ -137,10 +145,7 @@ impl Outbox {
             return Err(Closed);
         }
         state.others_sent += 1;
-        shared.unsent.fetch_add(frame.len(), Ordering::Relaxed);
-        state.queue.push(frame);
-        drop(state);
-        shared.work.notify_one();
+        shared.enqueue(state, frame);
         Ok(())
     }
 
@@ -154,10 +159,7 @@ impl Outbox {
         }
         state.others_sent += 1;
         if !try_now(shared, &mut state, std::slice::from_ref(&frame)) {
-            shared.unsent.fetch_add(frame.len(), Ordering::Relaxed);
-            state.queue.push(frame);
-            drop(state);
-            shared.work.notify_one();
+            shared.enqueue(state, frame);
         }
         Ok(())
     }
