@@ -130,7 +130,7 @@ static SMALL: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
 static LARGE: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
 
 fn limits(max_depth: u32) -> DecodeLimits {
-    DecodeLimits { max_depth }
+    DecodeLimits::new(max_depth)
 }
 
 /// The decoder's error, from what `decode_args` returns.

@@ -470,7 +470,7 @@ mod tests {
     #[test]
     fn costs_no_nesting_level() {
         let encoded = encode(&ByteBuf::from(pattern(10)));
-        let flat = DecodeLimits { max_depth: 0 };
+        let flat = DecodeLimits::new(0);
         assert_eq!(
             from_slice::<ByteBuf>(&encoded, &flat),
             Ok(ByteBuf::from(pattern(10)))

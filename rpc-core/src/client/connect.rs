@@ -17,6 +17,7 @@ use crate::client::handshake::handshake;
 use crate::client::pending::Conn;
 use crate::client::reader::{read_replies, CallbackSide};
 use crate::decode::DecodeLimits;
+use crate::decode::{plain_methods, Side};
 use crate::error::RpcError;
 use crate::frame::{FrameError, FrameRead, FrameWrite};
 use crate::server::ServerConfig;
@@ -159,6 +160,7 @@ impl ClientHandle {
                 server_max_frame,
                 next_id: AtomicU64::new(1),
                 limits,
+                plain_results: plain_methods(service, Side::Results, limits.max_depth),
                 stream_window: config.stream_window,
                 reader_task: Some(reader_task.abort_handle()),
                 wake_on_call: config.callbacks.is_some(),
@@ -190,6 +192,7 @@ impl ClientHandle {
                 server_max_frame: client_max_frame,
                 next_id: AtomicU64::new(1),
                 limits,
+                plain_results: plain_methods(service, Side::Results, limits.max_depth),
                 stream_window: 1,
                 reader_task: None,
                 wake_on_call: true,

@@ -1,5 +1,6 @@
 //! The handle to a client connection: connect, call, notify, re-time.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use tracing::Instrument;
 
 use crate::client::binding::{Binding, MethodBinding};
 use crate::client::pending::{CallState, Conn, Reply, StreamSlot, Waiter};
-use crate::decode::{self, DecodeLimits};
+use crate::decode::{self, is_plain, DecodeLimits};
 use crate::error::{ProtocolError, RpcError};
 use crate::frame::{encode_frame, header_frame, EncodeError, Encoded, FrameBody};
 use crate::protocol::{GoodbyeReason, Header, ReplyStatus, WireError};
@@ -27,6 +28,8 @@ pub(crate) struct Shared {
     pub(super) server_max_frame: u32,
     pub(super) next_id: AtomicU64,
     pub(super) limits: DecodeLimits,
+    /// The methods whose results decode without the guard ([`crate::decode::plain_methods`]).
+    pub(super) plain_results: u64,
     pub(super) stream_window: u32,
     /// Reads replies; stopped with the last handle, whatever the server does. `None` for a
     /// server's handle to its client's callbacks: the server's connection reads for it.
@@ -166,13 +169,17 @@ impl ClientHandle {
         T: DeserializeOwned,
     {
         let reply = self.request(method, args).await?;
-        self.value(&reply)
+        self.value(method, &reply)
     }
 
-    /// The value of a reply to a method whose result is a plain `T`.
-    pub(super) fn value<T: DeserializeOwned>(&self, reply: &Reply) -> Result<T, RpcError> {
+    /// The value of a reply to `method`, whose result is a plain `T`.
+    pub(super) fn value<T: DeserializeOwned>(
+        &self,
+        method: &MethodDescriptor,
+        reply: &Reply,
+    ) -> Result<T, RpcError> {
         match &reply.status {
-            ReplyStatus::Ok => self.decode(reply),
+            ReplyStatus::Ok => self.decode(reply, &self.limits_for(method)),
             ReplyStatus::AppError => Err(ProtocolError::UnexpectedKind("application error").into()),
             ReplyStatus::Failed(e) => Err(remote_error(e.clone())),
         }
@@ -195,18 +202,23 @@ impl ClientHandle {
         E: DeserializeOwned,
     {
         let reply = self.request(method, args).await?;
-        self.fallible(&reply)
+        self.fallible(method, &reply)
     }
 
-    /// The value or typed error of a reply to a method declared as returning `Result<T, E>`.
-    pub(super) fn fallible<T, E>(&self, reply: &Reply) -> Result<Result<T, E>, RpcError>
+    /// The value or typed error of a reply to `method`, declared as returning `Result<T, E>`.
+    pub(super) fn fallible<T, E>(
+        &self,
+        method: &MethodDescriptor,
+        reply: &Reply,
+    ) -> Result<Result<T, E>, RpcError>
     where
         T: DeserializeOwned,
         E: DeserializeOwned,
     {
+        let limits = self.limits_for(method);
         match &reply.status {
-            ReplyStatus::Ok => self.decode(reply).map(Ok),
-            ReplyStatus::AppError => self.decode(reply).map(Err),
+            ReplyStatus::Ok => self.decode(reply, &limits).map(Ok),
+            ReplyStatus::AppError => self.decode(reply, &limits).map(Err),
             ReplyStatus::Failed(e) => Err(remote_error(e.clone())),
         }
     }
@@ -246,11 +258,28 @@ impl ClientHandle {
             .map_err(|_| self.closed_error())
     }
 
-    pub(super) fn decode<T: DeserializeOwned>(&self, reply: &Reply) -> Result<T, RpcError> {
-        crate::byte_buf::sharing(&reply.frame, || {
-            decode::from_slice(reply.body(), &self.shared.limits)
-        })
-        .map_err(RpcError::Decode)
+    /// The limits the results of `method` decode under: without the guard if their type
+    /// cannot exceed them.
+    pub(super) fn limits_for(&self, method: &MethodDescriptor) -> DecodeLimits {
+        let shared = &self.shared;
+        match shared
+            .service
+            .methods
+            .iter()
+            .position(|m| m.id == method.id)
+        {
+            Some(index) if is_plain(shared.plain_results, index) => shared.limits.plain(),
+            _ => shared.limits,
+        }
+    }
+
+    pub(super) fn decode<T: DeserializeOwned>(
+        &self,
+        reply: &Reply,
+        limits: &DecodeLimits,
+    ) -> Result<T, RpcError> {
+        crate::byte_buf::sharing(&reply.frame, || decode::from_slice(reply.body(), limits))
+            .map_err(RpcError::Decode)
     }
 
     /// Decodes a stream's item: as [`ClientHandle::decode`], sharing the frame it arrived in
@@ -258,8 +287,9 @@ impl ClientHandle {
     pub(super) fn decode_item<T: DeserializeOwned>(
         &self,
         item: &crate::client::arrived::Item<'_>,
+        limits: &DecodeLimits,
     ) -> Result<T, RpcError> {
-        let decode = || decode::from_slice(item.body, &self.shared.limits);
+        let decode = || decode::from_slice(item.body, limits);
         match item.frame {
             Some(frame) => crate::byte_buf::sharing(frame, decode),
             None => decode(),
@@ -304,21 +334,24 @@ impl ClientHandle {
         }
     }
 
-    pub(super) async fn request<A: Serialize + ?Sized>(
-        &self,
-        method: &MethodDescriptor,
-        args: &A,
-    ) -> Result<Reply, RpcError> {
-        self.request_with(self.next_id(), method, args, None).await
+    pub(super) fn request<'a, A: Serialize + ?Sized>(
+        &'a self,
+        method: &'a MethodDescriptor,
+        args: &'a A,
+    ) -> impl Future<Output = Result<Reply, RpcError>> + 'a {
+        self.request_with(self.next_id(), method, args, None)
     }
 
-    pub(super) async fn request_with<A: Serialize + ?Sized>(
-        &self,
+    /// Sends call `id` and waits for its reply. A plain function returning the call's
+    /// future, rather than an `async fn` around it, so that the future a caller holds has one
+    /// layer less (callers keep many of them: a future's size is copied when it is moved).
+    pub(super) fn request_with<'a, A: Serialize + ?Sized>(
+        &'a self,
         id: u64,
-        method: &MethodDescriptor,
-        args: &A,
+        method: &'a MethodDescriptor,
+        args: &'a A,
         stream_window: Option<u32>,
-    ) -> Result<Reply, RpcError> {
+    ) -> impl Future<Output = Result<Reply, RpcError>> + 'a {
         let shared = &self.shared;
         let span = tracing::debug_span!(
             "rpc.call",
@@ -409,7 +442,6 @@ impl ClientHandle {
             Ok(reply)
         }
         .instrument(span)
-        .await
     }
 }
 

@@ -40,7 +40,7 @@ pub(super) async fn handshake<R: FrameRead, W: FrameWrite>(
             Err(FrameError::Empty) => return Err(not_this_protocol(&[0; 4])),
             Err(error) => return Err(error.into()),
         };
-        match postcard::take_from_bytes::<Header>(&frame) {
+        match crate::frame::decode_header(&frame) {
             Ok((Header::Welcome { version, max_frame }, body)) => {
                 if version != PROTOCOL_VERSION {
                     return Err(ProtocolError::BadVersion(version).into());

@@ -9,6 +9,7 @@ use crate::client::handle::remote_error;
 use crate::client::handle::Shared;
 use crate::client::pending::{Conn, Reply};
 use crate::context::PeerInfo;
+use crate::decode::{plain_methods, Side};
 use crate::error::{ProtocolError, RpcError};
 use crate::frame::FrameRead;
 use crate::protocol::{GoodbyeReason, Header};
@@ -46,6 +47,11 @@ pub(super) async fn read_replies<R: FrameRead>(
             client_max_frame: side.server_max_frame,
             in_parts: side.outbox.accepts_parts(),
             link: Some(side.link.clone()),
+            plain_args: plain_methods(
+                side.dispatch.descriptor(),
+                Side::Args,
+                side.config.decode_limits.max_depth,
+            ),
         };
         Serving::new(calls, side.outbox.clone(), false)
     });
@@ -74,7 +80,7 @@ pub(super) async fn read_replies<R: FrameRead>(
             Ok(None) => return RpcError::ConnectionClosed,
             Err(e) => return e.into(),
         };
-        let Ok((header, rest)) = postcard::take_from_bytes::<Header>(&frame) else {
+        let Ok((header, rest)) = crate::frame::decode_header(&frame) else {
             return ProtocolError::BadHeader.into();
         };
         let body_at = frame.len() - rest.len();

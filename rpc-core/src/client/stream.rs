@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::client::arrived::{Arrived, Item};
 use crate::client::handle::{remote_error, ClientHandle};
 use crate::client::upload::Upload;
+use crate::decode::DecodeLimits;
 use crate::error::{ProtocolError, RpcError};
 use crate::frame::header_frame;
 use crate::protocol::{Header, ReplyStatus};
@@ -42,13 +43,21 @@ pub struct StreamReceiver<T> {
     done: bool,
     /// The call's stream from the client, for a method that takes one.
     upload: Option<Upload>,
+    /// The limits its items decode under.
+    limits: DecodeLimits,
     /// For a stream opened through a session: how it is opened again after a reconnect.
     pub(crate) resume: Option<Box<crate::session::Resume<T>>>,
     _items: PhantomData<fn() -> T>,
 }
 
 impl<T> StreamReceiver<T> {
-    pub(super) fn new(handle: ClientHandle, id: u64, window: u32, upload: Option<Upload>) -> Self {
+    pub(super) fn new(
+        handle: ClientHandle,
+        id: u64,
+        window: u32,
+        upload: Option<Upload>,
+        limits: DecodeLimits,
+    ) -> Self {
         Self {
             handle,
             id,
@@ -56,6 +65,7 @@ impl<T> StreamReceiver<T> {
             ready: Arrived::default(),
             done: false,
             upload,
+            limits,
             resume: None,
             _items: PhantomData,
         }
@@ -143,7 +153,8 @@ impl<T: DeserializeOwned> StreamReceiver<T> {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<T, RpcError>>> {
-        self.poll_item(cx, |handle, item| handle.decode_item(item))
+        let limits = self.limits;
+        self.poll_item(cx, |handle, item| handle.decode_item(item, &limits))
     }
 }
 
@@ -202,7 +213,14 @@ impl ClientHandle {
             }
         };
         if reply.status == ReplyStatus::Ok {
-            return Ok(StreamReceiver::new(self.clone(), id, window, upload));
+            let limits = self.limits_for(method);
+            return Ok(StreamReceiver::new(
+                self.clone(),
+                id,
+                window,
+                upload,
+                limits,
+            ));
         }
         self.shared.conn.lock().streams.remove(&id);
         // Answered: an upload the server opened is ended, so that it forgets it.

@@ -120,7 +120,7 @@ impl ClientHandle {
         let upload = Upload::start(self, id, upload.into_source());
         let reply = self.request_with(id, method, args, None).await?;
         upload.finish();
-        self.value(&reply)
+        self.value(method, &reply)
     }
 
     /// Calls a method that takes a stream from the client and is declared as returning
@@ -145,7 +145,7 @@ impl ClientHandle {
         let upload = Upload::start(self, id, upload.into_source());
         let reply = self.request_with(id, method, args, None).await?;
         upload.finish();
-        self.fallible(&reply)
+        self.fallible(method, &reply)
     }
 
     /// Opens a stream from the server by calling a method that also takes a stream from the

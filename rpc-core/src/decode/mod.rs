@@ -35,8 +35,10 @@ use serde::de;
 use crate::protocol::WireDecodeError;
 
 mod guard;
+mod plan;
 
 use guard::Guard;
+pub(crate) use plan::{is_plain, plain_methods, Side};
 
 /// The nesting limit of [`DecodeLimits::default`].
 pub(crate) const DEFAULT_MAX_DEPTH: u32 = 128;
@@ -50,13 +52,32 @@ pub struct DecodeLimits {
     /// byte buffers, units, `None` and `Box` cost nothing. So `u32` is 0 levels deep,
     /// `Vec<u32>` 1 and `Vec<Option<u32>>` 2.
     pub max_depth: u32,
+    /// The type to decode is known to nest no deeper than `max_depth` and to hold no sequence
+    /// or map ([`plan`]): the guard could refuse none of its values and is skipped.
+    pub(crate) plain: bool,
+}
+
+impl DecodeLimits {
+    /// Values may nest `max_depth` levels.
+    pub const fn new(max_depth: u32) -> Self {
+        Self {
+            max_depth,
+            plain: false,
+        }
+    }
+
+    /// These limits, for a type that [`plan`] found cannot exceed them.
+    pub(crate) fn plain(self) -> Self {
+        Self {
+            plain: true,
+            ..self
+        }
+    }
 }
 
 impl Default for DecodeLimits {
     fn default() -> Self {
-        Self {
-            max_depth: DEFAULT_MAX_DEPTH,
-        }
+        Self::new(DEFAULT_MAX_DEPTH)
     }
 }
 
@@ -92,11 +113,18 @@ impl From<&DecodeError> for WireDecodeError {
 }
 
 /// Decodes exactly one `T` from `bytes` (no trailing bytes allowed), never nesting deeper
-/// than `limits.max_depth`.
+/// than `limits.max_depth`; through postcard alone if the limits say the type is plain.
 pub(crate) fn from_slice<'de, T: de::Deserialize<'de>>(
     bytes: &'de [u8],
     limits: &DecodeLimits,
 ) -> Result<T, DecodeError> {
+    if limits.plain {
+        let (value, rest) = postcard::take_from_bytes(bytes).map_err(DecodeError::Malformed)?;
+        return match rest {
+            [] => Ok(value),
+            rest => Err(DecodeError::TrailingBytes { count: rest.len() }),
+        };
+    }
     /// Puts back the count of an enclosing decode on this thread, also if decoding panics.
     struct Restore(usize);
     impl Drop for Restore {
@@ -142,6 +170,7 @@ thread_local! {
 }
 
 impl<'de> Input<'de> {
+    #[inline]
     fn advance(&mut self, rest: &'de [u8]) {
         self.bytes = rest;
         LEFT.with(|left| left.set(rest.len()));
@@ -152,6 +181,7 @@ impl<'de> Flavor<'de> for Input<'de> {
     type Remainder = &'de [u8];
     type Source = &'de [u8];
 
+    #[inline]
     fn pop(&mut self) -> postcard::Result<u8> {
         let (&byte, rest) = self
             .bytes
@@ -161,10 +191,12 @@ impl<'de> Flavor<'de> for Input<'de> {
         Ok(byte)
     }
 
+    #[inline]
     fn size_hint(&self) -> Option<usize> {
         Some(self.bytes.len())
     }
 
+    #[inline]
     fn try_take_n(&mut self, ct: usize) -> postcard::Result<&'de [u8]> {
         let (taken, rest) = self
             .bytes
@@ -174,6 +206,7 @@ impl<'de> Flavor<'de> for Input<'de> {
         Ok(taken)
     }
 
+    #[inline]
     fn finalize(self) -> postcard::Result<&'de [u8]> {
         Ok(self.bytes)
     }
@@ -209,6 +242,7 @@ struct State {
 impl State {
     /// A new sequence's or map's size hint, capped at the bytes left that the containers around
     /// it have not promised to their own elements.
+    #[inline]
     fn cap(&self, hint: Option<usize>) -> Option<usize> {
         let free = LEFT.with(Cell::get).saturating_sub(self.promised.get());
         hint.map(|n| n.min(free))
@@ -259,7 +293,7 @@ mod tests {
     use super::*;
 
     fn limits(max_depth: u32) -> DecodeLimits {
-        DecodeLimits { max_depth }
+        DecodeLimits::new(max_depth)
     }
 
     fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -655,6 +689,30 @@ mod tests {
         assert_eq!(
             from_slice::<(u32, String)>(&bytes, &DecodeLimits::default()),
             Err(DecodeError::TrailingBytes { count: 3 })
+        );
+    }
+
+    /// Plain limits (for a type the plan found flat) decode as the guard does: the same
+    /// value, the same count of trailing bytes, and a malformed input refused the same way.
+    #[test]
+    fn plain_limits_decode_as_the_guard_does() {
+        let guarded = DecodeLimits::default();
+        let plain = guarded.plain();
+        let value = (7u32, "seven".to_string(), Some(ByteBuf::from(vec![7; 40])));
+        let bytes = encode(&value);
+        let mut longer = bytes.clone();
+        longer.extend([1, 2]);
+        let cut = bytes.get(..bytes.len() - 1).unwrap_or_default();
+        type Value = (u32, String, Option<ByteBuf>);
+        for input in [&bytes[..], &longer[..], cut, &[0xff; 12][..]] {
+            let with_guard = from_slice::<Value>(input, &guarded);
+            let without = from_slice::<Value>(input, &plain);
+            assert_eq!(with_guard, without, "{input:02x?}");
+        }
+        assert_eq!(from_slice::<Value>(&bytes, &plain), Ok(value));
+        assert_eq!(
+            from_slice::<Value>(&longer, &plain),
+            Err(DecodeError::TrailingBytes { count: 2 })
         );
     }
 

@@ -3,6 +3,7 @@
 use bytes::{Buf, Bytes};
 use serde::Serialize;
 
+use super::header::encode_small;
 use crate::protocol::{Header, LEN_PREFIX};
 
 /// Why a frame could not be encoded.
@@ -73,7 +74,11 @@ pub(crate) fn encode_frame<B: Serialize + ?Sized>(
     max_frame: u32,
     in_parts: bool,
 ) -> Result<Encoded, EncodeError> {
-    let header_len = postcard::experimental::serialized_size(header)?;
+    let small = encode_small(header);
+    let header_len = match &small {
+        Some(small) => small.as_bytes().len(),
+        None => postcard::experimental::serialized_size(header)?,
+    };
     let mut body_len = 0;
     let large = crate::byte_buf::count_large(|| {
         if let FrameBody::Value(value) = body {
@@ -90,7 +95,10 @@ pub(crate) fn encode_frame<B: Serialize + ?Sized>(
     let splice = in_parts && large > 0;
     let mut out = Vec::with_capacity(LEN_PREFIX + header_len + if splice { 64 } else { body_len });
     out.extend_from_slice(&len32.to_le_bytes());
-    encode_into(header, &mut out)?;
+    match &small {
+        Some(small) => out.extend_from_slice(small.as_bytes()),
+        None => encode_into(header, &mut out)?,
+    }
     let mut spliced = Vec::new();
     match body {
         FrameBody::None => {}

@@ -15,6 +15,7 @@
 //! can write without waiting ([`FrameWrite::try_write_now`]).
 
 pub(crate) mod encode;
+pub(crate) mod header;
 mod reader;
 mod writer;
 
@@ -27,6 +28,7 @@ pub(crate) use encode::{
     checked_len, encode_frame, encode_into, encode_spliced, header_frame, EncodeError, Encoded,
     FrameBody,
 };
+pub(crate) use header::{decode_header, encode_small};
 pub use reader::FrameReader;
 pub use writer::FrameWriter;
 

@@ -14,7 +14,8 @@ use tracing::Instrument;
 
 use crate::client::handle::Shared;
 use crate::context::{CallContext, PeerInfo};
-use crate::frame::{header_frame, EncodeError, Encoded};
+use crate::decode::{is_plain, DecodeLimits};
+use crate::frame::{encode_small, header_frame, EncodeError, Encoded};
 use crate::protocol::{Header, ReplyStatus, WireError, DESCRIBE};
 use crate::server::config::ServerConfig;
 use crate::service::{Dispatch, HandlerFuture, MethodDescriptor, MethodKind, Outcome};
@@ -36,6 +37,8 @@ pub(crate) struct Calls<'a, D> {
     pub(crate) in_parts: bool,
     /// The connection's way back to the caller, for `CallContext::callbacks`.
     pub(crate) link: Option<Weak<Shared>>,
+    /// The methods whose arguments decode without the guard ([`crate::decode::plain_methods`]).
+    pub(crate) plain_args: u64,
 }
 
 /// A call's handler, its arguments decoded, ready to start.
@@ -195,6 +198,19 @@ impl<D: Dispatch> Calls<'_, D> {
         Box::pin(running.instrument(span))
     }
 
+    /// Method `id` of the service, and the limits its arguments decode under.
+    fn method(&self, id: u32) -> Option<(&'static MethodDescriptor, DecodeLimits)> {
+        let methods = self.service.descriptor().methods;
+        let index = methods.iter().position(|m| m.id == id)?;
+        let limits = self.config.decode_limits;
+        let limits = if is_plain(self.plain_args, index) {
+            limits.plain()
+        } else {
+            limits
+        };
+        Some((methods.get(index)?, limits))
+    }
+
     /// The handler of call `id` of `method`, which must be of `kind`: its arguments decoded
     /// from the frame, large byte buffers as views of it, and `incoming` its stream from the
     /// client if it takes one. `Err` is the reply to a call that cannot start.
@@ -207,7 +223,7 @@ impl<D: Dispatch> Calls<'_, D> {
         body_at: usize,
         incoming: Option<Incoming>,
     ) -> Result<Dispatched, Encoded> {
-        let Some(info) = self.service.descriptor().method(method) else {
+        let Some((info, limits)) = self.method(method) else {
             return Err(failed(id, WireError::UnknownMethod(method)));
         };
         if info.kind != kind {
@@ -215,8 +231,7 @@ impl<D: Dispatch> Calls<'_, D> {
         }
         let body = frame.get(body_at..).unwrap_or_default();
         let dispatched = crate::byte_buf::sharing(frame, || {
-            self.service
-                .dispatch(method, body, &self.config.decode_limits, incoming)
+            self.service.dispatch(method, body, &limits, incoming)
         });
         match dispatched {
             Ok(handler) => Ok(Dispatched { handler, info }),
@@ -251,9 +266,9 @@ impl<D: Dispatch> Calls<'_, D> {
         poll_now: bool,
     ) -> Option<Rest<()>> {
         let descriptor = self.service.descriptor();
-        let Some(info) = descriptor
+        let Some((info, limits)) = self
             .method(method)
-            .filter(|m| m.kind == MethodKind::Oneway)
+            .filter(|(m, _)| m.kind == MethodKind::Oneway)
         else {
             tracing::debug!(
                 method,
@@ -263,17 +278,13 @@ impl<D: Dispatch> Calls<'_, D> {
         };
         let span =
             tracing::debug_span!("rpc.notify", service = descriptor.name, method = info.name);
-        let mut handler =
-            match self
-                .service
-                .dispatch(method, body, &self.config.decode_limits, None)
-            {
-                Ok(handler) => handler,
-                Err(error) => {
-                    tracing::debug!(parent: &span, %error, "one-way call refused");
-                    return None;
-                }
-            };
+        let mut handler = match self.service.dispatch(method, body, &limits, None) {
+            Ok(handler) => handler,
+            Err(error) => {
+                tracing::debug!(parent: &span, %error, "one-way call refused");
+                return None;
+            }
+        };
         let context = || {
             CallContext::new(
                 Arc::clone(self.peer),
@@ -346,12 +357,11 @@ fn reply_frame(id: u64, outcome: Outcome, method: u32, max_frame: u32, in_parts:
         Outcome::Failed(error) => return failed(id, error),
         Outcome::NoReply | Outcome::Stream(_) => return failed(id, WireError::WrongKind(method)),
     };
-    let mut header = [0u8; 16];
-    let header = match postcard::to_slice(&Header::Reply { id, status }, &mut header) {
-        Ok(header) => &*header,
-        Err(_) => return failed(id, WireError::EncodeFailed),
+    // A reply with a value or typed error always has a small header.
+    let Some(header) = encode_small(&Header::Reply { id, status }) else {
+        return failed(id, WireError::EncodeFailed);
     };
-    match encoded.into_frame(header, max_frame, in_parts) {
+    match encoded.into_frame(header.as_bytes(), max_frame, in_parts) {
         Ok(frame) => frame,
         Err(EncodeError::TooLarge { len, max }) => {
             failed(id, WireError::ResultTooLarge { len, max })

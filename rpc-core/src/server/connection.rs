@@ -11,6 +11,7 @@ use crate::client::deadlines::Deadlines;
 use crate::client::pending::{Conn, Reply};
 use crate::client::ClientHandle;
 use crate::context::PeerInfo;
+use crate::decode::{plain_methods, Side};
 use crate::error::{ProtocolError, RpcError};
 use crate::frame::{header_frame, FrameError, FrameRead, FrameWrite};
 use crate::protocol::{GoodbyeReason, Header};
@@ -105,6 +106,7 @@ where
         client_max_frame,
         in_parts: outbox.accepts_parts(),
         link: callbacks.as_ref().map(ClientHandle::link),
+        plain_args: plain_methods(descriptor, Side::Args, config.decode_limits.max_depth),
     };
     let mut serving = Serving::new(calls, outbox.clone(), true);
     let mut draining = false;
@@ -157,7 +159,7 @@ where
                         break Err(ConnectionError::Frame(error));
                     }
                 };
-                let Ok((header, rest)) = postcard::take_from_bytes::<Header>(&frame) else {
+                let Ok((header, rest)) = crate::frame::decode_header(&frame) else {
                     break Err(protocol_violation(&mut out, ProtocolError::BadHeader));
                 };
                 let body_at = frame.len() - rest.len();

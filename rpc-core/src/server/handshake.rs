@@ -21,7 +21,7 @@ pub(super) async fn handshake<D: Dispatch, R: FrameRead, W: FrameWrite>(
         .map_err(ConnectionError::Frame)?
         .ok_or(ConnectionError::Protocol(ProtocolError::ExpectedHandshake))?;
     let (version, service_name, fingerprint, max_frame, callbacks) =
-        match postcard::take_from_bytes::<Header>(&frame) {
+        match crate::frame::decode_header(&frame) {
             Ok((
                 Header::Hello {
                     magic,

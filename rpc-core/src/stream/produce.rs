@@ -8,7 +8,7 @@ use futures_util::future::poll_fn;
 use futures_util::FutureExt;
 use tokio::sync::Semaphore;
 
-use crate::frame::{header_frame, Encoded};
+use crate::frame::{encode_small, header_frame, Encoded};
 use crate::protocol::{Header, WireError};
 use crate::stream::batch::Batch;
 use crate::stream::credit::cost;
@@ -47,11 +47,10 @@ pub(crate) async fn produce(
     (max_frame, in_parts): (u32, bool),
     gate: Option<&Mutex<bool>>,
 ) {
-    let mut header = [0u8; 16];
-    let header = match postcard::to_slice(&Header::StreamItem { stream: id }, &mut header) {
-        Ok(header) => &*header,
-        Err(_) => return end(outbox, id, Some(WireError::EncodeFailed)),
+    let Some(header) = encode_small(&Header::StreamItem { stream: id }) else {
+        return end(outbox, id, Some(WireError::EncodeFailed));
     };
+    let header = header.as_bytes();
     // Items that are ready at once, with credit for them, go out together in one write.
     let mut batch = Batch::new(id, header, max_frame, in_parts);
     // Bytes of the last item sent beyond the permits taken for it: the next item waits until
