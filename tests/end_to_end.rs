@@ -375,6 +375,9 @@ async fn a_calls_future_stays_small() {
     let client = server.client().await;
     let call = client.add(2, 3);
     let size = std::mem::size_of_val(&call);
-    assert!(size <= 400, "the future of add(i64, i64) takes {size} bytes");
+    assert!(
+        size <= 400,
+        "the future of add(i64, i64) takes {size} bytes"
+    );
     assert_eq!(call.await.expect("add"), 5);
 }

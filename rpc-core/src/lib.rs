@@ -50,6 +50,7 @@ mod error;
 pub mod frame;
 pub mod memory;
 pub mod protocol;
+mod quiet;
 pub mod schema;
 mod server;
 mod service;

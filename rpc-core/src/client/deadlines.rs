@@ -9,6 +9,7 @@ use futures_util::task::AtomicWaker;
 use tokio::time::{Instant, Sleep};
 
 use crate::client::pending::Conn;
+use crate::quiet::Quiet;
 
 /// Tells the one task that watches a connection's deadlines that something changed: a call
 /// whose deadline is earlier than the timer, or (on a connection that serves calls of its peer)
@@ -42,14 +43,15 @@ impl Moved {
 
 /// The timer, set to the earliest deadline of the calls in flight.
 pub(crate) struct Deadlines {
-    timer: Pin<Box<Sleep>>,
+    /// Polled only once it fired or was reset: the reader polls it beside every frame.
+    timer: Quiet<Pin<Box<Sleep>>>,
     armed: bool,
 }
 
 impl Deadlines {
     pub(crate) fn new() -> Self {
         Self {
-            timer: Box::pin(tokio::time::sleep_until(Instant::now())),
+            timer: Quiet::new(Box::pin(tokio::time::sleep_until(Instant::now()))),
             armed: false,
         }
     }
@@ -64,16 +66,16 @@ impl Deadlines {
     pub(crate) fn poll_tick(&mut self, conn: &Conn, cx: &mut Context<'_>) -> Poll<()> {
         if conn.deadline_moved.poll_take(cx).is_ready() {
             if let Some(at) = conn.lock().check_at {
-                self.timer.as_mut().reset(at);
+                self.timer.get_mut().as_mut().reset(at);
                 self.armed = true;
             }
             return Poll::Ready(());
         }
-        if self.armed && self.timer.as_mut().poll(cx).is_ready() {
+        if self.armed && Pin::new(&mut self.timer).poll(cx).is_ready() {
             let next = conn.lock().expire(Instant::now());
             self.armed = next.is_some();
             if let Some(at) = next {
-                self.timer.as_mut().reset(at);
+                self.timer.get_mut().as_mut().reset(at);
             }
             return Poll::Ready(());
         }

@@ -15,6 +15,7 @@ use crate::decode::{plain_methods, Side};
 use crate::error::{ProtocolError, RpcError};
 use crate::frame::{header_frame, FrameError, FrameRead, FrameWrite};
 use crate::protocol::{GoodbyeReason, Header};
+use crate::quiet::Quiet;
 use crate::server::call::Calls;
 use crate::server::config::ServerConfig;
 use crate::server::handshake::handshake;
@@ -82,7 +83,10 @@ where
     };
     tracing::debug!(service = descriptor.name, %peer, "connection open");
 
-    let (write_err_tx, mut write_err) = oneshot::channel();
+    // Both polled beside every frame, and ready once at most: polled again only when woken.
+    let mut shutdown = Quiet::new(shutdown);
+    let (write_err_tx, write_err) = oneshot::channel();
+    let mut write_err = Quiet::new(write_err);
     let (outbox, writer_task) = spawn_writer(writer, move |e| {
         let _ = write_err_tx.send(e);
     });
