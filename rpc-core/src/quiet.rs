@@ -20,7 +20,9 @@ use futures_util::task::AtomicWaker;
 /// [`Quiet::get_mut`] (a change to the future may make it ready).
 pub(crate) struct Quiet<F> {
     inner: F,
-    signal: Arc<Signal>,
+    /// Made at the first poll: a future that is never polled (a timer that is never armed)
+    /// costs no allocation.
+    signal: Option<Arc<Signal>>,
     /// The inner future returned `Pending` and has not been touched since.
     idle: bool,
 }
@@ -47,7 +49,7 @@ impl<F> Quiet<F> {
     pub(crate) fn new(inner: F) -> Self {
         Self {
             inner,
-            signal: Arc::default(),
+            signal: None,
             idle: false,
         }
     }
@@ -64,13 +66,14 @@ impl<F: Future + Unpin> Future for Quiet<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.get_mut();
+        let signal = this.signal.get_or_insert_with(Arc::default);
         // Registered before the check: a wake that comes after it reaches this task.
-        this.signal.task.register(cx.waker());
-        if this.idle && !this.signal.woken.swap(false, Ordering::AcqRel) {
+        signal.task.register(cx.waker());
+        if this.idle && !signal.woken.swap(false, Ordering::AcqRel) {
             return Poll::Pending;
         }
-        this.signal.woken.store(false, Ordering::Release);
-        let waker = Waker::from(Arc::clone(&this.signal));
+        signal.woken.store(false, Ordering::Release);
+        let waker = Waker::from(Arc::clone(signal));
         let polled = Pin::new(&mut this.inner).poll(&mut Context::from_waker(&waker));
         this.idle = polled.is_pending();
         polled

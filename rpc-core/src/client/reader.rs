@@ -52,6 +52,11 @@ pub(super) async fn read_replies<R: FrameRead>(
                 Side::Args,
                 side.config.decode_limits.max_depth,
             ),
+            plain_uploads: plain_methods(
+                side.dispatch.descriptor(),
+                Side::Uploads,
+                side.config.decode_limits.max_depth,
+            ),
         };
         Serving::new(calls, side.outbox.clone(), false)
     });

@@ -21,6 +21,8 @@ use crate::service::ServiceDescriptor;
 pub(crate) enum Side {
     /// The argument tuple, decoded by the server.
     Args,
+    /// The items of the stream a method takes from the client, decoded by the server.
+    Uploads,
     /// The result (or each item of a result stream) and the typed error, decoded by the client.
     Results,
 }
@@ -54,6 +56,7 @@ fn depth_of(schema: &ServiceSchema, method: &MethodSchema, side: Side) -> Option
     };
     match side {
         Side::Args => depth.of(&method.args_shape),
+        Side::Uploads => depth.of(&method.stream_arg.as_ref()?.2),
         Side::Results => {
             let error = match &method.error {
                 Some((_, shape)) => depth.of(shape)?,
@@ -265,5 +268,16 @@ mod tests {
         assert_eq!(depth_of(&schema, &plain, Side::Results), Some(1));
         let listed = method(Shape::Unit, Shape::U32, Some(name("List")));
         assert_eq!(depth_of(&schema, &listed, Side::Results), None);
+    }
+
+    #[test]
+    fn uploads_are_the_items_of_the_stream_argument_if_there_is_one() {
+        let schema = schema();
+        let mut upload = method(Shape::Unit, Shape::U32, None);
+        assert_eq!(depth_of(&schema, &upload, Side::Uploads), None, "no stream");
+        upload.stream_arg = Some(("points".into(), "Point".into(), name("Point")));
+        assert_eq!(depth_of(&schema, &upload, Side::Uploads), Some(1));
+        upload.stream_arg = Some(("trees".into(), "Tree".into(), name("Tree")));
+        assert_eq!(depth_of(&schema, &upload, Side::Uploads), None);
     }
 }

@@ -39,6 +39,8 @@ pub(crate) struct Calls<'a, D> {
     pub(crate) link: Option<Weak<Shared>>,
     /// The methods whose arguments decode without the guard ([`crate::decode::plain_methods`]).
     pub(crate) plain_args: u64,
+    /// The methods whose stream from the client has items that decode without the guard.
+    pub(crate) plain_uploads: u64,
 }
 
 /// A call's handler, its arguments decoded, ready to start.
@@ -209,6 +211,16 @@ impl<D: Dispatch> Calls<'_, D> {
             limits
         };
         Some((methods.get(index)?, limits))
+    }
+
+    /// The limits the items of the stream that method `id` takes from the client decode under.
+    pub(super) fn upload_limits(&self, id: u32) -> DecodeLimits {
+        let methods = self.service.descriptor().methods;
+        let limits = self.config.decode_limits;
+        match methods.iter().position(|m| m.id == id) {
+            Some(index) if is_plain(self.plain_uploads, index) => limits.plain(),
+            _ => limits,
+        }
     }
 
     /// The handler of call `id` of `method`, which must be of `kind`: its arguments decoded

@@ -111,6 +111,7 @@ where
         in_parts: outbox.accepts_parts(),
         link: callbacks.as_ref().map(ClientHandle::link),
         plain_args: plain_methods(descriptor, Side::Args, config.decode_limits.max_depth),
+        plain_uploads: plain_methods(descriptor, Side::Uploads, config.decode_limits.max_depth),
     };
     let mut serving = Serving::new(calls, outbox.clone(), true);
     let mut draining = false;

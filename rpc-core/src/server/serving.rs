@@ -135,7 +135,8 @@ impl<'a, D: Dispatch> Serving<'a, D> {
         let inbound = takes_stream.then(|| Inbound::new(window, config.max_frame));
         let incoming = inbound.as_ref().map(|slot| {
             let outbox = self.outbox.clone();
-            Incoming::new(Arc::clone(slot), id, outbox, window, config.decode_limits)
+            let limits = self.calls.upload_limits(method);
+            Incoming::new(Arc::clone(slot), id, outbox, window, limits)
         });
         let dispatched = match self
             .calls
