@@ -17,7 +17,7 @@ use crate::client::handshake::handshake;
 use crate::client::pending::Conn;
 use crate::client::reader::{read_replies, CallbackSide};
 use crate::decode::DecodeLimits;
-use crate::decode::{plain_methods, Side};
+use crate::decode::{Plan, Side};
 use crate::error::RpcError;
 use crate::frame::{FrameError, FrameRead, FrameWrite};
 use crate::server::ServerConfig;
@@ -159,8 +159,7 @@ impl ClientHandle {
                 service,
                 server_max_frame,
                 next_id: AtomicU64::new(1),
-                limits,
-                plain_results: plain_methods(service, Side::Results, limits.max_depth),
+                results_plan: Plan::new(service, Side::Results, limits),
                 stream_window: config.stream_window,
                 reader_task: Some(reader_task.abort_handle()),
                 wake_on_call: config.callbacks.is_some(),
@@ -191,8 +190,7 @@ impl ClientHandle {
                 service,
                 server_max_frame: client_max_frame,
                 next_id: AtomicU64::new(1),
-                limits,
-                plain_results: plain_methods(service, Side::Results, limits.max_depth),
+                results_plan: Plan::new(service, Side::Results, limits),
                 stream_window: 1,
                 reader_task: None,
                 wake_on_call: true,

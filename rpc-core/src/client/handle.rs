@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use crate::client::binding::{Binding, MethodBinding};
 use crate::client::pending::{CallState, Conn, Reply, StreamSlot, Waiter};
-use crate::decode::{self, is_plain, DecodeLimits};
+use crate::decode::{self, DecodeLimits, Plan};
 use crate::error::{ProtocolError, RpcError};
 use crate::frame::{encode_frame, header_frame, EncodeError, Encoded, FrameBody};
 use crate::protocol::{GoodbyeReason, Header, ReplyStatus, WireError};
@@ -27,9 +27,8 @@ pub(crate) struct Shared {
     pub(super) service: &'static ServiceDescriptor,
     pub(super) server_max_frame: u32,
     pub(super) next_id: AtomicU64,
-    pub(super) limits: DecodeLimits,
-    /// The methods whose results decode without the guard ([`crate::decode::plain_methods`]).
-    pub(super) plain_results: u64,
+    /// The limits each method's results decode under.
+    pub(super) results_plan: Plan,
     pub(super) stream_window: u32,
     /// Reads replies; stopped with the last handle, whatever the server does. `None` for a
     /// server's handle to its client's callbacks: the server's connection reads for it.
@@ -261,16 +260,7 @@ impl ClientHandle {
     /// The limits the results of `method` decode under: without the guard if their type
     /// cannot exceed them.
     pub(super) fn limits_for(&self, method: &MethodDescriptor) -> DecodeLimits {
-        let shared = &self.shared;
-        match shared
-            .service
-            .methods
-            .iter()
-            .position(|m| m.id == method.id)
-        {
-            Some(index) if is_plain(shared.plain_results, index) => shared.limits.plain(),
-            _ => shared.limits,
-        }
+        self.shared.results_plan.of(self.shared.service, method.id)
     }
 
     pub(super) fn decode<T: DeserializeOwned>(

@@ -9,7 +9,7 @@ use crate::client::handle::remote_error;
 use crate::client::handle::Shared;
 use crate::client::pending::{Conn, Reply};
 use crate::context::PeerInfo;
-use crate::decode::{plain_methods, Side};
+use crate::decode::{Plan, Side};
 use crate::error::{ProtocolError, RpcError};
 use crate::frame::FrameRead;
 use crate::protocol::{GoodbyeReason, Header};
@@ -40,6 +40,7 @@ pub(super) async fn read_replies<R: FrameRead>(
     let mut deadlines = Deadlines::new();
     let peer = Arc::new(PeerInfo::unknown());
     let mut serving = callbacks.as_ref().map(|side| {
+        let descriptor = side.dispatch.descriptor();
         let calls = Calls {
             service: &side.dispatch,
             config: &side.config,
@@ -47,16 +48,8 @@ pub(super) async fn read_replies<R: FrameRead>(
             client_max_frame: side.server_max_frame,
             in_parts: side.outbox.accepts_parts(),
             link: Some(side.link.clone()),
-            plain_args: plain_methods(
-                side.dispatch.descriptor(),
-                Side::Args,
-                side.config.decode_limits.max_depth,
-            ),
-            plain_uploads: plain_methods(
-                side.dispatch.descriptor(),
-                Side::Uploads,
-                side.config.decode_limits.max_depth,
-            ),
+            args_plan: Plan::new(descriptor, Side::Args, side.config.decode_limits),
+            uploads_plan: Plan::new(descriptor, Side::Uploads, side.config.decode_limits),
         };
         Serving::new(calls, side.outbox.clone(), false)
     });

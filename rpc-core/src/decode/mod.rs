@@ -38,7 +38,7 @@ mod guard;
 mod plan;
 
 use guard::Guard;
-pub(crate) use plan::{is_plain, plain_methods, Side};
+pub(crate) use plan::{Plan, Side};
 
 /// The nesting limit of [`DecodeLimits::default`].
 pub(crate) const DEFAULT_MAX_DEPTH: u32 = 128;
@@ -53,7 +53,7 @@ pub struct DecodeLimits {
     /// `Vec<u32>` 1 and `Vec<Option<u32>>` 2.
     pub max_depth: u32,
     /// The type to decode is known to nest no deeper than `max_depth` and to hold no sequence
-    /// or map ([`plan`]): the guard could refuse none of its values and is skipped.
+    /// or map ([`Plan`]): the guard could refuse none of its values and is skipped.
     pub(crate) plain: bool,
 }
 
@@ -66,7 +66,7 @@ impl DecodeLimits {
         }
     }
 
-    /// These limits, for a type that [`plan`] found cannot exceed them.
+    /// These limits, for a type that a [`Plan`] found cannot exceed them.
     pub(crate) fn plain(self) -> Self {
         Self {
             plain: true,

@@ -13,6 +13,7 @@
 
 use std::collections::BTreeSet;
 
+use super::DecodeLimits;
 use crate::schema::{ContainerShape, MethodSchema, ServiceSchema, Shape, VariantShape};
 use crate::service::ServiceDescriptor;
 
@@ -27,25 +28,47 @@ pub(crate) enum Side {
     Results,
 }
 
-/// The methods of `descriptor` (bit `i` for `descriptor.methods[i]`, for the first 64) whose
-/// values on `side` never nest deeper than `max_depth` and hold no sequence or map.
-pub(crate) fn plain_methods(descriptor: &ServiceDescriptor, side: Side, max_depth: u32) -> u64 {
-    let schema = descriptor.schema();
-    let mut plain = 0;
-    for (i, method) in descriptor.methods.iter().enumerate().take(64) {
-        let Some(traced) = schema.methods.iter().find(|m| m.id == method.id) else {
-            continue;
-        };
-        if depth_of(schema, traced, side).is_some_and(|depth| depth <= max_depth) {
-            plain |= 1 << i;
-        }
-    }
-    plain
+/// The limits the values on one side of each method of a service decode under.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Plan {
+    /// Bit `i` for `descriptor.methods[i]` (the first 64): its values never nest deeper than
+    /// the limit and hold no sequence or map.
+    plain: u64,
+    limits: DecodeLimits,
 }
 
-/// Whether bit `index` of `plain` (from [`plain_methods`]) is set.
-pub(crate) fn is_plain(plain: u64, index: usize) -> bool {
-    index < 64 && plain & (1 << index) != 0
+impl Plan {
+    /// The plan of `descriptor`'s values on `side` under `limits`.
+    pub(crate) fn new(descriptor: &ServiceDescriptor, side: Side, limits: DecodeLimits) -> Self {
+        let schema = descriptor.schema();
+        let mut plain = 0;
+        for (i, method) in descriptor.methods.iter().enumerate().take(64) {
+            let Some(traced) = schema.methods.iter().find(|m| m.id == method.id) else {
+                continue;
+            };
+            if depth_of(schema, traced, side).is_some_and(|depth| depth <= limits.max_depth) {
+                plain |= 1 << i;
+            }
+        }
+        Self { plain, limits }
+    }
+
+    /// The limits of the values of `descriptor.methods[index]`.
+    pub(crate) fn at(&self, index: usize) -> DecodeLimits {
+        if index < 64 && self.plain & (1 << index) != 0 {
+            self.limits.plain()
+        } else {
+            self.limits
+        }
+    }
+
+    /// The limits of the values of the method of `descriptor` with wire id `id`.
+    pub(crate) fn of(&self, descriptor: &ServiceDescriptor, id: u32) -> DecodeLimits {
+        match descriptor.methods.iter().position(|m| m.id == id) {
+            Some(index) => self.at(index),
+            None => self.limits,
+        }
+    }
 }
 
 /// The deepest the values of `method` on `side` nest, if bounded and free of sequences and maps.

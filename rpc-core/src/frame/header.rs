@@ -348,34 +348,17 @@ mod tests {
 
     #[test]
     fn varints_past_their_type_are_rejected_as_postcard_rejects_them() {
+        // A cancel whose request id is `continued` bytes of `byte` with the continuation bit,
+        // then `last`.
+        let cancel = |byte: u8, continued: usize, last: u8| {
+            let mut bytes = vec![kind::CANCEL];
+            bytes.extend(std::iter::repeat_n(byte, continued));
+            bytes.push(last);
+            bytes
+        };
         // A request id of 11 bytes, and one of 10 whose last byte holds more than 64 bits.
-        let long = [
-            kind::CANCEL,
-            0x80,
-            0x80,
-            0x80,
-            0x80,
-            0x80,
-            0x80,
-            0x80,
-            0x80,
-            0x80,
-            0x80,
-            0,
-        ];
-        let wide = [
-            kind::CANCEL,
-            0x80,
-            0x80,
-            0x80,
-            0x80,
-            0x80,
-            0x80,
-            0x80,
-            0x80,
-            0x80,
-            0x02,
-        ];
+        let long = cancel(0x80, 10, 0);
+        let wide = cancel(0x80, 9, 0x02);
         // A method id whose fifth byte holds more than 32 bits.
         let method = [kind::NOTIFY, 0xff, 0xff, 0xff, 0xff, 0x1f];
         for bytes in [&long[..], &wide[..], &method[..]] {
@@ -383,19 +366,7 @@ mod tests {
             assert!(postcard::take_from_bytes::<Header>(bytes).is_err());
         }
         // The largest values are accepted, with redundant continuation bytes too.
-        let max = [
-            kind::CANCEL,
-            0xff,
-            0xff,
-            0xff,
-            0xff,
-            0xff,
-            0xff,
-            0xff,
-            0xff,
-            0xff,
-            0x01,
-        ];
+        let max = cancel(0xff, 9, 0x01);
         assert_eq!(
             decode_header(&max).ok(),
             Some((Header::Cancel { id: u64::MAX }, &[][..]))

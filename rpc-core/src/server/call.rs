@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use crate::client::handle::Shared;
 use crate::context::{CallContext, PeerInfo};
-use crate::decode::{is_plain, DecodeLimits};
+use crate::decode::{DecodeLimits, Plan};
 use crate::frame::{encode_small, header_frame, EncodeError, Encoded};
 use crate::protocol::{Header, ReplyStatus, WireError, DESCRIBE};
 use crate::server::config::ServerConfig;
@@ -37,10 +37,10 @@ pub(crate) struct Calls<'a, D> {
     pub(crate) in_parts: bool,
     /// The connection's way back to the caller, for `CallContext::callbacks`.
     pub(crate) link: Option<Weak<Shared>>,
-    /// The methods whose arguments decode without the guard ([`crate::decode::plain_methods`]).
-    pub(crate) plain_args: u64,
-    /// The methods whose stream from the client has items that decode without the guard.
-    pub(crate) plain_uploads: u64,
+    /// The limits each method's arguments decode under.
+    pub(crate) args_plan: Plan,
+    /// The limits the items of each method's stream from the client decode under.
+    pub(crate) uploads_plan: Plan,
 }
 
 /// A call's handler, its arguments decoded, ready to start.
@@ -204,23 +204,12 @@ impl<D: Dispatch> Calls<'_, D> {
     fn method(&self, id: u32) -> Option<(&'static MethodDescriptor, DecodeLimits)> {
         let methods = self.service.descriptor().methods;
         let index = methods.iter().position(|m| m.id == id)?;
-        let limits = self.config.decode_limits;
-        let limits = if is_plain(self.plain_args, index) {
-            limits.plain()
-        } else {
-            limits
-        };
-        Some((methods.get(index)?, limits))
+        Some((methods.get(index)?, self.args_plan.at(index)))
     }
 
     /// The limits the items of the stream that method `id` takes from the client decode under.
     pub(super) fn upload_limits(&self, id: u32) -> DecodeLimits {
-        let methods = self.service.descriptor().methods;
-        let limits = self.config.decode_limits;
-        match methods.iter().position(|m| m.id == id) {
-            Some(index) if is_plain(self.plain_uploads, index) => limits.plain(),
-            _ => limits,
-        }
+        self.uploads_plan.of(self.service.descriptor(), id)
     }
 
     /// The handler of call `id` of `method`, which must be of `kind`: its arguments decoded

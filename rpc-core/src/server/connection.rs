@@ -11,7 +11,7 @@ use crate::client::deadlines::Deadlines;
 use crate::client::pending::{Conn, Reply};
 use crate::client::ClientHandle;
 use crate::context::PeerInfo;
-use crate::decode::{plain_methods, Side};
+use crate::decode::{Plan, Side};
 use crate::error::{ProtocolError, RpcError};
 use crate::frame::{header_frame, FrameError, FrameRead, FrameWrite};
 use crate::protocol::{GoodbyeReason, Header};
@@ -110,8 +110,8 @@ where
         client_max_frame,
         in_parts: outbox.accepts_parts(),
         link: callbacks.as_ref().map(ClientHandle::link),
-        plain_args: plain_methods(descriptor, Side::Args, config.decode_limits.max_depth),
-        plain_uploads: plain_methods(descriptor, Side::Uploads, config.decode_limits.max_depth),
+        args_plan: Plan::new(descriptor, Side::Args, config.decode_limits),
+        uploads_plan: Plan::new(descriptor, Side::Uploads, config.decode_limits),
     };
     let mut serving = Serving::new(calls, outbox.clone(), true);
     let mut draining = false;
