@@ -23,9 +23,6 @@ pub(super) async fn stream(options: &Options, dir: &Path) -> Result<Vec<Row>> {
     ];
     let mut rows = Vec::new();
     for (size, label, test, unit, target) in cases {
-        if std::env::var("ONLY_SIZE").is_ok_and(|v| v != size.to_string()) {
-            continue;
-        }
         let raw = if options.raw {
             Some(stream_raw(options, dir, size, label).await?)
         } else {

@@ -289,10 +289,13 @@ impl ClientHandle {
             Some(slot) => slot.credit.grant(bytes),
             None => return,
         }
+        // Written at once if the connection is idle, as a call is: queued, it would wait for
+        // the writer task's turn while the producer may be waiting for it (measured: a stream
+        // of 64-byte items went from 0.37-0.41 of the raw peer's rate to 0.54-0.60).
         let _ = self
             .shared
             .outbox
-            .send(header_frame(&Header::Credit { stream: id, bytes }));
+            .send_now(header_frame(&Header::Credit { stream: id, bytes }));
     }
 
     /// Forgets stream `id`; with `cancel`, tells the server to drop it. Returns whether it did

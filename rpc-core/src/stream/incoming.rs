@@ -247,7 +247,8 @@ impl Incoming {
         }
         drop(state);
         if let Some(bytes) = grant {
-            let _ = self.outbox.send(header_frame(&Header::Credit {
+            // At once if the connection is idle, as the client grants its credit.
+            let _ = self.outbox.send_now(header_frame(&Header::Credit {
                 stream: self.id,
                 bytes,
             }));
