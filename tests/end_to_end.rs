@@ -368,7 +368,7 @@ async fn a_write_to_a_server_that_closed_its_end_is_the_connection_closed() {
 
 /// A call's future is what callers keep by the hundred (`join_all`, `FuturesUnordered`) and
 /// move on every push: a call through a session, several times larger, runs on the heap
-/// instead of making every call's future as large (it was 680 bytes for `add(i32, i32)`).
+/// instead of making every call's future as large (it was 680 bytes for `add(i64, i64)`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_calls_future_stays_small() {
     let server = TestServer::start();

@@ -3,7 +3,7 @@
 //! A call through a session runs in a future of its own on the heap: its reconnecting and
 //! retrying make it several times larger than a direct call, and a future's size is that of
 //! its largest branch, so inline it would make every call's future as large, direct ones too
-//! (680 bytes instead of under 300 for `add(i32, i32)`), and callers move and copy those.
+//! (680 bytes instead of under 300 for `add(i64, i64)`), and callers move and copy those.
 
 use std::future::Future;
 use std::sync::Arc;
