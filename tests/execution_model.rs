@@ -125,8 +125,8 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Logged<T> {
     }
 }
 
-/// The replies to the calls of one read go out together, as soon as they are answered and
-/// before the server reads again: a client that keeps sending does not hold them back.
+/// The replies to the calls of one read go out as soon as they are answered, a few at a time,
+/// and before the server reads again: a client that keeps sending does not hold them back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_to_the_calls_of_one_read_go_out_before_the_next_read() {
     use common::RawPeer;
@@ -188,25 +188,42 @@ async fn replies_to_the_calls_of_one_read_go_out_before_the_next_read() {
     answered.sort_unstable();
     assert_eq!(answered, (0..CALLS).collect::<Vec<_>>());
 
-    let mut io = Vec::new();
-    for _ in 0..2 * CALLS / PER_READ {
-        io.push(
-            within("the server's reads and writes", seen.recv())
-                .await
-                .expect("logged"),
-        );
-    }
-    let kinds: Vec<&str> = io
-        .iter()
-        .map(|io| match io {
+    // Each read is followed by the writes of its replies, in groups of at most eight (so that
+    // the client gets the first ones while the server answers the rest), before the next read.
+    let reads = (CALLS / PER_READ) as usize;
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut written = 0;
+    while groups.len() < reads || written < groups.len() * groups[0].iter().sum::<usize>() {
+        match within("the server's reads and writes", seen.recv())
+            .await
+            .expect("logged")
+        {
             Io::Read(n) => {
-                assert_eq!(*n, PER_READ as usize * call_len, "{io:?}");
-                "read"
+                assert_eq!(n, PER_READ as usize * call_len, "a read of {n} bytes");
+                if let Some(last) = groups.last() {
+                    assert_eq!(
+                        last.iter().sum::<usize>(),
+                        groups[0].iter().sum::<usize>(),
+                        "every reply of the last read written before this one: {groups:?}"
+                    );
+                }
+                groups.push(Vec::new());
             }
-            Io::Write(_) => "write",
-        })
-        .collect();
-    assert_eq!(kinds, ["read", "write"].repeat((CALLS / PER_READ) as usize));
+            Io::Write(n) => {
+                groups.last_mut().expect("a write after a read").push(n);
+                written += n;
+            }
+        }
+    }
+    let first = &groups[0];
+    let reply_len = first.iter().sum::<usize>() / PER_READ as usize;
+    assert!(
+        first.len() >= 2,
+        "ten replies in groups of at most eight: {groups:?}"
+    );
+    for group in &groups {
+        assert!(group.iter().all(|&n| n <= 8 * reply_len), "{groups:?}");
+    }
     drop(client);
     within("the connection to end", serving)
         .await

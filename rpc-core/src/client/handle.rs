@@ -406,7 +406,8 @@ impl ClientHandle {
                 armed: true,
             };
             // The only call in flight is written at once; calls that follow others are queued,
-            // so that the writer task sends them together.
+            // so that they go out together (by the writer task, or by the caller that finds
+            // eight of them waiting).
             let mut sent = shared.outbox.send_encoded(frame, alone);
             if let (Some(window), Ok(())) = (stream_window, &sent) {
                 // The first credit follows the call: the server sends nothing before it.

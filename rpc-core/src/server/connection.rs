@@ -24,8 +24,12 @@ use crate::server::ConnectionError;
 use crate::service::Dispatch;
 use crate::writer::spawn_writer;
 
-/// Most frames gathered before they are sent.
-const MAX_GATHERED: usize = 256;
+/// Most frames gathered before they are sent. Small, so that a client with many calls in
+/// flight gets the first replies while the server still works on the others, and both sides
+/// work at once: with 64 calls in flight, one write of 64 replies kept one core idle while the
+/// other worked (pipelined calls per second: about 0.1 of the coalescing raw peer with 256,
+/// 0.18-0.21 with 8; 4 and 16 were no better).
+const MAX_GATHERED: usize = 8;
 
 /// Serves one connection until the client closes it, it breaks, or `shutdown` is cancelled and
 /// the calls in flight have finished.

@@ -35,6 +35,11 @@ pub(crate) use task::spawn_writer;
 /// frames holds at most as many buffers.
 pub(crate) const MAX_BATCH: usize = 256;
 
+/// Frames queued for the writer task past which a sender writes them itself, if the writer
+/// task is not writing: with many calls in flight, the peer gets the first ones while the
+/// caller is still making the others, so that both sides work at once.
+pub(crate) const SENDER_WRITES_AT: usize = 8;
+
 /// Bytes of stream frames past which a write of the writer task takes no further group of
 /// them: other frames queued meanwhile go out first.
 pub(crate) const BULK_PER_WRITE: usize = 64 * 1024;
@@ -108,10 +113,25 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `frame` for the writer task (with the lock `state` held) and wakes it.
+    /// Queues `frame` for the writer task (with the lock `state` held) and wakes it; once
+    /// [`SENDER_WRITES_AT`] frames wait and the writer task is not writing, the sender writes
+    /// them itself.
     fn enqueue(&self, mut state: MutexGuard<'_, State>, frame: Bytes) {
         self.unsent.fetch_add(frame.len(), Ordering::Relaxed);
         state.queue.push(frame);
+        if state.queue.len() >= SENDER_WRITES_AT {
+            let mut queue = std::mem::take(&mut state.queue);
+            if write_now(self, &mut state, &queue) {
+                let bytes = queue.drain(..).map(|frame| frame.len()).sum::<usize>();
+                self.unsent.fetch_sub(bytes, Ordering::Relaxed);
+                // Keeps the queue's allocation.
+                state.queue = queue;
+                drop(state);
+                self.drained.notify_waiters();
+                return;
+            }
+            state.queue = queue;
+        }
         drop(state);
         self.work.notify_one();
     }
@@ -328,7 +348,13 @@ impl Outbox {
 /// Writes `frames` in the sender's task if nothing is queued and the writer task is not
 /// writing; returns whether they are taken care of.
 fn try_now(shared: &Shared, state: &mut State, frames: &[Bytes]) -> bool {
-    if !state.queue.is_empty() || state.flush_needed || state.error.is_some() {
+    state.queue.is_empty() && write_now(shared, state, frames)
+}
+
+/// Writes `frames`, which go before anything queued, in the sender's task if the writer task
+/// is not writing; returns whether they are taken care of.
+fn write_now(shared: &Shared, state: &mut State, frames: &[Bytes]) -> bool {
+    if state.flush_needed || state.error.is_some() {
         return false;
     }
     let Some(writer) = state.writer.as_mut() else {
@@ -361,6 +387,38 @@ mod tests {
         let mut frame = 8u32.to_le_bytes().to_vec();
         frame.extend_from_slice(&u64::from(i).to_le_bytes());
         Bytes::from(frame)
+    }
+
+    /// Frames queued while the writer task cannot run (the sender never yields) go out from
+    /// the sender once [`SENDER_WRITES_AT`] of them wait, in order, in one write.
+    #[tokio::test]
+    async fn a_long_queue_is_written_by_its_sender() {
+        use futures_util::FutureExt;
+        use tokio::io::AsyncReadExt;
+
+        let (tx, mut rx) = tokio::io::duplex(4096);
+        let (outbox, _task) = spawn_writer(FrameWriter::new(tx), |e| panic!("write failed: {e}"));
+        let mut buf = [0u8; 4096];
+        for i in 0..SENDER_WRITES_AT - 1 {
+            outbox.send(frame(i as u32)).expect("open");
+        }
+        assert!(
+            rx.read(&mut buf).now_or_never().is_none(),
+            "written before the queue was long"
+        );
+        outbox
+            .send(frame(SENDER_WRITES_AT as u32 - 1))
+            .expect("open");
+        let read = rx
+            .read(&mut buf)
+            .now_or_never()
+            .expect("written")
+            .expect("reads");
+        let expected: Vec<u8> = (0..SENDER_WRITES_AT as u32)
+            .flat_map(|i| frame(i).to_vec())
+            .collect();
+        assert_eq!(buf.get(..read), Some(&expected[..]));
+        assert_eq!(outbox.unsent_replies(), 0);
     }
 
     /// Frames written at once, left half-written, and queued behind a busy writer all arrive
