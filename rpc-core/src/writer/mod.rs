@@ -118,6 +118,9 @@ impl Shared {
     /// them itself.
     fn enqueue(&self, mut state: MutexGuard<'_, State>, frame: Bytes) {
         self.unsent.fetch_add(frame.len(), Ordering::Relaxed);
+        // The writer task was woken when the queue stopped being empty, and takes everything
+        // queued by the time it runs (or looks again after the write it is making).
+        let wake = state.queue.is_empty();
         state.queue.push(frame);
         if state.queue.len() >= SENDER_WRITES_AT {
             let mut queue = std::mem::take(&mut state.queue);
@@ -133,7 +136,9 @@ impl Shared {
             state.queue = queue;
         }
         drop(state);
-        self.work.notify_one();
+        if wake {
+            self.work.notify_one();
+        }
     }
 }
 
