@@ -320,3 +320,115 @@ async fn credit_for_an_unknown_stream_is_ignored() {
     }
     assert_eq!(items, [0, 1, 2]);
 }
+
+/// A call of a method that takes a stream, refused for its arguments: the reply says why, and
+/// the server sends nothing for the stream it never opened (no stop, which a client would
+/// answer with an end of a stream the server does not know: a violation that would close the
+/// connection). The connection goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_call_refused_for_its_arguments_leaves_the_connection_open() {
+    let server = TestServer::start();
+    let mut peer = RawPeer::handshake(&server.address).await;
+    // `sum` takes no arguments besides its stream: a byte more does not decode.
+    peer.send_raw(&RawPeer::call_frame(1, "sum", &(7u8,)))
+        .await
+        .expect("send");
+    peer.send_raw(&RawPeer::call_frame(2, "add", &(2i64, 3i64)))
+        .await
+        .expect("send");
+    let mut refused = None;
+    let mut stops = 0;
+    // The stop, if any, is queued before the reply to the next call.
+    loop {
+        match within("the answers", peer.recv()).await {
+            Some((Header::Reply { id: 1, status }, _)) => refused = Some(status),
+            Some((Header::StreamStop { stream: 1 }, _)) => {
+                // What a client does with a stop: it ends the stream.
+                stops += 1;
+                let end = Header::StreamEnd {
+                    stream: 1,
+                    error: None,
+                };
+                peer.send_raw(&frame(&end, &[])).await.expect("send");
+            }
+            Some((
+                Header::Reply {
+                    id: 2,
+                    status: ReplyStatus::Ok,
+                },
+                body,
+            )) => {
+                assert_eq!(postcard::from_bytes::<i64>(&body).expect("a sum"), 5);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        matches!(
+            refused,
+            Some(ReplyStatus::Failed(WireError::BadArguments(_)))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(stops, 0, "a stop for a stream that was never opened");
+    // And the connection still serves calls.
+    peer.send_raw(&RawPeer::call_frame(3, "add", &(4i64, 4i64)))
+        .await
+        .expect("send");
+    match within("the answer", peer.recv()).await {
+        Some((
+            Header::Reply {
+                id: 3,
+                status: ReplyStatus::Ok,
+            },
+            body,
+        )) => assert_eq!(postcard::from_bytes::<i64>(&body).expect("a sum"), 8),
+        other => panic!("unexpected {other:?}"),
+    }
+    server.assert_serving().await;
+}
+
+/// A client whose side of the stream failed ends it with the error: the call fails with that
+/// error, and the handler does not answer as if the items sent so far were the whole stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_ended_with_an_error_fails_its_call() {
+    let server = TestServer::start();
+    let (mut peer, _) = open_sum(&server).await;
+    peer.send_raw(&stream_item(1, 5)).await.expect("send");
+    let end = Header::StreamEnd {
+        stream: 1,
+        error: Some(WireError::EncodeFailed),
+    };
+    peer.send_raw(&frame(&end, &[])).await.expect("send");
+    loop {
+        match within("the answer", peer.recv()).await {
+            Some((Header::Reply { id: 1, status }, _)) => {
+                assert_eq!(status, ReplyStatus::Failed(WireError::EncodeFailed));
+                break;
+            }
+            Some((Header::Credit { .. }, _)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    peer.send_raw(&RawPeer::call_frame(2, "add", &(2i64, 3i64)))
+        .await
+        .expect("send");
+    loop {
+        match within("the answer", peer.recv()).await {
+            Some((
+                Header::Reply {
+                    id: 2,
+                    status: ReplyStatus::Ok,
+                },
+                body,
+            )) => {
+                assert_eq!(postcard::from_bytes::<i64>(&body).expect("a sum"), 5);
+                break;
+            }
+            Some((Header::Credit { .. }, _)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    server.assert_serving().await;
+}

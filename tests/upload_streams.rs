@@ -409,3 +409,80 @@ fn a_blocking_client_uploads_from_an_iterator() {
         .expect("items");
     assert_eq!(echoed, ["b: x"]);
 }
+
+/// An upload that fails on the client's side (here its stream panics) fails the call with the
+/// error: the handler is stopped, and never takes the items sent so far for the whole upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_that_fails_on_the_client_fails_the_call() {
+    let served = serve(&ServerConfig::default());
+    let store = served.client::<StoreClient>(&ClientConfig::default()).await;
+    let failing = chunks(2, 10).chain(futures_util::stream::poll_fn(
+        |_| -> std::task::Poll<Option<ByteBuf>> { panic!("the upload's source fails") },
+    ));
+    let result = within("the call", store.upload("cut".into(), failing)).await;
+    assert!(
+        matches!(result, Err(RpcError::Remote(WireError::HandlerPanicked))),
+        "{result:?}"
+    );
+    served
+        .seen
+        .until("the handler to be stopped", |seen| {
+            seen.dropped.load(Ordering::SeqCst) == 1
+        })
+        .await;
+    assert_eq!(store.add(2, 3).await.expect("add"), 5);
+}
+
+/// A connection that dies ends the sending side of a chat whose receiver is not being read:
+/// the sender sees the end, rather than waiting for the items it sends to be taken. The server
+/// here is a raw peer that opens the chat and then closes the connection, with no end for
+/// either stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_dies_ends_the_sending_side_of_a_chat() {
+    use bytes::Bytes;
+    use rpc_core::frame::{FrameRead, FrameWrite};
+    use rpc_core::protocol::{Header, ReplyStatus, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
+    let ((mut reader, mut writer), (client_reader, client_writer)) = rpc_core::memory::pair();
+    let server = tokio::spawn(async move {
+        let _hello = reader.read_frame(DEFAULT_MAX_FRAME).await;
+        let welcome = Header::Welcome {
+            version: PROTOCOL_VERSION,
+            max_frame: DEFAULT_MAX_FRAME,
+        };
+        let welcome = Bytes::from(common::frame(&welcome, &[]));
+        writer.write_frames(&[welcome]).await.expect("welcome");
+        let call = reader
+            .read_frame(DEFAULT_MAX_FRAME)
+            .await
+            .expect("call")
+            .expect("a frame");
+        let Ok((Header::Call { id, .. }, _)) = postcard::take_from_bytes::<Header>(&call) else {
+            panic!("expected a call");
+        };
+        // The chat is open both ways: credit for the client's stream, and the reply.
+        let credit = Header::Credit {
+            stream: id,
+            bytes: 1024,
+        };
+        let reply = Header::Reply {
+            id,
+            status: ReplyStatus::Ok,
+        };
+        let opened = [credit, reply].map(|header| Bytes::from(common::frame(&header, &[])));
+        writer.write_frames(&opened).await.expect("open");
+        // Then the connection dies.
+    });
+    let store: StoreClient =
+        rpc_core::connect(client_reader, client_writer, &ClientConfig::default())
+            .await
+            .expect("connect");
+    let (sender, outgoing) = Stream::channel(1);
+    let incoming = store.chat("room".into(), outgoing).await.expect("open");
+    within("the raw server", server).await.expect("join");
+    let connection = rpc_core::Client::handle(&store)
+        .connection()
+        .expect("a connection");
+    within("the connection to close", connection.closed()).await;
+    within("the sender to see the end", sender.closed()).await;
+    drop(incoming);
+}

@@ -93,7 +93,10 @@
 //!   credit, and the client then sends nothing for it. Once it has had credit, the client sends
 //!   items within it and exactly one `StreamEnd` (or a `Cancel` of the call), even after the
 //!   reply or a `StreamStop`, so that the server knows when to forget the stream. A handler
-//!   that drops the stream before its end makes the server send `StreamStop`.
+//!   that drops the stream before its end makes the server send `StreamStop` (never for a
+//!   stream it did not open). A `StreamEnd` with an error (the client's side of the stream
+//!   failed) fails the call with that error: the server stops the handler and answers
+//!   `Failed`, or ends the call's result stream with the error if it is open.
 //!
 //! An item whose encoding is longer than [`PART_MAX`] bytes may be sent in parts, so that
 //! other frames (the replies of small calls) go out between them: one or more `StreamPart`

@@ -140,16 +140,7 @@ impl ClientHandle {
     /// server shut down): for a GUI that shows the connection's state, or a server that keeps
     /// handles to its clients' callbacks and must forget those that left.
     pub async fn closed(&self) {
-        let conn = &self.shared.conn;
-        loop {
-            let closed = conn.closed.notified();
-            tokio::pin!(closed);
-            closed.as_mut().enable();
-            if self.is_closed() {
-                return;
-            }
-            closed.await;
-        }
+        self.shared.conn.until_closed().await;
     }
 
     /// Calls a method whose result is a plain `T`.

@@ -220,6 +220,20 @@ impl Conn {
         !self.lock().streams.is_empty()
     }
 
+    /// Waits until the connection is closed: its calls have failed with the error it closed
+    /// with.
+    pub(crate) async fn until_closed(&self) {
+        loop {
+            let closed = self.closed.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            if self.lock().closed.is_some() {
+                return;
+            }
+            closed.await;
+        }
+    }
+
     /// Calls waiting for their replies.
     pub(crate) fn in_flight(&self) -> usize {
         self.lock().calls.len()

@@ -60,9 +60,13 @@ impl Upload {
         let (stop, stopped) = oneshot::channel();
         let outbox = shared.outbox.clone();
         let (max_frame, in_parts) = (shared.server_max_frame, outbox.accepts_parts());
+        let conn = Arc::clone(&shared.conn);
         tokio::spawn(async move {
             tokio::select! {
                 () = produce(source, id, &outgoing.credit, &outbox, (max_frame, in_parts), Some(&outgoing.gate)) => {}
+                // The connection is gone: nothing more can be sent, and the source is dropped,
+                // so that a sender sees the end even while the items it waits on are not read.
+                () = conn.until_closed() => {}
                 finished = stopped => {
                     // Answered: a stream the server opened is ended, so that it forgets it.
                     if finished.is_ok() && outgoing.opened.load(Ordering::Acquire) {
@@ -103,8 +107,12 @@ impl ClientHandle {
     ///
     /// # Errors
     ///
-    /// As [`ClientHandle::call`]. An item that cannot be encoded ends the upload with nothing
-    /// more sent; the handler then sees the stream end.
+    /// As [`ClientHandle::call`]. An item that cannot be encoded (or an upload stream that
+    /// panics) ends the upload with that error and nothing more sent: the server stops the
+    /// handler, which never sees a cut stream as a whole one, and fails the call with
+    /// [`RpcError::Remote`] of that error (for instance [`WireError::EncodeFailed`]).
+    ///
+    /// [`WireError::EncodeFailed`]: crate::protocol::WireError::EncodeFailed
     pub async fn call_uploading<A, I, T>(
         &self,
         method: &'static MethodDescriptor,

@@ -262,7 +262,8 @@ impl<'a, D: Dispatch> Serving<'a, D> {
         self.streams.part(stream, frame, body_at)
     }
 
-    /// The end of argument stream `stream`; a caller whose stream failed gives up its call.
+    /// The end of argument stream `stream`. One that failed on the caller's side (`error`)
+    /// fails its call with that error: the handler is stopped, and the caller answered.
     ///
     /// # Errors
     ///
@@ -272,11 +273,7 @@ impl<'a, D: Dispatch> Serving<'a, D> {
         stream: u64,
         error: Option<WireError>,
     ) -> Result<(), ProtocolError> {
-        self.streams.end(stream)?;
-        if error.is_some() {
-            self.cancel(stream);
-        }
-        Ok(())
+        self.streams.end(stream, error)
     }
 
     /// The caller is gone (end of stream or goodbye): nobody will read replies, so the calls

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use tokio::sync::Semaphore;
 
 use crate::error::ProtocolError;
+use crate::protocol::WireError;
 use crate::stream::produce::MAX_CREDIT;
 use crate::stream::Inbound;
 
@@ -45,6 +46,7 @@ impl Streams {
 
     /// Opens argument stream `id`, whose client has just been granted its first credit.
     pub(super) fn receive(&mut self, id: u64, slot: Arc<Inbound>) {
+        slot.open();
         self.receiving.insert(id, slot);
     }
 
@@ -109,18 +111,26 @@ impl Streams {
             .map_err(|e| e.at(id))
     }
 
-    /// The client ended argument stream `id`.
+    /// The client ended argument stream `id`: cleanly, or with `error` (its side of the stream
+    /// failed), which fails the call with it.
     ///
     /// # Errors
     ///
     /// [`ProtocolError::UnknownStream`] if the stream is not open,
-    /// [`ProtocolError::EndInsideItem`] if an item of it was arriving in parts.
-    pub(super) fn end(&mut self, id: u64) -> Result<(), ProtocolError> {
+    /// [`ProtocolError::EndInsideItem`] if it ended cleanly while an item of it was arriving
+    /// in parts.
+    pub(super) fn end(&mut self, id: u64, error: Option<WireError>) -> Result<(), ProtocolError> {
         let slot = self
             .receiving
             .remove(&id)
             .ok_or(ProtocolError::UnknownStream { stream: id })?;
-        slot.end().map_err(|e| e.at(id))
+        match error {
+            None => slot.end().map_err(|e| e.at(id)),
+            Some(error) => {
+                slot.end_with(error);
+                Ok(())
+            }
+        }
     }
 
     /// The client is gone: every stream is forgotten.

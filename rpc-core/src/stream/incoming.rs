@@ -64,6 +64,9 @@ struct State {
     max_frame: u32,
     /// The client ended the stream.
     ended: bool,
+    /// The server told the client that the stream is open (its first credit): until then the
+    /// client sends nothing, and a handler dropped before it (its call refused) owes no stop.
+    opened: bool,
     /// The handler dropped the stream: what arrives is discarded.
     stopped: bool,
     waker: Option<Waker>,
@@ -82,6 +85,7 @@ impl Inbound {
                 partial: Partial::default(),
                 max_frame,
                 ended: false,
+                opened: false,
                 stopped: false,
                 waker: None,
                 failure: None,
@@ -174,7 +178,28 @@ impl Inbound {
         Ok(())
     }
 
-    /// Waits until an item fails to decode on the handler's side, and returns why.
+    /// The client is told that the stream is open: from now on, a handler that drops the
+    /// stream before its end tells the client to stop.
+    pub(crate) fn open(&self) {
+        self.lock().opened = true;
+    }
+
+    /// The stream failed (an item did not decode, or the client's side of it failed): the
+    /// engine fails the call, or ends its result stream, with `error`. The handler never sees
+    /// an end, which would pass a cut stream for a whole one.
+    pub(crate) fn fail(&self, error: WireError) {
+        self.lock().failure.get_or_insert(error);
+        self.failed.notify_one();
+    }
+
+    /// The client ended the stream with `error` (its side of it failed): the call fails with
+    /// it, as with [`Inbound::fail`], and the stream is closed on both sides (no stop is owed).
+    pub(crate) fn end_with(&self, error: WireError) {
+        self.lock().opened = false;
+        self.fail(error);
+    }
+
+    /// Waits until the stream fails, and returns why.
     pub(crate) async fn failure(&self) -> WireError {
         loop {
             let notified = self.failed.notified();
@@ -260,8 +285,7 @@ impl Incoming {
     /// An item did not decode: the engine fails the call with `error`.
     fn fail(&mut self, error: WireError) {
         self.done = true;
-        self.slot.lock().failure = Some(error);
-        self.slot.failed.notify_one();
+        self.slot.fail(error);
     }
 
     /// The items decoded as `T`.
@@ -279,7 +303,7 @@ impl Drop for Incoming {
             let mut state = self.slot.lock();
             state.stopped = true;
             state.items.clear();
-            !state.ended
+            state.opened && !state.ended
         };
         if stop {
             let _ = self
