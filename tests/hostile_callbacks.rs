@@ -194,3 +194,38 @@ async fn an_oversized_frame_from_the_server_fails_the_client_with_a_typed_error(
         "{failed:?}"
     );
 }
+
+/// A server that calls back as fast as it can and never takes the replies: past the client's
+/// bound on unsent replies (1 MiB, as a server's `max_unsent_bytes`), the client stops reading
+/// the server's frames, so that the server's writes wait instead of the client queueing
+/// replies without end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_takes_no_replies_gets_backpressure() {
+    let (_client, mut hostile) = connect().await;
+    let echo = echo();
+    let args = postcard::to_stdvec(&(1u32,)).expect("encode");
+    // Batches of calls, written until a write waits: the client has stopped reading. Each
+    // reply is at least 7 bytes: far fewer calls than this fill a MiB of them.
+    const BATCH: u64 = 1000;
+    const MOST: u64 = 600_000;
+    let mut sent = 0;
+    loop {
+        assert!(
+            sent < MOST,
+            "{sent} calls sent and the client never pushed back"
+        );
+        let batch: Vec<Bytes> = (sent..sent + BATCH)
+            .map(|id| frame(&call(id + 1, echo), &args))
+            .collect();
+        match tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            hostile.writer.write_frames(&batch),
+        )
+        .await
+        {
+            Ok(result) => result.expect("send"),
+            Err(_) => break,
+        }
+        sent += BATCH;
+    }
+}

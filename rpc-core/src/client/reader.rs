@@ -60,18 +60,25 @@ pub(super) async fn read_replies<R: FrameRead>(
         }
         // Callbacks over their limit stop the reading, but each call of this client still
         // waiting lends a slot: a callback may be what that call waits for.
-        let reading = match (&serving, &callbacks) {
-            (Some(serving), Some(side)) => {
-                let max = side.config.get_max_in_flight();
-                serving.handlers() < max + conn.in_flight().min(max)
-            }
-            _ => true,
-        };
+        // Replies to the server's callbacks that it has not taken: past the limit, the reading
+        // stops too, as a server stops reading the calls of a client that takes no replies.
+        let backlog = callbacks
+            .as_ref()
+            .is_some_and(|side| side.outbox.unsent_replies() > side.config.max_unsent_bytes);
+        let reading = !backlog
+            && match (&serving, &callbacks) {
+                (Some(serving), Some(side)) => {
+                    let max = side.config.get_max_in_flight();
+                    serving.handlers() < max + conn.in_flight().min(max)
+                }
+                _ => true,
+            };
         let frame = tokio::select! {
             biased;
             frame = reader.read_frame(max_frame), if reading => frame,
             () = std::future::poll_fn(|cx| deadlines.poll_tick(conn, cx)) => continue,
             () = joined(&mut serving) => continue,
+            () = drained(callbacks.as_ref()), if backlog => continue,
         };
         let frame = match frame {
             Ok(Some(frame)) => frame,
@@ -264,6 +271,14 @@ pub(super) async fn read_replies<R: FrameRead>(
 }
 
 /// Waits for a callback's task to end; pending forever without callbacks.
+/// Waits until the replies to the server's callbacks are within their limit again.
+async fn drained(callbacks: Option<&CallbackSide>) {
+    match callbacks {
+        Some(side) => side.outbox.drained_to(side.config.max_unsent_bytes).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn joined<D: Dispatch>(serving: &mut Option<Serving<'_, D>>) {
     match serving {
         Some(serving) => serving.joined().await,
