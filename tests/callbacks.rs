@@ -294,6 +294,59 @@ async fn kept_handles_see_their_client_leave() {
         .await;
 }
 
+/// A connection that the server's shutdown timeout closes while a handler waits on a callback:
+/// the handles to the client's callbacks that handlers kept fail and see the connection close,
+/// and the client sees it close too, rather than both waiting on a connection no task serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_closed_by_the_shutdown_timeout_fails_kept_handles() {
+    let served = serve(ServerConfig::new().shutdown_timeout(Duration::from_millis(10)));
+    let seen = Arc::new(FrontEndSeen::default());
+    let installer = client(&served, true, &seen).await;
+    assert_eq!(installer.keep().await.expect("keep"), 1);
+    let kept: Vec<PromptClient> = served.seen.kept.lock().expect("lock").clone();
+    // A handler that waits on a callback that never answers: the drain cannot finish.
+    let waiting = tokio::spawn({
+        let installer = installer.clone();
+        async move { installer.ask_waiting().await }
+    });
+    seen.until("the callback to wait", |seen| {
+        !seen.deadlines.lock().expect("lock").is_empty()
+    })
+    .await;
+    served.shutdown.cancel();
+    within(
+        "the kept handle to see the connection close",
+        kept[0]
+            .handle()
+            .connection()
+            .expect("a connection")
+            .closed(),
+    )
+    .await;
+    let refused = within(
+        "a call on the kept handle",
+        kept[0].confirm("again?".into()),
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(RpcError::ConnectionClosed)),
+        "{refused:?}"
+    );
+    within(
+        "the client to see the connection close",
+        installer
+            .handle()
+            .connection()
+            .expect("a connection")
+            .closed(),
+    )
+    .await;
+    let ended = within("the waiting call to end", waiting)
+        .await
+        .expect("join");
+    assert!(ended.is_err(), "{ended:?}");
+}
+
 /// A client must serve the callbacks its service declares, and only those: else connecting
 /// fails before anything is sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -72,7 +72,9 @@ impl ClientConfig {
     /// connecting otherwise fails with [`crate::RpcError::CallbacksMismatch`] before anything is
     /// sent. Callbacks run as a server's handlers do (each on its own task once it waits),
     /// with [`ClientConfig::max_callbacks_in_flight`] as their limit; their methods cannot open
-    /// streams.
+    /// streams. Their replies that the server has not taken yet are bounded as a server's are
+    /// (1 MiB, the default of [`crate::ServerConfig::max_unsent_bytes`]): past it, the client
+    /// stops reading from the server until they drain.
     pub fn serve_callbacks(&mut self, callbacks: impl Dispatch) -> &mut Self {
         self.callbacks = Some(Callbacks(Arc::new(callbacks)));
         self

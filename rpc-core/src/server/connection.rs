@@ -22,7 +22,7 @@ use crate::server::handshake::handshake;
 use crate::server::serving::Serving;
 use crate::server::ConnectionError;
 use crate::service::Dispatch;
-use crate::writer::spawn_writer;
+use crate::writer::{spawn_writer, Closer};
 
 /// Most frames gathered before they are sent. Small, so that a client with many calls in
 /// flight gets the first replies while the server still works on the others, and both sides
@@ -106,6 +106,10 @@ where
         )
     });
     let callback_conn = callbacks.as_ref().map(|handle| Arc::clone(handle.conn()));
+    let _close = CloseOnDrop {
+        callbacks: callback_conn.clone(),
+        closer: outbox.closer(),
+    };
     let mut deadlines = Deadlines::new();
     let calls = Calls {
         service: &service,
@@ -249,6 +253,24 @@ where
     let _ = writer_task.await;
     tracing::debug!(service = descriptor.name, "connection closed");
     result
+}
+
+/// Closes the connection if its future is dropped before it ends (the server's shutdown
+/// timeout passed, or an embedder dropped it): calls to the client's callbacks fail at once,
+/// and the transport closes even while handlers keep handles to those callbacks (which hold
+/// the connection's writer). At the normal end, both are done already.
+struct CloseOnDrop {
+    callbacks: Option<Arc<Conn>>,
+    closer: Closer,
+}
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if let Some(conn) = &self.callbacks {
+            conn.fail_all(RpcError::ConnectionClosed);
+        }
+        self.closer.close_now();
+    }
 }
 
 /// What the connection's reading branch saw.
