@@ -9,11 +9,15 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
+use crate::frame::KEEP_VIEW_MIN;
+
 use crate::client::pending::Reply;
 use crate::stream::parts::{Assembly, Finished};
 
-/// Frames up to this long are copied; longer ones are kept as they arrived.
-pub(super) const COPY_MAX: usize = 1024;
+/// Frames up to this long are copied; longer ones are kept as they arrived (a view of a
+/// shorter frame could keep much more than its length of the read buffer alive: see
+/// [`KEEP_VIEW_MIN`]).
+pub(super) const COPY_MAX: usize = KEEP_VIEW_MIN;
 
 /// The size of each buffer of copied items: what they hold is bounded by the stream's credit,
 /// and what they leave unused by one buffer per stream.

@@ -135,7 +135,9 @@ impl ClientConfig {
     /// [`STREAM_ITEM_OVERHEAD`](crate::protocol::STREAM_ITEM_OVERHEAD) (64): the server starts no
     /// item once this much is unclaimed, until the receiver takes some (credit flow control).
     /// Default 1 MiB; at least 1 byte, at most 256 MiB (larger values are clamped). A receiver
-    /// that stops taking items holds at most this much plus one item here; the server holds
+    /// that stops taking items holds at most this much plus one item here (in memory, at most
+    /// eight times that: an item kept as a view of the buffer it was read into keeps at most
+    /// eight times its length of it alive; items up to 8 KiB are copied); the server holds
     /// none of it.
     pub fn stream_window(&mut self, bytes: u32) -> &mut Self {
         self.stream_window = clamp_window(bytes);

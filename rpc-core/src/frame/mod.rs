@@ -30,6 +30,7 @@ pub(crate) use encode::{
 };
 pub(crate) use header::{decode_header, encode_small};
 pub use reader::FrameReader;
+pub(crate) use reader::KEEP_VIEW_MIN;
 pub use writer::FrameWriter;
 
 use crate::protocol::LEN_PREFIX;

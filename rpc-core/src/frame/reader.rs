@@ -27,6 +27,21 @@ const GROWTH: usize = 8;
 /// Below this much free room, a buffer holding part of a frame grows before the next read.
 const MIN_SPARE: usize = 64;
 
+/// Allocations up to this size are shared by the frames read into them; see [`PIN_RATIO`].
+pub(crate) const PIN_FREE: usize = 64 * 1024;
+
+/// A frame at most this many times shorter than the allocation it was read into is returned as
+/// a view of it (no copy); a shorter one is copied out, once the allocation is larger than
+/// [`PIN_FREE`] (after a large frame). So a frame that is kept (a stream's item waiting for its
+/// taker) keeps at most `max(PIN_FREE, PIN_RATIO * its length)` bytes of memory alive, however
+/// a peer interleaves large frames and small ones; keepers copy frames shorter than
+/// [`KEEP_VIEW_MIN`] to bound the rest.
+const PIN_RATIO: usize = 8;
+
+/// Kept frames shorter than this are copied by those who keep them: a view of a shorter frame
+/// could keep more than [`PIN_RATIO`] times its length alive.
+pub(crate) const KEEP_VIEW_MIN: usize = PIN_FREE / PIN_RATIO;
+
 /// Reassembles frames from a byte stream.
 #[derive(Debug)]
 pub struct FrameReader<R> {
@@ -35,6 +50,9 @@ pub struct FrameReader<R> {
     /// When part of the frame in `buf` was first seen waiting for the rest; `None` between
     /// frames.
     started: Option<Instant>,
+    /// The end of the allocation `buf` reads into, and its size: frames much shorter than it
+    /// are copied out ([`PIN_RATIO`]).
+    allocation: (usize, usize),
     /// How long a started frame may take to complete.
     frame_timeout: Option<Duration>,
 }
@@ -46,6 +64,7 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameReader<R> {
             inner,
             buf: BytesMut::new(),
             started: None,
+            allocation: (0, 0),
             frame_timeout: None,
         }
     }
@@ -73,12 +92,32 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameReader<R> {
                 let missing = total - self.buf.len();
                 self.buf
                     .reserve(missing.min((GROWTH - 1) * self.buf.len().max(READ_CHUNK)));
+                self.note_allocation();
             }
             return Ok(None);
         }
         self.buf.advance(LEN_PREFIX);
         self.started = None;
-        Ok(Some(self.buf.split_to(len).freeze()))
+        let frame = self.buf.split_to(len);
+        let (_, allocation) = self.allocation;
+        if self.buf.is_empty() && self.buf.capacity() > PIN_FREE {
+            // Between frames the reader holds no buffer (a large frame's was kept so far).
+            self.buf = BytesMut::new();
+            self.note_allocation();
+        }
+        if allocation > PIN_FREE && len.saturating_mul(PIN_RATIO) < allocation {
+            return Ok(Some(Bytes::copy_from_slice(&frame)));
+        }
+        Ok(Some(frame.freeze()))
+    }
+
+    /// Notes the allocation `buf` reads into after it may have changed: a new one starts at
+    /// `buf`'s first byte.
+    fn note_allocation(&mut self) {
+        let end = self.buf.as_ptr() as usize + self.buf.capacity();
+        if end != self.allocation.0 {
+            self.allocation = (end, self.buf.len() + self.buf.capacity());
+        }
     }
 }
 
@@ -152,6 +191,7 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for FrameReader<R> {
                 }
             }
             .map_err(FrameError::from)?;
+            self.note_allocation();
             if n == 0 {
                 if self.buf.is_empty() {
                     return Ok(None);
@@ -241,6 +281,59 @@ mod tests {
         assert_eq!(first.as_deref(), Some(&b"a"[..]));
         let over = reader.consume_buffered(4, &mut |_| true);
         assert!(matches!(over, Err(FrameError::TooLarge { .. })), "{over:?}");
+    }
+
+    /// Where the frame after `first` in the same buffer would start: a frame that is a view
+    /// of that buffer starts there.
+    fn next_after(first: &Bytes) -> usize {
+        first.as_ptr() as usize + first.len() + LEN_PREFIX
+    }
+
+    #[tokio::test]
+    async fn small_frames_after_a_large_one_are_copied_out_of_its_buffer() {
+        // Small frames in a small buffer are views of it, one after the other.
+        let mut bytes = frame(b"one");
+        bytes.extend(frame(b"two"));
+        let mut reader = FrameReader::new(std::io::Cursor::new(bytes));
+        let one = reader.read_frame(DEFAULT_MAX_FRAME).await.expect("read");
+        let two = reader.read_frame(DEFAULT_MAX_FRAME).await.expect("read");
+        let (Some(one), Some(two)) = (one, two) else {
+            panic!("two frames");
+        };
+        assert_eq!(two.as_ptr() as usize, next_after(&one), "a view");
+        // After a large frame, a small one read into the same buffer is copied out, so that
+        // keeping it does not keep the large buffer alive.
+        for size in [
+            100_000,
+            200_000,
+            300_000,
+            500_000,
+            700_000,
+            1 << 20,
+            3 << 20,
+        ] {
+            let large = vec![7u8; size];
+            let mut bytes = frame(&large);
+            bytes.extend(frame(b"tiny"));
+            let mut reader = FrameReader::new(std::io::Cursor::new(bytes));
+            let mut frames = Vec::new();
+            while let Some(frame) = reader.read_frame(DEFAULT_MAX_FRAME).await.expect("read") {
+                frames.push(frame);
+            }
+            let [first, tiny] = &frames[..] else {
+                panic!("two frames, got {}", frames.len());
+            };
+            assert_eq!((first.len(), &tiny[..]), (large.len(), &b"tiny"[..]));
+            // Without the copy, the tiny frame lands in the large frame's buffer for some of
+            // these sizes (200,000 and 1 MiB here), depending on how the buffer grew.
+            assert_ne!(
+                tiny.as_ptr() as usize,
+                next_after(first),
+                "after a frame of {size} bytes, the tiny frame is a copy"
+            );
+        }
+        // And between frames, the reader keeps no large buffer.
+        assert_eq!(reader.buf.capacity(), 0);
     }
 
     #[tokio::test]

@@ -17,7 +17,7 @@ use crate::error::ProtocolError;
 use crate::frame::header_frame;
 use crate::protocol::{Header, WireError};
 use crate::stream::credit::{Granted, Taken};
-use crate::stream::parts::{Finished, Partial};
+use crate::stream::parts::{kept, Finished, Partial};
 use crate::writer::Outbox;
 
 /// Why a frame of a stream from the client breaks the protocol.
@@ -117,12 +117,18 @@ impl Inbound {
                     .spend(frame.len())
                     .map_err(|_| Refused::OverCredit)?;
             }
-            let item = state
-                .partial
-                .finish(frame, body_at, state.max_frame)
-                .map_err(|_| Refused::TooLarge {
-                    max: state.max_frame,
-                })?;
+            let item = match state.partial.finish(frame, body_at, state.max_frame) {
+                Ok(Finished::Whole { frame, body_at }) => Finished::Whole {
+                    frame: kept(frame),
+                    body_at,
+                },
+                Ok(parted) => parted,
+                Err(_) => {
+                    return Err(Refused::TooLarge {
+                        max: state.max_frame,
+                    })
+                }
+            };
             if state.stopped {
                 return Ok(());
             }

@@ -5,6 +5,7 @@
 use bytes::{Buf, Bytes};
 
 use crate::frame::header_frame;
+use crate::frame::KEEP_VIEW_MIN;
 use crate::protocol::{Header, LEN_PREFIX, PART_MAX};
 
 /// Cuts the frame of a stream item into parts. `frame` is the item's whole frame (length
@@ -169,9 +170,19 @@ impl Partial {
         Ok(Finished::Parted {
             parts: std::mem::take(&mut self.parts),
             len,
-            last: frame,
+            last: kept(frame),
             body_at,
         })
+    }
+}
+
+/// `frame`, to be kept until its item is taken: copied if it is short, so that it does not keep
+/// the whole read buffer it is a view of alive (see [`KEEP_VIEW_MIN`]).
+pub(crate) fn kept(frame: Bytes) -> Bytes {
+    if frame.len() < KEEP_VIEW_MIN {
+        Bytes::copy_from_slice(&frame)
+    } else {
+        frame
     }
 }
 
