@@ -18,6 +18,7 @@ use crate::decode::{DecodeLimits, Plan};
 use crate::frame::{encode_small, header_frame, EncodeError, Encoded};
 use crate::protocol::{Header, ReplyStatus, WireError, DESCRIBE};
 use crate::server::config::ServerConfig;
+use crate::server::streams::Sending;
 use crate::service::{Dispatch, HandlerFuture, MethodDescriptor, MethodKind, Outcome};
 use crate::stream::produce::{end, produce};
 use crate::stream::{Inbound, Incoming};
@@ -135,7 +136,7 @@ impl<D: Dispatch> Calls<'_, D> {
         deadline: Option<Instant>,
         dispatched: Dispatched,
         inbound: Option<Arc<Inbound>>,
-        credit: Arc<tokio::sync::Semaphore>,
+        sending: Sending,
         outbox: Outbox,
     ) -> Rest<()> {
         let Dispatched { handler, info } = dispatched;
@@ -186,13 +187,27 @@ impl<D: Dispatch> Calls<'_, D> {
             if outbox.send_encoded(opened, true).is_err() {
                 return;
             }
-            let items = produce(source, id, &credit, &outbox, (max_frame, in_parts), None);
+            let Sending { credit, gate } = &sending;
+            let items = produce(
+                source,
+                id,
+                credit,
+                &outbox,
+                (max_frame, in_parts),
+                Some(gate),
+            );
             match inbound {
                 None => items.await,
                 Some(inbound) => {
                     tokio::select! {
                         () = items => {}
-                        error = inbound.failure() => end(&outbox, id, Some(error)),
+                        error = inbound.failure() => {
+                            // Unless a shutdown has ended the stream already.
+                            let open = gate.lock().unwrap_or_else(|e| e.into_inner());
+                            if *open {
+                                end(&outbox, id, Some(error));
+                            }
+                        }
                     }
                 }
             }

@@ -149,19 +149,22 @@ impl<'a, D: Dispatch> Serving<'a, D> {
             }
         };
         if let Some(slot) = &inbound {
-            // Before any reply: the client learns that the stream is open.
+            // Before any reply: the client learns that the stream is open. Handed to the outbox
+            // now, not gathered: a handler on a task of its own sends its reply or stop there,
+            // and it must not overtake the credit.
             out.push(header_frame(&Header::Credit {
                 stream: id,
                 bytes: window,
             }));
+            let _ = self.outbox.send_all_now(out);
             self.streams.receive(id, Arc::clone(slot));
         }
         if kind == MethodKind::Stream {
-            let credit = self.streams.send(id);
+            let sending = self.streams.send(id);
             let outbox = self.outbox.clone();
             let rest = self
                 .calls
-                .start_stream(id, method, deadline, dispatched, inbound, credit, outbox);
+                .start_stream(id, method, deadline, dispatched, inbound, sending, outbox);
             let handle = self.tasks.spawn(async move {
                 rest.await;
                 Finished::Stream(id)
@@ -288,7 +291,11 @@ impl<'a, D: Dispatch> Serving<'a, D> {
     /// Shutting down: result streams do not end on their own, so they end now, with a typed
     /// reason, behind the items already sent.
     pub(crate) fn end_streams(&mut self) {
-        for id in self.streams.drain_sending() {
+        for (id, gate) in self.streams.drain_sending() {
+            // Closed first: an item its producer is sending on another thread goes out before
+            // the end, and none after it.
+            let mut open = gate.lock().unwrap_or_else(|e| e.into_inner());
+            *open = false;
             if let Some(handle) = self.cancels.remove(&id) {
                 handle.abort();
             }

@@ -2,7 +2,7 @@
 //! of the streams it receives (arguments), by the id of the call that opened them.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::Semaphore;
@@ -12,11 +12,20 @@ use crate::protocol::WireError;
 use crate::stream::produce::MAX_CREDIT;
 use crate::stream::Inbound;
 
+/// A result stream, as the server sends it: the credit its client grants, and the gate its
+/// items pass, which a shutdown closes before it sends the stream's end, so that no item a
+/// producer was sending on another thread follows the end.
+#[derive(Clone)]
+pub(super) struct Sending {
+    pub(super) credit: Arc<Semaphore>,
+    pub(super) gate: Arc<Mutex<bool>>,
+}
+
 /// A connection's open streams.
 #[derive(Default)]
 pub(super) struct Streams {
     /// Result streams (opening or open), with the credit their client has granted.
-    sending: HashMap<u64, Arc<Semaphore>>,
+    sending: HashMap<u64, Sending>,
     /// Argument streams, from the credit the server granted until the client's end.
     receiving: HashMap<u64, Arc<Inbound>>,
 }
@@ -37,11 +46,14 @@ impl Streams {
         self.sending.len()
     }
 
-    /// Opens result stream `id`; returns its credit, which the client grants.
-    pub(super) fn send(&mut self, id: u64) -> Arc<Semaphore> {
-        let credit = Arc::new(Semaphore::new(0));
-        self.sending.insert(id, Arc::clone(&credit));
-        credit
+    /// Opens result stream `id`; returns its credit (which the client grants) and its gate.
+    pub(super) fn send(&mut self, id: u64) -> Sending {
+        let sending = Sending {
+            credit: Arc::new(Semaphore::new(0)),
+            gate: Arc::new(Mutex::new(true)),
+        };
+        self.sending.insert(id, sending.clone());
+        sending
     }
 
     /// Opens argument stream `id`, whose client has just been granted its first credit.
@@ -68,7 +80,7 @@ impl Streams {
     ///
     /// [`ProtocolError::CreditOverflow`] if the credit cannot be counted.
     pub(super) fn credit(&self, id: u64, bytes: u32) -> Result<(), ProtocolError> {
-        if let Some(credit) = self.sending.get(&id) {
+        if let Some(Sending { credit, .. }) = self.sending.get(&id) {
             let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
             if credit.available_permits().saturating_add(bytes) > MAX_CREDIT {
                 return Err(ProtocolError::CreditOverflow { stream: id });
@@ -139,8 +151,12 @@ impl Streams {
         self.receiving.clear();
     }
 
-    /// The result streams, taken out: the server is shutting down and ends them.
-    pub(super) fn drain_sending(&mut self) -> Vec<u64> {
-        self.sending.drain().map(|(id, _)| id).collect()
+    /// The result streams, taken out with their gates: the server is shutting down and ends
+    /// them.
+    pub(super) fn drain_sending(&mut self) -> Vec<(u64, Arc<Mutex<bool>>)> {
+        self.sending
+            .drain()
+            .map(|(id, sending)| (id, sending.gate))
+            .collect()
     }
 }
