@@ -500,3 +500,74 @@ async fn callbacks_run_over_a_pipe_pair() {
     install_asks_and_reports(&installer, &seen).await;
     assert_eq!(installer.nest(3).await.expect("call"), 6);
 }
+
+/// What a front end serves that never answers.
+#[rpc_core::service]
+pub trait Silent {
+    /// Never answers.
+    async fn hang(&self) -> u32;
+}
+
+/// A service whose one-way method calls its client back.
+#[rpc_core::service(callbacks = Silent)]
+pub trait Relay {
+    /// Calls the client's `hang`, and reports how that call ended.
+    #[rpc(oneway)]
+    async fn relay(&self);
+}
+
+struct SilentImpl(Arc<Notify>);
+
+impl Silent for SilentImpl {
+    async fn hang(&self) -> u32 {
+        self.0.notify_one();
+        std::future::pending().await
+    }
+}
+
+/// How the relay's call to its client ended.
+#[derive(Default)]
+struct RelaySeen {
+    ended: Mutex<Option<Result<u32, RpcError>>>,
+    changed: Notify,
+}
+
+struct RelayImpl(Arc<RelaySeen>);
+
+impl Relay for RelayImpl {
+    async fn relay(&self) {
+        let context = CallContext::current().expect("in a call");
+        let client: SilentClient = context.callbacks().expect("the client");
+        let outcome = client.hang().await;
+        *self.0.ended.lock().expect("lock") = Some(outcome);
+        self.0.changed.notify_waiters();
+    }
+}
+
+/// A client that leaves while a one-way handler waits on its callback: the callback's call
+/// fails at once, rather than at its deadline (the one-way handler is not stopped with the
+/// client's calls, and would hold the connection's task that long).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_fails_the_callbacks_waited_on() {
+    let served = common::Served::<RelaySeen>::start(
+        |seen| RelayServer::new(RelayImpl(seen)),
+        &ServerConfig::default(),
+    );
+    let hanging = Arc::new(Notify::new());
+    let mut config = ClientConfig::new();
+    config.serve_callbacks(SilentServer::new(SilentImpl(Arc::clone(&hanging))));
+    let relay: RelayClient = served.client(&config).await;
+    relay.relay().await.expect("sent");
+    within("the callback to be called", hanging.notified()).await;
+    drop(relay);
+    let seen = &served.seen;
+    common::until_notified("the callback's call to end", &seen.changed, || {
+        seen.ended.lock().expect("lock").is_some()
+    })
+    .await;
+    let ended = seen.ended.lock().expect("lock").take();
+    assert!(
+        matches!(ended, Some(Err(RpcError::ConnectionClosed))),
+        "{ended:?}"
+    );
+}

@@ -161,6 +161,7 @@ where
                     Received::Frame(Ok(None)) | Received::Closed => {
                         client_gone = true;
                         serving.caller_gone();
+                        fail_callbacks(callback_conn.as_deref());
                         continue;
                     }
                     Received::Frame(Err(error)) => {
@@ -208,6 +209,7 @@ where
                     Header::Goodbye { .. } => {
                         client_gone = true;
                         serving.caller_gone();
+                        fail_callbacks(callback_conn.as_deref());
                     }
                     Header::Hello { .. } | Header::Welcome { .. } | Header::Reject(_) => {
                         break Err(protocol_violation(&mut out, ProtocolError::UnexpectedKind("handshake")));
@@ -288,6 +290,15 @@ async fn next_incoming<R: FrameRead>(reader: &mut R, reading: bool, max_frame: u
     } else {
         reader.closed().await;
         Received::Closed
+    }
+}
+
+/// The client is gone: its callbacks will not answer, so the calls to them fail now (a
+/// one-way handler waiting on one would otherwise wait for its deadline, and keep the
+/// connection's task meanwhile).
+fn fail_callbacks(conn: Option<&Conn>) {
+    if let Some(conn) = conn {
+        conn.fail_all(RpcError::ConnectionClosed);
     }
 }
 
