@@ -426,6 +426,31 @@ mod tests {
         assert_eq!(outbox.unsent_replies(), 0);
     }
 
+    /// A sender still waiting for the queue to drain when the writer gives up on a peer that
+    /// does not read (every other sender gone, the linger passed) stops waiting: nothing more
+    /// will drain.
+    #[tokio::test]
+    async fn a_writer_that_gives_up_releases_those_waiting_for_the_queue() {
+        // Never read: the writes wait, and the queue never drains.
+        let (tx, _rx) = tokio::io::duplex(64);
+        let (outbox, task) = spawn_writer(FrameWriter::new(tx), |e| panic!("write failed: {e}"));
+        for i in 0..100 {
+            outbox.send(frame(i)).expect("open");
+        }
+        let waiting = outbox.clone();
+        let waiter = tokio::spawn(async move { waiting.drained_to(0).await });
+        outbox.close_when_sent();
+        drop(outbox);
+        tokio::time::timeout(LINGER * 10, task)
+            .await
+            .expect("the writer gives up")
+            .expect("join");
+        tokio::time::timeout(LINGER * 10, waiter)
+            .await
+            .expect("the waiting sender is released")
+            .expect("join");
+    }
+
     /// Frames written at once, left half-written, and queued behind a busy writer all arrive
     /// whole and in the order they were sent.
     #[tokio::test]

@@ -79,20 +79,20 @@ async fn run_writer(shared: Arc<Shared>, on_error: impl FnOnce(FrameError)) {
                 shared.work.notified().await;
                 continue;
             }
-            Ok(None) => return,
+            Ok(None) => return ended(&shared),
             Ok(Some(next)) => next,
         };
         if close {
             // Bounded: a peer that does not read cannot keep the transport open.
             let _ = tokio::time::timeout(LINGER, writer.close()).await;
-            return;
+            return ended(&shared);
         }
         let written: usize = batch.iter().map(Bytes::len).sum();
         let result = tokio::select! {
             result = writer.write_frames(&batch) => result,
             () = abandoned(&shared) => {
                 tracing::debug!("peer does not read; closing the connection");
-                return;
+                return ended(&shared);
             }
         };
         batch.clear();
@@ -110,6 +110,14 @@ async fn run_writer(shared: Arc<Shared>, on_error: impl FnOnce(FrameError)) {
         drop(state);
         shared.drained.notify_waiters();
     }
+}
+
+/// The writer is done (closed, or gone): nothing more will be written, so whoever waits for
+/// the queue to drain (a stream's producer holding an outbox after the connection's own was
+/// dropped) stops waiting.
+fn ended(shared: &Shared) {
+    shared.lock().failed = true;
+    shared.drained.notify_waiters();
 }
 
 /// Marks the writer as failed, wakes whoever waits on it, and reports the error.
