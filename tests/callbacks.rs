@@ -54,6 +54,11 @@ struct FrontEndSeen {
     progress: Mutex<Vec<(u64, u64)>>,
     deadlines: Mutex<Vec<Option<Instant>>>,
     waits_dropped: AtomicU32,
+    /// Questions asked so far.
+    asked: AtomicU32,
+    /// Whether `confirm` waits for `release` before it answers.
+    hold: std::sync::atomic::AtomicBool,
+    release: Notify,
     changed: Notify,
 }
 
@@ -80,6 +85,12 @@ impl Drop for WaitGuard {
 impl Prompt for FrontEnd {
     async fn confirm(&self, question: String) -> bool {
         assert!(question.starts_with("install "));
+        let released = self.seen.release.notified();
+        self.seen.asked.fetch_add(1, Ordering::SeqCst);
+        self.seen.changed.notify_waiters();
+        if self.seen.hold.load(Ordering::SeqCst) {
+            released.await;
+        }
         self.answer
     }
 
@@ -345,6 +356,44 @@ async fn a_connection_closed_by_the_shutdown_timeout_fails_kept_handles() {
         .await
         .expect("join");
     assert!(ended.is_err(), "{ended:?}");
+}
+
+/// A server shutting down answers the calls in flight, also those that wait on their client:
+/// it goes on reading, so that a callback's reply reaches the handler waiting for it, while a
+/// call sent after the goodbye is refused with `ShuttingDown`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_shutting_down_still_takes_the_replies_its_calls_wait_on() {
+    let served = serve(&ServerConfig::default());
+    let seen = Arc::new(FrontEndSeen::default());
+    seen.hold.store(true, Ordering::SeqCst);
+    let installer = client(&served, true, &seen).await;
+    let install = tokio::spawn({
+        let installer = installer.clone();
+        async move { installer.install("pkg".into()).await }
+    });
+    seen.until("the question", |seen| {
+        seen.asked.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    served.shutdown.cancel();
+    // Calls until one is refused: the server is draining (or the client has its goodbye).
+    let refused = loop {
+        match within("a call while shutting down", installer.nest(0)).await {
+            Ok(_) => continue,
+            Err(error) => break error,
+        }
+    };
+    assert!(
+        matches!(
+            refused,
+            RpcError::ShuttingDown | RpcError::Remote(rpc_core::protocol::WireError::ShuttingDown)
+        ),
+        "{refused:?}"
+    );
+    seen.release.notify_one();
+    let installed = within("the install", install).await.expect("join");
+    assert_eq!(installed.expect("call"), Ok(3));
+    assert_eq!(seen.progress.lock().expect("lock").len(), 3);
 }
 
 /// A client must serve the callbacks its service declares, and only those: else connecting

@@ -73,6 +73,12 @@
 //! | 11 | [`StreamStop`](Header::StreamStop) | consumer → producer | stream id | none |
 //! | 12 | [`StreamPart`](Header::StreamPart) | producer → consumer | stream id | the next bytes of an item |
 //!
+//! A server that shuts down sends `Goodbye { ShuttingDown }` and starts no call after it: one
+//! that arrives later (sent before the client had the goodbye) is answered
+//! `Failed(ShuttingDown)`, a one-way call is not run. It goes on reading, so that the calls in
+//! flight get what they wait on from the client (replies to callbacks, items of uploads), and
+//! closes once they are answered (or its shutdown timeout passes).
+//!
 //! Request ids are chosen by the caller and unique among its calls in flight; a reply or cancel
 //! for an id that is not in flight is ignored (it raced with a cancel or a deadline). Deadlines
 //! travel as the time left, in microseconds, because both ends share a clock but not an epoch.

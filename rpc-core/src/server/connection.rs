@@ -14,9 +14,9 @@ use crate::context::PeerInfo;
 use crate::decode::{Plan, Side};
 use crate::error::{ProtocolError, RpcError};
 use crate::frame::{header_frame, FrameError, FrameRead, FrameWrite};
-use crate::protocol::{GoodbyeReason, Header};
+use crate::protocol::{GoodbyeReason, Header, WireError};
 use crate::quiet::Quiet;
-use crate::server::call::Calls;
+use crate::server::call::{failed, Calls};
 use crate::server::config::ServerConfig;
 use crate::server::handshake::handshake;
 use crate::server::serving::Serving;
@@ -142,7 +142,9 @@ where
         let lent = callback_conn
             .as_ref()
             .map_or(0, |conn| conn.in_flight().min(max));
-        let reading = !draining && !client_gone && !backlog && serving.handlers() < max + lent;
+        // While draining, no handler starts, and the calls in flight may wait on what the client
+        // sends (replies to callbacks, their upload's items): reading goes on.
+        let reading = !client_gone && !backlog && (draining || serving.handlers() < max + lent);
         tokio::select! {
             biased;
             () = serving.joined() => {}
@@ -178,10 +180,17 @@ where
                 };
                 let body_at = frame.len() - rest.len();
                 match header {
+                    // Sent before the client had the goodbye: refused, never run.
+                    Header::Call { id, .. } if draining => {
+                        failed(id, WireError::ShuttingDown).push_into(&mut out);
+                    }
                     Header::Call { id, method, deadline_us } => {
                         if let Err(error) = serving.call((id, method, deadline_us), &frame, body_at, &mut out) {
                             break Err(protocol_violation(&mut out, error));
                         }
+                    }
+                    Header::Notify { .. } if draining => {
+                        tracing::debug!("one-way call while shutting down: not run");
                     }
                     Header::Notify { method } => serving.notify(method, &frame, body_at),
                     // A stop of a result stream is its cancellation.
