@@ -345,6 +345,13 @@ pub(super) fn connection_lost(error: &RpcError) -> Option<bool> {
     }
 }
 
+/// As [`connection_lost`], for an error of a call made on `handle`: a protocol error that left
+/// the connection open (a reply of the wrong kind) was the call's own, not a lost connection,
+/// which a call waiting for the next connection would wait on in vain.
+pub(super) fn lost_on(error: &RpcError, handle: &ClientHandle) -> Option<bool> {
+    connection_lost(error).filter(|_| !matches!(error, RpcError::Protocol(_)) || handle.is_closed())
+}
+
 /// The time left until `deadline`, as a call's timeout.
 pub(super) fn remaining(deadline: Option<Instant>) -> Option<Duration> {
     deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()))
@@ -444,7 +451,7 @@ impl SessionLink {
                 Err(error) => error,
                 done => return done,
             };
-            let Some(may_have_run) = connection_lost(&error) else {
+            let Some(may_have_run) = lost_on(&error, &handle) else {
                 return Err(error);
             };
             let never_sent = matches!(error, RpcError::ShuttingDown);

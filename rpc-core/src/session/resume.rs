@@ -12,7 +12,7 @@ use crate::client::{ClientHandle, StreamReceiver};
 use crate::decode::{self, DecodeLimits};
 use crate::error::RpcError;
 use crate::service::MethodDescriptor;
-use crate::session::link::{connection_lost, SessionLink};
+use crate::session::link::{connection_lost, lost_on, SessionLink};
 
 type Opening<T> = Pin<Box<dyn Future<Output = Result<StreamReceiver<T>, RpcError>> + Send>>;
 
@@ -80,7 +80,7 @@ where
             .open_stream::<A, T>(method, args)
             .await
         {
-            Err(error) if connection_lost(&error).is_some() => lost = Some(handle),
+            Err(error) if lost_on(&error, &handle).is_some() => lost = Some(handle),
             opened => return opened,
         }
     }

@@ -1,0 +1,97 @@
+//! Servers that answer a session's calls with replies of the wrong kind while their connection
+//! stays open: each call fails at once with the typed protocol error, rather than waiting for
+//! a reconnection that never comes.
+
+mod common;
+
+#[path = "../examples/session_daemon/service.rs"]
+#[allow(unreachable_pub, dead_code)]
+mod service;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::within;
+use rpc_core::frame::{FrameRead, FrameWrite};
+use rpc_core::protocol::{Header, ReplyStatus, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
+use rpc_core::session::{Connect, Session, SessionConfig};
+use rpc_core::{ClientConfig, ClientHandle, ProtocolError, RpcError, ServiceDescriptor};
+use service::SessionDaemonClient;
+
+/// Connects to a server over memory that welcomes the client, then answers every call with a
+/// typed application error, which no method of the daemon's interface returns.
+struct WrongKinds;
+
+impl Connect for WrongKinds {
+    type Error = RpcError;
+
+    async fn connect(&self, service: &'static ServiceDescriptor) -> Result<ClientHandle, RpcError> {
+        {
+            let ((mut reader, mut writer), (client_reader, client_writer)) =
+                rpc_core::memory::pair();
+            tokio::spawn(async move {
+                let _hello = reader.read_frame(DEFAULT_MAX_FRAME).await;
+                let welcome = Header::Welcome {
+                    version: PROTOCOL_VERSION,
+                    max_frame: DEFAULT_MAX_FRAME,
+                };
+                let welcome = Bytes::from(common::frame(&welcome, &[]));
+                if writer.write_frames(&[welcome]).await.is_err() {
+                    return;
+                }
+                while let Ok(Some(frame)) = reader.read_frame(DEFAULT_MAX_FRAME).await {
+                    let Ok((Header::Call { id, .. }, _)) = postcard::take_from_bytes(&frame) else {
+                        continue;
+                    };
+                    let reply = Header::Reply {
+                        id,
+                        status: ReplyStatus::AppError,
+                    };
+                    let reply = Bytes::from(common::frame(&reply, &[]));
+                    if writer.write_frames(&[reply]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            ClientHandle::connect(
+                client_reader,
+                client_writer,
+                service,
+                &ClientConfig::default(),
+            )
+            .await
+        }
+    }
+
+    fn is_permanent(&self, _: &RpcError) -> bool {
+        false
+    }
+}
+
+/// An idempotent call and a subscription, each answered with a reply of the wrong kind: both
+/// fail with the protocol error well before their deadline (a minute), and the session stays
+/// connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_of_the_wrong_kind_fail_a_sessions_calls_at_once() {
+    let mut client = ClientConfig::new();
+    client.default_timeout(Some(Duration::from_secs(60)));
+    let (daemon, session): (SessionDaemonClient, Session) =
+        Session::start(WrongKinds, &client, &SessionConfig::new());
+    let status = within("the status", daemon.status()).await;
+    assert!(
+        matches!(
+            status,
+            Err(RpcError::Protocol(ProtocolError::UnexpectedKind(_)))
+        ),
+        "{status:?}"
+    );
+    let watch = within("the watch", daemon.watch(10)).await;
+    assert!(
+        matches!(
+            watch,
+            Err(RpcError::Protocol(ProtocolError::UnexpectedKind(_)))
+        ),
+        "{watch:?}"
+    );
+    assert!(session.state().is_connected());
+}
