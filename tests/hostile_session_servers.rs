@@ -26,41 +26,38 @@ impl Connect for WrongKinds {
     type Error = RpcError;
 
     async fn connect(&self, service: &'static ServiceDescriptor) -> Result<ClientHandle, RpcError> {
-        {
-            let ((mut reader, mut writer), (client_reader, client_writer)) =
-                rpc_core::memory::pair();
-            tokio::spawn(async move {
-                let _hello = reader.read_frame(DEFAULT_MAX_FRAME).await;
-                let welcome = Header::Welcome {
-                    version: PROTOCOL_VERSION,
-                    max_frame: DEFAULT_MAX_FRAME,
+        let ((mut reader, mut writer), (client_reader, client_writer)) = rpc_core::memory::pair();
+        tokio::spawn(async move {
+            let _hello = reader.read_frame(DEFAULT_MAX_FRAME).await;
+            let welcome = Header::Welcome {
+                version: PROTOCOL_VERSION,
+                max_frame: DEFAULT_MAX_FRAME,
+            };
+            let welcome = Bytes::from(common::frame(&welcome, &[]));
+            if writer.write_frames(&[welcome]).await.is_err() {
+                return;
+            }
+            while let Ok(Some(frame)) = reader.read_frame(DEFAULT_MAX_FRAME).await {
+                let Ok((Header::Call { id, .. }, _)) = postcard::take_from_bytes(&frame) else {
+                    continue;
                 };
-                let welcome = Bytes::from(common::frame(&welcome, &[]));
-                if writer.write_frames(&[welcome]).await.is_err() {
+                let reply = Header::Reply {
+                    id,
+                    status: ReplyStatus::AppError,
+                };
+                let reply = Bytes::from(common::frame(&reply, &[]));
+                if writer.write_frames(&[reply]).await.is_err() {
                     return;
                 }
-                while let Ok(Some(frame)) = reader.read_frame(DEFAULT_MAX_FRAME).await {
-                    let Ok((Header::Call { id, .. }, _)) = postcard::take_from_bytes(&frame) else {
-                        continue;
-                    };
-                    let reply = Header::Reply {
-                        id,
-                        status: ReplyStatus::AppError,
-                    };
-                    let reply = Bytes::from(common::frame(&reply, &[]));
-                    if writer.write_frames(&[reply]).await.is_err() {
-                        return;
-                    }
-                }
-            });
-            ClientHandle::connect(
-                client_reader,
-                client_writer,
-                service,
-                &ClientConfig::default(),
-            )
-            .await
-        }
+            }
+        });
+        ClientHandle::connect(
+            client_reader,
+            client_writer,
+            service,
+            &ClientConfig::default(),
+        )
+        .await
     }
 
     fn is_permanent(&self, _: &RpcError) -> bool {
