@@ -134,6 +134,10 @@ impl<'a> Depth<'a> {
     }
 
     fn named(&mut self, name: &'a str) -> Option<u32> {
+        // A name that was not traced (or that two types share) may be any type.
+        if self.schema.untraced.iter().any(|untraced| untraced == name) {
+            return None;
+        }
         let container = self.schema.types.get(name)?;
         if !self.open.insert(name) {
             return None;
@@ -276,6 +280,39 @@ mod tests {
         assert_eq!(args(Shape::Tuple(vec![name("Tree")])), None);
         assert_eq!(args(Shape::Tuple(vec![name("List")])), None);
         assert_eq!(args(Shape::Tuple(vec![name("Checked")])), None);
+    }
+
+    /// Two types of one serde name, traced from their `Deserialize`s: neither is taken for the
+    /// other. A recursive enum must not be planned as flat because a flat struct of its name
+    /// was traced after it (its values would decode unguarded, as deep as a frame holds).
+    #[test]
+    fn two_types_of_one_name_are_not_planned_as_either() {
+        mod a {
+            #[derive(serde::Deserialize)]
+            pub(super) enum Node {
+                Leaf,
+                Next(Box<Node>),
+            }
+        }
+        mod b {
+            #[derive(serde::Deserialize)]
+            pub(super) struct Node {
+                _x: u32,
+            }
+        }
+        let mut builder = crate::schema::SchemaBuilder::new("Test", None);
+        let recursive = builder.args_shape::<(a::Node,)>("(a::Node,)");
+        let flat = builder.args_shape::<(b::Node,)>("(b::Node,)");
+        let schema = builder.finish();
+        let depth = |shape: &Shape| {
+            depth_of(
+                &schema,
+                &method(shape.clone(), Shape::Unit, None),
+                Side::Args,
+            )
+        };
+        assert_eq!(depth(&recursive), None, "{schema:?}");
+        assert_eq!(depth(&flat), None, "{schema:?}");
     }
 
     #[test]

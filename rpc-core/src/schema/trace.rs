@@ -48,6 +48,21 @@ impl SchemaBuilder {
             Some((shape, registry)) => {
                 for (name, container) in registry {
                     match container_shape(&container) {
+                        // A name already known as another type (two types of one serde name,
+                        // or a spelling of an untraced type): neither can be told by its name,
+                        // so neither counts as traced (decoding them is guarded, and they bind
+                        // by name).
+                        Some(container)
+                            if self
+                                .schema
+                                .types
+                                .get(&name)
+                                .is_some_and(|known| *known != container) =>
+                        {
+                            self.schema.types.remove(&name);
+                            self.schema.untraced.push(name);
+                        }
+                        Some(_) if self.schema.untraced.contains(&name) => {}
                         Some(container) => {
                             self.schema.types.insert(name, container);
                         }
