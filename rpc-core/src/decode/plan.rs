@@ -288,6 +288,8 @@ mod tests {
     #[test]
     fn two_types_of_one_name_are_not_planned_as_either() {
         mod a {
+            // Only decoded, through its `Deserialize`: its fields are never read.
+            #[allow(dead_code)]
             #[derive(serde::Deserialize)]
             pub(super) enum Node {
                 Leaf,
