@@ -109,6 +109,34 @@ async fn stale_socket_is_reclaimed() {
     server.assert_serving().await;
 }
 
+/// Temporary sockets a server killed while binding left behind are reclaimed, also one with
+/// the very name the next bind picks (a server that is always pid 1 in its container picks
+/// the same names after every restart); another name's are left alone.
+#[tokio::test]
+async fn temporary_sockets_left_by_a_killed_server_are_reclaimed() {
+    let dir = private_dir();
+    let endpoint = Endpoint::new("temps").expect("name").in_dir(dir.path());
+    let pid = std::process::id();
+    // This process's next names, whatever its bind counter is at, and another process's.
+    let mut left: Vec<_> = (0..256)
+        .map(|n| dir.path().join(format!(".temps.{pid}.{n}.tmp")))
+        .collect();
+    left.push(dir.path().join(".temps.1.0.tmp"));
+    for path in &left {
+        drop(std::os::unix::net::UnixListener::bind(path).expect("bind"));
+    }
+    let other = dir.path().join(".temps.x.1.0.tmp");
+    drop(std::os::unix::net::UnixListener::bind(&other).expect("bind"));
+    let server = TestServer::start_at(endpoint, &ServerConfig::default());
+    server.assert_serving().await;
+    assert!(
+        left.iter().all(|path| !path.exists()),
+        "{:?}",
+        entries(dir.path())
+    );
+    assert!(other.exists(), "another name's socket is left alone");
+}
+
 #[tokio::test]
 async fn name_is_free_again_after_the_server_stops() {
     let dir = private_dir();

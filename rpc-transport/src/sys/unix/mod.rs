@@ -331,6 +331,35 @@ fn socket_path(dir: &Path, endpoint: &Endpoint) -> PathBuf {
     dir.join(format!("{}.sock", endpoint.name()))
 }
 
+/// Removes the temporary sockets `.{name}.{pid}.{n}.tmp` in `dir` (what [`Listener::bind`]
+/// binds before it moves the socket into place), left by servers of `name` killed between the
+/// two. The caller holds the name's lock, so no live server is binding under these names.
+/// Best effort: what cannot be read or removed stays (a bind that picks that name fails with
+/// the error).
+fn remove_temporaries(dir: &Path, name: &str) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let ours = file
+            .to_str()
+            .and_then(|file| file.strip_prefix(&prefix))
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+            .and_then(|rest| rest.split_once('.'))
+            .is_some_and(|(pid, n)| {
+                let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+                digits(pid) && digits(n)
+            });
+        if ours {
+            let _ = remove_stale(&entry.path(), FileTypeExt::is_socket, |path| {
+                BindError::NotASocket { path }
+            });
+        }
+    }
+}
+
 /// A listening socket and the lock that makes it ours.
 pub(crate) struct Listener {
     listener: UnixListener,
@@ -355,6 +384,11 @@ impl Listener {
             BindError::NotASocket { path }
         })
         .map_err(|e| e.into_bind_error(io_err))?;
+
+        // The temporary sockets of this name that servers killed while binding left: ours too,
+        // and one of them may have the name this bind picks (a server that is always pid 1 in
+        // its container picks the same names after every restart).
+        remove_temporaries(&dir, &name);
 
         // Bind under a temporary name, restrict it to the user, then move it into place: the
         // socket is never reachable at its real path with any other mode.
