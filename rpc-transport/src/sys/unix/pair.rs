@@ -77,6 +77,9 @@ use crate::sys::{
 /// How often a waiting client tries again.
 const RETRY: Duration = Duration::from_millis(10);
 
+/// The most a refused peer's writes are drained, in bytes: four times a Linux FIFO's capacity.
+const REFUSED_DRAIN: usize = 256 * 1024;
+
 fn paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     (
         dir.join(format!("{name}.in")),
@@ -275,9 +278,15 @@ impl PairServer {
             fifo = %self.input.display(),
             "a peer wrote but never opened the server-to-client FIFO; refused"
         );
-        // Discard what it wrote, so the next client does not read it.
+        // Discard what it wrote, so the next client does not read it: at most what the FIFO
+        // holds a few times over, since a peer that keeps writing would keep this loop (which
+        // does not wait) going, and this task with it.
         let mut sink = [0u8; 4096];
-        while matches!(reader.try_read(&mut sink), Ok(n) if n > 0) {}
+        for _ in 0..REFUSED_DRAIN / sink.len() {
+            if !matches!(reader.try_read(&mut sink), Ok(n) if n > 0) {
+                break;
+            }
+        }
         // If it now blocks opening its reading end, a writer that comes and goes wakes it, and
         // it reads end-of-file.
         let _ = OpenOptions::new()
