@@ -28,20 +28,49 @@ impl Fnv {
 
 type Types = BTreeMap<String, ContainerShape>;
 
-/// Writes `shape` into `hash`, expanding named types; `open` holds the names being expanded,
-/// so that a recursive type ends (it is written by its position in the recursion).
-fn write(hash: &mut Fnv, shape: &Shape, types: &Types, open: &mut Vec<String>) {
+/// Most named types one method's hash expands: a schema from elsewhere (a server's answer to
+/// `describe`) may name types that each name others twice, which would expand exponentially.
+const MAX_EXPANSIONS: usize = 10_000;
+
+/// Most named types expanded inside one another: a schema from elsewhere may chain types deeper
+/// than the stack holds.
+const MAX_NESTING: usize = 256;
+
+/// The names being expanded, so that a recursive type ends (it is written by its position in
+/// the recursion), and how many more expansions the hash may make.
+struct Open {
+    names: Vec<String>,
+    left: usize,
+}
+
+impl Open {
+    fn new() -> Self {
+        Self {
+            names: Vec::new(),
+            left: MAX_EXPANSIONS,
+        }
+    }
+}
+
+/// Writes `shape` into `hash`, expanding named types, within the bounds of `open`: past them a
+/// named type is written as too large (no schema a program derives comes near them).
+fn write(hash: &mut Fnv, shape: &Shape, types: &Types, open: &mut Open) {
     match shape {
         Shape::TypeName(name) => {
-            if let Some(depth) = open.iter().position(|n| n == name) {
+            if let Some(depth) = open.names.iter().position(|n| n == name) {
                 hash.text(&format!("rec{depth}"));
                 return;
             }
+            if open.left == 0 || open.names.len() >= MAX_NESTING {
+                hash.text("too large");
+                return;
+            }
+            open.left -= 1;
             match types.get(name) {
                 Some(container) => {
-                    open.push(name.clone());
+                    open.names.push(name.clone());
                     write_container(hash, container, types, open);
-                    open.pop();
+                    open.names.pop();
                 }
                 // Untraced: known by its name only.
                 None => hash.text(&format!("name:{name}")),
@@ -74,7 +103,7 @@ fn write(hash: &mut Fnv, shape: &Shape, types: &Types, open: &mut Vec<String>) {
     }
 }
 
-fn write_fields(hash: &mut Fnv, fields: &[Named<Shape>], types: &Types, open: &mut Vec<String>) {
+fn write_fields(hash: &mut Fnv, fields: &[Named<Shape>], types: &Types, open: &mut Open) {
     hash.text(&format!("fields{}", fields.len()));
     for field in fields {
         hash.text(&field.name);
@@ -82,12 +111,7 @@ fn write_fields(hash: &mut Fnv, fields: &[Named<Shape>], types: &Types, open: &m
     }
 }
 
-fn write_container(
-    hash: &mut Fnv,
-    container: &ContainerShape,
-    types: &Types,
-    open: &mut Vec<String>,
-) {
+fn write_container(hash: &mut Fnv, container: &ContainerShape, types: &Types, open: &mut Open) {
     match container {
         ContainerShape::UnitStruct => hash.text("unit struct"),
         ContainerShape::NewTypeStruct(inner) => {
@@ -128,7 +152,7 @@ fn write_container(
 }
 
 pub(super) fn method_hashes(method: &MethodSchema, types: &Types) -> (u64, u64) {
-    let mut open = Vec::new();
+    let mut open = Open::new();
     let mut args = Fnv::new();
     args.text(&method.kind);
     write(&mut args, &method.args_shape, types, &mut open);
@@ -162,4 +186,78 @@ pub(super) fn fingerprint(schema: &ServiceSchema) -> u64 {
         hash.bytes(&result.to_le_bytes());
     }
     hash.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A schema with one method taking one value of the named type `arg`.
+    fn taking(arg: &str, types: Types) -> ServiceSchema {
+        ServiceSchema {
+            service: "Test".into(),
+            callbacks: None,
+            methods: vec![MethodSchema {
+                name: "m".into(),
+                id: 1,
+                kind: "call".into(),
+                docs: String::new(),
+                args: Vec::new(),
+                args_shape: Shape::Tuple(vec![Shape::TypeName(arg.into())]),
+                stream_arg: None,
+                result: String::new(),
+                result_shape: Shape::Unit,
+                error: None,
+            }],
+            types,
+            untraced: Vec::new(),
+        }
+    }
+
+    fn name(name: String) -> Shape {
+        Shape::TypeName(name)
+    }
+
+    /// Schemas from elsewhere that would need more stack than there is (100,000 named types,
+    /// each holding the next) or exponential time (64 levels of types naming the next one
+    /// twice) hash within bounds, and what they start with still counts.
+    #[test]
+    fn hostile_schemas_hash_within_bounds() {
+        let chain = |first: Shape| -> Types {
+            (0..100_000)
+                .map(|i| {
+                    let inner = if i == 0 {
+                        first.clone()
+                    } else {
+                        name(format!("T{}", i + 1))
+                    };
+                    let fields = vec![inner, name(format!("T{}", i + 1))];
+                    (format!("T{i}"), ContainerShape::TupleStruct(fields))
+                })
+                .collect()
+        };
+        let deep = fingerprint(&taking("T0", chain(Shape::U8)));
+        let other = fingerprint(&taking("T0", chain(Shape::U16)));
+        assert_ne!(deep, other);
+        let dag = |leaf: Shape| -> Types {
+            (0..64)
+                .map(|i| {
+                    let next = if i == 63 {
+                        leaf.clone()
+                    } else {
+                        name(format!("D{}", i + 1))
+                    };
+                    let fields = vec![Shape::U8, next.clone(), next];
+                    (format!("D{i}"), ContainerShape::TupleStruct(fields))
+                })
+                .collect()
+        };
+        let wide = fingerprint(&taking("D0", dag(Shape::U8)));
+        let mut changed = dag(Shape::U8);
+        changed.insert(
+            "D0".into(),
+            ContainerShape::TupleStruct(vec![Shape::U16, name("D1".into()), name("D1".into())]),
+        );
+        assert_ne!(wide, fingerprint(&taking("D0", changed)));
+    }
 }
