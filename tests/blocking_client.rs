@@ -60,3 +60,22 @@ async fn calling_from_inside_a_runtime_does_not_panic() {
     drop(server);
     runtime.shutdown_background();
 }
+
+/// A blocking call made on the background runtime's own thread (as a callback served on a
+/// blocking client's connection would make it) fails with a typed error, instead of waiting
+/// forever for the thread that would run it.
+#[test]
+fn a_blocking_call_on_the_background_runtime_fails_instead_of_waiting_for_itself() {
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let nested = rpc_core::blocking::run(async { rpc_core::blocking::run(async { 1 }) });
+        let _ = done.send(nested);
+    });
+    let nested = outcome
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the nested call returns");
+    assert!(
+        matches!(nested, Ok(Err(RpcError::BlockingOnItsRuntime))),
+        "{nested:?}"
+    );
+}

@@ -6,8 +6,11 @@
 //! first use, so the caller needs no runtime and builds none (`rpc_transport::blocking::connect`
 //! connects one). Called from inside an async runtime, a blocking method still works, and does
 //! not panic the way a nested `block_on` does: it blocks that runtime's thread until the call
-//! completes. Use the async client there.
+//! completes. Use the async client there. On the background runtime's own thread (in a callback
+//! served on a blocking client's connection), where it would wait forever for the thread that
+//! runs it, it fails with [`RpcError::BlockingOnItsRuntime`].
 
+use std::cell::Cell;
 use std::future::Future;
 use std::sync::{mpsc, OnceLock};
 
@@ -29,6 +32,11 @@ pub trait BlockingClient: Clone + Send + Sync + Sized + 'static {
     fn as_async(&self) -> &Self::Async;
 }
 
+thread_local! {
+    /// Set on the background runtime's thread: a blocking call there would wait for itself.
+    static ON_RUNTIME_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
 /// The background runtime, started on first use; `None` if its thread could not start.
 fn runtime() -> Option<&'static Handle> {
     static RUNTIME: OnceLock<Option<Handle>> = OnceLock::new();
@@ -42,7 +50,10 @@ fn runtime() -> Option<&'static Handle> {
             let handle = runtime.handle().clone();
             std::thread::Builder::new()
                 .name("rpc-blocking".to_owned())
-                .spawn(move || runtime.block_on(std::future::pending::<()>()))
+                .spawn(move || {
+                    ON_RUNTIME_THREAD.with(|on| on.set(true));
+                    runtime.block_on(std::future::pending::<()>())
+                })
                 .ok()?;
             Some(handle)
         })
@@ -54,12 +65,17 @@ fn runtime() -> Option<&'static Handle> {
 /// # Errors
 ///
 /// [`RpcError::NoRuntime`] if the background runtime could not start, or the future was
-/// dropped before completing (it panicked).
+/// dropped before completing (it panicked); [`RpcError::BlockingOnItsRuntime`] if called on the
+/// background runtime's own thread (a callback of a blocking client's connection), which would
+/// never complete.
 pub fn run<F>(future: F) -> Result<F::Output, RpcError>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    if ON_RUNTIME_THREAD.with(Cell::get) {
+        return Err(RpcError::BlockingOnItsRuntime);
+    }
     let runtime = runtime().ok_or(RpcError::NoRuntime)?;
     // A std channel, not tokio's: waiting on it never panics, inside a runtime or not.
     let (done, outcome) = mpsc::sync_channel(1);

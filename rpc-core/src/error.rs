@@ -98,6 +98,11 @@ pub enum RpcError {
     /// (see [`crate::blocking`]).
     #[error("the background runtime of blocking clients is not available")]
     NoRuntime,
+    /// A blocking call made on the background runtime's own thread (in a callback or a task of
+    /// a blocking client's connection): it would wait for that thread, which runs it, forever.
+    /// Use the async client there ([`crate::blocking::BlockingClient::as_async`]).
+    #[error("a blocking call on the thread that runs blocking calls would wait for itself")]
+    BlockingOnItsRuntime,
     /// The server could not run the call, or could not send its result.
     #[error("server failed the call")]
     Remote(#[source] WireError),
