@@ -104,6 +104,30 @@ async fn items_beyond_the_credit_close_the_connection() {
     closes_with_a_violation(&server, peer).await;
 }
 
+/// Calls `add(a, b)` as call `id` and checks that the connection answers it with the sum;
+/// credit and stops for the streams of earlier calls may come first.
+async fn add_answers(peer: &mut RawPeer, id: u64, a: i64, b: i64) {
+    peer.send_raw(&RawPeer::call_frame(id, "add", &(a, b)))
+        .await
+        .expect("send");
+    loop {
+        match within("the answer", peer.recv()).await {
+            Some((
+                Header::Reply {
+                    id: answered,
+                    status: ReplyStatus::Ok,
+                },
+                body,
+            )) if answered == id => {
+                assert_eq!(postcard::from_bytes::<i64>(&body).expect("a sum"), a + b);
+                return;
+            }
+            Some((Header::Credit { .. } | Header::StreamStop { .. }, _)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
 /// Ends stream 1 (of a `sum` call 1) and waits for the sum, which must be `expected`.
 async fn end_and_expect_sum(peer: &mut RawPeer, expected: u64) {
     let end = Header::StreamEnd {
@@ -246,25 +270,7 @@ async fn an_item_that_does_not_decode_fails_the_call() {
         error: None,
     };
     peer.send_raw(&frame(&end, &[])).await.expect("send");
-    peer.send_raw(&RawPeer::call_frame(2, "add", &(2i64, 3i64)))
-        .await
-        .expect("send");
-    loop {
-        match within("the answer", peer.recv()).await {
-            Some((
-                Header::Reply {
-                    id: 2,
-                    status: ReplyStatus::Ok,
-                },
-                body,
-            )) => {
-                assert_eq!(postcard::from_bytes::<i64>(&body).expect("a sum"), 5);
-                break;
-            }
-            Some((Header::Credit { .. } | Header::StreamStop { .. }, _)) => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    add_answers(&mut peer, 2, 2, 3).await;
     server.assert_serving().await;
 }
 
@@ -373,19 +379,7 @@ async fn a_stream_call_refused_for_its_arguments_leaves_the_connection_open() {
     );
     assert_eq!(stops, 0, "a stop for a stream that was never opened");
     // And the connection still serves calls.
-    peer.send_raw(&RawPeer::call_frame(3, "add", &(4i64, 4i64)))
-        .await
-        .expect("send");
-    match within("the answer", peer.recv()).await {
-        Some((
-            Header::Reply {
-                id: 3,
-                status: ReplyStatus::Ok,
-            },
-            body,
-        )) => assert_eq!(postcard::from_bytes::<i64>(&body).expect("a sum"), 8),
-        other => panic!("unexpected {other:?}"),
-    }
+    add_answers(&mut peer, 3, 4, 4).await;
     server.assert_serving().await;
 }
 
@@ -411,24 +405,6 @@ async fn a_stream_ended_with_an_error_fails_its_call() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    peer.send_raw(&RawPeer::call_frame(2, "add", &(2i64, 3i64)))
-        .await
-        .expect("send");
-    loop {
-        match within("the answer", peer.recv()).await {
-            Some((
-                Header::Reply {
-                    id: 2,
-                    status: ReplyStatus::Ok,
-                },
-                body,
-            )) => {
-                assert_eq!(postcard::from_bytes::<i64>(&body).expect("a sum"), 5);
-                break;
-            }
-            Some((Header::Credit { .. }, _)) => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    add_answers(&mut peer, 2, 2, 3).await;
     server.assert_serving().await;
 }
