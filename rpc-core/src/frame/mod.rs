@@ -134,6 +134,11 @@ pub trait FrameRead: Send + 'static {
         let _ = timeout;
     }
 
+    /// The engine stops reading for a while (at its in-flight limit, or while replies wait to
+    /// be written): the time until its next read does not count against the frame timeout of
+    /// a frame that was arriving. Called again while the pause lasts; the default does nothing.
+    fn pause(&mut self) {}
+
     /// Completes when the peer has closed its end, without reading anything: the engine waits
     /// on it while it does not read (at its in-flight limit, or while replies wait to be
     /// written), so that a peer that leaves is noticed at once and its handlers are dropped.

@@ -50,6 +50,9 @@ pub struct FrameReader<R> {
     /// When part of the frame in `buf` was first seen waiting for the rest; `None` between
     /// frames.
     started: Option<Instant>,
+    /// When the engine stopped reading in the middle of a frame ([`FrameRead::pause`]): the
+    /// pause is added to the frame's time at the next read.
+    paused: Option<Instant>,
     /// The end of the allocation `buf` reads into, and its size: frames much shorter than it
     /// are copied out ([`PIN_RATIO`]).
     allocation: (usize, usize),
@@ -64,6 +67,7 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameReader<R> {
             inner,
             buf: BytesMut::new(),
             started: None,
+            paused: None,
             allocation: (0, 0),
             frame_timeout: None,
         }
@@ -130,6 +134,12 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for FrameReader<R> {
         self.buf.is_empty()
     }
 
+    fn pause(&mut self) {
+        if self.started.is_some() && self.paused.is_none() {
+            self.paused = Some(Instant::now());
+        }
+    }
+
     fn consume_buffered(
         &mut self,
         max_frame: u32,
@@ -150,6 +160,12 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for FrameReader<R> {
     }
 
     async fn read_frame(&mut self, max_frame: u32) -> Result<Option<Bytes>, FrameError> {
+        if let Some(paused) = self.paused.take() {
+            // The engine did not read meanwhile: the client was not waited for.
+            if let Some(started) = self.started.as_mut() {
+                *started += paused.elapsed();
+            }
+        }
         loop {
             if let Some(frame) = self.take_frame(max_frame)? {
                 return Ok(Some(frame));
@@ -507,5 +523,45 @@ mod tests {
             read_all(vec![0, 0, 0, 0], 3, 1024).await,
             Err(FrameError::Empty)
         );
+    }
+
+    /// Time the engine spends not reading ([`FrameRead::pause`]) in the middle of a frame does
+    /// not count against the frame timeout: the rest may come after a pause longer than the
+    /// timeout. A frame that stalls while the engine reads still fails.
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_of_the_engine_does_not_count_against_the_frame_timeout() {
+        use futures_util::FutureExt;
+        let timeout = Duration::from_secs(1);
+        let (mut tx, rx) = tokio::io::duplex(1024);
+        let mut reader = FrameReader::new(rx);
+        reader.set_frame_timeout(timeout);
+        let whole = frame(b"a frame that arrives in two pieces");
+        let (first, rest) = whole.split_at(10);
+
+        tx.write_all(first).await.expect("write");
+        // The first piece is read, and the frame's clock starts.
+        assert!(reader
+            .read_frame(DEFAULT_MAX_FRAME)
+            .now_or_never()
+            .is_none());
+        reader.pause();
+        tokio::time::advance(timeout * 3).await;
+        // Reading again, the rest comes within the timeout of the pause's end.
+        {
+            let reading = reader.read_frame(DEFAULT_MAX_FRAME);
+            tokio::pin!(reading);
+            assert!(
+                reading.as_mut().now_or_never().is_none(),
+                "the pause counted against the frame"
+            );
+            tokio::time::advance(timeout / 2).await;
+            tx.write_all(rest).await.expect("write");
+            let got = reading.await.expect("not stalled").expect("a frame");
+            assert_eq!(got.get(..), whole.get(LEN_PREFIX..));
+        }
+
+        tx.write_all(first).await.expect("write");
+        let stalled = reader.read_frame(DEFAULT_MAX_FRAME).await;
+        assert_eq!(stalled, Err(FrameError::Stalled(timeout)));
     }
 }

@@ -144,7 +144,9 @@ impl ServerConfig {
     /// Sets how long a frame may take to arrive once its first bytes have. Default 10 s, time
     /// for a 16 MiB frame at 1.6 MB/s. A client that starts a frame
     /// and stalls is disconnected ([`crate::frame::FrameError::Stalled`]); a client that
-    /// sends nothing is not: idle connections stay open as long as the client wants.
+    /// sends nothing is not: idle connections stay open as long as the client wants. Time the
+    /// server spends not reading on its own (at its in-flight limit, or while its replies wait
+    /// to be written) does not count.
     pub fn frame_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.frame_timeout = timeout;
         self

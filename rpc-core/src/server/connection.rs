@@ -297,6 +297,7 @@ async fn next_incoming<R: FrameRead>(reader: &mut R, reading: bool, max_frame: u
     if reading {
         Received::Frame(reader.read_frame(max_frame).await)
     } else {
+        reader.pause();
         reader.closed().await;
         Received::Closed
     }

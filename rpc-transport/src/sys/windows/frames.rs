@@ -60,6 +60,10 @@ impl FrameRead for PipeReader {
         self.frames.holds_nothing()
     }
 
+    fn pause(&mut self) {
+        self.frames.pause();
+    }
+
     fn consume_buffered(
         &mut self,
         max_frame: u32,
