@@ -98,7 +98,9 @@
 //!   call it refuses (unknown method, bad arguments, too many streams) gets its reply and no
 //!   credit, and the client then sends nothing for it. Once it has had credit, the client sends
 //!   items within it and exactly one `StreamEnd` (or a `Cancel` of the call), even after the
-//!   reply or a `StreamStop`, so that the server knows when to forget the stream. A handler
+//!   reply or a `StreamStop`, so that the server knows when to forget the stream. A clean
+//!   `StreamEnd` says the client's stream ended; a client whose call is answered before that
+//!   sends `Cancel` instead, and the server shows the stream cut to whoever still takes it. A handler
 //!   that drops the stream before its end makes the server send `StreamStop` (never for a
 //!   stream it did not open). A `StreamEnd` with an error (the client's side of the stream
 //!   failed) fails the call with that error: the server stops the handler and answers

@@ -31,6 +31,8 @@ pub struct Served<T> {
     /// What the service's implementation shares with the test.
     pub seen: std::sync::Arc<T>,
     pub endpoint: Endpoint,
+    /// The server's address, for raw peers.
+    pub address: String,
     pub shutdown: rpc_core::CancellationToken,
     _dir: Option<tempfile::TempDir>,
 }
@@ -48,11 +50,13 @@ impl<T> Served<T> {
         let (endpoint, dir) = unique_endpoint();
         let server = Server::bind_with(&endpoint, service(std::sync::Arc::clone(&seen)), config)
             .expect("bind");
+        let address = server.address();
         let shutdown = server.shutdown_handle();
         tokio::spawn(server.run());
         Self {
             seen,
             endpoint,
+            address,
             shutdown,
             _dir: dir,
         }

@@ -10,8 +10,10 @@ use tokio::sync::{oneshot, Semaphore};
 
 use crate::client::handle::ClientHandle;
 use crate::error::RpcError;
+use crate::frame::{header_frame, Encoded};
+use crate::protocol::Header;
 use crate::service::MethodDescriptor;
-use crate::stream::produce::{end, produce};
+use crate::stream::produce::produce;
 use crate::stream::ItemSource;
 use crate::{Stream, StreamReceiver};
 
@@ -35,7 +37,8 @@ impl Outgoing {
 }
 
 /// The sending side of one call's argument stream. Dropped, it stops sending without an end
-/// (the call was cancelled, which tells the server); [`Upload::finish`] stops it with one.
+/// (the call was cancelled, which tells the server); [`Upload::finish`] stops it with a cancel
+/// of the answered call if it has not ended.
 pub(super) struct Upload {
     handle: ClientHandle,
     id: u64,
@@ -68,11 +71,15 @@ impl Upload {
                 // so that a sender sees the end even while the items it waits on are not read.
                 () = conn.until_closed() => {}
                 finished = stopped => {
-                    // Answered: a stream the server opened is ended, so that it forgets it.
+                    // Answered before the stream's end: the rest is not sent, and a stream the
+                    // server opened is cancelled with its call (not ended, which would pass it
+                    // for whole), so that the server forgets it and shows it cut to whoever
+                    // still holds it.
                     if finished.is_ok() && outgoing.opened.load(Ordering::Acquire) {
-                        let gate = outgoing.gate.lock().unwrap_or_else(|e| e.into_inner());
-                        if *gate {
-                            end(&outbox, id, None);
+                        let mut gate = outgoing.gate.lock().unwrap_or_else(|e| e.into_inner());
+                        if std::mem::replace(&mut *gate, false) {
+                            let cancel = header_frame(&Header::Cancel { id });
+                            let _ = outbox.send_bulk_one(Encoded::One(cancel));
                         }
                     }
                 }
@@ -85,8 +92,8 @@ impl Upload {
         }
     }
 
-    /// The call was answered (or its result stream ended): the stream stops, and ends if the
-    /// server opened it.
+    /// The call was answered (or its result stream ended): the stream stops, and is cancelled
+    /// with its call if the server opened it and it has not ended.
     pub(super) fn finish(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

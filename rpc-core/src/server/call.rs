@@ -21,7 +21,7 @@ use crate::server::config::ServerConfig;
 use crate::server::streams::Sending;
 use crate::service::{Dispatch, HandlerFuture, MethodDescriptor, MethodKind, Outcome};
 use crate::stream::produce::{end, produce};
-use crate::stream::{Inbound, Incoming};
+use crate::stream::{CallOver, Inbound, Incoming};
 use crate::writer::Outbox;
 
 /// The rest of a handler that did not finish on its first poll, to run on its own task.
@@ -89,6 +89,7 @@ impl<D: Dispatch> Calls<'_, D> {
         };
         let max_frame = self.client_max_frame;
         let in_parts = self.in_parts;
+        let over = inbound.as_ref().map(|slot| CallOver(Arc::clone(slot)));
         if let Poll::Ready(outcome) = span.in_scope(|| first_poll(context(), &mut handler)) {
             return Started::Answered(match outcome {
                 Ok(outcome) => reply_frame(id, outcome, method, max_frame, in_parts),
@@ -103,6 +104,7 @@ impl<D: Dispatch> Calls<'_, D> {
             AssertUnwindSafe(context().scope(handler)).catch_unwind(),
         );
         let running = async move {
+            let _over = over;
             let outcome = match deadline {
                 Some(deadline) => match tokio::time::timeout_at(deadline, guarded).await {
                     Ok(outcome) => outcome,
@@ -158,7 +160,9 @@ impl<D: Dispatch> Calls<'_, D> {
             AssertUnwindSafe(context.scope(handler)).catch_unwind(),
         );
         let (max_frame, in_parts) = (self.client_max_frame, self.in_parts);
+        let over = inbound.as_ref().map(|slot| CallOver(Arc::clone(slot)));
         let running = async move {
+            let _over = over;
             let outcome = match deadline {
                 Some(deadline) => tokio::time::timeout_at(deadline, guarded).await,
                 None => Ok(guarded.await),

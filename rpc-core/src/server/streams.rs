@@ -21,7 +21,8 @@ pub(super) struct Sending {
     pub(super) gate: Arc<Mutex<bool>>,
 }
 
-/// A connection's open streams.
+/// A connection's open streams. Dropped with the connection, it cuts the streams from the
+/// client that are still open.
 #[derive(Default)]
 pub(super) struct Streams {
     /// Result streams (opening or open), with the credit their client has granted.
@@ -67,10 +68,13 @@ impl Streams {
         self.sending.remove(&id);
     }
 
-    /// The call `id` is cancelled: both of its streams are forgotten.
+    /// The call `id` is cancelled: both of its streams are forgotten, and its stream from the
+    /// client is cut for a task that still holds it.
     pub(super) fn forget(&mut self, id: u64) {
         self.sending.remove(&id);
-        self.receiving.remove(&id);
+        if let Some(slot) = self.receiving.remove(&id) {
+            slot.cut();
+        }
     }
 
     /// The client granted `bytes` more on result stream `id`. Credit for a stream that has
@@ -145,10 +149,12 @@ impl Streams {
         }
     }
 
-    /// The client is gone: every stream is forgotten.
+    /// The client is gone: every stream is forgotten, and those from the client are cut.
     pub(super) fn clear(&mut self) {
         self.sending.clear();
-        self.receiving.clear();
+        for (_, slot) in self.receiving.drain() {
+            slot.cut();
+        }
     }
 
     /// The result streams, taken out with their gates: the server is shutting down and ends
@@ -158,5 +164,11 @@ impl Streams {
             .drain()
             .map(|(id, sending)| (id, sending.gate))
             .collect()
+    }
+}
+
+impl Drop for Streams {
+    fn drop(&mut self) {
+        self.clear();
     }
 }

@@ -69,6 +69,12 @@ struct State {
     opened: bool,
     /// The handler dropped the stream: what arrives is discarded.
     stopped: bool,
+    /// The call is over without the client's end (cancelled, failed, or its connection gone):
+    /// whoever still holds the stream sees it end, cut.
+    cut: bool,
+    /// The engine is done with the call (its handler, and its result stream if it has one,
+    /// finished or were dropped): a failure from now on cuts the stream at once.
+    over: bool,
     waker: Option<Waker>,
     /// Why the stream failed on this side (an item that did not decode).
     failure: Option<WireError>,
@@ -87,6 +93,8 @@ impl Inbound {
                 ended: false,
                 opened: false,
                 stopped: false,
+                cut: false,
+                over: false,
                 waker: None,
                 failure: None,
             }),
@@ -129,7 +137,7 @@ impl Inbound {
                     })
                 }
             };
-            if state.stopped {
+            if state.stopped || state.cut {
                 return Ok(());
             }
             state.items.push_back(item);
@@ -194,8 +202,37 @@ impl Inbound {
     /// engine fails the call, or ends its result stream, with `error`. The handler never sees
     /// an end, which would pass a cut stream for a whole one.
     pub(crate) fn fail(&self, error: WireError) {
-        self.lock().failure.get_or_insert(error);
+        let waker = {
+            let mut state = self.lock();
+            state.failure.get_or_insert(error);
+            // Nobody will stop a handler: a task that holds the stream sees it end.
+            if state.over {
+                cut(&mut state)
+            } else {
+                None
+            }
+        };
         self.failed.notify_one();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// The engine is done with the call: a stream that failed is cut, and one that fails
+    /// later will be, for a task the handler gave it to.
+    fn call_over(&self) {
+        let waker = {
+            let mut state = self.lock();
+            state.over = true;
+            if state.failure.is_some() {
+                cut(&mut state)
+            } else {
+                None
+            }
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     /// The client ended the stream with `error` (its side of it failed): the call fails with
@@ -203,6 +240,20 @@ impl Inbound {
     pub(crate) fn end_with(&self, error: WireError) {
         self.lock().opened = false;
         self.fail(error);
+    }
+
+    /// The call is over before the client's end: the stream ends at once for whoever still
+    /// holds it (a task the handler gave it to), and [`crate::Stream::is_cut`] says so.
+    pub(crate) fn cut(&self) {
+        let waker = cut(&mut self.lock());
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Whether the stream was cut ([`Inbound::cut`]).
+    pub(crate) fn is_cut(&self) -> bool {
+        self.lock().cut
     }
 
     /// Waits until the stream fails, and returns why.
@@ -214,6 +265,28 @@ impl Inbound {
             }
             notified.await;
         }
+    }
+}
+
+/// Cuts the stream (see [`Inbound::cut`]) unless the client ended it; returns the waker of
+/// whoever waits for its next item.
+fn cut(state: &mut State) -> Option<Waker> {
+    if state.ended {
+        return None;
+    }
+    state.cut = true;
+    state.items.clear();
+    state.waker.take()
+}
+
+/// Held by the engine while it may still stop a call's handler (or its result stream), which
+/// would drop the call's stream from the client; dropped, it lets a failure of that stream cut
+/// it for a task the handler gave it to.
+pub(crate) struct CallOver(pub(crate) Arc<Inbound>);
+
+impl Drop for CallOver {
+    fn drop(&mut self) {
+        self.0.call_over();
     }
 }
 
@@ -258,7 +331,7 @@ impl Incoming {
         }
         let mut state = self.slot.lock();
         let Some(item) = state.items.pop_front() else {
-            if state.ended {
+            if state.ended || state.cut {
                 self.done = true;
                 return Poll::Ready(None);
             }
@@ -286,6 +359,22 @@ impl Incoming {
         }
         // An item that came in parts is put together here, in the handler's task.
         Poll::Ready(Some(item.assemble()))
+    }
+
+    /// The stream's shared state, which tells whether it was cut.
+    pub(crate) fn slot(&self) -> Arc<Inbound> {
+        Arc::clone(&self.slot)
+    }
+
+    /// After a failure: wakes the task of `cx` once the stream is cut (at once if it is).
+    fn wait_for_cut(&self, cx: &mut Context<'_>) {
+        let mut state = self.slot.lock();
+        if state.cut {
+            drop(state);
+            cx.waker().wake_by_ref();
+        } else {
+            state.waker = Some(cx.waker().clone());
+        }
     }
 
     /// An item did not decode: the engine fails the call with `error`.
@@ -349,7 +438,9 @@ impl<T: DeserializeOwned> futures_util::Stream for Decoded<T> {
             Err(error) => {
                 tracing::debug!(id = incoming.id, %error, "stream item did not decode");
                 incoming.fail(WireError::BadArguments((&error).into()));
-                // The engine stops the handler and fails the call.
+                // The engine stops the handler and fails the call. A task the handler gave the
+                // stream to is woken once the call is over, and then sees its (cut) end.
+                incoming.wait_for_cut(cx);
                 Poll::Pending
             }
         }

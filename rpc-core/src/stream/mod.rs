@@ -18,6 +18,7 @@ pub(crate) mod produce;
 
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use serde::de::DeserializeOwned;
@@ -27,8 +28,8 @@ use crate::protocol::WireError;
 use crate::stream::batch::Batch;
 
 pub use channel::{SendError, StreamSender};
-pub(crate) use incoming::Inbound;
 pub use incoming::Incoming;
+pub(crate) use incoming::{CallOver, Inbound};
 
 /// A stream of items that travels between client and server: what a stream method returns,
 /// and what a method that takes a stream receives.
@@ -48,8 +49,15 @@ pub use incoming::Incoming;
 /// fails with [`WireError::BadArguments`]. A handler that drops the stream before its end stops
 /// the client's sending side (a [`StreamSender`] then fails). If the client cancels the call or
 /// goes away, the handler is dropped, as for any call.
+///
+/// A handler may give its argument stream to a task of its own, which may outlive the call. If
+/// the call is then cancelled, fails, or its connection closes before the client ends the
+/// stream, that task sees the stream end at once rather than wait forever: [`Stream::is_cut`]
+/// tells such an end from the client's.
 pub struct Stream<T> {
     inner: Pin<Box<dyn futures_util::Stream<Item = T> + Send + 'static>>,
+    /// The state of a stream from the client, which tells whether it was cut.
+    from_client: Option<Arc<Inbound>>,
 }
 
 impl<T> Stream<T> {
@@ -58,7 +66,17 @@ impl<T> Stream<T> {
     pub fn new(items: impl futures_util::Stream<Item = T> + Send + 'static) -> Self {
         Self {
             inner: Box::pin(items),
+            from_client: None,
         }
+    }
+
+    /// Whether the stream ended because its call was over before the client ended it (the call
+    /// was cancelled or failed, or its connection closed), rather than at the client's end. A
+    /// cut stream yields `None` like a whole one: a task that keeps a handler's argument stream
+    /// asks this once it ends. Always `false` for a stream made on this side, and while the
+    /// stream is open.
+    pub fn is_cut(&self) -> bool {
+        self.from_client.as_ref().is_some_and(|slot| slot.is_cut())
     }
 
     /// A stream of the items of `items`, one after the other.
@@ -96,7 +114,11 @@ impl<T> Stream<T> {
 impl<T: DeserializeOwned + Send + 'static> Stream<T> {
     /// The stream of a client's items, for a dispatcher: items decode as `T` as they are taken.
     pub fn incoming(incoming: Incoming) -> Self {
-        Self::new(incoming.decoded::<T>())
+        let slot = incoming.slot();
+        Self {
+            from_client: Some(slot),
+            ..Self::new(incoming.decoded::<T>())
+        }
     }
 }
 

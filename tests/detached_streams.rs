@@ -1,0 +1,304 @@
+//! A stream from the client that a handler gives to a task of its own: the task sees the
+//! client's end as a whole stream, and a call cancelled or a connection closed as a cut one,
+//! at once, instead of waiting forever.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::RawPeer;
+use futures_util::StreamExt;
+use rpc_core::protocol::WireError;
+use rpc_core::protocol::{Header, MAGIC, PROTOCOL_VERSION};
+use rpc_core::{Client, ClientConfig, RpcError, ServerConfig, Stream};
+use tokio::sync::Notify;
+
+/// A sink that keeps its streams in tasks of their own.
+#[rpc_core::service]
+pub trait Sink {
+    /// Gives the numbers to a task of its own and answers at once.
+    async fn keep(&self, numbers: Stream<u32>) -> u32;
+    /// Gives the numbers to a task of its own and never answers.
+    async fn keep_and_wait(&self, numbers: Stream<u32>) -> u32;
+    /// Gives the numbers to a task of its own and answers once the task has seen their end.
+    async fn keep_to_the_end(&self, numbers: Stream<u32>) -> u32;
+}
+
+/// What the kept streams' tasks saw.
+#[derive(Default)]
+struct Seen {
+    /// Items taken so far, by every task.
+    taken: Mutex<Vec<u32>>,
+    /// For each stream that ended: the items it gave and whether it was cut.
+    ended: Mutex<Vec<(usize, bool)>>,
+    changed: Notify,
+}
+
+impl Seen {
+    async fn until(&self, what: &str, done: impl Fn(&Seen) -> bool) {
+        common::until_notified(what, &self.changed, || done(self)).await;
+    }
+
+    fn ended(&self) -> Vec<(usize, bool)> {
+        self.ended.lock().expect("lock").clone()
+    }
+}
+
+struct SinkImpl(Arc<Seen>);
+
+impl SinkImpl {
+    /// Takes `numbers` to their end in a task of its own, reporting each item and the end.
+    fn detach(&self, mut numbers: Stream<u32>) {
+        let seen = Arc::clone(&self.0);
+        tokio::spawn(async move {
+            let mut count = 0;
+            while let Some(n) = numbers.next().await {
+                count += 1;
+                seen.taken.lock().expect("lock").push(n);
+                seen.changed.notify_waiters();
+            }
+            let cut = numbers.is_cut();
+            seen.ended.lock().expect("lock").push((count, cut));
+            seen.changed.notify_waiters();
+        });
+    }
+}
+
+impl Sink for SinkImpl {
+    async fn keep(&self, numbers: Stream<u32>) -> u32 {
+        self.detach(numbers);
+        0
+    }
+
+    async fn keep_and_wait(&self, numbers: Stream<u32>) -> u32 {
+        self.detach(numbers);
+        std::future::pending().await
+    }
+
+    async fn keep_to_the_end(&self, numbers: Stream<u32>) -> u32 {
+        self.detach(numbers);
+        self.0
+            .until("the kept stream's end", |seen| !seen.ended().is_empty())
+            .await;
+        1
+    }
+}
+
+type Served = common::Served<Seen>;
+
+fn serve(config: &ServerConfig) -> Served {
+    Served::start(|seen| SinkServer::new(SinkImpl(seen)), config)
+}
+
+/// Three numbers, then nothing more, without an end.
+fn three_then_silence() -> impl futures_util::Stream<Item = u32> + Send {
+    futures_util::stream::iter(0..3u32).chain(futures_util::stream::pending())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_stream_ends_whole_at_the_clients_end() {
+    let served = serve(&ServerConfig::default());
+    let sink = served.client::<SinkClient>(&ClientConfig::default()).await;
+    let call = sink.keep_to_the_end(futures_util::stream::iter(0..10u32));
+    assert_eq!(common::within("the call", call).await.expect("call"), 1);
+    assert_eq!(
+        served.seen.ended(),
+        [(10, false)],
+        "the whole stream, not cut"
+    );
+}
+
+/// A call answered before the client's stream ends sends nothing more of it: the task that
+/// keeps it sees it cut, not ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_stream_is_cut_when_its_call_is_answered_first() {
+    let served = serve(&ServerConfig::default());
+    let sink = served.client::<SinkClient>(&ClientConfig::default()).await;
+    let answer = common::within("the call", sink.keep(three_then_silence())).await;
+    assert_eq!(answer.expect("call"), 0);
+    served
+        .seen
+        .until("the task to see the stream cut", |seen| {
+            !seen.ended().is_empty()
+        })
+        .await;
+    let ended = served.seen.ended();
+    assert!(
+        matches!(ended[..], [(taken, true)] if taken <= 3),
+        "{ended:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_stream_is_cut_when_its_call_is_cancelled() {
+    let served = serve(&ServerConfig::default());
+    let sink = served.client::<SinkClient>(&ClientConfig::default()).await;
+    let call = tokio::spawn({
+        let sink = sink.clone();
+        async move { sink.keep_and_wait(three_then_silence()).await }
+    });
+    served
+        .seen
+        .until("the task to take three items", |seen| {
+            seen.taken.lock().expect("lock").len() == 3
+        })
+        .await;
+    // Dropping the call's future cancels it.
+    call.abort();
+    served
+        .seen
+        .until("the task to see the stream cut", |seen| {
+            !seen.ended().is_empty()
+        })
+        .await;
+    assert_eq!(served.seen.ended(), [(3, true)]);
+    // The connection goes on.
+    let again = sink.keep(futures_util::stream::iter(0..2u32));
+    assert_eq!(
+        common::within("another call", again).await.expect("call"),
+        0
+    );
+}
+
+/// A raw client of the sink: its hello, and call 1 to `keep_and_wait` with the numbers 0, 1
+/// and 2 once the server opens the stream.
+async fn raw_keep_and_wait(served: &Served) -> RawPeer {
+    raw_call(served, "keep_and_wait").await
+}
+
+/// A raw client of the sink: its hello, and call 1 to `method` with the numbers 0, 1 and 2
+/// once the server opens the stream.
+async fn raw_call(served: &Served, name: &str) -> RawPeer {
+    let service = <SinkClient as Client>::SERVICE;
+    let mut peer = RawPeer::connect(&served.address).await;
+    peer.send_header(&Header::Hello {
+        magic: MAGIC,
+        version: PROTOCOL_VERSION,
+        service: service.name.to_owned(),
+        fingerprint: service.fingerprint(),
+        max_frame: 1 << 20,
+        callbacks: 0,
+    })
+    .await;
+    assert!(matches!(
+        peer.recv().await,
+        Some((Header::Welcome { .. }, _))
+    ));
+    let method = service
+        .methods
+        .iter()
+        .find(|m| m.name == name)
+        .map(|m| m.id)
+        .expect("the method");
+    peer.send_frame(&{
+        let mut call = postcard::to_stdvec(&Header::Call {
+            id: 1,
+            method,
+            deadline_us: None,
+        })
+        .expect("encode");
+        call.extend(postcard::to_stdvec(&()).expect("encode"));
+        call
+    })
+    .await;
+    assert!(matches!(
+        peer.recv().await,
+        Some((Header::Credit { stream: 1, .. }, _))
+    ));
+    for n in 0..3 {
+        peer.send_raw(&common::stream_item(1, n))
+            .await
+            .expect("send");
+    }
+    peer
+}
+
+/// The client goes away in the middle of its stream, without cancelling the call first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_stream_is_cut_when_its_connection_closes() {
+    let served = serve(&ServerConfig::default());
+    let peer = raw_keep_and_wait(&served).await;
+    served
+        .seen
+        .until("the task to take three items", |seen| {
+            seen.taken.lock().expect("lock").len() == 3
+        })
+        .await;
+    drop(peer);
+    served
+        .seen
+        .until("the task to see the stream cut", |seen| {
+            !seen.ended().is_empty()
+        })
+        .await;
+    assert_eq!(served.seen.ended(), [(3, true)]);
+}
+
+/// A server whose shutdown timeout passes with the call still running drops its connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_stream_is_cut_when_the_server_shuts_down() {
+    let served = serve(ServerConfig::new().shutdown_timeout(Duration::from_millis(50)));
+    let _peer = raw_keep_and_wait(&served).await;
+    served
+        .seen
+        .until("the task to take three items", |seen| {
+            seen.taken.lock().expect("lock").len() == 3
+        })
+        .await;
+    served.shutdown.cancel();
+    served
+        .seen
+        .until("the task to see the stream cut", |seen| {
+            !seen.ended().is_empty()
+        })
+        .await;
+    assert_eq!(served.seen.ended(), [(3, true)]);
+}
+
+/// The client's side of the stream fails (its source panics): the call fails, and the task
+/// that keeps the stream sees it cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_stream_is_cut_when_the_clients_side_fails() {
+    let served = serve(&ServerConfig::default());
+    let sink = served.client::<SinkClient>(&ClientConfig::default()).await;
+    let failing = futures_util::stream::iter(0..3u32).chain(futures_util::stream::once(async {
+        panic!("the source fails on purpose")
+    }));
+    let answer = common::within("the call", sink.keep_and_wait(failing)).await;
+    assert!(
+        matches!(answer, Err(RpcError::Remote(WireError::HandlerPanicked))),
+        "{answer:?}"
+    );
+    served
+        .seen
+        .until("the task to see the stream cut", |seen| {
+            !seen.ended().is_empty()
+        })
+        .await;
+    assert_eq!(served.seen.ended(), [(3, true)]);
+}
+
+/// An item that does not decode, after the call was answered: the task that keeps the
+/// stream sees it cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_stream_is_cut_by_an_item_that_does_not_decode() {
+    let served = serve(&ServerConfig::default());
+    let mut peer = raw_call(&served, "keep").await;
+    served
+        .seen
+        .until("the task to take three items", |seen| {
+            seen.taken.lock().expect("lock").len() == 3
+        })
+        .await;
+    // Not a `u32`: a varint longer than any.
+    let bad = common::frame(&Header::StreamItem { stream: 1 }, &[0xff; 8]);
+    peer.send_raw(&bad).await.expect("send");
+    served
+        .seen
+        .until("the task to see the stream cut", |seen| {
+            !seen.ended().is_empty()
+        })
+        .await;
+    assert_eq!(served.seen.ended(), [(3, true)]);
+}
