@@ -25,6 +25,10 @@ struct Served {
 }
 
 fn serve() -> Served {
+    serve_with(&ServerConfig::default())
+}
+
+fn serve_with(config: &ServerConfig) -> Served {
     let dir = common::private_dir();
     let endpoint = Endpoint::new("fifo-probe")
         .expect("name")
@@ -32,8 +36,7 @@ fn serve() -> Served {
     let server = PairServer::bind(&endpoint).expect("bind");
     let (input, output) = server.paths();
     let (input, output) = (input.to_path_buf(), output.to_path_buf());
-    let task =
-        tokio::spawn(server.serve(ProbeServer::new(ProbeImpl::new()), &ServerConfig::default()));
+    let task = tokio::spawn(server.serve(ProbeServer::new(ProbeImpl::new()), config));
     Served {
         endpoint,
         input,
@@ -118,9 +121,7 @@ async fn no_server_is_not_found_at_once() {
 
     // FIFOs left behind by a server that died: still not found, without waiting.
     for path in [&input, &output] {
-        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        mkfifo(path);
     }
     let stale = within(
         "a stale pair to be refused",
@@ -134,6 +135,12 @@ async fn no_server_is_not_found_at_once() {
     // And a new server reclaims them.
     let server = PairServer::bind(&endpoint).expect("bind over stale FIFOs");
     drop(server);
+}
+
+fn mkfifo(path: &Path) {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
 }
 
 /// Runs `peer` on its own thread; waits for its result, failing (not hanging) after
@@ -171,6 +178,91 @@ async fn peer_opening_in_the_wrong_order_does_not_hang() {
     // The server goes on with the next client.
     let client = connect(&served).await.expect("connect");
     assert_eq!(client.add(20, 22).await.expect("add"), 42);
+    served.task.abort();
+}
+
+/// A client that takes the connection as a client does (the client lock, its reading end, the
+/// server's FIFO) and sends nothing is dropped after the server's handshake timeout, counted
+/// from then: it reads end-of-file, and the client waiting behind it gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_client_is_dropped_after_the_handshake_timeout() {
+    let served = serve_with(ServerConfig::new().handshake_timeout(Duration::from_millis(300)));
+    let lock_path = served._dir.path().join("fifo-probe.client.lock");
+    let lock = std::fs::File::create(&lock_path).expect("lock file");
+    lock.try_lock().expect("the client lock");
+    let from_server = tokio::net::unix::pipe::OpenOptions::new()
+        .open_receiver(&served.output)
+        .expect("open our FIFO");
+    let input = served.input.clone();
+    let to_server = on_thread("the server to open its FIFO", move || {
+        std::fs::OpenOptions::new().write(true).open(&input)
+    })
+    .await
+    .expect("open the server's FIFO");
+    let endpoint = served.endpoint.clone();
+    let next = tokio::spawn(async move {
+        pair::connect::<ProbeClient>(&endpoint, &ClientConfig::default()).await
+    });
+    within("the silent client to be dropped", async {
+        let mut buf = [0u8; 64];
+        loop {
+            from_server.readable().await.expect("readable");
+            match from_server.try_read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => panic!("unexpected answer {:?}", &buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("reading our FIFO: {e}"),
+            }
+        }
+    })
+    .await;
+    // It leaves as a client does: FIFOs closed, then its lock file removed and unlocked.
+    drop((from_server, to_server));
+    std::fs::remove_file(&lock_path).expect("remove the lock file");
+    drop(lock);
+    let next = within("the next client", next).await.expect("task");
+    assert_eq!(next.expect("connect").add(1, 2).await.expect("add"), 3);
+    served.task.abort();
+}
+
+/// A connection whose FIFO the server cannot open fails alone: the server discards what it
+/// wrote and serves the next client. Here a symbolic link at the path of `<name>.out`, which
+/// the server does not follow (ELOOP); out of descriptors (EMFILE) takes the same path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_whose_fifo_cannot_be_opened_fails_alone() {
+    let served = serve();
+    // Swapped in by a rename, so that the path is never missing (the server's FIFO gone).
+    let swap = |make: &dyn Fn(&Path)| {
+        let temporary = served._dir.path().join("swap");
+        make(&temporary);
+        std::fs::rename(&temporary, &served.output).expect("rename");
+    };
+    swap(&|path| std::os::unix::fs::symlink("elsewhere", path).expect("symlink"));
+    let input = served.input.clone();
+    let mut to_server = on_thread("the server to open its FIFO", move || {
+        std::fs::OpenOptions::new().write(true).open(&input)
+    })
+    .await
+    .expect("open the server's FIFO");
+    to_server.write_all(b"hello").expect("write");
+    until("the server to drop the connection", || {
+        let mut waiting: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one c_int through the pointer, which is valid for that.
+        let result = unsafe {
+            libc::ioctl(
+                std::os::fd::AsRawFd::as_raw_fd(&to_server),
+                libc::FIONREAD,
+                &mut waiting,
+            )
+        };
+        result == 0 && waiting == 0
+    })
+    .await;
+    drop(to_server);
+    swap(&mkfifo);
+    let client = connect(&served).await.expect("connect");
+    assert_eq!(client.add(2, 2).await.expect("add"), 4);
+    assert!(!served.task.is_finished());
     served.task.abort();
 }
 

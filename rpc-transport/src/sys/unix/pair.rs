@@ -15,7 +15,13 @@
 //!   [`ConnectError::Busy`] if it stays connected for [`ClientConfig::connect_timeout`];
 //! * a peer that writes to `<name>.in` without having opened `<name>.out` (the wrong order) is
 //!   refused: what it wrote is discarded, and if it then blocks opening `<name>.out` it is woken
-//!   and reads end-of-file. The server goes on with the next client.
+//!   and reads end-of-file. The server goes on with the next client;
+//! * a client has the server's handshake timeout to complete its handshake from the moment it
+//!   takes the connection (opens `<name>.out`, which the server notices within a tenth of a
+//!   second, or writes its first bytes): one that opens both FIFOs and sends nothing is dropped
+//!   then (it reads end-of-file), so it cannot keep the clients after it waiting;
+//! * a connection that fails before it is served (the client's FIFO cannot be opened: out of
+//!   descriptors, or something else at its path) is logged and dropped, and the server goes on.
 //!
 //! # Lock files, and what is left behind
 //!
@@ -68,10 +74,11 @@ use tokio::net::unix::pipe;
 
 use crate::endpoint::Endpoint;
 use crate::error::{BindError, ConnectError};
+use crate::limits::{RateLimited, ACCEPT_ERROR_LOG_EVERY};
 use crate::pipes::serve_pipes;
 use crate::sys::{
-    check_private_dir, default_dir, euid, open_lock_file, own_name, probe_lock, remove_stale,
-    trusted_server, HeldLock, LockState,
+    check_private_dir, default_dir, euid, is_transient_accept_error, open_lock_file, own_name,
+    probe_lock, remove_stale, trusted_server, HeldLock, LockState,
 };
 
 /// How often a waiting client tries again.
@@ -79,6 +86,14 @@ const RETRY: Duration = Duration::from_millis(10);
 
 /// The most a refused peer's writes are drained, in bytes: four times a Linux FIFO's capacity.
 const REFUSED_DRAIN: usize = 256 * 1024;
+
+/// How often an idle server looks whether a client has opened its reading end of
+/// `<name>.out` (which no event tells), to start the client's handshake timeout.
+const TAKEN_POLL: Duration = Duration::from_millis(100);
+
+/// How long the server waits before it opens its FIFO again after a transient failure (out of
+/// descriptors, for example).
+const TRANSIENT_PAUSE: Duration = Duration::from_millis(20);
 
 fn paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     (
@@ -191,10 +206,17 @@ impl PairServer {
     /// (which closes the current connection and removes the FIFOs and the lock files; see the
     /// module documentation).
     ///
+    /// A client has [`ServerConfig::handshake_timeout`] to complete its handshake from the
+    /// moment it takes the connection: when it has opened its reading end of `<name>.out`
+    /// (seen within a tenth of a second) or written its first bytes, whichever comes first.
+    /// One that opens both FIFOs and sends nothing is dropped then, and the next client is
+    /// served.
+    ///
     /// # Errors
     ///
     /// Only if the FIFOs cannot be opened any more (removed by someone, for example). Errors of
-    /// single connections are logged and the next client is served.
+    /// single connections (a client's FIFO that cannot be opened, out of descriptors, a bad
+    /// handshake) are logged and the next client is served.
     ///
     /// The future owns a copy of `config`, so it can be spawned.
     pub fn serve<D: Dispatch>(
@@ -207,31 +229,38 @@ impl PairServer {
 
     async fn serve_owned<D: Dispatch>(self, service: D, config: ServerConfig) -> io::Result<()> {
         let service = Arc::new(service);
+        let mut errors = RateLimited::new(ACCEPT_ERROR_LOG_EVERY);
         loop {
-            let input = OpenOptions::new()
-                .read(true)
-                .custom_flags(open_flags())
-                .open(&self.input)?;
-            let reader = pipe::Receiver::from_file(input)?;
-            // A FIFO that has had no writer since it was opened reports nothing: this waits
-            // for a client to open it and write its hello.
-            reader.readable().await?;
-            if bytes_waiting(&reader) == 0 {
-                // A writer came and went without a word (a previous client closing late): the
-                // FIFO now reports end-of-file until it is opened afresh.
-                continue;
-            }
-            // Held until both FIFOs are closed: the next client waits for it, so it never opens
-            // the reading end of a FIFO that this connection is about to close.
-            let session = self.lock_session().await?;
-            // A client opens its reading end first; a careless peer may open it only after
-            // writing, so give it the handshake timeout to do so.
-            let Some(output) = self.open_output(config.get_handshake_timeout()).await? else {
-                self.refuse(&reader);
+            let reader = match self.open_input() {
+                Ok(reader) => reader,
+                Err(error) if is_transient_accept_error(&error) => {
+                    if let Some(suppressed) = errors.allow() {
+                        tracing::warn!(
+                            fifo = %self.input.display(),
+                            %error,
+                            suppressed,
+                            "cannot open the client-to-server FIFO; retrying"
+                        );
+                    }
+                    // Out of descriptors or similar: give other connections a moment to close.
+                    tokio::time::sleep(TRANSIENT_PAUSE).await;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            let Some(Connection {
+                writer,
+                session,
+                deadline,
+            }) = self.take(&reader, &config, &mut errors).await?
+            else {
                 continue;
             };
-            let writer = pipe::Sender::from_file(output)?;
             tracing::debug!(fifo = %self.input.display(), "client connected");
+            // The handshake has what is left of its time since the client took the connection.
+            let mut config = config.clone();
+            config
+                .handshake_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()));
             if let Err(error) = serve_pipes(reader, writer, Arc::clone(&service), &config).await {
                 tracing::info!(%error, "FIFO connection ended with an error");
             }
@@ -239,25 +268,143 @@ impl PairServer {
         }
     }
 
-    /// Opens the server-to-client FIFO once the client has opened its reading end; `None` if
-    /// it has not within `patience`.
-    async fn open_output(&self, patience: Duration) -> io::Result<Option<File>> {
-        let deadline = tokio::time::Instant::now() + patience;
-        loop {
-            match OpenOptions::new()
-                .write(true)
-                .custom_flags(open_flags())
-                .open(&self.output)
-            {
-                Ok(output) => return Ok(Some(output)),
-                Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
-                    if tokio::time::Instant::now() >= deadline {
-                        return Ok(None);
-                    }
-                    tokio::time::sleep(RETRY).await;
-                }
-                Err(e) => return Err(e),
+    /// Opens the client-to-server FIFO for the next client.
+    fn open_input(&self) -> io::Result<pipe::Receiver> {
+        let input = OpenOptions::new()
+            .read(true)
+            .custom_flags(open_flags())
+            .open(&self.input)?;
+        pipe::Receiver::from_file(input)
+    }
+
+    /// Waits for the next client to take the connection, and for its first bytes within the
+    /// handshake timeout from then; opens its FIFO and takes the session lock. `None` if there
+    /// is nobody to serve (a writer that left, a client that sent nothing in time, a refused
+    /// peer, a connection that failed); an error only if the FIFOs are gone or cannot be
+    /// waited on.
+    async fn take(
+        &self,
+        reader: &pipe::Receiver,
+        config: &ServerConfig,
+        errors: &mut RateLimited,
+    ) -> io::Result<Option<Connection<'_>>> {
+        // A FIFO that has had no writer since it was opened reports nothing: this waits for a
+        // client to write its hello, or to open its reading end of the other FIFO first.
+        let output = tokio::select! {
+            ready = reader.readable() => {
+                ready?;
+                None
             }
+            output = self.watch_output(errors) => Some(output?),
+        };
+        let deadline = tokio::time::Instant::now() + config.get_handshake_timeout();
+        if output.is_some() {
+            match tokio::time::timeout_at(deadline, reader.readable()).await {
+                Ok(ready) => ready?,
+                Err(_) => {
+                    tracing::warn!(
+                        fifo = %self.input.display(),
+                        "a client opened the FIFOs and sent nothing within the handshake \
+                         timeout; dropped"
+                    );
+                    return Ok(None);
+                }
+            }
+        }
+        if bytes_waiting(reader) == 0 {
+            // A writer came and went without a word (a previous client closing late): the
+            // FIFO now reports end-of-file until it is opened afresh.
+            return Ok(None);
+        }
+        // Held until both FIFOs are closed: the next client waits for it, so it never opens
+        // the reading end of a FIFO that this connection is about to close.
+        let session = match self.lock_session().await {
+            Ok(session) => session,
+            Err(error) => return Ok(self.fail(reader, &error)),
+        };
+        let output = match output {
+            Some(output) => output,
+            // A client opens its reading end first; a careless peer may open it only after
+            // writing, so give it until the deadline to do so.
+            None => match self.open_output(deadline).await {
+                Ok(Some(output)) => output,
+                Ok(None) => {
+                    self.refuse(reader);
+                    return Ok(None);
+                }
+                Err(error) if gone(&error) => return Err(error),
+                Err(error) => return Ok(self.fail(reader, &error)),
+            },
+        };
+        match pipe::Sender::from_file(output) {
+            Ok(writer) => Ok(Some(Connection {
+                writer,
+                session,
+                deadline,
+            })),
+            Err(error) => Ok(self.fail(reader, &error)),
+        }
+    }
+
+    /// Ends a connection that failed before it was served (the session lock, if taken, is
+    /// still held): logs why, and discards what the client wrote.
+    fn fail(&self, reader: &pipe::Receiver, error: &io::Error) -> Option<Connection<'_>> {
+        tracing::warn!(fifo = %self.input.display(), %error, "FIFO connection failed");
+        self.discard(reader);
+        None
+    }
+
+    /// Tries to open the server-to-client FIFO now: `None` while no client has its reading end
+    /// open.
+    fn try_open_output(&self) -> io::Result<Option<File>> {
+        match OpenOptions::new()
+            .write(true)
+            .custom_flags(open_flags())
+            .open(&self.output)
+        {
+            Ok(output) => Ok(Some(output)),
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Opens the server-to-client FIFO once a client has opened its reading end, looking every
+    /// [`TAKEN_POLL`] (there is no event for it). Fails only if the FIFO is gone; other errors
+    /// are logged, and it looks again.
+    async fn watch_output(&self, errors: &mut RateLimited) -> io::Result<File> {
+        loop {
+            // A client that has just left may still hold its reading end for a moment: look
+            // only after a while.
+            tokio::time::sleep(TAKEN_POLL).await;
+            match self.try_open_output() {
+                Ok(Some(output)) => return Ok(output),
+                Ok(None) => {}
+                Err(error) if gone(&error) => return Err(error),
+                Err(error) => {
+                    if let Some(suppressed) = errors.allow() {
+                        tracing::warn!(
+                            fifo = %self.output.display(),
+                            %error,
+                            suppressed,
+                            "cannot open the server-to-client FIFO"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens the server-to-client FIFO once the client has opened its reading end; `None` if
+    /// it has not by `deadline`.
+    async fn open_output(&self, deadline: tokio::time::Instant) -> io::Result<Option<File>> {
+        loop {
+            if let Some(output) = self.try_open_output()? {
+                return Ok(Some(output));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(RETRY).await;
         }
     }
 
@@ -278,6 +425,11 @@ impl PairServer {
             fifo = %self.input.display(),
             "a peer wrote but never opened the server-to-client FIFO; refused"
         );
+        self.discard(reader);
+    }
+
+    /// Ends a connection before it is served: discards what the peer wrote and wakes it.
+    fn discard(&self, reader: &pipe::Receiver) {
         // Discard what it wrote, so the next client does not read it: at most what the FIFO
         // holds a few times over, since a peer that keeps writing would keep this loop (which
         // does not wait) going, and this task with it.
@@ -295,6 +447,22 @@ impl PairServer {
             .custom_flags(open_flags())
             .open(&self.output);
     }
+}
+
+/// A client's connection, taken by [`PairServer::take`].
+struct Connection<'a> {
+    /// The server's end of the server-to-client FIFO.
+    writer: pipe::Sender,
+    /// Held until both FIFOs are closed.
+    session: SessionLock<'a>,
+    /// When the client's handshake must be complete.
+    deadline: tokio::time::Instant,
+}
+
+/// Whether `error`, opening one of the server's FIFOs, means it is gone: nothing can be served
+/// any more.
+fn gone(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR))
 }
 
 impl Drop for PairServer {
