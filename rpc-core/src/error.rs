@@ -25,6 +25,17 @@ pub enum RpcError {
     /// The peer did not complete the handshake in time.
     #[error("handshake timed out")]
     HandshakeTimeout,
+    /// The server's welcome (its answer to the hello, which lists its methods when its
+    /// interface differs from the client's) is longer than this client's maximum frame
+    /// ([`ClientConfig::max_frame`](crate::ClientConfig::max_frame)); a larger maximum lets
+    /// this client connect.
+    #[error("the server's welcome of {len} bytes is larger than this client's max_frame of {max}")]
+    WelcomeTooLarge {
+        /// The welcome's frame length.
+        len: u32,
+        /// This client's maximum frame.
+        max: u32,
+    },
     /// The server does not have this method (it runs an older version of the interface);
     /// nothing was sent and the connection goes on.
     #[error("the server has no method `{method}`")]

@@ -20,10 +20,15 @@ use crate::service::Dispatch;
 /// Frames queued per direction before the writer waits.
 const QUEUE: usize = 64;
 
+/// How much of a message refused as too long is kept, for [`FrameRead::refused_frame_start`].
+const REFUSED_KEPT: usize = 64;
+
 /// The receiving end of one direction.
 #[derive(Debug)]
 pub struct MemoryReader {
     rx: mpsc::Receiver<Bytes>,
+    /// The start of the last message refused as too long.
+    refused: Bytes,
 }
 
 /// The sending end of one direction.
@@ -35,7 +40,13 @@ pub struct MemoryWriter {
 /// Creates one direction: what is written to the writer is read from the reader.
 pub fn channel() -> (MemoryWriter, MemoryReader) {
     let (tx, rx) = mpsc::channel(QUEUE);
-    (MemoryWriter { tx: Some(tx) }, MemoryReader { rx })
+    (
+        MemoryWriter { tx: Some(tx) },
+        MemoryReader {
+            rx,
+            refused: Bytes::new(),
+        },
+    )
 }
 
 /// Creates a connected pair of duplex ends, each a `(reader, writer)`.
@@ -56,12 +67,23 @@ impl FrameRead for MemoryReader {
                 need: LEN_PREFIX,
             });
         };
-        let len = check_len(*prefix, max_frame)?;
+        let len = match check_len(*prefix, max_frame) {
+            Ok(len) => len,
+            Err(error) => {
+                let kept = message.get(..REFUSED_KEPT).unwrap_or(&message[..]);
+                self.refused = Bytes::copy_from_slice(kept);
+                return Err(error);
+            }
+        };
         message.advance(LEN_PREFIX);
         if message.len() != len {
             return Err(FrameError::BoundaryMismatch);
         }
         Ok(Some(message))
+    }
+
+    fn refused_frame_start(&self) -> &[u8] {
+        &self.refused
     }
 }
 

@@ -322,6 +322,10 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for ChildReader<R> {
         self.inner.holds_nothing()
     }
 
+    fn refused_frame_start(&self) -> &[u8] {
+        self.inner.refused_frame_start()
+    }
+
     fn consume_buffered(
         &mut self,
         max_frame: u32,

@@ -96,8 +96,9 @@ impl ClientHandle {
     /// # Errors
     ///
     /// [`RpcError::Rejected`] if the server refuses (version, service or fingerprint),
-    /// [`RpcError::HandshakeTimeout`] if it does not answer in time, and
-    /// [`RpcError::ConnectionClosed`], [`RpcError::Frame`] or
+    /// [`RpcError::HandshakeTimeout`] if it does not answer in time,
+    /// [`RpcError::WelcomeTooLarge`] if its answer is longer than this client's maximum frame,
+    /// and [`RpcError::ConnectionClosed`], [`RpcError::Frame`] or
     /// [`RpcError::Protocol`] if the connection fails or the peer does not speak the protocol;
     /// [`RpcError::CallbacksMismatch`], before anything is sent, if the configuration does not
     /// serve the callbacks `service` declares.

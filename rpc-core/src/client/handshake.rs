@@ -5,7 +5,7 @@ use crate::client::config::ClientConfig;
 use crate::decode;
 use crate::error::{ProtocolError, RpcError};
 use crate::frame::{header_frame, FrameError, FrameRead, FrameWrite};
-use crate::protocol::{Header, MethodEntry, MAGIC, PROTOCOL_VERSION};
+use crate::protocol::{Header, MethodEntry, LEN_PREFIX, MAGIC, PROTOCOL_VERSION};
 use crate::service::ServiceDescriptor;
 
 /// Says hello for `service` and waits for the answer, within the handshake timeout; returns the
@@ -34,8 +34,8 @@ pub(super) async fn handshake<R: FrameRead, W: FrameWrite>(
         let frame = match reader.read_frame(config.max_frame).await {
             Ok(Some(frame)) => frame,
             Ok(None) => return Err(RpcError::ConnectionClosed),
-            Err(FrameError::TooLarge { len, .. }) => {
-                return Err(not_this_protocol(&len.to_le_bytes()))
+            Err(FrameError::TooLarge { len, max }) => {
+                return Err(too_large(reader.refused_frame_start(), len, max))
             }
             Err(FrameError::Empty) => return Err(not_this_protocol(&[0; 4])),
             Err(error) => return Err(error.into()),
@@ -64,6 +64,19 @@ pub(super) async fn handshake<R: FrameRead, W: FrameWrite>(
     tokio::time::timeout(config.handshake_timeout, handshake)
         .await
         .map_err(|_| RpcError::HandshakeTimeout)?
+}
+
+/// The handshake's error for a first frame longer than the client's maximum, given what has
+/// arrived of it (`start`, length prefix first): a welcome too large for this client if it
+/// starts like one, else a peer that does not speak the protocol (whose first bytes, read as
+/// a length, are usually huge).
+fn too_large(start: &[u8], len: u32, max: u32) -> RpcError {
+    let payload = start.get(LEN_PREFIX..).unwrap_or_default();
+    match crate::frame::decode_header(payload) {
+        Ok((Header::Welcome { .. }, _)) => RpcError::WelcomeTooLarge { len, max },
+        _ if start.is_empty() => not_this_protocol(&len.to_le_bytes()),
+        _ => not_this_protocol(start),
+    }
 }
 
 /// The handshake's error for a first frame that is not one of this protocol.

@@ -119,6 +119,15 @@ pub trait FrameRead: Send + 'static {
         Ok(false)
     }
 
+    /// Right after a read refused a frame as too long ([`FrameError::TooLarge`]): the first
+    /// bytes of that frame that this reader holds (its length prefix first, then as much of the
+    /// payload as has arrived, possibly none), without reading from the transport. The client's
+    /// handshake looks at them to tell a welcome too long for it from a peer that does not speak
+    /// the protocol. The default holds none.
+    fn refused_frame_start(&self) -> &[u8] {
+        &[]
+    }
+
     /// Whether this reader holds no byte of a frame it has yet to return: the next frame, if
     /// any, must come from the transport. The server sends the replies it has gathered as soon
     /// as its reader holds nothing more, rather than trying the transport once more first. The

@@ -140,6 +140,11 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for FrameReader<R> {
         }
     }
 
+    fn refused_frame_start(&self) -> &[u8] {
+        // A refused frame stays at the front of the buffer.
+        &self.buf
+    }
+
     fn consume_buffered(
         &mut self,
         max_frame: u32,

@@ -72,6 +72,10 @@ impl FrameRead for SocketReader {
         self.frames.pause();
     }
 
+    fn refused_frame_start(&self) -> &[u8] {
+        self.frames.refused_frame_start()
+    }
+
     fn consume_buffered(
         &mut self,
         max_frame: u32,
