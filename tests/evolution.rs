@@ -305,6 +305,74 @@ async fn a_changed_method_is_refused_and_the_others_work() {
     assert_eq!(changed.add(1, 1).await.expect("add"), 2);
 }
 
+/// A number that is never zero: its `Deserialize` checks what it reads, so its shape cannot be
+/// traced and it is known by its name.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct NonZero(u32);
+
+impl<'de> serde::Deserialize<'de> for NonZero {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match <u32 as serde::Deserialize>::deserialize(deserializer)? {
+            0 => Err(serde::de::Error::custom("zero")),
+            n => Ok(Self(n)),
+        }
+    }
+}
+
+/// A service whose `tag` takes a `NonZero` beside a `Label` whose field is a `$size`.
+macro_rules! tagger {
+    ($module:ident, $size:ty) => {
+        mod $module {
+            use super::NonZero;
+
+            #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+            pub struct Label {
+                pub size: $size,
+            }
+
+            #[rpc_core::service(name = "Tagger")]
+            pub trait Tagger {
+                async fn tag(&self, id: NonZero, label: Label) -> u32;
+            }
+
+            pub struct Tags;
+
+            impl Tagger for Tags {
+                async fn tag(&self, _: NonZero, _: Label) -> u32 {
+                    1
+                }
+            }
+        }
+    };
+}
+
+tagger!(label_u32, u32);
+tagger!(label_u64, u64);
+
+/// An argument whose shape cannot be traced is known by its name, and only it: a change in
+/// another argument of its method is still caught.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untraced_argument_hides_no_other_arguments_change() {
+    let old = schema::<label_u32::TaggerClient>();
+    let new = schema::<label_u64::TaggerClient>();
+    assert_eq!(new.breaking_changes(old), argument_change("tag"));
+    assert_ne!(new.fingerprint(), old.fingerprint());
+    let (endpoint, _dir) = serve(label_u32::TaggerServer::new(label_u32::Tags)).await;
+    let client: label_u64::TaggerClient =
+        rpc_transport::connect_with(&endpoint, &ClientConfig::new())
+            .await
+            .expect("connect");
+    assert_eq!(
+        client.handle().binding("tag"),
+        Some(MethodBinding::Incompatible {
+            arguments: true,
+            result: false
+        })
+    );
+    // Only it is known by its name.
+    assert_eq!(old.untraced, ["NonZero"]);
+}
+
 /// A service of 30 methods, for the size of its handshake.
 #[allow(dead_code)]
 mod thirty {

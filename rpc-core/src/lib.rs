@@ -82,7 +82,7 @@ pub mod __private {
     pub use crate::error::RpcError;
     pub use crate::frame::encode::EncodedResult;
     pub use crate::frame::header::{decode_header, encode_header};
-    pub use crate::schema::{MethodSchema, SchemaBuilder, ServiceSchema};
+    pub use crate::schema::{MethodSchema, SchemaBuilder, ServiceSchema, Shape};
     pub use crate::service::{decode_args, incoming_stream, DispatchError, HandlerFuture, Outcome};
     pub use crate::service::{Dispatch, MethodDescriptor, MethodKind, ServiceDescriptor};
     pub use crate::session::Link;

@@ -4,7 +4,8 @@
 //! `#[rpc(id = N)]`), so that reordering or adding methods changes no other method's id. The
 //! macro cannot see type definitions, only their names: the schema, with the shape of every
 //! type, is traced from the types' `Deserialize` implementations when the program first needs
-//! it (`rpc_core::schema`), and the handshake compares it method by method.
+//! it (`rpc_core::schema`), and the handshake compares it method by method. The arguments are
+//! traced one by one, so that one whose `Deserialize` cannot be traced hides no other's shape.
 
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -92,8 +93,13 @@ fn method_schema(service: &Service, method: &Method, builder: &TokenStream) -> T
         let ty = compact(&arg.ty);
         quote!((__text(#arg_name), __text(#ty)))
     });
-    let args_ty = method.args_tuple_type();
-    let args_text = compact(&args_ty);
+    // Each argument is traced on its own: one whose shape cannot be traced is known by its
+    // spelling, and the others still by their shapes.
+    let arg_shapes = method.value_args().map(|arg| {
+        let ty = &arg.ty;
+        let text = compact(ty);
+        quote!(#builder.shape::<#ty>(#text))
+    });
     let stream_arg = match method.stream_arg() {
         Some((arg_name, item)) => {
             let arg_name = arg_name
@@ -127,7 +133,7 @@ fn method_schema(service: &Service, method: &Method, builder: &TokenStream) -> T
         None => quote!(::core::option::Option::None),
     };
     quote! {{
-        let args_shape = #builder.args_shape::<#args_ty>(#args_text);
+        let args_shape = #private::Shape::Tuple(::std::vec![#(#arg_shapes),*]);
         let stream_arg = #stream_arg;
         let result_shape = #builder.shape::<#result_ty>(#result_text);
         let error = #error;

@@ -303,8 +303,8 @@ mod tests {
             }
         }
         let mut builder = crate::schema::SchemaBuilder::new("Test", None);
-        let recursive = builder.args_shape::<(a::Node,)>("(a::Node,)");
-        let flat = builder.args_shape::<(b::Node,)>("(b::Node,)");
+        let recursive = Shape::Tuple(vec![builder.shape::<a::Node>("a::Node")]);
+        let flat = Shape::Tuple(vec![builder.shape::<b::Node>("b::Node")]);
         let schema = builder.finish();
         let depth = |shape: &Shape| {
             depth_of(

@@ -31,8 +31,8 @@ pub struct ServiceSchema {
     pub methods: Vec<MethodSchema>,
     /// The named types (structs and enums) the shapes refer to, by their serde name.
     pub types: BTreeMap<String, ContainerShape>,
-    /// Types whose shape could not be traced (a `Deserialize` that validates its input): they
-    /// are compared by name only.
+    /// Types whose shape could not be traced (a `Deserialize` that validates its input), by
+    /// their Rust spelling: they are compared by name only.
     pub untraced: Vec<String>,
 }
 
@@ -49,7 +49,9 @@ pub struct MethodSchema {
     pub docs: String,
     /// The arguments, as written: name and type.
     pub args: Vec<(String, String)>,
-    /// The shape of the argument tuple on the wire (without a stream argument).
+    /// The shape of the argument tuple on the wire (without a stream argument): a tuple of each
+    /// argument's shape, traced on its own, so that an argument that cannot be traced is known
+    /// by its spelling and the others still by their shapes.
     pub args_shape: Shape,
     /// The stream argument, if the method takes one: its name, item type and item shape.
     pub stream_arg: Option<(String, String, Shape)>,

@@ -72,21 +72,11 @@ impl SchemaBuilder {
                 shape
             }
             None => {
+                // A type traced under this name is no longer told apart from this one.
+                self.schema.types.remove(written);
                 self.schema.untraced.push(written.to_owned());
                 Shape::TypeName(written.to_owned())
             }
-        }
-    }
-
-    /// The shape of an argument tuple `T`: a tuple of one shape per argument (a tuple whose
-    /// items are all of one type traces as an array, and no arguments as `()`; both are spelt
-    /// out here).
-    pub fn args_shape<T: DeserializeOwned>(&mut self, written: &str) -> Shape {
-        match self.shape::<T>(written) {
-            Shape::TupleArray { content, size } => Shape::Tuple(vec![*content; size]),
-            // No arguments: `()`, which postcard writes as nothing, as an empty tuple.
-            Shape::Unit => Shape::Tuple(Vec::new()),
-            other => other,
         }
     }
 
