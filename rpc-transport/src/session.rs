@@ -59,7 +59,7 @@ impl Connect for EndpointConnector {
     fn is_permanent(&self, error: &ConnectError) -> bool {
         matches!(
             error,
-            ConnectError::Handshake(RpcError::Rejected(_))
+            ConnectError::Handshake(RpcError::Rejected(_) | RpcError::WelcomeTooLarge { .. })
                 | ConnectError::InvalidName { .. }
                 | ConnectError::InsecureDirectory { .. }
         )
