@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::RawPeer;
 use futures_util::StreamExt;
 use rpc_core::protocol::WireError;
-use rpc_core::protocol::{Header, MAGIC, PROTOCOL_VERSION};
+use rpc_core::protocol::{GoodbyeReason, Header, MAGIC, PROTOCOL_VERSION};
 use rpc_core::{Client, ClientConfig, RpcError, ServerConfig, Stream};
 use tokio::sync::Notify;
 
@@ -161,6 +161,22 @@ async fn a_kept_stream_is_cut_when_its_call_is_cancelled() {
     );
 }
 
+/// Call `id` to the sink's `name`, a whole frame.
+fn raw_call_frame(id: u64, name: &str) -> Vec<u8> {
+    let method = <SinkClient as Client>::SERVICE
+        .methods
+        .iter()
+        .find(|m| m.name == name)
+        .map(|m| m.id)
+        .expect("the method");
+    let call = Header::Call {
+        id,
+        method,
+        deadline_us: None,
+    };
+    common::frame(&call, &postcard::to_stdvec(&()).expect("encode"))
+}
+
 /// A raw client of the sink: its hello, and call 1 to `keep_and_wait` with the numbers 0, 1
 /// and 2 once the server opens the stream.
 async fn raw_keep_and_wait(served: &Served) -> RawPeer {
@@ -185,23 +201,7 @@ async fn raw_call(served: &Served, name: &str) -> RawPeer {
         peer.recv().await,
         Some((Header::Welcome { .. }, _))
     ));
-    let method = service
-        .methods
-        .iter()
-        .find(|m| m.name == name)
-        .map(|m| m.id)
-        .expect("the method");
-    peer.send_frame(&{
-        let mut call = postcard::to_stdvec(&Header::Call {
-            id: 1,
-            method,
-            deadline_us: None,
-        })
-        .expect("encode");
-        call.extend(postcard::to_stdvec(&()).expect("encode"));
-        call
-    })
-    .await;
+    peer.send_raw(&raw_call_frame(1, name)).await.expect("send");
     assert!(matches!(
         peer.recv().await,
         Some((Header::Credit { stream: 1, .. }, _))
@@ -276,7 +276,12 @@ async fn a_kept_stream_is_cut_when_the_clients_side_fails() {
             !seen.ended().is_empty()
         })
         .await;
-    assert_eq!(served.seen.ended(), [(3, true)]);
+    // The items not taken when the failure came are not given.
+    let ended = served.seen.ended();
+    assert!(
+        matches!(ended[..], [(taken, true)] if taken <= 3),
+        "{ended:?}"
+    );
 }
 
 /// An item that does not decode, after the call was answered: the task that keeps the
@@ -301,4 +306,66 @@ async fn a_kept_stream_is_cut_by_an_item_that_does_not_decode() {
         })
         .await;
     assert_eq!(served.seen.ended(), [(3, true)]);
+}
+
+/// An item that does not decode, taken after the client ended the stream: the task that
+/// keeps the stream sees it cut, not ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_stream_that_fails_after_its_end_is_cut() {
+    let served = serve(&ServerConfig::default());
+    let mut peer = raw_call(&served, "keep").await;
+    served
+        .seen
+        .until("the task to take three items", |seen| {
+            seen.taken.lock().expect("lock").len() == 3
+        })
+        .await;
+    let mut bad_then_end = common::frame(&Header::StreamItem { stream: 1 }, &[0xff; 8]);
+    bad_then_end.extend(common::frame(
+        &Header::StreamEnd {
+            stream: 1,
+            error: None,
+        },
+        &[],
+    ));
+    peer.send_raw(&bad_then_end).await.expect("send");
+    served
+        .seen
+        .until("the task to see the stream cut", |seen| {
+            !seen.ended().is_empty()
+        })
+        .await;
+    assert_eq!(served.seen.ended(), [(3, true)]);
+}
+
+/// A call's id stays in use while its argument stream is open, after the call was answered: a
+/// new call with it breaks the protocol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_whose_stream_is_open_is_not_reused() {
+    let served = serve(&ServerConfig::default());
+    let mut peer = raw_call(&served, "keep").await;
+    assert!(matches!(
+        peer.recv().await,
+        Some((Header::Reply { id: 1, .. }, _))
+    ));
+    let again = raw_call_frame(1, "keep");
+    peer.send_raw(&again).await.expect("send");
+    let seen = peer.until_closed().await;
+    assert!(
+        seen.contains(&Header::Goodbye {
+            reason: GoodbyeReason::ProtocolViolation
+        }),
+        "{seen:?}"
+    );
+    served
+        .seen
+        .until("the first stream to be cut", |seen| {
+            !seen.ended().is_empty()
+        })
+        .await;
+    let ended = served.seen.ended();
+    assert!(
+        matches!(ended[..], [(taken, true)] if taken <= 3),
+        "{ended:?}"
+    );
 }

@@ -79,8 +79,10 @@
 //! flight get what they wait on from the client (replies to callbacks, items of uploads), and
 //! closes once they are answered (or its shutdown timeout passes).
 //!
-//! Request ids are chosen by the caller and unique among its calls in flight; a reply or cancel
-//! for an id that is not in flight is ignored (it raced with a cancel or a deadline). Deadlines
+//! Request ids are chosen by the caller and unique among its calls in flight, a call's id
+//! staying in use until its argument stream, if it has one, has ended or been cancelled; a reply
+//! or cancel for an id that is not in flight is ignored (it raced with a cancel or a deadline),
+//! except that a cancel still ends the call's open argument stream. Deadlines
 //! travel as the time left, in microseconds, because both ends share a clock but not an epoch.
 //!
 //! # Streams
@@ -98,9 +100,10 @@
 //!   call it refuses (unknown method, bad arguments, too many streams) gets its reply and no
 //!   credit, and the client then sends nothing for it. Once it has had credit, the client sends
 //!   items within it and exactly one `StreamEnd` (or a `Cancel` of the call), even after the
-//!   reply or a `StreamStop`, so that the server knows when to forget the stream. A clean
-//!   `StreamEnd` says the client's stream ended; a client whose call is answered before that
-//!   sends `Cancel` instead, and the server shows the stream cut to whoever still takes it. A handler
+//!   reply or a `StreamStop`, so that the server knows when to forget the stream. Before a
+//!   `StreamStop`, a clean `StreamEnd` says the client's stream ended; a client whose call is
+//!   answered before that sends `Cancel` instead, and the server shows the stream cut to
+//!   whoever still takes it (a task its handler gave the stream to). A handler
 //!   that drops the stream before its end makes the server send `StreamStop` (never for a
 //!   stream it did not open). A `StreamEnd` with an error (the client's side of the stream
 //!   failed) fails the call with that error: the server stops the handler and answers

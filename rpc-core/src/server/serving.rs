@@ -107,7 +107,8 @@ impl<'a, D: Dispatch> Serving<'a, D> {
         body_at: usize,
         out: &mut Vec<Bytes>,
     ) -> Result<(), ProtocolError> {
-        if self.cancels.contains_key(&id) {
+        // An id stays in use while its call runs and while its argument stream is open.
+        if self.cancels.contains_key(&id) || self.streams.receives(id) {
             return Err(ProtocolError::DuplicateId(id));
         }
         if method == DESCRIBE {

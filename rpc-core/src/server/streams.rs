@@ -63,6 +63,11 @@ impl Streams {
         self.receiving.insert(id, slot);
     }
 
+    /// Whether argument stream `id` is open: its id is still in use.
+    pub(super) fn receives(&self, id: u64) -> bool {
+        self.receiving.contains_key(&id)
+    }
+
     /// The result stream `id` has ended or was cancelled.
     pub(super) fn sent(&mut self, id: u64) {
         self.sending.remove(&id);

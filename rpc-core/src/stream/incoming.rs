@@ -73,8 +73,11 @@ struct State {
     /// whoever still holds the stream sees it end, cut.
     cut: bool,
     /// The engine is done with the call (its handler, and its result stream if it has one,
-    /// finished or were dropped): a failure from now on cuts the stream at once.
+    /// finished or were dropped): a cut or a failure from now on cuts the stream at once.
     over: bool,
+    /// The stream is to be cut once the call is over: a handler still running (maybe on
+    /// another thread, past its abort) must not see a cut stream end as if it were whole.
+    cut_when_over: bool,
     waker: Option<Waker>,
     /// Why the stream failed on this side (an item that did not decode).
     failure: Option<WireError>,
@@ -95,6 +98,7 @@ impl Inbound {
                 stopped: false,
                 cut: false,
                 over: false,
+                cut_when_over: false,
                 waker: None,
                 failure: None,
             }),
@@ -200,12 +204,12 @@ impl Inbound {
 
     /// The stream failed (an item did not decode, or the client's side of it failed): the
     /// engine fails the call, or ends its result stream, with `error`. The handler never sees
-    /// an end, which would pass a cut stream for a whole one.
+    /// an end, which would pass a cut stream for a whole one: the stream takes no more items,
+    /// and is cut once the call is over, for a task the handler gave it to.
     pub(crate) fn fail(&self, error: WireError) {
         let waker = {
             let mut state = self.lock();
             state.failure.get_or_insert(error);
-            // Nobody will stop a handler: a task that holds the stream sees it end.
             if state.over {
                 cut(&mut state)
             } else {
@@ -218,13 +222,13 @@ impl Inbound {
         }
     }
 
-    /// The engine is done with the call: a stream that failed is cut, and one that fails
-    /// later will be, for a task the handler gave it to.
+    /// The engine is done with the call: a stream that failed or was to be cut is cut, and
+    /// one that fails or is cut later will be at once, for a task the handler gave it to.
     fn call_over(&self) {
         let waker = {
             let mut state = self.lock();
             state.over = true;
-            if state.failure.is_some() {
+            if state.failure.is_some() || state.cut_when_over {
                 cut(&mut state)
             } else {
                 None
@@ -242,10 +246,20 @@ impl Inbound {
         self.fail(error);
     }
 
-    /// The call is over before the client's end: the stream ends at once for whoever still
-    /// holds it (a task the handler gave it to), and [`crate::Stream::is_cut`] says so.
+    /// The call is over before the client's end (cancelled, or its connection gone): the
+    /// stream ends for whoever still holds it (a task the handler gave it to), and
+    /// [`crate::Stream::is_cut`] says so; at once if the engine is done with the call, else
+    /// once it is (a handler being stopped may still be running its last poll).
     pub(crate) fn cut(&self) {
-        let waker = cut(&mut self.lock());
+        let waker = {
+            let mut state = self.lock();
+            if state.over {
+                cut(&mut state)
+            } else {
+                state.cut_when_over = true;
+                None
+            }
+        };
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -268,10 +282,10 @@ impl Inbound {
     }
 }
 
-/// Cuts the stream (see [`Inbound::cut`]) unless the client ended it; returns the waker of
-/// whoever waits for its next item.
+/// Cuts the stream (see [`Inbound::cut`]) unless the client ended it and nothing failed;
+/// returns the waker of whoever waits for its next item.
 fn cut(state: &mut State) -> Option<Waker> {
-    if state.ended {
+    if state.ended && state.failure.is_none() {
         return None;
     }
     state.cut = true;
@@ -330,8 +344,17 @@ impl Incoming {
             return Poll::Ready(None);
         }
         let mut state = self.slot.lock();
-        let Some(item) = state.items.pop_front() else {
-            if state.ended || state.cut {
+        if state.cut {
+            self.done = true;
+            return Poll::Ready(None);
+        }
+        // A failed stream gives nothing more, not even its end, until it is cut.
+        let next = match state.failure {
+            None => state.items.pop_front(),
+            Some(_) => None,
+        };
+        let Some(item) = next else {
+            if state.ended && state.failure.is_none() {
                 self.done = true;
                 return Poll::Ready(None);
             }
@@ -366,20 +389,8 @@ impl Incoming {
         Arc::clone(&self.slot)
     }
 
-    /// After a failure: wakes the task of `cx` once the stream is cut (at once if it is).
-    fn wait_for_cut(&self, cx: &mut Context<'_>) {
-        let mut state = self.slot.lock();
-        if state.cut {
-            drop(state);
-            cx.waker().wake_by_ref();
-        } else {
-            state.waker = Some(cx.waker().clone());
-        }
-    }
-
     /// An item did not decode: the engine fails the call with `error`.
     fn fail(&mut self, error: WireError) {
-        self.done = true;
         self.slot.fail(error);
     }
 
@@ -439,9 +450,11 @@ impl<T: DeserializeOwned> futures_util::Stream for Decoded<T> {
                 tracing::debug!(id = incoming.id, %error, "stream item did not decode");
                 incoming.fail(WireError::BadArguments((&error).into()));
                 // The engine stops the handler and fails the call. A task the handler gave the
-                // stream to is woken once the call is over, and then sees its (cut) end.
-                incoming.wait_for_cut(cx);
-                Poll::Pending
+                // stream to waits until the call is over, and then sees its (cut) end.
+                match incoming.poll_frame(cx) {
+                    Poll::Ready(_) => Poll::Ready(None),
+                    Poll::Pending => Poll::Pending,
+                }
             }
         }
     }
