@@ -51,9 +51,10 @@ pub(crate) use incoming::{CallOver, Inbound};
 /// goes away, the handler is dropped, as for any call.
 ///
 /// A handler may give its argument stream to a task of its own, which may outlive the call. If
-/// the call is then cancelled, fails, or its connection closes before the client ends the
-/// stream, that task sees the stream end at once rather than wait forever: [`Stream::is_cut`]
-/// tells such an end from the client's.
+/// the call is answered before the client ends the stream (the client then sends no more of
+/// it), is cancelled or fails, or its connection closes, that task sees the stream end as soon
+/// as the handler is stopped, rather than wait forever; [`Stream::is_cut`] tells such an end
+/// from the client's. The handler itself never sees a cut stream end: it is stopped first.
 pub struct Stream<T> {
     inner: Pin<Box<dyn futures_util::Stream<Item = T> + Send + 'static>>,
     /// The state of a stream from the client, which tells whether it was cut.
