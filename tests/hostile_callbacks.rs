@@ -1,7 +1,8 @@
 //! A hostile server against a client that serves callbacks: calls to unknown methods and
 //! arguments that do not decode get typed failures and the client goes on; a frame that does
 //! not decode or is too large closes the connection with a typed error; nothing crashes or
-//! hangs the client.
+//! hangs the client. The server's calls have ids of its own; a reply to a call of one side that
+//! it never made closes the connection, on the client as on the server.
 
 mod common;
 
@@ -9,8 +10,10 @@ use bytes::Bytes;
 use common::within;
 use rpc_core::frame::{FrameError, FrameRead, FrameWrite};
 use rpc_core::memory::{MemoryReader, MemoryWriter};
-use rpc_core::protocol::{Header, ReplyStatus, WireError, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
-use rpc_core::{Client as _, ClientConfig, ProtocolError, RpcError};
+use rpc_core::protocol::{
+    GoodbyeReason, Header, ReplyStatus, WireError, DEFAULT_MAX_FRAME, MAGIC, PROTOCOL_VERSION,
+};
+use rpc_core::{Client as _, ClientConfig, ConnectionError, ProtocolError, RpcError, ServerConfig};
 
 /// What the client serves back.
 #[rpc_core::service]
@@ -228,4 +231,119 @@ async fn a_server_that_takes_no_replies_gets_backpressure() {
         }
         sent += BATCH;
     }
+}
+
+/// The server's calls carry the server's ids, whatever ids the client has used: one the client
+/// never used is answered. A reply for it is another thing: no call of the client has that id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_call_ids_are_its_own() {
+    let (client, mut server) = connect().await;
+    let waiting = tokio::spawn({
+        let client = client.clone();
+        async move { client.ping().await }
+    });
+    let args = postcard::to_stdvec(&(7u32,)).expect("encode");
+    server.send(&[frame(&call(1000, echo()), &args)]).await;
+    let (header, body) = server.reply().await;
+    assert_eq!(
+        header,
+        Header::Reply {
+            id: 1000,
+            status: ReplyStatus::Ok
+        }
+    );
+    assert_eq!(postcard::from_bytes::<u32>(&body).expect("a number"), 7);
+    assert!(!client.handle().is_closed());
+
+    let status = ReplyStatus::Ok;
+    server
+        .send(&[frame(&Header::Reply { id: 1000, status }, &[0])])
+        .await;
+    let failed = within("the call to fail", waiting).await.expect("join");
+    assert!(
+        matches!(
+            failed,
+            Err(RpcError::Protocol(ProtocolError::UnknownReply { id: 1000 }))
+        ),
+        "{failed:?}"
+    );
+    assert!(client.handle().is_closed());
+}
+
+struct Pong;
+
+impl Hub for Pong {
+    async fn ping(&self) -> u32 {
+        1
+    }
+}
+
+/// A client that answers a callback the server never made: the server closes its connection
+/// with a typed error, and tells it why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_answering_a_callback_never_made_loses_its_connection() {
+    let ((mut reader, mut writer), server) = rpc_core::memory::pair();
+    let serving = tokio::spawn(async move {
+        let config = ServerConfig::default();
+        let shutdown = rpc_core::CancellationToken::new();
+        let peer = rpc_core::PeerInfo::unknown();
+        rpc_core::serve_connection(
+            server.0,
+            server.1,
+            peer,
+            HubServer::new(Pong),
+            &config,
+            &shutdown,
+        )
+        .await
+    });
+    let service = <HubClient as rpc_core::Client>::SERVICE;
+    let hello = Header::Hello {
+        magic: MAGIC,
+        version: PROTOCOL_VERSION,
+        service: service.name.to_owned(),
+        fingerprint: service.fingerprint(),
+        max_frame: DEFAULT_MAX_FRAME,
+        callbacks: service.callbacks.map_or(0, |c| c.fingerprint()),
+    };
+    writer
+        .write_frames(&[frame(&hello, &[])])
+        .await
+        .expect("hello");
+    let read = |frame: Option<Bytes>| {
+        let frame = frame.expect("a frame");
+        postcard::take_from_bytes::<Header>(&frame)
+            .expect("header")
+            .0
+    };
+    let welcome = within("the welcome", reader.read_frame(DEFAULT_MAX_FRAME)).await;
+    assert!(matches!(
+        read(welcome.expect("read")),
+        Header::Welcome { .. }
+    ));
+
+    let status = ReplyStatus::Ok;
+    writer
+        .write_frames(&[frame(&Header::Reply { id: 1, status }, &[7])])
+        .await
+        .expect("reply");
+    let goodbye = within("the goodbye", reader.read_frame(DEFAULT_MAX_FRAME)).await;
+    assert_eq!(
+        read(goodbye.expect("read")),
+        Header::Goodbye {
+            reason: GoodbyeReason::ProtocolViolation
+        }
+    );
+    let ended = within("the connection to end", serving)
+        .await
+        .expect("join");
+    assert!(
+        matches!(
+            ended,
+            Err(ConnectionError::Protocol(ProtocolError::UnknownReply {
+                id: 1
+            }))
+        ),
+        "{ended:?}"
+    );
 }

@@ -206,6 +206,12 @@ pub enum ProtocolError {
     /// A call reused a request id that is still in flight.
     #[error("request id {0} is already in flight")]
     DuplicateId(u64),
+    /// The peer replied to a request id this side never sent a call with.
+    #[error("reply to request id {id}, which was never sent")]
+    UnknownReply {
+        /// The request id.
+        id: u64,
+    },
     /// The first bytes from the server were not a frame of this protocol: the peer is some other
     /// program (or a child process printed to its stdout). `received` shows the start of what
     /// arrived, escaped.

@@ -82,7 +82,9 @@
 //! Request ids are chosen by the caller and unique among its calls in flight, a call's id
 //! staying in use until its argument stream, if it has one, has ended or been cancelled; a reply
 //! or cancel for an id that is not in flight is ignored (it raced with a cancel or a deadline),
-//! except that a cancel still ends the call's open argument stream. Deadlines
+//! except that a cancel still ends the call's open argument stream. A reply for an id the caller
+//! never sent a call with is a protocol violation (this implementation counts its ids up from 1,
+//! so an id above the last it used, or 0, was never used). Deadlines
 //! travel as the time left, in microseconds, because both ends share a clock but not an epoch.
 //!
 //! # Streams
@@ -126,7 +128,9 @@
 //! item. An item started with no credit left, an item, part or end for a stream that is not open
 //! (never opened, or already ended), an item in parts longer than the maximum frame, and credit
 //! that cannot be counted are protocol violations. Credit or a stop for a stream that has just
-//! ended is ignored: it crossed the end on the way.
+//! ended is ignored: it crossed the end on the way. So are the items and end of a result stream
+//! that the client cancelled, or whose call it gave up: they crossed the cancel; an item, part
+//! or end for the id of no call the client sent still closes its connection.
 //!
 //! A peer that sends a frame it must not (an unknown kind, a header that does not decode, a
 //! frame over the maximum, a second hello) gets a [`Goodbye`](Header::Goodbye) with the reason

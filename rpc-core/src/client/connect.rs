@@ -53,6 +53,7 @@ fn new_conn() -> Arc<Conn> {
         released: AtomicBool::new(false),
         deadline_moved: Moved::default(),
         closed: Notify::new(),
+        next_id: AtomicU64::new(1),
     })
 }
 
@@ -159,7 +160,6 @@ impl ClientHandle {
                 outbox,
                 service,
                 server_max_frame,
-                next_id: AtomicU64::new(1),
                 results_plan: Plan::new(service, Side::Results, limits),
                 stream_window: config.stream_window,
                 reader_task: Some(reader_task.abort_handle()),
@@ -190,7 +190,6 @@ impl ClientHandle {
                 outbox,
                 service,
                 server_max_frame: client_max_frame,
-                next_id: AtomicU64::new(1),
                 results_plan: Plan::new(service, Side::Results, limits),
                 stream_window: 1,
                 reader_task: None,

@@ -1,7 +1,7 @@
 //! The handle to a client connection: connect, call, notify, re-time.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +26,6 @@ pub(crate) struct Shared {
     pub(super) outbox: Outbox,
     pub(super) service: &'static ServiceDescriptor,
     pub(super) server_max_frame: u32,
-    pub(super) next_id: AtomicU64,
     /// The limits each method's results decode under.
     pub(super) results_plan: Plan,
     pub(super) stream_window: u32,
@@ -215,7 +214,7 @@ impl ClientHandle {
 
     /// A request id not in use on this connection.
     pub(super) fn next_id(&self) -> u64 {
-        self.shared.next_id.fetch_add(1, Ordering::Relaxed)
+        self.shared.conn.issue_id()
     }
 
     /// Sends a one-way call. Returns once the call is queued for sending: there is no reply, and

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 
@@ -163,12 +163,29 @@ pub(crate) struct Conn {
     pub(crate) deadline_moved: Moved,
     /// Wakes those waiting for the connection to close.
     pub(super) closed: Notify,
+    /// The next request id to issue: ids count up from 1, so every id below this one and
+    /// above 0 has been issued, and none other.
+    pub(super) next_id: AtomicU64,
 }
 
 impl Conn {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Pending> {
         // A panic while holding this lock cannot leave the map inconsistent.
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A request id not used before on this connection.
+    pub(super) fn issue_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Whether request id `id` was issued on this connection. A reply or stream frame for an
+    /// id that was issued but is no longer in flight crossed a cancel and is ignored; one for
+    /// an id never issued answers nothing this side sent: a protocol violation. (Relaxed is
+    /// enough: a peer's frame for an id arrives through the transport, after the call that
+    /// carried the id was handed to it, which came after the id was issued.)
+    pub(crate) fn issued(&self, id: u64) -> bool {
+        id != 0 && id < self.next_id.load(Ordering::Relaxed)
     }
 
     /// The outcome of call `id` once it has one; until then, wakes `cx` when it does.

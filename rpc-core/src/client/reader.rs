@@ -91,6 +91,11 @@ pub(super) async fn read_replies<R: FrameRead>(
         let body_at = frame.len() - rest.len();
         match header {
             Header::Reply { id, status } => {
+                // A reply for a call no longer in flight crossed its cancel or deadline and is
+                // ignored; one for an id never issued answers no call of this client.
+                if !conn.issued(id) {
+                    return ProtocolError::UnknownReply { id }.into();
+                }
                 conn.deliver(
                     id,
                     Reply {
@@ -149,6 +154,9 @@ pub(super) async fn read_replies<R: FrameRead>(
                 let mut pending = conn.lock();
                 // A stream whose receiver is gone takes nothing more: its cancel is on the way.
                 let Some(slot) = pending.streams.get_mut(&stream) else {
+                    if !conn.issued(stream) {
+                        return ProtocolError::UnknownStream { stream }.into();
+                    }
                     continue;
                 };
                 if slot.end.is_some() {
@@ -215,6 +223,9 @@ pub(super) async fn read_replies<R: FrameRead>(
             Header::StreamPart { stream } => {
                 let mut pending = conn.lock();
                 let Some(slot) = pending.streams.get_mut(&stream) else {
+                    if !conn.issued(stream) {
+                        return ProtocolError::UnknownStream { stream }.into();
+                    }
                     continue;
                 };
                 if slot.end.is_some() {
@@ -234,6 +245,9 @@ pub(super) async fn read_replies<R: FrameRead>(
                 }
             }
             Header::StreamEnd { stream, error } => {
+                if !conn.issued(stream) {
+                    return ProtocolError::UnknownStream { stream }.into();
+                }
                 let end = match error {
                     None => Ok(()),
                     Some(error) => Err(remote_error(error)),

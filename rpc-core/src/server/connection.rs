@@ -227,6 +227,11 @@ where
                         let Some(conn) = &callback_conn else {
                             break Err(protocol_violation(&mut out, ProtocolError::UnexpectedKind("reply")));
                         };
+                        // A reply to a callback no longer in flight crossed its cancel or
+                        // deadline and is ignored; one for an id never issued answers none.
+                        if !conn.issued(id) {
+                            break Err(protocol_violation(&mut out, ProtocolError::UnknownReply { id }));
+                        }
                         conn.deliver(id, Reply { status, frame, body_at });
                     }
                 }
