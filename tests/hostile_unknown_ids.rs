@@ -113,11 +113,13 @@ async fn a_reply_to_a_call_never_made_closes_the_connection() {
     );
 }
 
-/// A frame of stream `stream` of `kind`: an item, a part of one, or the end.
+/// A frame of stream `stream` of `kind`: an item, a part of one, credit, a stop, or the end.
 fn stream_frame(kind: &str, stream: u64) -> Vec<u8> {
     match kind {
         "item" => stream_item(stream, 1),
         "part" => frame(&Header::StreamPart { stream }, &[0x80]),
+        "credit" => frame(&Header::Credit { stream, bytes: 10 }, &[]),
+        "stop" => frame(&Header::StreamStop { stream }, &[]),
         _ => {
             let end = Header::StreamEnd {
                 stream,
@@ -128,11 +130,11 @@ fn stream_frame(kind: &str, stream: u64) -> Vec<u8> {
     }
 }
 
-/// An item, a part of one, or the end of a stream whose id the client has not used yet: the
-/// open stream and the call in flight fail with a typed error.
+/// An item, a part of one, the end, credit or a stop of a stream whose id the client has not
+/// used yet: the open stream and the call in flight fail with a typed error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_frames_for_a_call_never_made_close_the_connection() {
-    for kind in ["item", "part", "end"] {
+    for kind in ["item", "part", "end", "credit", "stop"] {
         let (client, mut server) = connect().await;
         let opening = tokio::spawn({
             let client = client.clone();
@@ -190,6 +192,8 @@ async fn frames_for_a_cancelled_call_are_ignored() {
             stream_frame("part", id),
             stream_frame("item", id),
             stream_frame("end", id),
+            stream_frame("credit", id),
+            stream_frame("stop", id),
         ])
         .await;
 

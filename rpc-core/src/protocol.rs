@@ -129,8 +129,8 @@
 //! (never opened, or already ended), an item in parts longer than the maximum frame, and credit
 //! that cannot be counted are protocol violations. Credit or a stop for a stream that has just
 //! ended is ignored: it crossed the end on the way. So are the items and end of a result stream
-//! that the client cancelled, or whose call it gave up: they crossed the cancel; an item, part
-//! or end for the id of no call the client sent still closes its connection.
+//! that the client cancelled, or whose call it gave up: they crossed the cancel; an item, part,
+//! end, credit or stop for the id of no call the client sent still closes its connection.
 //!
 //! A peer that sends a frame it must not (an unknown kind, a header that does not decode, a
 //! frame over the maximum, a second hello) gets a [`Goodbye`](Header::Goodbye) with the reason

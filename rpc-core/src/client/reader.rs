@@ -263,7 +263,8 @@ pub(super) async fn read_replies<R: FrameRead>(
                     waker.wake();
                 }
             }
-            // Credit or a stop for an argument stream that is no longer sent crossed its end.
+            // Credit or a stop for an argument stream that is no longer sent crossed its end;
+            // one for an id never issued is for no stream of this client.
             Header::Credit { stream, bytes } => {
                 let pending = conn.lock();
                 if let Some(outgoing) = pending.outgoing.get(&stream) {
@@ -273,11 +274,15 @@ pub(super) async fn read_replies<R: FrameRead>(
                     }
                     outgoing.opened.store(true, Ordering::Release);
                     outgoing.credit.add_permits(bytes);
+                } else if !conn.issued(stream) {
+                    return ProtocolError::UnknownStream { stream }.into();
                 }
             }
             Header::StreamStop { stream } => {
                 if let Some(outgoing) = conn.lock().outgoing.get(&stream) {
                     outgoing.credit.close();
+                } else if !conn.issued(stream) {
+                    return ProtocolError::UnknownStream { stream }.into();
                 }
             }
         }
