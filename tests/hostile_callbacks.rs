@@ -270,6 +270,39 @@ async fn the_servers_call_ids_are_its_own() {
     assert!(client.handle().is_closed());
 }
 
+/// Credit and a stop with ids of the server's own (for a stream of a call it made to the
+/// client) are not taken for frames about the client's streams: a client that serves
+/// callbacks cannot tell them from its own ids, and goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credit_and_stops_with_the_servers_ids_leave_the_connection_open() {
+    let (client, mut server) = connect().await;
+    server
+        .send(&[
+            frame(
+                &Header::Credit {
+                    stream: 1000,
+                    bytes: 10,
+                },
+                &[],
+            ),
+            frame(&Header::StreamStop { stream: 1001 }, &[]),
+        ])
+        .await;
+    // A callback after them is answered: the connection is open.
+    let args = postcard::to_stdvec(&(9u32,)).expect("encode");
+    server.send(&[frame(&call(1002, echo()), &args)]).await;
+    let (header, body) = server.reply().await;
+    assert_eq!(
+        header,
+        Header::Reply {
+            id: 1002,
+            status: ReplyStatus::Ok
+        }
+    );
+    assert_eq!(postcard::from_bytes::<u32>(&body).expect("a number"), 9);
+    assert!(!client.handle().is_closed());
+}
+
 struct Pong;
 
 impl Hub for Pong {

@@ -264,7 +264,9 @@ pub(super) async fn read_replies<R: FrameRead>(
                 }
             }
             // Credit or a stop for an argument stream that is no longer sent crossed its end;
-            // one for an id never issued is for no stream of this client.
+            // one for an id never issued is for no stream of this client, unless it serves
+            // callbacks: the server may then send credit or a stop for a stream of a call of its
+            // own (ids of the server's), which this side refuses but cannot tell from its own.
             Header::Credit { stream, bytes } => {
                 let pending = conn.lock();
                 if let Some(outgoing) = pending.outgoing.get(&stream) {
@@ -274,14 +276,14 @@ pub(super) async fn read_replies<R: FrameRead>(
                     }
                     outgoing.opened.store(true, Ordering::Release);
                     outgoing.credit.add_permits(bytes);
-                } else if !conn.issued(stream) {
+                } else if serving.is_none() && !conn.issued(stream) {
                     return ProtocolError::UnknownStream { stream }.into();
                 }
             }
             Header::StreamStop { stream } => {
                 if let Some(outgoing) = conn.lock().outgoing.get(&stream) {
                     outgoing.credit.close();
-                } else if !conn.issued(stream) {
+                } else if serving.is_none() && !conn.issued(stream) {
                     return ProtocolError::UnknownStream { stream }.into();
                 }
             }
