@@ -16,10 +16,10 @@
 //! * a peer that writes to `<name>.in` without having opened `<name>.out` (the wrong order) is
 //!   refused: what it wrote is discarded, and if it then blocks opening `<name>.out` it is woken
 //!   and reads end-of-file. The server goes on with the next client;
-//! * a client has the server's handshake timeout to complete its handshake from the moment it
-//!   takes the connection (opens `<name>.out`, which the server notices within a tenth of a
-//!   second, or writes its first bytes): one that opens both FIFOs and sends nothing is dropped
-//!   then (it reads end-of-file), so it cannot keep the clients after it waiting;
+//! * a client that takes the connection (opens `<name>.out`, which the server notices within a
+//!   tenth of a second) has the server's handshake timeout to send its first bytes, and the
+//!   handshake timeout from them to complete its handshake: one that opens both FIFOs and sends
+//!   nothing is dropped (it reads end-of-file), so it cannot keep the clients after it waiting;
 //! * a connection that fails before it is served (the client's FIFO cannot be opened: out of
 //!   descriptors, or something else at its path) is logged and dropped, and the server goes on.
 //!
@@ -203,11 +203,10 @@ impl PairServer {
     /// (which closes the current connection and removes the FIFOs and the lock files; see the
     /// module documentation).
     ///
-    /// A client has [`ServerConfig::handshake_timeout`] to complete its handshake from the
-    /// moment it takes the connection: when it has opened its reading end of `<name>.out`
-    /// (seen within a tenth of a second) or written its first bytes, whichever comes first.
-    /// One that opens both FIFOs and sends nothing is dropped then, and the next client is
-    /// served.
+    /// A client that takes the connection (opens its reading end of `<name>.out`, seen within
+    /// a tenth of a second) has [`ServerConfig::handshake_timeout`] to send its first bytes,
+    /// and the handshake timeout from them to complete its handshake. One that opens both FIFOs
+    /// and sends nothing is dropped, and the next client is served.
     ///
     /// # Errors
     ///
@@ -254,7 +253,7 @@ impl PairServer {
                 continue;
             };
             tracing::debug!(fifo = %self.input.display(), "client connected");
-            // The handshake has what is left of its time since the client took the connection.
+            // The handshake has what is left of its time since the client's first bytes.
             let mut config = config.clone();
             config
                 .handshake_timeout(deadline.saturating_duration_since(tokio::time::Instant::now()));
@@ -275,7 +274,8 @@ impl PairServer {
     }
 
     /// Waits for the next client to take the connection, and for its first bytes within the
-    /// handshake timeout from then; opens its FIFO and takes the session lock. `None` if there
+    /// handshake timeout from then; opens its FIFO and takes the session lock. The handshake's
+    /// deadline counts from the first bytes. `None` if there
     /// is nobody to serve (a writer that left, a client that sent nothing in time, a refused
     /// peer, a connection that failed); an error only if the FIFOs are gone or cannot be
     /// waited on.
@@ -294,20 +294,26 @@ impl PairServer {
             }
             output = self.watch_output(errors) => Some(output?),
         };
-        let deadline = tokio::time::Instant::now() + config.get_handshake_timeout();
         if output.is_some() {
-            match tokio::time::timeout_at(deadline, reader.readable()).await {
+            let first_bytes = tokio::time::Instant::now() + config.get_handshake_timeout();
+            match tokio::time::timeout_at(first_bytes, reader.readable()).await {
                 Ok(ready) => ready?,
                 Err(_) => {
-                    tracing::warn!(
-                        fifo = %self.input.display(),
-                        "a client opened the FIFOs and sent nothing within the handshake \
-                         timeout; dropped"
-                    );
+                    if let Some(suppressed) = errors.allow() {
+                        tracing::warn!(
+                            fifo = %self.input.display(),
+                            suppressed,
+                            "a client opened the FIFOs and sent nothing within the handshake \
+                             timeout; dropped"
+                        );
+                    }
                     return Ok(None);
                 }
             }
         }
+        // The handshake has its whole time from the client's first bytes: a client that comes
+        // while a departed one still holds the other FIFO open is not cut short.
+        let deadline = tokio::time::Instant::now() + config.get_handshake_timeout();
         if bytes_waiting(reader) == 0 {
             // A writer came and went without a word (a previous client closing late): the
             // FIFO now reports end-of-file until it is opened afresh.
@@ -317,7 +323,7 @@ impl PairServer {
         // the reading end of a FIFO that this connection is about to close.
         let session = match self.lock_session().await {
             Ok(session) => session,
-            Err(error) => return Ok(self.fail(reader, &error)),
+            Err(error) => return Ok(self.fail(reader, &error, errors).await),
         };
         let output = match output {
             Some(output) => output,
@@ -330,7 +336,7 @@ impl PairServer {
                     return Ok(None);
                 }
                 Err(error) if gone(&error) => return Err(error),
-                Err(error) => return Ok(self.fail(reader, &error)),
+                Err(error) => return Ok(self.fail(reader, &error, errors).await),
             },
         };
         match pipe::Sender::from_file(output) {
@@ -339,15 +345,25 @@ impl PairServer {
                 session,
                 deadline,
             })),
-            Err(error) => Ok(self.fail(reader, &error)),
+            Err(error) => Ok(self.fail(reader, &error, errors).await),
         }
     }
 
     /// Ends a connection that failed before it was served (the session lock, if taken, is
-    /// still held): logs why, and discards what the client wrote.
-    fn fail(&self, reader: &pipe::Receiver, error: &io::Error) -> Option<Connection<'_>> {
-        tracing::warn!(fifo = %self.input.display(), %error, "FIFO connection failed");
+    /// still held): logs why (at most once per [`ACCEPT_ERROR_LOG_EVERY`]), discards what the
+    /// client wrote, and pauses a moment, so that an error that persists (a FIFO replaced by
+    /// something the server cannot open) does not make a busy loop of a client that retries.
+    async fn fail(
+        &self,
+        reader: &pipe::Receiver,
+        error: &io::Error,
+        errors: &mut RateLimited,
+    ) -> Option<Connection<'_>> {
+        if let Some(suppressed) = errors.allow() {
+            tracing::warn!(fifo = %self.input.display(), %error, suppressed, "FIFO connection failed");
+        }
         self.discard(reader);
+        tokio::time::sleep(TRANSIENT_PAUSE).await;
         None
     }
 
