@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::RawPeer;
 use futures_util::StreamExt;
 use rpc_core::protocol::WireError;
-use rpc_core::protocol::{GoodbyeReason, Header, MAGIC, PROTOCOL_VERSION};
+use rpc_core::protocol::{GoodbyeReason, Header};
 use rpc_core::{Client, ClientConfig, RpcError, ServerConfig, Stream};
 use tokio::sync::Notify;
 
@@ -38,6 +38,23 @@ struct Seen {
 impl Seen {
     async fn until(&self, what: &str, done: impl Fn(&Seen) -> bool) {
         common::until_notified(what, &self.changed, || done(self)).await;
+    }
+
+    /// Waits until the kept streams' tasks have taken `count` items.
+    async fn until_taken(&self, count: usize) {
+        self.until("the task to take its items", |seen| {
+            seen.taken.lock().expect("lock").len() == count
+        })
+        .await;
+    }
+
+    /// Waits until a kept stream ended, and returns what the tasks saw.
+    async fn until_ended(&self) -> Vec<(usize, bool)> {
+        self.until("the task to see the stream end", |seen| {
+            !seen.ended().is_empty()
+        })
+        .await;
+        self.ended()
     }
 
     fn ended(&self) -> Vec<(usize, bool)> {
@@ -117,13 +134,7 @@ async fn a_kept_stream_is_cut_when_its_call_is_answered_first() {
     let sink = served.client::<SinkClient>(&ClientConfig::default()).await;
     let answer = common::within("the call", sink.keep(three_then_silence())).await;
     assert_eq!(answer.expect("call"), 0);
-    served
-        .seen
-        .until("the task to see the stream cut", |seen| {
-            !seen.ended().is_empty()
-        })
-        .await;
-    let ended = served.seen.ended();
+    let ended = served.seen.until_ended().await;
     assert!(
         matches!(ended[..], [(taken, true)] if taken <= 3),
         "{ended:?}"
@@ -138,21 +149,10 @@ async fn a_kept_stream_is_cut_when_its_call_is_cancelled() {
         let sink = sink.clone();
         async move { sink.keep_and_wait(three_then_silence()).await }
     });
-    served
-        .seen
-        .until("the task to take three items", |seen| {
-            seen.taken.lock().expect("lock").len() == 3
-        })
-        .await;
+    served.seen.until_taken(3).await;
     // Dropping the call's future cancels it.
     call.abort();
-    served
-        .seen
-        .until("the task to see the stream cut", |seen| {
-            !seen.ended().is_empty()
-        })
-        .await;
-    assert_eq!(served.seen.ended(), [(3, true)]);
+    assert_eq!(served.seen.until_ended().await, [(3, true)]);
     // The connection goes on.
     let again = sink.keep(futures_util::stream::iter(0..2u32));
     assert_eq!(
@@ -186,21 +186,7 @@ async fn raw_keep_and_wait(served: &Served) -> RawPeer {
 /// A raw client of the sink: its hello, and call 1 to `method` with the numbers 0, 1 and 2
 /// once the server opens the stream.
 async fn raw_call(served: &Served, name: &str) -> RawPeer {
-    let service = <SinkClient as Client>::SERVICE;
-    let mut peer = RawPeer::connect(&served.address).await;
-    peer.send_header(&Header::Hello {
-        magic: MAGIC,
-        version: PROTOCOL_VERSION,
-        service: service.name.to_owned(),
-        fingerprint: service.fingerprint(),
-        max_frame: 1 << 20,
-        callbacks: 0,
-    })
-    .await;
-    assert!(matches!(
-        peer.recv().await,
-        Some((Header::Welcome { .. }, _))
-    ));
+    let mut peer = RawPeer::handshake_for(&served.address, <SinkClient as Client>::SERVICE).await;
     peer.send_raw(&raw_call_frame(1, name)).await.expect("send");
     assert!(matches!(
         peer.recv().await,
@@ -219,20 +205,9 @@ async fn raw_call(served: &Served, name: &str) -> RawPeer {
 async fn a_kept_stream_is_cut_when_its_connection_closes() {
     let served = serve(&ServerConfig::default());
     let peer = raw_keep_and_wait(&served).await;
-    served
-        .seen
-        .until("the task to take three items", |seen| {
-            seen.taken.lock().expect("lock").len() == 3
-        })
-        .await;
+    served.seen.until_taken(3).await;
     drop(peer);
-    served
-        .seen
-        .until("the task to see the stream cut", |seen| {
-            !seen.ended().is_empty()
-        })
-        .await;
-    assert_eq!(served.seen.ended(), [(3, true)]);
+    assert_eq!(served.seen.until_ended().await, [(3, true)]);
 }
 
 /// A server whose shutdown timeout passes with the call still running drops its connection.
@@ -240,20 +215,9 @@ async fn a_kept_stream_is_cut_when_its_connection_closes() {
 async fn a_kept_stream_is_cut_when_the_server_shuts_down() {
     let served = serve(ServerConfig::new().shutdown_timeout(Duration::from_millis(50)));
     let _peer = raw_keep_and_wait(&served).await;
-    served
-        .seen
-        .until("the task to take three items", |seen| {
-            seen.taken.lock().expect("lock").len() == 3
-        })
-        .await;
+    served.seen.until_taken(3).await;
     served.shutdown.cancel();
-    served
-        .seen
-        .until("the task to see the stream cut", |seen| {
-            !seen.ended().is_empty()
-        })
-        .await;
-    assert_eq!(served.seen.ended(), [(3, true)]);
+    assert_eq!(served.seen.until_ended().await, [(3, true)]);
 }
 
 /// The client's side of the stream fails (its source panics): the call fails, and the task
@@ -270,14 +234,8 @@ async fn a_kept_stream_is_cut_when_the_clients_side_fails() {
         matches!(answer, Err(RpcError::Remote(WireError::HandlerPanicked))),
         "{answer:?}"
     );
-    served
-        .seen
-        .until("the task to see the stream cut", |seen| {
-            !seen.ended().is_empty()
-        })
-        .await;
     // The items not taken when the failure came are not given.
-    let ended = served.seen.ended();
+    let ended = served.seen.until_ended().await;
     assert!(
         matches!(ended[..], [(taken, true)] if taken <= 3),
         "{ended:?}"
@@ -290,22 +248,11 @@ async fn a_kept_stream_is_cut_when_the_clients_side_fails() {
 async fn a_kept_stream_is_cut_by_an_item_that_does_not_decode() {
     let served = serve(&ServerConfig::default());
     let mut peer = raw_call(&served, "keep").await;
-    served
-        .seen
-        .until("the task to take three items", |seen| {
-            seen.taken.lock().expect("lock").len() == 3
-        })
-        .await;
+    served.seen.until_taken(3).await;
     // Not a `u32`: a varint longer than any.
     let bad = common::frame(&Header::StreamItem { stream: 1 }, &[0xff; 8]);
     peer.send_raw(&bad).await.expect("send");
-    served
-        .seen
-        .until("the task to see the stream cut", |seen| {
-            !seen.ended().is_empty()
-        })
-        .await;
-    assert_eq!(served.seen.ended(), [(3, true)]);
+    assert_eq!(served.seen.until_ended().await, [(3, true)]);
 }
 
 /// An item that does not decode, taken after the client ended the stream: the task that
@@ -314,12 +261,7 @@ async fn a_kept_stream_is_cut_by_an_item_that_does_not_decode() {
 async fn a_kept_stream_that_fails_after_its_end_is_cut() {
     let served = serve(&ServerConfig::default());
     let mut peer = raw_call(&served, "keep").await;
-    served
-        .seen
-        .until("the task to take three items", |seen| {
-            seen.taken.lock().expect("lock").len() == 3
-        })
-        .await;
+    served.seen.until_taken(3).await;
     let mut bad_then_end = common::frame(&Header::StreamItem { stream: 1 }, &[0xff; 8]);
     bad_then_end.extend(common::frame(
         &Header::StreamEnd {
@@ -329,13 +271,7 @@ async fn a_kept_stream_that_fails_after_its_end_is_cut() {
         &[],
     ));
     peer.send_raw(&bad_then_end).await.expect("send");
-    served
-        .seen
-        .until("the task to see the stream cut", |seen| {
-            !seen.ended().is_empty()
-        })
-        .await;
-    assert_eq!(served.seen.ended(), [(3, true)]);
+    assert_eq!(served.seen.until_ended().await, [(3, true)]);
 }
 
 /// A call's id stays in use while its argument stream is open, after the call was answered: a
@@ -357,13 +293,7 @@ async fn an_id_whose_stream_is_open_is_not_reused() {
         }),
         "{seen:?}"
     );
-    served
-        .seen
-        .until("the first stream to be cut", |seen| {
-            !seen.ended().is_empty()
-        })
-        .await;
-    let ended = served.seen.ended();
+    let ended = served.seen.until_ended().await;
     assert!(
         matches!(ended[..], [(taken, true)] if taken <= 3),
         "{ended:?}"

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use rpc_core::frame::{FrameRead, FrameReader};
 use rpc_core::protocol::{Header, MAGIC, PROTOCOL_VERSION};
-use rpc_core::Client;
+use rpc_core::{Client, ServiceDescriptor};
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
@@ -85,7 +85,11 @@ impl RawPeer {
 
     /// Sends a correct hello for the Probe service.
     pub async fn send_hello(&mut self) {
-        let service = <ProbeClient as Client>::SERVICE;
+        self.send_hello_for(<ProbeClient as Client>::SERVICE).await;
+    }
+
+    /// Sends a correct hello for `service`.
+    pub async fn send_hello_for(&mut self, service: &ServiceDescriptor) {
         self.send_header(&Header::Hello {
             magic: MAGIC,
             version: PROTOCOL_VERSION,
@@ -99,8 +103,13 @@ impl RawPeer {
 
     /// Connects and completes a correct handshake for the Probe service.
     pub async fn handshake(address: &str) -> Self {
+        Self::handshake_for(address, <ProbeClient as Client>::SERVICE).await
+    }
+
+    /// Connects and completes a correct handshake for `service`.
+    pub async fn handshake_for(address: &str, service: &ServiceDescriptor) -> Self {
         let mut peer = Self::connect(address).await;
-        peer.send_hello().await;
+        peer.send_hello_for(service).await;
         match peer.recv().await {
             Some((Header::Welcome { .. }, _)) => peer,
             other => panic!("expected welcome, got {other:?}"),
