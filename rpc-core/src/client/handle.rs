@@ -398,14 +398,21 @@ impl ClientHandle {
             // The only call in flight is written at once; calls that follow others are queued,
             // so that they go out together (by the writer task, or by the caller that finds
             // eight of them waiting).
-            let mut sent = shared.outbox.send_encoded(frame, alone);
-            if let (Some(window), Ok(())) = (stream_window, &sent) {
-                // The first credit follows the call: the server sends nothing before it.
-                sent = shared.outbox.send(header_frame(&Header::Credit {
-                    stream: id,
-                    bytes: window,
-                }));
-            }
+            let sent = match stream_window {
+                None => shared.outbox.send_encoded(frame, alone),
+                Some(window) => {
+                    // The first credit goes with the call, in the same write: the server sends
+                    // nothing before it, and a write between the two could find the connection
+                    // gone and fail a call the server has already answered.
+                    let mut frames = Vec::with_capacity(2);
+                    frame.push_into(&mut frames);
+                    frames.push(header_frame(&Header::Credit {
+                        stream: id,
+                        bytes: window,
+                    }));
+                    shared.outbox.send_frames(frames, alone)
+                }
+            };
             if sent.is_err() {
                 guard.armed = false;
                 shared.conn.lock().calls.remove(&id);

@@ -271,22 +271,28 @@ impl Outbox {
         match frame {
             Encoded::One(frame) if now => self.send_now(frame),
             Encoded::One(frame) => self.send(frame),
-            Encoded::Parts(mut parts) if now => self.send_all_now(&mut parts),
-            Encoded::Parts(parts) => {
-                let shared = &self.0 .0;
-                let mut state = shared.lock();
-                if state.failed || state.senders_gone {
-                    return Err(Closed);
-                }
-                state.others_sent += 1;
-                let bytes = parts.iter().map(Bytes::len).sum::<usize>();
-                shared.unsent.fetch_add(bytes, Ordering::Relaxed);
-                state.queue.extend(parts);
-                drop(state);
-                shared.work.notify_one();
-                Ok(())
-            }
+            Encoded::Parts(parts) => self.send_frames(parts, now),
         }
+    }
+
+    /// Sends buffers (whole frames, or frames in parts) together and in order: `now`, as
+    /// [`Outbox::send_all_now`] does, or queued.
+    pub(crate) fn send_frames(&self, mut frames: Vec<Bytes>, now: bool) -> Result<(), Closed> {
+        if now {
+            return self.send_all_now(&mut frames);
+        }
+        let shared = &self.0 .0;
+        let mut state = shared.lock();
+        if state.failed || state.senders_gone {
+            return Err(Closed);
+        }
+        state.others_sent += 1;
+        let bytes = frames.iter().map(Bytes::len).sum::<usize>();
+        shared.unsent.fetch_add(bytes, Ordering::Relaxed);
+        state.queue.extend(frames);
+        drop(state);
+        shared.work.notify_one();
+        Ok(())
     }
 
     /// Lets the writer task write what is queued and close, although other [`Outbox`]es may
