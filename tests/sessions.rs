@@ -144,6 +144,9 @@ struct Seen {
     lost_not_run: u32,
     /// `Disconnected` (not sent).
     disconnected: u32,
+    /// `DeadlineExceeded`: sent on a connection that came back with little of the deadline
+    /// left.
+    deadline_exceeded: u32,
     /// Anything else, printed.
     other: Vec<String>,
     /// The longest a call took.
@@ -163,6 +166,7 @@ impl Seen {
                 ..
             }) => self.lost_not_run += 1,
             Err(RpcError::Disconnected(_)) => self.disconnected += 1,
+            Err(RpcError::DeadlineExceeded) => self.deadline_exceeded += 1,
             Err(other) => self.other.push(other.to_string()),
         }
     }

@@ -11,7 +11,7 @@ use rpc_core::{refuse_connection, PeerInfo};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-/// Clients being refused at once (each for at most a second); past this, a client over the
+/// Clients being refused at once (each for at most two seconds); past this, a client over the
 /// limit is disconnected without an answer.
 pub(crate) const MAX_REFUSALS: usize = 16;
 

@@ -25,8 +25,11 @@ use crate::service::ServiceDescriptor;
 use crate::writer::{spawn_writer, Closer, Outbox};
 
 /// How long the reader has, after a write failed, to deliver what the server sent before it
-/// went.
-const READER_GRACE: Duration = Duration::from_millis(100);
+/// went and to see the end of the connection itself. Usually it sees the end much sooner, which
+/// ends the wait; a server that closed only its reading end leaves the calls in flight waiting
+/// this long. Long enough for a loaded machine to read a stream's window of items first: a stream a
+/// server ends as it shuts down must end with its `ShuttingDown`, not `ConnectionClosed`.
+const READER_GRACE: Duration = Duration::from_secs(1);
 
 /// Fails the calls of a connection whose reader task is dropped before it ends, and, unless
 /// the last handle stopped it, closes the transport too: the tasks died with their runtime, and
@@ -121,7 +124,12 @@ impl ClientHandle {
         // pipe or socket the server closed is the connection closed, whoever sees it first.
         let (outbox, writer_task) = spawn_writer(writer, move |e| {
             tokio::spawn(async move {
-                tokio::time::sleep(READER_GRACE).await;
+                if tokio::time::timeout(READER_GRACE, writer_conn.until_closed())
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
                 writer_conn.fail_all(match e {
                     FrameError::Io(kind) if closed_by_peer(kind) => RpcError::ConnectionClosed,
                     other => other.into(),

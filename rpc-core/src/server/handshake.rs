@@ -110,9 +110,10 @@ fn method_table(descriptor: &ServiceDescriptor) -> Vec<MethodEntry> {
 }
 
 /// How long refusing a connection may take: reading its hello, writing the answer, closing.
-const REFUSAL_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+/// Ample for a client that sends its hello as it connects, even on a loaded machine.
+const REFUSAL_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Answers a client's hello with `rejection` and closes the connection, within one second
+/// Answers a client's hello with `rejection` and closes the connection, within two seconds
 /// whatever the client does. A transport's server loop uses it for a client over its limits
 /// ([`Rejection::ServerBusy`]).
 ///

@@ -403,7 +403,12 @@ impl SessionLink {
             Ok(Ok(found)) => found,
             // The session's task is gone (its runtime shut down).
             Ok(Err(_)) => return Err(RpcError::ConnectionClosed),
-            Err(()) => current.borrow().clone(),
+            // The deadline passed while the session had no connection: a connection that came
+            // back just then is too late for the call, which was never sent.
+            Err(()) => match &*current.borrow() {
+                Current::Up(_) => return Err(RpcError::Disconnected(None)),
+                other => other.clone(),
+            },
         };
         match found {
             Current::Up(handle) if usable(&Current::Up(handle.clone())) => Ok(handle),
