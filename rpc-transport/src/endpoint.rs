@@ -10,9 +10,9 @@ use crate::error::ConnectError;
 const MAX_NAME: usize = 64;
 
 /// A validated endpoint name: the same type and the same methods on every system. Options
-/// that only one system understands are set through its extension trait:
-/// [`unix::EndpointExt`](crate::unix) (the socket's directory) and
-/// [`windows::EndpointExt`](crate::windows) (letting other users in).
+/// that only one system understands are set through its extension trait, which exists on that
+/// system only: `unix::EndpointExt` (the socket's directory) and `windows::EndpointExt`
+/// (letting other users in).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     name: String,
