@@ -2,57 +2,20 @@
 #![cfg(unix)]
 
 mod common;
+mod fifo_support;
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::{within, ProbeClient, ProbeImpl, ProbeServer};
+use fifo_support::{connect, entries, mkfifo, on_thread, serve, serve_with, until, Served};
 use rpc_core::{ClientConfig, ServerConfig};
 use rpc_transport::pair::{self, PairServer};
 use rpc_transport::unix::EndpointExt;
 use rpc_transport::{BindError, ConnectError, Endpoint, Server};
-
-struct Served {
-    endpoint: Endpoint,
-    input: std::path::PathBuf,
-    output: std::path::PathBuf,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-    _dir: tempfile::TempDir,
-}
-
-fn serve() -> Served {
-    serve_with(&ServerConfig::default())
-}
-
-fn serve_with(config: &ServerConfig) -> Served {
-    let dir = common::private_dir();
-    let endpoint = Endpoint::new("fifo-probe")
-        .expect("name")
-        .in_dir(dir.path());
-    let server = PairServer::bind(&endpoint).expect("bind");
-    let (input, output) = server.paths();
-    let (input, output) = (input.to_path_buf(), output.to_path_buf());
-    let task = tokio::spawn(server.serve(ProbeServer::new(ProbeImpl::new()), config));
-    Served {
-        endpoint,
-        input,
-        output,
-        task,
-        _dir: dir,
-    }
-}
-
-async fn connect(served: &Served) -> Result<ProbeClient, ConnectError> {
-    within(
-        "connecting",
-        pair::connect(&served.endpoint, &ClientConfig::default()),
-    )
-    .await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trip_over_a_fifo_pair() {
@@ -137,22 +100,6 @@ async fn no_server_is_not_found_at_once() {
     drop(server);
 }
 
-fn mkfifo(path: &Path) {
-    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
-}
-
-/// Runs `peer` on its own thread; waits for its result, failing (not hanging) after
-/// [`common::PATIENCE`] if it blocks.
-async fn on_thread<T: Send + 'static>(what: &str, peer: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(peer());
-    });
-    within(what, rx).await.expect("peer thread")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_opening_in_the_wrong_order_does_not_hang() {
     let served = serve();
@@ -225,47 +172,6 @@ async fn silent_client_is_dropped_after_the_handshake_timeout() {
     served.task.abort();
 }
 
-/// A connection whose FIFO the server cannot open fails alone: the server discards what it
-/// wrote and serves the next client. Here a symbolic link at the path of `<name>.out`, which
-/// the server does not follow (ELOOP); out of descriptors (EMFILE) takes the same path.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connection_whose_fifo_cannot_be_opened_fails_alone() {
-    let served = serve();
-    // Swapped in by a rename, so that the path is never missing (the server's FIFO gone).
-    let swap = |make: &dyn Fn(&Path)| {
-        let temporary = served._dir.path().join("swap");
-        make(&temporary);
-        std::fs::rename(&temporary, &served.output).expect("rename");
-    };
-    swap(&|path| std::os::unix::fs::symlink("elsewhere", path).expect("symlink"));
-    let input = served.input.clone();
-    let mut to_server = on_thread("the server to open its FIFO", move || {
-        std::fs::OpenOptions::new().write(true).open(&input)
-    })
-    .await
-    .expect("open the server's FIFO");
-    to_server.write_all(b"hello").expect("write");
-    until("the server to drop the connection", || {
-        let mut waiting: libc::c_int = 0;
-        // SAFETY: FIONREAD writes one c_int through the pointer, which is valid for that.
-        let result = unsafe {
-            libc::ioctl(
-                std::os::fd::AsRawFd::as_raw_fd(&to_server),
-                libc::FIONREAD,
-                &mut waiting,
-            )
-        };
-        result == 0 && waiting == 0
-    })
-    .await;
-    drop(to_server);
-    swap(&mkfifo);
-    let client = connect(&served).await.expect("connect");
-    assert_eq!(client.add(2, 2).await.expect("add"), 4);
-    assert!(!served.task.is_finished());
-    served.task.abort();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_name_has_one_server() {
     let served = serve();
@@ -278,32 +184,6 @@ async fn a_name_has_one_server() {
 }
 
 /// The names of the entries of `dir`, sorted.
-fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .expect("read_dir")
-        .map(|entry| {
-            entry
-                .expect("entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    names.sort();
-    names
-}
-
-/// Waits until `done` holds, failing after [`common::PATIENCE`]; for changes that have no
-/// event to wait on, such as a file a dropped client removes from its own task.
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    within(what, async {
-        while !done() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_server_leaves_nothing_behind() {
     let served = serve();

@@ -21,7 +21,11 @@
 //!   handshake timeout from them to complete its handshake: one that opens both FIFOs and sends
 //!   nothing is dropped (it reads end-of-file), so it cannot keep the clients after it waiting;
 //! * a connection that fails before it is served (the client's FIFO cannot be opened: out of
-//!   descriptors, or something else at its path) is logged and dropped, and the server goes on.
+//!   descriptors, or something else at its path, such as a symbolic link or a regular file) is
+//!   logged and dropped, and the server goes on;
+//! * a FIFO removed, or `<name>.in` replaced by another file (the server reads only the FIFO
+//!   it made at bind), ends [`PairServer::serve`] with an error: clients could not reach the
+//!   server any more. An idle server notices within a tenth of a second.
 //!
 //! # Lock files, and what is left behind
 //!
@@ -115,6 +119,9 @@ fn open_flags() -> i32 {
 #[derive(Debug)]
 pub struct PairServer {
     input: PathBuf,
+    /// The device and inode of the client-to-server FIFO made at bind: the server reads only
+    /// that one.
+    input_id: (u64, u64),
     output: PathBuf,
     /// Locked while a client is connected.
     session: File,
@@ -172,8 +179,19 @@ impl PairServer {
             }
             made.push(path);
         }
+        let input_id = match fs::symlink_metadata(&input) {
+            Ok(made) => identity(&made),
+            Err(error) => {
+                for path in made {
+                    let _ = fs::remove_file(path);
+                }
+                let _ = fs::remove_file(&session_path);
+                return Err(io_err(error));
+            }
+        };
         Ok(Self {
             input,
+            input_id,
             output,
             session,
             session_path,
@@ -210,9 +228,10 @@ impl PairServer {
     ///
     /// # Errors
     ///
-    /// Only if the FIFOs cannot be opened any more (removed by someone, for example). Errors of
-    /// single connections (a client's FIFO that cannot be opened, out of descriptors, a bad
-    /// handshake) are logged and the next client is served.
+    /// Only if a FIFO is gone: removed, or `<name>.in` replaced by another file (an error of
+    /// kind [`io::ErrorKind::NotFound`] either way). Errors of single connections (a client's
+    /// FIFO that cannot be opened, out of descriptors, a bad handshake) are logged and the next
+    /// client is served.
     ///
     /// The future owns a copy of `config`, so it can be spawned.
     pub fn serve<D: Dispatch>(
@@ -264,13 +283,26 @@ impl PairServer {
         }
     }
 
-    /// Opens the client-to-server FIFO for the next client.
+    /// Opens the client-to-server FIFO for the next client: the one made at bind, or the
+    /// error [`PairServer::replaced`].
     fn open_input(&self) -> io::Result<pipe::Receiver> {
         let input = OpenOptions::new()
             .read(true)
             .custom_flags(open_flags())
             .open(&self.input)?;
+        if identity(&input.metadata()?) != self.input_id {
+            return Err(self.replaced());
+        }
         pipe::Receiver::from_file(input)
+    }
+
+    /// The error for a client-to-server FIFO that is not the one made at bind: clients would
+    /// write to a FIFO the server never reads.
+    fn replaced(&self) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{} was replaced", self.input.display()),
+        )
     }
 
     /// Waits for the next client to take the connection, and for its first bytes within the
@@ -375,6 +407,12 @@ impl PairServer {
             .custom_flags(open_flags())
             .open(&self.output)
         {
+            // Something else put at the path (a regular file opens without a reader) fails
+            // this connection at once, as a symbolic link or a directory there does.
+            Ok(output) if !output.metadata()?.file_type().is_fifo() => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a FIFO", self.output.display()),
+            )),
             Ok(output) => Ok(Some(output)),
             Err(e) if e.raw_os_error() == Some(libc::ENXIO) => Ok(None),
             Err(e) => Err(e),
@@ -382,13 +420,19 @@ impl PairServer {
     }
 
     /// Opens the server-to-client FIFO once a client has opened its reading end, looking every
-    /// [`TAKEN_POLL`] (there is no event for it). Fails only if the FIFO is gone; other errors
+    /// [`TAKEN_POLL`] (there is no event for it). Fails only if a FIFO is gone: either one
+    /// removed, or the client-to-server FIFO replaced ([`PairServer::replaced`]); other errors
     /// are logged, and it looks again.
     async fn watch_output(&self, errors: &mut RateLimited) -> io::Result<File> {
         loop {
             // A client that has just left may still hold its reading end for a moment: look
             // only after a while.
             tokio::time::sleep(TAKEN_POLL).await;
+            match fs::symlink_metadata(&self.input) {
+                Ok(now) if identity(&now) != self.input_id => return Err(self.replaced()),
+                Err(error) if gone(&error) => return Err(error),
+                _ => {}
+            }
             match self.try_open_output() {
                 Ok(Some(output)) => return Ok(output),
                 Ok(None) => {}
@@ -493,6 +537,12 @@ impl Drop for PairServer {
             drop(stale);
         }
     }
+}
+
+/// A file's identity: its device and inode.
+fn identity(metadata: &fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (metadata.dev(), metadata.ino())
 }
 
 /// How many bytes can be read from `reader` now; 1 if the count is unavailable.
