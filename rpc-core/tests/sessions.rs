@@ -342,6 +342,41 @@ fn a_session_whose_runtime_dies_fails_its_waiting_calls() {
     );
 }
 
+/// "Retry now" on a failed session whose runtime has shut down changes nothing: its task is
+/// gone, so calls still fail at once (not wait forever for a connection nobody makes), and
+/// `connected` says the session has ended.
+#[test]
+fn retry_after_the_runtime_died_does_not_bring_back_waiting() {
+    let lab = Lab::new();
+    lab.set(Mode::OtherInterface);
+    let driving = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (store, session) = driving.block_on(async { lab.start(&quick(), None) });
+    driving.block_on(until(&session, "failure", |s| {
+        matches!(s, SessionState::Failed { .. })
+    }));
+    drop(driving);
+    lab.set(Mode::Up);
+    session.retry_now();
+    let calling = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let outcome = calling.block_on(within("a call", store.bump()));
+    assert!(
+        matches!(outcome, Err(RpcError::ConnectionClosed)),
+        "{outcome:?}"
+    );
+    let connected = calling.block_on(within("connected", session.connected()));
+    assert!(
+        matches!(connected, Err(RpcError::ConnectionClosed)),
+        "{connected:?}"
+    );
+}
+
 /// The backoff doubles from its base up to its cap.
 #[test]
 fn backoff_doubles_up_to_the_cap() {

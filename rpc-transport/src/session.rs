@@ -59,8 +59,11 @@ impl Connect for EndpointConnector {
     fn is_permanent(&self, error: &ConnectError) -> bool {
         matches!(
             error,
-            ConnectError::Handshake(RpcError::Rejected(_) | RpcError::WelcomeTooLarge { .. })
-                | ConnectError::InvalidName { .. }
+            ConnectError::Handshake(
+                RpcError::Rejected(_)
+                    | RpcError::WelcomeTooLarge { .. }
+                    | RpcError::CallbacksMismatch { .. }
+            ) | ConnectError::InvalidName { .. }
                 | ConnectError::InsecureDirectory { .. }
         )
     }

@@ -48,11 +48,12 @@ impl<K: Connect> Driver<K> {
                 connections,
                 "session connected"
             );
+            // The connection first, then the state: whoever sees `Connected` finds it usable.
+            self.current.send_replace(Current::Up(handle.clone()));
             self.state.send_replace(SessionState::Connected {
                 since: Instant::now(),
                 connections,
             });
-            self.current.send_replace(Current::Up(handle.clone()));
             let Ok(why) = self.watch(&handle).await else {
                 return;
             };

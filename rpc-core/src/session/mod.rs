@@ -266,21 +266,33 @@ impl Session {
     /// Does nothing while connected.
     pub fn retry_now(&self) {
         let now = Instant::now();
-        let failed = self.hub.state.send_if_modified(|state| match state {
-            SessionState::Failed { error, .. } => {
-                *state = SessionState::Connecting {
-                    since: now,
-                    lost: None,
-                    attempts: 0,
-                    last_error: Some(error.clone()),
-                    next_attempt: None,
-                };
-                true
-            }
-            _ => false,
-        });
+        // Only a failed session waits again, and only while it is failed: not one whose task
+        // has ended (its runtime shut down; its calls must keep failing at once), nor one that
+        // connected meanwhile.
+        let failed = self
+            .hub
+            .current_tx
+            .send_if_modified(|current| match current {
+                Current::Failed(_) => {
+                    *current = Current::Waiting(None);
+                    true
+                }
+                _ => false,
+            });
         if failed {
-            self.hub.current_tx.send_replace(Current::Waiting(None));
+            self.hub.state.send_if_modified(|state| match state {
+                SessionState::Failed { error, .. } => {
+                    *state = SessionState::Connecting {
+                        since: now,
+                        lost: None,
+                        attempts: 0,
+                        last_error: Some(error.clone()),
+                        next_attempt: None,
+                    };
+                    true
+                }
+                _ => false,
+            });
         }
         self.hub.nudge.notify_one();
     }
@@ -289,16 +301,18 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`RpcError::SessionFailed`] if it fails instead.
+    /// [`RpcError::SessionFailed`] if it fails instead; [`RpcError::ConnectionClosed`] if the
+    /// session's task has ended (its runtime shut down).
     pub async fn connected(&self) -> Result<(), RpcError> {
-        let mut state = self.hub.state.subscribe();
-        let state = state
-            .wait_for(|state| !matches!(state, SessionState::Connecting { .. }))
+        let mut current = self.hub.current_tx.subscribe();
+        let current = current
+            .wait_for(|current| !matches!(current, Current::Waiting(_)))
             .await
             .map_err(|_| RpcError::ConnectionClosed)?;
-        match &*state {
-            SessionState::Failed { error, .. } => Err(RpcError::SessionFailed(error.clone())),
-            _ => Ok(()),
+        match &*current {
+            Current::Up(_) => Ok(()),
+            Current::Failed(error) => Err(RpcError::SessionFailed(error.clone())),
+            Current::Waiting(_) | Current::Stopped => Err(RpcError::ConnectionClosed),
         }
     }
 }
