@@ -305,6 +305,27 @@ async fn a_call_with_a_stream_is_sent_once() {
     assert_eq!(runs, 2, "not sent again");
 }
 
+/// A call with a stream made after the server said it is shutting down (its goodbye read, its
+/// connection still open while a call drains) is not sent on that connection: it waits for
+/// the next one, as other calls do, instead of failing as a lost connection.
+#[tokio::test]
+async fn a_call_with_a_stream_skips_a_server_that_is_shutting_down() {
+    let lab = Lab::new();
+    let (store, session) = lab.start(&quick(), Some(Duration::from_secs(20)));
+    let draining = tokio::spawn({
+        let store = store.clone();
+        async move { store.hang().await }
+    });
+    lab.shared.until_started("hang", 1).await;
+    let goodbye = lab.goodbyes.notified();
+    lab.shut_down();
+    within("the goodbye", goodbye).await;
+    let sum = within("the call", store.sum(futures_util::stream::iter([1, 2]))).await;
+    assert_eq!(sum.expect("sent on the next connection"), 3);
+    assert_eq!(connections(&session.state()), Some(2));
+    draining.abort();
+}
+
 /// The runtime that drives a session shuts down while a call without a deadline, made from
 /// another runtime, waits for a connection: the call fails at once instead of hanging.
 #[test]

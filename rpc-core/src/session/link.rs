@@ -359,15 +359,24 @@ pub(super) fn remaining(deadline: Option<Instant>) -> Option<Duration> {
 
 impl SessionLink {
     /// The connection a call with a stream from the client goes out on, once the session has
-    /// one (within the call's deadline).
+    /// one (within the call's deadline). A connection already closed, or whose server said it
+    /// is shutting down, is passed over as [`SessionLink::run`] does: the call waits for the
+    /// next one.
     async fn for_upload(
         &self,
         method: &'static MethodDescriptor,
     ) -> Result<ClientHandle, RpcError> {
         let deadline = self.deadline();
-        let handle = self.connected(deadline, None).await?;
-        tracing::trace!(method = method.name, "session call with a stream");
-        Ok(handle.with_timeout(remaining(deadline)))
+        let mut lost: Option<ClientHandle> = None;
+        loop {
+            let handle = self.connected(deadline, lost.as_ref()).await?;
+            if handle.is_closed() || handle.is_shutting_down() {
+                lost = Some(handle);
+                continue;
+            }
+            tracing::trace!(method = method.name, "session call with a stream");
+            return Ok(handle.with_timeout(remaining(deadline)));
+        }
     }
 
     /// When a call made now must end.

@@ -6,6 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
+use rpc_core::frame::{FrameError, FrameRead};
+use rpc_core::protocol::Header;
 use rpc_core::session::{Connect, Session, SessionConfig, SessionState};
 use rpc_core::{
     CancellationToken, ClientConfig, ClientHandle, PeerInfo, RpcError, ServerConfig,
@@ -169,6 +172,29 @@ pub struct Lab {
     pub attempts: Arc<AtomicU64>,
     /// The server task of the live connection, to kill it.
     server: Arc<Mutex<Option<AbortHandle>>>,
+    /// The shutdown signal of the live connection's server.
+    shutdown: Arc<Mutex<Option<CancellationToken>>>,
+    /// Told when a client reads a server's goodbye.
+    pub goodbyes: Arc<Notify>,
+}
+
+/// A client's reader that tells when the server's goodbye arrives. On a current-thread
+/// runtime, whoever waits for it runs after the client has taken the goodbye in.
+struct Watched<R> {
+    inner: R,
+    goodbyes: Arc<Notify>,
+}
+
+impl<R: FrameRead> FrameRead for Watched<R> {
+    async fn read_frame(&mut self, max_frame: u32) -> Result<Option<Bytes>, FrameError> {
+        let frame = self.inner.read_frame(max_frame).await?;
+        if let Some(frame) = &frame {
+            if let Ok((Header::Goodbye { .. }, _)) = postcard::take_from_bytes::<Header>(frame) {
+                self.goodbyes.notify_one();
+            }
+        }
+        Ok(frame)
+    }
 }
 
 impl Lab {
@@ -178,6 +204,21 @@ impl Lab {
             mode: Arc::new(Mutex::new(Mode::Up)),
             attempts: Arc::default(),
             server: Arc::default(),
+            shutdown: Arc::default(),
+            goodbyes: Arc::default(),
+        }
+    }
+
+    /// Shuts the live connection's server down gracefully: it says goodbye, and stays open
+    /// while its calls in flight finish.
+    pub fn shut_down(&self) {
+        if let Some(token) = self
+            .shutdown
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            token.cancel();
         }
     }
 
@@ -214,9 +255,10 @@ impl Connect for Lab {
         }
         let ((server_reader, server_writer), (reader, writer)) = rpc_core::memory::pair();
         let shared = Arc::clone(&self.shared);
+        let token = CancellationToken::new();
+        *self.shutdown.lock().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
         let task = tokio::spawn(async move {
             let config = ServerConfig::default();
-            let token = CancellationToken::new();
             let peer = PeerInfo::unknown();
             let _ = match mode {
                 Mode::OtherInterface => {
@@ -246,6 +288,10 @@ impl Connect for Lab {
             };
         });
         *self.server.lock().unwrap_or_else(|e| e.into_inner()) = Some(task.abort_handle());
+        let reader = Watched {
+            inner: reader,
+            goodbyes: Arc::clone(&self.goodbyes),
+        };
         ClientHandle::connect(reader, writer, service, &ClientConfig::default()).await
     }
 
