@@ -245,6 +245,35 @@ async fn a_stream_is_reopened_with_a_gap_marker() {
     assert_eq!(connections(&session.state()), Some(2));
 }
 
+/// A reopening that outlasts its deadline (a server slow to serve again after a restart) is
+/// tried again: the subscription goes on, rather than ending with `DeadlineExceeded`.
+#[tokio::test]
+async fn a_slow_reopening_is_tried_again() {
+    let lab = Lab::new();
+    let (store, _session) = lab.start(&quick(), Some(Duration::from_millis(200)));
+    let mut items = within("open", store.watch(100)).await.expect("opened");
+    lab.shared.opens_held.send_replace(true);
+    lab.kill();
+    // The stream is reopened as it is read.
+    let reading = tokio::spawn(async move {
+        let gap = items.next().await;
+        (gap, items)
+    });
+    // The first reopening waits for the held server past its deadline; the next one is made.
+    lab.shared.until_started("watch", 3).await;
+    lab.shared.opens_held.send_replace(false);
+    let (gap, mut items) = within("the gap marker", reading).await.expect("joined");
+    assert!(
+        matches!(gap, Some(Err(RpcError::StreamReopened))),
+        "{gap:?}"
+    );
+    lab.shared.release.send_replace(1);
+    assert_eq!(
+        within("an item", items.next()).await.map(|i| i.ok()),
+        Some(Some(100))
+    );
+}
+
 /// A call with a stream from the client goes through the session once it is connected; when its
 /// connection is lost it fails at once and is not sent again (its stream cannot be).
 #[tokio::test]

@@ -62,7 +62,9 @@ where
 }
 
 /// Opens the stream again once the session has a connection, for as long as it takes: a
-/// subscription waits for its server. Ends only if the session fails, or the server refuses.
+/// subscription waits for its server. An opening that outlasts the session's deadline (a
+/// server still starting) is tried again. Ends only if the session fails, or the server
+/// refuses.
 async fn reopen<A, T>(
     session: &SessionLink,
     method: &'static MethodDescriptor,
@@ -81,6 +83,12 @@ where
             .await
         {
             Err(error) if lost_on(&error, &handle).is_some() => lost = Some(handle),
+            Err(RpcError::DeadlineExceeded) => {
+                tracing::debug!(
+                    method = method.name,
+                    "reopening took too long; trying again"
+                );
+            }
             opened => return opened,
         }
     }

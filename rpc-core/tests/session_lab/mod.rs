@@ -55,6 +55,8 @@ pub struct Shared {
     pub release: watch::Sender<u64>,
     /// The `from` of every stream opened.
     pub opened: Mutex<Vec<u64>>,
+    /// While true, `watch` does not answer (a server slow to open a stream).
+    pub opens_held: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -136,6 +138,8 @@ impl Store for StoreImpl {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(from);
+        self.0.start("watch");
+        let _ = self.0.opens_held.subscribe().wait_for(|held| !held).await;
         let mut release = self.0.release.subscribe();
         release.mark_unchanged();
         rpc_core::Stream::new(futures_util::stream::unfold(
