@@ -79,3 +79,37 @@ fn a_blocking_call_on_the_background_runtime_fails_instead_of_waiting_for_itself
         "{nested:?}"
     );
 }
+
+/// A blocking client uploads from an iterator whose `next` blocks (here on a channel the test
+/// feeds): while it waits for its next item, the other calls of blocking clients go on, since
+/// the iterator is not run on the runtime thread that drives their connections.
+#[test]
+fn an_upload_waiting_on_its_iterator_holds_up_no_other_call() {
+    let (_runtime, server) = server();
+    let probe: ProbeBlockingClient =
+        rpc_transport::blocking::connect_with(&server.endpoint, &Default::default())
+            .expect("connect");
+    let (feed, numbers) = std::sync::mpsc::channel::<u32>();
+    let uploading = std::thread::spawn({
+        let probe = probe.clone();
+        move || probe.sum(numbers)
+    });
+    // The upload waits on its iterator meanwhile; another thread's call is answered.
+    let (done, added) = std::sync::mpsc::channel();
+    std::thread::spawn({
+        let probe = probe.clone();
+        move || {
+            let _ = done.send(probe.add(2, 3));
+        }
+    });
+    let added = added
+        .recv_timeout(common::PATIENCE)
+        .expect("the other call returns while the upload waits");
+    assert_eq!(added.expect("add"), 5);
+    for n in [1, 2, 3] {
+        feed.send(n).expect("the upload takes items");
+    }
+    drop(feed);
+    let sum = uploading.join().expect("the upload's thread");
+    assert_eq!(sum.expect("sum"), 6);
+}

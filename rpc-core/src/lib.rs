@@ -76,7 +76,7 @@ pub use tokio_util::sync::CancellationToken;
 /// What generated code uses. Not a public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::blocking::{block_on, BlockingClient, StreamIter};
+    pub use crate::blocking::{block_on, iter_stream, BlockingClient, StreamIter};
     pub use crate::client::{Client, ClientHandle, StreamReceiver};
     pub use crate::decode::DecodeLimits;
     pub use crate::error::RpcError;

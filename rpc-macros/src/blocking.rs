@@ -109,14 +109,15 @@ fn blocking_method(service: &Service, method: &Method) -> TokenStream {
         }
     });
     let names: Vec<_> = method.args.iter().map(|arg| &arg.ident).collect();
-    // A stream argument's items are sent as the server takes them.
+    // A stream argument's items are sent as the server takes them, taken from the iterator on
+    // a thread of their own: its `next` may block.
     let streams = method
         .args
         .iter()
         .filter(|arg| arg.stream.is_some())
         .map(|arg| {
             let name = &arg.ident;
-            quote!(let #name = #private::Stream::iter(#name);)
+            quote!(let #name = #private::iter_stream(#name);)
         });
     let output = match (&method.kind, &method.output) {
         (Kind::Oneway, _) | (Kind::Call, Output::Unit) => quote!(()),

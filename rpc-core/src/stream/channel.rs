@@ -43,6 +43,12 @@ impl<T> StreamSender<T> {
         self.tx.send(item).await.map_err(|e| SendError(e.0))
     }
 
+    /// Sends `item` from a thread outside any async runtime, blocking while the buffer is
+    /// full. Only for threads that no runtime drives (tokio panics otherwise).
+    pub(crate) fn blocking_send(&self, item: T) -> Result<(), SendError<T>> {
+        self.tx.blocking_send(item).map_err(|e| SendError(e.0))
+    }
+
     /// Whether the receiving side is gone, so that [`StreamSender::send`] would fail.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
