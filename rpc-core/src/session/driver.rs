@@ -89,14 +89,18 @@ impl<K: Connect> Driver<K> {
             let error = SessionError::new(error);
             tracing::debug!(service = self.service.name, %error, permanent, "session attempt failed");
             if permanent {
+                let mut current = self.current.subscribe();
                 self.current.send_replace(Current::Failed(error.clone()));
                 self.state.send_replace(SessionState::Failed {
                     since: Instant::now(),
                     error: error.clone(),
                 });
+                // Only "retry now" ends a failure: it alone takes the session out of `Failed`.
+                // (A nudge would not do: one left by a call that lost its connection before
+                // the failure would start the session again at once.)
                 tokio::select! {
                     () = self.stop.cancelled() => return Err(Stopped),
-                    () = self.nudge.notified() => {}
+                    _ = current.wait_for(|current| !matches!(current, Current::Failed(_))) => {}
                 }
                 since = Instant::now();
                 attempts = 0;

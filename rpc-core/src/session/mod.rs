@@ -304,15 +304,21 @@ impl Session {
     /// [`RpcError::SessionFailed`] if it fails instead; [`RpcError::ConnectionClosed`] if the
     /// session's task has ended (its runtime shut down).
     pub async fn connected(&self) -> Result<(), RpcError> {
+        let mut state = self.hub.state.subscribe();
         let mut current = self.hub.current_tx.subscribe();
-        let current = current
-            .wait_for(|current| !matches!(current, Current::Waiting(_)))
-            .await
-            .map_err(|_| RpcError::ConnectionClosed)?;
-        match &*current {
-            Current::Up(_) => Ok(()),
-            Current::Failed(error) => Err(RpcError::SessionFailed(error.clone())),
-            Current::Waiting(_) | Current::Stopped => Err(RpcError::ConnectionClosed),
+        // The state, which the task sets once the connection (or the failure) is in place,
+        // unless the task has ended: its state says no more.
+        tokio::select! {
+            biased;
+            _ = current.wait_for(|current| matches!(current, Current::Stopped)) => {
+                Err(RpcError::ConnectionClosed)
+            }
+            settled = state.wait_for(|state| !matches!(state, SessionState::Connecting { .. })) => {
+                match &*settled.map_err(|_| RpcError::ConnectionClosed)? {
+                    SessionState::Failed { error, .. } => Err(RpcError::SessionFailed(error.clone())),
+                    _ => Ok(()),
+                }
+            }
         }
     }
 }
