@@ -282,7 +282,7 @@ pub(super) async fn read_replies<R: FrameRead>(
             }
             Header::StreamStop { stream } => {
                 if let Some(outgoing) = conn.lock().outgoing.get(&stream) {
-                    outgoing.credit.close();
+                    outgoing.stop();
                 } else if serving.is_none() && !conn.issued(stream) {
                     return ProtocolError::UnknownStream { stream }.into();
                 }

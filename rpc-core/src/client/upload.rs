@@ -7,13 +7,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{oneshot, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use crate::client::handle::ClientHandle;
 use crate::error::RpcError;
 use crate::frame::{header_frame, Encoded};
 use crate::protocol::Header;
 use crate::service::MethodDescriptor;
-use crate::stream::produce::produce;
+use crate::stream::produce::{end, produce};
 use crate::stream::ItemSource;
 use crate::{Stream, StreamReceiver};
 
@@ -25,9 +26,20 @@ pub(super) struct Outgoing {
     pub(super) opened: AtomicBool,
     /// Whether items may still be sent; held while one is, so that none follows a cancel.
     pub(super) gate: Mutex<bool>,
+    /// The server stopped the stream. Closing `credit` wakes only a sending task that waits
+    /// for credit; this wakes one that waits for the stream's next item too, so that the
+    /// stream is dropped and its sender sees the stop at once.
+    stopped: CancellationToken,
 }
 
 impl Outgoing {
+    /// The server stopped the stream: the sending task ends it and drops it, whether it waits
+    /// for credit or for the next item.
+    pub(super) fn stop(&self) {
+        self.credit.close();
+        self.stopped.cancel();
+    }
+
     /// Sends nothing more: returns the gate, held until the cancel is sent.
     pub(super) fn close(&self) -> MutexGuard<'_, bool> {
         let mut gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
@@ -54,6 +66,7 @@ impl Upload {
             credit: Semaphore::new(0),
             opened: AtomicBool::new(false),
             gate: Mutex::new(true),
+            stopped: CancellationToken::new(),
         });
         shared
             .conn
@@ -70,6 +83,15 @@ impl Upload {
                 // The connection is gone: nothing more can be sent, and the source is dropped,
                 // so that a sender sees the end even while the items it waits on are not read.
                 () = conn.until_closed() => {}
+                // Stopped by the server: ended as `produce` ends a stream whose credit is
+                // closed (the server waits for that end to forget the stream), unless a cancel
+                // went first.
+                () = outgoing.stopped.cancelled() => {
+                    let mut gate = outgoing.gate.lock().unwrap_or_else(|e| e.into_inner());
+                    if std::mem::replace(&mut *gate, false) {
+                        end(&outbox, id, None);
+                    }
+                }
                 finished = stopped => {
                     // Answered before the stream's end: the rest is not sent, and a stream the
                     // server opened is cancelled with its call (not ended, which would pass it
