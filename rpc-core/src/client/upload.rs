@@ -14,7 +14,7 @@ use crate::error::RpcError;
 use crate::frame::{header_frame, Encoded};
 use crate::protocol::Header;
 use crate::service::MethodDescriptor;
-use crate::stream::produce::{end, produce};
+use crate::stream::produce::{end_once, produce};
 use crate::stream::ItemSource;
 use crate::{Stream, StreamReceiver};
 
@@ -86,12 +86,7 @@ impl Upload {
                 // Stopped by the server: ended as `produce` ends a stream whose credit is
                 // closed (the server waits for that end to forget the stream), unless a cancel
                 // went first.
-                () = outgoing.stopped.cancelled() => {
-                    let mut gate = outgoing.gate.lock().unwrap_or_else(|e| e.into_inner());
-                    if std::mem::replace(&mut *gate, false) {
-                        end(&outbox, id, None);
-                    }
-                }
+                () = outgoing.stopped.cancelled() => end_once(&outbox, id, None, &outgoing.gate),
                 finished = stopped => {
                     // Answered before the stream's end: the rest is not sent, and a stream the
                     // server opened is cancelled with its call (not ended, which would pass it

@@ -20,7 +20,7 @@ use crate::protocol::{Header, ReplyStatus, WireError, DESCRIBE};
 use crate::server::config::ServerConfig;
 use crate::server::streams::Sending;
 use crate::service::{Dispatch, HandlerFuture, MethodDescriptor, MethodKind, Outcome};
-use crate::stream::produce::{end, produce};
+use crate::stream::produce::{end_once, produce};
 use crate::stream::{CallOver, Inbound, Incoming};
 use crate::writer::Outbox;
 
@@ -207,10 +207,7 @@ impl<D: Dispatch> Calls<'_, D> {
                         () = items => {}
                         error = inbound.failure() => {
                             // Unless a shutdown has ended the stream already.
-                            let open = gate.lock().unwrap_or_else(|e| e.into_inner());
-                            if *open {
-                                end(&outbox, id, Some(error));
-                            }
+                            end_once(&outbox, id, Some(error), gate);
                         }
                     }
                 }

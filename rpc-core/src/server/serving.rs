@@ -289,18 +289,22 @@ impl<'a, D: Dispatch> Serving<'a, D> {
         self.streams.clear();
     }
 
-    /// Shutting down: result streams do not end on their own, so they end now, with a typed
-    /// reason, behind the items already sent.
+    /// Shutting down: result streams do not end on their own, so those that have not ended end
+    /// now, with a typed reason, behind the items already sent.
     pub(crate) fn end_streams(&mut self) {
         for (id, gate) in self.streams.drain_sending() {
-            // Closed first: an item its producer is sending on another thread goes out before
-            // the end, and none after it.
-            let mut open = gate.lock().unwrap_or_else(|e| e.into_inner());
-            *open = false;
             if let Some(handle) = self.cancels.remove(&id) {
                 handle.abort();
             }
-            crate::stream::produce::end(&self.outbox, id, Some(WireError::ShuttingDown));
+            // Under the gate: an item its producer is sending on another thread goes out
+            // before the end, and none after it; and a stream that has already sent its end
+            // (its task not yet joined) is not ended twice.
+            crate::stream::produce::end_once(
+                &self.outbox,
+                id,
+                Some(WireError::ShuttingDown),
+                &gate,
+            );
         }
     }
 

@@ -38,7 +38,8 @@ pub(crate) const MAX_CREDIT: usize = 1 << 28;
 /// receiver stopped the stream), the stream ends.
 ///
 /// `gate`, if given, is checked, and held, as each batch of items is sent: once it is closed
-/// nothing more is sent, not even the end (the call was cancelled).
+/// nothing more is sent, not even the end (the call was cancelled, or a shutdown ended the
+/// stream). Sending the end closes it, so that nothing else ends the stream again.
 pub(crate) async fn produce(
     mut source: ItemSource,
     id: u64,
@@ -48,7 +49,7 @@ pub(crate) async fn produce(
     gate: Option<&Mutex<bool>>,
 ) {
     let Some(header) = encode_small(&Header::StreamItem { stream: id }) else {
-        return end(outbox, id, Some(WireError::EncodeFailed));
+        return end_gated(outbox, id, Some(WireError::EncodeFailed), gate);
     };
     let header = header.as_bytes();
     // Items that are ready at once, with credit for them, go out together in one write.
@@ -114,10 +115,7 @@ pub(crate) async fn produce(
             break 'stream error;
         }
     };
-    let open = gate.map(|gate| gate.lock().unwrap_or_else(|e| e.into_inner()));
-    if open.as_deref() != Some(&false) {
-        end(outbox, id, error);
-    }
+    end_gated(outbox, id, error, gate);
 }
 
 /// The credit an item whose frame is `len` bytes long (as its prefix gives it) costs beyond
@@ -132,4 +130,71 @@ fn spent_beyond_one(len: u32) -> u32 {
 pub(crate) fn end(outbox: &Outbox, id: u64, error: Option<WireError>) {
     let frame = header_frame(&Header::StreamEnd { stream: id, error });
     let _ = outbox.send_bulk_one(Encoded::One(frame));
+}
+
+/// Sends the end of stream `id` if its gate is open, and closes it: a stream ends once, and
+/// whoever else would end it (a shutdown, a failure of the call's other stream) finds the gate
+/// closed and sends nothing. Without a gate, the end is sent.
+pub(crate) fn end_gated(
+    outbox: &Outbox,
+    id: u64,
+    error: Option<WireError>,
+    gate: Option<&Mutex<bool>>,
+) {
+    match gate {
+        Some(gate) => end_once(outbox, id, error, gate),
+        None => end(outbox, id, error),
+    }
+}
+
+/// Sends the end of stream `id` if `gate` is open, and closes it (see [`end_gated`]).
+pub(crate) fn end_once(outbox: &Outbox, id: u64, error: Option<WireError>, gate: &Mutex<bool>) {
+    let mut open = gate.lock().unwrap_or_else(|e| e.into_inner());
+    if std::mem::replace(&mut *open, false) {
+        end(outbox, id, error);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{decode_header, FrameRead, FrameReader, FrameWriter};
+    use crate::protocol::DEFAULT_MAX_FRAME;
+    use crate::writer::spawn_writer;
+
+    /// A stream that ended on its own is not ended again by a shutdown that comes after: one
+    /// `StreamEnd` in all, the stream's own.
+    #[tokio::test]
+    async fn a_stream_that_ended_is_not_ended_again_by_a_shutdown() {
+        const ID: u64 = 7;
+        let (tx, rx) = tokio::io::duplex(64 * 1024);
+        let (outbox, task) = spawn_writer(FrameWriter::new(tx), |e| panic!("write failed: {e}"));
+        let source = crate::Stream::new(futures_util::stream::iter(0..3u32)).into_source();
+        let credit = Semaphore::new(1024);
+        let gate = Mutex::new(true);
+        produce(
+            source,
+            ID,
+            &credit,
+            &outbox,
+            (DEFAULT_MAX_FRAME, false),
+            Some(&gate),
+        )
+        .await;
+        // What a shutdown does to every result stream it finds still registered.
+        end_once(&outbox, ID, Some(WireError::ShuttingDown), &gate);
+        drop(outbox);
+        task.await.expect("writer task");
+        let mut reader = FrameReader::new(rx);
+        let (mut items, mut ends) = (0, Vec::new());
+        while let Some(frame) = reader.read_frame(DEFAULT_MAX_FRAME).await.expect("reads") {
+            match decode_header(&frame).expect("a header").0 {
+                Header::StreamItem { stream: ID } => items += 1,
+                Header::StreamEnd { stream: ID, error } => ends.push(error),
+                other => panic!("unexpected frame {other:?}"),
+            }
+        }
+        assert_eq!(items, 3);
+        assert_eq!(ends, [None]);
+    }
 }
