@@ -127,7 +127,8 @@
 //! cost on it, so it never has more on the way than the consumer granted plus less than one
 //! item. An item started with no credit left, an item, part or end for a stream that is not open
 //! (never opened, or already ended), an item in parts longer than the maximum frame, and credit
-//! that cannot be counted are protocol violations. Credit or a stop for a stream that has just
+//! that cannot be counted (more than 256 MiB granted and unused, beyond the cost of the item
+//! the producer sent last) are protocol violations. Credit or a stop for a stream that has just
 //! ended is ignored: it crossed the end on the way. So are the items and end of a result stream
 //! that the client cancelled, or whose call it gave up: they crossed the cancel; an item, part,
 //! end, credit or stop for the id of no call the client sent still closes its connection.
@@ -190,6 +191,12 @@ pub struct MethodEntry {
 
 /// Default maximum frame length (`len` field), 16 MiB.
 pub const DEFAULT_MAX_FRAME: u32 = 16 * 1024 * 1024;
+
+/// The largest maximum frame a side may set, in bytes: 256 MiB (the largest stream window)
+/// less [`STREAM_ITEM_OVERHEAD`], so that the credit a stream item costs is at most what a
+/// window holds, which is what credit is counted up to. Larger settings are clamped to it, and
+/// a stream's items are held to it whatever maximum the peer announces.
+pub const MAX_FRAME_LIMIT: u32 = (1 << 28) - STREAM_ITEM_OVERHEAD;
 
 /// Bytes of the length prefix.
 pub const LEN_PREFIX: usize = 4;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::decode::DecodeLimits;
-use crate::protocol::DEFAULT_MAX_FRAME;
+use crate::protocol::{DEFAULT_MAX_FRAME, MAX_FRAME_LIMIT};
 use crate::service::Dispatch;
 use crate::stream::credit::{clamp_window, DEFAULT_WINDOW};
 
@@ -94,10 +94,12 @@ impl ClientConfig {
         self.max_callbacks_in_flight
     }
 
-    /// Sets the largest frame accepted from the server, in bytes. Default 16 MiB; the server
-    /// learns it in the handshake and fails a call whose result would be larger.
+    /// Sets the largest frame accepted from the server, in bytes. Default 16 MiB; at most
+    /// [`MAX_FRAME_LIMIT`](crate::protocol::MAX_FRAME_LIMIT) (256 MiB less 64 bytes: a stream
+    /// item must not cost more credit than the largest window), larger values are clamped. The
+    /// server learns it in the handshake and fails a call whose result would be larger.
     pub fn max_frame(&mut self, bytes: u32) -> &mut Self {
-        self.max_frame = bytes;
+        self.max_frame = bytes.min(MAX_FRAME_LIMIT);
         self
     }
 

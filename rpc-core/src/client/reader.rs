@@ -15,7 +15,7 @@ use crate::frame::FrameRead;
 use crate::protocol::{GoodbyeReason, Header};
 use crate::server::{Calls, ServerConfig, Serving};
 use crate::service::Dispatch;
-use crate::stream::produce::MAX_CREDIT;
+use crate::stream::produce::overflows;
 use crate::writer::Outbox;
 
 /// The callbacks a client serves on its connection, for the reader task.
@@ -270,12 +270,13 @@ pub(super) async fn read_replies<R: FrameRead>(
             Header::Credit { stream, bytes } => {
                 let pending = conn.lock();
                 if let Some(outgoing) = pending.outgoing.get(&stream) {
-                    let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
-                    if outgoing.credit.available_permits().saturating_add(bytes) > MAX_CREDIT {
+                    if overflows(outgoing.credit.available_permits(), bytes) {
                         return ProtocolError::CreditOverflow { stream }.into();
                     }
                     outgoing.opened.store(true, Ordering::Release);
-                    outgoing.credit.add_permits(bytes);
+                    outgoing
+                        .credit
+                        .add_permits(usize::try_from(bytes).unwrap_or(usize::MAX));
                 } else if serving.is_none() && !conn.issued(stream) {
                     return ProtocolError::UnknownStream { stream }.into();
                 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::decode::DecodeLimits;
-use crate::protocol::DEFAULT_MAX_FRAME;
+use crate::protocol::{DEFAULT_MAX_FRAME, MAX_FRAME_LIMIT};
 use crate::stream::credit::{clamp_window, DEFAULT_WINDOW};
 
 /// Settings of a server and of each connection it serves.
@@ -64,10 +64,12 @@ impl ServerConfig {
         Self::default()
     }
 
-    /// Sets the largest frame accepted from a client, in bytes. Default 16 MiB. The client
-    /// learns it in the handshake and refuses to send larger calls.
+    /// Sets the largest frame accepted from a client, in bytes. Default 16 MiB; at most
+    /// [`MAX_FRAME_LIMIT`](crate::protocol::MAX_FRAME_LIMIT) (256 MiB less 64 bytes: a stream
+    /// item must not cost more credit than the largest window), larger values are clamped. The
+    /// client learns it in the handshake and refuses to send larger calls.
     pub fn max_frame(&mut self, bytes: u32) -> &mut Self {
-        self.max_frame = bytes;
+        self.max_frame = bytes.min(MAX_FRAME_LIMIT);
         self
     }
 

@@ -9,7 +9,7 @@ use tokio::sync::Semaphore;
 
 use crate::error::ProtocolError;
 use crate::protocol::WireError;
-use crate::stream::produce::MAX_CREDIT;
+use crate::stream::produce::overflows;
 use crate::stream::Inbound;
 
 /// A result stream, as the server sends it: the credit its client grants, and the gate its
@@ -90,11 +90,10 @@ impl Streams {
     /// [`ProtocolError::CreditOverflow`] if the credit cannot be counted.
     pub(super) fn credit(&self, id: u64, bytes: u32) -> Result<(), ProtocolError> {
         if let Some(Sending { credit, .. }) = self.sending.get(&id) {
-            let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
-            if credit.available_permits().saturating_add(bytes) > MAX_CREDIT {
+            if overflows(credit.available_permits(), bytes) {
                 return Err(ProtocolError::CreditOverflow { stream: id });
             }
-            credit.add_permits(bytes);
+            credit.add_permits(usize::try_from(bytes).unwrap_or(usize::MAX));
         }
         Ok(())
     }

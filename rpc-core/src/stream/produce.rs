@@ -9,7 +9,7 @@ use futures_util::FutureExt;
 use tokio::sync::Semaphore;
 
 use crate::frame::{encode_small, header_frame, Encoded};
-use crate::protocol::{Header, WireError};
+use crate::protocol::{Header, WireError, MAX_FRAME_LIMIT, STREAM_ITEM_OVERHEAD};
 use crate::stream::batch::Batch;
 use crate::stream::credit::cost;
 use crate::stream::ItemSource;
@@ -27,9 +27,28 @@ const PARTS_AFTER_OTHERS: u32 = 8;
 /// Bytes of items past which a batch is written without waiting for more ready items.
 const BATCH_BYTES: usize = 64 * 1024;
 
-/// Most credit, in bytes, a receiver may have granted and the stream not used: more is a
-/// protocol violation. It is also the largest stream window.
+/// Most credit, in bytes, a receiver may have granted and the stream not used. It is also the
+/// largest stream window, and the largest cost of an item (one of [`MAX_FRAME_LIMIT`] bytes).
 pub(crate) const MAX_CREDIT: usize = 1 << 28;
+
+const _: () = assert!(MAX_FRAME_LIMIT as usize + STREAM_ITEM_OVERHEAD as usize == MAX_CREDIT);
+
+/// Most credit, in bytes, a stream's producer may hold (as permits not yet taken): what its
+/// receiver granted and the stream has not used, at most [`MAX_CREDIT`], plus what its last
+/// item cost beyond the first byte, less than [`MAX_CREDIT`]: the producer takes that from its
+/// credit only as it starts its next item, after the receiver may have granted it back. More
+/// is a protocol violation.
+const MAX_HELD: usize = 2 * MAX_CREDIT - 1;
+
+// The permits a semaphore counts: 2^29 - 1 where `usize` has 32 bits.
+const _: () = assert!(MAX_HELD <= Semaphore::MAX_PERMITS);
+
+/// Whether a grant of `bytes` to a producer whose credit holds `held` permits gives it more
+/// than its receiver may have granted (see [`MAX_HELD`]): a protocol violation.
+pub(crate) fn overflows(held: usize, bytes: u32) -> bool {
+    let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+    held.saturating_add(bytes) > MAX_HELD
+}
 
 /// Sends the items of `source` on stream `id` as `credit` allows, then its end. `credit` holds
 /// the bytes the receiver granted and this side has not spent: an item is started while it is
@@ -52,6 +71,9 @@ pub(crate) async fn produce(
         return end_gated(outbox, id, Some(WireError::EncodeFailed), gate);
     };
     let header = header.as_bytes();
+    // A peer may announce a larger maximum than this side lets itself set: an item that cost
+    // more than a window would be counted short (see `spent_beyond_one`), so none is sent.
+    let max_frame = max_frame.min(MAX_FRAME_LIMIT);
     // Items that are ready at once, with credit for them, go out together in one write.
     let mut batch = Batch::new(id, header, max_frame, in_parts);
     // Bytes of the last item sent beyond the permits taken for it: the next item waits until
@@ -196,5 +218,54 @@ mod tests {
         }
         assert_eq!(items, 3);
         assert_eq!(ends, [None]);
+    }
+
+    /// A receiver with the largest window takes an item of the largest frame and grants its
+    /// cost back while its producer still holds that cost beyond the item's first byte: the
+    /// grant is counted, not taken for an overflow, and once the next item starts the producer
+    /// holds what the receiver granted, less that item's first byte.
+    #[test]
+    fn the_grant_for_the_largest_item_is_counted() {
+        use crate::stream::credit::{clamp_window, Granted, Taken};
+
+        let window = clamp_window(u32::MAX);
+        let len = usize::try_from(MAX_FRAME_LIMIT).expect("fits");
+        let credit = Semaphore::new(usize::try_from(window).expect("fits"));
+        credit.try_acquire_many(1).expect("credit").forget();
+        let owed = spent_beyond_one(MAX_FRAME_LIMIT);
+        let mut granted = Granted::new(window);
+        granted.spend(len).expect("within credit");
+        let grant = Taken::new(window).take(len).expect("a grant");
+        assert_eq!(u64::from(grant), cost(len));
+        assert!(!overflows(credit.available_permits(), grant));
+        credit.add_permits(usize::try_from(grant).expect("fits"));
+        credit
+            .try_acquire_many(owed + 1)
+            .expect("credit for the next item")
+            .forget();
+        assert_eq!(
+            credit.available_permits(),
+            usize::try_from(window).expect("fits") - 1
+        );
+        // What no receiver can have granted is still refused.
+        assert!(overflows(MAX_HELD, 1));
+        assert!(overflows(credit.available_permits(), u32::MAX));
+    }
+
+    /// Neither side can set a maximum frame whose items cost more credit than a window holds.
+    #[test]
+    fn the_maximum_frame_is_clamped_to_what_a_window_holds() {
+        let limit = usize::try_from(MAX_FRAME_LIMIT).expect("fits");
+        assert_eq!(cost(limit), u64::try_from(MAX_CREDIT).expect("fits"));
+        let server = crate::ServerConfig::new().max_frame(u32::MAX).clone();
+        assert_eq!(server.get_max_frame(), MAX_FRAME_LIMIT);
+        let client = crate::ClientConfig::new().max_frame(u32::MAX).clone();
+        assert_eq!(client.get_max_frame(), MAX_FRAME_LIMIT);
+        assert_eq!(
+            crate::ServerConfig::new()
+                .max_frame(1 << 20)
+                .get_max_frame(),
+            1 << 20
+        );
     }
 }
