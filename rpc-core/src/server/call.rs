@@ -184,14 +184,26 @@ impl<D: Dispatch> Calls<'_, D> {
                     return;
                 }
             };
-            let opened = Encoded::One(header_frame(&Header::Reply {
-                id,
-                status: ReplyStatus::Ok,
-            }));
-            if outbox.send_encoded(opened, true).is_err() {
-                return;
+            let Sending {
+                credit,
+                gate,
+                replied,
+            } = &sending;
+            {
+                // Under the gate: a shutdown that came first has answered the call already.
+                let open = gate.lock().unwrap_or_else(|e| e.into_inner());
+                if !*open {
+                    return;
+                }
+                let opened = Encoded::One(header_frame(&Header::Reply {
+                    id,
+                    status: ReplyStatus::Ok,
+                }));
+                if outbox.send_encoded(opened, true).is_err() {
+                    return;
+                }
+                replied.store(true, std::sync::atomic::Ordering::Relaxed);
             }
-            let Sending { credit, gate } = &sending;
             let items = produce(
                 source,
                 id,

@@ -290,21 +290,29 @@ impl<'a, D: Dispatch> Serving<'a, D> {
     }
 
     /// Shutting down: result streams do not end on their own, so those that have not ended end
-    /// now, with a typed reason, behind the items already sent.
+    /// now, with a typed reason, behind the items already sent; a call whose handler has not
+    /// returned its stream yet is answered with that reason instead (its client waits for a
+    /// reply, not for an end).
     pub(crate) fn end_streams(&mut self) {
-        for (id, gate) in self.streams.drain_sending() {
+        for (id, sending) in self.streams.drain_sending() {
             if let Some(handle) = self.cancels.remove(&id) {
                 handle.abort();
             }
             // Under the gate: an item its producer is sending on another thread goes out
-            // before the end, and none after it; and a stream that has already sent its end
-            // (its task not yet joined) is not ended twice.
-            crate::stream::produce::end_once(
-                &self.outbox,
-                id,
-                Some(WireError::ShuttingDown),
-                &gate,
-            );
+            // before the end, and none after it; a stream that has already sent its end (its
+            // task not yet joined) is not ended twice; and a reply on its way is either sent
+            // before this or not at all.
+            let mut open = sending.gate.lock().unwrap_or_else(|e| e.into_inner());
+            if !std::mem::replace(&mut *open, false) {
+                continue;
+            }
+            if sending.replied.load(std::sync::atomic::Ordering::Relaxed) {
+                crate::stream::produce::end(&self.outbox, id, Some(WireError::ShuttingDown));
+            } else {
+                let _ = self
+                    .outbox
+                    .send_encoded(failed(id, WireError::ShuttingDown), true);
+            }
         }
     }
 

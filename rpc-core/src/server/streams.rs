@@ -2,6 +2,7 @@
 //! of the streams it receives (arguments), by the id of the call that opened them.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -19,6 +20,9 @@ use crate::stream::Inbound;
 pub(super) struct Sending {
     pub(super) credit: Arc<Semaphore>,
     pub(super) gate: Arc<Mutex<bool>>,
+    /// The call's reply went out: the stream is open on the client's side. Changed and read
+    /// with the gate held, so that a shutdown either answers the call or ends its stream.
+    pub(super) replied: Arc<AtomicBool>,
 }
 
 /// A connection's open streams. Dropped with the connection, it cuts the streams from the
@@ -52,6 +56,7 @@ impl Streams {
         let sending = Sending {
             credit: Arc::new(Semaphore::new(0)),
             gate: Arc::new(Mutex::new(true)),
+            replied: Arc::new(AtomicBool::new(false)),
         };
         self.sending.insert(id, sending.clone());
         sending
@@ -161,13 +166,10 @@ impl Streams {
         }
     }
 
-    /// The result streams, taken out with their gates: the server is shutting down and ends
-    /// them.
-    pub(super) fn drain_sending(&mut self) -> Vec<(u64, Arc<Mutex<bool>>)> {
-        self.sending
-            .drain()
-            .map(|(id, sending)| (id, sending.gate))
-            .collect()
+    /// The result streams, taken out: the server is shutting down and ends them (or answers
+    /// the calls that have not opened theirs).
+    pub(super) fn drain_sending(&mut self) -> Vec<(u64, Sending)> {
+        self.sending.drain().collect()
     }
 }
 
