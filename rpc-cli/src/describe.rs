@@ -52,6 +52,10 @@ pub struct MethodSchema {
     pub error: Option<String>,
     /// The application error's shape.
     pub error_format: Option<Format>,
+    /// The name of the argument that takes a stream of items from the client, if the method
+    /// has one: `rpc` cannot send one, and refuses the method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<String>,
 }
 
 /// How a method answers.

@@ -73,6 +73,14 @@ pub enum CliError {
         /// The command that suits it.
         command: &'static str,
     },
+    /// The method takes a stream of items from the client, which `rpc` cannot send.
+    #[error("{method} takes a stream of items from its caller (its argument `{argument}`), which rpc cannot send")]
+    TakesStream {
+        /// The method.
+        method: String,
+        /// Its stream argument.
+        argument: String,
+    },
     /// This build cannot talk to services yet.
     #[error("cannot reach {target}: this build of rpc does not connect to services yet")]
     NotConnected {
@@ -121,7 +129,8 @@ impl CliError {
             CliError::BadArgument(_)
             | CliError::ArgumentCount { .. }
             | CliError::UnknownMethod { .. }
-            | CliError::WrongCommand { .. } => Exit::Usage,
+            | CliError::WrongCommand { .. }
+            | CliError::TakesStream { .. } => Exit::Usage,
             CliError::NotConnected { .. } | CliError::Connection { .. } | CliError::Output(_) => {
                 Exit::Connection
             }

@@ -42,6 +42,7 @@ fn method(
         result_format: result.1,
         error: None,
         error_format: None,
+        upload: None,
     }
 }
 

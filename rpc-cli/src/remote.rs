@@ -110,6 +110,7 @@ pub fn describe_schema(schema: &ServiceSchema) -> Option<Describe> {
                     Some((_, shape)) => Some(convert(shape)?),
                     None => None,
                 },
+                upload: method.stream_arg.as_ref().map(|(name, _, _)| name.clone()),
             })
         })
         .collect::<Option<Vec<_>>>()?;

@@ -219,6 +219,12 @@ fn find_method<'d>(
             method: name.to_owned(),
             available: describe.method_names(),
         })?;
+    if let Some(argument) = &method.upload {
+        return Err(CliError::TakesStream {
+            method: method.name.clone(),
+            argument: argument.clone(),
+        });
+    }
     match (method.kind, wanted) {
         (MethodKind::Stream, MethodKind::Stream)
         | (MethodKind::Call | MethodKind::Oneway, MethodKind::Call) => Ok(method),

@@ -210,6 +210,30 @@ fn unknown_methods_and_wrong_commands_are_usage_errors() {
     assert_eq!(message, "add is a call method: use `rpc call`");
 }
 
+/// A method that takes a stream from its caller is refused before anything is sent: `rpc`
+/// has no items to send, and the call would wait for them until its deadline.
+#[test]
+fn a_method_that_takes_a_stream_is_refused_before_it_is_called() {
+    let mut fake = Fake::new();
+    for method in &mut fake.describe.methods {
+        if method.name == "add" || method.name == "ticks" {
+            method.upload = Some("numbers".to_owned());
+        }
+    }
+    for words in [
+        ["call", "calc", "add", "1", "2"].as_slice(),
+        ["watch", "calc", "ticks", "5"].as_slice(),
+    ] {
+        let error = rpc_with(&mut fake, words).expect_err("refused");
+        assert_eq!(error.exit(), Exit::Usage);
+        assert!(
+            error.to_string().contains("its argument `numbers`"),
+            "{error}"
+        );
+    }
+    assert!(fake.calls.is_empty(), "nothing was sent");
+}
+
 #[test]
 fn a_reply_that_does_not_match_its_type_is_a_remote_error() {
     let (message, exit) = failure(&["call", "calc", "plot", "[]"]);
