@@ -29,7 +29,8 @@
 //! from a peer: it checks every length against the bytes left before allocating, refuses
 //! trailing bytes, bounds nesting at [`MAX_DEPTH`] so that a recursive type cannot exhaust the
 //! stack, and bounds the number of values by the input's size so that types of zero bytes
-//! nested by a hostile registry cannot multiply without end ([`CodecError::TooManyValues`]).
+//! nested by a hostile registry cannot multiply without end, nor long names in its registry be
+//! copied once per byte of input ([`CodecError::TooManyValues`]).
 //!
 //! ```
 //! use rpc_cli::codec::{decode, encode};

@@ -26,10 +26,15 @@ pub(super) struct Decoder<'a, 'b> {
 
 /// How many values (every struct, field, element, ...) decoding `len` bytes may produce. Values
 /// that take no bytes (`()`, unit structs) could otherwise multiply without bound under a
-/// registry sent by a peer; real values stay far below this.
+/// registry sent by a peer; real values stay far below this. A name a value repeats (a field's
+/// key, a variant's name) counts one more value per [`NAME_BYTES_PER_VALUE`] bytes of it: a
+/// registry's names are as long as the peer likes, and each 1-byte variant would copy one.
 pub(super) fn value_budget(len: usize) -> usize {
     len.saturating_mul(64).saturating_add(1 << 16)
 }
+
+/// Bytes of a repeated name that count as one value against [`value_budget`].
+const NAME_BYTES_PER_VALUE: usize = 16;
 
 impl<'a, 'b> Decoder<'a, 'b> {
     pub(super) fn new(registry: &'a Registry, input: &'b [u8], path: &str) -> Self {
@@ -48,15 +53,26 @@ impl<'a, 'b> Decoder<'a, 'b> {
         self.input
     }
 
+    /// Spends `values` of the budget.
+    fn spend(&mut self, values: usize) -> Result<(), CodecError> {
+        self.budget = match self.budget.checked_sub(values) {
+            Some(budget) => budget,
+            None => return Err(self.too_many_values()),
+        };
+        Ok(())
+    }
+
+    /// Spends the budget for a copy of `name` in the output.
+    fn spend_name(&mut self, name: &str) -> Result<(), CodecError> {
+        self.spend(name.len() / NAME_BYTES_PER_VALUE)
+    }
+
     /// Reads a value of shape `format` at the current path.
     pub(super) fn value(&mut self, format: &Format) -> Result<Value, CodecError> {
         if self.depth >= MAX_DEPTH {
             return Err(self.too_deep());
         }
-        self.budget = match self.budget.checked_sub(1) {
-            Some(budget) => budget,
-            None => return Err(self.too_many_values()),
-        };
+        self.spend(1)?;
         self.depth += 1;
         let result = self.dispatch(format);
         self.depth -= 1;
@@ -144,6 +160,7 @@ impl<'a, 'b> Decoder<'a, 'b> {
         variants: &BTreeMap<u32, Named<VariantFormat>>,
     ) -> Result<Value, CodecError> {
         let variant = self.variant(name, container, variants)?;
+        self.spend_name(&variant.name)?;
         let mark = self.path.field(&variant.name);
         let content = match &variant.value {
             VariantFormat::Variable(_) => return Err(self.unresolved()),
@@ -186,6 +203,7 @@ impl<'a, 'b> Decoder<'a, 'b> {
     fn fields(&mut self, fields: &[Named<Format>]) -> Result<Value, CodecError> {
         let mut object = Map::new();
         for field in fields {
+            self.spend_name(&field.name)?;
             let mark = self.path.field(&field.name);
             let value = self.value(&field.value)?;
             self.path.cut(mark);

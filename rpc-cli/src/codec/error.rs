@@ -132,7 +132,8 @@ pub enum CodecError {
         limit: usize,
     },
     /// Decoding would produce more values than its input can justify (only values that take no
-    /// bytes, nested by a hostile registry, get there).
+    /// bytes, nested by a hostile registry, or names of hostile lengths repeated in the output,
+    /// get there).
     #[error("{path}: more than {limit} values for the input's size")]
     TooManyValues {
         /// Where the limit was reached.

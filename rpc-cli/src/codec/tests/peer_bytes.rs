@@ -1,7 +1,7 @@
 //! Bytes from a peer: truncated, padded, lying about lengths or simply wrong.
 
 use serde_json::json;
-use serde_reflection::{ContainerFormat, Format, Named, Registry};
+use serde_reflection::{ContainerFormat, Format, Named, Registry, VariantFormat};
 
 use super::super::{CodecError, MAX_DEPTH, MAX_ZERO_SIZED_ELEMENTS};
 use super::*;
@@ -296,6 +296,40 @@ fn a_registry_that_multiplies_empty_values_is_stopped() -> TestResult {
     assert!(
         matches!(err, Err(CodecError::LengthTooLarge { length: 3, .. })),
         "{err:?}"
+    );
+    Ok(())
+}
+
+/// A registry whose names are long cannot make each byte of input copy one: a variant named
+/// with 64 KiB, in a sequence of 4,096 one-byte elements, would copy 256 MiB into the output.
+#[test]
+fn long_names_repeated_by_short_input_are_stopped() -> TestResult {
+    let mut registry = Registry::new();
+    let long = "x".repeat(1 << 16);
+    registry.insert(
+        "E".to_owned(),
+        ContainerFormat::Enum(BTreeMap::from([(
+            0,
+            Named {
+                name: long.clone(),
+                value: VariantFormat::Unit,
+            },
+        )])),
+    );
+    let seq = Format::Seq(Box::new(Format::TypeName("E".to_owned())));
+    // A few of them decode.
+    let few = decode(&[2, 0, 0], &seq, &registry, "v")?;
+    assert_eq!(few, json!([long.clone(), long]));
+    let mut input = vec![0x80, 0x20]; // 4,096 as a varint
+    input.extend(std::iter::repeat_n(0, 4096));
+    let err = decode(&input, &seq, &registry, "v");
+    assert!(
+        matches!(err, Err(CodecError::TooManyValues { .. })),
+        "{}",
+        match &err {
+            Ok(_) => "decoded".to_owned(),
+            Err(e) => e.to_string(),
+        }
     );
     Ok(())
 }
