@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::entries;
 use common::{within, ProbeClient, ProbeImpl, ProbeServer};
-use fifo_support::{connect, entries, mkfifo, on_thread, serve, serve_with, until, Served};
+use fifo_support::{connect, mkfifo, on_thread, serve, serve_with, until, Served};
 use rpc_core::{ClientConfig, ServerConfig};
 use rpc_transport::pair::{self, PairServer};
 use rpc_transport::unix::EndpointExt;

@@ -4,7 +4,6 @@
 mod common;
 
 use std::os::unix::fs::{symlink, PermissionsExt};
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -132,7 +131,7 @@ async fn temporary_sockets_left_by_a_killed_server_are_reclaimed() {
     assert!(
         left.iter().all(|path| !path.exists()),
         "{:?}",
-        entries(dir.path())
+        common::entries(dir.path())
     );
     assert!(other.exists(), "another name's socket is left alone");
 }
@@ -215,45 +214,29 @@ async fn default_directory_is_private_and_per_user() {
     assert!(!dir.join(format!("{name}.lock")).exists());
 }
 
-/// The names of the entries of `dir`, sorted.
-fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .expect("read_dir")
-        .map(|entry| {
-            entry
-                .expect("entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    names.sort();
-    names
-}
-
 #[tokio::test]
 async fn stopped_server_leaves_nothing_behind() {
     let dir = private_dir();
     let endpoint = Endpoint::new("tidy").expect("name").in_dir(dir.path());
     let server = TestServer::start_at(endpoint.clone(), &ServerConfig::default());
     server.assert_serving().await;
-    assert_eq!(entries(dir.path()), ["tidy.lock", "tidy.sock"]);
+    assert_eq!(common::entries(dir.path()), ["tidy.lock", "tidy.sock"]);
     server.shutdown.cancel();
     within("the server to stop", server.task)
         .await
         .expect("join")
         .expect("run");
     assert_eq!(
-        entries(dir.path()),
+        common::entries(dir.path()),
         Vec::<String>::new(),
         "socket or lock file left"
     );
 
     // A server bound but never run leaves nothing either.
     let unused = bind(&endpoint).expect("bind");
-    assert_eq!(entries(dir.path()), ["tidy.lock", "tidy.sock"]);
+    assert_eq!(common::entries(dir.path()), ["tidy.lock", "tidy.sock"]);
     drop(unused);
-    assert_eq!(entries(dir.path()), Vec::<String>::new());
+    assert_eq!(common::entries(dir.path()), Vec::<String>::new());
 
     // And the name is served again at once.
     let again = TestServer::start_at(endpoint, &ServerConfig::default());
@@ -317,7 +300,7 @@ async fn racing_servers_never_share_a_name() {
         "two servers owned the name at once"
     );
     assert!(won > 0, "nobody ever got the name");
-    assert_eq!(entries(dir.path()), Vec::<String>::new());
+    assert_eq!(common::entries(dir.path()), Vec::<String>::new());
     let last = TestServer::start_at(endpoint, &ServerConfig::default());
     last.assert_serving().await;
 }

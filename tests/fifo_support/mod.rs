@@ -73,22 +73,6 @@ pub async fn on_thread<T: Send + 'static>(
     within(what, rx).await.expect("peer thread")
 }
 
-/// The names in `dir`, sorted.
-pub fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .expect("read_dir")
-        .map(|entry| {
-            entry
-                .expect("entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    names.sort();
-    names
-}
-
 /// Waits until `done` holds, failing after [`common::PATIENCE`]; for changes that have no
 /// event to wait on, such as a file a dropped client removes from its own task.
 pub async fn until(what: &str, mut done: impl FnMut() -> bool) {
