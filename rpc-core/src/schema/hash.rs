@@ -151,6 +151,19 @@ fn write_container(hash: &mut Fnv, container: &ContainerShape, types: &Types, op
     }
 }
 
+/// A hash of the structure of the named type `name`, expanded from `types`: equal for two
+/// types that encode alike, whatever they and the types in them are called.
+pub(super) fn structure(name: &str, types: &Types) -> u64 {
+    let mut hash = Fnv::new();
+    write(
+        &mut hash,
+        &Shape::TypeName(name.to_owned()),
+        types,
+        &mut Open::new(),
+    );
+    hash.0
+}
+
 pub(super) fn method_hashes(method: &MethodSchema, types: &Types) -> (u64, u64) {
     let mut open = Open::new();
     let mut args = Fnv::new();

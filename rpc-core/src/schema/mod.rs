@@ -29,7 +29,10 @@ pub struct ServiceSchema {
     pub callbacks: Option<String>,
     /// The methods, in the trait's order.
     pub methods: Vec<MethodSchema>,
-    /// The named types (structs and enums) the shapes refer to, by their serde name.
+    /// The named types (structs and enums) the shapes refer to, by their serde name. Types of
+    /// one serde name that differ (a generic `Page<T>` used with two `T`s, two `Error`s of
+    /// different modules) are told apart: the first one traced keeps the name, each other one
+    /// is listed as `Name#` and a hash of its structure.
     pub types: BTreeMap<String, ContainerShape>,
     /// Types whose shape could not be traced (a `Deserialize` that validates its input), by
     /// their Rust spelling: they are compared by name only.

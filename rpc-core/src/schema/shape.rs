@@ -84,6 +84,35 @@ pub enum ContainerShape {
     Enum(BTreeMap<u32, Named<VariantShape>>),
 }
 
+impl ContainerShape {
+    /// Renames the named types `renames` holds, wherever this type refers to them.
+    pub(super) fn rename(&mut self, renames: &BTreeMap<String, String>) {
+        let fields = |fields: &mut Vec<Named<Shape>>| {
+            fields.iter_mut().for_each(|f| f.value.rename(renames));
+        };
+        match self {
+            ContainerShape::UnitStruct => {}
+            ContainerShape::NewTypeStruct(inner) => inner.rename(renames),
+            ContainerShape::TupleStruct(items) => {
+                items.iter_mut().for_each(|item| item.rename(renames));
+            }
+            ContainerShape::Struct(named) => fields(named),
+            ContainerShape::Enum(variants) => {
+                for variant in variants.values_mut() {
+                    match &mut variant.value {
+                        VariantShape::Unit => {}
+                        VariantShape::NewType(inner) => inner.rename(renames),
+                        VariantShape::Tuple(items) => {
+                            items.iter_mut().for_each(|item| item.rename(renames));
+                        }
+                        VariantShape::Struct(named) => fields(named),
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The shape of an enum variant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -146,6 +175,26 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Named<T> {
 }
 
 impl Shape {
+    /// Renames the named types `renames` holds, wherever this shape refers to them.
+    pub(super) fn rename(&mut self, renames: &BTreeMap<String, String>) {
+        match self {
+            Shape::TypeName(name) => {
+                if let Some(new) = renames.get(name) {
+                    new.clone_into(name);
+                }
+            }
+            Shape::Option(inner) | Shape::Seq(inner) | Shape::TupleArray { content: inner, .. } => {
+                inner.rename(renames);
+            }
+            Shape::Map { key, value } => {
+                key.rename(renames);
+                value.rename(renames);
+            }
+            Shape::Tuple(items) => items.iter_mut().for_each(|item| item.rename(renames)),
+            _ => {}
+        }
+    }
+
     /// This shape as written in Rust, roughly: `u32`, `Vec<Point>`, `(String, bool)`.
     pub fn rust(&self) -> String {
         match self {

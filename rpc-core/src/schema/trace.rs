@@ -1,5 +1,7 @@
 //! Tracing a service's types into shapes, with serde-reflection.
 
+use std::collections::BTreeMap;
+
 use serde::de::DeserializeOwned;
 use serde_reflection::{
     ContainerFormat, Error, Format, FormatHolder, Registry, Samples, Tracer, TracerConfig,
@@ -45,29 +47,23 @@ impl SchemaBuilder {
     /// traced (it validates what it reads) is known by `written`, its Rust spelling, instead.
     pub fn shape<T: DeserializeOwned>(&mut self, written: &str) -> Shape {
         match trace::<T>() {
-            Some((shape, registry)) => {
+            Some((mut shape, registry)) => {
+                let mut traced = BTreeMap::new();
                 for (name, container) in registry {
                     match container_shape(&container) {
-                        // A name already known as another type (two types of one serde name,
-                        // or a spelling of an untraced type): neither can be told by its name,
-                        // so neither counts as traced (decoding them is guarded, and they bind
-                        // by name).
-                        Some(container)
-                            if self
-                                .schema
-                                .types
-                                .get(&name)
-                                .is_some_and(|known| *known != container) =>
-                        {
-                            self.schema.types.remove(&name);
-                            self.schema.untraced.push(name);
-                        }
-                        Some(_) if self.schema.untraced.contains(&name) => {}
                         Some(container) => {
-                            self.schema.types.insert(name, container);
+                            traced.insert(name, container);
                         }
+                        // Not reached for a trace that completed; known by its name if it is.
                         None => self.schema.untraced.push(name),
                     }
+                }
+                let renames = self.renames(&traced);
+                shape.rename(&renames);
+                for (name, mut container) in traced {
+                    container.rename(&renames);
+                    let name = renames.get(&name).cloned().unwrap_or(name);
+                    self.schema.types.entry(name).or_insert(container);
                 }
                 shape
             }
@@ -76,6 +72,40 @@ impl SchemaBuilder {
                 self.schema.types.remove(written);
                 self.schema.untraced.push(written.to_owned());
                 Shape::TypeName(written.to_owned())
+            }
+        }
+    }
+
+    /// New names for the types of one trace (`traced`) whose serde names other types of the
+    /// service already hold (two `Page<T>`s, two `Error`s), or whose name is also an untraced
+    /// type's: `Name#` and a hash of the type's structure, which is the same whatever order
+    /// the methods are traced in, and the same for every method that uses the type. A type
+    /// that refers to a renamed one is renamed too, if it is not the same as the type known
+    /// by its name once the reference is renamed.
+    fn renames(&self, traced: &BTreeMap<String, ContainerShape>) -> BTreeMap<String, String> {
+        let mut renames = BTreeMap::new();
+        loop {
+            let before = renames.len();
+            for (name, container) in traced {
+                if renames.contains_key(name) {
+                    continue;
+                }
+                let clash = if self.schema.untraced.contains(name) {
+                    true
+                } else if let Some(known) = self.schema.types.get(name) {
+                    let mut container = container.clone();
+                    container.rename(&renames);
+                    *known != container
+                } else {
+                    false
+                };
+                if clash {
+                    let hash = super::hash::structure(name, traced);
+                    renames.insert(name.clone(), format!("{name}#{hash:016x}"));
+                }
+            }
+            if renames.len() == before {
+                return renames;
             }
         }
     }

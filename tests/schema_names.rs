@@ -1,0 +1,112 @@
+//! Types that share a serde name: a generic type used with two parameters, or two types of one
+//! name from two modules. Each is hashed by its own structure, so that a change inside one is
+//! caught for the methods that use it, and only for them.
+#![allow(unreachable_pub, missing_docs, dead_code)]
+
+use rpc_core::schema::{Change, ServiceSchema};
+use rpc_core::Client;
+
+/// A service whose `users` returns a `Page<User>` and whose `groups` a `Page<Group>`: two
+/// types of the serde name `Page`. `$user` is the body of `User`; `$error` that of the error
+/// type `audit` returns, whose serde name `Error` is also the name of `log`'s error type.
+macro_rules! directory {
+    ($module:ident, { $($user:tt)* }, { $($error:tt)* }) => {
+        mod $module {
+            #![allow(dead_code)]
+            use serde::{Deserialize, Serialize};
+
+            #[derive(Debug, Clone, Serialize, Deserialize)]
+            pub struct Page<T> {
+                pub items: Vec<T>,
+                pub next: Option<u32>,
+            }
+
+            #[derive(Debug, Clone, Serialize, Deserialize)]
+            pub struct User { $($user)* }
+
+            #[derive(Debug, Clone, Serialize, Deserialize)]
+            pub struct Group {
+                pub id: u64,
+            }
+
+            pub mod audit {
+                #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+                pub enum Error { $($error)* }
+            }
+
+            pub mod log {
+                #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+                pub enum Error {
+                    Full,
+                }
+            }
+
+            #[rpc_core::service(name = "Directory")]
+            pub trait Directory {
+                async fn groups(&self) -> Page<Group>;
+                async fn users(&self) -> Page<User>;
+                async fn log(&self, line: String) -> Result<(), log::Error>;
+                async fn audit(&self) -> Result<u32, audit::Error>;
+            }
+        }
+    };
+}
+
+directory!(base, { pub name: String }, { Denied, Busy });
+directory!(same, { pub name: String }, { Denied, Busy });
+directory!(user_grew, { pub name: String, pub age: u32 }, { Denied, Busy });
+directory!(error_grew, { pub name: String }, { Denied, Busy, Gone });
+
+fn schema<C: Client>() -> &'static ServiceSchema {
+    C::SERVICE.schema()
+}
+
+#[test]
+fn a_change_inside_a_generic_type_is_caught_for_the_method_that_uses_it() {
+    let base = schema::<base::DirectoryClient>();
+    let changed = schema::<user_grew::DirectoryClient>();
+    assert_eq!(
+        changed.breaking_changes(base),
+        [Change::Result {
+            method: "users".to_owned()
+        }],
+        "{base:#?}"
+    );
+    assert_ne!(changed.fingerprint(), base.fingerprint());
+}
+
+#[test]
+fn a_change_in_one_of_two_types_of_one_name_is_caught_for_its_method_only() {
+    let base = schema::<base::DirectoryClient>();
+    let changed = schema::<error_grew::DirectoryClient>();
+    assert_eq!(
+        changed.breaking_changes(base),
+        [Change::Result {
+            method: "audit".to_owned()
+        }]
+    );
+}
+
+#[test]
+fn types_of_one_name_are_all_traced_and_named_the_same_way_each_time() {
+    let base = schema::<base::DirectoryClient>();
+    assert_eq!(base.untraced, Vec::<String>::new());
+    // `groups` is traced first and keeps the plain names; the others are told apart.
+    let names: Vec<&str> = base.types.keys().map(String::as_str).collect();
+    assert_eq!(names.len(), 6, "{names:?}");
+    for plain in ["Page", "Group", "User", "Error"] {
+        assert!(names.contains(&plain), "{names:?}");
+    }
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with("Page#")).count(),
+        1,
+        "{names:?}"
+    );
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with("Error#")).count(),
+        1,
+        "{names:?}"
+    );
+    // The same types defined again get the same schema, names included.
+    assert_eq!(schema::<same::DirectoryClient>(), base);
+}
