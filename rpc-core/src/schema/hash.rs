@@ -80,6 +80,9 @@ fn write(hash: &mut Fnv, shape: &Shape, types: &Types, open: &mut Open) {
             hash.text("option");
             write(hash, inner, types, open);
         }
+        // A sequence of bytes is written as bytes are: `Vec<u8>` and a byte buffer are the
+        // same on the wire, and a method may change one for the other.
+        Shape::Seq(inner) if **inner == Shape::U8 => hash.text(&Shape::Bytes.rust()),
         Shape::Seq(inner) => {
             hash.text("seq");
             write(hash, inner, types, open);
@@ -229,6 +232,20 @@ mod tests {
 
     fn name(name: String) -> Shape {
         Shape::TypeName(name)
+    }
+
+    #[test]
+    fn a_sequence_of_bytes_hashes_as_bytes() {
+        let with = |shape: Shape| {
+            fingerprint(&taking(
+                "A",
+                [("A".into(), ContainerShape::NewTypeStruct(Box::new(shape)))].into(),
+            ))
+        };
+        let bytes = with(Shape::Bytes);
+        assert_eq!(with(Shape::Seq(Box::new(Shape::U8))), bytes);
+        assert_ne!(with(Shape::Seq(Box::new(Shape::I8))), bytes);
+        assert_ne!(with(Shape::Str), bytes);
     }
 
     /// Schemas from elsewhere that would need more stack than there is (100,000 named types,
