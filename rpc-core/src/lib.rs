@@ -66,7 +66,9 @@ pub use context::{CallContext, CallbackError, PeerInfo};
 pub use decode::DecodeError;
 pub use error::{ProtocolError, RpcError, SessionError};
 pub use rpc_macros::service;
-pub use server::{refuse_connection, serve_connection, ConnectionError, ServerConfig};
+pub use server::{
+    refuse_connection, serve_connection, turn_away_shutting_down, ConnectionError, ServerConfig,
+};
 pub use service::{Dispatch, MethodDescriptor, MethodKind, ServiceDescriptor};
 pub use stream::{SendError, Stream, StreamSender};
 /// The signal that shuts a server down gracefully (from tokio-util): `cancel()` it and the

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rpc_core::frame::{FrameRead, FrameWrite};
 use rpc_core::protocol::Rejection;
-use rpc_core::{refuse_connection, PeerInfo};
+use rpc_core::{refuse_connection, turn_away_shutting_down, PeerInfo};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
@@ -36,6 +36,22 @@ pub(crate) fn refuse<R: FrameRead, W: FrameWrite>(
     };
     tokio::spawn(async move {
         refuse_connection(reader, writer, rejection).await;
+        drop(permit);
+    });
+}
+
+/// Tells a client that comes while the server's connections drain that it is shutting down,
+/// on a task of its own, within the same bound as [`refuse`]; else just closes the connection.
+pub(crate) fn turn_away<R: FrameRead, W: FrameWrite>(
+    reader: R,
+    writer: W,
+    refusals: &Arc<Semaphore>,
+) {
+    let Ok(permit) = Arc::clone(refusals).try_acquire_owned() else {
+        return;
+    };
+    tokio::spawn(async move {
+        turn_away_shutting_down(reader, writer).await;
         drop(permit);
     });
 }

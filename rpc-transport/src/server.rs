@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rpc_core::{serve_connection, CancellationToken, Dispatch, ServerConfig};
 
-use crate::limits::{refuse, RateLimited, Shares, ACCEPT_ERROR_LOG_EVERY, MAX_REFUSALS};
+use crate::limits::{refuse, turn_away, RateLimited, Shares, ACCEPT_ERROR_LOG_EVERY, MAX_REFUSALS};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -80,8 +80,10 @@ impl<D: Dispatch> Server<D> {
     }
 
     /// Serves clients until the shutdown handle is cancelled, then stops accepting (the endpoint
-    /// disappears), lets connections finish their calls in flight for up to
-    /// [`ServerConfig::shutdown_timeout`], and closes the rest.
+    /// disappears; on Windows, where a pipe's name lives on with the instances still draining,
+    /// each client that comes meanwhile is told at once that the server is shutting down), lets
+    /// connections finish their calls in flight for up to [`ServerConfig::shutdown_timeout`],
+    /// and closes the rest. A client that connects once this has returned finds no server.
     ///
     /// A client over [`ServerConfig::max_connections`] (or, on an endpoint that lets other users
     /// in, over [`ServerConfig::max_connections_per_user`] for its user) is answered at once
@@ -114,9 +116,11 @@ impl<D: Dispatch> Server<D> {
         tokio::pin!(stop);
         let result = loop {
             while connections.try_join_next().is_some() {}
+            // Once shut down, no client is served any more, also one that connected meanwhile.
             let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
+                biased;
                 () = &mut stop => break Ok(()),
+                accepted = listener.accept() => accepted,
             };
             let (reader, writer, peer) = match accepted {
                 Ok(accepted) => accepted,
@@ -164,12 +168,17 @@ impl<D: Dispatch> Server<D> {
                 .instrument(span),
             );
         };
-        // Stop accepting: the endpoint disappears before the connections drain.
-        drop(listener);
+        // Stop accepting. Where the endpoint can disappear before the connections drain (Unix),
+        // it does; on Windows the instances of the connections still draining keep the pipe's
+        // name, and a new client would wait for a free one until its connect timeout and then
+        // be told the server is busy, so each one that comes is told at once that the server
+        // is shutting down.
+        let listener = platform::DRAINING_SERVER_TURNS_CLIENTS_AWAY.then_some(listener);
         shutdown.cancel();
-        let drained = tokio::time::timeout(shutdown_timeout, async {
-            while connections.join_next().await.is_some() {}
-        })
+        let drained = tokio::time::timeout(
+            shutdown_timeout,
+            drain(&mut connections, listener, &refusals),
+        )
         .await;
         if drained.is_err() {
             tracing::warn!(
@@ -179,6 +188,36 @@ impl<D: Dispatch> Server<D> {
             connections.shutdown().await;
         }
         result
+    }
+}
+
+/// Waits for every connection to end; meanwhile each client that comes to `listener`, if kept,
+/// is told that the server is shutting down (at most [`MAX_REFUSALS`] at once, the others are
+/// closed without an answer), until accepting fails.
+async fn drain(
+    connections: &mut JoinSet<()>,
+    mut listener: Option<platform::Listener>,
+    refusals: &Arc<Semaphore>,
+) {
+    loop {
+        let accepting = async {
+            match listener.as_mut() {
+                Some(listener) => listener.accept().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            joined = connections.join_next() => if joined.is_none() {
+                if let Some(listener) = listener {
+                    listener.close().await;
+                }
+                return;
+            },
+            accepted = accepting => match accepted {
+                Ok((reader, writer, _)) => turn_away(reader, writer, refusals),
+                Err(_) => listener = None,
+            },
+        }
     }
 }
 

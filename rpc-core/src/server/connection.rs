@@ -73,16 +73,18 @@ where
     let shutdown = shutdown.cancelled_owned();
     tokio::pin!(shutdown);
     reader.set_frame_timeout(config.frame_timeout);
+    // A server that is shutting down welcomes no one, also a client whose hello is there.
     let client_max_frame = tokio::select! {
+        biased;
+        () = &mut shutdown => {
+            let _ = writer.write_frames(&[header_frame(&Header::Goodbye { reason: GoodbyeReason::ShuttingDown })]).await;
+            return Ok(());
+        }
         result = tokio::time::timeout(config.handshake_timeout, handshake(&mut reader, &mut writer, &service, config)) => {
             match result {
                 Ok(result) => result?,
                 Err(_) => return Err(ConnectionError::HandshakeTimeout),
             }
-        }
-        () = &mut shutdown => {
-            let _ = writer.write_frames(&[header_frame(&Header::Goodbye { reason: GoodbyeReason::ShuttingDown })]).await;
-            return Ok(());
         }
     };
     tracing::debug!(service = descriptor.name, %peer, "connection open");

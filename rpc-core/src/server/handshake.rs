@@ -2,7 +2,9 @@
 
 use crate::error::ProtocolError;
 use crate::frame::{encode_frame, header_frame, FrameBody, FrameRead, FrameWrite};
-use crate::protocol::{Header, MethodEntry, Rejection, ANY_SERVICE, MAGIC, PROTOCOL_VERSION};
+use crate::protocol::{
+    GoodbyeReason, Header, MethodEntry, Rejection, ANY_SERVICE, MAGIC, PROTOCOL_VERSION,
+};
 use crate::server::config::ServerConfig;
 use crate::server::ConnectionError;
 use crate::service::{Dispatch, ServiceDescriptor};
@@ -120,16 +122,31 @@ const REFUSAL_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 /// The hello is read first: a connection closed with unread data is reset on some systems,
 /// and the client would see the reset instead of the answer.
 pub async fn refuse_connection<R: FrameRead, W: FrameWrite>(
-    mut reader: R,
-    mut writer: W,
+    reader: R,
+    writer: W,
     rejection: Rejection,
 ) {
+    answer_hello(reader, writer, &Header::Reject(rejection)).await;
+}
+
+/// Answers a client's hello with the goodbye of a server that is shutting down, as a connection
+/// still in its handshake gets at a shutdown, and closes the connection, within two seconds
+/// whatever the client does. A transport's server loop uses it for a client that comes while
+/// the connections drain, where the endpoint cannot disappear at once (the client's connect
+/// fails with [`RpcError::ClosedByPeer`](crate::RpcError::ClosedByPeer)).
+pub async fn turn_away_shutting_down<R: FrameRead, W: FrameWrite>(reader: R, writer: W) {
+    let goodbye = Header::Goodbye {
+        reason: GoodbyeReason::ShuttingDown,
+    };
+    answer_hello(reader, writer, &goodbye).await;
+}
+
+/// Reads the hello (see [`refuse_connection`]), answers it with `answer` and closes.
+async fn answer_hello<R: FrameRead, W: FrameWrite>(mut reader: R, mut writer: W, answer: &Header) {
     let refusal = async {
         // The hello is small; whatever else the client sent is not read.
         let _ = reader.read_frame(1024).await;
-        let _ = writer
-            .write_frames(&[header_frame(&Header::Reject(rejection))])
-            .await;
+        let _ = writer.write_frames(&[header_frame(answer)]).await;
         let _ = writer.close().await;
     };
     let _ = tokio::time::timeout(REFUSAL_TIME, refusal).await;

@@ -38,7 +38,7 @@ mod streams;
 pub(crate) use call::Calls;
 pub use config::ServerConfig;
 pub use connection::serve_connection;
-pub use handshake::refuse_connection;
+pub use handshake::{refuse_connection, turn_away_shutting_down};
 pub(crate) use serving::Serving;
 
 use crate::error::ProtocolError;

@@ -370,6 +370,11 @@ pub(crate) struct Listener {
 }
 
 impl Listener {
+    /// Closes the listener: its socket is gone when this returns.
+    pub(crate) async fn close(self) {
+        drop(self);
+    }
+
     pub(crate) fn bind(endpoint: &Endpoint, _config: &ServerConfig) -> Result<Self, BindError> {
         let (dir, lock) = own_name(endpoint)?;
         let name = endpoint.name().to_owned();
@@ -445,6 +450,10 @@ impl Drop for Listener {
         let _ = fs::remove_file(&self.path);
     }
 }
+
+/// Whether a server that is shutting down keeps its listener while its connections drain: not
+/// here, where the socket disappears at once and a new client is told `NotFound` at once.
+pub(crate) const DRAINING_SERVER_TURNS_CLIENTS_AWAY: bool = false;
 
 pub(crate) fn is_transient_accept_error(error: &io::Error) -> bool {
     matches!(

@@ -1,10 +1,13 @@
 //! The accept loop of a named endpoint: always one instance waiting.
 
 use std::io;
+use std::time::Duration;
 
 use rpc_core::{PeerInfo, ServerConfig};
 use tokio::net::windows::named_pipe::NamedPipeServer;
-use windows_sys::Win32::Foundation::{ERROR_ACCESS_DENIED, ERROR_NO_DATA};
+use tokio::time::Instant;
+use windows_sys::Win32::Foundation::{ERROR_ACCESS_DENIED, ERROR_FILE_NOT_FOUND, ERROR_NO_DATA};
+use windows_sys::Win32::System::Pipes::{WaitNamedPipeW, NMPWAIT_NOWAIT};
 
 use super::frames::{duplex, PipeReader, PipeWriter};
 use super::pipe::{self, client_process_id, duplex_options, Pipe};
@@ -12,6 +15,12 @@ use super::pipe_path;
 use super::security::{own_user_sid, pipe_sddl, process_user_sid, SecurityDescriptor};
 use crate::endpoint::Endpoint;
 use crate::error::BindError;
+
+/// Most time [`Listener::close`] waits for the pipe's name to disappear.
+const NAME_GONE_WITHIN: Duration = Duration::from_secs(1);
+
+/// How often [`Listener::close`] looks whether the name is gone.
+const NAME_GONE_POLL: Duration = Duration::from_millis(1);
 
 /// A named-pipe server that always has one instance waiting for a client.
 #[derive(Debug)]
@@ -54,6 +63,20 @@ impl Listener {
         self.path.clone()
     }
 
+    /// Closes the listener and waits until no instance of its pipe is left, for up to a second
+    /// (the server's connections are over by then): an instance dropped while it waits for a
+    /// client closes only once the runtime has taken back its cancelled wait, and a client that
+    /// came meanwhile would open it and find it broken, instead of being told that no server
+    /// is there. There is no event for it: the name is looked up each millisecond.
+    pub(crate) async fn close(self) {
+        let path: Vec<u16> = self.path.encode_utf16().chain(Some(0)).collect();
+        drop(self);
+        let give_up = Instant::now() + NAME_GONE_WITHIN;
+        while name_exists(&path) && Instant::now() < give_up {
+            tokio::time::sleep(NAME_GONE_POLL).await;
+        }
+    }
+
     /// Waits for the next client. Cancel-safe: a client that connects meanwhile is kept for the
     /// next call (the connect stays in flight on the waiting instance).
     pub(crate) async fn accept(&mut self) -> io::Result<(PipeReader, PipeWriter, PeerInfo)> {
@@ -82,4 +105,12 @@ impl Listener {
         let (reader, writer) = duplex(Pipe::Server(connected));
         Ok((reader, writer, PeerInfo::windows(pid, sid)))
     }
+}
+
+/// Whether a pipe of the name `path` (NUL-terminated) exists, in any state.
+fn name_exists(path: &[u16]) -> bool {
+    // SAFETY: `path` is a NUL-terminated wide string that outlives the call, which does not
+    // wait.
+    let available = unsafe { WaitNamedPipeW(path.as_ptr(), NMPWAIT_NOWAIT) };
+    available != 0 || io::Error::last_os_error().raw_os_error() != Some(ERROR_FILE_NOT_FOUND as i32)
 }

@@ -48,8 +48,8 @@ mod tests;
 use std::io;
 
 use windows_sys::Win32::Foundation::{
-    ERROR_BROKEN_PIPE, ERROR_NOT_ENOUGH_MEMORY, ERROR_NO_DATA, ERROR_NO_SYSTEM_RESOURCES,
-    ERROR_OUTOFMEMORY, ERROR_PIPE_CONNECTED,
+    ERROR_BROKEN_PIPE, ERROR_NOT_ENOUGH_MEMORY, ERROR_NOT_ENOUGH_QUOTA, ERROR_NO_DATA,
+    ERROR_NO_SYSTEM_RESOURCES, ERROR_OUTOFMEMORY, ERROR_PIPE_CONNECTED,
 };
 
 pub(crate) use client::connect;
@@ -80,8 +80,13 @@ pub(crate) fn pipe_path(endpoint: &Endpoint) -> String {
     format!(r"\\.\pipe\rpc-{}", endpoint.name())
 }
 
+/// Whether a server that is shutting down keeps its listener while its connections drain, to
+/// tell each new client so at once: a pipe's name lives on with the instances still draining,
+/// so that without it a new client would wait for a free instance until its connect timeout.
+pub(crate) const DRAINING_SERVER_TURNS_CLIENTS_AWAY: bool = true;
+
 /// Whether an accept error is worth retrying: a client that connects and vanishes before the
-/// server sees it; no memory or system resources for the next instance.
+/// server sees it; no memory, quota or system resources for the next instance.
 pub(crate) fn is_transient_accept_error(error: &io::Error) -> bool {
     matches!(
         error.raw_os_error().map(|code| code as u32),
@@ -90,6 +95,7 @@ pub(crate) fn is_transient_accept_error(error: &io::Error) -> bool {
                 | ERROR_BROKEN_PIPE
                 | ERROR_PIPE_CONNECTED
                 | ERROR_NOT_ENOUGH_MEMORY
+                | ERROR_NOT_ENOUGH_QUOTA
                 | ERROR_OUTOFMEMORY
                 | ERROR_NO_SYSTEM_RESOURCES
         )

@@ -2,6 +2,14 @@
 //!
 //! Every pipe is a tokio `NamedPipeServer` or `NamedPipeClient`: registered with the runtime's
 //! completion port, read and written with overlapped I/O by mio.
+//!
+//! Closing: a write the peer has not taken yet stays under way after it returns (it is handed
+//! to the system whole). Dropping a pipe cancels what is still under way, so that a peer that
+//! never reads cannot keep the pipe, its instance and the unsent bytes alive by keeping its own
+//! end open (mio cancels a dropped pipe's reads, not its writes); the writer's close waits first,
+//! within its linger, until the last write is done. That wait writes an empty message once no
+//! write is under way (the only way to ask), which this crate's readers skip, as they skip any
+//! empty message: a peer may write one at any time, and it is not the end of the pipe.
 
 use std::io;
 use std::os::windows::fs::OpenOptionsExt;
@@ -18,8 +26,10 @@ use windows_sys::Win32::Storage::FileSystem::{FILE_FLAG_OVERLAPPED, SECURITY_IDE
 use windows_sys::Win32::System::Pipes::{
     GetNamedPipeClientProcessId, SetNamedPipeHandleState, PIPE_READMODE_MESSAGE,
 };
+use windows_sys::Win32::System::IO::CancelIoEx;
 
 use super::security::SecurityDescriptor;
+use super::state::is_connected;
 
 /// The pipe's buffer in each direction, in bytes (what Windows reserves against quota).
 pub(super) const PIPE_BUFFER: u32 = 64 * 1024;
@@ -87,6 +97,20 @@ impl Pipe {
     }
 }
 
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        // See the module documentation: a write still under way is cancelled, not left to
+        // hold the pipe open.
+        // SAFETY: the handle is open (the pipe's fields drop after this); cancelling I/O that
+        // is under way or none is harmless to mio, which takes every completion back.
+        unsafe { CancelIoEx(self.handle().as_raw_handle(), std::ptr::null()) };
+    }
+}
+
+/// Most empty messages one read skips before it lets other tasks run: a peer that writes
+/// nothing but empty messages gets no more of the thread than one that writes data.
+const EMPTY_MESSAGES_PER_READ: usize = 16;
+
 /// The read half of a pipe as a byte stream.
 #[derive(Debug)]
 pub(crate) struct ReadHalf(pub(super) Arc<Pipe>);
@@ -109,9 +133,22 @@ impl AsyncRead for ReadHalf {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        let mut empty = 0;
         loop {
             ready!(self.0.poll_read_ready(cx))?;
             match self.0.try_read(buf.initialize_unfilled()) {
+                // An empty message reads as nothing, as the end of the pipe does: the pipe's
+                // state tells them apart.
+                Ok(0) if is_connected(self.0.handle()) => {
+                    empty += 1;
+                    if empty == EMPTY_MESSAGES_PER_READ {
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                }
                 Ok(read) => {
                     buf.advance(read);
                     return Poll::Ready(Ok(()));
@@ -144,9 +181,20 @@ impl AsyncWrite for WriteHalf {
         Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // A pipe cannot half-close.
-        Poll::Ready(Ok(()))
+    /// Waits until no write is under way (see the module documentation); a pipe cannot
+    /// half-close. The empty message it writes for that goes out only once the last write is
+    /// done.
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write(&[]) {
+                Ok(_) => return Poll::Ready(Ok(())),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // Nothing can be delivered any more: there is nothing to wait for.
+                Err(e) if is_end_of_pipe(&e) => return Poll::Ready(Ok(())),
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use windows_sys::Wdk::Storage::FileSystem::{
     FilePipeLocalInformation, NtQueryInformationFile, FILE_PIPE_CLOSING_STATE,
-    FILE_PIPE_DISCONNECTED_STATE, FILE_PIPE_LOCAL_INFORMATION,
+    FILE_PIPE_CONNECTED_STATE, FILE_PIPE_DISCONNECTED_STATE, FILE_PIPE_LOCAL_INFORMATION,
 };
 use windows_sys::Win32::System::IO::IO_STATUS_BLOCK;
 
@@ -29,6 +29,11 @@ pub(super) fn local_info(pipe: BorrowedHandle<'_>) -> Option<FILE_PIPE_LOCAL_INF
         )
     };
     (result >= 0).then_some(info)
+}
+
+/// Whether `pipe` is connected to its other end; `false` if the system does not say.
+pub(super) fn is_connected(pipe: BorrowedHandle<'_>) -> bool {
+    local_info(pipe).is_some_and(|info| info.NamedPipeState == FILE_PIPE_CONNECTED_STATE)
 }
 
 /// Completes once the other end of `pipe` is closed or has disconnected this one, even while
