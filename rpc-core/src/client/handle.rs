@@ -266,7 +266,7 @@ impl ClientHandle {
     /// if it was kept.
     pub(super) fn decode_item<T: DeserializeOwned>(
         &self,
-        item: &crate::client::arrived::Item<'_>,
+        item: &crate::stream::arrived::Item<'_>,
         limits: &DecodeLimits,
     ) -> Result<T, RpcError> {
         let decode = || decode::from_slice(item.body, limits);

@@ -10,7 +10,6 @@
 //! [`FrameRead`]: crate::frame::FrameRead
 //! [`FrameWrite`]: crate::frame::FrameWrite
 
-mod arrived;
 mod binding;
 mod config;
 mod connect;

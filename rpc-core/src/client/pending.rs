@@ -10,11 +10,11 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::client::arrived::Arrived;
 use crate::client::deadlines::Moved;
 use crate::client::upload::Outgoing;
 use crate::error::RpcError;
 use crate::protocol::ReplyStatus;
+use crate::stream::arrived::Arrived;
 use crate::stream::credit::Granted;
 use crate::stream::parts::Partial;
 

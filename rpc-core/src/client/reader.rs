@@ -3,7 +3,6 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use crate::client::arrived::COPY_MAX;
 use crate::client::deadlines::Deadlines;
 use crate::client::handle::remote_error;
 use crate::client::handle::Shared;
@@ -15,6 +14,7 @@ use crate::frame::FrameRead;
 use crate::protocol::{GoodbyeReason, Header};
 use crate::server::{Calls, ServerConfig, Serving};
 use crate::service::Dispatch;
+use crate::stream::arrived::COPY_MAX;
 use crate::stream::produce::overflows;
 use crate::writer::Outbox;
 

@@ -8,7 +8,6 @@ use std::task::{Context, Poll};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::client::arrived::{Arrived, Item};
 use crate::client::handle::{remote_error, ClientHandle};
 use crate::client::upload::Upload;
 use crate::decode::DecodeLimits;
@@ -16,6 +15,7 @@ use crate::error::{ProtocolError, RpcError};
 use crate::frame::header_frame;
 use crate::protocol::{Header, ReplyStatus};
 use crate::service::MethodDescriptor;
+use crate::stream::arrived::{Arrived, Item};
 use crate::stream::credit::Taken;
 
 /// The items of a stream the server sends, as a [`futures_util::Stream`] of

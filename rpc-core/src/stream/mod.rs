@@ -9,6 +9,7 @@
 //! arrive. How items travel (credit, cancellation, ends) is described on
 //! [`StreamReceiver`](crate::StreamReceiver) and in the [protocol](crate::protocol#streams).
 
+pub(crate) mod arrived;
 pub(crate) mod batch;
 mod channel;
 pub(crate) mod credit;

@@ -196,9 +196,8 @@ pub(crate) enum Finished {
         /// Where the body starts.
         body_at: usize,
     },
-    /// In parts, not put together yet. Boxed: every kept item's slot is as large as the
-    /// largest variant, and most items are whole (a slot of 40 bytes rather than 72, against
-    /// the 64 bytes of bookkeeping an item's credit counts).
+    /// In parts, not put together yet. Boxed: most items are whole, and are moved on through
+    /// a value as large as the largest variant.
     Parted(Box<PartedItem>),
 }
 
@@ -215,6 +214,7 @@ pub(crate) struct PartedItem {
     body_at: usize,
 }
 
+#[cfg(test)]
 impl Finished {
     /// The length of the item's frame, as if it had come in one: what its credit counts.
     pub(crate) fn frame_len(&self) -> usize {

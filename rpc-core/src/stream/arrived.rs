@@ -1,23 +1,23 @@
-//! The items of a stream from the server that arrived and were not taken yet, in order.
+//! The items of a stream from the peer that arrived and were not taken yet, in order: a
+//! client's stream from its server, and a server's upload from its client.
 //!
-//! Small items are copied, one after the other, into a buffer of their own: the reader task
-//! copies a few bytes on its own core instead of handing the consumer a view of its read buffer,
-//! whose shared count both cores would then update for every item. Larger items keep their
-//! frame, which is not copied.
+//! Small items are copied, one after the other, into a buffer of their own: the task reading
+//! the connection copies a few bytes on its own core instead of handing the consumer a view of
+//! its read buffer, whose shared count both cores would then update for every item, and what
+//! they take stays within their credit (an allocation of its own for each would take more than
+//! an item of a few bytes counts). Larger items keep their frame, which is not copied.
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
 
 use crate::frame::KEEP_VIEW_MIN;
-
-use crate::client::pending::Reply;
 use crate::stream::parts::{Assembly, Finished};
 
 /// Frames up to this long are copied; longer ones are kept as they arrived (a view of a
 /// shorter frame could keep much more than its length of the read buffer alive: see
 /// [`KEEP_VIEW_MIN`]).
-pub(super) const COPY_MAX: usize = KEEP_VIEW_MIN;
+pub(crate) const COPY_MAX: usize = KEEP_VIEW_MIN;
 
 /// The size of each buffer of copied items: what they hold is bounded by the stream's credit,
 /// and what they leave unused by one buffer per stream.
@@ -25,10 +25,10 @@ const BUFFER: usize = 16 * 1024;
 
 /// Arrived items, oldest first.
 #[derive(Default)]
-pub(super) struct Arrived {
+pub(crate) struct Arrived {
     runs: VecDeque<Run>,
     /// The frame of the item taken last, if it was not copied: its body is borrowed.
-    last: Option<Reply>,
+    last: Option<Kept>,
 }
 
 /// Items of one kind that arrived one after the other.
@@ -37,31 +37,43 @@ enum Run {
     /// then its body; `at` is where the next one starts.
     Copied { bytes: Vec<u8>, at: usize },
     /// One item, as its frame.
-    Frame(Reply),
+    Frame(Kept),
     /// One item that came in parts, put together by the consumer (see
     /// [`Arrived::assemble_some`]), not by the task that reads the connection.
     Parted(Assembly),
 }
 
+/// An item kept as the frame it arrived in.
+struct Kept {
+    frame: Bytes,
+    body_at: usize,
+}
+
+impl Kept {
+    fn body(&self) -> &[u8] {
+        self.frame.get(self.body_at..).unwrap_or_default()
+    }
+}
+
 /// An item taken out of [`Arrived`].
-pub(super) struct Item<'a> {
+pub(crate) struct Item<'a> {
     /// The length of the frame the item arrived in, which its credit is counted from.
-    pub(super) frame_len: usize,
+    pub(crate) frame_len: usize,
     /// The encoded item.
-    pub(super) body: &'a [u8],
+    pub(crate) body: &'a [u8],
     /// The frame, for an item that was not copied: what large byte buffers may share.
-    pub(super) frame: Option<&'a Bytes>,
+    pub(crate) frame: Option<&'a Bytes>,
 }
 
 impl Arrived {
     /// Whether no item is waiting.
-    pub(super) fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.runs.iter().all(Run::used_up)
     }
 
     /// Adds the item that arrived in `frame`, whose body starts at `body_at`: copied if the
     /// frame is at most [`COPY_MAX`] bytes long, else kept.
-    pub(super) fn push(&mut self, frame: Bytes, body_at: usize) {
+    pub(crate) fn push(&mut self, frame: Bytes, body_at: usize) {
         if frame.len() > COPY_MAX {
             self.push_frame(frame, body_at);
         } else {
@@ -70,7 +82,7 @@ impl Arrived {
     }
 
     /// Adds a copy of the item that arrived in `frame`, whose body starts at `body_at`.
-    pub(super) fn push_copy(&mut self, frame: &[u8], body_at: usize) {
+    pub(crate) fn push_copy(&mut self, frame: &[u8], body_at: usize) {
         let body = frame.get(body_at..).unwrap_or_default();
         let lens = (u32::try_from(frame.len()), u32::try_from(body.len()));
         let (Ok(frame_len), Ok(body_len)) = lens else {
@@ -101,7 +113,7 @@ impl Arrived {
     }
 
     /// Adds an item that arrived, in one frame or in parts.
-    pub(super) fn push_finished(&mut self, item: Finished) {
+    pub(crate) fn push_finished(&mut self, item: Finished) {
         match Assembly::new(item) {
             Err((frame, body_at)) => self.push(frame, body_at),
             Ok(assembly) => self.runs.push_back(Run::Parted(assembly)),
@@ -111,7 +123,7 @@ impl Arrived {
     /// Puts together about `budget` more bytes of the next item if it came in parts; returns
     /// whether some of it is still to do. A taker that yields between steps lets other tasks
     /// run on its thread, where copying a long item at once would hold it.
-    pub(super) fn assemble_some(&mut self, budget: usize) -> bool {
+    pub(crate) fn assemble_some(&mut self, budget: usize) -> bool {
         let next = self.runs.iter_mut().find(|run| !run.used_up());
         match next {
             Some(Run::Parted(assembly)) => !assembly.step(budget),
@@ -120,15 +132,11 @@ impl Arrived {
     }
 
     fn push_frame(&mut self, frame: Bytes, body_at: usize) {
-        self.runs.push_back(Run::Frame(Reply {
-            status: crate::protocol::ReplyStatus::Ok,
-            frame,
-            body_at,
-        }));
+        self.runs.push_back(Run::Frame(Kept { frame, body_at }));
     }
 
     /// Takes the oldest item; it stays readable until the next call.
-    pub(super) fn pop(&mut self) -> Option<Item<'_>> {
+    pub(crate) fn pop(&mut self) -> Option<Item<'_>> {
         // What the last item borrowed goes now: a run of copied items once it is used up, the
         // frame of an item that was not copied.
         self.last = None;
@@ -136,23 +144,19 @@ impl Arrived {
             self.runs.pop_front();
         }
         if matches!(self.runs.front(), Some(Run::Frame(_) | Run::Parted(_))) {
-            let reply = match self.runs.pop_front() {
-                Some(Run::Frame(reply)) => reply,
+            let kept = match self.runs.pop_front() {
+                Some(Run::Frame(kept)) => kept,
                 Some(Run::Parted(assembly)) => {
                     let (frame, body_at) = assembly.finish();
-                    Reply {
-                        status: crate::protocol::ReplyStatus::Ok,
-                        frame,
-                        body_at,
-                    }
+                    Kept { frame, body_at }
                 }
                 _ => return None,
             };
-            let reply = self.last.insert(reply);
+            let kept = self.last.insert(kept);
             return Some(Item {
-                frame_len: reply.frame.len(),
-                body: reply.body(),
-                frame: Some(&reply.frame),
+                frame_len: kept.frame.len(),
+                body: kept.body(),
+                frame: Some(&kept.frame),
             });
         }
         let Some(Run::Copied { bytes, at }) = self.runs.front_mut() else {
@@ -168,6 +172,22 @@ impl Arrived {
             body,
             frame: None,
         })
+    }
+}
+
+#[cfg(test)]
+impl Arrived {
+    /// The bytes the items hold in memory: the buffers of copied items (their capacity), and
+    /// the frames of the others.
+    pub(crate) fn held(&self) -> usize {
+        self.runs
+            .iter()
+            .map(|run| match run {
+                Run::Copied { bytes, .. } => bytes.capacity(),
+                Run::Frame(kept) => kept.frame.len(),
+                Run::Parted(_) => 0,
+            })
+            .sum()
     }
 }
 
