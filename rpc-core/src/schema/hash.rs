@@ -28,44 +28,54 @@ impl Fnv {
 
 type Types = BTreeMap<String, ContainerShape>;
 
-/// Most named types one method's hash expands: a schema from elsewhere (a server's answer to
-/// `describe`) may name types that each name others twice, which would expand exponentially.
-const MAX_EXPANSIONS: usize = 10_000;
+/// Most shapes (fields, items, named types expanded) one side of a method's hash writes: a
+/// schema from elsewhere (a server's answer to `describe`) may name types that each name others
+/// twice, which would expand exponentially, or types of millions of fields. No schema a program
+/// derives comes near it.
+const MAX_SHAPES: usize = 100_000;
+
+/// Most shapes a whole schema's fingerprint writes, over all its methods: a schema from
+/// elsewhere may repeat a method that reaches [`MAX_SHAPES`] as often as its bytes allow.
+const MAX_SCHEMA_SHAPES: usize = 1_000_000;
 
 /// Most named types expanded inside one another: a schema from elsewhere may chain types deeper
 /// than the stack holds.
 const MAX_NESTING: usize = 256;
 
 /// The names being expanded, so that a recursive type ends (it is written by its position in
-/// the recursion), and how many more expansions the hash may make.
+/// the recursion), and how many more shapes the hash may write.
 struct Open {
     names: Vec<String>,
     left: usize,
 }
 
 impl Open {
-    fn new() -> Self {
+    fn new(left: usize) -> Self {
         Self {
             names: Vec::new(),
-            left: MAX_EXPANSIONS,
+            left,
         }
     }
 }
 
 /// Writes `shape` into `hash`, expanding named types, within the bounds of `open`: past them a
-/// named type is written as too large (no schema a program derives comes near them).
+/// shape is written as too large (no schema a program derives comes near them).
 fn write(hash: &mut Fnv, shape: &Shape, types: &Types, open: &mut Open) {
+    if open.left == 0 {
+        hash.text("too large");
+        return;
+    }
+    open.left -= 1;
     match shape {
         Shape::TypeName(name) => {
             if let Some(depth) = open.names.iter().position(|n| n == name) {
                 hash.text(&format!("rec{depth}"));
                 return;
             }
-            if open.left == 0 || open.names.len() >= MAX_NESTING {
+            if open.names.len() >= MAX_NESTING {
                 hash.text("too large");
                 return;
             }
-            open.left -= 1;
             match types.get(name) {
                 Some(container) => {
                     open.names.push(name.clone());
@@ -158,17 +168,20 @@ fn write_container(hash: &mut Fnv, container: &ContainerShape, types: &Types, op
 /// types that encode alike, whatever they and the types in them are called.
 pub(super) fn structure(name: &str, types: &Types) -> u64 {
     let mut hash = Fnv::new();
-    write(
-        &mut hash,
-        &Shape::TypeName(name.to_owned()),
-        types,
-        &mut Open::new(),
-    );
+    let shape = Shape::TypeName(name.to_owned());
+    write(&mut hash, &shape, types, &mut Open::new(MAX_SHAPES));
     hash.0
 }
 
 pub(super) fn method_hashes(method: &MethodSchema, types: &Types) -> (u64, u64) {
-    let mut open = Open::new();
+    hashes_within(method, types, &mut (2 * MAX_SHAPES))
+}
+
+/// The method's hashes, each side writing at most [`MAX_SHAPES`] shapes, and both at most
+/// `budget`, which is left with what they did not write.
+fn hashes_within(method: &MethodSchema, types: &Types, budget: &mut usize) -> (u64, u64) {
+    // Each side has its own bound: a huge argument does not hide a change in the result.
+    let mut open = Open::new(MAX_SHAPES.min(*budget));
     let mut args = Fnv::new();
     args.text(&method.kind);
     write(&mut args, &method.args_shape, types, &mut open);
@@ -179,6 +192,8 @@ pub(super) fn method_hashes(method: &MethodSchema, types: &Types) -> (u64, u64) 
         }
         None => args.text("no stream"),
     }
+    *budget -= MAX_SHAPES.min(*budget) - open.left;
+    let mut open = Open::new(MAX_SHAPES.min(*budget));
     let mut result = Fnv::new();
     result.text(&method.kind);
     write(&mut result, &method.result_shape, types, &mut open);
@@ -189,14 +204,16 @@ pub(super) fn method_hashes(method: &MethodSchema, types: &Types) -> (u64, u64) 
         }
         None => result.text("no error"),
     }
+    *budget -= MAX_SHAPES.min(*budget) - open.left;
     (args.0, result.0)
 }
 
 pub(super) fn fingerprint(schema: &ServiceSchema) -> u64 {
     let mut hash = Fnv::new();
     hash.text(&schema.service);
+    let mut budget = MAX_SCHEMA_SHAPES;
     for method in &schema.methods {
-        let (args, result) = method.hashes(&schema.types);
+        let (args, result) = hashes_within(method, &schema.types, &mut budget);
         hash.bytes(&method.id.to_le_bytes());
         hash.bytes(&args.to_le_bytes());
         hash.bytes(&result.to_le_bytes());
@@ -232,6 +249,63 @@ mod tests {
 
     fn name(name: String) -> Shape {
         Shape::TypeName(name)
+    }
+
+    /// 64 levels of types, each naming the next twice: 2^64 expansions unbounded.
+    fn dag() -> Types {
+        (0..64)
+            .map(|i| {
+                let next = if i == 63 {
+                    Shape::U8
+                } else {
+                    name(format!("D{}", i + 1))
+                };
+                let fields = vec![Shape::U8, next.clone(), next];
+                (format!("D{i}"), ContainerShape::TupleStruct(fields))
+            })
+            .collect()
+    }
+
+    /// An argument too large to hash in full hides no change of the result: each side has a
+    /// bound of its own.
+    #[test]
+    fn a_huge_argument_hides_no_change_of_the_result() {
+        let returning = |result: Shape| {
+            let mut schema = taking("D0", dag());
+            if let Some(method) = schema.methods.first_mut() {
+                method.result_shape = result;
+            }
+            schema
+        };
+        let (small, large) = (returning(Shape::U8), returning(Shape::U16));
+        let (args, result) = method_hashes(&small.methods[0], &small.types);
+        let (same_args, other_result) = method_hashes(&large.methods[0], &large.types);
+        assert_eq!(args, same_args);
+        assert_ne!(result, other_result);
+        assert_ne!(small.fingerprint(), large.fingerprint());
+    }
+
+    /// A schema from elsewhere that repeats a method too large to hash in full, ten thousand
+    /// times, is fingerprinted within one bound for the whole schema (unbounded, it writes
+    /// each method's hundred thousand shapes on each side), and its first methods still count.
+    #[test]
+    fn a_hostile_schema_is_fingerprinted_within_one_bound() {
+        let repeated = |first: Shape| {
+            let mut schema = taking("D0", dag());
+            let method = schema.methods[0].clone();
+            schema.methods = (0..10_000)
+                .map(|i| MethodSchema {
+                    id: i,
+                    ..method.clone()
+                })
+                .collect();
+            schema.methods[0].result_shape = first;
+            schema
+        };
+        assert_ne!(
+            repeated(Shape::U8).fingerprint(),
+            repeated(Shape::U16).fingerprint()
+        );
     }
 
     #[test]
