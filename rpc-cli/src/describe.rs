@@ -21,8 +21,9 @@ use crate::codec::type_name;
 pub struct Describe {
     /// The service's interface name (the trait's name).
     pub service: String,
-    /// The fingerprint the handshake compares.
-    pub fingerprint: u64,
+    /// The fingerprint the handshake compares; `None` if the server's schema is too large to
+    /// fingerprint within the bound of [`rpc_core::schema::ServiceSchema::bounded_fingerprint`].
+    pub fingerprint: Option<u64>,
     /// Every method, in the trait's order.
     pub methods: Vec<MethodSchema>,
     /// The structs and enums that the methods' formats name with `Format::TypeName`.
@@ -140,11 +141,18 @@ impl MethodSchema {
 /// ```
 pub fn render(describe: &Describe) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "service {} (fingerprint {:#018x})",
-        describe.service, describe.fingerprint
-    );
+    let _ = match describe.fingerprint {
+        Some(fingerprint) => writeln!(
+            out,
+            "service {} (fingerprint {fingerprint:#018x})",
+            describe.service
+        ),
+        None => writeln!(
+            out,
+            "service {} (fingerprint: too large to compute)",
+            describe.service
+        ),
+    };
     out.push_str("\nmethods:\n");
     if describe.methods.is_empty() {
         out.push_str("  (none)\n");

@@ -68,7 +68,7 @@ pub(crate) fn calculator() -> Describe {
     divide.error_format = Some(error);
     Describe {
         service: "Calculator".to_owned(),
-        fingerprint: 0x1234,
+        fingerprint: Some(0x1234),
         methods: vec![
             method(
                 "add",

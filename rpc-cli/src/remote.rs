@@ -116,7 +116,7 @@ pub fn describe_schema(schema: &ServiceSchema) -> Option<Describe> {
         .collect::<Option<Vec<_>>>()?;
     Some(Describe {
         service: schema.service.clone(),
-        fingerprint: schema.fingerprint(),
+        fingerprint: schema.bounded_fingerprint(),
         methods,
         registry: convert(&schema.types)?,
     })

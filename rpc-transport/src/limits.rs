@@ -8,7 +8,7 @@ use std::time::Duration;
 use rpc_core::frame::{FrameRead, FrameWrite};
 use rpc_core::protocol::Rejection;
 use rpc_core::{refuse_connection, turn_away_shutting_down, PeerInfo};
-use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 /// Clients being refused at once (each for at most two seconds); past this, a client over the
@@ -18,42 +18,53 @@ pub(crate) const MAX_REFUSALS: usize = 16;
 /// How often a repeated accept error is logged.
 pub(crate) const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// Tells a client over a limit that the server is busy, on a task of its own, if fewer than
-/// [`MAX_REFUSALS`] are under way; else just closes the connection.
-pub(crate) fn refuse<R: FrameRead, W: FrameWrite>(
-    reader: R,
-    writer: W,
-    refusals: &Arc<Semaphore>,
-    limit: usize,
-) {
-    let Ok(permit) = Arc::clone(refusals).try_acquire_owned() else {
-        tracing::debug!("too many clients over the limit at once; closing without an answer");
-        return;
-    };
-    tracing::debug!(limit, "connection limit reached; refusing a client");
-    let rejection = Rejection::ServerBusy {
-        max_connections: u32::try_from(limit).unwrap_or(u32::MAX),
-    };
-    tokio::spawn(async move {
-        refuse_connection(reader, writer, rejection).await;
-        drop(permit);
-    });
+/// The clients being answered without being served: told that the server is busy (over a
+/// limit) or shutting down, each on a task of its own, at most [`MAX_REFUSALS`] at once (past
+/// that a client's connection is closed without an answer), each for at most two seconds.
+#[derive(Default)]
+pub(crate) struct Answering {
+    tasks: JoinSet<()>,
 }
 
-/// Tells a client that comes while the server's connections drain that it is shutting down,
-/// on a task of its own, within the same bound as [`refuse`]; else just closes the connection.
-pub(crate) fn turn_away<R: FrameRead, W: FrameWrite>(
-    reader: R,
-    writer: W,
-    refusals: &Arc<Semaphore>,
-) {
-    let Ok(permit) = Arc::clone(refusals).try_acquire_owned() else {
-        return;
-    };
-    tokio::spawn(async move {
-        turn_away_shutting_down(reader, writer).await;
-        drop(permit);
-    });
+impl Answering {
+    /// Whether another client can be answered now; forgets the answers that are done.
+    fn room(&mut self) -> bool {
+        while self.tasks.try_join_next().is_some() {}
+        self.tasks.len() < MAX_REFUSALS
+    }
+
+    /// Tells a client over a limit of `limit` connections that the server is busy.
+    pub(crate) fn refuse<R: FrameRead, W: FrameWrite>(
+        &mut self,
+        reader: R,
+        writer: W,
+        limit: usize,
+    ) {
+        if !self.room() {
+            tracing::debug!("too many clients over the limit at once; closing without an answer");
+            return;
+        }
+        tracing::debug!(limit, "connection limit reached; refusing a client");
+        let rejection = Rejection::ServerBusy {
+            max_connections: u32::try_from(limit).unwrap_or(u32::MAX),
+        };
+        self.tasks
+            .spawn(async move { refuse_connection(reader, writer, rejection).await });
+    }
+
+    /// Tells a client that comes while the server's connections drain that it is shutting
+    /// down.
+    pub(crate) fn turn_away<R: FrameRead, W: FrameWrite>(&mut self, reader: R, writer: W) {
+        if self.room() {
+            self.tasks
+                .spawn(async move { turn_away_shutting_down(reader, writer).await });
+        }
+    }
+
+    /// Waits until every client being answered has its answer (two seconds at most).
+    pub(crate) async fn finish(&mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
 }
 
 /// Connections held per user, on an endpoint that lets other users in.

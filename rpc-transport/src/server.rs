@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rpc_core::{serve_connection, CancellationToken, Dispatch, ServerConfig};
 
-use crate::limits::{refuse, turn_away, RateLimited, Shares, ACCEPT_ERROR_LOG_EVERY, MAX_REFUSALS};
+use crate::limits::{Answering, RateLimited, Shares, ACCEPT_ERROR_LOG_EVERY};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -14,6 +14,9 @@ use tracing::Instrument;
 use crate::endpoint::Endpoint;
 use crate::error::BindError;
 use crate::sys as platform;
+
+/// How long the server waits before accepting again after an error that can be retried.
+const ACCEPT_RETRY_AFTER: Duration = Duration::from_millis(20);
 
 /// A server bound to a named endpoint, ready to [`run`](Server::run).
 pub struct Server<D> {
@@ -105,7 +108,7 @@ impl<D: Dispatch> Server<D> {
         let shutdown_timeout = config.get_shutdown_timeout();
         let max_connections = config.get_max_connections();
         let slots = Arc::new(Semaphore::new(max_connections));
-        let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
+        let mut answering = Answering::default();
         let mut shares = endpoint
             .other_users_allowed()
             .then(|| Shares::new(config.get_max_connections_per_user()));
@@ -129,7 +132,7 @@ impl<D: Dispatch> Server<D> {
                         tracing::warn!(%error, suppressed, "accept failed; retrying");
                     }
                     // Out of descriptors or similar: give other connections a moment to close.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    tokio::time::sleep(ACCEPT_RETRY_AFTER).await;
                     continue;
                 }
                 Err(error) => break Err(error),
@@ -137,19 +140,14 @@ impl<D: Dispatch> Server<D> {
             // Over a limit: the client is told at once that the server is busy.
             let share = match shares.as_mut().map(|shares| shares.take(&peer)) {
                 Some(None) => {
-                    refuse(
-                        reader,
-                        writer,
-                        &refusals,
-                        config.get_max_connections_per_user(),
-                    );
+                    answering.refuse(reader, writer, config.get_max_connections_per_user());
                     continue;
                 }
                 Some(Some(share)) => Some(share),
                 None => None,
             };
             let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-                refuse(reader, writer, &refusals, max_connections);
+                answering.refuse(reader, writer, max_connections);
                 continue;
             };
             let service = Arc::clone(&service);
@@ -173,11 +171,11 @@ impl<D: Dispatch> Server<D> {
         // name, and a new client would wait for a free one until its connect timeout and then
         // be told the server is busy, so each one that comes is told at once that the server
         // is shutting down.
-        let listener = platform::DRAINING_SERVER_TURNS_CLIENTS_AWAY.then_some(listener);
+        let mut listener = platform::DRAINING_SERVER_TURNS_CLIENTS_AWAY.then_some(listener);
         shutdown.cancel();
         let drained = tokio::time::timeout(
             shutdown_timeout,
-            drain(&mut connections, listener, &refusals),
+            drain(&mut connections, &mut listener, &mut answering),
         )
         .await;
         if drained.is_err() {
@@ -187,17 +185,23 @@ impl<D: Dispatch> Server<D> {
             );
             connections.shutdown().await;
         }
+        // The endpoint is gone once this returns: no client is being answered on it, and no
+        // instance of its pipe is left.
+        answering.finish().await;
+        if let Some(listener) = listener {
+            listener.close().await;
+        }
         result
     }
 }
 
 /// Waits for every connection to end; meanwhile each client that comes to `listener`, if kept,
-/// is told that the server is shutting down (at most [`MAX_REFUSALS`] at once, the others are
-/// closed without an answer), until accepting fails.
+/// is told that the server is shutting down (see [`Answering`]). Accept errors that can be
+/// retried are, after a moment, as in the server loop; another one ends the turning away.
 async fn drain(
     connections: &mut JoinSet<()>,
-    mut listener: Option<platform::Listener>,
-    refusals: &Arc<Semaphore>,
+    listener: &mut Option<platform::Listener>,
+    answering: &mut Answering,
 ) {
     loop {
         let accepting = async {
@@ -208,14 +212,14 @@ async fn drain(
         };
         tokio::select! {
             joined = connections.join_next() => if joined.is_none() {
-                if let Some(listener) = listener {
-                    listener.close().await;
-                }
                 return;
             },
             accepted = accepting => match accepted {
-                Ok((reader, writer, _)) => turn_away(reader, writer, refusals),
-                Err(_) => listener = None,
+                Ok((reader, writer, _)) => answering.turn_away(reader, writer),
+                Err(error) if platform::is_transient_accept_error(&error) => {
+                    tokio::time::sleep(ACCEPT_RETRY_AFTER).await;
+                }
+                Err(_) => *listener = None,
             },
         }
     }

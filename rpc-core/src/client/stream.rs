@@ -268,6 +268,7 @@ impl ClientHandle {
             return std::task::Poll::Ready(None);
         };
         if !slot.items.is_empty() {
+            ready.let_go();
             std::mem::swap(&mut slot.items, ready);
             return std::task::Poll::Ready(Some(Ok(())));
         }

@@ -105,6 +105,14 @@ impl ServiceSchema {
         hash::fingerprint(self)
     }
 
+    /// The fingerprint of a schema from elsewhere (a server's answer to `describe`), or `None`
+    /// if computing it would write more than a million shapes in all: the fingerprint of a
+    /// hostile schema that repeats a huge method could keep its caller busy for hours. No
+    /// schema a program derives comes near the bound.
+    pub fn bounded_fingerprint(&self) -> Option<u64> {
+        hash::bounded_fingerprint(self)
+    }
+
     /// The method named `name`.
     pub fn method(&self, name: &str) -> Option<&MethodSchema> {
         self.methods.iter().find(|m| m.name == name)

@@ -63,7 +63,19 @@ impl SchemaBuilder {
                 for (name, mut container) in traced {
                     container.rename(&renames);
                     let name = renames.get(&name).cloned().unwrap_or(name);
-                    self.schema.types.entry(name).or_insert(container);
+                    match self.schema.types.get(&name) {
+                        // Two structures under one new name (their hashes were cut short by
+                        // the hash's bound): neither can be told by its name.
+                        Some(known) if *known != container => {
+                            self.schema.types.remove(&name);
+                            self.schema.untraced.push(name);
+                        }
+                        Some(_) => {}
+                        None if self.schema.untraced.contains(&name) => {}
+                        None => {
+                            self.schema.types.insert(name, container);
+                        }
+                    }
                 }
                 shape
             }

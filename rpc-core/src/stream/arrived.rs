@@ -71,6 +71,15 @@ impl Arrived {
         self.runs.iter().all(Run::used_up)
     }
 
+    /// Lets go of what the items taken so far still hold (the frame of the last one, used-up
+    /// buffers): before this is handed to the side that adds items, which would keep them.
+    pub(crate) fn let_go(&mut self) {
+        self.last = None;
+        while self.runs.front().is_some_and(Run::used_up) {
+            self.runs.pop_front();
+        }
+    }
+
     /// Adds the item that arrived in `frame`, whose body starts at `body_at`: copied if the
     /// frame is at most [`COPY_MAX`] bytes long, else kept.
     pub(crate) fn push(&mut self, frame: Bytes, body_at: usize) {
@@ -139,10 +148,7 @@ impl Arrived {
     pub(crate) fn pop(&mut self) -> Option<Item<'_>> {
         // What the last item borrowed goes now: a run of copied items once it is used up, the
         // frame of an item that was not copied.
-        self.last = None;
-        while self.runs.front().is_some_and(Run::used_up) {
-            self.runs.pop_front();
-        }
+        self.let_go();
         if matches!(self.runs.front(), Some(Run::Frame(_) | Run::Parted(_))) {
             let kept = match self.runs.pop_front() {
                 Some(Run::Frame(kept)) => kept,

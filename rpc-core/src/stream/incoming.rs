@@ -362,6 +362,7 @@ impl Incoming {
             } else if !self.ready.is_empty() {
                 false
             } else if !state.items.is_empty() {
+                self.ready.let_go();
                 std::mem::swap(&mut state.items, &mut self.ready);
                 false
             } else if state.ended {

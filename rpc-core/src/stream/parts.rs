@@ -242,7 +242,10 @@ pub(crate) struct Assembly {
     /// The last frame, whose body is copied last.
     last: Bytes,
     body_at: usize,
-    /// The item's header, then what was copied so far.
+    /// The item's length, which `whole` is made to hold at the first step: an item that
+    /// waits to be taken holds its parts only.
+    len: usize,
+    /// The item's header, then what was copied so far; empty until the first step.
     whole: Vec<u8>,
 }
 
@@ -259,13 +262,12 @@ impl Assembly {
                     last,
                     body_at,
                 } = *item;
-                let mut whole = Vec::with_capacity(len + last.len());
-                whole.extend_from_slice(last.get(..body_at).unwrap_or_default());
                 Ok(Self {
                     parts: parts.into(),
+                    len: len + last.len(),
                     last,
                     body_at,
-                    whole,
+                    whole: Vec::new(),
                 })
             }
         }
@@ -273,6 +275,11 @@ impl Assembly {
 
     /// Copies up to about `budget` bytes of the parts; returns whether the item is whole.
     pub(crate) fn step(&mut self, budget: usize) -> bool {
+        if self.whole.capacity() == 0 {
+            self.whole.reserve_exact(self.len);
+            self.whole
+                .extend_from_slice(self.last.get(..self.body_at).unwrap_or_default());
+        }
         let mut left = budget;
         while left > 0 {
             let Some(part) = self.parts.front_mut() else {

@@ -34,7 +34,7 @@ pub(super) fn duplex(pipe: Pipe) -> (PipeReader, PipeWriter) {
 /// The frame reader of a pipe.
 pub(super) fn reader(pipe: Arc<Pipe>) -> PipeReader {
     PipeReader {
-        frames: FrameReader::new(ReadHalf(Arc::clone(&pipe))),
+        frames: FrameReader::new(ReadHalf::new(Arc::clone(&pipe))),
         pipe,
     }
 }

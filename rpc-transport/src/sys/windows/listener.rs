@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use rpc_core::{PeerInfo, ServerConfig};
 use tokio::net::windows::named_pipe::NamedPipeServer;
-use tokio::time::Instant;
 use windows_sys::Win32::Foundation::{ERROR_ACCESS_DENIED, ERROR_FILE_NOT_FOUND, ERROR_NO_DATA};
 use windows_sys::Win32::System::Pipes::{WaitNamedPipeW, NMPWAIT_NOWAIT};
 
@@ -67,14 +66,18 @@ impl Listener {
     /// (the server's connections are over by then): an instance dropped while it waits for a
     /// client closes only once the runtime has taken back its cancelled wait, and a client that
     /// came meanwhile would open it and find it broken, instead of being told that no server
-    /// is there. There is no event for it: the name is looked up each millisecond.
+    /// is there. There is no event for it: the name is looked up each millisecond, on a thread
+    /// of the blocking pool (a lookup may wait a millisecond itself).
     pub(crate) async fn close(self) {
         let path: Vec<u16> = self.path.encode_utf16().chain(Some(0)).collect();
         drop(self);
-        let give_up = Instant::now() + NAME_GONE_WITHIN;
-        while name_exists(&path) && Instant::now() < give_up {
-            tokio::time::sleep(NAME_GONE_POLL).await;
-        }
+        let _ = tokio::task::spawn_blocking(move || {
+            let give_up = std::time::Instant::now() + NAME_GONE_WITHIN;
+            while name_exists(&path) && std::time::Instant::now() < give_up {
+                std::thread::sleep(NAME_GONE_POLL);
+            }
+        })
+        .await;
     }
 
     /// Waits for the next client. Cancel-safe: a client that connects meanwhile is kept for the
@@ -107,10 +110,10 @@ impl Listener {
     }
 }
 
-/// Whether a pipe of the name `path` (NUL-terminated) exists, in any state.
+/// Whether a pipe of the name `path` (NUL-terminated) exists, in any state; waits up to a
+/// millisecond for a free instance if every one is busy.
 fn name_exists(path: &[u16]) -> bool {
-    // SAFETY: `path` is a NUL-terminated wide string that outlives the call, which does not
-    // wait.
+    // SAFETY: `path` is a NUL-terminated wide string that outlives the call.
     let available = unsafe { WaitNamedPipeW(path.as_ptr(), NMPWAIT_NOWAIT) };
     available != 0 || io::Error::last_os_error().raw_os_error() != Some(ERROR_FILE_NOT_FOUND as i32)
 }

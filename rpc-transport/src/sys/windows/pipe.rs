@@ -20,7 +20,7 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::windows::named_pipe::{NamedPipeClient, NamedPipeServer, PipeMode, ServerOptions};
-use windows_sys::Win32::Foundation::{ERROR_BROKEN_PIPE, ERROR_PIPE_NOT_CONNECTED};
+use windows_sys::Win32::Foundation::{ERROR_BROKEN_PIPE, ERROR_NO_DATA, ERROR_PIPE_NOT_CONNECTED};
 use windows_sys::Win32::Security::SECURITY_ATTRIBUTES;
 use windows_sys::Win32::Storage::FileSystem::{FILE_FLAG_OVERLAPPED, SECURITY_IDENTIFICATION};
 use windows_sys::Win32::System::Pipes::{
@@ -113,7 +113,22 @@ const EMPTY_MESSAGES_PER_READ: usize = 16;
 
 /// The read half of a pipe as a byte stream.
 #[derive(Debug)]
-pub(crate) struct ReadHalf(pub(super) Arc<Pipe>);
+pub(crate) struct ReadHalf {
+    pipe: Arc<Pipe>,
+    /// Nothing was read last, with the other end already gone: an empty message it wrote
+    /// before more and then left, or the end. The next read tells which.
+    nothing_after_close: bool,
+}
+
+impl ReadHalf {
+    /// The read half of `pipe`.
+    pub(super) fn new(pipe: Arc<Pipe>) -> Self {
+        Self {
+            pipe,
+            nothing_after_close: false,
+        }
+    }
+}
 
 /// The write half of a pipe: each write is one pipe message.
 #[derive(Debug)]
@@ -136,13 +151,15 @@ impl AsyncRead for ReadHalf {
         if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
+        let this = self.get_mut();
         let mut empty = 0;
         loop {
-            ready!(self.0.poll_read_ready(cx))?;
-            match self.0.try_read(buf.initialize_unfilled()) {
+            ready!(this.pipe.poll_read_ready(cx))?;
+            match this.pipe.try_read(buf.initialize_unfilled()) {
                 // An empty message reads as nothing, as the end of the pipe does: the pipe's
-                // state tells them apart.
-                Ok(0) if is_connected(self.0.handle()) => {
+                // state tells them apart, or, once the other end is gone, the next read.
+                Ok(0) if is_connected(this.pipe.handle()) || !this.nothing_after_close => {
+                    this.nothing_after_close = !is_connected(this.pipe.handle());
                     empty += 1;
                     if empty == EMPTY_MESSAGES_PER_READ {
                         cx.waker().wake_by_ref();
@@ -150,6 +167,7 @@ impl AsyncRead for ReadHalf {
                     }
                 }
                 Ok(read) => {
+                    this.nothing_after_close = false;
                     buf.advance(read);
                     return Poll::Ready(Ok(()));
                 }
@@ -191,7 +209,9 @@ impl AsyncWrite for WriteHalf {
                 Ok(_) => return Poll::Ready(Ok(())),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 // Nothing can be delivered any more: there is nothing to wait for.
-                Err(e) if is_end_of_pipe(&e) => return Poll::Ready(Ok(())),
+                Err(e) if is_end_of_pipe(&e) || e.raw_os_error() == Some(ERROR_NO_DATA as i32) => {
+                    return Poll::Ready(Ok(()))
+                }
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
