@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use common::{within, Event, MathError, ProbeClient, TestServer};
 use futures_util::future::join_all;
-use rpc_core::{ClientConfig, RpcError};
+use rpc_core::{Client, ClientConfig, RpcError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_return_values_and_typed_errors() {
@@ -172,6 +172,37 @@ async fn graceful_shutdown_finishes_calls_in_flight() {
     assert!(
         matches!(refused, Err(rpc_transport::ConnectError::NotFound { .. })),
         "{refused:?}"
+    );
+}
+
+/// A client hears that its server is shutting down as soon as the server says so, while its
+/// call in flight still runs (and is answered afterwards).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_hears_the_shutdown_while_its_call_runs() {
+    let mut server = TestServer::start();
+    let client = server.client().await;
+    let connection = client
+        .handle()
+        .connection()
+        .expect("a direct connection")
+        .clone();
+    let in_flight = tokio::spawn({
+        let client = client.clone();
+        async move { client.compute(9001).await }
+    });
+    server.expect_event(&Event::Computing(9001)).await;
+    assert!(!connection.is_shutting_down());
+    server.shutdown.cancel();
+    within("the client hears the shutdown", connection.shutting_down()).await;
+    assert!(connection.is_shutting_down());
+    assert!(!connection.is_closed(), "the call in flight keeps it open");
+    common::release(9001);
+    assert_eq!(
+        within("the call in flight", in_flight)
+            .await
+            .expect("join")
+            .expect("call"),
+        9001
     );
 }
 

@@ -53,6 +53,7 @@ fn new_conn() -> Arc<Conn> {
     Arc::new(Conn {
         pending: Mutex::default(),
         shutting_down: AtomicBool::new(false),
+        said_shutting_down: Notify::new(),
         released: AtomicBool::new(false),
         deadline_moved: Moved::default(),
         closed: Notify::new(),

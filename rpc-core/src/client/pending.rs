@@ -156,7 +156,10 @@ impl Hasher for IdHasher {
 /// State shared by the handles and the reader task.
 pub(crate) struct Conn {
     pub(super) pending: Mutex<Pending>,
+    /// The server said it is shutting down.
     pub(super) shutting_down: AtomicBool,
+    /// Wakes those waiting for the server to say it is shutting down.
+    pub(super) said_shutting_down: Notify,
     /// The last handle is gone: the writer task sends the goodbye and closes.
     pub(super) released: AtomicBool,
     /// Tells the reader task that a call's deadline is earlier than its next check.

@@ -119,6 +119,7 @@ pub(super) async fn read_replies<R: FrameRead>(
                 reason: GoodbyeReason::ShuttingDown,
             } => {
                 conn.shutting_down.store(true, Ordering::Release);
+                conn.said_shutting_down.notify_waiters();
             }
             Header::Goodbye { reason } => return RpcError::ClosedByPeer(reason),
             Header::Hello { .. } | Header::Welcome { .. } | Header::Reject(_) => {
