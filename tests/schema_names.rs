@@ -7,7 +7,7 @@ use rpc_core::schema::{Change, ServiceSchema};
 use rpc_core::Client;
 
 /// A service whose `users` returns a `Page<User>` and whose `groups` a `Page<Group>`: two
-/// types of the serde name `Page`. `$user` is the body of `User`; `$error` that of the error
+/// types of the serde name `Page`; `inbox` and `outbox` return an `Envelope` holding the first. `$user` is the body of `User`; `$error` that of the error
 /// type `audit` returns, whose serde name `Error` is also the name of `log`'s error type.
 macro_rules! directory {
     ($module:ident, { $($user:tt)* }, { $($error:tt)* }) => {
@@ -29,6 +29,12 @@ macro_rules! directory {
                 pub id: u64,
             }
 
+            /// Refers to a `Page` that is not the first one traced.
+            #[derive(Debug, Clone, Serialize, Deserialize)]
+            pub struct Envelope {
+                pub page: Page<User>,
+            }
+
             pub mod audit {
                 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
                 pub enum Error { $($error)* }
@@ -47,6 +53,8 @@ macro_rules! directory {
                 async fn users(&self) -> Page<User>;
                 async fn log(&self, line: String) -> Result<(), log::Error>;
                 async fn audit(&self) -> Result<u32, audit::Error>;
+                async fn inbox(&self) -> Envelope;
+                async fn outbox(&self) -> Envelope;
             }
         }
     };
@@ -65,11 +73,13 @@ fn schema<C: Client>() -> &'static ServiceSchema {
 fn a_change_inside_a_generic_type_is_caught_for_the_method_that_uses_it() {
     let base = schema::<base::DirectoryClient>();
     let changed = schema::<user_grew::DirectoryClient>();
+    let result = |method: &str| Change::Result {
+        method: method.to_owned(),
+    };
+    // `users` returns the page; `inbox` and `outbox` return an envelope that holds it.
     assert_eq!(
         changed.breaking_changes(base),
-        [Change::Result {
-            method: "users".to_owned()
-        }],
+        [result("users"), result("inbox"), result("outbox")],
         "{base:#?}"
     );
     assert_ne!(changed.fingerprint(), base.fingerprint());
@@ -93,8 +103,10 @@ fn types_of_one_name_are_all_traced_and_named_the_same_way_each_time() {
     assert_eq!(base.untraced, Vec::<String>::new());
     // `groups` is traced first and keeps the plain names; the others are told apart.
     let names: Vec<&str> = base.types.keys().map(String::as_str).collect();
-    assert_eq!(names.len(), 6, "{names:?}");
-    for plain in ["Page", "Group", "User", "Error"] {
+    assert_eq!(names.len(), 7, "{names:?}");
+    // `Envelope`, in two methods, is listed once: its second trace is the first once its
+    // `Page` is renamed.
+    for plain in ["Page", "Group", "User", "Error", "Envelope"] {
         assert!(names.contains(&plain), "{names:?}");
     }
     assert_eq!(

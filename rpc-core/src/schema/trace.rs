@@ -117,7 +117,30 @@ impl SchemaBuilder {
                 }
             }
             if renames.len() == before {
-                return renames;
+                break;
+            }
+        }
+        // A type renamed before a type it refers to was (the names are looked at in order)
+        // may be the known one after all, once that reference is renamed: it keeps its name,
+        // one at a time, since keeping one may change what the others are.
+        loop {
+            let same = renames.keys().find(|name| {
+                let (Some(container), Some(known)) =
+                    (traced.get(*name), self.schema.types.get(*name))
+                else {
+                    return false;
+                };
+                let mut others = renames.clone();
+                others.remove(*name);
+                let mut container = container.clone();
+                container.rename(&others);
+                *known == container
+            });
+            match same.cloned() {
+                Some(name) => {
+                    renames.remove(&name);
+                }
+                None => return renames,
             }
         }
     }
