@@ -90,19 +90,6 @@ struct State {
     failed: bool,
     /// Every [`Outbox`] is gone: the writer task writes what is queued, then closes.
     senders_gone: bool,
-    /// When the writer stops trying to send what is left: [`LINGER`] after every [`Outbox`]
-    /// went (set with `senders_gone`).
-    linger_ends: Option<tokio::time::Instant>,
-}
-
-impl State {
-    /// Every [`Outbox`] is gone, or the connection is to close once what is queued is sent:
-    /// the writer's linger starts.
-    fn senders_gone(&mut self) {
-        self.senders_gone = true;
-        self.linger_ends
-            .get_or_insert_with(|| tokio::time::Instant::now() + LINGER);
-    }
 }
 
 struct Shared {
@@ -169,7 +156,7 @@ struct Senders(Arc<Shared>);
 
 impl Drop for Senders {
     fn drop(&mut self) {
-        self.0.lock().senders_gone();
+        self.0.lock().senders_gone = true;
         self.0.work.notify_one();
     }
 }
@@ -312,7 +299,7 @@ impl Outbox {
     /// remain (handles that outlive the connection): frames sent from now on are refused.
     pub(crate) fn close_when_sent(&self) {
         let shared = &self.0 .0;
-        shared.lock().senders_gone();
+        shared.lock().senders_gone = true;
         shared.work.notify_one();
     }
 

@@ -29,7 +29,6 @@ pub(crate) fn spawn_writer<W: FrameWrite>(
             error: None,
             failed: false,
             senders_gone: false,
-            linger_ends: None,
         }),
         work: Notify::new(),
         drained: Notify::new(),
@@ -84,11 +83,8 @@ async fn run_writer(shared: Arc<Shared>, on_error: impl FnOnce(FrameError)) {
             Ok(Some(next)) => next,
         };
         if close {
-            // Bounded by what is left of the linger (closing may wait for the last write to
-            // leave): a peer that does not read cannot keep the transport open.
-            let linger_ends = shared.lock().linger_ends;
-            let until = linger_ends.unwrap_or_else(|| tokio::time::Instant::now() + LINGER);
-            let _ = tokio::time::timeout_at(until, writer.close()).await;
+            // Bounded: a peer that does not read cannot keep the transport open.
+            let _ = tokio::time::timeout(LINGER, writer.close()).await;
             return ended(&shared);
         }
         let written: usize = batch.iter().map(Bytes::len).sum();
@@ -135,14 +131,14 @@ fn fail(shared: &Shared, error: FrameError, on_error: impl FnOnce(FrameError)) {
 /// Completes [`LINGER`] after every [`Outbox`] is gone: a write still under way by then waits
 /// on a peer that does not read, and is abandoned.
 async fn abandoned(shared: &Shared) {
-    let linger_ends = loop {
+    loop {
         let woken = shared.work.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        if let Some(linger_ends) = shared.lock().linger_ends {
-            break linger_ends;
+        if shared.lock().senders_gone {
+            break;
         }
         woken.await;
-    };
-    tokio::time::sleep_until(linger_ends).await;
+    }
+    tokio::time::sleep(LINGER).await;
 }
