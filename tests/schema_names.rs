@@ -122,3 +122,54 @@ fn types_of_one_name_are_all_traced_and_named_the_same_way_each_time() {
     // The same types defined again get the same schema, names included.
     assert_eq!(schema::<same::DirectoryClient>(), base);
 }
+
+/// Two types that refer to each other, holding a type whose name an earlier, different type
+/// took (and whose name sorts after theirs): the second method that uses them finds them equal
+/// to the first one's only together.
+mod linked {
+    #![allow(dead_code)]
+    use serde::{Deserialize, Serialize};
+
+    pub mod x {
+        #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+        pub struct Tail {
+            pub n: u32,
+        }
+    }
+
+    pub mod y {
+        #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+        pub struct Tail {
+            pub s: String,
+        }
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct Ping {
+        pub pong: Option<Box<Pong>>,
+        pub tail: y::Tail,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct Pong {
+        pub ping: Option<Box<Ping>>,
+    }
+
+    #[rpc_core::service(name = "Linked")]
+    pub trait Linked {
+        async fn tail(&self) -> x::Tail;
+        async fn ping(&self) -> Ping;
+        async fn again(&self) -> Ping;
+    }
+}
+
+#[test]
+fn types_that_refer_to_each_other_are_listed_once() {
+    let schema = schema::<linked::LinkedClient>();
+    let names: Vec<&str> = schema.types.keys().map(String::as_str).collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+    for plain in ["Tail", "Ping", "Pong"] {
+        assert!(names.contains(&plain), "{names:?}");
+    }
+    assert_eq!(schema.untraced, Vec::<String>::new());
+}

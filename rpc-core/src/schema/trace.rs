@@ -89,60 +89,24 @@ impl SchemaBuilder {
     }
 
     /// New names for the types of one trace (`traced`) whose serde names other types of the
-    /// service already hold (two `Page<T>`s, two `Error`s), or whose name is also an untraced
-    /// type's: `Name#` and a hash of the type's structure, which is the same whatever order
-    /// the methods are traced in, and the same for every method that uses the type. A type
-    /// that refers to a renamed one is renamed too, if it is not the same as the type known
-    /// by its name once the reference is renamed.
+    /// service already hold with another structure (two `Page<T>`s, two `Error`s, or a type
+    /// that holds one of those), or whose name is also an untraced type's: `Name#` and a hash
+    /// of the type's structure. Structures are compared by that hash, which leaves names out:
+    /// a type that holds a renamed one is the known type of its name if their structures
+    /// agree, whatever the types in them are called, and types that refer to each other need
+    /// no order. The new name is the same whatever order the methods are traced in, and the
+    /// same for every method that uses the type.
     fn renames(&self, traced: &BTreeMap<String, ContainerShape>) -> BTreeMap<String, String> {
-        let mut renames = BTreeMap::new();
-        loop {
-            let before = renames.len();
-            for (name, container) in traced {
-                if renames.contains_key(name) {
-                    continue;
-                }
-                let clash = if self.schema.untraced.contains(name) {
-                    true
-                } else if let Some(known) = self.schema.types.get(name) {
-                    let mut container = container.clone();
-                    container.rename(&renames);
-                    *known != container
-                } else {
-                    false
-                };
-                if clash {
-                    let hash = super::hash::structure(name, traced);
-                    renames.insert(name.clone(), format!("{name}#{hash:016x}"));
-                }
-            }
-            if renames.len() == before {
-                break;
-            }
-        }
-        // A type renamed before a type it refers to was (the names are looked at in order)
-        // may be the known one after all, once that reference is renamed: it keeps its name,
-        // one at a time, since keeping one may change what the others are.
-        loop {
-            let same = renames.keys().find(|name| {
-                let (Some(container), Some(known)) =
-                    (traced.get(*name), self.schema.types.get(*name))
-                else {
-                    return false;
-                };
-                let mut others = renames.clone();
-                others.remove(*name);
-                let mut container = container.clone();
-                container.rename(&others);
-                *known == container
-            });
-            match same.cloned() {
-                Some(name) => {
-                    renames.remove(&name);
-                }
-                None => return renames,
-            }
-        }
+        traced
+            .keys()
+            .filter_map(|name| {
+                let hash = super::hash::structure(name, traced);
+                let clash = self.schema.untraced.contains(name)
+                    || self.schema.types.contains_key(name)
+                        && super::hash::structure(name, &self.schema.types) != hash;
+                clash.then(|| (name.clone(), format!("{name}#{hash:016x}")))
+            })
+            .collect()
     }
 
     /// Adds a method.
