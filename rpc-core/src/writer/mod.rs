@@ -90,6 +90,9 @@ struct State {
     failed: bool,
     /// Every [`Outbox`] is gone: the writer task writes what is queued, then closes.
     senders_gone: bool,
+    /// [`Closer::close_now`] was called: the writer task drops the transport, also one it is
+    /// writing to, and ends, whoever still holds an [`Outbox`].
+    closed_now: bool,
 }
 
 struct Shared {
@@ -313,6 +316,18 @@ impl Outbox {
 
     /// Waits until at most `limit` bytes are unsent (or the writer task has ended).
     pub(crate) async fn drained_to(&self, limit: usize) {
+        self.drained_until(|shared| shared.unsent.load(Ordering::Relaxed) <= limit)
+            .await;
+    }
+
+    /// Waits until at most `limit` bytes of replies are unsent ([`Outbox::unsent_replies`]:
+    /// stream frames left out), or the writer task has ended.
+    pub(crate) async fn replies_drained_to(&self, limit: usize) {
+        self.drained_until(|_| self.unsent_replies() <= limit).await;
+    }
+
+    /// Waits until `done` holds after a write, or the writer task has ended.
+    async fn drained_until(&self, done: impl Fn(&Shared) -> bool) {
         let shared = &self.0 .0;
         loop {
             let drained = shared.drained.notified();
@@ -320,7 +335,7 @@ impl Outbox {
             drained.as_mut().enable();
             {
                 let state = shared.lock();
-                if shared.unsent.load(Ordering::Relaxed) <= limit || state.failed {
+                if done(shared) || state.failed {
                     return;
                 }
             }
@@ -339,6 +354,7 @@ impl Closer {
         let writer = {
             let mut state = self.0.lock();
             state.failed = true;
+            state.closed_now = true;
             state.queue.clear();
             state.bulk.clear();
             state.writer.take()
@@ -455,6 +471,77 @@ mod tests {
             .await
             .expect("the waiting sender is released")
             .expect("join");
+    }
+
+    /// Waiting for the replies to drain (what a server does before it reads calls again after
+    /// a backlog) does not wait for the stream frames queued behind them: once the reply is
+    /// written the wait ends, while stream frames are still unsent.
+    #[tokio::test]
+    async fn replies_drain_ahead_of_the_stream_frames_behind_them() {
+        use futures_util::FutureExt;
+        use tokio::io::AsyncReadExt;
+
+        let (tx, mut rx) = tokio::io::duplex(1024);
+        let (outbox, _task) = spawn_writer(FrameWriter::new(tx), |e| panic!("write failed: {e}"));
+        let reply = frame(1);
+        let mut item = (64 * 1024u32).to_le_bytes().to_vec();
+        item.resize(4 + 64 * 1024, 0);
+        let item = Bytes::from(item);
+        // The reply is queued first; the first write takes it and one group of stream frames.
+        outbox.send(reply.clone()).expect("open");
+        outbox
+            .send_bulk((0..8).map(|_| vec![item.clone()]).collect())
+            .expect("open");
+        // The peer reads what that first write holds, and nothing more.
+        let first_write = reply.len() + item.len();
+        let reader = tokio::spawn(async move {
+            let mut taken = vec![0u8; first_write];
+            rx.read_exact(&mut taken).await.expect("read");
+            rx
+        });
+        tokio::time::timeout(LINGER * 10, outbox.replies_drained_to(0))
+            .await
+            .expect("the replies drain");
+        assert_eq!(outbox.unsent_replies(), 0);
+        assert!(
+            outbox.drained_to(0).now_or_never().is_none(),
+            "stream frames are still unsent"
+        );
+        let _rx = reader.await.expect("reader");
+    }
+
+    /// A connection closed from outside (its server's shutdown timeout passed) closes its
+    /// transport and ends its writer task at once, although a handler still keeps an outbox
+    /// (a handle to the client's callbacks): while a write waits on a peer that does not read,
+    /// and while the writer is idle. Before, the transport stayed open as long as the handle.
+    #[tokio::test]
+    async fn closing_now_ends_the_writer_whoever_keeps_an_outbox() {
+        use tokio::io::AsyncReadExt;
+
+        for busy in [true, false] {
+            let (tx, mut rx) = tokio::io::duplex(64);
+            let (outbox, task) =
+                spawn_writer(FrameWriter::new(tx), |e| panic!("write failed: {e}"));
+            if busy {
+                for i in 0..100 {
+                    outbox.send(frame(i)).expect("open");
+                }
+            }
+            let kept = outbox.clone();
+            outbox.closer().close_now();
+            drop(outbox);
+            tokio::time::timeout(LINGER * 10, task)
+                .await
+                .unwrap_or_else(|_| panic!("the writer ends (busy: {busy})"))
+                .expect("join");
+            let mut rest = Vec::new();
+            tokio::time::timeout(LINGER * 10, rx.read_to_end(&mut rest))
+                .await
+                .unwrap_or_else(|_| panic!("the transport is closed (busy: {busy})"))
+                .expect("read");
+            assert!(rest.len() <= 64, "only what the pipe held: {}", rest.len());
+            drop(kept);
+        }
     }
 
     /// Frames written at once, left half-written, and queued behind a busy writer all arrive

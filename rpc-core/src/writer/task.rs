@@ -29,6 +29,7 @@ pub(crate) fn spawn_writer<W: FrameWrite>(
             error: None,
             failed: false,
             senders_gone: false,
+            closed_now: false,
         }),
         work: Notify::new(),
         drained: Notify::new(),
@@ -46,6 +47,13 @@ async fn run_writer(shared: Arc<Shared>, on_error: impl FnOnce(FrameError)) {
         let mut bulk_written = 0;
         let next = {
             let mut state = shared.lock();
+            if state.closed_now {
+                // Closed from outside: the transport goes now, whoever still holds an outbox.
+                let writer = state.writer.take();
+                drop(state);
+                drop(writer);
+                return ended(&shared);
+            }
             if let Some(error) = state.error.take() {
                 state.failed = true;
                 Err(error)
@@ -129,14 +137,21 @@ fn fail(shared: &Shared, error: FrameError, on_error: impl FnOnce(FrameError)) {
 }
 
 /// Completes [`LINGER`] after every [`Outbox`] is gone: a write still under way by then waits
-/// on a peer that does not read, and is abandoned.
+/// on a peer that does not read, and is abandoned. Completes at once when the connection is
+/// closed from outside ([`super::Closer::close_now`]).
 async fn abandoned(shared: &Shared) {
     loop {
         let woken = shared.work.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        if shared.lock().senders_gone {
-            break;
+        {
+            let state = shared.lock();
+            if state.closed_now {
+                return;
+            }
+            if state.senders_gone {
+                break;
+            }
         }
         woken.await;
     }
