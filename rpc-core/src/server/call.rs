@@ -19,7 +19,9 @@ use crate::frame::{encode_small, header_frame, EncodeError, Encoded};
 use crate::protocol::{Header, ReplyStatus, WireError, DESCRIBE};
 use crate::server::config::ServerConfig;
 use crate::server::streams::Sending;
-use crate::service::{Dispatch, HandlerFuture, MethodDescriptor, MethodKind, Outcome};
+use crate::service::{
+    Dispatch, DispatchError, HandlerFuture, MethodDescriptor, MethodKind, Outcome,
+};
 use crate::stream::produce::{end_once, produce};
 use crate::stream::{CallOver, Inbound, Incoming};
 use crate::writer::Outbox;
@@ -259,16 +261,36 @@ impl<D: Dispatch> Calls<'_, D> {
             return Err(failed(id, WireError::WrongKind(method)));
         }
         let body = frame.get(body_at..).unwrap_or_default();
-        let dispatched = crate::byte_buf::sharing(frame, || {
-            self.service.dispatch(method, body, &limits, incoming)
-        });
+        let dispatched =
+            crate::byte_buf::sharing(frame, || self.guarded(method, body, &limits, incoming));
         match dispatched {
-            Ok(handler) => Ok(Dispatched { handler, info }),
-            Err(error) => {
+            Some(Ok(handler)) => Ok(Dispatched { handler, info }),
+            Some(Err(error)) => {
                 tracing::debug!(id, method = info.name, %error, "call refused");
                 Err(failed(id, WireError::from(&error)))
             }
+            None => {
+                tracing::warn!(id, method = info.name, "decoding the arguments panicked");
+                Err(failed(id, WireError::HandlerPanicked))
+            }
         }
+    }
+
+    /// The service's dispatcher, which decodes the arguments (running the argument types' own
+    /// code: `Deserialize` and `TryFrom` implementations) and makes the handler: `None` if
+    /// that panicked, which fails this one call, as a panic of its handler does, and not the
+    /// connection's task.
+    fn guarded(
+        &self,
+        method: u32,
+        body: &[u8],
+        limits: &DecodeLimits,
+        incoming: Option<Incoming>,
+    ) -> Option<Result<HandlerFuture, DispatchError>> {
+        std::panic::catch_unwind(AssertUnwindSafe(|| {
+            self.service.dispatch(method, body, limits, incoming)
+        }))
+        .ok()
     }
 
     /// The answer to `describe` (call `id`): the service's schema.
@@ -307,10 +329,14 @@ impl<D: Dispatch> Calls<'_, D> {
         };
         let span =
             tracing::debug_span!("rpc.notify", service = descriptor.name, method = info.name);
-        let mut handler = match self.service.dispatch(method, body, &limits, None) {
-            Ok(handler) => handler,
-            Err(error) => {
+        let mut handler = match self.guarded(method, body, &limits, None) {
+            Some(Ok(handler)) => handler,
+            Some(Err(error)) => {
                 tracing::debug!(parent: &span, %error, "one-way call refused");
+                return None;
+            }
+            None => {
+                tracing::warn!(parent: &span, "decoding the arguments of a one-way call panicked");
                 return None;
             }
         };
