@@ -293,11 +293,14 @@ pub(super) async fn read_replies<R: FrameRead>(
     }
 }
 
-/// Waits for a callback's task to end; pending forever without callbacks.
 /// Waits until the replies to the server's callbacks are within their limit again.
 async fn drained(callbacks: Option<&CallbackSide>) {
     match callbacks {
-        Some(side) => side.outbox.drained_to(side.config.max_unsent_bytes).await,
+        Some(side) => {
+            side.outbox
+                .replies_drained_to(side.config.max_unsent_bytes)
+                .await
+        }
         None => std::future::pending().await,
     }
 }

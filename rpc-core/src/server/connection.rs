@@ -157,7 +157,7 @@ where
                     Err(_) => Ok(()),
                 };
             }
-            () = outbox.drained_to(config.max_unsent_bytes), if backlog && !client_gone => {}
+            () = outbox.replies_drained_to(config.max_unsent_bytes), if backlog && !client_gone => {}
             // While not reading, this waits for the client to leave, without reading.
             incoming = next_incoming(&mut reader, reading, config.max_frame), if !client_gone => {
                 let frame = match incoming {
