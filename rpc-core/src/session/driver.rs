@@ -125,13 +125,24 @@ impl<K: Connect> Driver<K> {
         }
     }
 
-    /// Waits until the connection ends, or a call found that the server is shutting down;
-    /// returns why.
+    /// Waits until the connection ends or its server says it is shutting down; returns why.
+    /// A server shutting down still answers the calls in flight on the connection (their
+    /// handles keep it), while the session connects again at once, to the server that takes
+    /// its place.
     async fn watch(&self, handle: &ClientHandle) -> Result<RpcError, Stopped> {
         loop {
             tokio::select! {
                 () = self.stop.cancelled() => return Err(Stopped),
                 why = handle.ended() => return Ok(why),
+                () = handle.shutting_down() => {
+                    // It also returns when the connection closed without a word.
+                    if handle.is_shutting_down() {
+                        return Ok(RpcError::ShuttingDown);
+                    }
+                    return Ok(handle.ended().await);
+                }
+                // A call that saw the shutdown nudges; the nudge is taken here so that it does
+                // not end the backoff of the attempts that follow.
                 () = self.nudge.notified() => {
                     if handle.is_shutting_down() {
                         return Ok(RpcError::ShuttingDown);

@@ -130,7 +130,9 @@ impl SessionConfig {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum SessionState {
-    /// Not connected, trying to: the first connection, or again after one was lost.
+    /// Not connected, trying to: the first connection, or again after one was lost. A session
+    /// whose server says it is shutting down is here at once, with `lost` set to
+    /// [`RpcError::ShuttingDown`], while the calls in flight on that connection still finish.
     Connecting {
         /// Since when the session has had no connection.
         since: Instant,
