@@ -126,12 +126,16 @@ where
     let mut serving = Serving::new(calls, outbox.clone(), true);
     let mut draining = false;
     let mut client_gone = false;
+    // A write failed: the connection ends with it once the one-way handlers have finished.
+    let mut write_failed = None;
     // Frames to send, gathered while more work is ready at once.
     let mut out: Vec<Bytes> = Vec::new();
 
     let result = loop {
         if (draining || client_gone) && serving.is_idle() {
-            break Ok(());
+            break write_failed
+                .take()
+                .map_or(Ok(()), |e| Err(ConnectionError::Frame(e)));
         }
         if out.len() >= MAX_GATHERED {
             let _ = outbox.send_all_now(&mut out);
@@ -151,11 +155,17 @@ where
             biased;
             () = serving.joined() => {}
             () = tick(&mut deadlines, callback_conn.as_deref()) => {}
-            error = &mut write_err => {
-                break match error {
-                    Ok(e) => Err(ConnectionError::Frame(e)),
-                    Err(_) => Ok(()),
+            error = &mut write_err, if write_failed.is_none() => {
+                let Ok(error) = error else {
+                    break Ok(());
                 };
+                // The client can take nothing more (it has gone, seen here because the server
+                // was not reading): as when it leaves, its calls are dropped and the one-way
+                // handlers already started finish; then the connection ends with the error.
+                write_failed = Some(error);
+                client_gone = true;
+                serving.caller_gone();
+                fail_callbacks(callback_conn.as_deref());
             }
             () = outbox.replies_drained_to(config.max_unsent_bytes), if backlog && !client_gone => {}
             // While not reading, this waits for the client to leave, without reading.
