@@ -136,8 +136,9 @@ impl ServerConfig {
         self
     }
 
-    /// Sets how long a graceful shutdown waits for calls in flight before closing their
-    /// connections anyway. Default 10 s.
+    /// Sets how long a graceful shutdown waits for calls in flight, and for their replies to
+    /// be written to clients that read slowly, before closing their connections anyway.
+    /// Default 10 s.
     pub fn shutdown_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.shutdown_timeout = timeout;
         self

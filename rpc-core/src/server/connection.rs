@@ -276,7 +276,14 @@ where
         conn.fail_all(RpcError::ConnectionClosed);
     }
     drop(callbacks);
-    outbox.close_when_sent();
+    // A client's replies at a graceful shutdown may take as long as the drain allows (the
+    // server closes what is left at its timeout); otherwise a client that does not read holds
+    // the connection for a second at most.
+    if draining {
+        outbox.close_when_sent_within(config.shutdown_timeout);
+    } else {
+        outbox.close_when_sent();
+    }
     drop(outbox);
     let _ = writer_task.await;
     tracing::debug!(service = descriptor.name, "connection closed");

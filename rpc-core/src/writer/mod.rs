@@ -90,6 +90,9 @@ struct State {
     failed: bool,
     /// Every [`Outbox`] is gone: the writer task writes what is queued, then closes.
     senders_gone: bool,
+    /// How long the writer task keeps trying once every sender is gone ([`LINGER`] unless
+    /// the connection said otherwise).
+    linger: std::time::Duration,
     /// [`Closer::close_now`] was called: the writer task drops the transport, also one it is
     /// writing to, and ends, whoever still holds an [`Outbox`].
     closed_now: bool,
@@ -301,8 +304,18 @@ impl Outbox {
     /// Lets the writer task write what is queued and close, although other [`Outbox`]es may
     /// remain (handles that outlive the connection): frames sent from now on are refused.
     pub(crate) fn close_when_sent(&self) {
+        self.close_when_sent_within(LINGER);
+    }
+
+    /// As [`Outbox::close_when_sent`], with `linger` in place of [`LINGER`]: for a server that
+    /// shuts down gracefully, whose replies may take as long as its drain allows.
+    pub(crate) fn close_when_sent_within(&self, linger: std::time::Duration) {
         let shared = &self.0 .0;
-        shared.lock().senders_gone = true;
+        {
+            let mut state = shared.lock();
+            state.senders_gone = true;
+            state.linger = linger;
+        }
         shared.work.notify_one();
     }
 
@@ -471,6 +484,31 @@ mod tests {
             .await
             .expect("the waiting sender is released")
             .expect("join");
+    }
+
+    /// A writer closing with a linger longer than [`LINGER`] (a server shutting down
+    /// gracefully) still delivers everything to a peer that starts reading after [`LINGER`]
+    /// has passed. (Paused time: the runtime's clock jumps ahead while every task waits.)
+    #[tokio::test(start_paused = true)]
+    async fn a_longer_linger_waits_for_a_slow_reader() {
+        use tokio::io::AsyncReadExt;
+
+        let (tx, mut rx) = tokio::io::duplex(64);
+        let (outbox, task) = spawn_writer(FrameWriter::new(tx), |e| panic!("write failed: {e}"));
+        for i in 0..100 {
+            outbox.send(frame(i)).expect("open");
+        }
+        outbox.close_when_sent_within(LINGER * 5);
+        drop(outbox);
+        tokio::time::sleep(LINGER * 2).await;
+        let mut everything = Vec::new();
+        rx.read_to_end(&mut everything).await.expect("read");
+        assert_eq!(
+            everything.len(),
+            100 * frame(0).len(),
+            "every frame arrives"
+        );
+        task.await.expect("writer task");
     }
 
     /// Waiting for the replies to drain (what a server does before it reads calls again after

@@ -30,6 +30,7 @@ pub(crate) fn spawn_writer<W: FrameWrite>(
             failed: false,
             senders_gone: false,
             closed_now: false,
+            linger: LINGER,
         }),
         work: Notify::new(),
         drained: Notify::new(),
@@ -43,6 +44,7 @@ pub(crate) fn spawn_writer<W: FrameWrite>(
 
 async fn run_writer(shared: Arc<Shared>, on_error: impl FnOnce(FrameError)) {
     let mut batch = Vec::with_capacity(16);
+    let mut linger = LINGER;
     loop {
         let mut bulk_written = 0;
         let next = {
@@ -59,6 +61,7 @@ async fn run_writer(shared: Arc<Shared>, on_error: impl FnOnce(FrameError)) {
                 Err(error)
             } else if state.queue.is_empty() && state.bulk.is_empty() && !state.flush_needed {
                 if state.senders_gone {
+                    linger = state.linger;
                     Ok(state.writer.take().map(|writer| (writer, true)))
                 } else {
                     Ok(None)
@@ -92,7 +95,7 @@ async fn run_writer(shared: Arc<Shared>, on_error: impl FnOnce(FrameError)) {
         };
         if close {
             // Bounded: a peer that does not read cannot keep the transport open.
-            let _ = tokio::time::timeout(LINGER, writer.close()).await;
+            let _ = tokio::time::timeout(linger, writer.close()).await;
             return ended(&shared);
         }
         let written: usize = batch.iter().map(Bytes::len).sum();
@@ -136,11 +139,12 @@ fn fail(shared: &Shared, error: FrameError, on_error: impl FnOnce(FrameError)) {
     on_error(error);
 }
 
-/// Completes [`LINGER`] after every [`Outbox`] is gone: a write still under way by then waits
-/// on a peer that does not read, and is abandoned. Completes at once when the connection is
-/// closed from outside ([`super::Closer::close_now`]).
+/// Completes the linger ([`LINGER`] unless the connection said otherwise) after every
+/// [`Outbox`] is gone: a write still under way by then waits on a peer that does not read, and
+/// is abandoned. Completes at once when the connection is closed from outside
+/// ([`super::Closer::close_now`]).
 async fn abandoned(shared: &Shared) {
-    loop {
+    let linger = loop {
         let woken = shared.work.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
@@ -150,10 +154,10 @@ async fn abandoned(shared: &Shared) {
                 return;
             }
             if state.senders_gone {
-                break;
+                break state.linger;
             }
         }
         woken.await;
-    }
-    tokio::time::sleep(LINGER).await;
+    };
+    tokio::time::sleep(linger).await;
 }
