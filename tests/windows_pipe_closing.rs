@@ -1,9 +1,12 @@
 //! How named pipes end on Windows: an empty message is not the end of the pipe, a reply the
 //! client never reads does not keep the server's end of the pipe alive after the connection is
-//! over, and a client that comes while a server shuts down is told so at once.
+//! over, and a client that comes while a server shuts down is told so at once, also after its
+//! connections have drained.
 #![cfg(windows)]
 
 mod common;
+
+use std::time::Duration;
 
 use common::{within, Event, ProbeClient, ProbeImpl, ProbeServer, RawPeer, TestServer, PATIENCE};
 use rpc_core::protocol::{GoodbyeReason, Header};
@@ -105,4 +108,54 @@ async fn a_client_that_comes_during_the_drain_is_told_the_server_is_shutting_dow
         result.err()
     );
     call.abort();
+}
+
+/// A client that comes after the connections have drained, while the server still answers a
+/// client it turned away during the drain, is told that the server is shutting down too: it
+/// used to be left at an instance of the pipe that nobody read until the server closed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_comes_after_the_drain_is_told_too() {
+    // The drain ends at its timeout, which closes the connection of a call that never ends:
+    // the client sees when the server stops waiting for its connections.
+    let mut server =
+        TestServer::start_with(ServerConfig::new().shutdown_timeout(Duration::from_millis(200)));
+    let busy = server.client().await;
+    let call = tokio::spawn(async move { busy.sleep(1, 60_000).await });
+    server.expect_event(&Event::SleepStarted(1)).await;
+    server.shutdown.cancel();
+    // A client that never says hello: the server's answer to it waits up to two seconds.
+    let silent = ClientOptions::new()
+        .pipe_mode(PipeMode::Message)
+        .open(&server.address)
+        .expect("open the pipe");
+    let mut config = ClientConfig::new();
+    config.connect_timeout(PATIENCE * 2);
+    let shutting_down = |result: &Result<ProbeClient, ConnectError>| {
+        matches!(
+            result,
+            Err(ConnectError::Handshake(RpcError::ClosedByPeer(
+                GoodbyeReason::ShuttingDown
+            )))
+        )
+    };
+    // The next instance waits only once the silent client's is accepted: a client turned
+    // away now shows that the server is answering the silent one.
+    let during = within(
+        "a client during the drain",
+        rpc_transport::connect_with::<ProbeClient>(&server.endpoint, &config),
+    )
+    .await;
+    assert!(shutting_down(&during), "{:?}", during.err());
+    let ended = within("the drain's timeout", call).await.expect("join");
+    assert!(
+        matches!(ended, Err(RpcError::ConnectionClosed)),
+        "{ended:?}"
+    );
+    let after = within(
+        "a client after the drain",
+        rpc_transport::connect_with::<ProbeClient>(&server.endpoint, &config),
+    )
+    .await;
+    assert!(shutting_down(&after), "{:?}", after.err());
+    drop(silent);
 }

@@ -61,6 +61,12 @@ impl Answering {
         }
     }
 
+    /// Waits until the answer to one client is done; `false` at once if no client is being
+    /// answered.
+    pub(crate) async fn next_done(&mut self) -> bool {
+        self.tasks.join_next().await.is_some()
+    }
+
     /// Waits until every client being answered has its answer (two seconds at most).
     pub(crate) async fn finish(&mut self) {
         while self.tasks.join_next().await.is_some() {}

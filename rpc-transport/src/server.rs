@@ -4,7 +4,8 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rpc_core::{serve_connection, CancellationToken, Dispatch, ServerConfig};
+use rpc_core::frame::{FrameRead, FrameWrite};
+use rpc_core::{serve_connection, CancellationToken, Dispatch, PeerInfo, ServerConfig};
 
 use crate::limits::{Answering, RateLimited, Shares, ACCEPT_ERROR_LOG_EVERY};
 use tokio::sync::Semaphore;
@@ -17,6 +18,11 @@ use crate::sys as platform;
 
 /// How long the server waits before accepting again after an error that can be retried.
 const ACCEPT_RETRY_AFTER: Duration = Duration::from_millis(20);
+
+/// How long a server whose connections have ended (or been closed at the shutdown timeout)
+/// keeps turning away the clients that come, while it finishes answering those it turned
+/// away before (on Windows, where its pipe's name outlives the drain).
+const LAST_ANSWERS_WITHIN: Duration = Duration::from_secs(2);
 
 /// A server bound to a named endpoint, ready to [`run`](Server::run).
 pub struct Server<D> {
@@ -185,8 +191,15 @@ impl<D: Dispatch> Server<D> {
             );
             connections.shutdown().await;
         }
-        // The endpoint is gone once this returns: no client is being answered on it, and no
-        // instance of its pipe is left.
+        // The clients being answered get their answers, and those that come meanwhile are
+        // turned away too, for up to `LAST_ANSWERS_WITHIN`; then the last answers end (each
+        // within two seconds). The endpoint is gone once this returns: no client is being
+        // answered on it, and no instance of its pipe is left.
+        let _ = tokio::time::timeout(
+            LAST_ANSWERS_WITHIN,
+            answer_the_last(&mut listener, &mut answering),
+        )
+        .await;
         answering.finish().await;
         if let Some(listener) = listener {
             listener.close().await;
@@ -196,32 +209,61 @@ impl<D: Dispatch> Server<D> {
 }
 
 /// Waits for every connection to end; meanwhile each client that comes to `listener`, if kept,
-/// is told that the server is shutting down (see [`Answering`]). Accept errors that can be
-/// retried are, after a moment, as in the server loop; another one ends the turning away.
+/// is told that the server is shutting down (see [`Answering`]).
 async fn drain(
     connections: &mut JoinSet<()>,
     listener: &mut Option<platform::Listener>,
     answering: &mut Answering,
 ) {
     loop {
-        let accepting = async {
-            match listener.as_mut() {
-                Some(listener) => listener.accept().await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             joined = connections.join_next() => if joined.is_none() {
                 return;
             },
-            accepted = accepting => match accepted {
-                Ok((reader, writer, _)) => answering.turn_away(reader, writer),
-                Err(error) if platform::is_transient_accept_error(&error) => {
-                    tokio::time::sleep(ACCEPT_RETRY_AFTER).await;
-                }
-                Err(_) => *listener = None,
-            },
+            accepted = accept(listener) => turn_away(accepted, listener, answering).await,
         }
+    }
+}
+
+/// Waits until every client being answered has its answer; meanwhile each client that comes
+/// to `listener`, if kept, is turned away too, rather than left at an instance of the pipe
+/// that nobody reads until the listener closes. Clients that keep coming keep it going: the
+/// caller bounds it.
+async fn answer_the_last(listener: &mut Option<platform::Listener>, answering: &mut Answering) {
+    loop {
+        tokio::select! {
+            more = answering.next_done() => if !more {
+                return;
+            },
+            accepted = accept(listener) => turn_away(accepted, listener, answering).await,
+        }
+    }
+}
+
+/// The next client of `listener`; pending forever without one.
+async fn accept(
+    listener: &mut Option<platform::Listener>,
+) -> io::Result<(impl FrameRead, impl FrameWrite, PeerInfo)> {
+    match listener.as_mut() {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Tells a client that came while shutting down that the server is shutting down. Accept
+/// errors that can be retried are, after a moment, as in the server loop; another one ends
+/// the turning away.
+async fn turn_away(
+    accepted: io::Result<(impl FrameRead, impl FrameWrite, PeerInfo)>,
+    listener: &mut Option<platform::Listener>,
+    answering: &mut Answering,
+) {
+    match accepted {
+        Ok((reader, writer, _)) => answering.turn_away(reader, writer),
+        Err(error) if platform::is_transient_accept_error(&error) => {
+            tokio::time::sleep(ACCEPT_RETRY_AFTER).await;
+        }
+        Err(_) => *listener = None,
     }
 }
 
