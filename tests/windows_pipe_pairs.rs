@@ -113,3 +113,89 @@ async fn streams_run_over_a_pipe_pair() {
     .await;
     assert_eq!(sum.expect("sum"), (0..3000u64).sum::<u64>());
 }
+
+/// A client of a pipe pair reads what the server wrote before it ended the connection (a large
+/// reply, then the goodbye that says why it ended) although the server has ended it: the server
+/// waits for the client to close the pipe it reads before disconnecting it, which throws away
+/// what is unread. The client here reads nothing until it has broken the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_server_wrote_last_is_read_after_it_ends_the_connection() {
+    use rpc_core::protocol::{GoodbyeReason, Header, MAGIC, PROTOCOL_VERSION};
+    use rpc_core::Client;
+
+    let (endpoint, task) = serve(&ServerConfig::default());
+    let name = endpoint.name().to_owned();
+    let service = <ProbeClient as Client>::SERVICE;
+    let hello = common::frame(
+        &Header::Hello {
+            magic: MAGIC,
+            version: PROTOCOL_VERSION,
+            service: service.name.to_owned(),
+            fingerprint: service.fingerprint(),
+            max_frame: 1 << 20,
+            callbacks: 0,
+        },
+        &[],
+    );
+    let data = vec![5u8; 300 * 1024];
+    let call = common::RawPeer::call_frame(1, "echo", &(data.clone(),));
+    let received = within(
+        "the client's reads",
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut input = std::fs::OpenOptions::new()
+                .write(true)
+                .open(format!(r"\\.\pipe\rpc-{name}.in"))
+                .expect("open the pipe to the server");
+            let mut output = std::fs::OpenOptions::new()
+                .read(true)
+                .open(format!(r"\\.\pipe\rpc-{name}.out"))
+                .expect("open the pipe from the server");
+            let mut message = vec![0u8; 4 << 20];
+            input.write_all(&hello).expect("hello");
+            let welcome = output.read(&mut message).expect("welcome");
+            assert!(welcome > 0, "a welcome");
+            input.write_all(&call).expect("the call");
+            // A frame longer than any limit: the server ends the connection.
+            input
+                .write_all(&u32::MAX.to_le_bytes())
+                .expect("a frame too long");
+            let mut received = Vec::new();
+            while let Ok(read @ 1..) = output.read(&mut message) {
+                received.extend_from_slice(message.get(..read).unwrap_or_default());
+            }
+            received
+        }),
+    )
+    .await
+    .expect("join");
+    let mut rest = &received[..];
+    let mut headers = Vec::new();
+    while let Some((len, after)) = rest.split_first_chunk::<4>() {
+        let len = u32::from_le_bytes(*len) as usize;
+        let (payload, after) = after.split_at(len.min(after.len()));
+        let (header, body) = postcard::take_from_bytes::<Header>(payload).expect("a header");
+        if let Header::Reply { id: 1, .. } = header {
+            assert_eq!(
+                postcard::from_bytes::<Vec<u8>>(body).expect("the echo"),
+                data
+            );
+        }
+        headers.push(header);
+        rest = after;
+    }
+    assert!(
+        matches!(headers.first(), Some(Header::Reply { id: 1, .. })),
+        "{headers:?}"
+    );
+    assert!(
+        matches!(
+            headers.last(),
+            Some(Header::Goodbye {
+                reason: GoodbyeReason::FrameTooLarge { .. }
+            })
+        ),
+        "{headers:?}"
+    );
+    task.abort();
+}

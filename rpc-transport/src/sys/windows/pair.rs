@@ -6,7 +6,9 @@
 //! time over them. A client may open the two pipes in either order; a second client while one is
 //! connected waits, and gets [`ConnectError::Busy`] after [`ClientConfig::connect_timeout`];
 //! with no server, [`ConnectError::NotFound`] comes at once; a client that opens one pipe and
-//! not the other within the handshake timeout is disconnected.
+//! not the other within the handshake timeout is disconnected. Once a connection ends, the
+//! server waits up to a second for its client to close the pipe it reads, so that the client
+//! can read what is left in it (its last replies, a goodbye) before the pipe is disconnected.
 
 use std::future::Future;
 use std::io;
@@ -28,8 +30,14 @@ use super::frames::{reader, writer, PipeReader, PipeWriter};
 use super::pipe::{self, Pipe, PIPE_BUFFER};
 use super::pipe_path;
 use super::security::{own_user_sid, pipe_sddl, SecurityDescriptor};
+use super::state::other_end_gone;
 use crate::endpoint::Endpoint;
 use crate::error::{BindError, ConnectError};
+
+/// Most time a pair's server waits, once a connection has ended, for its client to close the
+/// pipe it reads before disconnecting it (which throws away what the client has not read), and
+/// listening for the next client.
+const CLIENT_READS_WITHIN: Duration = Duration::from_secs(1);
 
 /// The two pipes of a pipe pair: `<pipe>.in` (client to server) and `<pipe>.out`.
 pub(crate) fn pair_paths(endpoint: &Endpoint) -> (String, String) {
@@ -132,6 +140,14 @@ impl PairListener {
             reader(Arc::clone(&self.input)),
             writer(Arc::clone(&self.output)),
         ))
+    }
+
+    /// Waits until the client has closed the pipe it reads, for at most [`CLIENT_READS_WITHIN`]:
+    /// what it has not read yet (a last reply, the goodbye that says why the server ended the
+    /// connection) is thrown away when the pipe is disconnected.
+    pub(crate) async fn client_done_reading(&self) {
+        let _ =
+            tokio::time::timeout(CLIENT_READS_WITHIN, other_end_gone(self.output.handle())).await;
     }
 
     /// Drops the client, so both pipes listen again.
@@ -254,6 +270,7 @@ impl PairServer {
             if let Err(error) = served {
                 tracing::info!(%error, "pipe pair connection ended with an error");
             }
+            self.listener.client_done_reading().await;
             self.listener.disconnect();
         }
     }
