@@ -80,7 +80,11 @@
 //! closes once they are answered (or its shutdown timeout passes).
 //!
 //! Request ids are chosen by the caller and unique among its calls in flight, a call's id
-//! staying in use until its argument stream, if it has one, has ended or been cancelled; a reply
+//! staying in use until its reply has come (or its cancel is sent) and its argument stream, if
+//! it has one, has ended or been cancelled: from then on the caller may use it again, for its
+//! very next call. (The id of a call that returns a stream stays in use a moment after the
+//! stream's end, until the server has let go of it: a caller should not use it again at once,
+//! as this implementation never does, counting its ids up.) A reply
 //! or cancel for an id that is not in flight is ignored (it raced with a cancel or a deadline),
 //! except that a cancel still ends the call's open argument stream. A reply for an id the caller
 //! never sent a call with is a protocol violation (this implementation counts its ids up from 1,

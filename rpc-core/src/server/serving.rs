@@ -3,7 +3,7 @@
 //! callbacks of its server.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -39,6 +39,9 @@ pub(crate) struct Serving<'a, D> {
     tasks: JoinSet<Finished>,
     /// The calls among them, by request id, to cancel them.
     cancels: HashMap<u64, AbortHandle>,
+    /// Request ids of the calls among them that have sent their reply: their tasks are ending,
+    /// and the client may use the id again before the connection has joined them.
+    answered: Arc<Mutex<Vec<u64>>>,
     /// The streams of the calls, both ways.
     streams: Streams,
     /// Tells the next one-way handler that the previous one has finished (its sender dropped).
@@ -55,10 +58,21 @@ impl<'a, D: Dispatch> Serving<'a, D> {
             outbox,
             tasks: JoinSet::new(),
             cancels: HashMap::new(),
+            answered: Arc::default(),
             streams: Streams::default(),
             last_oneway: None,
             streams_allowed,
         }
+    }
+
+    /// Whether call `id` has sent its reply (its task not yet joined); forgets that it has.
+    fn take_answered(&self, id: u64) -> bool {
+        let mut answered = lock(&self.answered);
+        let Some(at) = answered.iter().position(|&done| done == id) else {
+            return false;
+        };
+        answered.swap_remove(at);
+        true
     }
 
     /// No handler is running.
@@ -90,6 +104,7 @@ impl<'a, D: Dispatch> Serving<'a, D> {
             {
                 self.cancels.remove(&id);
                 self.streams.sent(id);
+                self.take_answered(id);
             }
         }
     }
@@ -107,8 +122,17 @@ impl<'a, D: Dispatch> Serving<'a, D> {
         body_at: usize,
         out: &mut Vec<Bytes>,
     ) -> Result<(), ProtocolError> {
-        // An id stays in use while its call runs and while its argument stream is open.
-        if self.cancels.contains_key(&id) || self.streams.receives(id) {
+        // An id stays in use while its call runs (until it has sent its reply) and while its
+        // argument stream is open.
+        if self.cancels.contains_key(&id) {
+            if !self.take_answered(id) {
+                return Err(ProtocolError::DuplicateId(id));
+            }
+            // The task of the call answered before is ending: its join finds the id taken by
+            // this call and leaves it.
+            self.cancels.remove(&id);
+        }
+        if self.streams.receives(id) {
             return Err(ProtocolError::DuplicateId(id));
         }
         if method == DESCRIBE {
@@ -180,9 +204,14 @@ impl<'a, D: Dispatch> Serving<'a, D> {
             Started::Answered(reply) => reply.push_into(out),
             Started::Running(rest) => {
                 let outbox = self.outbox.clone();
+                let answered = Arc::clone(&self.answered);
                 let handle = self.tasks.spawn(async move {
+                    let reply = rest.await;
+                    // Before the reply goes out: the client may use the id again as soon as it
+                    // has the reply. (Nothing between the two can be cancelled.)
+                    lock(&answered).push(id);
                     // Written by this task if the transport is idle.
-                    let _ = outbox.send_encoded(rest.await, true);
+                    let _ = outbox.send_encoded(reply, true);
                     Finished::Call(id)
                 });
                 self.cancels.insert(id, handle);
@@ -225,6 +254,7 @@ impl<'a, D: Dispatch> Serving<'a, D> {
         if let Some(handle) = self.cancels.remove(&id) {
             tracing::debug!(id, "call cancelled by the caller");
             handle.abort();
+            self.take_answered(id);
         }
         self.streams.forget(id);
     }
@@ -286,6 +316,7 @@ impl<'a, D: Dispatch> Serving<'a, D> {
         for (_, handle) in self.cancels.drain() {
             handle.abort();
         }
+        lock(&self.answered).clear();
         self.streams.clear();
     }
 
@@ -320,4 +351,9 @@ impl<'a, D: Dispatch> Serving<'a, D> {
     pub(crate) async fn stop(mut self) {
         self.tasks.shutdown().await;
     }
+}
+
+/// Locks the list of answered calls; no update of it can panic half-way.
+fn lock(answered: &Mutex<Vec<u64>>) -> MutexGuard<'_, Vec<u64>> {
+    answered.lock().unwrap_or_else(|e| e.into_inner())
 }
