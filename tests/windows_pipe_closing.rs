@@ -118,7 +118,7 @@ async fn a_client_that_comes_after_the_drain_is_told_too() {
     // The drain ends at its timeout, which closes the connection of a call that never ends:
     // the client sees when the server stops waiting for its connections.
     let mut server =
-        TestServer::start_with(ServerConfig::new().shutdown_timeout(Duration::from_millis(200)));
+        TestServer::start_with(ServerConfig::new().shutdown_timeout(Duration::from_millis(100)));
     let busy = server.client().await;
     let call = tokio::spawn(async move { busy.sleep(1, 60_000).await });
     server.expect_event(&Event::SleepStarted(1)).await;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::task::{AbortHandle, Id, JoinSet};
 use tokio::time::Instant;
 
 use crate::error::ProtocolError;
@@ -39,9 +39,9 @@ pub(crate) struct Serving<'a, D> {
     tasks: JoinSet<Finished>,
     /// The calls among them, by request id, to cancel them.
     cancels: HashMap<u64, AbortHandle>,
-    /// Request ids of the calls among them that have sent their reply: their tasks are ending,
-    /// and the client may use the id again before the connection has joined them.
-    answered: Arc<Mutex<Vec<u64>>>,
+    /// The calls among them that have sent their reply, by request id and task: their tasks
+    /// are ending, and the client may use the id again before the connection has joined them.
+    answered: Arc<Mutex<Vec<(u64, Id)>>>,
     /// The streams of the calls, both ways.
     streams: Streams,
     /// Tells the next one-way handler that the previous one has finished (its sender dropped).
@@ -65,10 +65,11 @@ impl<'a, D: Dispatch> Serving<'a, D> {
         }
     }
 
-    /// Whether call `id` has sent its reply (its task not yet joined); forgets that it has.
-    fn take_answered(&self, id: u64) -> bool {
+    /// Whether call `id`, running on `task`, has sent its reply (its task not yet joined);
+    /// forgets that it has.
+    fn take_answered(&self, id: u64, task: Id) -> bool {
         let mut answered = lock(&self.answered);
-        let Some(at) = answered.iter().position(|&done| done == id) else {
+        let Some(at) = answered.iter().position(|&done| done == (id, task)) else {
             return false;
         };
         answered.swap_remove(at);
@@ -96,7 +97,11 @@ impl<'a, D: Dispatch> Serving<'a, D> {
         let Some(joined) = self.tasks.join_next_with_id().await else {
             return std::future::pending().await;
         };
-        if let Ok((task, Finished::Call(id) | Finished::Stream(id))) = joined {
+        let task = match &joined {
+            Ok((task, _)) => *task,
+            Err(error) => error.id(),
+        };
+        if let Ok((_, Finished::Call(id) | Finished::Stream(id))) = joined {
             if self
                 .cancels
                 .get(&id)
@@ -104,9 +109,9 @@ impl<'a, D: Dispatch> Serving<'a, D> {
             {
                 self.cancels.remove(&id);
                 self.streams.sent(id);
-                self.take_answered(id);
             }
         }
+        lock(&self.answered).retain(|&(_, of)| of != task);
     }
 
     /// Starts call `id`; its reply (if it is answered at once) and any stream credit go to
@@ -124,8 +129,8 @@ impl<'a, D: Dispatch> Serving<'a, D> {
     ) -> Result<(), ProtocolError> {
         // An id stays in use while its call runs (until it has sent its reply) and while its
         // argument stream is open.
-        if self.cancels.contains_key(&id) {
-            if !self.take_answered(id) {
+        if let Some(running) = self.cancels.get(&id) {
+            if !self.take_answered(id, running.id()) {
                 return Err(ProtocolError::DuplicateId(id));
             }
             // The task of the call answered before is ending: its join finds the id taken by
@@ -209,7 +214,7 @@ impl<'a, D: Dispatch> Serving<'a, D> {
                     let reply = rest.await;
                     // Before the reply goes out: the client may use the id again as soon as it
                     // has the reply. (Nothing between the two can be cancelled.)
-                    lock(&answered).push(id);
+                    lock(&answered).push((id, tokio::task::id()));
                     // Written by this task if the transport is idle.
                     let _ = outbox.send_encoded(reply, true);
                     Finished::Call(id)
@@ -254,7 +259,7 @@ impl<'a, D: Dispatch> Serving<'a, D> {
         if let Some(handle) = self.cancels.remove(&id) {
             tracing::debug!(id, "call cancelled by the caller");
             handle.abort();
-            self.take_answered(id);
+            self.take_answered(id, handle.id());
         }
         self.streams.forget(id);
     }
@@ -354,6 +359,6 @@ impl<'a, D: Dispatch> Serving<'a, D> {
 }
 
 /// Locks the list of answered calls; no update of it can panic half-way.
-fn lock(answered: &Mutex<Vec<u64>>) -> MutexGuard<'_, Vec<u64>> {
+fn lock(answered: &Mutex<Vec<(u64, Id)>>) -> MutexGuard<'_, Vec<(u64, Id)>> {
     answered.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -556,7 +556,8 @@ mod tests {
     async fn closing_now_ends_the_writer_whoever_keeps_an_outbox() {
         use tokio::io::AsyncReadExt;
 
-        for busy in [true, false] {
+        // (a write under way, lingering after the connection's end), for each case
+        for (busy, lingering) in [(true, false), (false, false), (true, true)] {
             let (tx, mut rx) = tokio::io::duplex(64);
             let (outbox, task) =
                 spawn_writer(FrameWriter::new(tx), |e| panic!("write failed: {e}"));
@@ -566,16 +567,23 @@ mod tests {
                 }
             }
             let kept = outbox.clone();
-            outbox.closer().close_now();
+            let closer = outbox.closer();
+            if lingering {
+                // A graceful shutdown's long linger, cut short by its drain's timeout.
+                outbox.close_when_sent_within(LINGER * 60);
+                tokio::task::yield_now().await;
+            }
+            closer.close_now();
             drop(outbox);
             tokio::time::timeout(LINGER * 10, task)
                 .await
-                .unwrap_or_else(|_| panic!("the writer ends (busy: {busy})"))
+                .unwrap_or_else(|_| panic!("the writer ends ({busy}, {lingering})"))
                 .expect("join");
+            assert_eq!(kept.unsent_replies(), 0, "nothing counts as unsent");
             let mut rest = Vec::new();
             tokio::time::timeout(LINGER * 10, rx.read_to_end(&mut rest))
                 .await
-                .unwrap_or_else(|_| panic!("the transport is closed (busy: {busy})"))
+                .unwrap_or_else(|_| panic!("the transport is closed ({busy}, {lingering})"))
                 .expect("read");
             assert!(rest.len() <= 64, "only what the pipe held: {}", rest.len());
             drop(kept);

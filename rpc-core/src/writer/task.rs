@@ -95,7 +95,10 @@ async fn run_writer(shared: Arc<Shared>, on_error: impl FnOnce(FrameError)) {
         };
         if close {
             // Bounded: a peer that does not read cannot keep the transport open.
-            let _ = tokio::time::timeout(linger, writer.close()).await;
+            tokio::select! {
+                _ = tokio::time::timeout(linger, writer.close()) => {}
+                () = closed_now(&shared) => {}
+            }
             return ended(&shared);
         }
         let written: usize = batch.iter().map(Bytes::len).sum();
@@ -127,13 +130,25 @@ async fn run_writer(shared: Arc<Shared>, on_error: impl FnOnce(FrameError)) {
 /// the queue to drain (a stream's producer holding an outbox after the connection's own was
 /// dropped) stops waiting.
 fn ended(shared: &Shared) {
-    shared.lock().failed = true;
+    give_up(shared);
     shared.drained.notify_waiters();
+}
+
+/// Marks the writer as done: nothing queued will be sent, so nothing counts as unsent any
+/// more (a connection over its backlog would otherwise wait for it, or never read again).
+fn give_up(shared: &Shared) {
+    let _state = {
+        let mut state = shared.lock();
+        state.failed = true;
+        state
+    };
+    shared.unsent.store(0, Ordering::Relaxed);
+    shared.unsent_bulk.store(0, Ordering::Relaxed);
 }
 
 /// Marks the writer as failed, wakes whoever waits on it, and reports the error.
 fn fail(shared: &Shared, error: FrameError, on_error: impl FnOnce(FrameError)) {
-    shared.lock().failed = true;
+    give_up(shared);
     shared.drained.notify_waiters();
     tracing::debug!(%error, "write failed");
     on_error(error);
@@ -159,5 +174,21 @@ async fn abandoned(shared: &Shared) {
         }
         woken.await;
     };
-    tokio::time::sleep(linger).await;
+    tokio::select! {
+        () = tokio::time::sleep(linger) => {}
+        () = closed_now(shared) => {}
+    }
+}
+
+/// Completes once the connection is closed from outside ([`super::Closer::close_now`]).
+async fn closed_now(shared: &Shared) {
+    loop {
+        let woken = shared.work.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        if shared.lock().closed_now {
+            return;
+        }
+        woken.await;
+    }
 }
