@@ -19,10 +19,13 @@ const CURSED: u32 = 7777;
 pub struct Touchy(u32);
 
 impl TryFrom<u32> for Touchy {
-    type Error = std::convert::Infallible;
+    type Error = &'static str;
 
     fn try_from(n: u32) -> Result<Self, Self::Error> {
         assert_ne!(n, CURSED, "a cursed number");
+        if n == u32::MAX {
+            return Err("too large");
+        }
         Ok(Touchy(n))
     }
 }
