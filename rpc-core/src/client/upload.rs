@@ -87,12 +87,14 @@ impl Upload {
                 // closed (the server waits for that end to forget the stream), unless a cancel
                 // went first.
                 () = outgoing.stopped.cancelled() => end_once(&outbox, id, None, &outgoing.gate),
-                finished = stopped => {
-                    // Answered before the stream's end: the rest is not sent, and a stream the
-                    // server opened is cancelled with its call (not ended, which would pass it
-                    // for whole), so that the server forgets it and shows it cut to whoever
-                    // still holds it.
-                    if finished.is_ok() && outgoing.opened.load(Ordering::Acquire) {
+                _ = stopped => {
+                    // Answered before the stream's end, or its caller gone (also one that stopped
+                    // waiting after the call had its outcome, which sends no cancel of its own):
+                    // the rest is not sent, and a stream the server opened is cancelled with its
+                    // call (not ended, which would pass it for whole), so that the server
+                    // forgets it and shows it cut to whoever still holds it. A cancel that went
+                    // first has closed the gate.
+                    if outgoing.opened.load(Ordering::Acquire) {
                         let mut gate = outgoing.gate.lock().unwrap_or_else(|e| e.into_inner());
                         if std::mem::replace(&mut *gate, false) {
                             let cancel = header_frame(&Header::Cancel { id });
