@@ -69,14 +69,16 @@ impl Chores for ChoresImpl {
     }
 }
 
-/// The client's end of the pipe it reads: says when it is dropped.
+/// The client's end of the pipe it reads: says when it is dropped (once it is closed).
 struct Reported<T> {
-    inner: T,
+    inner: Option<T>,
     dropped: mpsc::UnboundedSender<&'static str>,
 }
 
 impl<T> Drop for Reported<T> {
     fn drop(&mut self) {
+        // Closed before it is said: whoever hears it may count on it.
+        drop(self.inner.take());
         let _ = self.dropped.send("read end dropped");
     }
 }
@@ -87,7 +89,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for Reported<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_read(cx, buf),
+            None => Poll::Ready(Ok(())),
+        }
     }
 }
 
@@ -165,7 +170,7 @@ async fn a_one_way_handler_finishes_after_its_client_is_seen_gone_by_a_failed_wr
         "the handshake",
         connect_pipes(
             Reported {
-                inner: client_reads,
+                inner: Some(client_reads),
                 dropped: dropped_tx,
             },
             Kept {
