@@ -13,6 +13,14 @@ use crate::model::{Kind, Method, Output, Service};
 /// method with one of these names would clash with them.
 pub(crate) const RESERVED: &[&str] = &["with_timeout", "handle", "from_handle", "clone", "fmt"];
 
+/// Names of the generated blocking client's own methods (`BlockingClient`): a service method with
+/// one of these names would take their place on it.
+pub(crate) const RESERVED_BLOCKING: &[&str] = &["as_async", "from_async"];
+
+/// The service name a client sends to take whatever service a server serves (the protocol's
+/// `ANY_SERVICE`, which this crate cannot name: it does not depend on the core).
+const ANY_SERVICE: &str = "*";
+
 /// Arguments travel as one tuple, and serde implements its traits for tuples up to this length.
 const MAX_ARGS: usize = 16;
 
@@ -94,6 +102,11 @@ fn check_trait(errors: &mut Errors, service: &Service) {
             errors.spanned(lit, "the service name cannot be empty");
         } else if name.chars().any(char::is_control) {
             errors.spanned(lit, "the service name cannot contain control characters");
+        } else if name == ANY_SERVICE {
+            errors.spanned(
+                lit,
+                "the service name cannot be `*`: a client asks for any service with it",
+            );
         }
     }
     for item in &service.unsupported {
@@ -170,16 +183,24 @@ fn check_method(errors: &mut Errors, service: &Service, method: &Method) {
             "service methods cannot have a default body: write the body in the impl of the trait",
         );
     }
-    if RESERVED.contains(&method.name.as_str()) {
+    let clashes_with = if RESERVED.contains(&method.name.as_str()) {
+        Some(&service.client_ident)
+    } else if RESERVED_BLOCKING.contains(&method.name.as_str()) {
+        Some(&service.blocking_ident)
+    } else {
+        None
+    };
+    if let Some(client) = clashes_with {
         errors.spanned(
             ident,
             format_args!(
                 "a method named `{}` would clash with `{}::{}`; rename it (reserved names: {})",
                 method.name,
-                service.client_ident,
+                client,
                 method.name,
                 RESERVED
                     .iter()
+                    .chain(RESERVED_BLOCKING)
                     .map(|name| format!("`{name}`"))
                     .collect::<Vec<_>>()
                     .join(", "),

@@ -84,7 +84,9 @@ use proc_macro::TokenStream;
 /// default body, `unsafe`, `extern`, `const` or `#[cfg]`, takes `&self` first, and its arguments
 /// are plain names (at most 16). Argument and result types are owned: no references or
 /// non-`'static` lifetimes at any depth, no `impl Trait`, no `Self`. Method names are distinct
-/// and none of `with_timeout`, `handle`, `from_handle`, `clone`, `fmt` (the client's own).
+/// and none of `with_timeout`, `handle`, `from_handle`, `clone`, `fmt` (the client's own) or
+/// `as_async`, `from_async` (the blocking client's own). A service name is not empty, has no
+/// control characters and is not `*` (which a client sends to take any service).
 #[proc_macro_attribute]
 pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand::expand(attr.into(), item.into())

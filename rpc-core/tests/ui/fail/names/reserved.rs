@@ -6,6 +6,8 @@ pub trait Store {
     async fn clone(&self) -> u32;
     async fn fmt(&self) -> String;
     async fn new(&self) -> u32;
+    async fn as_async(&self) -> u32;
+    async fn from_async(&self);
 }
 
 fn main() {}
