@@ -383,8 +383,9 @@ fn check_type(errors: &mut Errors, ty: &Type, place: Place) {
         }
         Type::Array(array) => check_nested(errors, &array.elem, place),
         Type::Slice(slice) => check_nested(errors, &slice.elem, place),
-        Type::Paren(paren) => check_nested(errors, &paren.elem, place),
-        Type::Group(group) => check_nested(errors, &group.elem, place),
+        // The same type, in parentheses or passed through a `macro_rules!` `$t:ty`.
+        Type::Paren(paren) => check_type(errors, &paren.elem, place),
+        Type::Group(group) => check_type(errors, &group.elem, place),
         Type::Tuple(tuple) => {
             for elem in &tuple.elems {
                 check_nested(errors, elem, place);

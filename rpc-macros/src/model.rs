@@ -383,7 +383,8 @@ impl Output {
         let ReturnType::Type(_, ty) = output else {
             return Self::Unit;
         };
-        match &**ty {
+        let ty = ungrouped(ty);
+        match ty {
             Type::Tuple(tuple) if tuple.elems.is_empty() => Self::Unit,
             Type::Path(path) if path.qself.is_none() => {
                 let Some(last) = path.path.segments.last() else {
@@ -417,9 +418,19 @@ impl Output {
     }
 }
 
+/// `ty` itself, out of the parentheses or the invisible group (what a `macro_rules!` `$t:ty`
+/// passes) around it.
+pub(crate) fn ungrouped(ty: &Type) -> &Type {
+    match ty {
+        Type::Group(group) => ungrouped(&group.elem),
+        Type::Paren(paren) => ungrouped(&paren.elem),
+        _ => ty,
+    }
+}
+
 /// `T` if `ty` is a path whose last segment is `Stream<T>`.
 pub(crate) fn stream_item(ty: &Type) -> Option<&Type> {
-    let Type::Path(path) = ty else {
+    let Type::Path(path) = ungrouped(ty) else {
         return None;
     };
     let last = path.path.segments.last()?;
