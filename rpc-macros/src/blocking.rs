@@ -129,14 +129,19 @@ fn blocking_method(service: &Service, method: &Method) -> TokenStream {
     let into_iter = matches!(method.output, Output::Stream { .. })
         .then(|| quote!(.map(#private::StreamIter::new)));
     let docs = docs(method);
+    let deprecated = method.deprecated();
     let allow = (method.args.len() >= 6).then(|| quote!(#[allow(clippy::too_many_arguments)]));
     quote! {
         #(#docs)*
+        #(#deprecated)*
         #allow
         #vis fn #ident(&self, #(#params),*) -> ::core::result::Result<#output, #private::RpcError> {
             #(#streams)*
             let #client = ::core::clone::Clone::clone(&self.client);
-            #private::block_on(async move { #client.#ident(#(#names),*).await #into_iter })
+            // The async client's method, deprecated if this one is.
+            #[allow(deprecated)]
+            let #client = #private::block_on(async move { #client.#ident(#(#names),*).await #into_iter });
+            #client
         }
     }
 }

@@ -155,10 +155,12 @@ fn client_method(service: &Service, index: usize, method: &Method) -> TokenStrea
     };
     let rpc_error = quote!(#private::RpcError);
     let docs = docs(method);
+    let deprecated = method.deprecated();
     // Clippy's limit is 7 parameters, `&self` included; the trait method already says so.
     let allow = (method.args.len() >= 6).then(|| quote!(#[allow(clippy::too_many_arguments)]));
     quote! {
         #(#docs)*
+        #(#deprecated)*
         #allow
         #vis async fn #ident(&self, #(#params),*) -> ::core::result::Result<#output, #rpc_error> {
             #body

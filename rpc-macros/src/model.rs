@@ -347,6 +347,14 @@ impl Method {
     pub(crate) fn docs(&self) -> impl Iterator<Item = &Attribute> {
         self.attrs.iter().filter(|attr| attr.path().is_ident("doc"))
     }
+
+    /// The `#[deprecated]` attribute, if any: the clients' methods carry it too, so that their
+    /// callers are told.
+    pub(crate) fn deprecated(&self) -> impl Iterator<Item = &Attribute> {
+        self.attrs
+            .iter()
+            .filter(|attr| attr.path().is_ident("deprecated"))
+    }
 }
 
 /// An argument after the receiver.

@@ -81,6 +81,8 @@ pub(crate) fn impls(service: &Service) -> TokenStream {
             }
         }
 
+        // The trait, or a method of it, may be deprecated: its server is not.
+        #[allow(deprecated)]
         impl<#s: #ident> #server_ident<#s> {
             /// A server that runs every call on `service`.
             #[must_use]
@@ -96,6 +98,7 @@ pub(crate) fn impls(service: &Service) -> TokenStream {
         }
 
         #[automatically_derived]
+        #[allow(deprecated)]
         impl<#s: #ident> #private::Dispatch for #server_ident<#s> {
             fn descriptor(&self) -> &'static #private::ServiceDescriptor {
                 &__RPC_SERVICE
