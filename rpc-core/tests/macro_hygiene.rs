@@ -47,6 +47,10 @@ mod api {
     pub(crate) const method: u8 = 0;
     pub(crate) const args: u8 = 0;
     pub(crate) const limits: u8 = 0;
+    pub(crate) const args_shape: u8 = 0;
+    pub(crate) const stream_arg: u8 = 0;
+    pub(crate) const result_shape: u8 = 0;
+    pub(crate) const error: u8 = 0;
 
     /// A user type named like the server's type parameter.
     #[derive(

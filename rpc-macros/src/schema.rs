@@ -65,7 +65,7 @@ pub(crate) fn schema_fn(service: &Service) -> TokenStream {
             static SCHEMA: ::std::sync::OnceLock<#private::ServiceSchema> =
                 ::std::sync::OnceLock::new();
             SCHEMA.get_or_init(|| {
-                let __text = |text: &str| <str as ::std::borrow::ToOwned>::to_owned(text);
+                let __text = |__text: &str| <str as ::std::borrow::ToOwned>::to_owned(__text);
                 let mut #builder = #private::SchemaBuilder::new(#name, #callbacks);
                 #(#methods)*
                 #builder.finish()
@@ -133,21 +133,21 @@ fn method_schema(service: &Service, method: &Method, builder: &TokenStream) -> T
         None => quote!(::core::option::Option::None),
     };
     quote! {{
-        let args_shape = #private::Shape::Tuple(::std::vec![#(#arg_shapes),*]);
-        let stream_arg = #stream_arg;
-        let result_shape = #builder.shape::<#result_ty>(#result_text);
-        let error = #error;
+        let __args_shape = #private::Shape::Tuple(::std::vec![#(#arg_shapes),*]);
+        let __stream_arg = #stream_arg;
+        let __result_shape = #builder.shape::<#result_ty>(#result_text);
+        let __error = #error;
         #builder.method(#private::MethodSchema {
             name: __text(#name),
             id: #id,
             kind: __text(#kind),
             docs: __text(#docs),
             args: ::std::vec![#(#args),*],
-            args_shape,
-            stream_arg,
+            args_shape: __args_shape,
+            stream_arg: __stream_arg,
             result: __text(#result_text),
-            result_shape,
-            error,
+            result_shape: __result_shape,
+            error: __error,
         });
     }}
 }
