@@ -48,9 +48,10 @@ impl Outgoing {
     }
 }
 
-/// The sending side of one call's argument stream. Dropped, it stops sending without an end
-/// (the call was cancelled, which tells the server); [`Upload::finish`] stops it with a cancel
-/// of the answered call if it has not ended.
+/// The sending side of one call's argument stream. Dropped or [`finish`](Upload::finish)ed, it
+/// stops sending without an end, and cancels a stream the server opened that has not ended
+/// (unless the call's own cancel went first): the server forgets it, whether the call was
+/// answered or its caller is gone.
 pub(super) struct Upload {
     handle: ClientHandle,
     id: u64,
