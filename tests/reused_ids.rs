@@ -4,9 +4,8 @@
 
 mod common;
 
-use common::{frame, within};
-use rpc_core::frame::{FrameRead, FrameReader};
-use rpc_core::protocol::{Header, ReplyStatus, DEFAULT_MAX_FRAME, MAGIC, PROTOCOL_VERSION};
+use common::{frame, within, RawPeer};
+use rpc_core::protocol::{Header, ReplyStatus};
 use rpc_core::{Client, ServerConfig};
 use rpc_transport::pipes::serve_pipes;
 use tokio::io::AsyncWriteExt;
@@ -37,26 +36,14 @@ async fn a_request_id_is_free_again_once_its_reply_has_come() {
         LaterServer::new(LaterImpl),
         &ServerConfig::default(),
     ));
-    let (read, mut write) = tokio::io::split(client_end);
-    let mut reader = FrameReader::new(read);
+    let (read, write) = tokio::io::split(client_end);
+    let mut peer = RawPeer::from_halves(Box::new(read), Box::new(write));
     let service = <LaterClient as Client>::SERVICE;
-    let hello = Header::Hello {
-        magic: MAGIC,
-        version: PROTOCOL_VERSION,
-        service: service.name.to_owned(),
-        fingerprint: service.fingerprint(),
-        max_frame: 1 << 20,
-        callbacks: 0,
-    };
-    write.write_all(&frame(&hello, &[])).await.expect("hello");
-    let welcome = within("the welcome", reader.read_frame(DEFAULT_MAX_FRAME))
-        .await
-        .expect("read")
-        .expect("a frame");
-    assert!(matches!(
-        postcard::from_bytes::<Header>(&welcome),
-        Ok(Header::Welcome { .. })
-    ));
+    peer.send_hello_for(service).await;
+    assert!(
+        matches!(peer.recv().await, Some((Header::Welcome { .. }, _))),
+        "a welcome"
+    );
     let method = service.methods.first().expect("a method").id;
     for n in 0..2000u32 {
         let call = Header::Call {
@@ -65,21 +52,19 @@ async fn a_request_id_is_free_again_once_its_reply_has_come() {
             deadline_us: None,
         };
         let args = postcard::to_stdvec(&(n,)).expect("encode");
-        write.write_all(&frame(&call, &args)).await.expect("call");
-        let reply = within("the reply", reader.read_frame(DEFAULT_MAX_FRAME))
-            .await
-            .expect("read")
-            .unwrap_or_else(|| panic!("the server closed the connection at call {n}"));
-        let (header, body) = postcard::take_from_bytes::<Header>(&reply).expect("a header");
-        match header {
-            Header::Reply {
-                id: 1,
-                status: ReplyStatus::Ok,
-            } => assert_eq!(postcard::from_bytes::<u32>(body).expect("a u32"), n),
+        peer.send_raw(&frame(&call, &args)).await.expect("call");
+        match peer.recv().await {
+            Some((
+                Header::Reply {
+                    id: 1,
+                    status: ReplyStatus::Ok,
+                },
+                body,
+            )) => assert_eq!(postcard::from_bytes::<u32>(&body).expect("a u32"), n),
             other => panic!("call {n}: {other:?}"),
         }
     }
-    write.shutdown().await.expect("close");
+    peer.writer.shutdown().await.expect("close");
     within("the connection ends", server)
         .await
         .expect("join")

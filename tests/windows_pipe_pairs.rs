@@ -120,23 +120,13 @@ async fn streams_run_over_a_pipe_pair() {
 /// what is unread. The client here reads nothing until it has broken the connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_the_server_wrote_last_is_read_after_it_ends_the_connection() {
-    use rpc_core::protocol::{GoodbyeReason, Header, MAGIC, PROTOCOL_VERSION};
+    use rpc_core::protocol::{GoodbyeReason, Header};
     use rpc_core::Client;
 
     let (endpoint, task) = serve(&ServerConfig::default());
     let name = endpoint.name().to_owned();
     let service = <ProbeClient as Client>::SERVICE;
-    let hello = common::frame(
-        &Header::Hello {
-            magic: MAGIC,
-            version: PROTOCOL_VERSION,
-            service: service.name.to_owned(),
-            fingerprint: service.fingerprint(),
-            max_frame: 1 << 20,
-            callbacks: 0,
-        },
-        &[],
-    );
+    let hello = common::frame(&common::hello(service), &[]);
     let data = vec![5u8; 300 * 1024];
     let call = common::RawPeer::call_frame(1, "echo", &(data.clone(),));
     let received = within(

@@ -20,6 +20,18 @@ pub fn frame(header: &Header, body: &[u8]) -> Vec<u8> {
     frame
 }
 
+/// A correct hello for `service`, announcing frames of up to 1 MiB and no callbacks.
+pub fn hello(service: &ServiceDescriptor) -> Header {
+    Header::Hello {
+        magic: MAGIC,
+        version: PROTOCOL_VERSION,
+        service: service.name.to_owned(),
+        fingerprint: service.fingerprint(),
+        max_frame: 1 << 20,
+        callbacks: 0,
+    }
+}
+
 /// The frame of item `n` (a `u32`) of stream `stream`.
 pub fn stream_item(stream: u64, n: u32) -> Vec<u8> {
     frame(
@@ -90,15 +102,7 @@ impl RawPeer {
 
     /// Sends a correct hello for `service`.
     pub async fn send_hello_for(&mut self, service: &ServiceDescriptor) {
-        self.send_header(&Header::Hello {
-            magic: MAGIC,
-            version: PROTOCOL_VERSION,
-            service: service.name.to_owned(),
-            fingerprint: service.fingerprint(),
-            max_frame: 1 << 20,
-            callbacks: 0,
-        })
-        .await;
+        self.send_header(&hello(service)).await;
     }
 
     /// Connects and completes a correct handshake for the Probe service.
