@@ -52,6 +52,21 @@ impl ServiceDescriptor {
     pub fn fingerprint(&self) -> u64 {
         self.schema().fingerprint()
     }
+
+    /// Whether a method takes or returns a stream. A service that does cannot be a callback
+    /// service (`#[service(callbacks = ...)]`): the stream frames of both directions of a
+    /// connection would share one id space. The macro checks this at compile time.
+    pub const fn has_streams(&self) -> bool {
+        let mut i = 0;
+        while i < self.methods.len() {
+            let method = &self.methods[i];
+            if method.takes_stream || matches!(method.kind, MethodKind::Stream) {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
 }
 
 /// One method of a service.

@@ -111,11 +111,23 @@ fn descriptors(service: &Service) -> syn::Result<TokenStream> {
     let private = &service.private;
     let name = &service.name;
     let count = service.methods.len();
-    let callbacks = match &service.callbacks {
+    let (callbacks, no_streams) = match &service.callbacks {
         Some(client) => {
-            quote!(::core::option::Option::Some(<#client as #private::Client>::SERVICE))
+            // Spanned at the callback service's name, where the compiler reports a failure.
+            let span = client.segments.last().map_or_else(Span::call_site, |s| s.ident.span());
+            let check = quote_spanned! {span=>
+                const _: () = ::core::assert!(
+                    !<#client as #private::Client>::SERVICE.has_streams(),
+                    "a callback service cannot take or return streams: its methods must be plain \
+                     calls or one-way calls",
+                );
+            };
+            (
+                quote!(::core::option::Option::Some(<#client as #private::Client>::SERVICE)),
+                check,
+            )
         }
-        None => quote!(::core::option::Option::None),
+        None => (quote!(::core::option::Option::None), TokenStream::new()),
     };
     let methods = service.methods.iter().map(|method| {
         let id = method.id;
@@ -146,6 +158,7 @@ fn descriptors(service: &Service) -> syn::Result<TokenStream> {
             callbacks: #callbacks,
             schema: __rpc_schema,
         };
+        #no_streams
         #schema_fn
     })
 }

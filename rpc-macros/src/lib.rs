@@ -65,7 +65,8 @@ use proc_macro::TokenStream;
 /// - `#[service(name = "calc.v1")]`: the name in the handshake (default: the trait's name).
 /// - `#[service(crate = "path")]`: where `rpc_core` is, if the dependency is renamed.
 /// - `#[service(callbacks = Prompt)]`: the service (trait) the server calls back on each
-///   client's connection; clients must serve it (`ClientConfig::serve_callbacks`).
+///   client's connection; clients must serve it (`ClientConfig::serve_callbacks`). Its methods
+///   cannot take or return streams (a compile error).
 /// - `#[rpc(id = N)]` on a method: its wire id, instead of the hash of its name.
 /// - `#[rpc(oneway)]` on a method: the client does not wait and no reply is sent; the method
 ///   must not return a value.
