@@ -42,11 +42,18 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
     let blocking_impls = blocking::impls(&service);
     let server_struct = server::struct_def(&service);
     let server_impls = server::impls(&service);
+    // `#[cfg]` on the trait (written after `#[service]`) applies to everything generated with it.
+    let cfg = service.attrs.iter().filter(|attr| attr.path().is_ident("cfg"));
+    let cfg = quote!(#(#cfg)*);
     Ok(quote! {
         #trait_def
+        #cfg
         #client_struct
+        #cfg
         #blocking_struct
+        #cfg
         #server_struct
+        #cfg
         const _: () = {
             #descriptors
             #client_impls
