@@ -380,3 +380,93 @@ async fn a_client_answering_a_callback_never_made_loses_its_connection() {
         "{ended:?}"
     );
 }
+
+/// A callback that tells it has started, then never finishes.
+struct Stuck(tokio::sync::mpsc::UnboundedSender<u32>);
+
+impl Echo for Stuck {
+    async fn echo(&self, n: u32) -> u32 {
+        let _ = self.0.send(n);
+        std::future::pending().await
+    }
+}
+
+/// A server that leaves while the client's callbacks are at their limit (so that the client
+/// is not reading) is seen gone at once: the client's call in flight fails with
+/// `ConnectionClosed`, although no callback ever finishes. Before, the client noticed only when
+/// a callback finished (here never: the call waited for its deadline).
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_leaves_while_callbacks_are_at_their_limit_is_seen_gone() {
+    use rpc_core::frame::FrameReader;
+    use rpc_transport::unix::EndpointExt;
+    use tokio::io::AsyncWriteExt;
+
+    let dir = common::private_dir();
+    let endpoint = rpc_transport::Endpoint::new("leaving")
+        .expect("name")
+        .in_dir(dir.path());
+    let listener =
+        tokio::net::UnixListener::bind(dir.path().join("leaving.sock")).expect("bind raw");
+    let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+    let (all_started_tx, all_started) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.expect("accept");
+        let (read, mut write) = stream.into_split();
+        let mut reader = FrameReader::new(read);
+        let _hello = reader.read_frame(DEFAULT_MAX_FRAME).await;
+        let welcome = Header::Welcome {
+            version: PROTOCOL_VERSION,
+            max_frame: DEFAULT_MAX_FRAME,
+        };
+        write
+            .write_all(&common::frame(&welcome, &[]))
+            .await
+            .expect("welcome");
+        // The client's call is in flight: it lends one slot, so two callbacks start (the
+        // limit is one) and the third waits, unread.
+        let call = reader.read_frame(DEFAULT_MAX_FRAME).await;
+        assert!(matches!(call, Ok(Some(_))), "the client's call: {call:?}");
+        let args = postcard::to_stdvec(&(7u32,)).expect("encode");
+        for id in 1..=3 {
+            write
+                .write_all(&common::frame(&call_frame(id), &args))
+                .await
+                .expect("callback");
+        }
+        let _ = all_started.await;
+        // Leaves, while both callbacks run.
+    });
+    let mut config = ClientConfig::new();
+    config
+        .serve_callbacks(EchoServer::new(Stuck(started_tx)))
+        .max_callbacks_in_flight(1);
+    let client: HubClient = within(
+        "the connection",
+        rpc_transport::connect_with(&endpoint, &config),
+    )
+    .await
+    .expect("connect");
+    let ping = tokio::spawn(async move { client.ping().await });
+    for _ in 0..2 {
+        within("a callback to start", started.recv())
+            .await
+            .expect("a callback");
+    }
+    let _ = all_started_tx.send(());
+    server.await.expect("server");
+    let result = within("the call to fail", ping).await.expect("join");
+    assert!(
+        matches!(result, Err(RpcError::ConnectionClosed)),
+        "{result:?}"
+    );
+    assert!(
+        started.try_recv().is_err(),
+        "the third callback, sent before the server left, was not started"
+    );
+}
+
+/// A call to `Echo::echo` with request id `id`.
+fn call_frame(id: u64) -> Header {
+    call(id, echo())
+}

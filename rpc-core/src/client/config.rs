@@ -83,7 +83,9 @@ impl ClientConfig {
     /// Sets how many callbacks from the server may run at once on one connection. Default 32.
     /// Past it the client stops reading from the server until one finishes, except that each
     /// call of this client still waiting for its reply lends a slot (at most as many again),
-    /// so that a callback that calls the server, which calls back, does not deadlock.
+    /// so that a callback that calls the server, which calls back, does not deadlock. A server
+    /// that leaves meanwhile is seen gone at once: what it sent before is still read (replies,
+    /// stream items), the calls it sent are not started.
     pub fn max_callbacks_in_flight(&mut self, callbacks: usize) -> &mut Self {
         self.max_callbacks_in_flight = callbacks.max(1);
         self

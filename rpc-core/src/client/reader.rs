@@ -10,7 +10,7 @@ use crate::client::pending::{Conn, Reply};
 use crate::context::PeerInfo;
 use crate::decode::{Plan, Side};
 use crate::error::{ProtocolError, RpcError};
-use crate::frame::FrameRead;
+use crate::frame::{next_incoming, FrameRead, Received};
 use crate::protocol::{GoodbyeReason, Header};
 use crate::server::{Calls, ServerConfig, Serving};
 use crate::service::Dispatch;
@@ -54,6 +54,9 @@ pub(super) async fn read_replies<R: FrameRead>(
         Serving::new(calls, side.outbox.clone(), false)
     });
     let mut out = Vec::new();
+    // The server closed its end while this client was not reading (its callbacks at their
+    // limit): what it sent before is still read, and its calls are no longer started.
+    let mut server_gone = false;
     loop {
         if let (Some(side), false) = (&callbacks, out.is_empty()) {
             let _ = side.outbox.send_all_now(&mut out);
@@ -65,20 +68,28 @@ pub(super) async fn read_replies<R: FrameRead>(
         let backlog = callbacks
             .as_ref()
             .is_some_and(|side| side.outbox.unsent_replies() > side.config.max_unsent_bytes);
-        let reading = !backlog
-            && match (&serving, &callbacks) {
-                (Some(serving), Some(side)) => {
-                    let max = side.config.get_max_in_flight();
-                    serving.handlers() < max + conn.in_flight().min(max)
-                }
-                _ => true,
-            };
+        let reading = server_gone
+            || !backlog
+                && match (&serving, &callbacks) {
+                    (Some(serving), Some(side)) => {
+                        let max = side.config.get_max_in_flight();
+                        serving.handlers() < max + conn.in_flight().min(max)
+                    }
+                    _ => true,
+                };
+        // While not reading, this waits for the server to close its end, without reading.
         let frame = tokio::select! {
             biased;
-            frame = reader.read_frame(max_frame), if reading => frame,
+            incoming = next_incoming(&mut reader, reading, max_frame) => match incoming {
+                Received::Frame(frame) => frame,
+                Received::Closed => {
+                    server_gone = true;
+                    continue;
+                }
+            },
             () = std::future::poll_fn(|cx| deadlines.poll_tick(conn, cx)) => continue,
             () = joined(&mut serving) => continue,
-            () = drained(callbacks.as_ref()), if backlog => continue,
+            () = drained(callbacks.as_ref()), if backlog && !reading => continue,
         };
         let frame = match frame {
             Ok(Some(frame)) => frame,
@@ -133,6 +144,10 @@ pub(super) async fn read_replies<R: FrameRead>(
                 let Some(serving) = &mut serving else {
                     return ProtocolError::UnexpectedKind("call from server").into();
                 };
+                if server_gone {
+                    // Nobody would take its reply.
+                    continue;
+                }
                 if let Err(error) =
                     serving.call((id, method, deadline_us), &frame, body_at, &mut out)
                 {
@@ -143,7 +158,9 @@ pub(super) async fn read_replies<R: FrameRead>(
                 let Some(serving) = &mut serving else {
                     return ProtocolError::UnexpectedKind("call from server").into();
                 };
-                serving.notify(method, &frame, body_at);
+                if !server_gone {
+                    serving.notify(method, &frame, body_at);
+                }
             }
             Header::Cancel { id } => {
                 let Some(serving) = &mut serving else {

@@ -239,3 +239,27 @@ pub fn check_len(prefix: [u8; LEN_PREFIX], max_frame: u32) -> Result<usize, Fram
     // `len` <= u32::MAX fits usize on every supported target (32 and 64 bits).
     Ok(len as usize)
 }
+
+/// What an engine's reading branch saw.
+pub(crate) enum Received {
+    /// A frame, the end of the stream, or why reading failed.
+    Frame(Result<Option<Bytes>, FrameError>),
+    /// The peer closed its end while the engine was not reading.
+    Closed,
+}
+
+/// Reads the next frame if `reading`, else waits for the peer to close its end
+/// ([`FrameRead::closed`]).
+pub(crate) async fn next_incoming<R: FrameRead>(
+    reader: &mut R,
+    reading: bool,
+    max_frame: u32,
+) -> Received {
+    if reading {
+        Received::Frame(reader.read_frame(max_frame).await)
+    } else {
+        reader.pause();
+        reader.closed().await;
+        Received::Closed
+    }
+}

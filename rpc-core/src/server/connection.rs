@@ -13,7 +13,7 @@ use crate::client::ClientHandle;
 use crate::context::PeerInfo;
 use crate::decode::{Plan, Side};
 use crate::error::{ProtocolError, RpcError};
-use crate::frame::{header_frame, FrameError, FrameRead, FrameWrite};
+use crate::frame::{header_frame, next_incoming, FrameError, FrameRead, FrameWrite, Received};
 use crate::protocol::{GoodbyeReason, Header, WireError};
 use crate::quiet::Quiet;
 use crate::server::call::{failed, Calls};
@@ -305,25 +305,6 @@ impl Drop for CloseOnDrop {
             conn.fail_all(RpcError::ConnectionClosed);
         }
         self.closer.close_now();
-    }
-}
-
-/// What the connection's reading branch saw.
-enum Received {
-    /// A frame, the end of the stream, or why reading failed.
-    Frame(Result<Option<Bytes>, FrameError>),
-    /// The client closed its end while the server was not reading.
-    Closed,
-}
-
-/// Reads the next frame if `reading`, else waits for the client to close its end.
-async fn next_incoming<R: FrameRead>(reader: &mut R, reading: bool, max_frame: u32) -> Received {
-    if reading {
-        Received::Frame(reader.read_frame(max_frame).await)
-    } else {
-        reader.pause();
-        reader.closed().await;
-        Received::Closed
     }
 }
 
