@@ -169,34 +169,37 @@ impl<D: Dispatch> Calls<'_, D> {
                 Some(deadline) => tokio::time::timeout_at(deadline, guarded).await,
                 None => Ok(guarded.await),
             };
-            let source = match outcome {
-                Ok(Ok(Outcome::Stream(source))) => source,
-                Ok(Ok(other)) => {
-                    let _ = outbox
-                        .send_encoded(reply_frame(id, other, method, max_frame, in_parts), true);
-                    return;
-                }
+            // The call's answer if it does not open a stream.
+            let opened = match outcome {
+                Ok(Ok(Outcome::Stream(source))) => Ok(source),
+                Ok(Ok(other)) => Err(reply_frame(id, other, method, max_frame, in_parts)),
                 Ok(Err(_)) => {
                     tracing::warn!("stream handler panicked");
-                    let _ = outbox.send_encoded(failed(id, WireError::HandlerPanicked), true);
-                    return;
+                    Err(failed(id, WireError::HandlerPanicked))
                 }
-                Err(_) => {
-                    let _ = outbox.send_encoded(failed(id, WireError::DeadlineExceeded), true);
-                    return;
-                }
+                Err(_) => Err(failed(id, WireError::DeadlineExceeded)),
             };
             let Sending {
                 credit,
                 gate,
                 replied,
             } = &sending;
-            {
-                // Under the gate: a shutdown that came first has answered the call already.
-                let open = gate.lock().unwrap_or_else(|e| e.into_inner());
+            let source = {
+                // Under the gate: a shutdown that came first has answered the call already, and
+                // one that comes after finds the call answered (its gate closed, for an answer
+                // that opens no stream), so that the call is answered once.
+                let mut open = gate.lock().unwrap_or_else(|e| e.into_inner());
                 if !*open {
                     return;
                 }
+                let source = match opened {
+                    Ok(source) => source,
+                    Err(answer) => {
+                        *open = false;
+                        let _ = outbox.send_encoded(answer, true);
+                        return;
+                    }
+                };
                 let opened = Encoded::One(header_frame(&Header::Reply {
                     id,
                     status: ReplyStatus::Ok,
@@ -205,7 +208,8 @@ impl<D: Dispatch> Calls<'_, D> {
                     return;
                 }
                 replied.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
+                source
+            };
             let items = produce(
                 source,
                 id,
