@@ -43,7 +43,10 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
     let server_struct = server::struct_def(&service);
     let server_impls = server::impls(&service);
     // `#[cfg]` on the trait (written after `#[service]`) applies to everything generated with it.
-    let cfg = service.attrs.iter().filter(|attr| attr.path().is_ident("cfg"));
+    let cfg = service
+        .attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("cfg"));
     let cfg = quote!(#(#cfg)*);
     Ok(quote! {
         #trait_def
@@ -121,7 +124,10 @@ fn descriptors(service: &Service) -> syn::Result<TokenStream> {
     let (callbacks, no_streams) = match &service.callbacks {
         Some(client) => {
             // Spanned at the callback service's name, where the compiler reports a failure.
-            let span = client.segments.last().map_or_else(Span::call_site, |s| s.ident.span());
+            let span = client
+                .segments
+                .last()
+                .map_or_else(Span::call_site, |s| s.ident.span());
             let check = quote_spanned! {span=>
                 const _: () = ::core::assert!(
                     !<#client as #private::Client>::SERVICE.has_streams(),

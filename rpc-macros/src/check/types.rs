@@ -1,0 +1,140 @@
+//! The types a service method's signature may hold: owned, nameable outside the trait, and a
+//! stream only as an argument or the result itself.
+
+use syn::{GenericArgument, Path, PathArguments, ReturnType, Type};
+
+use crate::ctxt::Errors;
+
+/// Where a type appears, for the wording of errors.
+#[derive(Clone, Copy)]
+pub(super) enum Place {
+    Argument,
+    Return,
+}
+
+impl Place {
+    fn borrowed(self) -> &'static str {
+        match self {
+            Place::Argument => {
+                "arguments are sent to another process, so they cannot be borrowed: use an owned \
+                 type (`String` for `&str`, `Vec<u8>` for `&[u8]`)"
+            }
+            Place::Return => {
+                "results are sent to another process, so they cannot be borrowed: return an owned type"
+            }
+        }
+    }
+
+    fn impl_trait(self) -> &'static str {
+        match self {
+            Place::Argument => {
+                "`impl Trait` arguments are not supported: the server must know the concrete type \
+                 to decode"
+            }
+            Place::Return => {
+                "`impl Trait` results are not supported: the client must know the concrete type to \
+                 decode; write the type (the method already becomes `fn -> impl Future<Output = T> + Send`)"
+            }
+        }
+    }
+}
+
+/// Rejects what cannot travel or cannot be named outside the trait: references, non-`'static`
+/// lifetimes, `impl Trait`, `Self`, raw pointers and `_`, at any depth.
+pub(super) fn check_type(errors: &mut Errors, ty: &Type, place: Place) {
+    match ty {
+        Type::Reference(reference) => errors.spanned(reference, place.borrowed()),
+        Type::ImplTrait(impl_trait) => errors.spanned(impl_trait, place.impl_trait()),
+        Type::Ptr(ptr) => errors.spanned(ptr, "raw pointers cannot be sent to another process"),
+        Type::Infer(infer) => {
+            errors.spanned(
+                infer,
+                "write the type: `_` is not allowed in a service method's signature",
+            );
+        }
+        Type::Path(path) => {
+            if let Some(qself) = &path.qself {
+                check_nested(errors, &qself.ty, place);
+            }
+            check_path(errors, &path.path, place);
+        }
+        Type::Array(array) => check_nested(errors, &array.elem, place),
+        Type::Slice(slice) => check_nested(errors, &slice.elem, place),
+        // The same type, in parentheses or passed through a `macro_rules!` `$t:ty`.
+        Type::Paren(paren) => check_type(errors, &paren.elem, place),
+        Type::Group(group) => check_type(errors, &group.elem, place),
+        Type::Tuple(tuple) => {
+            for elem in &tuple.elems {
+                check_nested(errors, elem, place);
+            }
+        }
+        // Trait objects, function pointers, `!` and type macros are left to the compiler: some
+        // can be made serializable (a `Box<dyn Trait>` with a registry), and a macro is opaque.
+        _ => {}
+    }
+}
+
+/// A type inside another: as [`check_type`], and a stream cannot be there (only an argument or
+/// the result itself can be a stream).
+fn check_nested(errors: &mut Errors, ty: &Type, place: Place) {
+    if crate::model::stream_item(ty).is_some() {
+        errors.spanned(
+            ty,
+            "a stream cannot be inside another type: only an argument or the result itself can \
+             be `rpc_core::Stream<T>`",
+        );
+    }
+    check_type(errors, ty, place);
+}
+
+fn check_path(errors: &mut Errors, path: &Path, place: Place) {
+    for segment in &path.segments {
+        if segment.ident == "Self" {
+            errors.spanned(
+                &segment.ident,
+                "`Self` cannot appear in a service method's signature: the generated client has \
+                 no such type; name the type",
+            );
+        }
+        match &segment.arguments {
+            PathArguments::None => {}
+            PathArguments::AngleBracketed(args) => {
+                // `Cow<str>` borrows for an elided lifetime, which the generated client and
+                // server cannot name; other types' lifetimes are unknown to the macro.
+                let has_lifetime = args
+                    .args
+                    .iter()
+                    .any(|arg| matches!(arg, GenericArgument::Lifetime(_)));
+                if segment.ident == "Cow" && !has_lifetime {
+                    errors.spanned(
+                        segment,
+                        "`Cow` borrows for a lifetime the generated code cannot name: write \
+                         `Cow<'static, ...>` (what arrives is always owned)",
+                    );
+                }
+                for arg in &args.args {
+                    match arg {
+                        GenericArgument::Type(ty) => check_nested(errors, ty, place),
+                        GenericArgument::AssocType(assoc) => check_nested(errors, &assoc.ty, place),
+                        GenericArgument::Lifetime(lifetime) if lifetime.ident != "static" => {
+                            errors.spanned(
+                                lifetime,
+                                "borrowed data cannot cross a process boundary: use `'static` or \
+                                 an owned type",
+                            );
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            PathArguments::Parenthesized(args) => {
+                for input in &args.inputs {
+                    check_nested(errors, input, place);
+                }
+                if let ReturnType::Type(_, output) = &args.output {
+                    check_nested(errors, output, place);
+                }
+            }
+        }
+    }
+}
