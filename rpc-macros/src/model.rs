@@ -12,12 +12,15 @@ use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{
-    Attribute, Block, FnArg, GenericArgument, Generics, Ident, ItemTrait, LitStr, Pat,
-    PathArguments, ReturnType, Signature, Token, TraitItem, TraitItemFn, Type, TypeParamBound,
-    Visibility,
+    Attribute, Block, FnArg, Generics, Ident, ItemTrait, LitStr, Pat, ReturnType, Signature, Token,
+    TraitItem, TraitItemFn, Type, TypeParamBound, Visibility,
 };
 
 use crate::ctxt::Errors;
+
+mod output;
+
+pub(crate) use output::{stream_item, Output};
 
 /// The options of `#[service(...)]`.
 #[derive(Default)]
@@ -366,93 +369,6 @@ pub(crate) struct Arg {
     pub(crate) ty: Type,
     /// The item type if the argument is a stream (`Stream<T>`) from the client.
     pub(crate) stream: Option<Box<Type>>,
-}
-
-/// What a method returns, as far as the wire is concerned.
-pub(crate) enum Output {
-    /// No return type, or `()`.
-    Unit,
-    /// A plain value: the declared return type ([`Method::return_type`]).
-    Value,
-    /// `Result<T, E>`: `E` is the method's typed application error.
-    ///
-    /// Recognised by the last path segment being `Result` with exactly two type arguments, so
-    /// `std::result::Result<T, E>` counts and `io::Result<T>` or an alias such as
-    /// `type Outcome = Result<T, E>` is a plain value.
-    Result { ok: Box<Type>, err: Box<Type> },
-    /// `Stream<T>` (`rpc_core::Stream<T>`): the method opens a stream of `T` from the server.
-    ///
-    /// Recognised by the last path segment being `Stream` with exactly one type argument.
-    Stream { item: Box<Type> },
-}
-
-impl Output {
-    fn of(output: &ReturnType) -> Self {
-        let ReturnType::Type(_, ty) = output else {
-            return Self::Unit;
-        };
-        let ty = ungrouped(ty);
-        match ty {
-            Type::Tuple(tuple) if tuple.elems.is_empty() => Self::Unit,
-            Type::Path(path) if path.qself.is_none() => {
-                let Some(last) = path.path.segments.last() else {
-                    return Self::Value;
-                };
-                if let Some(item) = stream_item(ty) {
-                    return Self::Stream {
-                        item: Box::new(item.clone()),
-                    };
-                }
-                if last.ident != "Result" {
-                    return Self::Value;
-                }
-                let PathArguments::AngleBracketed(args) = &last.arguments else {
-                    return Self::Value;
-                };
-                let mut types = args.args.iter().map(|arg| match arg {
-                    GenericArgument::Type(ty) => Some(ty),
-                    _ => None,
-                });
-                match (types.next(), types.next(), types.next()) {
-                    (Some(Some(ok)), Some(Some(err)), None) => Self::Result {
-                        ok: Box::new(ok.clone()),
-                        err: Box::new(err.clone()),
-                    },
-                    _ => Self::Value,
-                }
-            }
-            _ => Self::Value,
-        }
-    }
-}
-
-/// `ty` itself, out of the parentheses or the invisible group (what a `macro_rules!` `$t:ty`
-/// passes) around it.
-pub(crate) fn ungrouped(ty: &Type) -> &Type {
-    match ty {
-        Type::Group(group) => ungrouped(&group.elem),
-        Type::Paren(paren) => ungrouped(&paren.elem),
-        _ => ty,
-    }
-}
-
-/// `T` if `ty` is a path whose last segment is `Stream<T>`.
-pub(crate) fn stream_item(ty: &Type) -> Option<&Type> {
-    let Type::Path(path) = ungrouped(ty) else {
-        return None;
-    };
-    let last = path.path.segments.last()?;
-    if path.qself.is_some() || last.ident != "Stream" {
-        return None;
-    }
-    let PathArguments::AngleBracketed(args) = &last.arguments else {
-        return None;
-    };
-    let mut types = args.args.iter();
-    match (types.next(), types.next()) {
-        (Some(GenericArgument::Type(item)), None) => Some(item),
-        _ => None,
-    }
 }
 
 /// Consumes the value of an option the parser does not know (`= expr` or `(...)`), so that the
