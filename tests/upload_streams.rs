@@ -486,3 +486,55 @@ async fn a_connection_that_dies_ends_the_sending_side_of_a_chat() {
     within("the sender to see the end", sender.closed()).await;
     drop(incoming);
 }
+
+/// An upload cancelled while its items still wait to be written frees its place under the
+/// server's limit of streams before the next stream opens: the next call goes out behind the
+/// cancel, which goes out behind those items. Before, the call overtook them (calls go ahead of
+/// stream frames) and the server, still counting the cancelled upload, refused it with
+/// `TooManyStreams`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_upload_frees_its_place_before_the_next_stream_opens() {
+    // A narrow pipe to the server: the upload's items wait in the client's queue.
+    let (to_server_read, to_server_write) = tokio::io::simplex(256);
+    let (to_client_read, to_client_write) = tokio::io::simplex(64 * 1024);
+    let seen = Arc::new(Seen::default());
+    tokio::spawn(rpc_transport::pipes::serve_pipes(
+        to_server_read,
+        to_client_write,
+        StoreServer::new(StoreImpl(Arc::clone(&seen))),
+        ServerConfig::new().max_streams(1),
+    ));
+    let store: StoreClient = rpc_transport::pipes::connect_pipes(
+        to_client_read,
+        to_server_write,
+        &ClientConfig::default(),
+    )
+    .await
+    .expect("connect");
+    let held = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let numbers = futures_util::stream::iter(0..1_000_000u32);
+            store.hold(Stream::new(numbers)).await
+        })
+    };
+    // The server has the upload's first item: the stream is open, and its window of items is
+    // on its way through the narrow pipe.
+    seen.until("the first item", |seen| {
+        seen.held.load(Ordering::SeqCst) != 0
+    })
+    .await;
+    held.abort();
+    // Dropped (its cancel queued) once the join says so.
+    assert!(held.await.is_err_and(|e| e.is_cancelled()));
+    let next = within(
+        "the next upload",
+        store.upload("next".into(), chunks(1, 10)),
+    )
+    .await;
+    assert_eq!(next.expect("call"), Ok(10));
+    seen.until("the held upload's handler to be dropped", |seen| {
+        seen.dropped.load(Ordering::SeqCst) == 1
+    })
+    .await;
+}

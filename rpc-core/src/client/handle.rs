@@ -398,20 +398,23 @@ impl ClientHandle {
             // The only call in flight is written at once; calls that follow others are queued,
             // so that they go out together (by the writer task, or by the caller that finds
             // eight of them waiting).
-            let sent = match stream_window {
-                None => shared.outbox.send_encoded(frame, alone),
-                Some(window) => {
+            let sent = if stream_window.is_none() && !method.takes_stream {
+                shared.outbox.send_encoded(frame, alone)
+            } else {
+                let mut frames = Vec::with_capacity(2);
+                frame.push_into(&mut frames);
+                if let Some(window) = stream_window {
                     // The first credit goes with the call, in the same write: the server sends
                     // nothing before it, and a write between the two could find the connection
                     // gone and fail a call the server has already answered.
-                    let mut frames = Vec::with_capacity(2);
-                    frame.push_into(&mut frames);
                     frames.push(header_frame(&Header::Credit {
                         stream: id,
                         bytes: window,
                     }));
-                    shared.outbox.send_frames(frames, alone)
                 }
+                // Behind the stream frames queued before it, among them maybe the cancel of a
+                // stream that the server counts against its limit until it arrives.
+                shared.outbox.send_opening(frames, alone)
             };
             if sent.is_err() {
                 guard.armed = false;

@@ -301,6 +301,30 @@ impl Outbox {
         Ok(())
     }
 
+    /// Sends a call that opens a stream (its frames together and in order), as
+    /// [`Outbox::send_frames`] does, except that stream frames already queued go first: among them
+    /// may be the cancel of a stream the peer still counts against its limit of open streams,
+    /// which a call overtaking it would find full.
+    pub(crate) fn send_opening(&self, frames: Vec<Bytes>, now: bool) -> Result<(), Closed> {
+        let shared = &self.0 .0;
+        let mut state = shared.lock();
+        if state.failed || state.senders_gone {
+            return Err(Closed);
+        }
+        if state.bulk.is_empty() {
+            drop(state);
+            return self.send_frames(frames, now);
+        }
+        state.others_sent += 1;
+        let bytes = frames.iter().map(Bytes::len).sum::<usize>();
+        shared.unsent.fetch_add(bytes, Ordering::Relaxed);
+        shared.unsent_bulk.fetch_add(bytes, Ordering::Relaxed);
+        state.bulk.push_back(frames);
+        drop(state);
+        shared.work.notify_one();
+        Ok(())
+    }
+
     /// Lets the writer task write what is queued and close, although other [`Outbox`]es may
     /// remain (handles that outlive the connection): frames sent from now on are refused.
     pub(crate) fn close_when_sent(&self) {
