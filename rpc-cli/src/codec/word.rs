@@ -61,6 +61,18 @@ pub fn word_to_json(
             let x: f64 = word
                 .parse()
                 .map_err(|_| number_error(NumberError::Mismatch))?;
+            // A finite number too large for an `f64` parses as infinity: out of range, unless
+            // infinity is what it says.
+            let unsigned = word.strip_prefix(['+', '-']).unwrap_or(word);
+            let says_infinity =
+                unsigned.eq_ignore_ascii_case("inf") || unsigned.eq_ignore_ascii_case("infinity");
+            if x.is_infinite() && !says_infinity {
+                let (min, max) = match shape {
+                    Format::F32 => (format!("{:e}", f32::MIN), format!("{:e}", f32::MAX)),
+                    _ => (format!("{:e}", f64::MIN), format!("{:e}", f64::MAX)),
+                };
+                return Err(number_error(NumberError::OutOfRange { min, max }));
+            }
             let value = float_to_json(x);
             float_from_json(&value, shape).map_err(number_error)?;
             Ok(value)

@@ -65,6 +65,24 @@ fn number_types_refuse_other_words_by_name() {
         word_error("1e39", &Format::F32),
         "a: 1e39 is out of range for f32 (-3.4028235e38 to 3.4028235e38)"
     );
+    // Too large for an f64 too: not sent as infinity.
+    assert_eq!(
+        word_error("1e309", &Format::F64),
+        "a: 1e309 is out of range for f64 (-1.7976931348623157e308 to 1.7976931348623157e308)"
+    );
+    assert_eq!(
+        word_error("-1e309", &Format::F32),
+        "a: -1e309 is out of range for f32 (-3.4028235e38 to 3.4028235e38)"
+    );
+}
+
+#[test]
+fn infinity_is_taken_when_it_is_written() -> TestResult {
+    for (text, expected) in [("inf", "inf"), ("-Infinity", "-inf"), ("+INF", "inf")] {
+        assert_eq!(word(text, &Format::F64)?, json!(expected), "{text}");
+        assert_eq!(word(text, &Format::F32)?, json!(expected), "{text}");
+    }
+    Ok(())
 }
 
 #[test]
