@@ -104,6 +104,13 @@ async fn a_client_over_the_connection_limit_is_told_busy() {
         matches!(second, Err(ConnectError::Busy { .. })),
         "{second:?}"
     );
+    // The same for a tool that connects to whatever is served there.
+    let any = within(
+        "the answer to a tool over the limit",
+        rpc_transport::connect_any(&server.endpoint, &patient),
+    )
+    .await;
+    assert!(matches!(any, Err(ConnectError::Busy { .. })), "{any:?}");
     // The first is served all along, and its slot serves another once it leaves.
     assert_eq!(first.add(1, 1).await.expect("add"), 2);
     drop(first);

@@ -102,7 +102,7 @@ pub async fn connect_any(
     let (reader, writer) = sys::connect(endpoint, config).await?;
     rpc_core::ClientHandle::connect_any(reader, writer, config)
         .await
-        .map_err(ConnectError::Handshake)
+        .map_err(|error| handshake_error(endpoint, error))
 }
 
 /// The names of the endpoints served on this machine that this user can reach by name: on
@@ -128,11 +128,18 @@ pub async fn connect_with<C: Client>(
     config: &ClientConfig,
 ) -> Result<C, ConnectError> {
     let (reader, writer) = sys::connect(endpoint, config).await?;
-    match rpc_core::connect(reader, writer, config).await {
-        Ok(client) => Ok(client),
-        Err(RpcError::Rejected(Rejection::ServerBusy { .. })) => Err(ConnectError::Busy {
+    rpc_core::connect(reader, writer, config)
+        .await
+        .map_err(|error| handshake_error(endpoint, error))
+}
+
+/// The error of a handshake with the server on `endpoint`: a server at its limit of
+/// connections is [`ConnectError::Busy`], as a Windows pipe with no free instance is.
+pub(crate) fn handshake_error(endpoint: &Endpoint, error: RpcError) -> ConnectError {
+    match error {
+        RpcError::Rejected(Rejection::ServerBusy { .. }) => ConnectError::Busy {
             endpoint: endpoint.to_string(),
-        }),
-        Err(error) => Err(ConnectError::Handshake(error)),
+        },
+        error => ConnectError::Handshake(error),
     }
 }

@@ -16,7 +16,6 @@
 //! lost. A server that rejects the handshake (another service, another interface) or a name
 //! that cannot be an endpoint fails the session at once; every other error is retried.
 
-use rpc_core::protocol::Rejection;
 use rpc_core::session::{Connect, Session, SessionConfig};
 use rpc_core::{Client, ClientConfig, ClientHandle, RpcError, ServiceDescriptor};
 
@@ -47,13 +46,9 @@ impl Connect for EndpointConnector {
         service: &'static ServiceDescriptor,
     ) -> Result<ClientHandle, ConnectError> {
         let (reader, writer) = sys::connect(&self.endpoint, &self.config).await?;
-        match ClientHandle::connect(reader, writer, service, &self.config).await {
-            Ok(handle) => Ok(handle),
-            Err(RpcError::Rejected(Rejection::ServerBusy { .. })) => Err(ConnectError::Busy {
-                endpoint: self.endpoint.to_string(),
-            }),
-            Err(error) => Err(ConnectError::Handshake(error)),
-        }
+        ClientHandle::connect(reader, writer, service, &self.config)
+            .await
+            .map_err(|error| crate::handshake_error(&self.endpoint, error))
     }
 
     fn is_permanent(&self, error: &ConnectError) -> bool {
