@@ -17,6 +17,10 @@ use crate::run::{Backend, Reply, ServiceEntry};
 #[derive(Debug)]
 pub struct Remote {
     runtime: tokio::runtime::Runtime,
+    /// The last connection made, by name: a call after a `describe` goes to the server that
+    /// described itself, not to another that may have taken the name since with another
+    /// interface (the arguments were encoded from the first one's schema).
+    last: Option<(String, ClientHandle)>,
 }
 
 impl Remote {
@@ -33,17 +37,29 @@ impl Remote {
                 service: "the local runtime".to_owned(),
                 source,
             })?;
-        Ok(Self { runtime })
+        Ok(Self {
+            runtime,
+            last: None,
+        })
     }
 
-    fn connect(&self, name: &str) -> Result<ClientHandle, CliError> {
+    /// The connection to `name`: the last one made, if it was to `name`, else a new one.
+    fn connect(&mut self, name: &str) -> Result<ClientHandle, CliError> {
+        if let Some((last, handle)) = &self.last {
+            if last == name {
+                return Ok(handle.clone());
+            }
+        }
         let endpoint = Endpoint::new(name).map_err(|e| connection(name, e))?;
-        self.runtime
+        let handle = self
+            .runtime
             .block_on(rpc_transport::connect_any(
                 &endpoint,
                 &ClientConfig::default(),
             ))
-            .map_err(|e| connection(name, e))
+            .map_err(|e| connection(name, e))?;
+        self.last = Some((name.to_owned(), handle.clone()));
+        Ok(handle)
     }
 
     fn schema(&self, name: &str, handle: &ClientHandle) -> Result<ServiceSchema, CliError> {
