@@ -135,7 +135,7 @@ async fn peer_opening_in_the_wrong_order_does_not_hang() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_client_is_dropped_after_the_handshake_timeout() {
     let served = serve_with(ServerConfig::new().handshake_timeout(Duration::from_millis(300)));
-    let lock_path = served._dir.path().join("fifo-probe.client.lock");
+    let lock_path = served._dir.path().join(".fifo-probe.client.lock");
     let lock = std::fs::File::create(&lock_path).expect("lock file");
     lock.try_lock().expect("the client lock");
     let from_server = tokio::net::unix::pipe::OpenOptions::new()
@@ -184,6 +184,46 @@ async fn a_name_has_one_server() {
     served.task.abort();
 }
 
+/// Endpoints named like the pair's connection locks (`fifo-probe.session`, `fifo-probe.client`)
+/// are other names: their servers and the pair's serve side by side, and none takes another's
+/// lock. Before, `fifo-probe.session` owned `fifo-probe.session.lock`, which the pair took for
+/// its session lock: the pair's clients were told it was busy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_like_the_pairs_locks_are_other_names() {
+    let served = serve();
+    let dir = served._dir.path();
+    let mut neighbours = Vec::new();
+    for name in ["fifo-probe.session", "fifo-probe.client"] {
+        let endpoint = Endpoint::new(name).expect("name").in_dir(dir);
+        let server = Server::bind_with(
+            &endpoint,
+            ProbeServer::new(ProbeImpl::new()),
+            &ServerConfig::default(),
+        )
+        .expect("bind beside the pair");
+        neighbours.push((endpoint, tokio::spawn(server.run())));
+    }
+    let mut patient = ClientConfig::new();
+    patient.connect_timeout(Duration::from_secs(30));
+    let client: ProbeClient = within(
+        "the pair's client",
+        pair::connect(&served.endpoint, &patient),
+    )
+    .await
+    .expect("connect to the pair");
+    assert_eq!(client.add(1, 2).await.expect("add"), 3);
+    for (endpoint, _) in &neighbours {
+        let neighbour: ProbeClient = within(
+            "a neighbour's client",
+            rpc_transport::connect_with(endpoint, &patient),
+        )
+        .await
+        .expect("connect to a neighbour");
+        assert_eq!(neighbour.add(2, 2).await.expect("add"), 4);
+    }
+    served.task.abort();
+}
+
 /// The names of the entries of `dir`, sorted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_server_leaves_nothing_behind() {
@@ -194,17 +234,17 @@ async fn stopped_server_leaves_nothing_behind() {
     assert_eq!(
         entries(&dir),
         [
-            "fifo-probe.client.lock",
+            ".fifo-probe.client.lock",
+            ".fifo-probe.session.lock",
             "fifo-probe.in",
             "fifo-probe.lock",
             "fifo-probe.out",
-            "fifo-probe.session.lock",
         ]
     );
     // The client removes its lock when its connection ends.
     drop(client);
     until("the client to remove its lock", || {
-        !dir.join("fifo-probe.client.lock").exists()
+        !dir.join(".fifo-probe.client.lock").exists()
     })
     .await;
 
@@ -236,18 +276,18 @@ async fn lock_of_a_killed_client_is_removed_when_the_server_stops() {
     let served = serve();
     let dir = served._dir.path().to_path_buf();
     // What a client killed while connected leaves: its lock file, unlocked.
-    std::fs::write(dir.join("fifo-probe.client.lock"), b"").expect("write");
+    std::fs::write(dir.join(".fifo-probe.client.lock"), b"").expect("write");
     // The next client reuses it.
     let client = connect(&served).await.expect("connect");
     assert_eq!(client.add(1, 2).await.expect("add"), 3);
     drop(client);
     until("the client to remove its lock", || {
-        !dir.join("fifo-probe.client.lock").exists()
+        !dir.join(".fifo-probe.client.lock").exists()
     })
     .await;
 
     // Left again, and no client comes: the server removes it when it stops.
-    std::fs::write(dir.join("fifo-probe.client.lock"), b"").expect("write");
+    std::fs::write(dir.join(".fifo-probe.client.lock"), b"").expect("write");
     served.task.abort();
     let _ = served.task.await;
     assert_eq!(entries(&dir), Vec::<String>::new(), "files left behind");

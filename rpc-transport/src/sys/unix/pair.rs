@@ -29,30 +29,31 @@
 //!
 //! # Lock files, and what is left behind
 //!
-//! Beside the FIFOs live three lock files:
+//! Beside the FIFOs live three lock files (the two of the connection with a leading dot, which
+//! no endpoint's name has, so that no endpoint's own lock is ever one of them):
 //!
 //! * `<name>.lock`, held by the server for its life: it owns the name, exactly as for a Unix
 //!   socket (a name has one server, socket or FIFO pair);
-//! * `<name>.session.lock`, created by the server when it binds and locked by it while it
+//! * `.<name>.session.lock`, created by the server when it binds and locked by it while it
 //!   serves a client, until both FIFOs of that connection are closed;
-//! * `<name>.client.lock`, held by the connected client: one client at a time.
+//! * `.<name>.client.lock`, held by the connected client: one client at a time.
 //!
-//! `<name>.lock` and `<name>.client.lock` are taken the checked way the socket module
+//! `<name>.lock` and `.<name>.client.lock` are taken the checked way the socket module
 //! documents (lock, then check that the file locked is still the one at the path), so their
 //! holders remove them before releasing them without ever letting two hold one. Clients only
-//! look at `<name>.session.lock` and `<name>.lock` (lock for an instant, checked the same way)
+//! look at `.<name>.session.lock` and `<name>.lock` (lock for an instant, checked the same way)
 //! and never create them.
 //!
 //! A server that stops (dropped, or its [`PairServer::serve`] future dropped) removes, while
-//! it still owns the name: both FIFOs, `<name>.session.lock`, `<name>.client.lock` if no client
+//! it still owns the name: both FIFOs, `.<name>.session.lock`, `.<name>.client.lock` if no client
 //! holds it, and last `<name>.lock`, before releasing the name. A client removes
-//! `<name>.client.lock` when its connection ends (or its connect fails). What stays:
+//! `.<name>.client.lock` when its connection ends (or its connect fails). What stays:
 //!
 //! * after a killed server, its FIFOs and lock files; the next server on the name reclaims the
 //!   FIFOs and reuses the lock files;
-//! * after a killed client, `<name>.client.lock`, reused by the next client and removed by the
+//! * after a killed client, `.<name>.client.lock`, reused by the next client and removed by the
 //!   server when it stops;
-//! * `<name>.client.lock` of a client still connected when the server stops: removed by that
+//! * `.<name>.client.lock` of a client still connected when the server stops: removed by that
 //!   client when it notices.
 //!
 //! A client that looks at `<name>.lock` (only when the server's FIFO has no reader, to tell
@@ -103,12 +104,15 @@ fn paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     )
 }
 
+/// The session lock's path: with a leading dot, which no name has, so that it is never the
+/// name lock of another endpoint (`foo.session` would own `foo.session.lock`).
 fn session_lock_path(dir: &Path, name: &str) -> PathBuf {
-    dir.join(format!("{name}.session.lock"))
+    dir.join(format!(".{name}.session.lock"))
 }
 
+/// The client lock's path, kept apart from every name lock as the session lock is.
 fn client_lock_path(dir: &Path, name: &str) -> PathBuf {
-    dir.join(format!("{name}.client.lock"))
+    dir.join(format!(".{name}.client.lock"))
 }
 
 fn open_flags() -> i32 {
