@@ -538,3 +538,19 @@ async fn a_cancelled_upload_frees_its_place_before_the_next_stream_opens() {
     })
     .await;
 }
+
+/// A call whose handler waits for the items of its stream from the client is not a call in
+/// flight (streams have their own limit): at one call in flight, two such calls and a plain
+/// call are all served. Before, the first such handler took the only slot, the server stopped
+/// reading, and the items it waited for were never read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_waiting_for_items_are_not_calls_in_flight() {
+    let served = serve(ServerConfig::new().max_in_flight(1));
+    let store = served.client::<StoreClient>(&ClientConfig::default()).await;
+    let first = store.take(3, Stream::new(futures_util::stream::iter(0..3u32)));
+    let second = store.take(2, Stream::new(futures_util::stream::iter(10..12u32)));
+    let (first, second) = within("both uploads", futures_util::future::join(first, second)).await;
+    assert_eq!(first.expect("first"), vec![0, 1, 2]);
+    assert_eq!(second.expect("second"), vec![10, 11]);
+    assert_eq!(store.add(1, 2).await.expect("add"), 3);
+}

@@ -73,7 +73,7 @@ pub(super) async fn read_replies<R: FrameRead>(
                 && match (&serving, &callbacks) {
                     (Some(serving), Some(side)) => {
                         let max = side.config.get_max_in_flight();
-                        serving.handlers() < max + conn.in_flight().min(max)
+                        serving.handlers_below(max + conn.in_flight().min(max))
                     }
                     _ => true,
                 };

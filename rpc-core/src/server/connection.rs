@@ -150,7 +150,7 @@ where
             .map_or(0, |conn| conn.in_flight().min(max));
         // While draining, no handler starts, and the calls in flight may wait on what the client
         // sends (replies to callbacks, their upload's items): reading goes on.
-        let reading = !client_gone && !backlog && (draining || serving.handlers() < max + lent);
+        let reading = !client_gone && !backlog && (draining || serving.handlers_below(max + lent));
         tokio::select! {
             biased;
             () = serving.joined() => {}

@@ -81,10 +81,17 @@ impl<'a, D: Dispatch> Serving<'a, D> {
         self.tasks.is_empty()
     }
 
-    /// Handlers running, open result streams not counted: they live as long as their
-    /// receiver wants.
-    pub(crate) fn handlers(&self) -> usize {
-        self.tasks.len().saturating_sub(self.streams.sending())
+    /// Whether fewer than `max` handlers run, open streams not counted: a result stream lives
+    /// as long as its receiver wants, and the handler of a call whose stream from the client is
+    /// open waits for items that only reading brings (the streams have their own limit).
+    pub(crate) fn handlers_below(&self, max: usize) -> bool {
+        let running = self.tasks.len().saturating_sub(self.streams.sending());
+        // Counted only near the limit: a walk over the streams from the client.
+        running < max
+            || running.saturating_sub(
+                self.streams
+                    .receiving_only(|id| self.cancels.contains_key(&id)),
+            ) < max
     }
 
     /// Waits for a handler's task to end and forgets it; pending while none runs.

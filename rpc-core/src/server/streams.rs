@@ -46,6 +46,15 @@ impl Streams {
                 .count()
     }
 
+    /// How many streams from the client are open, of calls that send no stream back and for
+    /// which `running` holds (their handler runs).
+    pub(super) fn receiving_only(&self, running: impl Fn(u64) -> bool) -> usize {
+        self.receiving
+            .keys()
+            .filter(|&&id| !self.sending.contains_key(&id) && running(id))
+            .count()
+    }
+
     /// How many result streams are open: their tasks are not calls in flight.
     pub(super) fn sending(&self) -> usize {
         self.sending.len()
