@@ -27,6 +27,8 @@ pub trait Echo {
 pub trait Hub {
     /// Never answered by the hostile server.
     async fn ping(&self) -> u32;
+    /// Takes its argument's size.
+    async fn store(&self, data: rpc_core::ByteBuf) -> u32;
 }
 
 struct Echoes;
@@ -309,6 +311,10 @@ impl Hub for Pong {
     async fn ping(&self) -> u32 {
         1
     }
+
+    async fn store(&self, data: rpc_core::ByteBuf) -> u32 {
+        data.len() as u32
+    }
 }
 
 /// A client that answers a callback the server never made: the server closes its connection
@@ -469,4 +475,53 @@ async fn a_server_that_leaves_while_callbacks_are_at_their_limit_is_seen_gone() 
 /// A call to `Echo::echo` with request id `id`.
 fn call_frame(id: u64) -> Header {
     call(id, echo())
+}
+
+/// A client that serves callbacks reads the replies to its calls whatever it has queued of its
+/// own calls: its limit of unsent bytes (past which it stops reading) counts its replies to
+/// the server's callbacks only. Before, its own calls counted: with more than 1 MiB of them
+/// waiting for a server that was not reading, it stopped reading, and the reply to its first
+/// call waited unread (and with a server doing the same, the connection hung for good).
+#[tokio::test]
+async fn a_client_reads_its_replies_whatever_calls_it_has_queued() {
+    let (client, mut server) = connect().await;
+    let first = tokio::spawn({
+        let client = client.clone();
+        async move { client.ping().await }
+    });
+    let call = within(
+        "the first call",
+        server.reader.read_frame(DEFAULT_MAX_FRAME),
+    )
+    .await
+    .expect("read")
+    .expect("a frame");
+    let (header, _) = postcard::take_from_bytes::<Header>(&call).expect("header");
+    let Header::Call { id, .. } = header else {
+        panic!("expected a call, got {header:?}");
+    };
+    // 6 MiB of calls, made without yielding: the writer task has not run, and the server
+    // reads none of them.
+    let data = rpc_core::ByteBuf::from(vec![7u8; 32 * 1024]);
+    let mut queued: Vec<_> = (0..200)
+        .map(|_| Box::pin(client.store(data.clone())))
+        .collect();
+    for call in &mut queued {
+        assert!(futures_util::FutureExt::now_or_never(call.as_mut()).is_none());
+    }
+    let reply = Header::Reply {
+        id,
+        status: ReplyStatus::Ok,
+    };
+    // A callback first: the client reads it, then looks at what it has queued before it
+    // reads on.
+    let args = postcard::to_stdvec(&(1u32,)).expect("encode");
+    server
+        .send(&[
+            frame(&call_frame(1), &args),
+            frame(&reply, &postcard::to_stdvec(&7u32).expect("encode")),
+        ])
+        .await;
+    let answered = within("the first call's reply", first).await.expect("join");
+    assert_eq!(answered.expect("the first call"), 7);
 }

@@ -166,7 +166,7 @@ impl ClientHandle {
             );
             Shared {
                 conn,
-                outbox,
+                outbox: outbox.for_calls(),
                 service,
                 server_max_frame,
                 results_plan: Plan::new(service, Side::Results, limits),
@@ -196,7 +196,7 @@ impl ClientHandle {
         Self {
             shared: Arc::new(Shared {
                 conn: new_conn(),
-                outbox,
+                outbox: outbox.for_calls(),
                 service,
                 server_max_frame: client_max_frame,
                 results_plan: Plan::new(service, Side::Results, limits),

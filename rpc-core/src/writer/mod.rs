@@ -27,7 +27,10 @@ use tokio::sync::Notify;
 
 use crate::frame::{Encoded, FrameError, FrameWrite, TryWrite};
 
+mod queue;
 mod task;
+
+use queue::Queue;
 
 pub(crate) use task::spawn_writer;
 
@@ -75,7 +78,7 @@ struct State {
     /// The transport while no write is under way; the writer task holds it while it writes.
     writer: Option<Box<dyn DynWrite>>,
     /// Frames waiting for the writer task, in order.
-    queue: Vec<Bytes>,
+    queue: Queue,
     /// Stream frames waiting for the writer task, in order, in groups of whole frames; they
     /// go out after the frames in `queue`.
     bulk: VecDeque<Vec<Bytes>>,
@@ -109,11 +112,21 @@ struct Shared {
     unsent: AtomicUsize,
     /// The part of `unsent` that stream frames make up.
     unsent_bulk: AtomicUsize,
+    /// The part of `unsent` that this side's own calls (not in the stream lane) make up.
+    unsent_calls: AtomicUsize,
     /// The transport takes frames in parts.
     accepts_parts: bool,
 }
 
 impl Shared {
+    /// Counts `bytes` more of frames queued for the writer task, of calls if `call`.
+    fn count_unsent(&self, bytes: usize, call: bool) {
+        self.unsent.fetch_add(bytes, Ordering::Relaxed);
+        if call {
+            self.unsent_calls.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every update of the state is complete before anything that could panic.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -122,17 +135,22 @@ impl Shared {
     /// Queues `frame` for the writer task (with the lock `state` held) and wakes it; once
     /// [`SENDER_WRITES_AT`] frames wait and the writer task is not writing, the sender writes
     /// them itself.
-    fn enqueue(&self, mut state: MutexGuard<'_, State>, frame: Bytes) {
+    fn enqueue(&self, mut state: MutexGuard<'_, State>, frame: Bytes, call: bool) {
         self.unsent.fetch_add(frame.len(), Ordering::Relaxed);
+        if call {
+            self.unsent_calls.fetch_add(frame.len(), Ordering::Relaxed);
+        }
         // The writer task was woken when the queue stopped being empty, and takes everything
         // queued by the time it runs (or looks again after the write it is making).
         let wake = state.queue.is_empty();
-        state.queue.push(frame);
+        state.queue.push(frame, call);
         if state.queue.len() >= SENDER_WRITES_AT {
             let mut queue = std::mem::take(&mut state.queue);
-            if write_now(self, &mut state, &queue) {
-                let bytes = queue.drain(..).map(|frame| frame.len()).sum::<usize>();
+            if write_now(self, &mut state, queue.frames()) {
+                let bytes = queue.frames().iter().map(Bytes::len).sum::<usize>();
+                let calls = queue.clear();
                 self.unsent.fetch_sub(bytes, Ordering::Relaxed);
+                self.unsent_calls.fetch_sub(calls, Ordering::Relaxed);
                 // Keeps the queue's allocation.
                 state.queue = queue;
                 drop(state);
@@ -153,9 +171,10 @@ impl Shared {
 pub(crate) struct Closed;
 
 /// Sends frames on a connection. Clones share the connection; the writer task closes the
-/// sending direction once every clone is dropped.
+/// sending direction once every clone is dropped. The second field says whether the frames
+/// sent through this one are this side's calls ([`Outbox::for_calls`]).
 #[derive(Clone)]
-pub(crate) struct Outbox(Arc<Senders>);
+pub(crate) struct Outbox(Arc<Senders>, bool);
 
 /// Dropped with the last [`Outbox`].
 struct Senders(Arc<Shared>);
@@ -168,6 +187,12 @@ impl Drop for Senders {
 }
 
 impl Outbox {
+    /// An outbox of the same connection for this side's calls: their frames waiting to go out
+    /// are not counted as replies ([`Outbox::unsent_replies`]).
+    pub(crate) fn for_calls(&self) -> Self {
+        Self(Arc::clone(&self.0), true)
+    }
+
     /// Queues a frame for the writer task.
     pub(crate) fn send(&self, frame: Bytes) -> Result<(), Closed> {
         let shared = &self.0 .0;
@@ -176,7 +201,7 @@ impl Outbox {
             return Err(Closed);
         }
         state.others_sent += 1;
-        shared.enqueue(state, frame);
+        shared.enqueue(state, frame, self.1);
         Ok(())
     }
 
@@ -190,7 +215,7 @@ impl Outbox {
         }
         state.others_sent += 1;
         if !try_now(shared, &mut state, std::slice::from_ref(&frame)) {
-            shared.enqueue(state, frame);
+            shared.enqueue(state, frame, self.1);
         }
         Ok(())
     }
@@ -212,8 +237,8 @@ impl Outbox {
             frames.clear();
         } else {
             let bytes = frames.iter().map(Bytes::len).sum::<usize>();
-            shared.unsent.fetch_add(bytes, Ordering::Relaxed);
-            state.queue.append(frames);
+            shared.count_unsent(bytes, self.1);
+            state.queue.append(frames, self.1);
             drop(state);
             shared.work.notify_one();
         }
@@ -294,8 +319,8 @@ impl Outbox {
         }
         state.others_sent += 1;
         let bytes = frames.iter().map(Bytes::len).sum::<usize>();
-        shared.unsent.fetch_add(bytes, Ordering::Relaxed);
-        state.queue.extend(frames);
+        shared.count_unsent(bytes, self.1);
+        state.queue.append(&mut frames, self.1);
         drop(state);
         shared.work.notify_one();
         Ok(())
@@ -343,12 +368,17 @@ impl Outbox {
         shared.work.notify_one();
     }
 
-    /// Bytes of frames other than stream frames waiting for the writer task or being written
-    /// by it: the replies the peer has not taken yet.
+    /// Bytes of frames other than stream frames and this side's calls waiting for the writer
+    /// task or being written by it: the replies the peer has not taken yet.
     pub(crate) fn unsent_replies(&self) -> usize {
         let shared = &self.0 .0;
         let bulk = shared.unsent_bulk.load(Ordering::Relaxed);
-        shared.unsent.load(Ordering::Relaxed).saturating_sub(bulk)
+        let calls = shared.unsent_calls.load(Ordering::Relaxed);
+        shared
+            .unsent
+            .load(Ordering::Relaxed)
+            .saturating_sub(bulk)
+            .saturating_sub(calls)
     }
 
     /// Waits until at most `limit` bytes are unsent (or the writer task has ended).

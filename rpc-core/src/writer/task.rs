@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::{Outbox, Senders, Shared, State, BULK_PER_WRITE, LINGER, MAX_BATCH};
+use super::{Outbox, Queue, Senders, Shared, State, BULK_PER_WRITE, LINGER, MAX_BATCH};
 use crate::frame::{FrameError, FrameWrite};
 
 /// Starts the writer task. It ends when every [`Outbox`] is dropped (after writing what is
@@ -22,7 +22,7 @@ pub(crate) fn spawn_writer<W: FrameWrite>(
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             writer: Some(Box::new(writer)),
-            queue: Vec::new(),
+            queue: Queue::default(),
             bulk: VecDeque::new(),
             others_sent: 0,
             flush_needed: false,
@@ -36,10 +36,11 @@ pub(crate) fn spawn_writer<W: FrameWrite>(
         drained: Notify::new(),
         unsent: AtomicUsize::new(0),
         unsent_bulk: AtomicUsize::new(0),
+        unsent_calls: AtomicUsize::new(0),
         accepts_parts,
     });
     let task = tokio::spawn(run_writer(Arc::clone(&shared), on_error));
-    (Outbox(Arc::new(Senders(shared))), task)
+    (Outbox(Arc::new(Senders(shared)), false), task)
 }
 
 async fn run_writer(shared: Arc<Shared>, on_error: impl FnOnce(FrameError)) {
@@ -47,6 +48,7 @@ async fn run_writer(shared: Arc<Shared>, on_error: impl FnOnce(FrameError)) {
     let mut linger = LINGER;
     loop {
         let mut bulk_written = 0;
+        let mut calls_written = 0;
         let next = {
             let mut state = shared.lock();
             if state.closed_now {
@@ -68,8 +70,7 @@ async fn run_writer(shared: Arc<Shared>, on_error: impl FnOnce(FrameError)) {
                 }
             } else {
                 state.flush_needed = false;
-                let take = state.queue.len().min(MAX_BATCH);
-                batch.extend(state.queue.drain(..take));
+                calls_written = state.queue.take_into(&mut batch, MAX_BATCH);
                 while bulk_written < BULK_PER_WRITE && batch.len() < MAX_BATCH {
                     let Some(group) = state.bulk.pop_front() else {
                         break;
@@ -116,6 +117,9 @@ async fn run_writer(shared: Arc<Shared>, on_error: impl FnOnce(FrameError)) {
         shared
             .unsent_bulk
             .fetch_sub(bulk_written, Ordering::Relaxed);
+        shared
+            .unsent_calls
+            .fetch_sub(calls_written, Ordering::Relaxed);
         if let Err(error) = result {
             drop(state);
             fail(&shared, error, on_error);
@@ -144,6 +148,7 @@ fn give_up(shared: &Shared) {
     };
     shared.unsent.store(0, Ordering::Relaxed);
     shared.unsent_bulk.store(0, Ordering::Relaxed);
+    shared.unsent_calls.store(0, Ordering::Relaxed);
 }
 
 /// Marks the writer as failed, wakes whoever waits on it, and reports the error.
