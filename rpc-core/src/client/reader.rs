@@ -77,9 +77,12 @@ pub(super) async fn read_replies<R: FrameRead>(
                     }
                     _ => true,
                 };
-        // While not reading, this waits for the server to close its end, without reading.
+        // The deadlines first (a flag to look at unless the timer fired): a server that always
+        // has a frame to read must not hold them up. While not reading, the read waits for the
+        // server to close its end, without reading.
         let frame = tokio::select! {
             biased;
+            () = std::future::poll_fn(|cx| deadlines.poll_tick(conn, cx)) => continue,
             incoming = next_incoming(&mut reader, reading, max_frame) => match incoming {
                 Received::Frame(frame) => frame,
                 Received::Closed => {
@@ -87,7 +90,6 @@ pub(super) async fn read_replies<R: FrameRead>(
                     continue;
                 }
             },
-            () = std::future::poll_fn(|cx| deadlines.poll_tick(conn, cx)) => continue,
             () = joined(&mut serving) => continue,
             () = drained(callbacks.as_ref()), if backlog && !reading => continue,
         };
