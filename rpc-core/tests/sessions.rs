@@ -440,3 +440,28 @@ fn backoff_doubles_up_to_the_cap() {
     assert_eq!(config.get_jitter(), 1.0);
     assert_eq!(config.get_backoff(u32::MAX), Duration::from_millis(70));
 }
+
+/// A server that takes each connection and drops it as soon as the handshake is done is not
+/// redialled in a loop: each such loss counts as a failed attempt, and the waits before the
+/// next connections grow as the backoff says. Before, each connection was made again at once.
+/// (Paused time: the clock moves by the session's waits only.)
+#[tokio::test(start_paused = true)]
+async fn a_server_that_drops_each_connection_is_redialled_with_backoff() {
+    let lab = Lab::new();
+    lab.flaps.store(5, Ordering::SeqCst);
+    let mut config = SessionConfig::new();
+    config
+        .backoff_base(Duration::from_millis(100))
+        .backoff_cap(Duration::from_secs(1))
+        .jitter(0.0);
+    let started = tokio::time::Instant::now();
+    let (store, session) = lab.start(&config, None);
+    until(&session, "the connection that stays", |state| {
+        connections(state) == Some(6)
+    })
+    .await;
+    // 100, 200, 400, 800 and 1000 ms before connections 2 to 6.
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(2500), "{waited:?}");
+    assert_eq!(store.get().await.expect("get"), 0);
+}

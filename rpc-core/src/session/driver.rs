@@ -38,10 +38,13 @@ impl<K: Connect> Driver<K> {
     pub(super) async fn run(self) {
         let mut lost = None;
         let mut connections = 0;
+        // Connections in a row lost before the backoff's cap had passed since they came up.
+        let mut quick_losses = 0;
         loop {
-            let Ok(handle) = self.connect(lost.take()).await else {
+            let Ok(handle) = self.connect(lost.take(), quick_losses).await else {
                 return;
             };
+            let up_since = Instant::now();
             connections += 1;
             tracing::debug!(
                 service = self.service.name,
@@ -60,14 +63,42 @@ impl<K: Connect> Driver<K> {
             tracing::debug!(service = self.service.name, error = %why, "session lost its connection");
             self.current.send_replace(Current::Waiting(None));
             lost = Some(why);
+            // A server that takes each connection and drops it soon after is not redialled in a
+            // loop: such a loss counts as a failed attempt for the wait before the next one.
+            quick_losses = if up_since.elapsed() < self.config.get_backoff(u32::MAX) {
+                quick_losses + 1
+            } else {
+                0
+            };
         }
     }
 
-    /// Connects, retrying with backoff, failing for good when the connector says so.
-    async fn connect(&self, lost: Option<RpcError>) -> Result<ClientHandle, Stopped> {
+    /// Connects, retrying with backoff, failing for good when the connector says so. After
+    /// `quick_losses` connections lost soon after they came up, the first attempt waits as
+    /// after that many failed attempts.
+    async fn connect(
+        &self,
+        lost: Option<RpcError>,
+        quick_losses: u32,
+    ) -> Result<ClientHandle, Stopped> {
         let mut since = Instant::now();
         let mut attempts = 0;
         let mut last_error = None;
+        if quick_losses > 0 {
+            let next_attempt = Instant::now() + self.delay(quick_losses);
+            self.state.send_replace(SessionState::Connecting {
+                since,
+                lost: lost.clone(),
+                attempts,
+                last_error: None,
+                next_attempt: Some(next_attempt),
+            });
+            tokio::select! {
+                () = self.stop.cancelled() => return Err(Stopped),
+                () = tokio::time::sleep_until(next_attempt) => {}
+                () = self.nudge.notified() => {}
+            }
+        }
         loop {
             self.state.send_replace(SessionState::Connecting {
                 since,

@@ -63,7 +63,10 @@ pub trait Connect: Send + Sync + 'static {
 
 /// The backoff of a session's attempts to connect.
 ///
-/// After a connection is lost the first attempt is made at once; attempt `n` that fails is
+/// After a connection is lost the first attempt is made at once, unless the connection was
+/// lost before `cap` had passed since it came up: then the lost connection counts as a failed
+/// attempt (and as many as were lost so in a row), so that a server that takes each connection
+/// and drops it is not redialled in a loop. Attempt `n` that fails is
 /// followed by a wait of `min(cap, base * 2^(n-1))`, shortened by a random fraction of up to
 /// `jitter` of itself, so that many clients of one restarted server do not retry in step.
 #[derive(Debug, Clone)]

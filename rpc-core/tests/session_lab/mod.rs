@@ -180,6 +180,8 @@ pub struct Lab {
     shutdown: Arc<Mutex<Option<CancellationToken>>>,
     /// Told when a client reads a server's goodbye.
     pub goodbyes: Arc<Notify>,
+    /// How many of the next connections the server drops as soon as the handshake is done.
+    pub flaps: Arc<AtomicU64>,
 }
 
 /// A client's reader that tells when the server's goodbye arrives. On a current-thread
@@ -210,6 +212,7 @@ impl Lab {
             server: Arc::default(),
             shutdown: Arc::default(),
             goodbyes: Arc::default(),
+            flaps: Arc::default(),
         }
     }
 
@@ -296,7 +299,15 @@ impl Connect for Lab {
             inner: reader,
             goodbyes: Arc::clone(&self.goodbyes),
         };
-        ClientHandle::connect(reader, writer, service, &ClientConfig::default()).await
+        let handle = ClientHandle::connect(reader, writer, service, &ClientConfig::default()).await;
+        let flap = self
+            .flaps
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if flap {
+            self.kill();
+        }
+        handle
     }
 
     fn is_permanent(&self, error: &RpcError) -> bool {
