@@ -93,9 +93,9 @@ struct State {
     failed: bool,
     /// Every [`Outbox`] is gone: the writer task writes what is queued, then closes.
     senders_gone: bool,
-    /// How long the writer task keeps trying once every sender is gone ([`LINGER`] unless
-    /// the connection said otherwise).
-    linger: std::time::Duration,
+    /// Until when the writer task keeps trying once every sender is gone: [`LINGER`] (unless
+    /// the connection said otherwise) from then, in all, whatever the peer takes meanwhile.
+    linger_until: Option<tokio::time::Instant>,
     /// [`Closer::close_now`] was called: the writer task drops the transport, also one it is
     /// writing to, and ends, whoever still holds an [`Outbox`].
     closed_now: bool,
@@ -181,7 +181,13 @@ struct Senders(Arc<Shared>);
 
 impl Drop for Senders {
     fn drop(&mut self) {
-        self.0.lock().senders_gone = true;
+        {
+            let mut state = self.0.lock();
+            state.senders_gone = true;
+            state
+                .linger_until
+                .get_or_insert_with(|| tokio::time::Instant::now() + LINGER);
+        }
         self.0.work.notify_one();
     }
 }
@@ -363,7 +369,7 @@ impl Outbox {
         {
             let mut state = shared.lock();
             state.senders_gone = true;
-            state.linger = linger;
+            state.linger_until = Some(tokio::time::Instant::now() + linger);
         }
         shared.work.notify_one();
     }
@@ -563,6 +569,43 @@ mod tests {
             "every frame arrives"
         );
         task.await.expect("writer task");
+    }
+
+    /// The linger is counted once from when every sender is gone, not again for each write: a
+    /// peer that takes a little now and then (a batch every 0.9 s) does not keep the transport
+    /// open for as long as it likes. (Paused time.)
+    #[tokio::test(start_paused = true)]
+    async fn the_linger_is_counted_once_for_a_peer_that_reads_a_little_at_a_time() {
+        use tokio::io::AsyncReadExt;
+
+        let (tx, mut rx) = tokio::io::duplex(4096);
+        let (outbox, task) = spawn_writer(FrameWriter::new(tx), |e| panic!("write failed: {e}"));
+        let count = 4096;
+        for i in 0..count {
+            outbox.send(frame(i)).expect("open");
+        }
+        outbox.close_when_sent();
+        drop(outbox);
+        let reader = tokio::spawn(async move {
+            let mut taken = 0;
+            let mut buf = vec![0u8; 4096];
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+                match rx.read(&mut buf).await {
+                    Ok(0) | Err(_) => return taken,
+                    Ok(read) => taken += read,
+                }
+            }
+        });
+        tokio::time::timeout(LINGER * 3, task)
+            .await
+            .expect("the writer ends within its linger")
+            .expect("join");
+        let taken = reader.await.expect("reader");
+        assert!(
+            taken < count as usize * frame(0).len(),
+            "the peer got everything: {taken}"
+        );
     }
 
     /// Waiting for the replies to drain (what a server does before it reads calls again after

@@ -30,7 +30,7 @@ pub(crate) fn spawn_writer<W: FrameWrite>(
             failed: false,
             senders_gone: false,
             closed_now: false,
-            linger: LINGER,
+            linger_until: None,
         }),
         work: Notify::new(),
         drained: Notify::new(),
@@ -45,7 +45,7 @@ pub(crate) fn spawn_writer<W: FrameWrite>(
 
 async fn run_writer(shared: Arc<Shared>, on_error: impl FnOnce(FrameError)) {
     let mut batch = Vec::with_capacity(16);
-    let mut linger = LINGER;
+    let mut linger_until = None;
     loop {
         let mut bulk_written = 0;
         let mut calls_written = 0;
@@ -63,7 +63,7 @@ async fn run_writer(shared: Arc<Shared>, on_error: impl FnOnce(FrameError)) {
                 Err(error)
             } else if state.queue.is_empty() && state.bulk.is_empty() && !state.flush_needed {
                 if state.senders_gone {
-                    linger = state.linger;
+                    linger_until = state.linger_until;
                     Ok(state.writer.take().map(|writer| (writer, true)))
                 } else {
                     Ok(None)
@@ -96,8 +96,9 @@ async fn run_writer(shared: Arc<Shared>, on_error: impl FnOnce(FrameError)) {
         };
         if close {
             // Bounded: a peer that does not read cannot keep the transport open.
+            let until = linger_until.unwrap_or_else(|| tokio::time::Instant::now() + LINGER);
             tokio::select! {
-                _ = tokio::time::timeout(linger, writer.close()) => {}
+                _ = tokio::time::timeout_at(until, writer.close()) => {}
                 () = closed_now(&shared) => {}
             }
             return ended(&shared);
@@ -159,12 +160,12 @@ fn fail(shared: &Shared, error: FrameError, on_error: impl FnOnce(FrameError)) {
     on_error(error);
 }
 
-/// Completes the linger ([`LINGER`] unless the connection said otherwise) after every
-/// [`Outbox`] is gone: a write still under way by then waits on a peer that does not read, and
-/// is abandoned. Completes at once when the connection is closed from outside
-/// ([`super::Closer::close_now`]).
+/// Completes when the linger ends ([`LINGER`] after every [`Outbox`] is gone, unless the
+/// connection said otherwise), counted once for all the writes that follow: a write still under
+/// way by then waits on a peer that does not read, or reads too slowly, and is abandoned.
+/// Completes at once when the connection is closed from outside ([`super::Closer::close_now`]).
 async fn abandoned(shared: &Shared) {
-    let linger = loop {
+    let until = loop {
         let woken = shared.work.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
@@ -174,13 +175,15 @@ async fn abandoned(shared: &Shared) {
                 return;
             }
             if state.senders_gone {
-                break state.linger;
+                break state
+                    .linger_until
+                    .unwrap_or_else(|| tokio::time::Instant::now() + LINGER);
             }
         }
         woken.await;
     };
     tokio::select! {
-        () = tokio::time::sleep(linger) => {}
+        () = tokio::time::sleep_until(until) => {}
         () = closed_now(shared) => {}
     }
 }
