@@ -388,8 +388,10 @@ async fn a_client_answering_a_callback_never_made_loses_its_connection() {
 }
 
 /// A callback that tells it has started, then never finishes.
+#[cfg(unix)]
 struct Stuck(tokio::sync::mpsc::UnboundedSender<u32>);
 
+#[cfg(unix)]
 impl Echo for Stuck {
     async fn echo(&self, n: u32) -> u32 {
         let _ = self.0.send(n);

@@ -189,3 +189,104 @@ async fn what_the_server_wrote_last_is_read_after_it_ends_the_connection() {
     );
     task.abort();
 }
+
+/// The environment variable that makes [`hold_a_pipe_for_another_test`] do its job.
+const HOLD: &str = "RPC_TEST_HOLD_PIPE";
+
+/// The two pipes of a pair must be opened by one process: a pair whose pipe to the client is
+/// opened by another process (with other users allowed, another user's) is disconnected before
+/// the server writes anything to it. Before, the server paired whoever opened the two pipes,
+/// and the other process read the replies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pair_opened_by_two_processes_is_refused() {
+    use std::io::{BufRead, Write};
+    use std::process::{Command, Stdio};
+
+    let (endpoint, task) = serve(&ServerConfig::default());
+    let input = format!(r"\\.\pipe\rpc-{}.in", endpoint.name());
+    let output = format!(r"\\.\pipe\rpc-{}.out", endpoint.name());
+    // Another process opens the pipe the server writes to.
+    let mut other = Command::new(std::env::current_exe().expect("this test's program"))
+        .args([
+            "--exact",
+            "hold_a_pipe_for_another_test",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(HOLD, &output)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the other process");
+    let stdout = other.stdout.take().expect("its output");
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    async fn said(lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
+        loop {
+            match lines.recv().await {
+                Some(line) if line == "opened" || line.starts_with("read:") => return line,
+                Some(_) => {}
+                None => return "nothing".to_owned(),
+            }
+        }
+    }
+    assert_eq!(
+        within("the other process to open", said(&mut lines)).await,
+        "opened"
+    );
+    // This process opens the other pipe and says hello, as a client would.
+    let hello = common::frame(
+        &common::hello(<ProbeClient as rpc_core::Client>::SERVICE),
+        &[],
+    );
+    let mut to_server = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&input)
+        .expect("open the pipe to the server");
+    // A write to a pair the server has disconnected already fails: either way, the other
+    // process must not be answered.
+    let _ = to_server.write_all(&hello);
+    let read = within("the other process to read", said(&mut lines)).await;
+    assert_eq!(read, "read: nothing", "the other process got the welcome");
+    let _ = other.wait();
+    drop(to_server);
+    // The pair serves a client next.
+    let client = connect(&endpoint).await.expect("connect");
+    assert_eq!(client.add(2, 2).await.expect("add"), 4);
+    let (pid, _, sid) = client.whoami().await.expect("whoami");
+    assert_eq!(pid, Some(std::process::id()));
+    assert!(sid.is_some_and(|sid| sid.starts_with("S-1-5-")));
+    task.abort();
+}
+
+/// Not a test of its own: the other process of [`a_pair_opened_by_two_processes_is_refused`],
+/// which runs it with the path of a pipe in [`HOLD`]. It opens that pipe, says so, reads from
+/// it once and says what it read: `read: nothing` if the pipe was disconnected.
+#[test]
+#[ignore = "run by a_pair_opened_by_two_processes_is_refused"]
+fn hold_a_pipe_for_another_test() {
+    use std::io::{Read, Write};
+
+    let Ok(path) = std::env::var(HOLD) else {
+        return;
+    };
+    let mut held = std::fs::OpenOptions::new()
+        .read(true)
+        .open(&path)
+        .expect("open the pipe");
+    println!("opened");
+    let _ = std::io::stdout().flush();
+    let mut buf = vec![0u8; 64 * 1024];
+    match held.read(&mut buf) {
+        Ok(read) if read > 0 => println!("read: {read} bytes"),
+        _ => println!("read: nothing"),
+    }
+    let _ = std::io::stdout().flush();
+}

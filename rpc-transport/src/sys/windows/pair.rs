@@ -6,7 +6,9 @@
 //! time over them. A client may open the two pipes in either order; a second client while one is
 //! connected waits, and gets [`ConnectError::Busy`] after [`ClientConfig::connect_timeout`];
 //! with no server, [`ConnectError::NotFound`] comes at once; a client that opens one pipe and
-//! not the other within the handshake timeout is disconnected. Once a connection ends, the
+//! not the other within the handshake timeout is disconnected, and so are two pipes opened by
+//! two processes (both must be the client's). The server's handlers see the client's process
+//! and user, as over a duplex pipe. Once a connection ends, the
 //! server waits up to a second for its client to close the pipe it reads, so that the client
 //! can read what is left in it (its last replies, a goodbye) before the pipe is disconnected.
 
@@ -27,9 +29,9 @@ use windows_sys::Win32::Storage::FileSystem::{
 
 use super::client::{check_owner, open_with_retry};
 use super::frames::{reader, writer, PipeReader, PipeWriter};
-use super::pipe::{self, Pipe, PIPE_BUFFER};
+use super::pipe::{self, client_process_id, Pipe, PIPE_BUFFER};
 use super::pipe_path;
-use super::security::{own_user_sid, pipe_sddl, SecurityDescriptor};
+use super::security::{own_user_sid, pipe_sddl, process_user_sid, SecurityDescriptor};
 use super::state::other_end_gone;
 use crate::endpoint::Endpoint;
 use crate::error::{BindError, ConnectError};
@@ -110,9 +112,11 @@ impl PairListener {
     }
 
     /// Waits for a client to open both pipes (in either order). A client that opens one and
-    /// not the other within the handshake timeout is disconnected.
-    pub(crate) async fn accept(&mut self) -> io::Result<(PipeReader, PipeWriter)> {
-        loop {
+    /// not the other within the handshake timeout is disconnected, and so are two pipes opened
+    /// by two processes: with other users allowed, another user's process could otherwise open
+    /// the pipe that a client reads and take its replies.
+    pub(crate) async fn accept(&mut self) -> io::Result<(PipeReader, PipeWriter, PeerInfo)> {
+        let pid = loop {
             let (input, output) = (server(&self.input)?, server(&self.output)?);
             // Whichever the client opens first; the other must follow within the timeout.
             let both = async {
@@ -128,17 +132,33 @@ impl PairListener {
                 }
             };
             match both.await {
-                Ok(Ok(())) => break,
+                Ok(Ok(())) => {
+                    let writing = client_process_id(server(&self.input)?);
+                    let reading = client_process_id(server(&self.output)?);
+                    match (writing, reading) {
+                        (Some(writing), Some(reading)) if writing == reading => break writing,
+                        _ => {
+                            tracing::warn!(
+                                ?writing,
+                                ?reading,
+                                "the two pipes of the pair were opened by different processes"
+                            );
+                            self.disconnect();
+                        }
+                    }
+                }
                 Ok(Err(e)) => return Err(e),
                 Err(_) => {
                     tracing::warn!("a client opened one pipe of the pair and not the other");
                     self.disconnect();
                 }
             }
-        }
+        };
+        let sid = process_user_sid(pid).ok();
         Ok((
             reader(Arc::clone(&self.input)),
             writer(Arc::clone(&self.output)),
+            PeerInfo::windows(Some(pid), sid),
         ))
     }
 
@@ -256,12 +276,12 @@ impl PairServer {
         let service = Arc::new(service);
         let shutdown = CancellationToken::new();
         loop {
-            let (reader, writer) = self.listener.accept().await?;
-            tracing::debug!(pipe = %self.paths.0, "client connected");
+            let (reader, writer, peer) = self.listener.accept().await?;
+            tracing::debug!(pipe = %self.paths.0, %peer, "client connected");
             let served = serve_connection(
                 reader,
                 writer,
-                PeerInfo::unknown(),
+                peer,
                 Arc::clone(&service),
                 &config,
                 &shutdown,
