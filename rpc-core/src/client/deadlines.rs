@@ -81,6 +81,22 @@ impl Deadlines {
         }
         Poll::Pending
     }
+
+    /// Fails the calls of `conn` whose deadline has passed, without waiting for the timer to
+    /// fire: for a reader that always finds a frame to read, and so may not poll the timer for
+    /// a long time.
+    pub(crate) fn expire_due(&mut self, conn: &Conn) {
+        let now = Instant::now();
+        let mut pending = conn.lock();
+        if pending.check_at.is_some_and(|at| at <= now) {
+            let next = pending.expire(now);
+            drop(pending);
+            self.armed = next.is_some();
+            if let Some(at) = next {
+                self.timer.get_mut().as_mut().reset(at);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

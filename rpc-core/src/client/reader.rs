@@ -18,6 +18,10 @@ use crate::stream::arrived::COPY_MAX;
 use crate::stream::produce::overflows;
 use crate::writer::Outbox;
 
+/// How many turns of the reader pass between two looks at the deadlines that do not wait for
+/// the timer.
+const DEADLINES_EVERY: u32 = 64;
+
 /// The callbacks a client serves on its connection, for the reader task.
 pub(super) struct CallbackSide {
     pub(super) dispatch: Arc<dyn Dispatch>,
@@ -57,6 +61,7 @@ pub(super) async fn read_replies<R: FrameRead>(
     // The server closed its end while this client was not reading (its callbacks at their
     // limit): what it sent before is still read, and its calls are no longer started.
     let mut server_gone = false;
+    let mut turns = 0u32;
     loop {
         if let (Some(side), false) = (&callbacks, out.is_empty()) {
             let _ = side.outbox.send_all_now(&mut out);
@@ -77,12 +82,15 @@ pub(super) async fn read_replies<R: FrameRead>(
                     }
                     _ => true,
                 };
-        // The deadlines first (a flag to look at unless the timer fired): a server that always
-        // has a frame to read must not hold them up. While not reading, the read waits for the
-        // server to close its end, without reading.
+        // The timer's branch is reached only when no frame is ready: a server that always has
+        // one must not hold the deadlines up, so they are also looked at every so many turns.
+        turns = turns.wrapping_add(1);
+        if turns.is_multiple_of(DEADLINES_EVERY) {
+            deadlines.expire_due(conn);
+        }
+        // While not reading, this waits for the server to close its end, without reading.
         let frame = tokio::select! {
             biased;
-            () = std::future::poll_fn(|cx| deadlines.poll_tick(conn, cx)) => continue,
             incoming = next_incoming(&mut reader, reading, max_frame) => match incoming {
                 Received::Frame(frame) => frame,
                 Received::Closed => {
@@ -90,6 +98,7 @@ pub(super) async fn read_replies<R: FrameRead>(
                     continue;
                 }
             },
+            () = std::future::poll_fn(|cx| deadlines.poll_tick(conn, cx)) => continue,
             () = joined(&mut serving) => continue,
             () = drained(callbacks.as_ref()), if backlog && !reading => continue,
         };
