@@ -161,8 +161,9 @@ impl ServerConfig {
     /// replies then gets backpressure: its calls wait in the transport, and what it costs the
     /// server stays within this setting, plus the replies of at most `max_in_flight` handlers
     /// that were running, plus one frame being read. The server's own calls to the client's
-    /// callbacks are not replies and are not counted (it reads the client's replies to them
-    /// whatever it has queued of them). Stream frames are not counted either: a result
+    /// callbacks are counted apart, against the same number: they do not stop the reading of
+    /// the client's replies to callbacks while they are under it, and past it the server stops
+    /// reading too. Stream frames are not counted: a result
     /// stream sends nothing while more than 256 KiB of frames wait on its connection, so each
     /// open stream adds at most one batch (64 KiB of items, or one item) beyond that.
     pub fn max_unsent_bytes(&mut self, bytes: usize) -> &mut Self {

@@ -140,8 +140,12 @@ where
         if out.len() >= MAX_GATHERED {
             let _ = outbox.send_all_now(&mut out);
         }
-        // Replies the client has not taken yet: past the limit, stop reading its calls.
-        let backlog = outbox.unsent_replies() > config.max_unsent_bytes;
+        // Replies the client has not taken yet, and calls to its callbacks: past the limit,
+        // either one, stop reading its calls (which make more of both). Counted apart, so that
+        // a few callbacks waiting to go out do not add up with replies to stop the reading of
+        // the client's replies to them.
+        let backlog = outbox.unsent_replies() > config.max_unsent_bytes
+            || outbox.unsent_calls() > config.max_unsent_bytes;
         // Each callback still waiting for its reply lends a slot: the client's callback may be
         // calling this server back, and the handler that waits for it holds a slot.
         let max = config.max_in_flight;
@@ -167,7 +171,7 @@ where
                 serving.caller_gone();
                 fail_callbacks(callback_conn.as_deref());
             }
-            () = outbox.replies_drained_to(config.max_unsent_bytes), if backlog && !client_gone => {}
+            () = outbox.replies_and_calls_drained_to(config.max_unsent_bytes), if backlog && !client_gone => {}
             // While not reading, this waits for the client to leave, without reading.
             incoming = next_incoming(&mut reader, reading, config.max_frame), if !client_gone => {
                 let frame = match incoming {

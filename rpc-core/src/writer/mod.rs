@@ -387,6 +387,20 @@ impl Outbox {
             .saturating_sub(calls)
     }
 
+    /// Bytes of this side's calls (outside the stream lane) waiting for the writer task or
+    /// being written by it.
+    pub(crate) fn unsent_calls(&self) -> usize {
+        self.0 .0.unsent_calls.load(Ordering::Relaxed)
+    }
+
+    /// Waits until at most `limit` bytes of replies and at most `limit` bytes of this side's
+    /// calls are unsent, each counted apart (stream frames left out), or the writer task has
+    /// ended.
+    pub(crate) async fn replies_and_calls_drained_to(&self, limit: usize) {
+        self.drained_until(|_| self.unsent_replies() <= limit && self.unsent_calls() <= limit)
+            .await;
+    }
+
     /// Waits until at most `limit` bytes are unsent (or the writer task has ended).
     pub(crate) async fn drained_to(&self, limit: usize) {
         self.drained_until(|shared| shared.unsent.load(Ordering::Relaxed) <= limit)
