@@ -465,3 +465,35 @@ async fn a_server_that_drops_each_connection_is_redialled_with_backoff() {
     assert!(waited >= Duration::from_millis(2500), "{waited:?}");
     assert_eq!(store.get().await.expect("get"), 0);
 }
+
+/// The same while calls go on: a call that loses its connection asks the session to look again
+/// (a nudge), which must not cut short the wait after a connection lost at once. (Paused time.)
+#[tokio::test(start_paused = true)]
+async fn calls_that_lose_their_connection_do_not_cut_the_backoff_short() {
+    let lab = Lab::new();
+    lab.flaps.store(5, Ordering::SeqCst);
+    let mut config = SessionConfig::new();
+    config
+        .backoff_base(Duration::from_millis(100))
+        .backoff_cap(Duration::from_secs(1))
+        .jitter(0.0);
+    let started = tokio::time::Instant::now();
+    let (store, session) = lab.start(&config, None);
+    let calling = tokio::spawn({
+        let store = store.clone();
+        async move {
+            loop {
+                // Idempotent: sent again on the next connection when one is lost.
+                let _ = store.get().await;
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    until(&session, "the connection that stays", |state| {
+        connections(state) == Some(6)
+    })
+    .await;
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(2500), "{waited:?}");
+    calling.abort();
+}

@@ -20,6 +20,8 @@ pub(super) struct Driver<K> {
     pub(super) current: Arc<watch::Sender<Current>>,
     pub(super) state: Arc<watch::Sender<SessionState>>,
     pub(super) nudge: Arc<Notify>,
+    /// [`super::Session::retry_now`] only.
+    pub(super) retry: Arc<Notify>,
     pub(super) stop: CancellationToken,
 }
 
@@ -66,7 +68,7 @@ impl<K: Connect> Driver<K> {
             // A server that takes each connection and drops it soon after is not redialled in a
             // loop: such a loss counts as a failed attempt for the wait before the next one.
             quick_losses = if up_since.elapsed() < self.config.get_backoff(u32::MAX) {
-                quick_losses + 1
+                quick_losses.saturating_add(1)
             } else {
                 0
             };
@@ -93,10 +95,11 @@ impl<K: Connect> Driver<K> {
                 last_error: None,
                 next_attempt: Some(next_attempt),
             });
+            // Not ended by a nudge: the calls that lost the connection give one each.
             tokio::select! {
                 () = self.stop.cancelled() => return Err(Stopped),
                 () = tokio::time::sleep_until(next_attempt) => {}
-                () = self.nudge.notified() => {}
+                () = self.retry.notified() => {}
             }
         }
         loop {
@@ -136,7 +139,9 @@ impl<K: Connect> Driver<K> {
                 since = Instant::now();
                 attempts = 0;
             } else {
-                let next_attempt = Instant::now() + self.delay(attempts);
+                // The backoff goes on growing from the connections lost at once before.
+                let next_attempt =
+                    Instant::now() + self.delay(attempts.saturating_add(quick_losses));
                 self.current
                     .send_replace(Current::Waiting(Some(error.clone())));
                 self.state.send_replace(SessionState::Connecting {

@@ -192,6 +192,9 @@ pub(crate) struct Hub {
     state: Arc<watch::Sender<SessionState>>,
     /// Retry now, or look at the connection again (a call saw it shut down).
     pub(crate) nudge: Arc<Notify>,
+    /// Retry now, from the user only ([`Session::retry_now`]): it alone ends the wait after a
+    /// connection lost as soon as it came up, which calls that lost it would otherwise end.
+    retry: Arc<Notify>,
     /// Stops the session's task when the last client and [`Session`] are gone.
     _stop: DropGuard,
 }
@@ -225,6 +228,7 @@ impl Session {
     ) -> (C, Session) {
         let stop = CancellationToken::new();
         let nudge = Arc::new(Notify::new());
+        let retry = Arc::new(Notify::new());
         let (current_tx, current) = watch::channel(Current::Waiting(None));
         let current_tx = Arc::new(current_tx);
         let (state, _) = watch::channel(SessionState::Connecting {
@@ -242,6 +246,7 @@ impl Session {
             current: Arc::clone(&current_tx),
             state: Arc::clone(&state),
             nudge: Arc::clone(&nudge),
+            retry: Arc::clone(&retry),
             stop: stop.clone(),
         };
         tokio::spawn(driver.run());
@@ -251,6 +256,7 @@ impl Session {
             current_tx,
             state,
             nudge,
+            retry,
             _stop: stop.drop_guard(),
         });
         let link = Link::session(Arc::clone(&hub), client.get_default_timeout());
@@ -300,6 +306,8 @@ impl Session {
             });
         }
         self.hub.nudge.notify_one();
+        // Only a wait under way: a press while connected leaves nothing for later.
+        self.hub.retry.notify_waiters();
     }
 
     /// Waits until the session is connected.
