@@ -76,11 +76,12 @@ fn connection(name: &str, error: ConnectError) -> CliError {
     }
 }
 
-/// A framework error of a call: a broken connection is a connection error, anything else the
-/// service's refusal.
+/// A framework error of a call: a broken connection (or one whose server is shutting down) is
+/// a connection error, anything else the service's refusal.
 fn remote(name: &str, error: &RpcError) -> CliError {
     match error {
         RpcError::ConnectionClosed
+        | RpcError::ShuttingDown
         | RpcError::PeerExited { .. }
         | RpcError::Frame(_)
         | RpcError::ClosedByPeer(_) => CliError::Connection {
@@ -215,5 +216,24 @@ impl Backend for Remote {
             }
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that is shutting down (one that restarts, under the connection a `describe`
+    /// made) cannot be reached: exit code 3, not the service's refusal.
+    #[test]
+    fn a_server_shutting_down_is_a_connection_error() {
+        assert!(matches!(
+            remote("svc", &RpcError::ShuttingDown),
+            CliError::Connection { .. }
+        ));
+        assert!(matches!(
+            remote("svc", &RpcError::DeadlineExceeded),
+            CliError::Remote { .. }
+        ));
     }
 }

@@ -84,8 +84,10 @@ impl ClientConfig {
     /// Past it the client stops reading from the server until one finishes, except that each
     /// call of this client still waiting for its reply lends a slot (at most as many again),
     /// so that a callback that calls the server, which calls back, does not deadlock. A server
-    /// that leaves meanwhile is seen gone at once: what it sent before is still read (replies,
-    /// stream items), the calls it sent are not started.
+    /// that leaves meanwhile is seen gone at once on transports that tell when the other end
+    /// closes without reading (Unix sockets, Windows named pipes; on others when a callback
+    /// finishes): what it sent before is still read (replies, stream items), the calls it sent
+    /// are not started.
     pub fn max_callbacks_in_flight(&mut self, callbacks: usize) -> &mut Self {
         self.max_callbacks_in_flight = callbacks.max(1);
         self

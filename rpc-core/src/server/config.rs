@@ -82,10 +82,11 @@ impl ServerConfig {
     /// Sets how many handlers may run at once for one connection (calls and queued one-way
     /// calls). Default 128. Calls with an open stream, either way, do not count: they have
     /// their own limit, [`ServerConfig::max_streams`]. At the limit the server stops reading
-    /// from that connection: further calls wait in the transport, none is dropped. For a service with callbacks, each
-    /// callback waiting for the client's reply lends one more slot, at most this many again,
-    /// so that a client's callback that calls the server back is served: calls nest up to
-    /// twice this limit deep, and one connection runs at most twice this many handlers.
+    /// from that connection: further calls wait in the transport, none is dropped. For a
+    /// service with callbacks, each callback waiting for the client's reply lends one more
+    /// slot, at most this many again, so that a client's callback that calls the server back is
+    /// served: calls nest up to twice this limit deep, and one connection runs at most twice
+    /// this many handlers, plus one per open stream.
     ///
     /// # Panics
     ///

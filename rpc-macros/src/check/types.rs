@@ -99,19 +99,6 @@ fn check_path(errors: &mut Errors, path: &Path, place: Place) {
         match &segment.arguments {
             PathArguments::None => {}
             PathArguments::AngleBracketed(args) => {
-                // `Cow<str>` borrows for an elided lifetime, which the generated client and
-                // server cannot name; other types' lifetimes are unknown to the macro.
-                let has_lifetime = args
-                    .args
-                    .iter()
-                    .any(|arg| matches!(arg, GenericArgument::Lifetime(_)));
-                if segment.ident == "Cow" && !has_lifetime {
-                    errors.spanned(
-                        segment,
-                        "`Cow` borrows for a lifetime the generated code cannot name: write \
-                         `Cow<'static, ...>` (what arrives is always owned)",
-                    );
-                }
                 for arg in &args.args {
                     match arg {
                         GenericArgument::Type(ty) => check_nested(errors, ty, place),

@@ -5,7 +5,6 @@ pub trait Store {
     async fn put_all(&self, keys: Vec<&str>, first: Option<&'static String>);
     async fn name(&self) -> &'static str;
     async fn label(&self, text: std::borrow::Cow<'_, str>) -> u32;
-    async fn title(&self, text: std::borrow::Cow<str>) -> std::borrow::Cow<[u8]>;
 }
 
 fn main() {}
