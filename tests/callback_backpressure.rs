@@ -5,9 +5,9 @@
 mod common;
 
 use bytes::Bytes;
-use rpc_core::frame::{FrameRead, FrameWrite};
+use rpc_core::frame::FrameWrite;
 use rpc_core::protocol::{Header, DEFAULT_MAX_FRAME, MAGIC, PROTOCOL_VERSION};
-use rpc_core::{ByteBuf, CallContext, Client as _, ServerConfig};
+use rpc_core::{ByteBuf, CallContext, ServerConfig};
 
 /// What the server tells its client, without waiting.
 #[rpc_core::service]
