@@ -16,7 +16,8 @@ pub struct Cli {
 /// The commands of `rpc`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List the services this user can reach on this machine.
+    /// List the services this user can reach on this machine, with their interface (a service
+    /// at its limit of connections is listed as busy).
     List,
     /// Show a service's methods and types.
     Describe {

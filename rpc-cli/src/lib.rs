@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! rpc list                                   services this user can reach, with their interface
+//!                                            (or "busy" for one at its limit of connections)
 //! rpc describe NAME [--json]                 a service's methods and types
 //! rpc call NAME METHOD [ARGS...] [--timeout SECS] [--json]
 //!                                            call a method, print its result as JSON

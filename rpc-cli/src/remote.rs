@@ -13,6 +13,10 @@ use crate::describe::{Describe, MethodKind, MethodSchema};
 use crate::error::CliError;
 use crate::run::{Backend, Reply, ServiceEntry};
 
+/// What `rpc list` shows in place of the interface of a service at its limit of connections,
+/// which it cannot ask.
+pub const BUSY: &str = "(busy: at its limit of connections)";
+
 /// Reaches the services of this machine; runs its own single-thread runtime.
 #[derive(Debug)]
 pub struct Remote {
@@ -45,19 +49,21 @@ impl Remote {
 
     /// The connection to `name`: the last one made, if it was to `name`, else a new one.
     fn connect(&mut self, name: &str) -> Result<ClientHandle, CliError> {
+        self.reach(name).map_err(|e| connection(name, e))
+    }
+
+    /// As [`Remote::connect`], with the transport's own error.
+    fn reach(&mut self, name: &str) -> Result<ClientHandle, ConnectError> {
         if let Some((last, handle)) = &self.last {
             if last == name {
                 return Ok(handle.clone());
             }
         }
-        let endpoint = Endpoint::new(name).map_err(|e| connection(name, e))?;
-        let handle = self
-            .runtime
-            .block_on(rpc_transport::connect_any(
-                &endpoint,
-                &ClientConfig::default(),
-            ))
-            .map_err(|e| connection(name, e))?;
+        let endpoint = Endpoint::new(name)?;
+        let handle = self.runtime.block_on(rpc_transport::connect_any(
+            &endpoint,
+            &ClientConfig::default(),
+        ))?;
         self.last = Some((name.to_owned(), handle.clone()));
         Ok(handle)
     }
@@ -144,9 +150,18 @@ impl Backend for Remote {
         let names = rpc_transport::list_endpoints().map_err(|e| connection("services", e))?;
         let mut entries = Vec::new();
         for name in names {
-            // A socket left by a dead server is not a service.
-            let Ok(handle) = self.connect(&name) else {
-                continue;
+            let handle = match self.reach(&name) {
+                Ok(handle) => handle,
+                // A server at its limit of connections is a service all the same.
+                Err(ConnectError::Busy { .. }) => {
+                    entries.push(ServiceEntry {
+                        name,
+                        interface: BUSY.to_owned(),
+                    });
+                    continue;
+                }
+                // A socket left by a dead server is not a service.
+                Err(_) => continue,
             };
             if let Ok(schema) = self.schema(&name, &handle) {
                 entries.push(ServiceEntry {
