@@ -6,8 +6,8 @@ mod common;
 
 use bytes::Bytes;
 use rpc_core::frame::FrameWrite;
-use rpc_core::protocol::{Header, DEFAULT_MAX_FRAME, MAGIC, PROTOCOL_VERSION};
-use rpc_core::{ByteBuf, CallContext, ServerConfig};
+use rpc_core::protocol::Header;
+use rpc_core::{ByteBuf, CallContext};
 
 /// What the server tells its client, without waiting.
 #[rpc_core::service]
@@ -45,31 +45,10 @@ fn frame(header: &Header, body: &[u8]) -> Bytes {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_gets_backpressure_from_callbacks_too() {
-    let ((reader, mut writer), server) = rpc_core::memory::pair();
-    tokio::spawn(async move {
-        let config = ServerConfig::default();
-        let shutdown = rpc_core::CancellationToken::new();
-        rpc_core::serve_connection(
-            server.0,
-            server.1,
-            rpc_core::PeerInfo::unknown(),
-            WorkerServer::new(Chatty),
-            &config,
-            &shutdown,
-        )
-        .await
-    });
+    let ((reader, mut writer), _serving) = common::serve_in_memory(WorkerServer::new(Chatty));
     let service = <WorkerClient as rpc_core::Client>::SERVICE;
-    let hello = Header::Hello {
-        magic: MAGIC,
-        version: PROTOCOL_VERSION,
-        service: service.name.to_owned(),
-        fingerprint: service.fingerprint(),
-        max_frame: DEFAULT_MAX_FRAME,
-        callbacks: service.callbacks.map_or(0, |c| c.fingerprint()),
-    };
     writer
-        .write_frames(&[frame(&hello, &[])])
+        .write_frames(&[frame(&common::hello(service), &[])])
         .await
         .expect("hello");
     let work = service.method_named("work").map(|m| m.id).expect("work");

@@ -6,14 +6,14 @@
 //! allocator records that thread's peak, so other tests of this binary do not disturb the
 //! figures.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use rpc_core::protocol::{
-    Header, ReplyStatus, WireDecodeError, WireError, MAGIC, PROTOCOL_VERSION,
-};
+use rpc_core::protocol::{Header, ReplyStatus, WireDecodeError, WireError};
 use rpc_core::{Client, ClientConfig, ServerConfig};
 use rpc_transport::pipes::{connect_pipes, serve_pipes};
 use serde::{Deserialize, Serialize};
@@ -159,18 +159,8 @@ impl RawPeer {
         let (reader, writer) = tokio::io::split(ours);
         let mut peer = Self { reader, writer };
         let service = <TallyClient as Client>::SERVICE;
-        peer.send(
-            &postcard::to_stdvec(&Header::Hello {
-                magic: MAGIC,
-                version: PROTOCOL_VERSION,
-                service: service.name.to_owned(),
-                fingerprint: service.fingerprint(),
-                max_frame: 1 << 20,
-                callbacks: 0,
-            })
-            .expect("encode hello"),
-        )
-        .await;
+        peer.send(&postcard::to_stdvec(&common::hello(service)).expect("encode hello"))
+            .await;
         match peer.recv().await {
             (Header::Welcome { .. }, _) => peer,
             other => panic!("expected a welcome, got {other:?}"),

@@ -2,137 +2,18 @@
 //! way, typed ends, and the same over every transport.
 
 mod common;
+mod store_support;
 
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use common::within;
 use futures_util::StreamExt;
 use rpc_core::protocol::WireError;
 use rpc_core::{ByteBuf, ClientConfig, RpcError, ServerConfig, Stream};
-use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
-
-/// Why the store refuses an upload.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum UploadError {
-    /// The upload has no name.
-    NoName,
-}
-
-/// A store that takes streams from its clients.
-#[rpc_core::service]
-pub trait Store {
-    /// Stores the chunks; answers with the bytes stored once the client's stream ends.
-    async fn upload(&self, name: String, chunks: Stream<ByteBuf>) -> Result<u64, UploadError>;
-    /// Takes `count` numbers, then drops the rest of the stream and answers with them.
-    async fn take(&self, count: u32, numbers: Stream<u32>) -> Vec<u32>;
-    /// Takes one number, reports it, then waits for the test before taking the rest.
-    async fn hold(&self, numbers: Stream<u32>) -> u32;
-    /// Every message back, prefixed with the room, as they come.
-    async fn chat(&self, room: String, outgoing: Stream<String>) -> Stream<String>;
-    /// Adds.
-    async fn add(&self, a: i64, b: i64) -> i64;
-}
-
-/// What the handlers report to the tests.
-#[derive(Default)]
-struct Seen {
-    /// Handlers dropped before they finished.
-    dropped: AtomicU32,
-    /// Items taken by `hold` before it waits.
-    held: AtomicU32,
-    changed: Notify,
-    release: Notify,
-}
-
-impl Seen {
-    async fn until(&self, what: &str, done: impl Fn(&Seen) -> bool) {
-        common::until_notified(what, &self.changed, || done(self)).await;
-    }
-}
-
-/// Counts a drop that happens before `finished`.
-struct DropGuard {
-    seen: Arc<Seen>,
-    finished: bool,
-}
-
-impl Drop for DropGuard {
-    fn drop(&mut self) {
-        if !self.finished {
-            self.seen.dropped.fetch_add(1, Ordering::SeqCst);
-            self.seen.changed.notify_waiters();
-        }
-    }
-}
-
-struct StoreImpl(Arc<Seen>);
-
-impl Store for StoreImpl {
-    async fn upload(&self, name: String, mut chunks: Stream<ByteBuf>) -> Result<u64, UploadError> {
-        let mut guard = DropGuard {
-            seen: Arc::clone(&self.0),
-            finished: false,
-        };
-        if name.is_empty() {
-            guard.finished = true;
-            return Err(UploadError::NoName);
-        }
-        let mut stored = 0;
-        while let Some(chunk) = chunks.next().await {
-            stored += chunk.len() as u64;
-        }
-        guard.finished = true;
-        Ok(stored)
-    }
-
-    async fn take(&self, count: u32, numbers: Stream<u32>) -> Vec<u32> {
-        numbers.take(count as usize).collect().await
-    }
-
-    async fn hold(&self, mut numbers: Stream<u32>) -> u32 {
-        let mut guard = DropGuard {
-            seen: Arc::clone(&self.0),
-            finished: false,
-        };
-        let release = self.0.release.notified();
-        let first = numbers.next().await.unwrap_or_default();
-        self.0.held.store(first + 1, Ordering::SeqCst);
-        self.0.changed.notify_waiters();
-        release.await;
-        let rest = numbers.count().await as u32;
-        guard.finished = true;
-        1 + rest
-    }
-
-    async fn chat(&self, room: String, outgoing: Stream<String>) -> Stream<String> {
-        let guard = DropGuard {
-            seen: Arc::clone(&self.0),
-            finished: false,
-        };
-        Stream::new(outgoing.map(move |message| {
-            let _ = &guard;
-            format!("{room}: {message}")
-        }))
-    }
-
-    async fn add(&self, a: i64, b: i64) -> i64 {
-        a + b
-    }
-}
-
-/// A store served on an endpoint of its own.
-type Served = common::Served<Seen>;
-
-/// Serves the store with `config`.
-fn serve(config: &ServerConfig) -> Served {
-    Served::start(|seen| StoreServer::new(StoreImpl(seen)), config)
-}
-
-fn chunks(count: usize, size: usize) -> impl futures_util::Stream<Item = ByteBuf> + Send {
-    futures_util::stream::iter((0..count).map(move |i| ByteBuf::from(vec![i as u8; size])))
-}
+use store_support::{
+    chunks, serve, Seen, StoreBlockingClient, StoreClient, StoreImpl, StoreServer, UploadError,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_is_answered_once_its_stream_ends() {
@@ -331,26 +212,6 @@ async fn dropping_a_chat_ends_both_sides() {
     assert_eq!(store.add(1, 2).await.expect("add"), 3);
 }
 
-/// Opening more streams than the server allows fails with a typed error; an upload that is
-/// refused sends nothing and the connection goes on.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn uploads_count_against_the_stream_limit() {
-    let served = serve(ServerConfig::new().max_streams(1));
-    let store = served.client::<StoreClient>(&ClientConfig::default()).await;
-    let (sender, outgoing) = Stream::channel(1);
-    let _chat = store.chat("full".into(), outgoing).await.expect("open");
-    let refused = store.upload("x".into(), chunks(3, 10)).await;
-    assert!(
-        matches!(
-            refused,
-            Err(RpcError::Remote(WireError::TooManyStreams { max: 1 }))
-        ),
-        "{refused:?}"
-    );
-    assert_eq!(store.add(1, 2).await.expect("add"), 3);
-    drop(sender);
-}
-
 /// The same over two one-way pipes (as a child's stdio carries it) and in memory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_and_chats_run_over_pipes_and_memory() {
@@ -485,72 +346,4 @@ async fn a_connection_that_dies_ends_the_sending_side_of_a_chat() {
     within("the connection to close", connection.closed()).await;
     within("the sender to see the end", sender.closed()).await;
     drop(incoming);
-}
-
-/// An upload cancelled while its items still wait to be written frees its place under the
-/// server's limit of streams before the next stream opens: the next call goes out behind the
-/// cancel, which goes out behind those items. Before, the call overtook them (calls go ahead of
-/// stream frames) and the server, still counting the cancelled upload, refused it with
-/// `TooManyStreams`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancelled_upload_frees_its_place_before_the_next_stream_opens() {
-    // A narrow pipe to the server: the upload's items wait in the client's queue.
-    let (to_server_read, to_server_write) = tokio::io::simplex(256);
-    let (to_client_read, to_client_write) = tokio::io::simplex(64 * 1024);
-    let seen = Arc::new(Seen::default());
-    tokio::spawn(rpc_transport::pipes::serve_pipes(
-        to_server_read,
-        to_client_write,
-        StoreServer::new(StoreImpl(Arc::clone(&seen))),
-        ServerConfig::new().max_streams(1),
-    ));
-    let store: StoreClient = rpc_transport::pipes::connect_pipes(
-        to_client_read,
-        to_server_write,
-        &ClientConfig::default(),
-    )
-    .await
-    .expect("connect");
-    let held = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            let numbers = futures_util::stream::iter(0..1_000_000u32);
-            store.hold(Stream::new(numbers)).await
-        })
-    };
-    // The server has the upload's first item: the stream is open, and its window of items is
-    // on its way through the narrow pipe.
-    seen.until("the first item", |seen| {
-        seen.held.load(Ordering::SeqCst) != 0
-    })
-    .await;
-    held.abort();
-    // Dropped (its cancel queued) once the join says so.
-    assert!(held.await.is_err_and(|e| e.is_cancelled()));
-    let next = within(
-        "the next upload",
-        store.upload("next".into(), chunks(1, 10)),
-    )
-    .await;
-    assert_eq!(next.expect("call"), Ok(10));
-    seen.until("the held upload's handler to be dropped", |seen| {
-        seen.dropped.load(Ordering::SeqCst) == 1
-    })
-    .await;
-}
-
-/// A call whose handler waits for the items of its stream from the client is not a call in
-/// flight (streams have their own limit): at one call in flight, two such calls and a plain
-/// call are all served. Before, the first such handler took the only slot, the server stopped
-/// reading, and the items it waited for were never read.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn uploads_waiting_for_items_are_not_calls_in_flight() {
-    let served = serve(ServerConfig::new().max_in_flight(1));
-    let store = served.client::<StoreClient>(&ClientConfig::default()).await;
-    let first = store.take(3, Stream::new(futures_util::stream::iter(0..3u32)));
-    let second = store.take(2, Stream::new(futures_util::stream::iter(10..12u32)));
-    let (first, second) = within("both uploads", futures_util::future::join(first, second)).await;
-    assert_eq!(first.expect("first"), vec![0, 1, 2]);
-    assert_eq!(second.expect("second"), vec![10, 11]);
-    assert_eq!(store.add(1, 2).await.expect("add"), 3);
 }

@@ -20,7 +20,8 @@ pub fn frame(header: &Header, body: &[u8]) -> Vec<u8> {
     frame
 }
 
-/// A correct hello for `service`, announcing frames of up to 1 MiB and no callbacks.
+/// A correct hello for `service`, announcing frames of up to 1 MiB and the callback service
+/// it declares, if any (as a client that serves them does).
 pub fn hello(service: &ServiceDescriptor) -> Header {
     Header::Hello {
         magic: MAGIC,
@@ -28,8 +29,36 @@ pub fn hello(service: &ServiceDescriptor) -> Header {
         service: service.name.to_owned(),
         fingerprint: service.fingerprint(),
         max_frame: 1 << 20,
-        callbacks: 0,
+        callbacks: service.callbacks.map_or(0, |c| c.fingerprint()),
     }
+}
+
+/// Serves `service` with the default settings on one end of an in-memory pair, on a task of its
+/// own; returns the other end, for a peer that speaks the protocol by hand, and that task.
+pub fn serve_in_memory<D: rpc_core::Dispatch>(
+    service: D,
+) -> (
+    (
+        rpc_core::memory::MemoryReader,
+        rpc_core::memory::MemoryWriter,
+    ),
+    tokio::task::JoinHandle<Result<(), rpc_core::ConnectionError>>,
+) {
+    let (ours, (reader, writer)) = rpc_core::memory::pair();
+    let serving = tokio::spawn(async move {
+        let config = rpc_core::ServerConfig::default();
+        let shutdown = rpc_core::CancellationToken::new();
+        rpc_core::serve_connection(
+            reader,
+            writer,
+            rpc_core::PeerInfo::unknown(),
+            service,
+            &config,
+            &shutdown,
+        )
+        .await
+    });
+    (ours, serving)
 }
 
 /// The frame of item `n` (a `u32`) of stream `stream`.

@@ -1,6 +1,6 @@
 //! The in-memory laboratory of the session tests: a store service, and a connector whose server
 //! the test kills, takes down, or replaces by one of another interface.
-#![allow(unreachable_pub)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,63 @@
+//! A session against a server that takes each connection and drops it as soon as the handshake
+//! is done: such a loss counts as a failed attempt, so the session is not redialled in a loop,
+//! whether calls go on or not. (Paused time: the clock moves by the session's waits only.)
+
+mod session_lab;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rpc_core::session::{Session, SessionConfig};
+use session_lab::{connections, until, Lab, StoreClient};
+
+/// Starts a session against a server that drops its next five connections at once, with a
+/// backoff of 100 ms doubling to 1 s and no jitter.
+fn flapping() -> (StoreClient, Session) {
+    let lab = Lab::new();
+    lab.flaps.store(5, Ordering::SeqCst);
+    let mut config = SessionConfig::new();
+    config
+        .backoff_base(Duration::from_millis(100))
+        .backoff_cap(Duration::from_secs(1))
+        .jitter(0.0);
+    lab.start(&config, None)
+}
+
+/// Waits for the sixth connection, which stays; fails unless the waits before connections 2 to
+/// 6 add up to 100 + 200 + 400 + 800 + 1000 ms at least. Before, each came at once.
+async fn sixth_connection_after_the_backoff(session: &Session, started: tokio::time::Instant) {
+    until(session, "the connection that stays", |state| {
+        connections(state) == Some(6)
+    })
+    .await;
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(2500), "{waited:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_that_drops_each_connection_is_redialled_with_backoff() {
+    let started = tokio::time::Instant::now();
+    let (store, session) = flapping();
+    sixth_connection_after_the_backoff(&session, started).await;
+    assert_eq!(store.get().await.expect("get"), 0);
+}
+
+/// A call that loses its connection asks the session to look again (a nudge), which must not
+/// cut short the wait after a connection lost at once.
+#[tokio::test(start_paused = true)]
+async fn calls_that_lose_their_connection_do_not_cut_the_backoff_short() {
+    let started = tokio::time::Instant::now();
+    let (store, session) = flapping();
+    let calling = tokio::spawn({
+        let store = store.clone();
+        async move {
+            loop {
+                // Idempotent: sent again on the next connection when one is lost.
+                let _ = store.get().await;
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    sixth_connection_after_the_backoff(&session, started).await;
+    calling.abort();
+}
