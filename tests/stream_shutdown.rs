@@ -1,6 +1,6 @@
-//! A graceful shutdown and the streams of calls still opening: such a call is answered with
-//! `ShuttingDown`, as a call refused during the drain is, rather than left without a reply
-//! until the connection closes.
+//! A graceful shutdown and the streams of calls still opening: such a call is stopped and
+//! answered with `Stopped` at once (not `ShuttingDown`, which says a call did not run), rather
+//! than left without a reply until the connection closes.
 
 mod common;
 
@@ -49,7 +49,7 @@ impl Opening for OpeningImpl {
 }
 
 /// A shutdown while a stream's handler has not returned it yet, with another call keeping the
-/// connection open through the drain: the stream's caller gets `ShuttingDown` at once.
+/// connection open through the drain: the stream's caller gets `Stopped` at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_still_opening_at_a_shutdown_is_answered() {
     // The drain, and the calls, last as long as the test: only an answer ends the open.
@@ -77,7 +77,7 @@ async fn a_stream_still_opening_at_a_shutdown_is_answered() {
         .await
         .expect("joined");
     assert!(
-        matches!(opened, Err(RpcError::Remote(WireError::ShuttingDown))),
+        matches!(opened, Err(RpcError::Remote(WireError::Stopped))),
         "{opened:?}"
     );
     assert!(!draining.is_finished(), "the other call still drains");

@@ -77,7 +77,9 @@
 //! that arrives later (sent before the client had the goodbye) is answered
 //! `Failed(ShuttingDown)`, a one-way call is not run. It goes on reading, so that the calls in
 //! flight get what they wait on from the client (replies to callbacks, items of uploads), and
-//! closes once they are answered (or its shutdown timeout passes).
+//! closes once they are answered (or its shutdown timeout passes). Open streams end at once
+//! with `StreamEnd(ShuttingDown)`; a call of a stream method whose handler has not returned
+//! its stream yet is stopped and answered `Failed(Stopped)` (it ran in part).
 //!
 //! Request ids are chosen by the caller and unique among its calls in flight, a call's id
 //! staying in use until its reply has come (or its cancel is sent) and its argument stream, if
@@ -146,7 +148,8 @@
 //! The hello's first fields are a fixed magic and [`PROTOCOL_VERSION`]; everything after them
 //! may change with the version. A server that does not speak the client's version rejects it
 //! with [`Rejection::UnsupportedVersion`]. Version 2 made method ids hashes of their names
-//! and the handshake method by method; version 3 sends large stream items in parts.
+//! and the handshake method by method; version 3 sends large stream items in parts; version 4
+//! answers a stream method's call stopped by a shutdown with `Failed(Stopped)`.
 //!
 //! # Size of a call
 //!
@@ -169,7 +172,7 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: [u8; 4] = *b"PIPR";
 
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The service name of a hello from a client that only asks what the server is: it is
 /// welcomed whatever the server serves, and may call [`DESCRIBE`].
@@ -397,9 +400,15 @@ pub enum WireError {
         /// The limit.
         max: u32,
     },
-    /// The server is shutting down: the stream ended.
+    /// The server is shutting down: it refused the call, which did not run, or it ended the
+    /// call's stream.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The server stopped the call's handler before it finished, because it is shutting down:
+    /// the handler ran in part (a call of a stream method whose handler had not returned its
+    /// stream yet when the shutdown began).
+    #[error("the server shut down while the handler ran")]
+    Stopped,
 }
 
 /// Why arguments did not decode, as sent on the wire.
@@ -527,7 +536,7 @@ mod tests {
             callbacks: 0,
         })
         .expect("encode");
-        assert_eq!(&bytes[..6], &[0, b'P', b'I', b'P', b'R', 3]);
+        assert_eq!(&bytes[..6], &[0, b'P', b'I', b'P', b'R', 4]);
     }
 }
 

@@ -334,8 +334,8 @@ impl<'a, D: Dispatch> Serving<'a, D> {
 
     /// Shutting down: result streams do not end on their own, so those that have not ended end
     /// now, with a typed reason, behind the items already sent; a call whose handler has not
-    /// returned its stream yet is answered with that reason instead (its client waits for a
-    /// reply, not for an end).
+    /// returned its stream yet is stopped and answered `Stopped` (its client waits for a reply,
+    /// not for an end).
     pub(crate) fn end_streams(&mut self) {
         for (id, sending) in self.streams.drain_sending() {
             if let Some(handle) = self.cancels.remove(&id) {
@@ -352,9 +352,11 @@ impl<'a, D: Dispatch> Serving<'a, D> {
             if sending.replied.load(std::sync::atomic::Ordering::Relaxed) {
                 crate::stream::produce::end(&self.outbox, id, Some(WireError::ShuttingDown));
             } else {
+                // Not `ShuttingDown`, which says that a call did not run: this handler has
+                // started, and may have done part of its work.
                 let _ = self
                     .outbox
-                    .send_encoded(failed(id, WireError::ShuttingDown), true);
+                    .send_encoded(failed(id, WireError::Stopped), true);
             }
         }
     }

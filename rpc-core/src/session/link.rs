@@ -336,7 +336,9 @@ pub(super) fn connection_lost(error: &RpcError) -> Option<bool> {
     match error {
         // The server took no new call: it said so before this one went out, or refused it.
         RpcError::ShuttingDown | RpcError::Remote(WireError::ShuttingDown) => Some(false),
-        RpcError::ConnectionClosed
+        // The server stopped it half-way as it shut down.
+        RpcError::Remote(WireError::Stopped)
+        | RpcError::ConnectionClosed
         | RpcError::ClosedByPeer(_)
         | RpcError::PeerExited(_)
         | RpcError::Frame(_)
@@ -447,7 +449,9 @@ impl SessionLink {
         loop {
             let handle = match self.connected(deadline, lost.as_ref()).await {
                 Ok(handle) => handle,
-                Err(RpcError::Disconnected(_)) if loss.is_some() => {
+                // Sent and lost, then no connection came back in time, or the session failed
+                // or stopped: the call may have run.
+                Err(_) if loss.is_some() => {
                     let (may_have_run, cause) = loss.unwrap_or((true, RpcError::ConnectionClosed));
                     return Err(RpcError::ConnectionLost {
                         may_have_run,

@@ -1,0 +1,71 @@
+//! What a session's caller is told about a call that may have run: a stream's opening stopped
+//! by a graceful shutdown, and an idempotent call lost and then never sent again because the
+//! session failed.
+
+mod session_lab;
+
+use std::time::Duration;
+
+use rpc_core::session::SessionState;
+use rpc_core::RpcError;
+use session_lab::{quick, until, within, Lab, Mode};
+
+/// A call of a stream method whose handler has started but not returned its stream when the
+/// server begins a graceful shutdown: the handler is stopped, and the caller is told that it
+/// may have run (it is not sent again: the method is not idempotent).
+#[tokio::test]
+async fn a_stream_opening_stopped_by_a_shutdown_may_have_run() {
+    let lab = Lab::new();
+    let (store, _session) = lab.start(&quick(), Some(Duration::from_secs(20)));
+    lab.shared.opens_held.send_replace(true);
+    let opening = tokio::spawn({
+        let store = store.clone();
+        async move { store.watch(7).await.map(|_| ()) }
+    });
+    lab.shared.until_started("watch", 1).await;
+    lab.shut_down();
+    let outcome = within("the opening to fail", opening)
+        .await
+        .expect("joined");
+    assert!(
+        matches!(
+            outcome,
+            Err(RpcError::ConnectionLost {
+                may_have_run: true,
+                ..
+            })
+        ),
+        "{outcome:?}"
+    );
+}
+
+/// An idempotent call whose connection is lost waits to be sent again; when the session fails
+/// instead (the daemon that comes back serves another interface), the call fails as lost and
+/// maybe run, not as one that was never sent.
+#[tokio::test]
+async fn an_idempotent_call_lost_before_the_session_fails_may_have_run() {
+    let lab = Lab::new();
+    let (store, session) = lab.start(&quick(), Some(Duration::from_secs(20)));
+    let stalled = tokio::spawn({
+        let store = store.clone();
+        async move { store.stall_once().await }
+    });
+    lab.shared.until_started("stall_once", 1).await;
+    lab.set(Mode::OtherInterface);
+    lab.kill();
+    until(&session, "failure", |s| {
+        matches!(s, SessionState::Failed { .. })
+    })
+    .await;
+    let outcome = within("the lost call", stalled).await.expect("joined");
+    assert!(
+        matches!(
+            outcome,
+            Err(RpcError::ConnectionLost {
+                may_have_run: true,
+                ..
+            })
+        ),
+        "{outcome:?}"
+    );
+}
