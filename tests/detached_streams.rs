@@ -299,3 +299,18 @@ async fn an_id_whose_stream_is_open_is_not_reused() {
         "{ended:?}"
     );
 }
+
+/// A call answered while its stream is kept frees the stream's place under the limit before the
+/// next stream opens: the stream's cancel is queued as the answer is taken, and the next opening
+/// call goes out behind it. Before, the upload's own task queued the cancel, and had not run yet
+/// when the next call went out (certain on one thread): the server, still counting the first
+/// stream, refused the next with `TooManyStreams`.
+#[tokio::test(flavor = "current_thread")]
+async fn an_answered_call_frees_its_streams_place_before_the_next_opens() {
+    let served = serve(ServerConfig::new().max_streams(1));
+    let sink = served.client::<SinkClient>(&ClientConfig::default()).await;
+    for round in 0..3 {
+        let answer = common::within("a call", sink.keep(three_then_silence())).await;
+        assert_eq!(answer.expect("answered"), 0, "round {round}");
+    }
+}

@@ -16,6 +16,7 @@ use crate::protocol::Header;
 use crate::service::MethodDescriptor;
 use crate::stream::produce::{end_once, produce};
 use crate::stream::ItemSource;
+use crate::writer::Outbox;
 use crate::{Stream, StreamReceiver};
 
 /// What the reader task and the sending task share about one argument stream.
@@ -46,6 +47,20 @@ impl Outgoing {
         *gate = false;
         gate
     }
+
+    /// Sends nothing more, and cancels call `id`'s stream if the server opened it and neither
+    /// its end nor a cancel went first: queued now, so that a stream opened next goes out
+    /// behind it (the server counts this one against its limit until the cancel arrives).
+    fn cancel_if_open(&self, id: u64, outbox: &Outbox) {
+        if !self.opened.load(Ordering::Acquire) {
+            return;
+        }
+        let mut gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+        if std::mem::replace(&mut *gate, false) {
+            let cancel = header_frame(&Header::Cancel { id });
+            let _ = outbox.send_bulk_one(Encoded::One(cancel));
+        }
+    }
 }
 
 /// The sending side of one call's argument stream. Dropped or [`finish`](Upload::finish)ed, it
@@ -55,6 +70,7 @@ impl Outgoing {
 pub(super) struct Upload {
     handle: ClientHandle,
     id: u64,
+    outgoing: Arc<Outgoing>,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -78,6 +94,7 @@ impl Upload {
         let outbox = shared.outbox.clone();
         let (max_frame, in_parts) = (shared.server_max_frame, outbox.accepts_parts());
         let conn = Arc::clone(&shared.conn);
+        let kept = Arc::clone(&outgoing);
         tokio::spawn(async move {
             tokio::select! {
                 () = produce(source, id, &outgoing.credit, &outbox, (max_frame, in_parts), Some(&outgoing.gate)) => {}
@@ -94,27 +111,25 @@ impl Upload {
                     // the rest is not sent, and a stream the server opened is cancelled with its
                     // call (not ended, which would pass it for whole), so that the server
                     // forgets it and shows it cut to whoever still holds it. A cancel that went
-                    // first has closed the gate.
-                    if outgoing.opened.load(Ordering::Acquire) {
-                        let mut gate = outgoing.gate.lock().unwrap_or_else(|e| e.into_inner());
-                        if std::mem::replace(&mut *gate, false) {
-                            let cancel = header_frame(&Header::Cancel { id });
-                            let _ = outbox.send_bulk_one(Encoded::One(cancel));
-                        }
-                    }
+                    // first (the call's, or the one `finish` queued) has closed the gate.
+                    outgoing.cancel_if_open(id, &outbox);
                 }
             }
         });
         Self {
             handle: handle.clone(),
             id,
+            outgoing: kept,
             stop: Some(stop),
         }
     }
 
     /// The call was answered (or its result stream ended): the stream stops, and is cancelled
-    /// with its call if the server opened it and it has not ended.
+    /// with its call if the server opened it and it has not ended. The cancel is queued before
+    /// this returns, ahead of whatever the caller sends next.
     pub(super) fn finish(mut self) {
+        self.outgoing
+            .cancel_if_open(self.id, &self.handle.shared.outbox);
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
