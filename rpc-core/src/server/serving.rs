@@ -108,7 +108,19 @@ impl<'a, D: Dispatch> Serving<'a, D> {
             Ok((task, _)) => *task,
             Err(error) => error.id(),
         };
-        if let Ok((_, Finished::Call(id) | Finished::Stream(id))) = joined {
+        let id = match joined {
+            Ok((_, Finished::Call(id) | Finished::Stream(id))) => Some(id),
+            // A task that panicked outside its handler's guard (a stream source whose drop
+            // panics once its end is sent): found by its task, so that its call or stream does
+            // not count against the limits for the rest of the connection.
+            Err(error) if error.is_panic() => self
+                .cancels
+                .iter()
+                .find(|(_, handle)| handle.id() == task)
+                .map(|(&id, _)| id),
+            _ => None,
+        };
+        if let Some(id) = id {
             if self
                 .cancels
                 .get(&id)

@@ -1,0 +1,78 @@
+//! A result stream whose source panics when it is dropped, after its end went out: the panic
+//! is the task's, outside the handler's guard, and the stream must still stop counting against
+//! the connection's limit of open streams.
+
+mod common;
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_util::StreamExt;
+use rpc_core::protocol::WireError;
+use rpc_core::{ClientConfig, RpcError, ServerConfig, Stream};
+
+/// Opens streams whose source panics when dropped.
+#[rpc_core::service]
+pub trait Fragile {
+    /// One item, then the end; the source panics when it is dropped.
+    async fn one(&self) -> Stream<u32>;
+}
+
+/// A stream of one item that panics when dropped.
+struct PanicOnDrop(futures_util::stream::Iter<std::ops::Range<u32>>);
+
+impl futures_util::Stream for PanicOnDrop {
+    type Item = u32;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<u32>> {
+        Pin::new(&mut self.0).poll_next(cx)
+    }
+}
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("a source that panics when dropped");
+        }
+    }
+}
+
+struct FragileImpl;
+
+impl Fragile for FragileImpl {
+    async fn one(&self) -> Stream<u32> {
+        Stream::new(PanicOnDrop(futures_util::stream::iter(0..1)))
+    }
+}
+
+/// After such a stream has ended, the next one opens under a limit of one stream: before, the
+/// panicking task was never forgotten, and every later stream was refused with `TooManyStreams`.
+/// (Until the connection has joined the ended stream's task, an opening may still be refused:
+/// the test tries again until one opens, and fails if none does in time.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_whose_source_panics_when_dropped_frees_its_place() {
+    let served = common::Served::start(
+        |_: std::sync::Arc<()>| FragileServer::new(FragileImpl),
+        ServerConfig::new().max_streams(1),
+    );
+    let client = served
+        .client::<FragileClient>(&ClientConfig::default())
+        .await;
+    let first: Vec<_> = common::within("the first stream", async {
+        client.one().await.expect("opened").collect().await
+    })
+    .await;
+    assert!(matches!(first[..], [Ok(0)]), "{first:?}");
+    common::within("a second stream to open", async {
+        loop {
+            match client.one().await {
+                Ok(_) => break,
+                Err(RpcError::Remote(WireError::TooManyStreams { .. })) => {
+                    tokio::task::yield_now().await;
+                }
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+    })
+    .await;
+}
