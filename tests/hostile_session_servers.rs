@@ -1,6 +1,6 @@
-//! Servers that answer a session's calls with replies of the wrong kind while their connection
-//! stays open: each call fails at once with the typed protocol error, rather than waiting for
-//! a reconnection that never comes.
+//! Servers that answer a session's calls with replies of the wrong kind, or say they are
+//! shutting down without their goodbye, while their connection stays open: each call fails at
+//! once with the typed error, rather than waiting for a reconnection that never comes.
 
 mod common;
 
@@ -13,20 +13,22 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::within;
 use rpc_core::frame::{FrameRead, FrameWrite};
-use rpc_core::protocol::{Header, ReplyStatus, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
+use rpc_core::protocol::{Header, ReplyStatus, WireError, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
 use rpc_core::session::{Connect, Session, SessionConfig};
 use rpc_core::{ClientConfig, ClientHandle, ProtocolError, RpcError, ServiceDescriptor};
 use service::SessionDaemonClient;
 
-/// Connects to a server over memory that welcomes the client, then answers every call with a
-/// typed application error, which no method of the daemon's interface returns.
-struct WrongKinds;
+/// Connects to a server over memory that welcomes the client, then answers every call with
+/// the status it holds: a typed application error, which no method of the daemon's interface
+/// returns, or a failure that only a server shutting down sends, without its goodbye.
+struct WrongKinds(ReplyStatus);
 
 impl Connect for WrongKinds {
     type Error = RpcError;
 
     async fn connect(&self, service: &'static ServiceDescriptor) -> Result<ClientHandle, RpcError> {
         let ((mut reader, mut writer), (client_reader, client_writer)) = rpc_core::memory::pair();
+        let status = self.0.clone();
         tokio::spawn(async move {
             let _hello = reader.read_frame(DEFAULT_MAX_FRAME).await;
             let welcome = Header::Welcome {
@@ -43,7 +45,7 @@ impl Connect for WrongKinds {
                 };
                 let reply = Header::Reply {
                     id,
-                    status: ReplyStatus::AppError,
+                    status: status.clone(),
                 };
                 let reply = Bytes::from(common::frame(&reply, &[]));
                 if writer.write_frames(&[reply]).await.is_err() {
@@ -72,8 +74,11 @@ impl Connect for WrongKinds {
 async fn replies_of_the_wrong_kind_fail_a_sessions_calls_at_once() {
     let mut client = ClientConfig::new();
     client.default_timeout(Some(Duration::from_secs(60)));
-    let (daemon, session): (SessionDaemonClient, Session) =
-        Session::start(WrongKinds, &client, &SessionConfig::new());
+    let (daemon, session): (SessionDaemonClient, Session) = Session::start(
+        WrongKinds(ReplyStatus::AppError),
+        &client,
+        &SessionConfig::new(),
+    );
     let status = within("the status", daemon.status()).await;
     assert!(
         matches!(
@@ -91,4 +96,32 @@ async fn replies_of_the_wrong_kind_fail_a_sessions_calls_at_once() {
         "{watch:?}"
     );
     assert!(session.state().is_connected());
+}
+
+/// An idempotent call and a subscription answered `ShuttingDown` or `Stopped` by a server that
+/// sent no goodbye (and whose connection stays open): each fails at once with the server's
+/// error, well before its deadline (a minute), instead of waiting for another connection that
+/// the session, still connected, never makes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_failures_without_a_goodbye_fail_a_sessions_calls_at_once() {
+    for wire in [WireError::ShuttingDown, WireError::Stopped] {
+        let mut client = ClientConfig::new();
+        client.default_timeout(Some(Duration::from_secs(60)));
+        let (daemon, session): (SessionDaemonClient, Session) = Session::start(
+            WrongKinds(ReplyStatus::Failed(wire.clone())),
+            &client,
+            &SessionConfig::new(),
+        );
+        let status = within("the status", daemon.status()).await;
+        assert!(
+            matches!(&status, Err(RpcError::Remote(e)) if *e == wire),
+            "{status:?}"
+        );
+        let watch = within("the watch", daemon.watch(10)).await;
+        assert!(
+            matches!(&watch, Err(RpcError::Remote(e)) if *e == wire),
+            "{watch:?}"
+        );
+        assert!(session.state().is_connected());
+    }
 }

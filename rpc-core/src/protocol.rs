@@ -77,9 +77,10 @@
 //! that arrives later (sent before the client had the goodbye) is answered
 //! `Failed(ShuttingDown)`, a one-way call is not run. It goes on reading, so that the calls in
 //! flight get what they wait on from the client (replies to callbacks, items of uploads), and
-//! closes once they are answered (or its shutdown timeout passes). Open streams end at once
-//! with `StreamEnd(ShuttingDown)`; a call of a stream method whose handler has not returned
-//! its stream yet is stopped and answered `Failed(Stopped)` (it ran in part).
+//! closes once they are answered (or its shutdown timeout passes). Behind the goodbye, open
+//! streams end at once with `StreamEnd(ShuttingDown)`, and a call of a stream method whose
+//! handler has not returned its stream yet is stopped and answered `Failed(Stopped)` (it ran in
+//! part).
 //!
 //! Request ids are chosen by the caller and unique among its calls in flight, a call's id
 //! staying in use until its reply has come (or its cancel is sent) and its argument stream, if

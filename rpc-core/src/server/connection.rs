@@ -259,9 +259,11 @@ where
             }
             () = &mut shutdown, if !draining => {
                 draining = true;
+                // The goodbye first: the calls that the ends of streams fail with `Stopped` are
+                // then seen by a client that knows the server is going.
+                out.push(header_frame(&Header::Goodbye { reason: GoodbyeReason::ShuttingDown }));
                 let _ = outbox.send_all_now(&mut out);
                 serving.end_streams();
-                out.push(header_frame(&Header::Goodbye { reason: GoodbyeReason::ShuttingDown }));
             }
             // Nothing else to do right now: send the replies gathered so far, in one write if
             // the transport takes them at once.

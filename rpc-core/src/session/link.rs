@@ -348,10 +348,16 @@ pub(super) fn connection_lost(error: &RpcError) -> Option<bool> {
 }
 
 /// As [`connection_lost`], for an error of a call made on `handle`: a protocol error that left
-/// the connection open (a reply of the wrong kind) was the call's own, not a lost connection,
-/// which a call waiting for the next connection would wait on in vain.
+/// the connection open (a reply of the wrong kind), or a server's shutdown failure on a
+/// connection whose server has not said goodbye (a server sends its goodbye before them), was
+/// the call's own, not a lost connection, which a call waiting for the next connection would
+/// wait on in vain.
 pub(super) fn lost_on(error: &RpcError, handle: &ClientHandle) -> Option<bool> {
-    connection_lost(error).filter(|_| !matches!(error, RpcError::Protocol(_)) || handle.is_closed())
+    connection_lost(error).filter(|_| match error {
+        RpcError::Protocol(_) => handle.is_closed(),
+        RpcError::Remote(_) => handle.is_shutting_down() || handle.is_closed(),
+        _ => true,
+    })
 }
 
 /// The time left until `deadline`, as a call's timeout.
