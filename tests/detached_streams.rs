@@ -314,3 +314,36 @@ async fn an_answered_call_frees_its_streams_place_before_the_next_opens() {
         assert_eq!(answer.expect("answered"), 0, "round {round}");
     }
 }
+
+/// A stream the server forgot with its cancelled call owes the client nothing more: when the
+/// task that kept it drops it, no stop goes out for its id, which the client may already have
+/// given to its next call (a stop would end that call's stream, which the server would then
+/// take for whole). Before, the drop sent `StreamStop` for the forgotten stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forgotten_stream_sends_no_stop_when_dropped() {
+    let served = serve(&ServerConfig::default());
+    let mut peer = raw_keep_and_wait(&served).await;
+    served.seen.until_taken(3).await;
+    let cancel = common::frame(&Header::Cancel { id: 1 }, &[]);
+    peer.send_raw(&cancel).await.expect("send");
+    assert_eq!(served.seen.until_ended().await, [(3, true)]);
+    // The next call; everything the server sends until its reply is looked at.
+    peer.send_raw(&raw_call_frame(2, "keep"))
+        .await
+        .expect("send");
+    let mut seen = Vec::new();
+    loop {
+        let Some((header, _)) = common::within("the next reply", peer.recv()).await else {
+            panic!("closed; saw {seen:?}");
+        };
+        let replied = matches!(header, Header::Reply { id: 2, .. });
+        seen.push(header);
+        if replied {
+            break;
+        }
+    }
+    assert!(
+        !seen.contains(&Header::StreamStop { stream: 1 }),
+        "{seen:?}"
+    );
+}

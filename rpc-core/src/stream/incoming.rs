@@ -396,7 +396,8 @@ impl Incoming {
         if let Some(bytes) = self.taken.take(item.frame_len) {
             let granted = {
                 let mut state = self.slot.lock();
-                let open = !state.ended;
+                // A stream cut with its call is forgotten: its id may be the client's next.
+                let open = !state.ended && !state.cut && !state.cut_when_over;
                 if open {
                     state.credit.grant(bytes);
                 }
@@ -438,7 +439,9 @@ impl Drop for Incoming {
             let mut state = self.slot.lock();
             state.stopped = true;
             state.items = Arrived::default();
-            state.opened && !state.ended
+            // Not for a stream cut with its call, which the engine has forgotten: its id may
+            // already be the client's next call's, whose stream the stop would end.
+            state.opened && !state.ended && !state.cut && !state.cut_when_over
         };
         if stop {
             let _ = self
