@@ -291,8 +291,12 @@ impl Session {
                 _ => false,
             });
         if failed {
+            // Unless the task has already tried again and failed anew (it set `current` to
+            // `Failed` before its state): the failed state it sets, or has set, stays.
             self.hub.state.send_if_modified(|state| match state {
-                SessionState::Failed { error, .. } => {
+                SessionState::Failed { error, .. }
+                    if !matches!(*self.hub.current_tx.borrow(), Current::Failed(_)) =>
+                {
                     *state = SessionState::Connecting {
                         since: now,
                         lost: None,
