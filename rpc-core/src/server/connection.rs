@@ -205,9 +205,9 @@ where
                             break Err(protocol_violation(&mut out, error));
                         }
                     }
-                    Header::Notify { .. } if draining => {
-                        tracing::debug!("one-way call while shutting down: not run");
-                    }
+                    // Sent before the client had the goodbye, and run: unlike a call, it cannot
+                    // be refused (there is no reply to say so), and its client took it as sent.
+                    // The drain waits for it, within the shutdown timeout.
                     Header::Notify { method } => serving.notify(method, &frame, body_at),
                     // A stop of a result stream is its cancellation.
                     Header::Cancel { id } | Header::StreamStop { stream: id } => serving.cancel(id),
