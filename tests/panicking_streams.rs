@@ -1,6 +1,7 @@
-//! A result stream whose source panics when it is dropped, after its end went out: the panic
-//! is the task's, outside the handler's guard, and the stream must still stop counting against
-//! the connection's limit of open streams.
+//! Stream tasks that panic outside their handler's guard: a result stream whose source panics
+//! when it is dropped, after its end went out, must still stop counting against the
+//! connection's limit of open streams; a handler that panics when its deadline drops it, before
+//! it returned its stream, must still have its call answered.
 
 mod common;
 
@@ -16,6 +17,8 @@ use rpc_core::{ClientConfig, RpcError, ServerConfig, Stream};
 pub trait Fragile {
     /// One item, then the end; the source panics when it is dropped.
     async fn one(&self) -> Stream<u32>;
+    /// Never returns its stream; panics when it is dropped.
+    async fn stuck(&self) -> Stream<u32>;
 }
 
 /// A stream of one item that panics when dropped.
@@ -42,6 +45,11 @@ struct FragileImpl;
 impl Fragile for FragileImpl {
     async fn one(&self) -> Stream<u32> {
         Stream::new(PanicOnDrop(futures_util::stream::iter(0..1)))
+    }
+
+    async fn stuck(&self) -> Stream<u32> {
+        let _guard = PanicOnDrop(futures_util::stream::iter(0..0));
+        std::future::pending().await
     }
 }
 
@@ -75,4 +83,43 @@ async fn a_stream_whose_source_panics_when_dropped_frees_its_place() {
         }
     })
     .await;
+}
+
+/// A stream's handler stopped at its deadline, whose drop panics: the call is still answered
+/// (the client here is a raw peer that does not enforce the deadline itself). Before, the
+/// panicking task was forgotten without a word, and the call waited for the connection's end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_panics_when_stopped_still_has_its_call_answered() {
+    use rpc_core::protocol::{Header, ReplyStatus};
+    use rpc_core::Client;
+    let served = common::Served::start(
+        |_: std::sync::Arc<()>| FragileServer::new(FragileImpl),
+        &ServerConfig::default(),
+    );
+    let service = <FragileClient as Client>::SERVICE;
+    let mut peer = common::RawPeer::handshake_for(&served.address, service).await;
+    let stuck = service
+        .methods
+        .iter()
+        .find(|m| m.name == "stuck")
+        .map(|m| m.id)
+        .expect("the method");
+    let call = Header::Call {
+        id: 1,
+        method: stuck,
+        deadline_us: Some(20_000),
+    };
+    peer.send_raw(&common::frame(&call, &[]))
+        .await
+        .expect("send");
+    loop {
+        match common::within("the answer", peer.recv()).await {
+            Some((Header::Reply { id: 1, status }, _)) => {
+                assert_eq!(status, ReplyStatus::Failed(WireError::HandlerPanicked));
+                break;
+            }
+            Some(_) => {}
+            None => panic!("closed without an answer"),
+        }
+    }
 }

@@ -15,7 +15,7 @@ use crate::error::ProtocolError;
 use crate::frame::header_frame;
 use crate::protocol::{Header, WireError, DESCRIBE};
 use crate::server::call::{failed, Calls, Started};
-use crate::server::streams::Streams;
+use crate::server::streams::{Sending, Streams};
 use crate::service::{Dispatch, MethodKind};
 use crate::stream::{Inbound, Incoming};
 use crate::writer::Outbox;
@@ -108,6 +108,7 @@ impl<'a, D: Dispatch> Serving<'a, D> {
             Ok((task, _)) => *task,
             Err(error) => error.id(),
         };
+        let panicked = joined.as_ref().is_err_and(tokio::task::JoinError::is_panic);
         let id = match joined {
             Ok((_, Finished::Call(id) | Finished::Stream(id))) => Some(id),
             // A task that panicked outside its handler's guard (a stream source whose drop
@@ -127,7 +128,11 @@ impl<'a, D: Dispatch> Serving<'a, D> {
                 .is_some_and(|handle| handle.id() == task)
             {
                 self.cancels.remove(&id);
-                self.streams.sent(id);
+                if let (Some(sending), true) = (self.streams.sent(id), panicked) {
+                    // Unless its end went out before the panic: the client waits for it.
+                    let panic = WireError::HandlerPanicked;
+                    end_sending(&self.outbox, id, &sending, panic.clone(), panic);
+                }
             }
         }
         lock(&self.answered).retain(|&(_, of)| of != task);
@@ -353,29 +358,43 @@ impl<'a, D: Dispatch> Serving<'a, D> {
             if let Some(handle) = self.cancels.remove(&id) {
                 handle.abort();
             }
-            // Under the gate: an item its producer is sending on another thread goes out
-            // before the end, and none after it; a stream that has already sent its end (its
-            // task not yet joined) is not ended twice; and a reply on its way is either sent
-            // before this or not at all.
-            let mut open = sending.gate.lock().unwrap_or_else(|e| e.into_inner());
-            if !std::mem::replace(&mut *open, false) {
-                continue;
-            }
-            if sending.replied.load(std::sync::atomic::Ordering::Relaxed) {
-                crate::stream::produce::end(&self.outbox, id, Some(WireError::ShuttingDown));
-            } else {
-                // Not `ShuttingDown`, which says that a call did not run: this handler has
-                // started, and may have done part of its work.
-                let _ = self
-                    .outbox
-                    .send_encoded(failed(id, WireError::Stopped), true);
-            }
+            // Not `ShuttingDown` for a call not answered yet, which would say that it did not
+            // run: this handler has started, and may have done part of its work.
+            end_sending(
+                &self.outbox,
+                id,
+                &sending,
+                WireError::ShuttingDown,
+                WireError::Stopped,
+            );
         }
     }
 
     /// Drops every handler still running and waits for their tasks to end.
     pub(crate) async fn stop(mut self) {
         self.tasks.shutdown().await;
+    }
+}
+
+/// Ends result stream `id` with `if_open` if its call was answered, else answers the call with
+/// `if_opening`; nothing if its end already went out. Under the stream's gate: an item its
+/// producer is sending on another thread goes out before the end, and none after it; a stream
+/// is not ended twice; and a reply on its way is either sent before this or not at all.
+fn end_sending(
+    outbox: &Outbox,
+    id: u64,
+    sending: &Sending,
+    if_open: WireError,
+    if_opening: WireError,
+) {
+    let mut open = sending.gate.lock().unwrap_or_else(|e| e.into_inner());
+    if !std::mem::replace(&mut *open, false) {
+        return;
+    }
+    if sending.replied.load(std::sync::atomic::Ordering::Relaxed) {
+        crate::stream::produce::end(outbox, id, Some(if_open));
+    } else {
+        let _ = outbox.send_encoded(failed(id, if_opening), true);
     }
 }
 

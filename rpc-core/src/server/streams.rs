@@ -82,9 +82,10 @@ impl Streams {
         self.receiving.contains_key(&id)
     }
 
-    /// The result stream `id` has ended or was cancelled.
-    pub(super) fn sent(&mut self, id: u64) {
-        self.sending.remove(&id);
+    /// The result stream `id` has ended or was cancelled (or its task ended otherwise): it is
+    /// forgotten; returns it, if it was a result stream.
+    pub(super) fn sent(&mut self, id: u64) -> Option<Sending> {
+        self.sending.remove(&id)
     }
 
     /// The call `id` is cancelled: both of its streams are forgotten, and its stream from the
