@@ -20,6 +20,10 @@ use crate::protocol::{GoodbyeReason, Header, ReplyStatus, WireError};
 use crate::service::{MethodDescriptor, MethodKind, ServiceDescriptor};
 use crate::writer::Outbox;
 
+/// Most bytes of one side's calls and one-way calls waiting to be written before a one-way call
+/// waits for room (1 MiB, as [`crate::ServerConfig::max_unsent_bytes`] by default).
+pub(crate) const MAX_UNSENT_CALLS: usize = 1024 * 1024;
+
 /// What the handles of one connection share.
 pub(crate) struct Shared {
     pub(super) conn: Arc<Conn>,
@@ -219,11 +223,14 @@ impl ClientHandle {
 
     /// Sends a one-way call. Returns once the call is queued for sending: there is no reply, and
     /// the server's handler may still be running (or may never run if the connection drops).
+    /// While more than 1 MiB of this side's calls wait to be written (a peer that does not
+    /// read), it first waits for the writer to catch up, within the handle's deadline.
     ///
     /// # Errors
     ///
     /// [`RpcError::ConnectionClosed`] (or the error that closed it) if the connection is gone,
-    /// [`RpcError::Encode`] or [`RpcError::RequestTooLarge`] if the arguments cannot be sent.
+    /// [`RpcError::Encode`] or [`RpcError::RequestTooLarge`] if the arguments cannot be sent,
+    /// [`RpcError::DeadlineExceeded`] if the deadline passed while it waited (nothing was sent).
     pub async fn notify<A>(
         &self,
         method: &'static MethodDescriptor,
@@ -236,6 +243,19 @@ impl ClientHandle {
         self.shared.binding.check(method)?;
         let frame = self.encode(&Header::Notify { method: method.id }, args)?;
         self.check_open()?;
+        let outbox = &self.shared.outbox;
+        if outbox.unsent_calls() > MAX_UNSENT_CALLS {
+            // A call waits for its reply; a one-way call, which has none, waits here, so that a
+            // loop of them cannot queue without end while the peer does not read.
+            let drained = outbox.calls_drained_to(MAX_UNSENT_CALLS);
+            match self.call_deadline(Instant::now()).0 {
+                Some(deadline) => tokio::time::timeout_at(deadline, drained)
+                    .await
+                    .map_err(|_| RpcError::DeadlineExceeded)?,
+                None => drained.await,
+            }
+            self.check_open()?;
+        }
         tracing::trace!(
             service = self.shared.service.name,
             method = method.name,
@@ -245,6 +265,20 @@ impl ClientHandle {
             .outbox
             .send_encoded(frame, false)
             .map_err(|_| self.closed_error())
+    }
+
+    /// The deadline of a call made at `now` on this handle, and the time left until it: the
+    /// nearer of its timeout and its absolute deadline, if it has either.
+    fn call_deadline(&self, now: Instant) -> (Option<Instant>, Option<Duration>) {
+        let mut deadline = self.timeout.and_then(|t| now.checked_add(t));
+        let mut timeout = self.timeout;
+        if let Some(limit) = self.deadline {
+            if deadline.is_none_or(|d| limit < d) {
+                deadline = Some(limit);
+                timeout = Some(limit.saturating_duration_since(now));
+            }
+        }
+        (deadline, timeout)
     }
 
     /// The limits the results of `method` decode under: without the guard if their type
@@ -342,14 +376,7 @@ impl ClientHandle {
         async move {
             shared.binding.check(method)?;
             let started = Instant::now();
-            let mut deadline = self.timeout.and_then(|t| started.checked_add(t));
-            let mut timeout = self.timeout;
-            if let Some(limit) = self.deadline {
-                if deadline.is_none_or(|d| limit < d) {
-                    deadline = Some(limit);
-                    timeout = Some(limit.saturating_duration_since(started));
-                }
-            }
+            let (deadline, timeout) = self.call_deadline(started);
             let frame = self.encode(
                 &Header::Call {
                     id,

@@ -401,6 +401,12 @@ impl Outbox {
             .await;
     }
 
+    /// Waits until at most `limit` bytes of this side's calls are unsent, or the writer task has
+    /// ended.
+    pub(crate) async fn calls_drained_to(&self, limit: usize) {
+        self.drained_until(|_| self.unsent_calls() <= limit).await;
+    }
+
     /// Waits until at most `limit` bytes are unsent (or the writer task has ended).
     pub(crate) async fn drained_to(&self, limit: usize) {
         self.drained_until(|shared| shared.unsent.load(Ordering::Relaxed) <= limit)
