@@ -1,6 +1,7 @@
 //! One-way calls that reach a server after its goodbye, while it drains: they are run, since
 //! nothing could tell their client that they were not (a call is refused with
-//! `ShuttingDown`, and a session sends it again; a one-way call has no reply).
+//! `ShuttingDown`, which its caller sees; a one-way call has no reply), within the limit of
+//! handlers.
 
 mod common;
 
@@ -16,16 +17,27 @@ use tokio::sync::Notify;
 pub trait Draining {
     /// Never answers.
     async fn hang(&self) -> u32;
-    /// Leaves `n` in the notes.
+    /// Leaves `n` in the notes; for 0, once the test releases it.
     #[rpc(oneway)]
     async fn note(&self, n: u32);
 }
 
-#[derive(Default)]
 struct Seen {
     hanging: Mutex<usize>,
     notes: Mutex<Vec<u32>>,
     changed: Notify,
+    release: tokio::sync::Semaphore,
+}
+
+impl Default for Seen {
+    fn default() -> Self {
+        Self {
+            hanging: Mutex::default(),
+            notes: Mutex::default(),
+            changed: Notify::new(),
+            release: tokio::sync::Semaphore::new(0),
+        }
+    }
 }
 
 struct DrainingImpl(std::sync::Arc<Seen>);
@@ -38,9 +50,19 @@ impl Draining for DrainingImpl {
     }
 
     async fn note(&self, n: u32) {
+        if n == 0 {
+            let _ = self.0.release.acquire().await;
+        }
         self.0.notes.lock().expect("lock").push(n);
         self.0.changed.notify_waiters();
     }
+}
+
+fn note_frame(n: u32) -> Vec<u8> {
+    let note = Header::Notify {
+        method: method_id("note"),
+    };
+    common::frame(&note, &postcard::to_stdvec(&(n,)).expect("encode"))
 }
 
 fn method_id(name: &str) -> u32 {
@@ -97,4 +119,50 @@ async fn a_one_way_call_that_arrives_during_the_drain_is_run() {
         seen.notes.lock().expect("lock").contains(&7)
     })
     .await;
+}
+
+/// At the limit of handlers (one, taken by a one-way call that waits), one-way calls that
+/// arrive during the drain are not run: the server reads on while it drains, whatever its
+/// handlers, and must not start more of them than its limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_way_calls_past_the_limit_during_the_drain_are_not_run() {
+    let served = common::Served::start(
+        |seen| DrainingServer::new(DrainingImpl(seen)),
+        ServerConfig::new().max_in_flight(1),
+    );
+    let seen = &served.seen;
+    let mut peer =
+        RawPeer::handshake_for(&served.address, <DrainingClient as Client>::SERVICE).await;
+    peer.send_raw(&note_frame(0)).await.expect("send");
+    served.shutdown.cancel();
+    loop {
+        match common::within("the goodbye", peer.recv()).await {
+            Some((Header::Goodbye { .. }, _)) => break,
+            Some(_) => {}
+            None => panic!("closed before its goodbye"),
+        }
+    }
+    for n in 1..=3 {
+        peer.send_raw(&note_frame(n)).await.expect("send");
+    }
+    // A call, refused: once its answer is here, the server has read the one-way calls.
+    let hang = Header::Call {
+        id: 1,
+        method: method_id("hang"),
+        deadline_us: None,
+    };
+    peer.send_raw(&common::frame(&hang, &[]))
+        .await
+        .expect("send");
+    loop {
+        match common::within("the refusal", peer.recv()).await {
+            Some((Header::Reply { id: 1, .. }, _)) => break,
+            Some(_) => {}
+            None => panic!("closed before the refusal"),
+        }
+    }
+    seen.release.add_permits(1);
+    // The drain ends once the handlers have: then every one that was started has run.
+    common::within("the connection to close", peer.until_closed()).await;
+    assert_eq!(*seen.notes.lock().expect("lock"), [0]);
 }

@@ -75,9 +75,9 @@
 //!
 //! A server that shuts down sends `Goodbye { ShuttingDown }` and starts no call after it: one
 //! that arrives later (sent before the client had the goodbye) is answered
-//! `Failed(ShuttingDown)`, while a one-way call is run (nothing could tell its client that it
-//! was not; a one-way call that reaches a server with nothing left to drain may find it
-//! closed). It goes on reading, so that the calls in
+//! `Failed(ShuttingDown)`, while a one-way call is run within the limit of handlers (nothing
+//! could tell its client that it was not; a one-way call that reaches a server with nothing
+//! left to drain may find it closed). It goes on reading, so that the calls in
 //! flight get what they wait on from the client (replies to callbacks, items of uploads), and
 //! closes once they are answered (or its shutdown timeout passes). Behind the goodbye, open
 //! streams end at once with `StreamEnd(ShuttingDown)`, and a call of a stream method whose

@@ -205,6 +205,11 @@ where
                             break Err(protocol_violation(&mut out, error));
                         }
                     }
+                    // While draining, the reading goes on whatever the handlers: one past
+                    // their limit is not run, so that they stay bounded.
+                    Header::Notify { .. } if draining && !serving.handlers_below(max + lent) => {
+                        tracing::debug!("one-way call while shutting down, past the limit of handlers: not run");
+                    }
                     // Sent before the client had the goodbye, and run: unlike a call, it cannot
                     // be refused (there is no reply to say so), and its client took it as sent.
                     // The drain waits for it, within the shutdown timeout.
