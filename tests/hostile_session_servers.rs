@@ -125,3 +125,78 @@ async fn shutdown_failures_without_a_goodbye_fail_a_sessions_calls_at_once() {
         assert!(session.state().is_connected());
     }
 }
+
+/// Connects to a server that opens every stream and ends it at once with `ShuttingDown`,
+/// without its goodbye, and stays connected.
+struct EndsWithoutGoodbye;
+
+impl Connect for EndsWithoutGoodbye {
+    type Error = RpcError;
+
+    async fn connect(&self, service: &'static ServiceDescriptor) -> Result<ClientHandle, RpcError> {
+        let ((mut reader, mut writer), (client_reader, client_writer)) = rpc_core::memory::pair();
+        tokio::spawn(async move {
+            let _hello = reader.read_frame(DEFAULT_MAX_FRAME).await;
+            let welcome = Header::Welcome {
+                version: PROTOCOL_VERSION,
+                max_frame: DEFAULT_MAX_FRAME,
+            };
+            let welcome = Bytes::from(common::frame(&welcome, &[]));
+            if writer.write_frames(&[welcome]).await.is_err() {
+                return;
+            }
+            while let Ok(Some(frame)) = reader.read_frame(DEFAULT_MAX_FRAME).await {
+                let Ok((Header::Call { id, .. }, _)) = postcard::take_from_bytes(&frame) else {
+                    continue;
+                };
+                let reply = Header::Reply {
+                    id,
+                    status: ReplyStatus::Ok,
+                };
+                let end = Header::StreamEnd {
+                    stream: id,
+                    error: Some(WireError::ShuttingDown),
+                };
+                let frames = [
+                    Bytes::from(common::frame(&reply, &[])),
+                    Bytes::from(common::frame(&end, &[])),
+                ];
+                if writer.write_frames(&frames).await.is_err() {
+                    return;
+                }
+            }
+        });
+        ClientHandle::connect(
+            client_reader,
+            client_writer,
+            service,
+            &ClientConfig::default(),
+        )
+        .await
+    }
+
+    fn is_permanent(&self, _: &RpcError) -> bool {
+        false
+    }
+}
+
+/// A subscription that such a server ends: the stream ends with the server's error, instead of
+/// being reopened on the same connection (each reopening ended the same way, without end).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_ended_as_shutting_down_without_a_goodbye_is_not_reopened() {
+    use futures_util::StreamExt;
+    let (daemon, session): (SessionDaemonClient, Session) = Session::start(
+        EndsWithoutGoodbye,
+        &ClientConfig::new(),
+        &SessionConfig::new(),
+    );
+    let mut watch = within("the watch", daemon.watch(10)).await.expect("opened");
+    let first = within("the stream's end", watch.next()).await;
+    assert!(
+        matches!(first, Some(Err(RpcError::Remote(WireError::ShuttingDown)))),
+        "{first:?}"
+    );
+    let after = within("nothing after", watch.next()).await;
+    assert!(after.is_none(), "{after:?}");
+    assert!(session.state().is_connected());
+}

@@ -116,7 +116,7 @@
 //!   answered before that sends `Cancel` instead, and the server shows the stream cut to
 //!   whoever still takes it (a task its handler gave the stream to). A handler
 //!   that drops the stream before its end makes the server send `StreamStop` (never for a
-//!   stream it did not open). A `StreamEnd` with an error (the client's side of the stream
+//!   stream it did not open, nor for one it forgot with its cancelled call). A `StreamEnd` with an error (the client's side of the stream
 //!   failed) fails the call with that error: the server stops the handler and answers
 //!   `Failed`, or ends the call's result stream with the error if it is open.
 //!

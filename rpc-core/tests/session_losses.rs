@@ -69,3 +69,25 @@ async fn an_idempotent_call_lost_before_the_session_fails_may_have_run() {
         "{outcome:?}"
     );
 }
+
+/// A subscription whose server shuts down gracefully (its goodbye, then the stream's end with
+/// `ShuttingDown`) is opened again on the next connection: the gap marker, then the new
+/// stream's items.
+#[tokio::test]
+async fn a_subscription_ended_by_a_graceful_shutdown_is_reopened() {
+    use futures_util::StreamExt;
+    let lab = Lab::new();
+    let (store, _session) = lab.start(&quick(), Some(Duration::from_secs(20)));
+    let mut items = within("open", store.watch(100)).await.expect("opened");
+    lab.shut_down();
+    let gap = within("the gap marker", items.next()).await;
+    assert!(
+        matches!(gap, Some(Err(RpcError::StreamReopened))),
+        "{gap:?}"
+    );
+    lab.shared.release.send_replace(1);
+    assert_eq!(
+        within("an item", items.next()).await.map(|i| i.ok()),
+        Some(Some(100))
+    );
+}

@@ -71,6 +71,11 @@ impl<T> StreamReceiver<T> {
         }
     }
 
+    /// The handle of the connection the stream is open on.
+    pub(crate) fn handle(&self) -> &ClientHandle {
+        &self.handle
+    }
+
     /// Takes over the stream of `reopened` (a session opened it again), keeping how to reopen.
     pub(crate) fn replace_with(&mut self, mut reopened: Self) {
         reopened.resume = self.resume.take();

@@ -12,7 +12,7 @@ use crate::client::{ClientHandle, StreamReceiver};
 use crate::decode::{self, DecodeLimits};
 use crate::error::RpcError;
 use crate::service::MethodDescriptor;
-use crate::session::link::{connection_lost, lost_on, SessionLink};
+use crate::session::link::{lost_on, SessionLink};
 
 type Opening<T> = Pin<Box<dyn Future<Output = Result<StreamReceiver<T>, RpcError>> + Send>>;
 
@@ -122,7 +122,9 @@ pub(crate) fn poll_next<T: DeserializeOwned>(
             };
         }
         match std::task::ready!(receiver.poll_direct(cx)) {
-            Some(Err(error)) if connection_lost(&error).is_some() => {
+            // As for calls: a server's `ShuttingDown` counts only once it has said goodbye, or
+            // one that ends streams so without going away would have them reopened forever.
+            Some(Err(error)) if lost_on(&error, receiver.handle()).is_some() => {
                 tracing::debug!(%error, "stream lost with its connection; reopening");
                 if let Some(resume) = receiver.resume.as_mut() {
                     let reopening = (resume.reopen)();
