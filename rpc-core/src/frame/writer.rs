@@ -4,7 +4,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::frame::{FrameError, FrameWrite, TryWrite};
@@ -14,9 +14,14 @@ use crate::frame::{FrameError, FrameWrite, TryWrite};
 #[derive(Debug)]
 pub struct FrameWriter<W> {
     inner: W,
+    /// Small frames coalesced for one write; `buf[..buf_written]` has been written.
     buf: Vec<u8>,
-    /// The rest of the frames taken by [`FrameWrite::try_write_now`] that the stream did not
-    /// take: views of the frames themselves where possible, so a large frame is not copied.
+    buf_written: usize,
+    /// Bytes taken and not written yet, in order, each written from its front: the rest of
+    /// frames that [`FrameWrite::try_write_now`] took, or a large frame being written. Views
+    /// of the frames themselves where possible, so a large frame is not copied. A write
+    /// cancelled part-way leaves here (or in `buf`) what it had not written, which the next
+    /// write finishes first: the stream never gets a frame's bytes twice or cut.
     unwritten: Vec<Bytes>,
     /// A write without waiting left a flush to do.
     flush_needed: bool,
@@ -29,6 +34,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWriter<W> {
         Self {
             inner,
             buf: Vec::new(),
+            buf_written: 0,
             unwritten: Vec::new(),
             flush_needed: false,
             messages: false,
@@ -41,6 +47,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWriter<W> {
         Self {
             inner,
             buf: Vec::new(),
+            buf_written: 0,
             unwritten: Vec::new(),
             flush_needed: false,
             messages: true,
@@ -62,6 +69,36 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWriter<W> {
         }
         Ok(written)
     }
+
+    /// Writes what `unwritten` holds, then the rest of `buf`; progress is kept as it goes, so
+    /// that a cancelled call loses nothing and repeats nothing.
+    async fn write_pending(&mut self) -> io::Result<()> {
+        while let Some(front) = self.unwritten.first_mut() {
+            if front.is_empty() {
+                self.unwritten.remove(0);
+                continue;
+            }
+            let n = self.inner.write(front).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            front.advance(n);
+        }
+        while let Some(rest) = self
+            .buf
+            .get(self.buf_written..)
+            .filter(|rest| !rest.is_empty())
+        {
+            let n = self.inner.write(rest).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            self.buf_written += n;
+        }
+        self.buf.clear();
+        self.buf_written = 0;
+        Ok(())
+    }
 }
 
 /// Frames at least this large are written on their own rather than copied into the batch.
@@ -69,10 +106,8 @@ const COPY_LIMIT: usize = 64 * 1024;
 
 impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for FrameWriter<W> {
     async fn write_frames(&mut self, frames: &[Bytes]) -> Result<(), FrameError> {
-        for rest in &self.unwritten {
-            self.inner.write_all(rest).await?;
-        }
-        self.unwritten.clear();
+        // First what a write without waiting, or a cancelled write, left.
+        self.write_pending().await?;
         self.flush_needed = false;
         if self.messages {
             for frame in frames {
@@ -82,19 +117,14 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for FrameWriter<W> {
         }
         for frame in frames {
             if frame.len() >= COPY_LIMIT {
-                if !self.buf.is_empty() {
-                    self.inner.write_all(&self.buf).await?;
-                    self.buf.clear();
-                }
-                self.inner.write_all(frame).await?;
+                self.write_pending().await?;
+                self.unwritten.push(frame.clone());
+                self.write_pending().await?;
             } else {
                 self.buf.extend_from_slice(frame);
             }
         }
-        if !self.buf.is_empty() {
-            self.inner.write_all(&self.buf).await?;
-            self.buf.clear();
-        }
+        self.write_pending().await?;
         if self.buf.capacity() > 4 * COPY_LIMIT {
             self.buf = Vec::new();
         }
@@ -105,7 +135,8 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for FrameWriter<W> {
     /// as far as the stream takes them without waiting, and keeps the rest for the next
     /// `write_frames`. On a message pipe, takes nothing: a message must go out in one write.
     fn try_write_now(&mut self, frames: &[Bytes]) -> Result<TryWrite, FrameError> {
-        if self.messages || self.flush_needed || !self.unwritten.is_empty() {
+        if self.messages || self.flush_needed || !self.unwritten.is_empty() || !self.buf.is_empty()
+        {
             return Ok(TryWrite::WouldBlock);
         }
         if frames.len() == 1 || frames.iter().any(|frame| frame.len() >= COPY_LIMIT) {
@@ -157,10 +188,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for FrameWriter<W> {
     }
 
     async fn close(&mut self) -> Result<(), FrameError> {
-        for rest in &self.unwritten {
-            self.inner.write_all(rest).await?;
-        }
-        self.unwritten.clear();
+        self.write_pending().await?;
         Ok(self.inner.shutdown().await?)
     }
 }
@@ -216,6 +244,39 @@ mod tests {
             b"after"
         );
         assert_eq!(reader.read_frame(DEFAULT_MAX_FRAME).await, Ok(None));
+    }
+
+    /// A write cancelled part-way (a shutdown racing the handshake's welcome) leaves the
+    /// stream whole: the next write finishes the first frame, then sends its own. Before, it
+    /// sent the first frame's bytes again from the start, after the part already written.
+    #[tokio::test]
+    async fn a_cancelled_write_leaves_the_stream_whole() {
+        use futures_util::FutureExt;
+        for size in [100, 100_000] {
+            let (tx, rx) = tokio::io::duplex(8);
+            let mut writer = FrameWriter::new(tx);
+            let first = Bytes::from(frame(&vec![1; size]));
+            // Polled once: 8 bytes go out, then it waits; dropped there.
+            assert!(writer
+                .write_frames(std::slice::from_ref(&first))
+                .now_or_never()
+                .is_none());
+            let reading = tokio::spawn(async move {
+                let mut reader = FrameReader::new(rx);
+                let mut frames = Vec::new();
+                while let Ok(Some(frame)) = reader.read_frame(DEFAULT_MAX_FRAME).await {
+                    frames.push(frame);
+                }
+                frames
+            });
+            let second = Bytes::from(frame(b"x"));
+            writer.write_frames(&[second]).await.expect("writes");
+            writer.close().await.expect("closes");
+            let frames = reading.await.expect("reader");
+            assert_eq!(frames.len(), 2, "{size}");
+            assert_eq!(frames[0].len(), size);
+            assert_eq!(&frames[1][..], b"x");
+        }
     }
 
     #[tokio::test]
