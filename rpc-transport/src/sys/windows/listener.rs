@@ -1,4 +1,4 @@
-//! The accept loop of a named endpoint: always one instance waiting.
+//! The accept loop of a named endpoint: always a few instances waiting.
 
 use std::io;
 use std::time::Duration;
@@ -21,13 +21,19 @@ const NAME_GONE_WITHIN: Duration = Duration::from_secs(1);
 /// How often [`Listener::close`] looks whether the name is gone.
 const NAME_GONE_POLL: Duration = Duration::from_millis(1);
 
-/// A named-pipe server that always has one instance waiting for a client.
+/// Instances kept waiting for clients. More than one, so that a program that opens the pipe in
+/// a loop cannot take every free instance in turn and keep other clients told that all are
+/// busy: with one, each of its openings took the only one until the server made the next.
+const WAITING: usize = 4;
+
+/// A named-pipe server that always has instances waiting for clients.
 #[derive(Debug)]
 pub(crate) struct Listener {
     path: String,
     descriptor: SecurityDescriptor,
-    /// The instance waiting for the next client; `None` only after creating it failed.
-    waiting: Option<NamedPipeServer>,
+    /// The instances waiting for clients: [`WAITING`] of them, fewer only after creating one
+    /// failed (the next accept tries again).
+    waiting: Vec<NamedPipeServer>,
 }
 
 impl Listener {
@@ -50,11 +56,29 @@ impl Listener {
             }
             Err(e) => return Err(io_err(e)),
         };
-        Ok(Self {
+        let mut listener = Self {
             path,
             descriptor,
-            waiting: Some(first),
-        })
+            waiting: vec![first],
+        };
+        // The others now, so that they wait from the start; one that fails is made later.
+        let _ = listener.top_up();
+        Ok(listener)
+    }
+
+    /// Creates instances until [`WAITING`] wait. Fails only if none is left waiting.
+    fn top_up(&mut self) -> io::Result<()> {
+        while self.waiting.len() < WAITING {
+            match pipe::create(&duplex_options(false), &self.path, &self.descriptor) {
+                Ok(pipe) => self.waiting.push(pipe),
+                Err(e) if self.waiting.is_empty() => return Err(e),
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not create another waiting instance");
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The pipe's path.
@@ -80,29 +104,45 @@ impl Listener {
         .await;
     }
 
-    /// Waits for the next client. Cancel-safe: a client that connects meanwhile is kept for the
-    /// next call (the connect stays in flight on the waiting instance).
+    /// Waits for the next client, on any of the waiting instances. Cancel-safe: a client that
+    /// connects meanwhile is kept for the next call (the connect stays in flight on its
+    /// instance).
     pub(crate) async fn accept(&mut self) -> io::Result<(PipeReader, PipeWriter, PeerInfo)> {
-        let waiting = match self.waiting.take() {
-            Some(waiting) => waiting,
-            None => pipe::create(&duplex_options(false), &self.path, &self.descriptor)?,
-        };
-        let waiting = self.waiting.insert(waiting);
-        loop {
-            match waiting.connect().await {
-                Ok(()) => break,
+        self.top_up()?;
+        let index = loop {
+            let (result, index) = {
+                let connects = self
+                    .waiting
+                    .iter()
+                    .map(|waiting| Box::pin(waiting.connect()));
+                let (result, index, _others) = futures_util::future::select_all(connects).await;
+                (result, index)
+            };
+            match result {
+                Ok(()) => break index,
                 // A client came and went before we saw it: the instance is left closing.
                 // Disconnect it so that it listens again, and wait for the next client.
-                Err(e) if e.raw_os_error() == Some(ERROR_NO_DATA as i32) => waiting.disconnect()?,
-                Err(e) => return Err(e),
+                Err(e) if e.raw_os_error() == Some(ERROR_NO_DATA as i32) => {
+                    if let Some(waiting) = self.waiting.get(index) {
+                        waiting.disconnect()?;
+                    }
+                }
+                // That instance is broken: it goes, the others wait on.
+                Err(e) => {
+                    if index < self.waiting.len() {
+                        self.waiting.swap_remove(index);
+                    }
+                    return Err(e);
+                }
             }
-        }
-        // Create the next instance before handing this one off: one is always waiting. If that
-        // fails, the connected instance stays here and is handed off by the next accept.
-        let next = pipe::create(&duplex_options(false), &self.path, &self.descriptor)?;
-        let Some(connected) = self.waiting.replace(next) else {
-            return Err(io::ErrorKind::NotConnected.into());
         };
+        if index >= self.waiting.len() {
+            return Err(io::ErrorKind::NotConnected.into());
+        }
+        let connected = self.waiting.swap_remove(index);
+        // Its place is taken before it is handed off; if that fails, the next accept tries
+        // again, and the others wait meanwhile.
+        let _ = self.top_up();
         let pid = client_process_id(&connected);
         let sid = pid.and_then(|pid| process_user_sid(pid).ok());
         let (reader, writer) = duplex(Pipe::Server(connected));

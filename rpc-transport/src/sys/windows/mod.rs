@@ -11,9 +11,10 @@
 //!   completion port, so a connection costs no thread, and a write that does not complete at once
 //!   waits on the port too. mio reads ahead into one buffer per pipe (4 KiB to 64 KiB), which is
 //!   all a connection that stops reading holds.
-//! * The server always keeps one instance waiting: the next instance is created before a
-//!   connected one is handed off, so clients never see "all instances busy" while there is room.
-//!   The pipe itself sets no instance limit: the accept loop bounds the instances.
+//! * The server keeps four instances waiting (at least one, even when creating more fails), so
+//!   that clients do not see "all instances busy" while there is room, also while a program
+//!   opens the pipe in a loop. The pipe itself sets no instance limit: the accept loop bounds
+//!   the instances.
 //! * The first instance is created with `FILE_FLAG_FIRST_PIPE_INSTANCE`, so another process
 //!   cannot squat the name, and remote clients are rejected.
 //! * The pipe's security descriptor names the server's user as its owner; its DACL grants full

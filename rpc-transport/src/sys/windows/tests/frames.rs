@@ -263,12 +263,17 @@ async fn pipe_mode_read_back_from_both_ends() {
 async fn busy_pipe_is_retried_within_a_bounded_wait() {
     let endpoint = unique_endpoint("busy");
     let mut listener = Listener::bind(&endpoint, &ServerConfig::default()).expect("bind");
-    // A client takes the one instance there is; the listener creates the next only when it
-    // accepts this one.
-    let _first = connect(&endpoint, &ClientConfig::default())
-        .await
-        .map_err(|e| e.to_string())
-        .expect("first client");
+    // Clients take the four instances there are; the listener creates the next only when it
+    // accepts one of them.
+    let mut first = Vec::new();
+    for _ in 0..4 {
+        first.push(
+            connect(&endpoint, &ClientConfig::default())
+                .await
+                .map_err(|e| e.to_string())
+                .expect("one of the first clients"),
+        );
+    }
     // Every instance is busy: a client retries, then gives up with a distinct error.
     let mut config = ClientConfig::new();
     config.connect_timeout(Duration::from_millis(300));

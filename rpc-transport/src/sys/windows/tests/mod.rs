@@ -1,6 +1,7 @@
 //! Tests of the Windows pipes against live pipes (under Wine on Linux).
 
 mod frames;
+mod listener;
 mod security;
 
 use std::os::windows::io::{AsRawHandle, BorrowedHandle};
