@@ -23,6 +23,7 @@ pub trait Draining {
 }
 
 struct Seen {
+    /// Handlers that have started and wait: `hang`, and `note` of 0.
     hanging: Mutex<usize>,
     notes: Mutex<Vec<u32>>,
     changed: Notify,
@@ -51,6 +52,8 @@ impl Draining for DrainingImpl {
 
     async fn note(&self, n: u32) {
         if n == 0 {
+            *self.0.hanging.lock().expect("lock") += 1;
+            self.0.changed.notify_waiters();
             let _ = self.0.release.acquire().await;
         }
         self.0.notes.lock().expect("lock").push(n);
@@ -134,6 +137,11 @@ async fn one_way_calls_past_the_limit_during_the_drain_are_not_run() {
     let mut peer =
         RawPeer::handshake_for(&served.address, <DrainingClient as Client>::SERVICE).await;
     peer.send_raw(&note_frame(0)).await.expect("send");
+    // Running before the shutdown: an idle server would close at once.
+    common::until_notified("the first one-way call to start", &seen.changed, || {
+        *seen.hanging.lock().expect("lock") == 1
+    })
+    .await;
     served.shutdown.cancel();
     loop {
         match common::within("the goodbye", peer.recv()).await {
