@@ -61,6 +61,18 @@ impl Draining for DrainingImpl {
     }
 }
 
+/// Reads frames until one that `wanted` holds for, and returns it; fails the test if the
+/// connection closes first or none comes in time.
+async fn until_frame(peer: &mut RawPeer, what: &str, wanted: impl Fn(&Header) -> bool) -> Header {
+    loop {
+        match common::within(what, peer.recv()).await {
+            Some((header, _)) if wanted(&header) => return header,
+            Some(_) => {}
+            None => panic!("closed before {what}"),
+        }
+    }
+}
+
 fn note_frame(n: u32) -> Vec<u8> {
     let note = Header::Notify {
         method: method_id("note"),
@@ -101,16 +113,16 @@ async fn a_one_way_call_that_arrives_during_the_drain_is_run() {
     })
     .await;
     served.shutdown.cancel();
-    loop {
-        match common::within("the goodbye", peer.recv()).await {
-            Some((Header::Goodbye { reason }, _)) => {
-                assert_eq!(reason, GoodbyeReason::ShuttingDown);
-                break;
-            }
-            Some(_) => {}
-            None => panic!("closed before its goodbye"),
+    let goodbye = until_frame(&mut peer, "the goodbye", |h| {
+        matches!(h, Header::Goodbye { .. })
+    })
+    .await;
+    assert_eq!(
+        goodbye,
+        Header::Goodbye {
+            reason: GoodbyeReason::ShuttingDown
         }
-    }
+    );
     let note = Header::Notify {
         method: method_id("note"),
     };
@@ -143,13 +155,10 @@ async fn one_way_calls_past_the_limit_during_the_drain_are_not_run() {
     })
     .await;
     served.shutdown.cancel();
-    loop {
-        match common::within("the goodbye", peer.recv()).await {
-            Some((Header::Goodbye { .. }, _)) => break,
-            Some(_) => {}
-            None => panic!("closed before its goodbye"),
-        }
-    }
+    until_frame(&mut peer, "the goodbye", |h| {
+        matches!(h, Header::Goodbye { .. })
+    })
+    .await;
     for n in 1..=3 {
         peer.send_raw(&note_frame(n)).await.expect("send");
     }
@@ -162,13 +171,10 @@ async fn one_way_calls_past_the_limit_during_the_drain_are_not_run() {
     peer.send_raw(&common::frame(&hang, &[]))
         .await
         .expect("send");
-    loop {
-        match common::within("the refusal", peer.recv()).await {
-            Some((Header::Reply { id: 1, .. }, _)) => break,
-            Some(_) => {}
-            None => panic!("closed before the refusal"),
-        }
-    }
+    until_frame(&mut peer, "the refusal", |h| {
+        matches!(h, Header::Reply { id: 1, .. })
+    })
+    .await;
     seen.release.add_permits(1);
     // The drain ends once the handlers have: then every one that was started has run.
     common::within("the connection to close", peer.until_closed()).await;

@@ -13,42 +13,65 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::within;
 use rpc_core::frame::{FrameRead, FrameWrite};
-use rpc_core::protocol::{Header, ReplyStatus, WireError, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
+use rpc_core::protocol::{Header, ReplyStatus, WireError, DEFAULT_MAX_FRAME};
 use rpc_core::session::{Connect, Session, SessionConfig};
 use rpc_core::{ClientConfig, ClientHandle, ProtocolError, RpcError, ServiceDescriptor};
 use service::SessionDaemonClient;
 
-/// Connects to a server over memory that welcomes the client, then answers every call with
-/// the status it holds: a typed application error, which no method of the daemon's interface
-/// returns, or a failure that only a server shutting down sends, without its goodbye.
-struct WrongKinds(ReplyStatus);
+/// Connects to a server over memory that welcomes the client, then answers every call with the
+/// frames its [`Answer`] gives for the call's id, and never says goodbye.
+struct Scripted(Answer);
 
-impl Connect for WrongKinds {
+/// The frames a scripted server answers a call with, given its id.
+type Answer = fn(u64) -> Vec<Header>;
+
+/// Every call answered with a typed application error, which no method of the daemon's
+/// interface returns.
+fn app_error(id: u64) -> Vec<Header> {
+    reply(id, ReplyStatus::AppError)
+}
+
+/// Every call answered `ShuttingDown`, which only a server shutting down sends.
+fn shutting_down(id: u64) -> Vec<Header> {
+    reply(id, ReplyStatus::Failed(WireError::ShuttingDown))
+}
+
+/// Every call answered `Stopped`, which only a server shutting down sends.
+fn stopped(id: u64) -> Vec<Header> {
+    reply(id, ReplyStatus::Failed(WireError::Stopped))
+}
+
+/// Every stream opened, then ended at once with `ShuttingDown`.
+fn opened_and_ended(id: u64) -> Vec<Header> {
+    let mut frames = reply(id, ReplyStatus::Ok);
+    frames.push(Header::StreamEnd {
+        stream: id,
+        error: Some(WireError::ShuttingDown),
+    });
+    frames
+}
+
+fn reply(id: u64, status: ReplyStatus) -> Vec<Header> {
+    vec![Header::Reply { id, status }]
+}
+
+impl Connect for Scripted {
     type Error = RpcError;
 
     async fn connect(&self, service: &'static ServiceDescriptor) -> Result<ClientHandle, RpcError> {
         let ((mut reader, mut writer), (client_reader, client_writer)) = rpc_core::memory::pair();
-        let status = self.0.clone();
+        let answer = self.0;
         tokio::spawn(async move {
-            let _hello = reader.read_frame(DEFAULT_MAX_FRAME).await;
-            let welcome = Header::Welcome {
-                version: PROTOCOL_VERSION,
-                max_frame: DEFAULT_MAX_FRAME,
-            };
-            let welcome = Bytes::from(common::frame(&welcome, &[]));
-            if writer.write_frames(&[welcome]).await.is_err() {
-                return;
-            }
+            common::welcome_client(&mut reader, &mut writer).await;
             while let Ok(Some(frame)) = reader.read_frame(DEFAULT_MAX_FRAME).await {
                 let Ok((Header::Call { id, .. }, _)) = postcard::take_from_bytes(&frame) else {
                     continue;
                 };
-                let reply = Header::Reply {
-                    id,
-                    status: status.clone(),
-                };
-                let reply = Bytes::from(common::frame(&reply, &[]));
-                if writer.write_frames(&[reply]).await.is_err() {
+                let frames: Vec<Bytes> = answer(id)
+                    .iter()
+                    .map(|header| Bytes::from(common::frame(header, &[])))
+                    .collect();
+                if writer.write_frames(&frames).await.is_err() {
                     return;
                 }
             }
@@ -74,11 +97,8 @@ impl Connect for WrongKinds {
 async fn replies_of_the_wrong_kind_fail_a_sessions_calls_at_once() {
     let mut client = ClientConfig::new();
     client.default_timeout(Some(Duration::from_secs(60)));
-    let (daemon, session): (SessionDaemonClient, Session) = Session::start(
-        WrongKinds(ReplyStatus::AppError),
-        &client,
-        &SessionConfig::new(),
-    );
+    let (daemon, session): (SessionDaemonClient, Session) =
+        Session::start(Scripted(app_error), &client, &SessionConfig::new());
     let status = within("the status", daemon.status()).await;
     assert!(
         matches!(
@@ -104,14 +124,15 @@ async fn replies_of_the_wrong_kind_fail_a_sessions_calls_at_once() {
 /// the session, still connected, never makes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_failures_without_a_goodbye_fail_a_sessions_calls_at_once() {
-    for wire in [WireError::ShuttingDown, WireError::Stopped] {
+    let answers: [(Answer, WireError); 2] = [
+        (shutting_down, WireError::ShuttingDown),
+        (stopped, WireError::Stopped),
+    ];
+    for (answer, wire) in answers {
         let mut client = ClientConfig::new();
         client.default_timeout(Some(Duration::from_secs(60)));
-        let (daemon, session): (SessionDaemonClient, Session) = Session::start(
-            WrongKinds(ReplyStatus::Failed(wire.clone())),
-            &client,
-            &SessionConfig::new(),
-        );
+        let (daemon, session): (SessionDaemonClient, Session) =
+            Session::start(Scripted(answer), &client, &SessionConfig::new());
         let status = within("the status", daemon.status()).await;
         assert!(
             matches!(&status, Err(RpcError::Remote(e)) if *e == wire),
@@ -126,67 +147,13 @@ async fn shutdown_failures_without_a_goodbye_fail_a_sessions_calls_at_once() {
     }
 }
 
-/// Connects to a server that opens every stream and ends it at once with `ShuttingDown`,
-/// without its goodbye, and stays connected.
-struct EndsWithoutGoodbye;
-
-impl Connect for EndsWithoutGoodbye {
-    type Error = RpcError;
-
-    async fn connect(&self, service: &'static ServiceDescriptor) -> Result<ClientHandle, RpcError> {
-        let ((mut reader, mut writer), (client_reader, client_writer)) = rpc_core::memory::pair();
-        tokio::spawn(async move {
-            let _hello = reader.read_frame(DEFAULT_MAX_FRAME).await;
-            let welcome = Header::Welcome {
-                version: PROTOCOL_VERSION,
-                max_frame: DEFAULT_MAX_FRAME,
-            };
-            let welcome = Bytes::from(common::frame(&welcome, &[]));
-            if writer.write_frames(&[welcome]).await.is_err() {
-                return;
-            }
-            while let Ok(Some(frame)) = reader.read_frame(DEFAULT_MAX_FRAME).await {
-                let Ok((Header::Call { id, .. }, _)) = postcard::take_from_bytes(&frame) else {
-                    continue;
-                };
-                let reply = Header::Reply {
-                    id,
-                    status: ReplyStatus::Ok,
-                };
-                let end = Header::StreamEnd {
-                    stream: id,
-                    error: Some(WireError::ShuttingDown),
-                };
-                let frames = [
-                    Bytes::from(common::frame(&reply, &[])),
-                    Bytes::from(common::frame(&end, &[])),
-                ];
-                if writer.write_frames(&frames).await.is_err() {
-                    return;
-                }
-            }
-        });
-        ClientHandle::connect(
-            client_reader,
-            client_writer,
-            service,
-            &ClientConfig::default(),
-        )
-        .await
-    }
-
-    fn is_permanent(&self, _: &RpcError) -> bool {
-        false
-    }
-}
-
 /// A subscription that such a server ends: the stream ends with the server's error, instead of
 /// being reopened on the same connection (each reopening ended the same way, without end).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_ended_as_shutting_down_without_a_goodbye_is_not_reopened() {
     use futures_util::StreamExt;
     let (daemon, session): (SessionDaemonClient, Session) = Session::start(
-        EndsWithoutGoodbye,
+        Scripted(opened_and_ended),
         &ClientConfig::new(),
         &SessionConfig::new(),
     );

@@ -9,7 +9,7 @@ use common::{frame, stream_item, within, ProbeClient};
 use futures_util::StreamExt;
 use rpc_core::frame::{FrameRead, FrameWrite};
 use rpc_core::memory::{MemoryReader, MemoryWriter};
-use rpc_core::protocol::{Header, ReplyStatus, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
+use rpc_core::protocol::{Header, ReplyStatus, DEFAULT_MAX_FRAME};
 use rpc_core::{Client as _, ClientConfig, ProtocolError, RpcError};
 
 /// A server that welcomes the client, then does what the test says.
@@ -52,15 +52,7 @@ impl RawServer {
 async fn connect() -> (ProbeClient, RawServer) {
     let ((mut reader, mut writer), (client_reader, client_writer)) = rpc_core::memory::pair();
     let server = tokio::spawn(async move {
-        let _hello = reader.read_frame(DEFAULT_MAX_FRAME).await;
-        let welcome = Header::Welcome {
-            version: PROTOCOL_VERSION,
-            max_frame: DEFAULT_MAX_FRAME,
-        };
-        writer
-            .write_frames(&[Bytes::from(frame(&welcome, &[]))])
-            .await
-            .expect("welcome");
+        common::welcome_client(&mut reader, &mut writer).await;
         RawServer { reader, writer }
     });
     let client = rpc_core::connect(client_reader, client_writer, &ClientConfig::new())

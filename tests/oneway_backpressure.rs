@@ -6,9 +6,6 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use rpc_core::frame::{FrameRead, FrameWrite};
-use rpc_core::protocol::{Header, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
 use rpc_core::{ByteBuf, Client, ClientConfig, ClientHandle, RpcError};
 
 /// A log that takes large lines, without answering.
@@ -25,13 +22,7 @@ pub trait Log {
 async fn one_way_calls_to_a_peer_that_does_not_read_wait_for_room() {
     let ((mut reader, mut writer), (client_reader, client_writer)) = rpc_core::memory::pair();
     let server = tokio::spawn(async move {
-        let _hello = reader.read_frame(DEFAULT_MAX_FRAME).await;
-        let welcome = Header::Welcome {
-            version: PROTOCOL_VERSION,
-            max_frame: DEFAULT_MAX_FRAME,
-        };
-        let welcome = Bytes::from(common::frame(&welcome, &[]));
-        let _ = writer.write_frames(&[welcome]).await;
+        common::welcome_client(&mut reader, &mut writer).await;
         // Holds both ends and reads nothing more.
         std::future::pending::<()>().await;
         drop((reader, writer));

@@ -302,16 +302,10 @@ async fn an_upload_that_fails_on_the_client_fails_the_call() {
 async fn a_connection_that_dies_ends_the_sending_side_of_a_chat() {
     use bytes::Bytes;
     use rpc_core::frame::{FrameRead, FrameWrite};
-    use rpc_core::protocol::{Header, ReplyStatus, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
+    use rpc_core::protocol::{Header, ReplyStatus, DEFAULT_MAX_FRAME};
     let ((mut reader, mut writer), (client_reader, client_writer)) = rpc_core::memory::pair();
     let server = tokio::spawn(async move {
-        let _hello = reader.read_frame(DEFAULT_MAX_FRAME).await;
-        let welcome = Header::Welcome {
-            version: PROTOCOL_VERSION,
-            max_frame: DEFAULT_MAX_FRAME,
-        };
-        let welcome = Bytes::from(common::frame(&welcome, &[]));
-        writer.write_frames(&[welcome]).await.expect("welcome");
+        common::welcome_client(&mut reader, &mut writer).await;
         let call = reader
             .read_frame(DEFAULT_MAX_FRAME)
             .await

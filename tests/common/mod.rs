@@ -13,7 +13,9 @@ use tokio::sync::mpsc;
 mod raw_peer;
 // Each test binary uses some of them.
 #[allow(unused_imports)]
-pub use raw_peer::{frame, hello, serve_in_memory, stream_item, BoxRead, BoxWrite, RawPeer};
+pub use raw_peer::{
+    frame, hello, serve_in_memory, stream_item, welcome_client, BoxRead, BoxWrite, RawPeer,
+};
 
 /// How long a test waits for an event before it fails.
 pub const PATIENCE: Duration = Duration::from_secs(10);

@@ -1,7 +1,7 @@
 //! A peer that speaks the protocol by hand, over a raw connection to a test server.
 
 use bytes::Bytes;
-use rpc_core::frame::{FrameRead, FrameReader};
+use rpc_core::frame::{FrameRead, FrameReader, FrameWrite};
 use rpc_core::protocol::{Header, MAGIC, PROTOCOL_VERSION};
 use rpc_core::{Client, ServiceDescriptor};
 use serde::Serialize;
@@ -31,6 +31,21 @@ pub fn hello(service: &ServiceDescriptor) -> Header {
         max_frame: 1 << 20,
         callbacks: service.callbacks.map_or(0, |c| c.fingerprint()),
     }
+}
+
+/// As a server that speaks by hand: reads the client's hello and welcomes it (this crate's
+/// protocol version, the default maximum frame). Fails the test if the client is gone.
+pub async fn welcome_client(reader: &mut impl FrameRead, writer: &mut impl FrameWrite) {
+    use rpc_core::protocol::DEFAULT_MAX_FRAME;
+    let _hello = reader.read_frame(DEFAULT_MAX_FRAME).await;
+    let welcome = Header::Welcome {
+        version: PROTOCOL_VERSION,
+        max_frame: DEFAULT_MAX_FRAME,
+    };
+    writer
+        .write_frames(&[Bytes::from(frame(&welcome, &[]))])
+        .await
+        .expect("welcome");
 }
 
 /// Serves `service` with the default settings on one end of an in-memory pair, on a task of its
