@@ -271,6 +271,41 @@ async fn stopped_server_leaves_nothing_behind() {
     task.abort();
 }
 
+/// A FIFO pair server whose files were removed from under it while a new server took the
+/// name removes nothing of the new server's when it stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_files_were_removed_leaves_the_next_servers_alone() {
+    let dir = common::private_dir();
+    let endpoint = Endpoint::new("swept").expect("name").in_dir(dir.path());
+    let old = PairServer::bind(&endpoint).expect("bind");
+    let made = entries(dir.path());
+    for file in &made {
+        std::fs::remove_file(dir.path().join(file)).expect("remove");
+    }
+    let new = PairServer::bind(&endpoint).expect("bind over the removed files");
+    drop(old);
+    assert_eq!(
+        entries(dir.path()),
+        made,
+        "the new server's files are all there"
+    );
+    let task =
+        tokio::spawn(new.serve(ProbeServer::new(ProbeImpl::new()), &ServerConfig::default()));
+    let client: ProbeClient = within(
+        "connecting to the new server",
+        pair::connect(&endpoint, &ClientConfig::default()),
+    )
+    .await
+    .expect("connect");
+    assert_eq!(client.add(2, 2).await.expect("add"), 4);
+    let third = PairServer::bind(&endpoint);
+    assert!(
+        matches!(third, Err(BindError::AddrInUse { .. })),
+        "the new server still owns the name: {third:?}"
+    );
+    task.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lock_of_a_killed_client_is_removed_when_the_server_stops() {
     let served = serve();

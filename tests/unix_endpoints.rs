@@ -243,6 +243,30 @@ async fn stopped_server_leaves_nothing_behind() {
     again.assert_serving().await;
 }
 
+/// A server whose socket and lock file were removed from under it (the system cleaned the
+/// directory: a user's runtime directory at logout, old files of `/tmp` aged out) while a new
+/// server took the name removes nothing of the new server's when it stops: the new one stays
+/// reachable and keeps the name.
+#[tokio::test]
+async fn a_server_whose_files_were_removed_leaves_the_next_servers_alone() {
+    let dir = private_dir();
+    let endpoint = Endpoint::new("swept").expect("name").in_dir(dir.path());
+    let old = bind(&endpoint).expect("bind");
+    for file in ["swept.sock", "swept.lock"] {
+        std::fs::remove_file(dir.path().join(file)).expect("remove");
+    }
+    let new = TestServer::start_at(endpoint.clone(), &ServerConfig::default());
+    new.assert_serving().await;
+    drop(old);
+    assert_eq!(common::entries(dir.path()), ["swept.lock", "swept.sock"]);
+    new.assert_serving().await;
+    let third = bind(&endpoint);
+    assert!(
+        matches!(third, Err(BindError::AddrInUse { .. })),
+        "the new server still owns the name: {third:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_servers_never_share_a_name() {
     // Servers on several threads take and give up one name as fast as they can, so that one

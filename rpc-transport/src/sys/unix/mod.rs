@@ -239,9 +239,24 @@ const LOCK_ATTEMPTS: usize = 64;
 fn is_at_path(file: &File, path: &Path) -> io::Result<bool> {
     let held = file.metadata()?;
     match fs::symlink_metadata(path) {
-        Ok(there) => Ok(there.dev() == held.dev() && there.ino() == held.ino()),
+        Ok(there) => Ok(identity(&there) == identity(&held)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+/// A file's identity: its device and inode.
+pub(crate) fn identity(metadata: &fs::Metadata) -> (u64, u64) {
+    (metadata.dev(), metadata.ino())
+}
+
+/// Removes the file at `path` if it is still the one whose identity is `id`. A server removes
+/// its files by path when it stops; if they were removed from under it meanwhile (the
+/// directory cleaned by the system: a user's runtime directory at logout, an old file of
+/// `/tmp` aged out) and a new server took the name, what is at the path is the new server's.
+pub(crate) fn remove_own(path: &Path, id: (u64, u64)) {
+    if fs::symlink_metadata(path).is_ok_and(|there| identity(&there) == id) {
+        let _ = fs::remove_file(path);
     }
 }
 
@@ -280,6 +295,11 @@ impl HeldLock {
 
 impl Drop for HeldLock {
     fn drop(&mut self) {
+        // Only if it is still ours: a lock file removed from under its holder (the directory
+        // cleaned by the system) may have been made again by a new server, which holds it.
+        if !is_at_path(&self._file, &self.path).unwrap_or(false) {
+            return;
+        }
         // Still locked here: whoever opened this file and waits for its lock will find, once
         // it has it, that the file is no longer at the path, and start again.
         if let Err(error) = fs::remove_file(&self.path) {
@@ -364,6 +384,8 @@ fn remove_temporaries(dir: &Path, name: &str) {
 pub(crate) struct Listener {
     listener: UnixListener,
     path: PathBuf,
+    /// The identity of the socket file at `path`, which only this listener removes.
+    id: (u64, u64),
     /// Held for the listener's life; dropped last, after the socket is removed, which removes
     /// the lock file and then releases the lock.
     _lock: HeldLock,
@@ -410,17 +432,25 @@ impl Listener {
             let _ = fs::remove_file(&temp);
             return Err(io_err(e));
         }
+        let id = match fs::symlink_metadata(&path) {
+            Ok(placed) => identity(&placed),
+            Err(e) => {
+                // Ours, and we still own the name: nobody else's socket is there.
+                let _ = fs::remove_file(&path);
+                return Err(io_err(e));
+            }
+        };
         let listener = std_listener
             .set_nonblocking(true)
             .and_then(|()| UnixListener::from_std(std_listener))
             .map_err(|e| {
-                // Ours, and we still own the name: nobody else's socket is there.
-                let _ = fs::remove_file(&path);
+                remove_own(&path, id);
                 io_err(e)
             })?;
         Ok(Self {
             listener,
             path,
+            id,
             _lock: lock,
         })
     }
@@ -446,8 +476,9 @@ impl Listener {
 impl Drop for Listener {
     fn drop(&mut self) {
         // Remove our socket while we still own the name (the lock is a field, dropped after
-        // this), so no client finds a dead socket and no new server's socket is removed.
-        let _ = fs::remove_file(&self.path);
+        // this), so no client finds a dead socket and no new server's socket is removed; and
+        // only if it is ours, not a new server's made after ours was removed from under us.
+        remove_own(&self.path, self.id);
     }
 }
 

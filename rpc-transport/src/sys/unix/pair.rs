@@ -77,7 +77,10 @@ use crate::endpoint::Endpoint;
 use crate::error::BindError;
 use crate::limits::{RateLimited, ACCEPT_ERROR_LOG_EVERY};
 use crate::pipes::serve_pipes;
-use crate::sys::{is_transient_accept_error, open_lock_file, own_name, remove_stale, HeldLock};
+use crate::sys::{
+    identity, is_transient_accept_error, open_lock_file, own_name, remove_own, remove_stale,
+    HeldLock,
+};
 
 mod client;
 
@@ -127,9 +130,14 @@ pub struct PairServer {
     /// that one.
     input_id: (u64, u64),
     output: PathBuf,
+    output_id: (u64, u64),
     /// Locked while a client is connected.
     session: File,
     session_path: PathBuf,
+    session_id: (u64, u64),
+    /// The two FIFOs, held open by path only where the system can: their identities stay
+    /// theirs.
+    _held: [Option<File>; 2],
     client_lock: PathBuf,
     /// Held for the server's life: it owns the name. Dropped last, after the other files are
     /// removed, which removes the lock file and then releases the name.
@@ -183,8 +191,19 @@ impl PairServer {
             }
             made.push(path);
         }
-        let input_id = match fs::symlink_metadata(&input) {
-            Ok(made) => identity(&made),
+        // Held (without opening either end) so that their inodes, which tell them from a next
+        // server's FIFOs at the same paths, cannot be given to other files meanwhile.
+        let made_ids = (|| {
+            let held = [hold(&input)?, hold(&output)?];
+            let ids = (
+                identity(&fs::symlink_metadata(&input)?),
+                identity(&fs::symlink_metadata(&output)?),
+                identity(&session.metadata()?),
+            );
+            Ok((ids, held))
+        })();
+        let ((input_id, output_id, session_id), held) = match made_ids {
+            Ok(made) => made,
             Err(error) => {
                 for path in made {
                     let _ = fs::remove_file(path);
@@ -197,8 +216,11 @@ impl PairServer {
             input,
             input_id,
             output,
+            output_id,
             session,
             session_path,
+            session_id,
+            _held: held,
             client_lock: client_lock_path(&dir, &name),
             _lock: lock,
         })
@@ -529,24 +551,20 @@ fn gone(error: &io::Error) -> bool {
 impl Drop for PairServer {
     fn drop(&mut self) {
         // All while we still own the name (the name's lock is a field, dropped after this), so
-        // no client finds FIFOs nobody serves and nothing of a next server is removed.
-        let _ = fs::remove_file(&self.input);
-        let _ = fs::remove_file(&self.output);
+        // no client finds FIFOs nobody serves and nothing of a next server is removed; and
+        // only the files this server made: if they were removed from under it, a new server
+        // may have made its own at the same paths.
+        remove_own(&self.input, self.input_id);
+        remove_own(&self.output, self.output_id);
         // Only the name's owner creates or removes this one; a client looking at it then finds
         // it gone and reports that no server serves the name.
-        let _ = fs::remove_file(&self.session_path);
+        remove_own(&self.session_path, self.session_id);
         // Left by a killed client: take it the checked way, and dropping it removes it. A
         // client still connected keeps it and removes it itself.
         if let Ok(Some(stale)) = HeldLock::try_acquire(&self.client_lock) {
             drop(stale);
         }
     }
-}
-
-/// A file's identity: its device and inode.
-fn identity(metadata: &fs::Metadata) -> (u64, u64) {
-    use std::os::unix::fs::MetadataExt;
-    (metadata.dev(), metadata.ino())
 }
 
 /// How many bytes can be read from `reader` now; 1 if the count is unavailable.
@@ -558,6 +576,24 @@ fn bytes_waiting(reader: &pipe::Receiver) -> usize {
         return 1;
     }
     usize::try_from(count).unwrap_or(1)
+}
+
+/// Holds the file at `path` by path only (`O_PATH`: a FIFO opened so is opened by neither
+/// end), never through a symbolic link. Systems without `O_PATH` hold nothing: there, an
+/// inode given to another file after the server's were removed from under it can still be
+/// taken for the server's.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn hold(path: &Path) -> io::Result<Option<File>> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map(Some)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn hold(_path: &Path) -> io::Result<Option<File>> {
+    Ok(None)
 }
 
 fn make_fifo(path: &Path) -> io::Result<()> {
