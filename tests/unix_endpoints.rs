@@ -182,6 +182,49 @@ async fn regular_file_at_the_socket_path_is_not_removed() {
     assert_eq!(std::fs::read(&path).expect("read"), b"keep me");
 }
 
+/// A server whose queue of connections waiting to be accepted is full is busy: a client
+/// retries until its connect timeout, then is told so, as on Windows when every instance of a
+/// pipe is taken (it was an I/O error at once).
+#[tokio::test]
+async fn a_full_accept_queue_is_busy_for_the_connect_timeout() {
+    use std::os::fd::AsRawFd;
+    let dir = private_dir();
+    let endpoint = Endpoint::new("queue").expect("name").in_dir(dir.path());
+    // A socket at the endpoint's path that never accepts, with no room for a waiting
+    // connection once one waits.
+    let listener =
+        std::os::unix::net::UnixListener::bind(dir.path().join("queue.sock")).expect("bind");
+    // SAFETY: listen on a socket this test owns.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+    let mut waiting = Vec::new();
+    loop {
+        let stream = std::os::unix::net::UnixStream::connect(dir.path().join("queue.sock"))
+            .expect("connect");
+        stream.set_nonblocking(true).expect("nonblocking");
+        waiting.push(stream);
+        let probe = tokio::net::UnixStream::connect(dir.path().join("queue.sock")).await;
+        match probe {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Ok(stream) => waiting.push(stream.into_std().expect("std")),
+            Err(e) => panic!("unexpected connect error: {e}"),
+        }
+        assert!(waiting.len() < 64, "the queue never filled");
+    }
+    let mut config = ClientConfig::new();
+    config.connect_timeout(std::time::Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let busy = rpc_transport::connect_with::<common::ProbeClient>(&endpoint, &config).await;
+    assert!(
+        matches!(busy, Err(ConnectError::Busy { .. })),
+        "{:?}",
+        busy.err()
+    );
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(200),
+        "it retried for the connect timeout"
+    );
+}
+
 #[tokio::test]
 async fn missing_server_is_not_found() {
     let dir = private_dir();

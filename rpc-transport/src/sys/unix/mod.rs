@@ -40,11 +40,13 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use rpc_core::frame::FrameWriter;
 use rpc_core::{ClientConfig, PeerInfo, ServerConfig};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
+use tokio::time::Instant;
 
 use crate::endpoint::Endpoint;
 use crate::error::{BindError, ConnectError};
@@ -517,10 +519,15 @@ pub(crate) fn trusted_server(server_uid: u32, own_uid: u32) -> bool {
     server_uid == own_uid || server_uid == 0
 }
 
+/// How long a client waits between attempts while the server's queue of connections waiting
+/// to be accepted is full.
+const BUSY_RETRY: Duration = Duration::from_millis(10);
+
 pub(crate) async fn connect(
     endpoint: &Endpoint,
-    _config: &ClientConfig,
+    config: &ClientConfig,
 ) -> Result<(Reader, Writer), ConnectError> {
+    let give_up = Instant::now() + config.get_connect_timeout();
     let me = euid();
     let dir = endpoint.dir().map_or_else(default_dir, Path::to_path_buf);
     check_private_dir(&dir, &[me, 0])?;
@@ -532,18 +539,35 @@ pub(crate) async fn connect(
             reason: "the socket is a symbolic link",
         });
     }
-    let stream = UnixStream::connect(&path)
-        .await
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
-                ConnectError::NotFound { endpoint: shown() }
+    let stream = loop {
+        match UnixStream::connect(&path).await {
+            Ok(stream) => break stream,
+            // The server's queue of connections waiting to be accepted is full (it is slow to
+            // accept, or out of descriptors for a moment): busy, as when every instance of a
+            // Windows pipe is taken. No event says when it has room: poll briefly, within the
+            // connect timeout.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if Instant::now() >= give_up {
+                    return Err(ConnectError::Busy { endpoint: shown() });
+                }
+                tokio::time::sleep(BUSY_RETRY).await;
             }
-            io::ErrorKind::PermissionDenied => ConnectError::PermissionDenied { endpoint: shown() },
-            _ => ConnectError::Io {
-                endpoint: shown(),
-                source: e.into(),
-            },
-        })?;
+            Err(e) => {
+                return Err(match e.kind() {
+                    io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
+                        ConnectError::NotFound { endpoint: shown() }
+                    }
+                    io::ErrorKind::PermissionDenied => {
+                        ConnectError::PermissionDenied { endpoint: shown() }
+                    }
+                    _ => ConnectError::Io {
+                        endpoint: shown(),
+                        source: e.into(),
+                    },
+                })
+            }
+        }
+    };
     let cred = stream.peer_cred().map_err(|e| ConnectError::Io {
         endpoint: shown(),
         source: e.into(),
