@@ -305,18 +305,96 @@ async fn a_changed_method_is_refused_and_the_others_work() {
     assert_eq!(changed.add(1, 1).await.expect("add"), 2);
 }
 
-/// A number that is never zero: its `Deserialize` checks what it reads, so its shape cannot be
-/// traced and it is known by its name.
+/// An even number that is never zero: its `Deserialize` checks what it reads and refuses every
+/// number the tracer tries (0 and 1), so its shape cannot be traced and it is known by its
+/// name.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct NonZero(u32);
 
 impl<'de> serde::Deserialize<'de> for NonZero {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         match <u32 as serde::Deserialize>::deserialize(deserializer)? {
-            0 => Err(serde::de::Error::custom("zero")),
+            n if n == 0 || n % 2 == 1 => Err(serde::de::Error::custom("zero or odd")),
             n => Ok(Self(n)),
         }
     }
+}
+
+/// An identifier of 16 bytes, read as bytes and refused at any other length (as `uuid::Uuid`
+/// reads itself from a binary format).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Id([u8; 16]);
+
+impl<'de> serde::Deserialize<'de> for Id {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Bytes;
+        impl serde::de::Visitor<'_> for Bytes {
+            type Value = Id;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("16 bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Id, E> {
+                bytes
+                    .try_into()
+                    .map(Id)
+                    .map_err(|_| E::invalid_length(bytes.len(), &self))
+            }
+        }
+        deserializer.deserialize_bytes(Bytes)
+    }
+}
+
+/// A time written as RFC 3339 text, refused if it does not look like one (as a `DateTime`
+/// parses itself).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Time(String);
+
+impl<'de> serde::Deserialize<'de> for Time {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text.len() == 20 && text.as_bytes().get(10) == Some(&b'T') && text.ends_with('Z') {
+            Ok(Self(text))
+        } else {
+            Err(serde::de::Error::custom("not an RFC 3339 time"))
+        }
+    }
+}
+
+/// A job whose fields check what they read, with its two counts of type `$count`.
+macro_rules! jobs {
+    ($module:ident, $count:ty) => {
+        mod $module {
+            use super::{Id, Time};
+
+            #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+            pub struct Job {
+                pub id: Id,
+                pub at: Time,
+                pub retries: $count,
+                pub priority: std::num::NonZeroU32,
+            }
+
+            #[rpc_core::service(name = "Jobs")]
+            pub trait Jobs {
+                async fn submit(&self, job: Job) -> u64;
+            }
+        }
+    };
+}
+
+jobs!(jobs_u32, u32);
+jobs!(jobs_u64, u64);
+
+/// Types whose `Deserialize` checks what it reads are traced with values such types accept
+/// (numbers of one, 16 bytes, times, ...), so that a change beside them in the same argument
+/// is caught: compared by the argument's spelling (`Job`), both versions looked alike.
+#[test]
+fn types_that_check_what_they_read_are_traced() {
+    let old = schema::<jobs_u32::JobsClient>();
+    let new = schema::<jobs_u64::JobsClient>();
+    assert!(old.untraced.is_empty(), "{:?}", old.untraced);
+    assert_eq!(new.breaking_changes(old), argument_change("submit"));
+    assert_ne!(new.fingerprint(), old.fingerprint());
 }
 
 /// A service whose `tag` takes a `NonZero` beside a `Label` whose field is a `$size`.

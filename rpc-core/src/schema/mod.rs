@@ -34,8 +34,8 @@ pub struct ServiceSchema {
     /// different modules) are told apart: the first one traced keeps the name, each other one
     /// is listed as `Name#` and a hash of its structure.
     pub types: BTreeMap<String, ContainerShape>,
-    /// Types whose shape could not be traced (a `Deserialize` that validates its input), by
-    /// their Rust spelling: they are compared by name only.
+    /// Types whose shape could not be traced (a `Deserialize` that refuses every value the
+    /// tracer tries), by their Rust spelling: they are compared by name only.
     pub untraced: Vec<String>,
 }
 

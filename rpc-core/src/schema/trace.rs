@@ -44,7 +44,8 @@ impl SchemaBuilder {
     }
 
     /// The shape of `T`, traced from its `Deserialize`. A type whose `Deserialize` cannot be
-    /// traced (it validates what it reads) is known by `written`, its Rust spelling, instead.
+    /// traced (it refuses every value the tracer tries) is known by `written`, its
+    /// Rust spelling, instead, and a warning says so.
     pub fn shape<T: DeserializeOwned>(&mut self, written: &str) -> Shape {
         match trace::<T>() {
             Some((mut shape, registry)) => {
@@ -80,6 +81,12 @@ impl SchemaBuilder {
                 shape
             }
             None => {
+                tracing::warn!(
+                    r#type = written,
+                    "the shape of this type cannot be traced (its Deserialize refused every \
+                     value tried): it is compared by its name, and a change inside it is not \
+                     caught"
+                );
                 // A type traced under this name is no longer told apart from this one.
                 self.schema.types.remove(written);
                 self.schema.untraced.push(written.to_owned());
@@ -120,15 +127,68 @@ impl SchemaBuilder {
     }
 }
 
+/// The texts handed to `Deserialize` implementations that read a string, after the tracer's
+/// own empty one failed: values that common validating types accept (a time, a date, a UUID, a
+/// URL, an address). One text serves every string of a trace, so a type that holds two kinds
+/// of them (a time and a URL) is still not traced.
+const TEXTS: [&str; 6] = [
+    "",
+    "1970-01-01T00:00:00Z",
+    "1970-01-01",
+    "00000000-0000-0000-0000-000000000000",
+    "http://localhost/",
+    "127.0.0.1",
+];
+
+/// The bytes handed to `Deserialize` implementations that read bytes, after the tracer's own
+/// empty ones failed: as many as a UUID has.
+const BYTES: [u8; 16] = [0; 16];
+
+/// The values the tracer hands to `Deserialize` implementations: the tracer's own (zeros,
+/// empty strings and bytes) for `text` `None`; else, for types that check what they read
+/// (`NonZeroU32`, `Uuid`, a `DateTime`, ...), numbers of one, 16 bytes and `text`. The values
+/// give the trace nothing but a way through: the shape is the same whichever values let it
+/// through.
+fn tracer_config(text: Option<&'static str>) -> TracerConfig {
+    let Some(text) = text else {
+        return TracerConfig::default();
+    };
+    TracerConfig::default()
+        .default_u8_value(1)
+        .default_u16_value(1)
+        .default_u32_value(1)
+        .default_u64_value(1)
+        .default_u128_value(1)
+        .default_i8_value(1)
+        .default_i16_value(1)
+        .default_i32_value(1)
+        .default_i64_value(1)
+        .default_i128_value(1)
+        .default_f32_value(1.0)
+        .default_f64_value(1.0)
+        .default_borrowed_str_value(text)
+        .default_string_value(text.to_owned())
+        .default_borrowed_bytes_value(&BYTES)
+        .default_byte_buf_value(BYTES.to_vec())
+}
+
+/// Traces `T` with the tracer's own values, then, if its `Deserialize` refused them, with
+/// numbers of one, 16 bytes and each of [`TEXTS`] in turn; `None` if none lets it through.
+fn trace<T: DeserializeOwned>() -> Option<(Shape, Registry)> {
+    std::iter::once(None)
+        .chain(TEXTS.iter().copied().map(Some))
+        .find_map(trace_with::<T>)
+}
+
 /// Traces `T` until every variant of every enum in it is known: serde-reflection learns one
 /// variant of an enum per pass, and only repeats passes for the outermost type, so the passes
 /// are replayed on a fresh tracer, clearing the enums it reported incomplete after each, until
-/// none is. `None` if `T` cannot be traced.
-fn trace<T: DeserializeOwned>() -> Option<(Shape, Registry)> {
+/// none is. `None` if `T` cannot be traced with the values of [`tracer_config`]`(text)`.
+fn trace_with<T: DeserializeOwned>(text: Option<&'static str>) -> Option<(Shape, Registry)> {
     let samples = Samples::new();
     let mut clears: Vec<Vec<String>> = Vec::new();
     while clears.len() < MAX_ROUNDS {
-        let mut tracer = Tracer::new(TracerConfig::default());
+        let mut tracer = Tracer::new(tracer_config(text));
         let mut format = None;
         for round in 0..=clears.len() {
             let (traced, _) = tracer.trace_type_once::<T>(&samples).ok()?;
