@@ -213,12 +213,12 @@ fn check_method(errors: &mut Errors, service: &Service, method: &Method) {
     }
 
     check_receiver(errors, method);
-    check_args(errors, method);
+    check_args(errors, method, service.krate());
     check_idempotent(errors, method);
 
     if let ReturnType::Type(_, ty) = &sig.output {
         if !(returns_impl && sig.asyncness.is_none()) {
-            check_type(errors, ty, Place::Return);
+            check_type(errors, ty, Place::Return, service.krate());
         }
         if method.kind == Kind::Oneway && !matches!(method.output, Output::Unit) {
             errors.spanned(
@@ -279,10 +279,12 @@ fn check_receiver(errors: &mut Errors, method: &Method) {
     }
 }
 
-fn check_args(errors: &mut Errors, method: &Method) {
+fn check_args(errors: &mut Errors, method: &Method, krate: Option<&syn::Path>) {
     let mut names = HashSet::new();
     let mut streams = 0;
-    for (position, arg) in method.args.iter().enumerate() {
+    // The arguments that travel in the call's tuple: a stream travels on its own.
+    let mut values = 0;
+    for arg in &method.args {
         let (pat, ty) = (&arg.pat, &arg.ty);
         for attr in &arg.attrs {
             errors.spanned(
@@ -319,7 +321,10 @@ fn check_args(errors: &mut Errors, method: &Method) {
             }
             streams += 1;
         }
-        if position == MAX_ARGS {
+        if arg.stream.is_none() {
+            values += 1;
+        }
+        if arg.stream.is_none() && values == MAX_ARGS + 1 {
             errors.spanned(
                 quote!(#pat: #ty),
                 format_args!(
@@ -328,6 +333,6 @@ fn check_args(errors: &mut Errors, method: &Method) {
                 ),
             );
         }
-        check_type(errors, ty, Place::Argument);
+        check_type(errors, ty, Place::Argument, krate);
     }
 }

@@ -11,9 +11,39 @@ use crate::{blocking, check, client, schema, server};
 
 /// Expands `#[service(attr)] item`.
 ///
-/// Returns every error found, or the code. On error nothing else is emitted: a half-generated
-/// service would only add follow-on errors.
-pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+/// Returns the code, or every error found and the item as written: a half-generated service
+/// would only add follow-on errors, and without the trait every impl of it and every use
+/// would be one more.
+pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let written = item.clone();
+    generate(attr, item).unwrap_or_else(|error| {
+        let error = error.into_compile_error();
+        let written = as_written(written);
+        quote!(#error #written)
+    })
+}
+
+/// The trait as written, without the `#[rpc(...)]` attributes that only `#[service]` reads;
+/// nothing if the item is not a trait.
+fn as_written(item: TokenStream) -> TokenStream {
+    let Ok(mut item) = syn::parse2::<syn::ItemTrait>(item) else {
+        return TokenStream::new();
+    };
+    let ours = |attr: &syn::Attribute| attr.path().is_ident("rpc");
+    for trait_item in &mut item.items {
+        if let syn::TraitItem::Fn(method) = trait_item {
+            method.attrs.retain(|attr| !ours(attr));
+            for input in &mut method.sig.inputs {
+                if let syn::FnArg::Typed(arg) = input {
+                    arg.attrs.retain(|attr| !ours(attr));
+                }
+            }
+        }
+    }
+    quote!(#item)
+}
+
+fn generate(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let mut errors = Errors::default();
     let options = ServiceOptions::parse(&mut errors, attr);
     let item = match syn::parse2::<Item>(item) {
@@ -181,10 +211,10 @@ mod tests {
     use proc_macro2::TokenStream;
     use quote::quote;
 
-    use super::expand;
+    use super::{expand, generate};
 
     fn expanded(attr: TokenStream, item: TokenStream) -> String {
-        match expand(attr, item) {
+        match generate(attr, item) {
             Ok(tokens) => tokens.to_string(),
             Err(e) => panic!("expected an expansion, got {e}"),
         }
@@ -405,15 +435,47 @@ mod tests {
         ];
         for (attr, item) in cases {
             let result = std::panic::catch_unwind(|| {
-                expand(attr.clone(), item.clone()).map(|t| t.to_string())
+                generate(attr.clone(), item.clone()).map(|t| t.to_string())
             });
             assert!(result.is_ok(), "panicked on #[service({attr})] {item}");
         }
     }
 
+    /// A trait with errors is still emitted as written, without the attributes only the macro
+    /// reads, so that its impls and uses add no errors of their own.
+    #[test]
+    fn a_trait_with_errors_is_kept_as_written() {
+        let out = expand(
+            quote!(),
+            quote!(
+                pub trait Store {
+                    #[rpc(oneway)]
+                    async fn put(&self, key: &str);
+                }
+            ),
+        )
+        .to_string();
+        assert!(out.contains("compile_error"), "{out}");
+        assert!(out.contains("pub trait Store"), "{out}");
+        assert!(out.contains("async fn put"), "{out}");
+        assert!(!out.contains("oneway"), "{out}");
+        // Not a trait: only the error.
+        let out = expand(
+            quote!(),
+            quote!(
+                struct S;
+            ),
+        )
+        .to_string();
+        assert!(
+            out.contains("compile_error") && !out.contains("struct"),
+            "{out}"
+        );
+    }
+
     #[test]
     fn every_error_is_reported() {
-        let Err(error) = expand(
+        let Err(error) = generate(
             quote!(colour = "red"),
             quote!(
                 trait T<X> {

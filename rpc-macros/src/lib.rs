@@ -76,21 +76,23 @@ use proc_macro::TokenStream;
 ///
 /// A method may take one `rpc_core::Stream<T>` argument (a stream from the client) and may
 /// return `rpc_core::Stream<T>` (a stream from the server); not one-way, and not inside
-/// another type.
+/// another type. A stream is written `rpc_core::Stream<T>` (the renamed crate's path with
+/// `crate = "..."`) or `Stream<T>` after a `use`: a type of another path whose last segment is
+/// `Stream` is the user's own type, a plain value, and an alias of `rpc_core::Stream` under
+/// another name is not seen as a stream.
 ///
 /// # Rules (each a compile error)
 ///
 /// The trait has no generic parameters, `where` clause, associated types, consts or macros, and
 /// is not `unsafe` or `auto`. Every method is an `async fn` without generics, `where` clause,
 /// default body, `unsafe`, `extern`, `const` or `#[cfg]`, takes `&self` first, and its arguments
-/// are plain names (at most 16). Argument and result types are owned: no references or
-/// non-`'static` lifetimes at any depth, no `impl Trait`, no `Self`. Method names are distinct
+/// are plain names (at most 16, a stream argument apart). Argument and result types are owned: no references or
+/// non-`'static` lifetimes at any depth (a `Cow` needs its `'static` written), no `impl
+/// Trait`, no `Self`. Method names are distinct
 /// and none of `with_timeout`, `handle`, `from_handle`, `clone`, `fmt` (the client's own) or
 /// `as_async`, `from_async` (the blocking client's own). A service name is not empty, has no
 /// control characters and is not `*` (which a client sends to take any service).
 #[proc_macro_attribute]
 pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand::expand(attr.into(), item.into())
-        .unwrap_or_else(syn::Error::into_compile_error)
-        .into()
+    expand::expand(attr.into(), item.into()).into()
 }

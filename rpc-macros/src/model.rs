@@ -85,6 +85,8 @@ impl ServiceOptions {
 
 /// A trait under `#[service]`.
 pub(crate) struct Service {
+    /// `crate = "..."`: the path of `rpc_core` when the dependency is renamed.
+    pub(crate) krate: Option<syn::Path>,
     /// The trait's attributes (docs included), as written.
     pub(crate) attrs: Vec<Attribute>,
     pub(crate) vis: Visibility,
@@ -119,6 +121,11 @@ pub(crate) struct Service {
 }
 
 impl Service {
+    /// The path of `rpc_core` if the service names it otherwise.
+    pub(crate) fn krate(&self) -> Option<&syn::Path> {
+        self.krate.as_ref()
+    }
+
     /// Builds the model of `item`, recording unreadable attributes in `errors`.
     pub(crate) fn from_trait(
         errors: &mut Errors,
@@ -135,7 +142,9 @@ impl Service {
         let mut unsupported = Vec::new();
         for trait_item in item.items {
             match trait_item {
-                TraitItem::Fn(f) => methods.push(Method::from_item(errors, f)),
+                TraitItem::Fn(f) => {
+                    methods.push(Method::from_item(errors, f, options.krate.as_ref()))
+                }
                 other => unsupported.push(other),
             }
         }
@@ -152,6 +161,7 @@ impl Service {
         });
         Self {
             callbacks,
+            krate: options.krate,
             attrs: item.attrs,
             vis: item.vis,
             unsafety: item.unsafety,
@@ -211,7 +221,7 @@ pub(crate) struct Method {
 }
 
 impl Method {
-    fn from_item(errors: &mut Errors, item: TraitItemFn) -> Self {
+    fn from_item(errors: &mut Errors, item: TraitItemFn, krate: Option<&syn::Path>) -> Self {
         let TraitItemFn {
             attrs,
             sig,
@@ -276,7 +286,7 @@ impl Method {
             .filter_map(|input| match input {
                 FnArg::Receiver(_) => None,
                 FnArg::Typed(typed) => Some(Arg {
-                    stream: stream_item(&typed.ty).map(|item| Box::new(item.clone())),
+                    stream: stream_item(&typed.ty, krate).map(|item| Box::new(item.clone())),
                     attrs: typed.attrs.clone(),
                     ident: match &*typed.pat {
                         Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => {
@@ -302,7 +312,7 @@ impl Method {
             kind,
             idempotent,
             args,
-            output: Output::of(&sig.output),
+            output: Output::of(&sig.output, krate),
             default,
             semi_token,
             sig,

@@ -41,7 +41,7 @@ impl Place {
 
 /// Rejects what cannot travel or cannot be named outside the trait: references, non-`'static`
 /// lifetimes, `impl Trait`, `Self`, raw pointers and `_`, at any depth.
-pub(super) fn check_type(errors: &mut Errors, ty: &Type, place: Place) {
+pub(super) fn check_type(errors: &mut Errors, ty: &Type, place: Place, krate: Option<&Path>) {
     match ty {
         Type::Reference(reference) => errors.spanned(reference, place.borrowed()),
         Type::ImplTrait(impl_trait) => errors.spanned(impl_trait, place.impl_trait()),
@@ -54,18 +54,18 @@ pub(super) fn check_type(errors: &mut Errors, ty: &Type, place: Place) {
         }
         Type::Path(path) => {
             if let Some(qself) = &path.qself {
-                check_nested(errors, &qself.ty, place);
+                check_nested(errors, &qself.ty, place, krate);
             }
-            check_path(errors, &path.path, place);
+            check_path(errors, &path.path, place, krate);
         }
-        Type::Array(array) => check_nested(errors, &array.elem, place),
-        Type::Slice(slice) => check_nested(errors, &slice.elem, place),
+        Type::Array(array) => check_nested(errors, &array.elem, place, krate),
+        Type::Slice(slice) => check_nested(errors, &slice.elem, place, krate),
         // The same type, in parentheses or passed through a `macro_rules!` `$t:ty`.
-        Type::Paren(paren) => check_type(errors, &paren.elem, place),
-        Type::Group(group) => check_type(errors, &group.elem, place),
+        Type::Paren(paren) => check_type(errors, &paren.elem, place, krate),
+        Type::Group(group) => check_type(errors, &group.elem, place, krate),
         Type::Tuple(tuple) => {
             for elem in &tuple.elems {
-                check_nested(errors, elem, place);
+                check_nested(errors, elem, place, krate);
             }
         }
         // Trait objects, function pointers, `!` and type macros are left to the compiler: some
@@ -76,18 +76,18 @@ pub(super) fn check_type(errors: &mut Errors, ty: &Type, place: Place) {
 
 /// A type inside another: as [`check_type`], and a stream cannot be there (only an argument or
 /// the result itself can be a stream).
-fn check_nested(errors: &mut Errors, ty: &Type, place: Place) {
-    if crate::model::stream_item(ty).is_some() {
+fn check_nested(errors: &mut Errors, ty: &Type, place: Place, krate: Option<&Path>) {
+    if crate::model::stream_item(ty, krate).is_some() {
         errors.spanned(
             ty,
             "a stream cannot be inside another type: only an argument or the result itself can \
              be `rpc_core::Stream<T>`",
         );
     }
-    check_type(errors, ty, place);
+    check_type(errors, ty, place, krate);
 }
 
-fn check_path(errors: &mut Errors, path: &Path, place: Place) {
+fn check_path(errors: &mut Errors, path: &Path, place: Place, krate: Option<&Path>) {
     for segment in &path.segments {
         if segment.ident == "Self" {
             errors.spanned(
@@ -96,13 +96,31 @@ fn check_path(errors: &mut Errors, path: &Path, place: Place) {
                  no such type; name the type",
             );
         }
+        let elided = match &segment.arguments {
+            PathArguments::AngleBracketed(args) => !args
+                .args
+                .iter()
+                .any(|arg| matches!(arg, GenericArgument::Lifetime(_))),
+            _ => true,
+        };
+        if segment.ident == "Cow" && elided {
+            // The one common type whose lifetime is left out: caught here, not by the compiler
+            // in generated code. (A type of the user's with a hidden lifetime cannot be seen.)
+            errors.spanned(
+                segment,
+                "borrowed data cannot cross a process boundary: write `Cow<'static, _>` or use an \
+                 owned type",
+            );
+        }
         match &segment.arguments {
             PathArguments::None => {}
             PathArguments::AngleBracketed(args) => {
                 for arg in &args.args {
                     match arg {
-                        GenericArgument::Type(ty) => check_nested(errors, ty, place),
-                        GenericArgument::AssocType(assoc) => check_nested(errors, &assoc.ty, place),
+                        GenericArgument::Type(ty) => check_nested(errors, ty, place, krate),
+                        GenericArgument::AssocType(assoc) => {
+                            check_nested(errors, &assoc.ty, place, krate)
+                        }
                         GenericArgument::Lifetime(lifetime) if lifetime.ident != "static" => {
                             errors.spanned(
                                 lifetime,
@@ -116,10 +134,10 @@ fn check_path(errors: &mut Errors, path: &Path, place: Place) {
             }
             PathArguments::Parenthesized(args) => {
                 for input in &args.inputs {
-                    check_nested(errors, input, place);
+                    check_nested(errors, input, place, krate);
                 }
                 if let ReturnType::Type(_, output) = &args.output {
-                    check_nested(errors, output, place);
+                    check_nested(errors, output, place, krate);
                 }
             }
         }

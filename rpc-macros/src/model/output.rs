@@ -17,12 +17,12 @@ pub(crate) enum Output {
     Result { ok: Box<Type>, err: Box<Type> },
     /// `Stream<T>` (`rpc_core::Stream<T>`): the method opens a stream of `T` from the server.
     ///
-    /// Recognised by the last path segment being `Stream` with exactly one type argument.
+    /// Recognised as `Stream<T>` or `rpc_core::Stream<T>`: see [`stream_item`].
     Stream { item: Box<Type> },
 }
 
 impl Output {
-    pub(super) fn of(output: &ReturnType) -> Self {
+    pub(super) fn of(output: &ReturnType, krate: Option<&syn::Path>) -> Self {
         let ReturnType::Type(_, ty) = output else {
             return Self::Unit;
         };
@@ -33,7 +33,7 @@ impl Output {
                 let Some(last) = path.path.segments.last() else {
                     return Self::Value;
                 };
-                if let Some(item) = stream_item(ty) {
+                if let Some(item) = stream_item(ty, krate) {
                     return Self::Stream {
                         item: Box::new(item.clone()),
                     };
@@ -71,13 +71,25 @@ fn ungrouped(ty: &Type) -> &Type {
     }
 }
 
-/// `T` if `ty` is a path whose last segment is `Stream<T>`.
-pub(crate) fn stream_item(ty: &Type) -> Option<&Type> {
+/// `T` if `ty` is `Stream<T>` or `rpc_core::Stream<T>` (with `krate`, the path of a renamed
+/// `rpc_core`, in its place if there is one). A type of another path whose last segment is
+/// `Stream` is another type (`media::Stream<Frame>`); an alias of `rpc_core::Stream` under
+/// another name cannot be told from any other type and is not taken for a stream.
+pub(crate) fn stream_item<'a>(ty: &'a Type, krate: Option<&syn::Path>) -> Option<&'a Type> {
     let Type::Path(path) = ungrouped(ty) else {
         return None;
     };
-    let last = path.path.segments.last()?;
+    let segments = &path.path.segments;
+    let last = segments.last()?;
     if path.qself.is_some() || last.ident != "Stream" {
+        return None;
+    }
+    let prefix = || segments.iter().take(segments.len() - 1);
+    let ours = match krate {
+        Some(krate) => same_path(prefix(), &krate.segments),
+        None => segments.len() == 2 && prefix().all(|segment| segment.ident == "rpc_core"),
+    };
+    if segments.len() > 1 && !ours {
         return None;
     }
     let PathArguments::AngleBracketed(args) = &last.arguments else {
@@ -88,4 +100,14 @@ pub(crate) fn stream_item(ty: &Type) -> Option<&Type> {
         (Some(GenericArgument::Type(item)), None) => Some(item),
         _ => None,
     }
+}
+
+/// Whether two paths name the same thing by their segments' names (leading `::` ignored).
+fn same_path<'a>(
+    a: impl IntoIterator<Item = &'a syn::PathSegment>,
+    b: impl IntoIterator<Item = &'a syn::PathSegment>,
+) -> bool {
+    a.into_iter()
+        .map(|segment| &segment.ident)
+        .eq(b.into_iter().map(|segment| &segment.ident))
 }
