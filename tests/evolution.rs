@@ -451,6 +451,75 @@ async fn an_untraced_argument_hides_no_other_arguments_change() {
     assert_eq!(old.untraced, ["NonZero"]);
 }
 
+/// One interface written in two orders, and a renamed one that calls another back.
+#[allow(dead_code)]
+mod orders {
+    pub mod ab {
+        #[rpc_core::service(name = "Order")]
+        pub trait Order {
+            async fn a(&self) -> u32;
+            async fn b(&self, x: String) -> u64;
+        }
+    }
+
+    pub mod ba {
+        #[rpc_core::service(name = "Order")]
+        pub trait Order {
+            async fn b(&self, x: String) -> u64;
+            async fn a(&self) -> u32;
+        }
+    }
+
+    pub mod renamed {
+        #[rpc_core::service(name = "Orders", callbacks = super::ab::Order)]
+        pub trait Order {
+            async fn a(&self) -> u32;
+            async fn b(&self, x: String) -> u64;
+        }
+    }
+}
+
+/// Reordering a trait's methods leaves its fingerprint alone: a callback service, whose
+/// fingerprint must be equal on both sides, can be reordered too.
+#[test]
+fn reordered_methods_keep_the_fingerprint() {
+    let ab = schema::<orders::ab::OrderClient>();
+    let ba = schema::<orders::ba::OrderClient>();
+    assert_eq!(ab.fingerprint(), ba.fingerprint());
+    assert_eq!(ab.breaking_changes(ba), []);
+}
+
+/// A new name or another callback service rejects every client of the other version at
+/// connect: both are breaking changes.
+#[test]
+fn a_new_name_or_other_callbacks_are_breaking() {
+    let old = schema::<orders::ab::OrderClient>();
+    let new = schema::<orders::renamed::OrderClient>();
+    assert_eq!(
+        new.breaking_changes(old),
+        [
+            Change::Renamed {
+                older: "Order".into(),
+                newer: "Orders".into()
+            },
+            Change::Callbacks {
+                older: None,
+                newer: Some("Order".into())
+            }
+        ]
+    );
+    assert_eq!(
+        new.breaking_changes(old)
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        [
+            "the service `Order` was renamed `Orders`",
+            "the callback service changed from none to `Order`"
+        ]
+    );
+}
+
 /// A service of 30 methods, for the size of its handshake.
 #[allow(dead_code)]
 mod thirty {

@@ -223,7 +223,12 @@ pub(super) fn bounded_fingerprint(schema: &ServiceSchema) -> Option<u64> {
 fn fingerprint_within(schema: &ServiceSchema, budget: &mut usize) -> u64 {
     let mut hash = Fnv::new();
     hash.text(&schema.service);
-    for method in &schema.methods {
+    // In the order of their ids, which do not depend on where the methods are written:
+    // reordering a trait's methods leaves its fingerprint alone (a callback service's must
+    // be equal on both sides).
+    let mut methods: Vec<&MethodSchema> = schema.methods.iter().collect();
+    methods.sort_by_key(|method| method.id);
+    for method in methods {
         let (args, result) = hashes_within(method, &schema.types, budget);
         hash.bytes(&method.id.to_le_bytes());
         hash.bytes(&args.to_le_bytes());

@@ -66,9 +66,25 @@ pub struct MethodSchema {
     pub error: Option<(String, Shape)>,
 }
 
-/// How two schemas of a service differ, for one method.
+/// How two schemas of a service differ: for one method, or for the whole service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
+    /// The service's name changed: every client of the other name is rejected at connect.
+    Renamed {
+        /// The name in the older schema.
+        older: String,
+        /// The name in the newer one.
+        newer: String,
+    },
+    /// The service calls back another service, or calls back none where it did, or the other
+    /// way round: every client of the other version is rejected at connect. (A change inside
+    /// the callback service rejects them too; it is that service's own schema that shows it.)
+    Callbacks {
+        /// The callback service in the older schema.
+        older: Option<String>,
+        /// The one in the newer schema.
+        newer: Option<String>,
+    },
     /// The method is gone: clients that call it get `UnknownMethod`.
     Removed {
         /// The method.
@@ -88,7 +104,20 @@ pub enum Change {
 
 impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let named = |name: &Option<String>| match name {
+            Some(name) => format!("`{name}`"),
+            None => "none".to_owned(),
+        };
         match self {
+            Change::Renamed { older, newer } => {
+                write!(f, "the service `{older}` was renamed `{newer}`")
+            }
+            Change::Callbacks { older, newer } => write!(
+                f,
+                "the callback service changed from {} to {}",
+                named(older),
+                named(newer)
+            ),
             Change::Removed { method } => write!(f, "method `{method}` was removed"),
             Change::Arguments { method } => {
                 write!(f, "the arguments of method `{method}` changed shape")
@@ -118,11 +147,24 @@ impl ServiceSchema {
         self.methods.iter().find(|m| m.name == name)
     }
 
-    /// What a client built against `older` would break on against this schema: methods
-    /// removed, and methods whose arguments or result changed shape. Added methods are not
-    /// breaking.
+    /// What a client built against `older` would break on against this schema: a new name or
+    /// another callback service (which reject it at connect), methods removed, and methods
+    /// whose arguments or result changed shape. Added methods are not breaking. A change
+    /// inside the callback service is in that service's own schema.
     pub fn breaking_changes(&self, older: &ServiceSchema) -> Vec<Change> {
         let mut changes = Vec::new();
+        if self.service != older.service {
+            changes.push(Change::Renamed {
+                older: older.service.clone(),
+                newer: self.service.clone(),
+            });
+        }
+        if self.callbacks != older.callbacks {
+            changes.push(Change::Callbacks {
+                older: older.callbacks.clone(),
+                newer: self.callbacks.clone(),
+            });
+        }
         for old in &older.methods {
             let Some(new) = self.methods.iter().find(|m| m.id == old.id) else {
                 changes.push(Change::Removed {
