@@ -23,6 +23,8 @@ pub trait SessionDaemon {
     /// never sends it twice.
     async fn run_job(&self, ms: u64) -> u64;
     /// The status now, then again every `every_ms` milliseconds, until the client drops it.
+    /// Opening it twice is harmless, so a session opens it again after a reconnect.
+    #[rpc(idempotent)]
     async fn watch(&self, every_ms: u64) -> rpc_core::Stream<Status>;
 }
 

@@ -20,7 +20,7 @@ async fn a_stream_opening_stopped_by_a_shutdown_may_have_run() {
     lab.shared.opens_held.send_replace(true);
     let opening = tokio::spawn({
         let store = store.clone();
-        async move { store.watch(7).await.map(|_| ()) }
+        async move { store.progress(7).await.map(|_| ()) }
     });
     lab.shared.until_started("watch", 1).await;
     lab.shut_down();

@@ -71,8 +71,9 @@ use proc_macro::TokenStream;
 /// - `#[rpc(oneway)]` on a method: the client does not wait and no reply is sent; the method
 ///   must not return a value.
 /// - `#[rpc(idempotent)]` on a method: running it twice has the effect of running it once, so
-///   a session (`rpc_core::session`) sends it again after a reconnect, within its deadline. Not
-///   on one-way methods, nor on methods that take a stream.
+///   a session (`rpc_core::session`) sends it again after a reconnect, within its deadline, and
+///   opens the stream it returns again (a subscription). Not on one-way methods, nor on methods
+///   that take a stream.
 ///
 /// A method may take one `rpc_core::Stream<T>` argument (a stream from the client) and may
 /// return `rpc_core::Stream<T>` (a stream from the server); not one-way, and not inside

@@ -12,9 +12,11 @@
 //! * **Methods marked `#[rpc(idempotent)]`** are sent again on the new connection, within the
 //!   call's deadline, when the connection was lost during the call. Other methods are sent at
 //!   most once.
-//! * **Streams** opened through the session (methods returning [`crate::Stream`]) are opened
-//!   again with the same arguments once the session is back; the receiver yields one
-//!   [`RpcError::StreamReopened`] item at the gap, then the reopened stream's items.
+//! * **Subscriptions**, streams opened through the session by methods marked
+//!   `#[rpc(idempotent)]` that return [`crate::Stream`], are opened again with the same
+//!   arguments once the session is back; the receiver yields one [`RpcError::StreamReopened`]
+//!   item at the gap, then the reopened stream's items. Other streams end with their
+//!   connection (opening them again would run their handler again: a job's progress).
 //! * **A server that cannot be the right one** (it rejects the handshake: another service or
 //!   another interface) is not retried: the session goes to [`SessionState::Failed`] and calls
 //!   fail with [`RpcError::SessionFailed`], until [`Session::retry_now`].

@@ -18,12 +18,15 @@ type Opening<T> = Pin<Box<dyn Future<Output = Result<StreamReceiver<T>, RpcError
 
 /// How a stream of a session is opened again, and the opening under way.
 pub(crate) struct Resume<T> {
-    reopen: Box<dyn Fn() -> Opening<T> + Send + Sync>,
+    /// `None` for a stream of a method that is not idempotent: it is not opened again, and
+    /// ends with its connection's loss as a call does, `ConnectionLost`.
+    reopen: Option<Box<dyn Fn() -> Opening<T> + Send + Sync>>,
     /// In a mutex only so that the receiver stays `Sync`; reached through `get_mut`.
     opening: Mutex<Option<Opening<T>>>,
 }
 
-/// Opens a stream through the session; the receiver opens it again after a reconnect.
+/// Opens a stream through the session; if its method is idempotent, the receiver opens it again
+/// after a reconnect.
 pub(super) async fn open<A, T>(
     session: &SessionLink,
     method: &'static MethodDescriptor,
@@ -38,6 +41,15 @@ where
             handle.open_stream::<A, T>(method, args).await
         })
         .await?;
+    if !method.idempotent {
+        // Opening it again would run its handler again: a stream that is not a subscription (a
+        // job's progress) ends with its connection, as a call is sent at most once.
+        receiver.resume = Some(Box::new(Resume {
+            reopen: None,
+            opening: Mutex::new(None),
+        }));
+        return Ok(receiver);
+    }
     // The arguments are kept as a value of their own, through their encoding (they need not be
     // `Clone`, and the server decodes them anyway).
     let kept = postcard::to_allocvec(args)
@@ -52,10 +64,10 @@ where
     };
     let session = session.clone();
     receiver.resume = Some(Box::new(Resume {
-        reopen: Box::new(move || {
+        reopen: Some(Box::new(move || {
             let (session, args) = (session.clone(), Arc::clone(&args));
             Box::pin(async move { reopen::<A, T>(&session, method, &args).await })
-        }),
+        })),
         opening: Mutex::new(None),
     }));
     Ok(receiver)
@@ -95,7 +107,8 @@ where
 }
 
 /// The next item of a stream of a session: the stream's own items; at a lost connection,
-/// nothing until the stream is open again, then [`RpcError::StreamReopened`].
+/// nothing until the stream is open again, then [`RpcError::StreamReopened`] (or, for a stream
+/// that is not opened again, [`RpcError::ConnectionLost`] and the end).
 pub(crate) fn poll_next<T: DeserializeOwned>(
     receiver: &mut StreamReceiver<T>,
     cx: &mut Context<'_>,
@@ -125,11 +138,20 @@ pub(crate) fn poll_next<T: DeserializeOwned>(
             // As for calls: a server's `ShuttingDown` counts only once it has said goodbye, or
             // one that ends streams so without going away would have them reopened forever.
             Some(Err(error)) if lost_on(&error, receiver.handle()).is_some() => {
-                tracing::debug!(%error, "stream lost with its connection; reopening");
-                if let Some(resume) = receiver.resume.as_mut() {
-                    let reopening = (resume.reopen)();
+                let reopen = receiver.resume.as_mut().and_then(|resume| {
+                    let reopening = (resume.reopen.as_ref()?)();
                     *resume.opening.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(reopening);
+                    Some(())
+                });
+                if reopen.is_none() {
+                    // Not a subscription: its handler ran, and the stream ends here.
+                    receiver.resume = None;
+                    return Poll::Ready(Some(Err(RpcError::ConnectionLost {
+                        may_have_run: true,
+                        cause: Box::new(error),
+                    })));
                 }
+                tracing::debug!(%error, "stream lost with its connection; reopening");
             }
             other => return Poll::Ready(other),
         }

@@ -30,8 +30,12 @@ pub trait Store {
     async fn stall_once(&self) -> u64;
     /// Never answers.
     async fn hang(&self) -> u64;
-    /// `from`, `from + 1`, ... one each time the test releases one.
+    /// `from`, `from + 1`, ... one each time the test releases one. A subscription: opening it
+    /// again is harmless.
+    #[rpc(idempotent)]
     async fn watch(&self, from: u64) -> rpc_core::Stream<u64>;
+    /// The same, but a job's progress: opening it again would run the job again.
+    async fn progress(&self, from: u64) -> rpc_core::Stream<u64>;
     /// The sum of the items, once they end; never answers if one of them is 0.
     async fn sum(&self, items: rpc_core::Stream<u64>) -> u64;
 }
@@ -130,6 +134,10 @@ impl Store for StoreImpl {
             sum += item;
         }
         sum
+    }
+
+    async fn progress(&self, from: u64) -> rpc_core::Stream<u64> {
+        self.watch(from).await
     }
 
     async fn watch(&self, from: u64) -> rpc_core::Stream<u64> {
