@@ -168,6 +168,52 @@ async fn dropping_the_client_lets_the_child_exit_cleanly() {
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }
 
+/// A child whose standard input and output are a socket (as some runtimes give their child
+/// processes) serves over it, and exits once its client has said goodbye while the parent keeps
+/// its end of the socket open: its reads do not sit in a blocking thread that only the
+/// parent's close would end, and which the child's runtime would wait for as it exits.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_whose_stdio_is_a_socket_exits_after_the_goodbye() {
+    use std::os::fd::OwnedFd;
+
+    use common::RawPeer;
+    use rpc_core::protocol::{GoodbyeReason, Header};
+    use rpc_core::Client;
+
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socket pair");
+    let input = theirs.try_clone().expect("clone");
+    let mut child = Command::new(child_program())
+        .arg("stdio")
+        .stdin(Stdio::from(OwnedFd::from(input)))
+        .stdout(Stdio::from(OwnedFd::from(theirs)))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    // Kept open to the end: the child sees no end of its input.
+    let held = ours.try_clone().expect("clone");
+    ours.set_nonblocking(true).expect("nonblocking");
+    let (read, write) = tokio::net::UnixStream::from_std(ours)
+        .expect("register")
+        .into_split();
+    let mut peer = RawPeer::from_halves(Box::new(read), Box::new(write));
+    peer.send_hello_for(<HelperClient as Client>::SERVICE).await;
+    let welcome = within("the welcome", peer.recv()).await;
+    assert!(
+        matches!(welcome, Some((Header::Welcome { .. }, _))),
+        "{welcome:?}"
+    );
+    peer.send_header(&Header::Goodbye {
+        reason: GoodbyeReason::ShuttingDown,
+    })
+    .await;
+    let status = within("the child to exit", child.wait())
+        .await
+        .expect("wait");
+    assert!(status.success(), "{status:?}");
+    drop((peer, held));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn child_that_lingers_is_killed_after_the_grace_period() {
     let mut options = ClientConfig::new();
