@@ -107,8 +107,9 @@ pub async fn connect_any(
 
 /// The names of the endpoints served on this machine that this user can reach by name: on
 /// Unix the sockets in the user's private directory, on Windows the named pipes of this
-/// framework. A name may belong to a server that has died (its socket left behind):
-/// connecting tells.
+/// framework, every user's (a pipe's owner is known only by connecting). Pipe pairs are not
+/// listed. A name may belong to a server that has died (its socket left behind): connecting
+/// tells.
 ///
 /// # Errors
 ///

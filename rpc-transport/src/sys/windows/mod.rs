@@ -58,25 +58,44 @@ pub(crate) use listener::Listener;
 
 use crate::endpoint::Endpoint;
 
-/// The pipe path of an endpoint.
-/// The names of this framework's named pipes (`\\.\pipe\rpc-<name>`).
+/// The names of this framework's named pipes (`\\.\pipe\rpc-<name>`), every user's (a pipe's
+/// owner is known only by opening it), without the two pipes of each pipe pair (`<name>.in`
+/// and `<name>.out`), which a client does not connect to as an endpoint: on Unix, FIFO pairs
+/// are not listed either.
 pub(crate) fn list_endpoints() -> Result<Vec<String>, crate::ConnectError> {
     let dir = r"\\.\pipe\";
     let entries = std::fs::read_dir(dir).map_err(|source| crate::ConnectError::Io {
         endpoint: dir.to_owned(),
         source: std::sync::Arc::new(source),
     })?;
-    let mut names: Vec<String> = entries
+    let names = entries
         .filter_map(Result::ok)
         .filter_map(|entry| {
             let name = entry.file_name().into_string().ok()?;
             name.strip_prefix("rpc-").map(str::to_owned)
         })
         .collect();
-    names.sort();
-    Ok(names)
+    Ok(endpoint_names(names))
 }
 
+/// `names` sorted, without the two pipes of each pipe pair: `<base>.in` and `<base>.out`, when
+/// both are there.
+fn endpoint_names(mut names: Vec<String>) -> Vec<String> {
+    let all: std::collections::HashSet<String> = names.iter().cloned().collect();
+    let pair_half = |name: &String| {
+        let other = match (name.strip_suffix(".in"), name.strip_suffix(".out")) {
+            (Some(base), _) => format!("{base}.out"),
+            (_, Some(base)) => format!("{base}.in"),
+            _ => return false,
+        };
+        all.contains(&other)
+    };
+    names.retain(|name| !pair_half(name));
+    names.sort();
+    names
+}
+
+/// The pipe path of an endpoint.
 pub(crate) fn pipe_path(endpoint: &Endpoint) -> String {
     format!(r"\\.\pipe\rpc-{}", endpoint.name())
 }

@@ -83,3 +83,13 @@ fn handle(reader: &PipeReader) -> BorrowedHandle<'_> {
 fn raw(reader: &PipeReader) -> windows_sys::Win32::Foundation::HANDLE {
     handle(reader).as_raw_handle()
 }
+
+/// The two pipes of each pipe pair are not listed as endpoints; a name that only looks like
+/// half of one is.
+#[test]
+fn the_pipes_of_a_pair_are_not_listed() {
+    let names = ["b.out", "a", "b.in", "c.in", "b"]
+        .map(String::from)
+        .to_vec();
+    assert_eq!(super::endpoint_names(names), ["a", "b", "c.in"]);
+}
