@@ -14,6 +14,9 @@
 //! [`ClientConfig::connect_timeout`](rpc_core::ClientConfig::connect_timeout); with no server,
 //! [`ConnectError::NotFound`](crate::ConnectError::NotFound) comes at once.
 //!
+//! The handlers' peer: on Windows the client's process id and user, as for a duplex pipe; on
+//! Unix unknown (a FIFO does not say who opened it; only this user can open the private
+//! directory's FIFOs).
 //! ```no_run
 //! # #[rpc_core::service]
 //! # pub trait Calculator { async fn add(&self, a: i64, b: i64) -> i64; }

@@ -31,7 +31,8 @@ pub async fn serve_stdio<D: Dispatch>(service: D) -> Result<(), ChildServeError>
 /// First it takes stdin and stdout for the connection and points the process's standard
 /// output at standard error and its standard input at the null device, so nothing else in the
 /// process can write into the connection or read from it (see the [module](super) docs).
-/// The handlers' [`rpc_core::CallContext`] names the parent process as the peer.
+/// On Unix the handlers' [`rpc_core::CallContext`] names the parent process as the peer (its
+/// process id and this process's user); on Windows the peer is unknown.
 ///
 /// # Errors
 ///
