@@ -9,8 +9,9 @@
 //! decoding one copy out of it.
 //!
 //! The wire encoding is the same as that of a `Vec<u8>`, so a peer that reads or writes a
-//! `Vec<u8>` in its place decodes the same bytes. The interface fingerprint sees type names,
-//! though: a service must declare the same type on both ends.
+//! `Vec<u8>` in its place decodes the same bytes. The interface fingerprint sees shapes,
+//! though, and a `ByteBuf` (bytes) has another shape than a `Vec<u8>` (a sequence of `u8`): a
+//! method declared with one on one end and the other on the other end is incompatible.
 
 use std::borrow::Borrow;
 use std::cell::RefCell;
