@@ -1,7 +1,7 @@
 //! What a server says about its service, and how `rpc describe` shows it.
 //!
-//! [`Describe`] mirrors the description a running server will send once the introspection
-//! protocol exists: every method with its wire id, kind, documentation, argument names and
+//! [`Describe`] mirrors the description a running server sends when asked (`describe`): every
+//! method with its wire id, kind, documentation, argument names and
 //! types as written in the trait, and the traced [`Format`] of its arguments, result and error,
 //! whose named types are in [`Describe::registry`]. The codec needs only the formats; the
 //! names as written are for people.

@@ -2,8 +2,8 @@
 //!
 //! The commands are written against [`Backend`]: listing services, fetching a [`Describe`],
 //! making a call and following a stream, with arguments and results as postcard bytes. The
-//! command-line tool has one implementation so far, [`NotConnected`], which refuses everything;
-//! the introspection protocol will bring the one that connects.
+//! command-line tool's backend connects to the services (`remote`); [`NotConnected`], which
+//! refuses everything, serves tests.
 
 use std::io::Write;
 use std::time::Duration;

@@ -18,8 +18,9 @@ fn differs(arguments: bool, result: bool) -> &'static str {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum RpcError {
-    /// The server refused the handshake: another protocol version, another service, or another
-    /// interface of the same service.
+    /// The server refused the handshake: another protocol version, another service, or other
+    /// callbacks than it calls. (Another version of the same service is welcomed: its methods
+    /// bind one by one.)
     #[error("handshake rejected")]
     Rejected(#[source] Rejection),
     /// The peer did not complete the handshake in time.

@@ -67,8 +67,9 @@ pub enum ConnectError {
         source: Arc<io::Error>,
     },
     /// The endpoint was reached, but the connection failed during the handshake: the server
-    /// serves another service or another interface ([`RpcError::Rejected`]), did not answer in
-    /// time, closed, or does not speak the protocol.
+    /// serves another service, speaks another protocol version or expects other callbacks
+    /// ([`RpcError::Rejected`]), did not answer in time, closed, or does not speak the
+    /// protocol.
     #[error("handshake failed")]
     Handshake(#[source] RpcError),
 }

@@ -63,8 +63,10 @@ use rpc_core::{Client, ClientConfig, RpcError};
 /// as many connections as it may, [`ConnectError::PermissionDenied`],
 /// [`ConnectError::UntrustedServer`] if the server runs as another user, another variant of
 /// [`ConnectError`] if the name is invalid or the endpoint cannot be reached;
-/// [`ConnectError::Handshake`] if the server serves another service or another version of it
-/// ([`rpc_core::RpcError::Rejected`]) or the connection fails during the handshake.
+/// [`ConnectError::Handshake`] if the server serves another service, speaks another protocol
+/// version or expects other callbacks ([`rpc_core::RpcError::Rejected`]), or the connection
+/// fails during the handshake. Another version of the same service is welcomed: its methods
+/// bind one by one (see [`rpc_core::MethodBinding`]).
 pub async fn connect<C: Client>(name: &str) -> Result<C, ConnectError> {
     connect_with(&Endpoint::new(name)?, &ClientConfig::default()).await
 }

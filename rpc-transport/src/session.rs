@@ -13,8 +13,9 @@
 //! ```
 //!
 //! See [`rpc_core::session`] for what calls and streams of a session do when the connection is
-//! lost. A server that rejects the handshake (another service, another interface) or a name
-//! that cannot be an endpoint fails the session at once; every other error is retried.
+//! lost. A server that rejects the handshake (another service, another protocol version, other
+//! callbacks) fails the session at once; every other error is retried. (A name that cannot be
+//! an endpoint is refused before there is a session.)
 
 use rpc_core::session::{Connect, Session, SessionConfig};
 use rpc_core::{Client, ClientConfig, ClientHandle, RpcError, ServiceDescriptor};

@@ -19,7 +19,8 @@ use crate::stream::credit::{clamp_window, DEFAULT_WINDOW};
 /// ```
 ///
 /// What a peer can make the server hold is bounded by these settings: per connection at most
-/// [`max_in_flight`](Self::max_in_flight) handlers (each its own task once it waits), replies
+/// [`max_in_flight`](Self::max_in_flight) handlers (each its own task once it waits; twice
+/// that for a service with callbacks, plus one per open stream: see the setter), replies
 /// waiting to be written up to [`max_unsent_bytes`](Self::max_unsent_bytes) (then the server
 /// stops reading) plus those of the handlers still running, and one frame of at most
 /// [`max_frame`](Self::max_frame) bytes being read, which must complete within
@@ -106,8 +107,9 @@ impl ServerConfig {
     }
 
     /// Sets how many connections a server on a named endpoint serves at once. Default 256;
-    /// further clients wait to be accepted. On Windows one more pipe instance always waits for
-    /// the next client.
+    /// a client past the limit is refused at once (`ServerBusy`, which the transport's connect
+    /// reports as busy), sixteen such refusals at a time; past those, its connection is closed
+    /// without a word. On Windows a few more pipe instances always wait for the next clients.
     ///
     /// # Panics
     ///

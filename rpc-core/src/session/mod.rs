@@ -17,8 +17,8 @@
 //!   arguments once the session is back; the receiver yields one [`RpcError::StreamReopened`]
 //!   item at the gap, then the reopened stream's items. Other streams end with their
 //!   connection (opening them again would run their handler again: a job's progress).
-//! * **A server that cannot be the right one** (it rejects the handshake: another service or
-//!   another interface) is not retried: the session goes to [`SessionState::Failed`] and calls
+//! * **A server that cannot be the right one** (it rejects the handshake: another service,
+//!   another protocol version, other callbacks) is not retried: the session goes to [`SessionState::Failed`] and calls
 //!   fail with [`RpcError::SessionFailed`], until [`Session::retry_now`].
 //!
 //! The state ([`SessionState`]) is a [`tokio::sync::watch`] channel: a GUI awaits its changes
