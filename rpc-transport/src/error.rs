@@ -31,9 +31,9 @@ pub enum ConnectError {
         endpoint: String,
     },
     /// The server is busy: it serves as many connections as it may (it said so), or every
-    /// instance of the endpoint (a Windows pipe's, a pipe pair's one) stayed taken, or the
-    /// queue of a Unix socket's connections waiting to be accepted stayed full, for the whole
-    /// connect timeout.
+    /// instance of the endpoint (a Windows pipe's, a pipe pair's one) stayed taken, or (on
+    /// Linux) the queue of a Unix socket's connections waiting to be accepted stayed full, for
+    /// the whole connect timeout.
     #[error("{endpoint} is busy")]
     Busy {
         /// The endpoint.

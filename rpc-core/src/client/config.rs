@@ -121,8 +121,8 @@ impl ClientConfig {
     }
 
     /// Sets how long connecting keeps retrying an endpoint that is busy (every instance of a
-    /// Windows pipe taken, a pipe pair serving another client, the queue of a Unix socket's
-    /// connections waiting to be accepted full). Default 5 s.
+    /// Windows pipe taken, a pipe pair serving another client, on Linux the queue of a Unix
+    /// socket's connections waiting to be accepted full). Default 5 s.
     pub fn connect_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.connect_timeout = timeout;
         self

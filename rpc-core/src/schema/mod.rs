@@ -68,6 +68,7 @@ pub struct MethodSchema {
 
 /// How two schemas of a service differ: for one method, or for the whole service.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Change {
     /// The service's name changed: every client of the other name is rejected at connect.
     Renamed {

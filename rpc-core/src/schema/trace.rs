@@ -148,7 +148,10 @@ const BYTES: [u8; 16] = [0; 16];
 /// empty strings and bytes) for `text` `None`; else, for types that check what they read
 /// (`NonZeroU32`, `Uuid`, a `DateTime`, ...), numbers of one, 16 bytes and `text`. The values
 /// give the trace nothing but a way through: the shape is the same whichever values let it
-/// through.
+/// through, unless a `Deserialize` reads one way or another depending on a value it read (a
+/// version number that chooses a layout), whose shape then depends on which values were
+/// tried: comparing two versions then finds a change (a method bound as incompatible), never
+/// none where there is one.
 fn tracer_config(text: Option<&'static str>) -> TracerConfig {
     let Some(text) = text else {
         return TracerConfig::default();

@@ -219,8 +219,9 @@ impl Link {
         }
     }
 
-    /// As [`ClientHandle::open_stream`]. Through a session, the stream is opened again with
-    /// the same arguments after a reconnect (see [`crate::session`]).
+    /// As [`ClientHandle::open_stream`]. Through a session, the stream of a method marked
+    /// `#[rpc(idempotent)]` is opened again with the same arguments after a reconnect; any
+    /// other ends with `ConnectionLost` (see [`crate::session`]).
     ///
     /// # Errors
     ///

@@ -41,13 +41,18 @@ where
             handle.open_stream::<A, T>(method, args).await
         })
         .await?;
-    if !method.idempotent {
-        // Opening it again would run its handler again: a stream that is not a subscription (a
-        // job's progress) ends with its connection, as a call is sent at most once.
-        receiver.resume = Some(Box::new(Resume {
+    // A stream that is not opened again ends with its connection, as a call is sent at most
+    // once.
+    let not_reopened = || {
+        Box::new(Resume {
             reopen: None,
             opening: Mutex::new(None),
-        }));
+        })
+    };
+    if !method.idempotent {
+        // Opening it again would run its handler again: a stream that is not a subscription (a
+        // job's progress).
+        receiver.resume = Some(not_reopened());
         return Ok(receiver);
     }
     // The arguments are kept as a value of their own, through their encoding (they need not be
@@ -60,6 +65,7 @@ where
             method = method.name,
             "arguments do not decode as they encode; the stream will not be reopened"
         );
+        receiver.resume = Some(not_reopened());
         return Ok(receiver);
     };
     let session = session.clone();

@@ -88,28 +88,21 @@ fn check_nested(errors: &mut Errors, ty: &Type, place: Place, krate: Option<&Pat
 }
 
 fn check_path(errors: &mut Errors, path: &Path, place: Place, krate: Option<&Path>) {
+    if let Some(cow) = elided_cow(path) {
+        // The one common type whose lifetime is left out: caught here, not by the compiler in
+        // generated code. (A type of the user's with a hidden lifetime cannot be seen.)
+        errors.spanned(
+            cow,
+            "borrowed data cannot cross a process boundary: write `Cow<'static, _>` or use an \
+             owned type",
+        );
+    }
     for segment in &path.segments {
         if segment.ident == "Self" {
             errors.spanned(
                 &segment.ident,
                 "`Self` cannot appear in a service method's signature: the generated client has \
                  no such type; name the type",
-            );
-        }
-        let elided = match &segment.arguments {
-            PathArguments::AngleBracketed(args) => !args
-                .args
-                .iter()
-                .any(|arg| matches!(arg, GenericArgument::Lifetime(_))),
-            _ => true,
-        };
-        if segment.ident == "Cow" && elided {
-            // The one common type whose lifetime is left out: caught here, not by the compiler
-            // in generated code. (A type of the user's with a hidden lifetime cannot be seen.)
-            errors.spanned(
-                segment,
-                "borrowed data cannot cross a process boundary: write `Cow<'static, _>` or use an \
-                 owned type",
             );
         }
         match &segment.arguments {
@@ -142,4 +135,25 @@ fn check_path(errors: &mut Errors, path: &Path, place: Place, krate: Option<&Pat
             }
         }
     }
+}
+
+/// The last segment of `path` if it is the standard library's `Cow` (`Cow`, `borrow::Cow`,
+/// `std::borrow::Cow` or `alloc::borrow::Cow`) with its type argument and without its
+/// lifetime: `Cow<str>`. A type of the user's named `Cow` elsewhere, or one without type
+/// arguments, is not it.
+fn elided_cow(path: &Path) -> Option<&syn::PathSegment> {
+    let names: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    let standard = matches!(
+        names.iter().map(String::as_str).collect::<Vec<_>>()[..],
+        ["Cow"] | ["borrow", "Cow"] | ["std" | "alloc", "borrow", "Cow"]
+    );
+    let last = path.segments.last()?;
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    let lifetime = args
+        .args
+        .iter()
+        .any(|arg| matches!(arg, GenericArgument::Lifetime(_)));
+    (standard && !lifetime).then_some(last)
 }

@@ -1,5 +1,6 @@
 //! Arguments and results of user types with serde derives, standard containers, tuples and
-//! arrays; a `Result` alias, which travels as a plain value.
+//! arrays; a `Result` alias, which travels as a plain value; a type of the user's named `Cow`,
+//! which needs no lifetime.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -28,6 +29,15 @@ pub struct ShapeError {
     reason: String,
 }
 
+/// Animals, among them one named like the standard library's `Cow`.
+pub mod farm {
+    /// A cow of the farm: no `std::borrow::Cow`.
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct Cow<T> {
+        pub name: T,
+    }
+}
+
 /// An alias: not recognised as `Result<T, E>`, so it is a plain value.
 pub type Answer = Result<u32, String>;
 
@@ -45,6 +55,8 @@ pub trait Geometry {
     async fn answer(&self, ok: bool) -> Answer;
     /// A fully qualified `Result`.
     async fn qualified(&self, ok: bool) -> std::result::Result<Point, ShapeError>;
+    /// The user's own `Cow`.
+    async fn herd(&self, cows: Vec<farm::Cow<String>>) -> farm::Cow<u32>;
 }
 
 struct Plane;
@@ -98,6 +110,12 @@ impl Geometry for Plane {
             })
         }
     }
+
+    async fn herd(&self, cows: Vec<farm::Cow<String>>) -> farm::Cow<u32> {
+        farm::Cow {
+            name: u32::try_from(cows.len()).unwrap_or(u32::MAX),
+        }
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -138,5 +156,9 @@ async fn main() -> Result<(), rpc_core::RpcError> {
     assert_eq!(client.answer(true).await?, Ok(42));
     let qualified: Result<Point, ShapeError> = client.qualified(false).await?;
     assert!(qualified.is_err());
+    let herd = vec![farm::Cow {
+        name: "Daisy".to_owned(),
+    }];
+    assert_eq!(client.herd(herd).await?, farm::Cow { name: 1 });
     Ok(())
 }

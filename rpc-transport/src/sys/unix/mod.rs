@@ -543,8 +543,8 @@ pub(crate) async fn connect(
         match UnixStream::connect(&path).await {
             Ok(stream) => break stream,
             // The server's queue of connections waiting to be accepted is full (it is slow to
-            // accept, or out of descriptors for a moment): busy, as when every instance of a
-            // Windows pipe is taken. No event says when it has room: poll briefly, within the
+            // accept, or out of descriptors for a moment), as Linux says it: busy, as when every
+            // instance of a Windows pipe is taken. (Other systems refuse the connection.) No event says when it has room: poll briefly, within the
             // connect timeout.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if Instant::now() >= give_up {
