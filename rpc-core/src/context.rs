@@ -16,7 +16,9 @@ pub struct PeerInfo {
     pub pid: Option<u32>,
     /// The peer's user id (Unix).
     pub uid: Option<u32>,
-    /// The peer's user SID in string form (Windows), where the API gives it.
+    /// The peer's user SID in string form (Windows): read from the connection itself (the
+    /// identity the client connected with, which needs no right on its process), else from
+    /// the peer's process where the server may query it.
     pub sid: Option<String>,
 }
 

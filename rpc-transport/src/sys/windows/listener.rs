@@ -11,7 +11,7 @@ use windows_sys::Win32::System::Pipes::{WaitNamedPipeW, NMPWAIT_NOWAIT};
 use super::frames::{duplex, PipeReader, PipeWriter};
 use super::pipe::{self, client_process_id, duplex_options, Pipe};
 use super::pipe_path;
-use super::security::{own_user_sid, pipe_sddl, process_user_sid, SecurityDescriptor};
+use super::security::{own_user_sid, peer_user_sid, pipe_sddl, SecurityDescriptor};
 use crate::endpoint::Endpoint;
 use crate::error::BindError;
 
@@ -144,7 +144,7 @@ impl Listener {
         // again, and the others wait meanwhile.
         let _ = self.top_up();
         let pid = client_process_id(&connected);
-        let sid = pid.and_then(|pid| process_user_sid(pid).ok());
+        let sid = peer_user_sid(Pipe::server_handle(&connected), pid);
         let (reader, writer) = duplex(Pipe::Server(connected));
         Ok((reader, writer, PeerInfo::windows(pid, sid)))
     }

@@ -31,7 +31,7 @@ use super::client::{check_owner, open_with_retry};
 use super::frames::{reader, writer, PipeReader, PipeWriter};
 use super::pipe::{self, client_process_id, Pipe, PIPE_BUFFER};
 use super::pipe_path;
-use super::security::{own_user_sid, pipe_sddl, process_user_sid, SecurityDescriptor};
+use super::security::{own_user_sid, peer_user_sid, pipe_sddl, SecurityDescriptor};
 use super::state::other_end_gone;
 use crate::endpoint::Endpoint;
 use crate::error::{BindError, ConnectError};
@@ -154,7 +154,7 @@ impl PairListener {
                 }
             }
         };
-        let sid = process_user_sid(pid).ok();
+        let sid = peer_user_sid(Pipe::server_handle(server(&self.input)?), Some(pid));
         Ok((
             reader(Arc::clone(&self.input)),
             writer(Arc::clone(&self.output)),

@@ -10,13 +10,16 @@ use windows_sys::Win32::Security::Authorization::{
     SDDL_REVISION_1, SE_KERNEL_OBJECT,
 };
 use windows_sys::Win32::Security::{
-    GetTokenInformation, TokenUser, OWNER_SECURITY_INFORMATION, PSID, TOKEN_QUERY, TOKEN_USER,
+    GetTokenInformation, RevertToSelf, TokenUser, OWNER_SECURITY_INFORMATION, PSID, TOKEN_QUERY,
+    TOKEN_USER,
 };
 use windows_sys::Win32::Storage::FileSystem::{
     FILE_GENERIC_READ, FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA,
 };
+use windows_sys::Win32::System::Pipes::ImpersonateNamedPipeClient;
 use windows_sys::Win32::System::Threading::{
-    GetCurrentProcess, OpenProcess, OpenProcessToken, PROCESS_QUERY_LIMITED_INFORMATION,
+    GetCurrentProcess, GetCurrentThread, OpenProcess, OpenProcessToken, OpenThreadToken,
+    PROCESS_QUERY_LIMITED_INFORMATION,
 };
 
 /// The SID of the LocalSystem account.
@@ -176,6 +179,43 @@ pub(super) fn process_user_sid(pid: u32) -> io::Result<String> {
     token_user_sid(process.as_raw_handle() as HANDLE)
 }
 
+/// The user SID of the client connected to the server end `pipe`, whose process id is `pid`:
+/// from the connection (see [`client_user_sid`]), else from the process; `None` if neither
+/// says.
+pub(super) fn peer_user_sid(pipe: BorrowedHandle<'_>, pid: Option<u32>) -> Option<String> {
+    client_user_sid(pipe)
+        .inspect_err(|error| tracing::debug!(%error, "the client's user, from its connection"))
+        .ok()
+        .or_else(|| pid.and_then(|pid| process_user_sid(pid).ok()))
+}
+
+/// The user SID of the client of the server end `pipe`, from the identity its connection
+/// carries (clients connect at the identification level: the server may read who they are,
+/// not act as them). Unlike [`process_user_sid`], needs no right on the client's process, and
+/// names the user who connected even if the process has gone and its id was reused.
+pub(super) fn client_user_sid(pipe: BorrowedHandle<'_>) -> io::Result<String> {
+    // SAFETY: `pipe` is an open server end of a named pipe.
+    if unsafe { ImpersonateNamedPipeClient(pipe.as_raw_handle() as HANDLE) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut token: HANDLE = std::ptr::null_mut();
+    // Opened as this process (`OpenAsSelf`), not as the client, who may not query its own
+    // identification token through this thread. SAFETY: the pseudo handle of this thread is
+    // always valid; on success `token` is an open handle we own.
+    let opened = unsafe { OpenThreadToken(GetCurrentThread(), TOKEN_QUERY, 1, &mut token) } != 0;
+    let error = io::Error::last_os_error();
+    // SAFETY: no precondition. This thread must not go on as the client: if it cannot stop,
+    // the process stops (as the system's documentation prescribes).
+    if unsafe { RevertToSelf() } == 0 {
+        std::process::abort();
+    }
+    if !opened {
+        return Err(error);
+    }
+    // SAFETY: `token` is open and nothing else owns it.
+    token_sid(&unsafe { OwnedHandle::from_raw_handle(token) })
+}
+
 /// The user SID in the token of `process`, an open process handle.
 fn token_user_sid(process: HANDLE) -> io::Result<String> {
     let mut token: HANDLE = std::ptr::null_mut();
@@ -184,7 +224,11 @@ fn token_user_sid(process: HANDLE) -> io::Result<String> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: `token` is open and nothing else owns it.
-    let token = unsafe { OwnedHandle::from_raw_handle(token) };
+    token_sid(&unsafe { OwnedHandle::from_raw_handle(token) })
+}
+
+/// The user SID in `token`, open for `TOKEN_QUERY`.
+fn token_sid(token: &OwnedHandle) -> io::Result<String> {
     let mut needed = 0u32;
     // SAFETY: a size query: no buffer is written, `needed` receives the size.
     unsafe {

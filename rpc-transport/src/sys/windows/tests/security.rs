@@ -382,3 +382,23 @@ async fn client_flags_read_back_from_a_live_pipe() {
         other => panic!("the server could impersonate the client: level {other:?}"),
     }
 }
+
+/// The server reads who its client is from the connection, as soon as it is accepted (before
+/// the client has written anything), without any right on the client's process; the accepted
+/// connection's peer carries it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clients_user_is_read_from_the_connection() {
+    let own = own_user_sid().expect("this process's user");
+    let ((server_reader, _server_writer), _client, _listener) = connected_pair("client-user").await;
+    let sid = crate::sys::windows::security::client_user_sid(handle(&server_reader));
+    assert_eq!(sid.expect("the client's user"), own);
+
+    let endpoint = unique_endpoint("peer-user");
+    let mut listener = Listener::bind(&endpoint, &ServerConfig::default()).expect("bind");
+    let config = ClientConfig::default();
+    let (accepted, connected) = tokio::join!(listener.accept(), connect(&endpoint, &config));
+    let (_reader, _writer, peer) = accepted.expect("accept");
+    let _client = connected.map_err(|e| e.to_string()).expect("connect");
+    assert_eq!(peer.sid.as_deref(), Some(own.as_str()));
+    assert_eq!(peer.pid, Some(std::process::id()));
+}
