@@ -175,26 +175,46 @@ fn tracer_config(text: Option<&'static str>) -> TracerConfig {
         .default_byte_buf_value(BYTES.to_vec())
 }
 
-/// Traces `T` with the tracer's own values, then, if its `Deserialize` refused them, with
+/// Why a trace did not complete.
+enum Failed {
+    /// A `Deserialize` refused a value the tracer gave it: other values may let it through.
+    Refused,
+    /// Anything else (a format the tracer cannot follow, such as an untagged enum's; an enum
+    /// with too many variants to learn): other values would fail the same way.
+    Untraceable,
+}
+
+/// Traces `T` with the tracer's own values, then, while its `Deserialize` refuses them, with
 /// numbers of one, 16 bytes and each of [`TEXTS`] in turn; `None` if none lets it through.
 fn trace<T: DeserializeOwned>() -> Option<(Shape, Registry)> {
-    std::iter::once(None)
-        .chain(TEXTS.iter().copied().map(Some))
-        .find_map(trace_with::<T>)
+    for text in std::iter::once(None).chain(TEXTS.iter().copied().map(Some)) {
+        match trace_with::<T>(text) {
+            Ok(traced) => return Some(traced),
+            Err(Failed::Refused) => {}
+            Err(Failed::Untraceable) => return None,
+        }
+    }
+    None
 }
 
 /// Traces `T` until every variant of every enum in it is known: serde-reflection learns one
 /// variant of an enum per pass, and only repeats passes for the outermost type, so the passes
 /// are replayed on a fresh tracer, clearing the enums it reported incomplete after each, until
-/// none is. `None` if `T` cannot be traced with the values of [`tracer_config`]`(text)`.
-fn trace_with<T: DeserializeOwned>(text: Option<&'static str>) -> Option<(Shape, Registry)> {
+/// none is, with the values of [`tracer_config`]`(text)`.
+fn trace_with<T: DeserializeOwned>(
+    text: Option<&'static str>,
+) -> Result<(Shape, Registry), Failed> {
     let samples = Samples::new();
     let mut clears: Vec<Vec<String>> = Vec::new();
     while clears.len() < MAX_ROUNDS {
         let mut tracer = Tracer::new(tracer_config(text));
         let mut format = None;
         for round in 0..=clears.len() {
-            let (traced, _) = tracer.trace_type_once::<T>(&samples).ok()?;
+            let (traced, _) = match tracer.trace_type_once::<T>(&samples) {
+                Ok(traced) => traced,
+                Err(Error::Custom(_)) => return Err(Failed::Refused),
+                Err(_) => return Err(Failed::Untraceable),
+            };
             format = Some(traced);
             for name in clears.get(round).into_iter().flatten() {
                 tracer.check_incomplete_enum(name);
@@ -202,15 +222,15 @@ fn trace_with<T: DeserializeOwned>(text: Option<&'static str>) -> Option<(Shape,
         }
         match tracer.registry() {
             Ok(registry) => {
-                let mut format = format?;
-                format.normalize().ok()?;
-                return Some((shape(&format)?, registry));
+                let mut format = format.ok_or(Failed::Untraceable)?;
+                format.normalize().map_err(|_| Failed::Untraceable)?;
+                return Ok((shape(&format).ok_or(Failed::Untraceable)?, registry));
             }
             Err(Error::MissingVariants(names)) => clears.push(names),
-            Err(_) => return None,
+            Err(_) => return Err(Failed::Untraceable),
         }
     }
-    None
+    Err(Failed::Untraceable)
 }
 
 fn shapes(formats: &[Format]) -> Option<Vec<Shape>> {
