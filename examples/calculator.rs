@@ -212,6 +212,10 @@ async fn demo() -> Result<(), Error> {
     drop(calc);
     drop(child.stdin.take());
     let status = child.wait().await?;
-    println!("server exited: {status}");
+    if status.success() {
+        println!("server exited cleanly");
+    } else {
+        println!("server exited: {status}");
+    }
     Ok(())
 }

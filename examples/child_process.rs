@@ -79,10 +79,11 @@ async fn parent() -> Result<(), Box<dyn std::error::Error>> {
     // Dropping the last client closes the child's stdin; it exits on its own.
     drop(worker);
     let status = child.wait().await;
-    println!(
-        "client dropped: child exited with {}",
-        status.map_or("unknown status".into(), |s| s.to_string())
-    );
+    match status {
+        Some(status) if status.success() => println!("client dropped: child exited cleanly"),
+        Some(status) => println!("client dropped: child exited with {status}"),
+        None => println!("client dropped: child exited with an unknown status"),
+    }
 
     // A second child, killed while a call is in flight.
     let (worker, child): (WorkerClient, _) = spawn(child_command()?, &config).await?;

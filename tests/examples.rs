@@ -62,7 +62,7 @@ fn calculator_demo_runs_server_and_client() {
         "divide(1.0, 0.0)    = Err(DivisionByZero)",
         "server has logged [\"hello from the client\"]",
         "total = 999000 (expected 999000)",
-        "server exited: exit",
+        "server exited cleanly",
     ] {
         assert!(
             stdout.contains(expected),
@@ -124,7 +124,7 @@ fn child_process_example_calls_and_survives_a_killed_child() {
         "add(2, 3)           = 5",
         "shout(\"hello\")      = \"HELLO\"",
         "1000 concurrent adds: total 999000",
-        "client dropped: child exited with exit ",
+        "client dropped: child exited cleanly",
         "slow call failed: peer process exited",
         "add after the kill failed: peer process exited",
     ] {

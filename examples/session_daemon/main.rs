@@ -209,7 +209,7 @@ async fn demo() -> Result<(), Error> {
     println!("jobs done by this daemon: {}", client.run_job(1).await?);
 
     daemon.kill().await?;
-    let _other = start("serve-other", &name).await?;
+    let mut other = start("serve-other", &name).await?;
     match session.connected().await {
         Err(error) => println!(
             "an incompatible daemon: {error}; session {}",
@@ -221,5 +221,9 @@ async fn demo() -> Result<(), Error> {
         "a call now: {:?}",
         client.status().await.map_err(|e| e.to_string())
     );
+    // The last daemon stops cleanly (its standard input closes), and takes its socket and lock
+    // file with it; the killed ones left theirs, which the next daemon of the name reclaimed.
+    drop(other.stdin.take());
+    other.wait().await?;
     Ok(())
 }

@@ -45,10 +45,7 @@ pub(crate) async fn watch_status(
             Err(error) => {
                 model.lock().last_action = Some(format!("watch: {error}"));
                 repaint();
-                // Not open: wait for the session to be back (or to fail) before trying again.
-                if session.connected().await.is_err() {
-                    wait_for_retry(&session).await;
-                }
+                pause_before_reopening(&session).await;
                 continue;
             }
         };
@@ -70,7 +67,24 @@ pub(crate) async fn watch_status(
             repaint();
         }
         repaint();
-        wait_for_retry(&session).await;
+        pause_before_reopening(&session).await;
+    }
+}
+
+/// How long the watch waits before it is opened again while the session stays as it is.
+const REOPEN_AFTER: Duration = Duration::from_secs(1);
+
+/// Before the watch is opened again (it failed to open, or ended with an error the session
+/// did not reopen it after): waits until the session's state changes or a second has passed,
+/// so that a daemon that refuses the watch at once (a version whose `watch` this window cannot
+/// call) is not asked in a loop, then until the session is connected, or, if it failed, until
+/// it is retried.
+async fn pause_before_reopening(session: &Session) {
+    let mut state = session.watch();
+    state.borrow_and_update();
+    let _ = tokio::time::timeout(REOPEN_AFTER, state.changed()).await;
+    if session.connected().await.is_err() {
+        wait_for_retry(session).await;
     }
 }
 

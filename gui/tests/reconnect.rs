@@ -15,6 +15,15 @@ const PATIENCE: Duration = Duration::from_secs(60);
 /// Kills a child process when dropped, so a failing test leaves none behind.
 struct Killed(Child);
 
+impl Killed {
+    /// Stops the daemon as its owner would (its standard input closes), so that it removes its
+    /// socket and lock file; returns whether it exited cleanly.
+    fn stop(mut self) -> bool {
+        drop(self.0.stdin.take());
+        self.0.wait().is_ok_and(|status| status.success())
+    }
+}
+
 impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -109,7 +118,7 @@ fn the_window_comes_back_when_the_daemon_restarts() {
 
     drop(first);
     window.until(&["connection reconnecting"]);
-    let (_second, pid) = daemon(&name);
+    let (second, pid) = daemon(&name);
     window.until(&[
         "connection connected 2",
         &format!("status pid {pid} "),
@@ -120,14 +129,19 @@ fn the_window_comes_back_when_the_daemon_restarts() {
     window.send("run-job");
     window.until(&["jobs 1 ", "last action job done (1 so far)"]);
 
-    let path = std::env::var_os("SCREENSHOT_TO")
-        .map(std::path::PathBuf::from)
+    let asked = std::env::var_os("SCREENSHOT_TO").map(std::path::PathBuf::from);
+    let path = asked
+        .clone()
         .unwrap_or_else(|| std::env::temp_dir().join(format!("{name}.png")));
     window.send(&format!("screenshot {}", path.display()));
     window.until(&["screenshot saved"]);
     let png = std::fs::read(&path).expect("the screenshot");
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    if asked.is_none() {
+        let _ = std::fs::remove_file(&path);
+    }
     window.send("quit");
     let status = window.child.0.wait().expect("the window exits");
     assert!(status.success(), "{status}");
+    assert!(second.stop(), "the daemon stops cleanly");
 }
