@@ -148,7 +148,8 @@ async fn call(name: &str, args: &[&str]) -> Result<(), Error> {
         },
         ["log", text @ ..] => {
             calc.log(text.join(" ")).await?;
-            // One-way calls are not answered; a call after it proves it was delivered.
+            // One-way calls are not answered. `log` finishes at once (it waits for nothing), so
+            // it has run before the server reads the next call: that call sees its line.
             println!("logged; server has {} lines", calc.logged().await?.len());
         }
         _ => return Err(USAGE.into()),
