@@ -7,7 +7,7 @@ use bytes::Bytes;
 use common::{frame, stream_item, within};
 use futures_util::StreamExt;
 use rpc_core::frame::{FrameRead, FrameWrite};
-use rpc_core::protocol::{Header, ReplyStatus, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
+use rpc_core::protocol::{Header, ReplyStatus, DEFAULT_MAX_FRAME};
 use rpc_core::{Client, ClientConfig, ProtocolError, RpcError};
 
 /// A server that sends more items than the client granted: the client's connection closes
@@ -94,15 +94,7 @@ async fn answer_then_send<R: FrameRead, W: FrameWrite>(
     mut writer: W,
     after: fn(u64) -> Vec<Vec<u8>>,
 ) {
-    let _hello = reader.read_frame(DEFAULT_MAX_FRAME).await;
-    let welcome = Header::Welcome {
-        version: PROTOCOL_VERSION,
-        max_frame: DEFAULT_MAX_FRAME,
-    };
-    writer
-        .write_frames(&[Bytes::from(frame(&welcome, &[]))])
-        .await
-        .expect("welcome");
+    common::welcome_client(&mut reader, &mut writer).await;
     let call = reader
         .read_frame(DEFAULT_MAX_FRAME)
         .await

@@ -1,10 +1,12 @@
 //! What a session's caller is told about a call that may have run: a stream's opening stopped
-//! by a graceful shutdown, and an idempotent call lost and then never sent again because the
-//! session failed.
+//! by a graceful shutdown, an idempotent call lost and then never sent again because the
+//! session failed, and a stream of a method that is not idempotent, which is not opened again.
 
 mod session_lab;
 
 use std::time::Duration;
+
+use futures_util::StreamExt;
 
 use rpc_core::session::SessionState;
 use rpc_core::RpcError;
@@ -89,5 +91,37 @@ async fn a_subscription_ended_by_a_graceful_shutdown_is_reopened() {
     assert_eq!(
         within("an item", items.next()).await.map(|i| i.ok()),
         Some(Some(100))
+    );
+}
+
+/// A stream of a method not marked idempotent (a job's progress) is not opened again after a
+/// reconnect, which would run its handler again: it ends with its connection's loss.
+#[tokio::test]
+async fn a_stream_of_a_method_not_idempotent_is_not_reopened() {
+    let lab = Lab::new();
+    let (store, session) = lab.start(&quick(), Some(Duration::from_secs(20)));
+    let mut items = within("open", store.progress(100)).await.expect("opened");
+    lab.shared.release.send_replace(1);
+    assert_eq!(
+        within("an item", items.next()).await.map(|i| i.ok()),
+        Some(Some(100))
+    );
+    lab.set(Mode::Down);
+    lab.kill();
+    until(&session, "the loss", |s| !s.is_connected()).await;
+    lab.set(Mode::Up);
+    let lost = within("the loss", items.next()).await;
+    assert!(
+        matches!(lost, Some(Err(RpcError::ConnectionLost { .. }))),
+        "{lost:?}"
+    );
+    assert!(within("the end", items.next()).await.is_none());
+    within("connected", session.connected())
+        .await
+        .expect("connected");
+    assert_eq!(
+        *lab.shared.opened.lock().unwrap_or_else(|e| e.into_inner()),
+        [100],
+        "opened once"
     );
 }

@@ -245,38 +245,6 @@ async fn a_stream_is_reopened_with_a_gap_marker() {
     assert_eq!(connections(&session.state()), Some(2));
 }
 
-/// A stream of a method not marked idempotent (a job's progress) is not opened again after a
-/// reconnect, which would run its handler again: it ends with its connection's loss.
-#[tokio::test]
-async fn a_stream_of_a_method_not_idempotent_is_not_reopened() {
-    let lab = Lab::new();
-    let (store, session) = lab.start(&quick(), Some(Duration::from_secs(20)));
-    let mut items = within("open", store.progress(100)).await.expect("opened");
-    lab.shared.release.send_replace(1);
-    assert_eq!(
-        within("an item", items.next()).await.map(|i| i.ok()),
-        Some(Some(100))
-    );
-    lab.set(Mode::Down);
-    lab.kill();
-    until(&session, "the loss", |s| !s.is_connected()).await;
-    lab.set(Mode::Up);
-    let lost = within("the loss", items.next()).await;
-    assert!(
-        matches!(lost, Some(Err(RpcError::ConnectionLost { .. }))),
-        "{lost:?}"
-    );
-    assert!(within("the end", items.next()).await.is_none());
-    within("connected", session.connected())
-        .await
-        .expect("connected");
-    assert_eq!(
-        *lab.shared.opened.lock().unwrap_or_else(|e| e.into_inner()),
-        [100],
-        "opened once"
-    );
-}
-
 /// A reopening that outlasts its deadline (a server slow to serve again after a restart) is
 /// tried again: the subscription goes on, rather than ending with `DeadlineExceeded`.
 #[tokio::test]
