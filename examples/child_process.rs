@@ -5,6 +5,8 @@
 //! then kills a child in the middle of a call and shows the error, which carries its exit
 //! status. The child's stderr is the parent's: its log lines appear in this terminal.
 
+use std::future::Future;
+use std::task::Poll;
 use std::time::Duration;
 
 use rpc_core::ClientConfig;
@@ -87,16 +89,20 @@ async fn parent() -> Result<(), Box<dyn std::error::Error>> {
 
     // A second child, killed while a call is in flight.
     let (worker, child): (WorkerClient, _) = spawn(child_command()?, &config).await?;
-    let pending = tokio::spawn({
-        let worker = worker.clone();
-        async move { worker.slow(60_000).await }
-    });
+    let mut slow = std::pin::pin!(worker.slow(60_000));
+    // Polled once, the slow call is sent ahead of the next one; the child reads calls in order,
+    // so once it has answered the next one, the slow one is running.
+    let polled = std::future::poll_fn(|cx| Poll::Ready(slow.as_mut().poll(cx))).await;
+    if polled.is_ready() {
+        return Err("slow(60000) finished at once".into());
+    }
+    worker.add(0, 0).await?;
     println!(
         "slow(60000) in flight; killing child {}",
         child.id().unwrap_or_default()
     );
     child.kill();
-    match pending.await? {
+    match slow.await {
         Ok(ms) => println!("slow call finished after {ms} ms (unexpected)"),
         Err(error) => println!("slow call failed: {error}"),
     }

@@ -80,8 +80,7 @@ async fn serve(name: &str) -> Result<(), Error> {
     )?;
     let shutdown = server.shutdown_handle();
     std::thread::spawn(move || {
-        let mut sink = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
         shutdown.cancel();
     });
     println!("ready");

@@ -109,12 +109,10 @@ async fn main() -> ExitCode {
 async fn serve(name: &str) -> Result<(), Error> {
     let server = rpc_transport::Server::bind(name, InstallerServer::new(Daemon))?;
     let shutdown = server.shutdown_handle();
-    tokio::spawn(async move {
-        let mut stdin = BufReader::new(tokio::io::stdin());
-        let mut line = String::new();
-        while stdin.read_line(&mut line).await.is_ok_and(|n| n > 0) {
-            line.clear();
-        }
+    // On a thread of its own: a read of stdin cannot be cancelled, and tokio's stdin would
+    // keep the runtime from shutting down if the server stopped first (with an error).
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
         shutdown.cancel();
     });
     println!("ready");

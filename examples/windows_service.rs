@@ -19,8 +19,9 @@
 //! As a service it runs as SYSTEM and lets every local user in
 //! ([`EndpointExt::allow_other_users`](rpc_transport::windows::EndpointExt)): users' clients
 //! trust it because the pipe's owner is SYSTEM. A stop or shutdown from the service manager
-//! cancels the server's shutdown handle: it stops accepting, lets calls in flight finish, then
-//! reports the service stopped.
+//! cancels the server's shutdown handle: the service reports a stop pending, stops accepting,
+//! lets calls in flight finish, then reports itself stopped. A service that cannot serve (its
+//! endpoint taken, say) reports itself stopped with the service-specific exit code 1.
 
 /// The service served.
 #[rpc_core::service]
@@ -98,17 +99,20 @@ mod service {
 #[cfg(windows)]
 mod service {
     use std::ffi::OsString;
-    use std::sync::OnceLock;
+    use std::sync::{Arc, OnceLock};
     use std::time::Duration;
 
     use rpc_core::ServerConfig;
     use rpc_transport::windows::EndpointExt;
     use rpc_transport::{Endpoint, Server};
+    use tokio::sync::Notify;
     use windows_service::service::{
         ServiceControl, ServiceControlAccept, ServiceExitCode, ServiceState, ServiceStatus,
         ServiceType,
     };
-    use windows_service::service_control_handler::{self, ServiceControlHandlerResult};
+    use windows_service::service_control_handler::{
+        self, ServiceControlHandlerResult, ServiceStatusHandle,
+    };
     use windows_service::{define_windows_service, service_dispatcher};
 
     use super::{CalcServer, Calculator, Error};
@@ -135,47 +139,88 @@ mod service {
         }
     }
 
-    fn status(state: ServiceState, accepted: ServiceControlAccept, code: u32) -> ServiceStatus {
+    fn status(
+        state: ServiceState,
+        accepted: ServiceControlAccept,
+        exit_code: ServiceExitCode,
+    ) -> ServiceStatus {
         ServiceStatus {
             service_type: ServiceType::OWN_PROCESS,
             current_state: state,
             controls_accepted: accepted,
-            exit_code: ServiceExitCode::Win32(code),
+            exit_code,
             checkpoint: 0,
             wait_hint: Duration::from_secs(15),
             process_id: None,
         }
     }
 
+    /// Reports to the service manager from the start, so that it hears why the service stopped
+    /// whatever happens (a service that fails before its first report is error 1053, without a
+    /// reason): start pending, running once bound, stop pending while calls in flight finish,
+    /// then stopped, with exit code 1 of its own if it failed.
     fn serve(name: &str, endpoint: &str) -> Result<(), Error> {
-        let runtime = tokio::runtime::Runtime::new()?;
-        let _entered = runtime.enter();
-        let endpoint = Endpoint::new(endpoint)?.allow_other_users(true);
-        let server = Server::bind_with(
-            &endpoint,
-            CalcServer::new(Calculator),
-            &ServerConfig::default(),
-        )?;
-        let shutdown = server.shutdown_handle();
+        let stop = Arc::new(Notify::new());
+        let stopper = Arc::clone(&stop);
         let handler = move |control| match control {
             // Stop and system shutdown: a graceful stop of the server.
             ServiceControl::Stop | ServiceControl::Shutdown | ServiceControl::Preshutdown => {
-                shutdown.cancel();
+                stopper.notify_one();
                 ServiceControlHandlerResult::NoError
             }
             ServiceControl::Interrogate => ServiceControlHandlerResult::NoError,
             _ => ServiceControlHandlerResult::NotImplemented,
         };
         let handle = service_control_handler::register(name, handler)?;
-        let accepted = ServiceControlAccept::STOP | ServiceControlAccept::SHUTDOWN;
-        handle.set_service_status(status(ServiceState::Running, accepted, 0))?;
-        let served = runtime.block_on(server.run());
-        let code = if served.is_ok() { 0 } else { 1 };
+        let none = ServiceControlAccept::empty();
         handle.set_service_status(status(
-            ServiceState::Stopped,
-            ServiceControlAccept::empty(),
-            code,
+            ServiceState::StartPending,
+            none,
+            ServiceExitCode::NO_ERROR,
         ))?;
-        Ok(served?)
+        let served = bind_and_serve(handle, &stop, endpoint);
+        let code = match served {
+            Ok(()) => ServiceExitCode::NO_ERROR,
+            Err(_) => ServiceExitCode::ServiceSpecific(1),
+        };
+        handle.set_service_status(status(ServiceState::Stopped, none, code))?;
+        served
+    }
+
+    /// Binds, reports the service running, and serves until the service manager stops it.
+    fn bind_and_serve(
+        handle: ServiceStatusHandle,
+        stop: &Notify,
+        endpoint: &str,
+    ) -> Result<(), Error> {
+        let runtime = tokio::runtime::Runtime::new()?;
+        runtime.block_on(async {
+            let endpoint = Endpoint::new(endpoint)?.allow_other_users(true);
+            let server = Server::bind_with(
+                &endpoint,
+                CalcServer::new(Calculator),
+                &ServerConfig::default(),
+            )?;
+            let shutdown = server.shutdown_handle();
+            let accepted = ServiceControlAccept::STOP | ServiceControlAccept::SHUTDOWN;
+            handle.set_service_status(status(
+                ServiceState::Running,
+                accepted,
+                ServiceExitCode::NO_ERROR,
+            ))?;
+            let run = server.run();
+            tokio::pin!(run);
+            tokio::select! {
+                served = &mut run => return Ok(served?),
+                () = stop.notified() => {}
+            }
+            handle.set_service_status(status(
+                ServiceState::StopPending,
+                ServiceControlAccept::empty(),
+                ServiceExitCode::NO_ERROR,
+            ))?;
+            shutdown.cancel();
+            Ok(run.await?)
+        })
     }
 }

@@ -66,7 +66,8 @@ fn unique_name() -> String {
     )
 }
 
-/// Starts `session_daemon MODE NAME` and waits until it is ready; killed when dropped.
+/// Starts `session_daemon MODE NAME` and waits until it is ready; killed when dropped (a
+/// test that is done with it stops it with [`stop_cleanly`]).
 async fn start(mode: &str, name: &str) -> Child {
     let mut child = Command::new(daemon_binary())
         .args([mode, name])
@@ -83,6 +84,14 @@ async fn start(mode: &str, name: &str) -> Child {
     .await;
     assert_eq!(line.expect("read").as_deref(), Some("ready"));
     child
+}
+
+/// Stops a daemon as its parent would (closing its stdin), so that it removes its socket and
+/// lock file; it must exit successfully.
+async fn stop_cleanly(mut daemon: Child) {
+    drop(daemon.stdin.take());
+    let status = within("the daemon to exit", daemon.wait()).await;
+    assert!(status.expect("wait").success(), "the daemon failed");
 }
 
 fn session(name: &str) -> (SessionDaemonClient, Session) {
@@ -260,6 +269,7 @@ async fn daemon_killed_and_restarted_while_calling() {
     // Back within the backoff once the daemon is ready: one capped wait, and the time to connect.
     let worst = ready_to_back.last().copied().unwrap_or_default();
     assert!(worst <= CAP + Duration::from_secs(1), "{worst:?}");
+    stop_cleanly(daemon).await;
 }
 
 /// A daemon of another interface on the name fails the session with the reason; calls fail
@@ -306,6 +316,7 @@ async fn daemon_replaced_by_another_interface_fails_the_session() {
         .expect("connected");
     let status = within("a call", client.status()).await.expect("status");
     assert_eq!(Some(status.pid), daemon.id());
+    stop_cleanly(daemon).await;
 }
 
 /// A daemon that keeps dying after a moment: the calls in a loop never hang and each ends with
@@ -347,6 +358,7 @@ async fn flapping_daemon() {
             "a call hung: {seen:?}"
         );
     }
+    stop_cleanly(daemon).await;
 }
 
 /// The example's demo, as a user runs it: two restarts survived, then an incompatible daemon.
@@ -413,4 +425,5 @@ async fn blocking_client_over_a_session() {
         .await
         .expect("joined");
     assert_eq!(second.map(|s| Some(s.pid)).ok(), Some(daemon.id()));
+    stop_cleanly(daemon).await;
 }

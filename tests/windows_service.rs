@@ -114,6 +114,30 @@ async fn the_service_example_serves_and_stops_when_the_service_manager_stops_it(
     );
 }
 
+/// A service that cannot serve tells the service manager why: it reports itself stopped with
+/// an exit code of its own (`ERROR_SERVICE_SPECIFIC_ERROR`, 1066) rather than never reporting
+/// at all. Its endpoint name is one it cannot take (Wine does not refuse a second first
+/// instance of a pipe, so a name another server holds would not do).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_cannot_serve_reports_itself_stopped_with_its_error() {
+    let name = format!("rpc-test-svc-bad-{}", std::process::id());
+    let exe = example("windows_service");
+    assert!(exe.exists(), "{} not built", exe.display());
+    let bin_path = format!("\"{}\" service {name} not/a/name", exe.display());
+    let (created, text) = sc(&["create", &name, "binPath=", &bin_path]);
+    assert!(created, "sc create: {text}");
+    let _registered = Registered(name.clone());
+    // Started until it has run and failed (a start refused while a new Wine prefix boots is
+    // tried again); before its first start, its exit code is 1077, never started.
+    let query = until("the service to report its failure", || async {
+        let _ = sc(&["start", &name]);
+        let (_, text) = sc(&["query", &name]);
+        (text.contains("STOPPED") && text.contains("1066")).then_some(text)
+    })
+    .await;
+    println!("{query}");
+}
+
 /// The same server on a console stops gracefully on Ctrl-Break: `serve` waits for the console's
 /// events (Ctrl-C, Ctrl-Break, close, log-off, shutdown), and Ctrl-Break is the one another
 /// process can send to a process group of its own. The console's closing, log-off and shutdown

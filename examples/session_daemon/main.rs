@@ -118,12 +118,10 @@ async fn serve<D: rpc_core::Dispatch>(
 ) -> Result<(), Error> {
     let server = server?;
     let shutdown = server.shutdown_handle();
-    tokio::spawn(async move {
-        let mut stdin = BufReader::new(tokio::io::stdin());
-        let mut line = String::new();
-        while stdin.read_line(&mut line).await.is_ok_and(|n| n > 0) {
-            line.clear();
-        }
+    // On a thread of its own: a read of stdin cannot be cancelled, and tokio's stdin would
+    // keep the runtime from shutting down if the server stopped first (with an error).
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
         shutdown.cancel();
     });
     println!("ready");

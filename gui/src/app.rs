@@ -221,7 +221,8 @@ impl eframe::App for App {
                     self.session.retry_now();
                 }
                 if failed {
-                    ui.label("The daemon serves another interface.");
+                    // Why is in the state above: another service, protocol or set of callbacks.
+                    ui.label("The daemon on this name is not one this window can talk to.");
                 }
             });
             if let Some(action) = &shown.last_action {

@@ -96,19 +96,17 @@ async fn wait_for_retry(session: &Session) {
         .await;
 }
 
-/// Repaints whenever the session's state changes, and every 100 ms while it is not connected
-/// (the window shows for how long).
+/// Repaints whenever the session's state changes, and every 100 ms while it is connecting (the
+/// window shows for how long); a failed session waits for "retry now", with nothing to redraw.
 pub(crate) async fn repaint_on_change(session: Session, repaint: impl Fn() + Send + 'static) {
     let mut state = session.watch();
     loop {
-        let connected = state.borrow_and_update().is_connected();
+        let connecting = matches!(*state.borrow_and_update(), SessionState::Connecting { .. });
         repaint();
-        if connected {
-            if state.changed().await.is_err() {
-                return;
-            }
-        } else {
+        if connecting {
             let _ = tokio::time::timeout(Duration::from_millis(100), state.changed()).await;
+        } else if state.changed().await.is_err() {
+            return;
         }
     }
 }
