@@ -518,7 +518,7 @@ async fn callbacks_run_over_pipes_and_memory() {
     }));
     let in_memory: InstallerClient = rpc_core::memory::serve_and_connect_with(
         InstallerServer::new(Arc::new(InstallerImpl::default())),
-        ServerConfig::default(),
+        &ServerConfig::default(),
         &config,
     )
     .await

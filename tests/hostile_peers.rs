@@ -121,6 +121,29 @@ async fn other_protocol_versions_are_rejected() {
     );
 }
 
+/// A hello of another protocol version whose fields after the version are laid out otherwise
+/// (this version cannot decode it) is still answered with the version this server speaks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_protocol_versions_are_rejected_whatever_follows_the_version() {
+    let server = TestServer::start();
+    let mut peer = RawPeer::connect(&server.address).await;
+    // Kind 0 (hello), the magic, version 200 (a two-byte varint), then bytes that are no
+    // service name (a length far past the frame).
+    let mut hello = vec![0];
+    hello.extend_from_slice(&MAGIC);
+    hello.extend_from_slice(&[0xc8, 0x01, 0xff, 0xff, 0x7f]);
+    peer.send_frame(&hello).await;
+    let seen = peer.until_closed().await;
+    assert_eq!(
+        seen,
+        vec![Header::Reject(Rejection::UnsupportedVersion {
+            client: 200,
+            server: rpc_core::protocol::PROTOCOL_VERSION
+        })]
+    );
+    server.assert_serving().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_magic_is_closed_without_an_answer() {
     let server = TestServer::start();

@@ -16,7 +16,8 @@ pub enum Exit {
     /// 3: the service could not be reached, the connection failed, or output could not be
     /// written.
     Connection,
-    /// 4: the service answered with a framework error (unknown method, undecodable reply, ...).
+    /// 4: the service answered with a framework error (a method it turned out not to have,
+    /// arguments it could not decode, a reply that does not decode, ...).
     Remote,
 }
 
@@ -81,8 +82,9 @@ pub enum CliError {
         /// Its stream argument.
         argument: String,
     },
-    /// This build cannot talk to services yet.
-    #[error("cannot reach {target}: this build of rpc does not connect to services yet")]
+    /// The backend reaches no service ([`NotConnected`](crate::run::NotConnected), the
+    /// commands' tests' backend).
+    #[error("cannot reach {target}: this backend connects to no service")]
     NotConnected {
         /// What was to be reached: a service's name, or "services" for `rpc list`.
         target: String,
@@ -90,19 +92,20 @@ pub enum CliError {
     /// Connecting to the service, or the connection, failed.
     #[error("connection to {service} failed")]
     Connection {
+        /// The service ("services" for `rpc list`, "the local runtime" if that failed).
+        service: String,
+        /// Why.
+        #[source]
+        source: ConnectionFailure,
+    },
+    /// The service answered with a framework error, or with what this build cannot read.
+    #[error("{service} did not answer the call")]
+    Remote {
         /// The service.
         service: String,
         /// Why.
         #[source]
-        source: std::io::Error,
-    },
-    /// The service answered with a framework error.
-    #[error("{service} refused the call: {message}")]
-    Remote {
-        /// The service.
-        service: String,
-        /// What it said.
-        message: String,
+        source: RemoteFailure,
     },
     /// The reply does not decode as the type the service itself described.
     #[error("the reply of {method} does not match its described type")]
@@ -119,6 +122,39 @@ pub enum CliError {
     /// Writing to stdout failed.
     #[error("cannot write the output")]
     Output(#[source] std::io::Error),
+}
+
+/// Why a [`CliError::Connection`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionFailure {
+    /// Connecting failed (or listing the services).
+    #[error(transparent)]
+    Connect(#[from] rpc_transport::ConnectError),
+    /// The connection broke, or its server is shutting down.
+    #[error(transparent)]
+    Lost(rpc_core::RpcError),
+    /// The command's runtime could not start.
+    #[error("cannot start the runtime")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// Why a [`CliError::Remote`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteFailure {
+    /// The service answered with this framework error (its cause is the error's source).
+    #[error(transparent)]
+    Refused(rpc_core::RpcError),
+    /// The service's description uses shapes this build of `rpc` cannot read.
+    #[error("its description uses shapes this build cannot read")]
+    UnreadableDescription,
+    /// The method returned an application error although it declares none.
+    #[error("{method} returned an error, but declares none")]
+    UndeclaredError {
+        /// The method.
+        method: String,
+    },
 }
 
 impl CliError {

@@ -45,4 +45,4 @@ pub mod run;
 #[cfg(test)]
 mod fixture;
 
-pub use error::{CliError, Exit};
+pub use error::{CliError, ConnectionFailure, Exit, RemoteFailure};

@@ -23,10 +23,7 @@ fn main() -> ExitCode {
     let mut out = stdout.lock();
     let mut remote = match Remote::new() {
         Ok(remote) => remote,
-        Err(error) => {
-            eprintln!("rpc: {error}");
-            return ExitCode::from(error.exit().code());
-        }
+        Err(error) => return fail(&error),
     };
     match run(cli.command, &mut remote, &mut out) {
         Ok(()) => ExitCode::from(Exit::Success.code()),
@@ -35,15 +32,18 @@ fn main() -> ExitCode {
             let _ = writeln!(out, "{value:#}");
             ExitCode::from(Exit::ApplicationError.code())
         }
-        Err(error) => {
-            let mut message = format!("rpc: {error}");
-            let mut source = error.source();
-            while let Some(cause) = source {
-                message.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            eprintln!("{message}");
-            ExitCode::from(error.exit().code())
-        }
+        Err(error) => fail(&error),
     }
+}
+
+/// Prints `error` and each of its causes on one line to stderr; its exit code.
+fn fail(error: &CliError) -> ExitCode {
+    let mut message = format!("rpc: {error}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    eprintln!("{message}");
+    ExitCode::from(error.exit().code())
 }

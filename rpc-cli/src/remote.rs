@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::describe::{Describe, MethodKind, MethodSchema};
-use crate::error::CliError;
+use crate::error::{CliError, ConnectionFailure, RemoteFailure};
 use crate::run::{Backend, Reply, ServiceEntry};
 
 /// What `rpc list` shows in place of the interface of a service at its limit of connections,
@@ -39,7 +39,7 @@ impl Remote {
             .build()
             .map_err(|source| CliError::Connection {
                 service: "the local runtime".to_owned(),
-                source,
+                source: ConnectionFailure::Runtime(source),
             })?;
         Ok(Self {
             runtime,
@@ -71,32 +71,33 @@ impl Remote {
     fn schema(&self, name: &str, handle: &ClientHandle) -> Result<ServiceSchema, CliError> {
         self.runtime
             .block_on(handle.describe())
-            .map_err(|e| remote(name, &e))
+            .map_err(|e| remote(name, e))
     }
 }
 
 fn connection(name: &str, error: ConnectError) -> CliError {
     CliError::Connection {
         service: name.to_owned(),
-        source: std::io::Error::other(error),
+        source: ConnectionFailure::Connect(error),
     }
 }
 
 /// A framework error of a call: a broken connection (or one whose server is shutting down) is
 /// a connection error, anything else the service's refusal.
-fn remote(name: &str, error: &RpcError) -> CliError {
+fn remote(name: &str, error: RpcError) -> CliError {
+    let service = name.to_owned();
     match error {
         RpcError::ConnectionClosed
         | RpcError::ShuttingDown
         | RpcError::PeerExited { .. }
         | RpcError::Frame(_)
         | RpcError::ClosedByPeer(_) => CliError::Connection {
-            service: name.to_owned(),
-            source: std::io::Error::other(error.to_string()),
+            service,
+            source: ConnectionFailure::Lost(error),
         },
         other => CliError::Remote {
-            service: name.to_owned(),
-            message: other.to_string(),
+            service,
+            source: RemoteFailure::Refused(other),
         },
     }
 }
@@ -178,7 +179,7 @@ impl Backend for Remote {
         let schema = self.schema(name, &handle)?;
         describe_schema(&schema).ok_or_else(|| CliError::Remote {
             service: name.to_owned(),
-            message: "its description uses shapes this build cannot read".to_owned(),
+            source: RemoteFailure::UnreadableDescription,
         })
     }
 
@@ -202,13 +203,13 @@ impl Backend for Remote {
                     // it has been written and read (the server takes frames in order).
                     handle.describe().await.map(drop)
                 })
-                .map_err(|e| remote(name, &e))?;
+                .map_err(|e| remote(name, e))?;
             return Ok(Reply::Ok(Vec::new()));
         }
         match self.runtime.block_on(handle.call_raw(method.id, &args)) {
             Ok(RawReply::Ok(value)) => Ok(Reply::Ok(value)),
             Ok(RawReply::AppError(error)) => Ok(Reply::Err(error)),
-            Err(error) => Err(remote(name, &error)),
+            Err(error) => Err(remote(name, error)),
         }
     }
 
@@ -224,10 +225,10 @@ impl Backend for Remote {
             let mut items = handle
                 .open_stream_raw(method.id, &args)
                 .await
-                .map_err(|e| remote(name, &e))?;
+                .map_err(|e| remote(name, e))?;
             // Until the stream ends; Ctrl-C ends the process.
             while let Some(next) = futures_util::StreamExt::next(&mut items).await {
-                item(&next.map_err(|e| remote(name, &e))?)?;
+                item(&next.map_err(|e| remote(name, e))?)?;
             }
             Ok(())
         })
@@ -243,12 +244,40 @@ mod tests {
     #[test]
     fn a_server_shutting_down_is_a_connection_error() {
         assert!(matches!(
-            remote("svc", &RpcError::ShuttingDown),
+            remote("svc", RpcError::ShuttingDown),
             CliError::Connection { .. }
         ));
         assert!(matches!(
-            remote("svc", &RpcError::DeadlineExceeded),
+            remote("svc", RpcError::DeadlineExceeded),
             CliError::Remote { .. }
         ));
+    }
+
+    /// The service's refusal keeps its cause: the printed chain ends with why the arguments
+    /// did not decode (before, it ended with "server failed the call"), each cause once.
+    #[test]
+    fn a_refusal_prints_its_cause_once() {
+        use rpc_core::protocol::{WireDecodeError, WireError};
+        let error = remote(
+            "svc",
+            RpcError::Remote(WireError::BadArguments(WireDecodeError::TooDeep)),
+        );
+        let mut chain = vec![error.to_string()];
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            chain.push(cause.to_string());
+            source = cause.source();
+        }
+        let why = WireDecodeError::TooDeep.to_string();
+        assert!(
+            chain.last().is_some_and(|last| last.ends_with(&why)),
+            "{chain:?}"
+        );
+        assert!(chain.len() >= 3, "{chain:?}");
+        for (i, part) in chain.iter().enumerate() {
+            for later in chain.iter().skip(i + 1) {
+                assert!(!part.contains(later.as_str()), "{chain:?}");
+            }
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! The commands are written against [`Backend`]: listing services, fetching a [`Describe`],
 //! making a call and following a stream, with arguments and results as postcard bytes. The
 //! command-line tool's backend connects to the services (`remote`); [`NotConnected`], which
-//! refuses everything, serves tests.
+//! refuses everything, serves the commands' tests.
 
 use std::io::Write;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::cli::{CallArgs, Command, WatchArgs};
 use crate::codec::{self, argument_formats, argument_path, word_to_json};
 use crate::describe::{render, Describe, MethodKind, MethodSchema};
-use crate::error::CliError;
+use crate::error::{CliError, RemoteFailure};
 
 /// A service that `rpc list` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +79,8 @@ pub trait Backend {
     ) -> Result<(), CliError>;
 }
 
-/// The backend of this build: it reaches no service, and says so.
+/// A backend that reaches no service, and says so: for tests of what the commands do before
+/// they reach one.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NotConnected;
 
@@ -177,10 +178,9 @@ pub fn run(
                         .as_ref()
                         .ok_or_else(|| CliError::Remote {
                             service: name.clone(),
-                            message: format!(
-                                "{} returned an error, but declares none",
-                                method.name
-                            ),
+                            source: RemoteFailure::UndeclaredError {
+                                method: method.name.clone(),
+                            },
                         })?;
                     let value = decode_reply(&describe, method, &bytes, format)?;
                     return Err(CliError::Application(value));

@@ -23,7 +23,8 @@ pub struct PeerInfo {
 }
 
 impl PeerInfo {
-    /// A peer whose identity is unknown (an in-memory or stdio transport).
+    /// A peer whose identity is unknown (an in-memory transport, a pipe pair, a child's stdio
+    /// where the system cannot tell).
     pub fn unknown() -> Self {
         Self::default()
     }

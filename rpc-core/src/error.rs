@@ -78,7 +78,8 @@ pub enum RpcError {
     /// The server is shutting down and takes no new calls on this connection.
     #[error("server is shutting down")]
     ShuttingDown,
-    /// The peer closed the connection because of something this side sent.
+    /// The peer closed the connection and said why: a server shutting down (also to a client
+    /// still in its handshake, which its connect returns), or something this side sent.
     #[error("peer closed the connection")]
     ClosedByPeer(#[source] GoodbyeReason),
     /// The process serving the connection (a child process over its stdio) exited; calls in

@@ -39,7 +39,7 @@
 //! `Result<Result<T, E>, RpcError>`; `#[rpc(oneway)]` methods are not answered.
 //!
 //! A [`session`] keeps a typed client connected across restarts of its server: it reconnects
-//! with backoff, retries `#[rpc(idempotent)]` methods, and reopens streams.
+//! with backoff, retries `#[rpc(idempotent)]` methods, and reopens their streams.
 
 pub mod blocking;
 mod byte_buf;

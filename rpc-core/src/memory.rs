@@ -112,7 +112,7 @@ impl FrameWrite for MemoryWriter {
 ///
 /// The handshake's [`RpcError`], if the client type does not match the service.
 pub async fn serve_and_connect<D: Dispatch, C: Client>(service: D) -> Result<C, RpcError> {
-    serve_and_connect_with(service, ServerConfig::default(), &ClientConfig::default()).await
+    serve_and_connect_with(service, &ServerConfig::default(), &ClientConfig::default()).await
 }
 
 /// As [`serve_and_connect`], with the server's and the client's settings (for instance the
@@ -123,12 +123,12 @@ pub async fn serve_and_connect<D: Dispatch, C: Client>(service: D) -> Result<C, 
 /// As [`serve_and_connect`].
 pub async fn serve_and_connect_with<D: Dispatch, C: Client>(
     service: D,
-    server: ServerConfig,
+    server: &ServerConfig,
     client: &ClientConfig,
 ) -> Result<C, RpcError> {
     let ((server_reader, server_writer), (client_reader, client_writer)) = pair();
+    let config = server.clone();
     tokio::spawn(async move {
-        let config = server;
         let result = serve_connection(
             server_reader,
             server_writer,

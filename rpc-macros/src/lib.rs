@@ -49,7 +49,8 @@ use proc_macro::TokenStream;
 ///   implements `rpc_core::Dispatch`, which the server engine serves.
 ///
 /// A method's wire id is a 32-bit hash of its name, or the id given with `#[rpc(id = N)]`
-/// (two methods with one id are a compile error), so methods can be reordered and added. The
+/// (two methods with one id are a compile error, and so is `u32::MAX`, the id of the
+/// framework's own `describe`), so methods can be reordered and added. The
 /// handshake compares the service's name and a fingerprint of every method's id and the serde
 /// shapes of its argument and result types (traced at run time from their `Deserialize`, so a
 /// field added deep inside an argument counts); when the fingerprints differ, client and server

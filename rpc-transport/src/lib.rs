@@ -64,8 +64,9 @@ use rpc_core::{Client, ClientConfig, RpcError};
 /// [`ConnectError::UntrustedServer`] if the server runs as another user, another variant of
 /// [`ConnectError`] if the name is invalid or the endpoint cannot be reached;
 /// [`ConnectError::Handshake`] if the server serves another service, speaks another protocol
-/// version or expects other callbacks ([`rpc_core::RpcError::Rejected`]), or the connection
-/// fails during the handshake. Another version of the same service is welcomed: its methods
+/// version or expects other callbacks ([`rpc_core::RpcError::Rejected`]), is shutting down
+/// ([`rpc_core::RpcError::ClosedByPeer`]), or the connection fails during the handshake.
+/// Another version of the same service is welcomed: its methods
 /// bind one by one (see [`rpc_core::MethodBinding`]).
 pub async fn connect<C: Client>(name: &str) -> Result<C, ConnectError> {
     connect_with(&Endpoint::new(name)?, &ClientConfig::default()).await

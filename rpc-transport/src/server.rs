@@ -267,7 +267,8 @@ async fn turn_away(
     }
 }
 
-/// Serves `service` on `name` until Ctrl-C (or SIGTERM on Unix), then shuts down gracefully.
+/// Serves `service` on `name` until Ctrl-C (on Unix also SIGTERM; on Windows also Ctrl-Break,
+/// the console closing, log-off and shutdown), then shuts down gracefully.
 ///
 /// # Errors
 ///

@@ -13,9 +13,11 @@
 //! ```
 //!
 //! See [`rpc_core::session`] for what calls and streams of a session do when the connection is
-//! lost. A server that rejects the handshake (another service, another protocol version, other
-//! callbacks) fails the session at once; every other error is retried. (A name that cannot be
-//! an endpoint is refused before there is a session.)
+//! lost. What retrying cannot fix fails the session at once: a server that rejects the
+//! handshake (another service, another protocol version, other callbacks), a welcome larger
+//! than this client accepts, a client whose callbacks do not match its service's, an endpoint
+//! name that cannot be one, a directory of endpoints that is not private to this user. Every
+//! other error is retried.
 
 use rpc_core::session::{Connect, Session, SessionConfig};
 use rpc_core::{Client, ClientConfig, ClientHandle, RpcError, ServiceDescriptor};

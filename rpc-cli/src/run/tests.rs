@@ -286,7 +286,7 @@ fn without_a_connection_every_command_fails_with_exit_code_3() {
         .map(|e| e.to_string());
     assert_eq!(
         message.as_deref(),
-        Some("cannot reach calc: this build of rpc does not connect to services yet")
+        Some("cannot reach calc: this backend connects to no service")
     );
 }
 

@@ -87,7 +87,7 @@ impl ClientConfig {
     /// that leaves meanwhile is seen gone at once on transports that tell when the other end
     /// closes without reading (Unix sockets, Windows named pipes; on others when a callback
     /// finishes): what it sent before is still read (replies, stream items), the calls it sent
-    /// are not started.
+    /// are not started. Zero is taken as one: a client that serves callbacks runs at least one.
     pub fn max_callbacks_in_flight(&mut self, callbacks: usize) -> &mut Self {
         self.max_callbacks_in_flight = callbacks.max(1);
         self

@@ -100,7 +100,8 @@ impl ClientHandle {
     ///
     /// # Errors
     ///
-    /// [`RpcError::Rejected`] if the server refuses (version, service or fingerprint),
+    /// [`RpcError::Rejected`] if the server refuses (version, service or callbacks),
+    /// [`RpcError::ClosedByPeer`] if it is shutting down,
     /// [`RpcError::HandshakeTimeout`] if it does not answer in time,
     /// [`RpcError::WelcomeTooLarge`] if its answer is longer than this client's maximum frame,
     /// and [`RpcError::ConnectionClosed`], [`RpcError::Frame`] or

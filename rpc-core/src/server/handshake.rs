@@ -41,13 +41,15 @@ pub(super) async fn handshake<D: Dispatch, R: FrameRead, W: FrameWrite>(
                 (version, service, fingerprint, max_frame, callbacks)
             }
             Ok(_) => return Err(ConnectionError::Protocol(ProtocolError::ExpectedHandshake)),
-            Err(_) => return Err(ConnectionError::Protocol(ProtocolError::BadHeader)),
+            // The hello of another version, whose later fields this one cannot read, is still
+            // answered with the version this server speaks.
+            Err(_) => match other_version(&frame) {
+                Some(version) => return Err(reject(writer, unsupported(version)).await),
+                None => return Err(ConnectionError::Protocol(ProtocolError::BadHeader)),
+            },
         };
     let rejection = if version != PROTOCOL_VERSION {
-        Some(Rejection::UnsupportedVersion {
-            client: version,
-            server: PROTOCOL_VERSION,
-        })
+        Some(unsupported(version))
     } else if service_name == ANY_SERVICE {
         // A client that asks what this server is (`describe`), with no interface of its own.
         None
@@ -68,11 +70,7 @@ pub(super) async fn handshake<D: Dispatch, R: FrameRead, W: FrameWrite>(
         })
     };
     if let Some(rejection) = rejection {
-        let _ = writer
-            .write_frames(&[header_frame(&Header::Reject(rejection.clone()))])
-            .await;
-        let _ = writer.close().await;
-        return Err(ConnectionError::Rejected(rejection));
+        return Err(reject(writer, rejection).await);
     }
     // Another version of the interface: the client binds method by method, from this table.
     let table = (fingerprint != descriptor.fingerprint()).then(|| method_table(descriptor));
@@ -92,6 +90,32 @@ pub(super) async fn handshake<D: Dispatch, R: FrameRead, W: FrameWrite>(
         .await
         .map_err(ConnectionError::Frame)?;
     Ok(max_frame)
+}
+
+/// The rejection of a client of protocol `version`.
+fn unsupported(version: u16) -> Rejection {
+    Rejection::UnsupportedVersion {
+        client: version,
+        server: PROTOCOL_VERSION,
+    }
+}
+
+/// Answers the hello with `rejection` and closes; the error the connection ends with.
+async fn reject<W: FrameWrite>(writer: &mut W, rejection: Rejection) -> ConnectionError {
+    let _ = writer
+        .write_frames(&[header_frame(&Header::Reject(rejection.clone()))])
+        .await;
+    let _ = writer.close().await;
+    ConnectionError::Rejected(rejection)
+}
+
+/// The protocol version of a hello that does not decode as this version's, if it is another
+/// one: every version's hello begins with its kind (0), the magic and the version, whatever
+/// follows them.
+fn other_version(frame: &[u8]) -> Option<u16> {
+    let rest = frame.strip_prefix(&[0])?.strip_prefix(&MAGIC[..])?;
+    let (version, _) = postcard::take_from_bytes::<u16>(rest).ok()?;
+    (version != PROTOCOL_VERSION).then_some(version)
 }
 
 /// The service's methods as the welcome lists them for a client of another interface.

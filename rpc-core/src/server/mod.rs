@@ -14,7 +14,7 @@
 //!   one after another: the next starts once the previous one has finished (each still on its
 //!   own task if it waits). Their order relative to calls is not defined.
 //! * **Replies go out as handlers finish**, in any order; replies that are ready together go
-//!   out in one write.
+//!   out together (a few to a write).
 //! * **Cancellation and deadlines**: a handler is dropped when its caller cancels, when its
 //!   deadline passes, or when the client goes away (one-way handlers already started run to
 //!   completion).

@@ -24,7 +24,10 @@ impl<T> Clone for StreamSender<T> {
 /// back.
 #[derive(thiserror::Error)]
 #[error("the receiver of the stream is gone")]
-pub struct SendError<T>(pub T);
+pub struct SendError<T>(
+    /// The item that was not sent.
+    pub T,
+);
 
 impl<T> fmt::Debug for SendError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

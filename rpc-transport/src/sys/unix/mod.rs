@@ -3,7 +3,7 @@
 //! # Who owns a name
 //!
 //! The owner of a name is the process that holds the exclusive lock (`flock`) of the lock file
-//! `<name>.lock` in the endpoint's directory; the FIFO pairs of [`crate::fifo`] take the same
+//! `<name>.lock` in the endpoint's directory; the FIFO pairs of [`crate::pair`] take the same
 //! lock, so a name has one server whatever its kind. The kernel releases the lock when the
 //! process dies, so a server that crashed never keeps its name.
 //!
