@@ -45,7 +45,7 @@ fn frame(header: &Header, body: &[u8]) -> Bytes {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_gets_backpressure_from_callbacks_too() {
-    let ((reader, mut writer), _serving) = common::serve_in_memory(WorkerServer::new(Chatty));
+    let ((reader, mut writer), serving) = common::serve_in_memory(WorkerServer::new(Chatty));
     let service = <WorkerClient as rpc_core::Client>::SERVICE;
     writer
         .write_frames(&[frame(&common::hello(service), &[])])
@@ -84,6 +84,8 @@ async fn a_client_that_never_reads_gets_backpressure_from_callbacks_too() {
         }
         sent += BATCH;
     }
-    // The client never read, and is still connected.
+    // The client never read, and is still connected: the server waits for it, it did not
+    // give up on the connection.
+    assert!(!serving.is_finished(), "{:?}", serving.await);
     drop(reader);
 }

@@ -318,14 +318,29 @@ async fn deadlines_and_cancellation_work_over_stdio() {
     let hurried = helper.with_timeout(Some(Duration::from_millis(100)));
     let late = within("the deadline", hurried.sleep(60_000)).await;
     assert!(matches!(late, Err(RpcError::DeadlineExceeded)), "{late:?}");
-    // A call dropped by its caller is cancelled; the connection goes on.
+    // The child dropped the handler whose deadline passed.
+    until_sleeping(&helper, 0).await;
+    // A call dropped by its caller once the child runs it is cancelled there too; the
+    // connection goes on.
     let abandoned = tokio::spawn({
         let helper = helper.clone();
         async move { helper.sleep(60_000).await }
     });
+    until_sleeping(&helper, 1).await;
     abandoned.abort();
     assert!(abandoned.await.is_err_and(|e| e.is_cancelled()));
+    until_sleeping(&helper, 0).await;
     assert_eq!(helper.add(1, 2).await.expect("still connected"), 3);
+}
+
+/// Asks the child how many `sleep` handlers it holds until they are `count`.
+async fn until_sleeping(helper: &HelperClient, count: u32) {
+    within("the child's sleep handlers", async {
+        while helper.sleeping().await.expect("sleeping") != count {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
 }
 
 /// A stream from a child, over its stdio.

@@ -136,11 +136,12 @@ async fn graceful_shutdown_finishes_calls_in_flight() {
     let client = server.client().await;
     let in_flight = tokio::spawn({
         let client = client.clone();
-        async move { client.sleep(11, 300).await }
+        async move { client.compute(11).await }
     });
-    server.expect_event(&Event::SleepStarted(11)).await;
+    server.expect_event(&Event::Computing(11)).await;
     server.shutdown.cancel();
-    // The call in flight is answered.
+    // The call in flight, which can finish only now that the shutdown has begun, is answered.
+    common::release(11);
     assert_eq!(
         within("call in flight", in_flight)
             .await

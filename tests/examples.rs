@@ -1,8 +1,88 @@
 //! The examples are real programs: run them as a user would.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long an example gets for each step before the test fails (and kills it).
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// An example's process, killed when dropped: a test that fails leaves none behind.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Running {
+    /// Waits for the process to exit; fails the test after [`PATIENCE`].
+    fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the example did not exit in time"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Closes the process's stdin: the examples' servers stop gracefully then.
+    fn close_stdin(&mut self) {
+        drop(self.0.stdin.take());
+    }
+}
+
+/// Runs `command` to its end and collects its output; fails the test (killing it) after
+/// [`PATIENCE`].
+fn output(command: &mut Command) -> Output {
+    let mut child = Running(
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run example"),
+    );
+    let read_all = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = read_all(child.0.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = read_all(child.0.stderr.take().map(|p| Box::new(p) as _));
+    let status = child.wait();
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout"),
+        stderr: stderr.join().expect("stderr"),
+    }
+}
+
+/// The first line of `pipe` and the rest of it; fails the test after [`PATIENCE`].
+fn first_line<R: Read + Send + 'static>(pipe: R) -> (String, BufReader<R>) {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        let mut line = String::new();
+        let read = reader.read_line(&mut line);
+        let _ = tx.send((read.map(|_| line), reader));
+    });
+    let (line, rest) = rx.recv_timeout(PATIENCE).expect("a line in time");
+    (line.expect("read"), rest)
+}
 
 /// The example binaries cargo builds next to the test binaries.
 fn example(name: &str) -> PathBuf {
@@ -23,10 +103,7 @@ fn example(name: &str) -> PathBuf {
 }
 
 fn run(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(example("calculator"))
-        .args(args)
-        .output()
-        .expect("run example");
+    let output = output(Command::new(example("calculator")).args(args));
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -35,19 +112,18 @@ fn run(args: &[&str]) -> (bool, String, String) {
 }
 
 /// Starts `calculator serve --name NAME [extra]` and waits for it to say it is ready.
-fn start_server(name: &str, extra: &[&str]) -> Child {
-    let mut server = Command::new(example("calculator"))
-        .args(["serve", "--name", name])
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start server");
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read");
+fn start_server(name: &str, extra: &[&str]) -> Running {
+    let mut server = Running(
+        Command::new(example("calculator"))
+            .args(["serve", "--name", name])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start server"),
+    );
+    let (line, _) = first_line(server.0.stdout.take().expect("stdout"));
     assert_eq!(line.trim(), "ready");
     server
 }
@@ -86,8 +162,8 @@ fn calculator_serve_and_call_by_hand() {
     assert!(ok);
     assert_eq!(stdout.trim(), "logged; server has 1 lines");
 
-    drop(server.stdin.take());
-    let status = server.wait().expect("wait");
+    server.close_stdin();
+    let status = server.wait();
     assert!(status.success(), "{status}");
     let (ok, _, stderr) = run(&["call", "--name", &name, "add", "2", "3"]);
     assert!(!ok);
@@ -102,18 +178,16 @@ fn calculator_server_stops_gracefully_on_ctrl_c() {
     let (ok, stdout, _) = run(&["call", "--name", &name, "add", "20", "22"]);
     assert!(ok);
     assert_eq!(stdout.trim(), "42");
-    let pid = i32::try_from(server.id()).expect("pid");
+    let pid = i32::try_from(server.0.id()).expect("pid");
     // SAFETY: sends a signal to our own child.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
-    let status = server.wait().expect("wait");
+    let status = server.wait();
     assert!(status.success(), "{status}");
 }
 
 #[test]
 fn child_process_example_calls_and_survives_a_killed_child() {
-    let output = Command::new(example("child_process"))
-        .output()
-        .expect("run example");
+    let output = output(&mut Command::new(example("child_process")));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -145,31 +219,26 @@ fn child_process_example_calls_and_survives_a_killed_child() {
 #[cfg(target_os = "linux")]
 #[test]
 fn repeated_accept_errors_are_logged_at_a_bounded_rate() {
-    use std::io::Read;
     use std::os::unix::net::UnixStream;
-    use std::time::Duration;
 
     let name = format!("calc-emfile-{}", std::process::id());
     // Few descriptors: a few connections use them up.
-    let mut server = Command::new("sh")
-        .arg("-c")
-        .arg("ulimit -n 40 && exec \"$0\" serve --name \"$1\" --until-stdin-closes")
-        .arg(example("calculator"))
-        .arg(&name)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start server");
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read");
+    let mut server = Running(
+        Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -n 40 && exec \"$0\" serve --name \"$1\" --until-stdin-closes")
+            .arg(example("calculator"))
+            .arg(&name)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start server"),
+    );
+    let (line, _) = first_line(server.0.stdout.take().expect("stdout"));
     assert_eq!(line.trim(), "ready");
-    let mut stderr = BufReader::new(server.stderr.take().expect("stderr"));
-    let mut serving = String::new();
-    stderr.read_line(&mut serving).expect("read");
+    let (serving, mut stderr) = first_line(server.0.stderr.take().expect("stderr"));
     let path = serving
         .trim()
         .rsplit_once(" at ")
@@ -184,8 +253,8 @@ fn repeated_accept_errors_are_logged_at_a_bounded_rate() {
     // retry, about 100 attempts).
     std::thread::sleep(Duration::from_secs(2));
     drop(clients);
-    drop(server.stdin.take());
-    let status = server.wait().expect("wait");
+    server.close_stdin();
+    let status = server.wait();
     let mut rest = String::new();
     stderr.read_to_string(&mut rest).expect("read");
     let logged = rest.matches("accept failed").count();
@@ -198,9 +267,7 @@ fn repeated_accept_errors_are_logged_at_a_bounded_rate() {
 
 #[test]
 fn status_daemon_is_watched_live() {
-    let output = Command::new(example("status_daemon"))
-        .output()
-        .expect("run example");
+    let output = output(&mut Command::new(example("status_daemon")));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "demo failed:\n{stdout}\n{stderr}");
@@ -226,9 +293,7 @@ fn status_daemon_is_watched_live() {
 /// The installer asks its front end and reports progress into it: callbacks.
 #[test]
 fn installer_asks_its_front_end() {
-    let output = Command::new(example("installer"))
-        .output()
-        .expect("run example");
+    let output = output(&mut Command::new(example("installer")));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "demo failed:\n{stdout}\n{stderr}");

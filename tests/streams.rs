@@ -172,7 +172,10 @@ async fn a_window_smaller_than_an_item_lets_one_item_at_a_time_through() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(served.seen.taken.load(Ordering::SeqCst), taken);
         assert_eq!(
-            stream.next().await.expect("an item").expect("ok"),
+            within("an item", stream.next())
+                .await
+                .expect("an item")
+                .expect("ok"),
             taken - 1
         );
     }
@@ -202,7 +205,13 @@ async fn a_receiver_that_stops_taking_items_stops_the_producer() {
     assert_eq!(served.seen.taken.load(Ordering::SeqCst), WINDOW);
     // Taking half the window grants that much again.
     for expected in 0..WINDOW / 2 {
-        assert_eq!(stream.next().await.expect("an item").expect("ok"), expected);
+        assert_eq!(
+            within("an item", stream.next())
+                .await
+                .expect("an item")
+                .expect("ok"),
+            expected
+        );
     }
     served
         .seen
@@ -222,7 +231,13 @@ async fn dropping_the_receiver_drops_the_servers_stream() {
     let served = serve(&ServerConfig::default());
     let feed = served.client::<FeedClient>(&ClientConfig::default()).await;
     let mut stream = feed.endless().await.expect("open");
-    assert_eq!(stream.next().await.expect("an item").expect("ok"), 0);
+    assert_eq!(
+        within("an item", stream.next())
+            .await
+            .expect("an item")
+            .expect("ok"),
+        0
+    );
     drop(stream);
     served
         .seen
@@ -249,7 +264,7 @@ async fn streams_end_with_typed_errors() {
     assert_eq!(items, [Ok(1), Err("two".to_owned()), Ok(3)]);
     // A server shutting down ends its open streams with a typed reason.
     let mut endless = feed.endless().await.expect("open");
-    assert!(endless.next().await.is_some());
+    assert!(within("an item", endless.next()).await.is_some());
     served.shutdown.cancel();
     let mut end = None;
     while let Some(item) = within("the stream to end", endless.next()).await {
@@ -278,7 +293,7 @@ async fn a_connection_that_dies_ends_its_streams() {
         .await
         .expect("connect");
     let mut stream = feed.endless().await.expect("open");
-    assert!(stream.next().await.is_some());
+    assert!(within("an item", stream.next()).await.is_some());
     serving.abort();
     let mut end = None;
     while let Some(item) = within("the stream to end", stream.next()).await {

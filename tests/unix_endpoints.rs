@@ -142,7 +142,10 @@ async fn name_is_free_again_after_the_server_stops() {
     let endpoint = Endpoint::new("again").expect("name").in_dir(dir.path());
     let first = TestServer::start_at(endpoint.clone(), &ServerConfig::default());
     first.shutdown.cancel();
-    first.task.await.expect("join").expect("run");
+    within("the server to stop", first.task)
+        .await
+        .expect("join")
+        .expect("run");
     let second = TestServer::start_at(endpoint, &ServerConfig::default());
     second.assert_serving().await;
 }
@@ -254,7 +257,10 @@ async fn default_directory_is_private_and_per_user() {
     let client: common::ProbeClient = rpc_transport::connect(&name).await.expect("connect");
     assert_eq!(client.add(1, 2).await.expect("call"), 3);
     shutdown.cancel();
-    task.await.expect("join").expect("run");
+    within("the server to stop", task)
+        .await
+        .expect("join")
+        .expect("run");
     assert!(!socket.exists());
     assert!(!dir.join(format!("{name}.lock")).exists());
 }

@@ -239,12 +239,11 @@ async fn uploads_and_chats_run_over_pipes_and_memory() {
         let stored = store.upload("p".into(), chunks(50, 3000)).await;
         assert_eq!(stored.expect("call"), Ok(150_000));
         let words = futures_util::stream::iter(["a", "b", "c"].map(String::from));
-        let echoed: Vec<_> = store
-            .chat("r".into(), words)
-            .await
-            .expect("open")
-            .collect()
-            .await;
+        let echoed: Vec<_> = within(
+            "the echoes",
+            store.chat("r".into(), words).await.expect("open").collect(),
+        )
+        .await;
         let echoed: Vec<String> = echoed.into_iter().map(|m| m.expect("item")).collect();
         assert_eq!(echoed, ["r: a", "r: b", "r: c"]);
     }

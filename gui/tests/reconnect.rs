@@ -7,7 +7,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long the test waits for the window to show something before it fails.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -20,7 +20,22 @@ impl Killed {
     /// socket and lock file; returns whether it exited cleanly.
     fn stop(mut self) -> bool {
         drop(self.0.stdin.take());
-        self.0.wait().is_ok_and(|status| status.success())
+        self.wait().success()
+    }
+
+    /// Waits for the process to exit; fails the test after [`PATIENCE`].
+    fn wait(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the process did not exit in time"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
@@ -28,6 +43,18 @@ impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// Removes the file it holds when dropped (the screenshot the test took for itself), whether
+/// the test passed or not.
+struct RemovedAtEnd(Option<std::path::PathBuf>);
+
+impl Drop for RemovedAtEnd {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -39,11 +66,17 @@ fn daemon(name: &str) -> (Killed, u32) {
         .spawn()
         .expect("start the daemon");
     let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read");
+    let child = Killed(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(PATIENCE).expect("the daemon to be ready");
     assert_eq!(line.trim(), "ready");
-    let pid = child.id();
-    (Killed(child), pid)
+    let pid = child.0.id();
+    (child, pid)
 }
 
 /// The window's report lines, as they come.
@@ -133,15 +166,13 @@ fn the_window_comes_back_when_the_daemon_restarts() {
     let path = asked
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join(format!("{name}.png")));
+    let _removed = RemovedAtEnd(asked.is_none().then(|| path.clone()));
     window.send(&format!("screenshot {}", path.display()));
     window.until(&["screenshot saved"]);
     let png = std::fs::read(&path).expect("the screenshot");
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
-    if asked.is_none() {
-        let _ = std::fs::remove_file(&path);
-    }
     window.send("quit");
-    let status = window.child.0.wait().expect("the window exits");
+    let status = window.child.wait();
     assert!(status.success(), "{status}");
     assert!(second.stop(), "the daemon stops cleanly");
 }

@@ -1,6 +1,7 @@
 //! The service that `rpc-test-child` serves to the child-process tests.
 #![allow(dead_code, missing_docs, unreachable_pub)]
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 #[rpc_core::service]
@@ -11,6 +12,8 @@ pub trait Helper {
     async fn echo(&self, data: Vec<u8>) -> Vec<u8>;
     /// Sleeps, then answers `ms`.
     async fn sleep(&self, ms: u64) -> u64;
+    /// How many `sleep` handlers the child holds now (a handler dropped is no longer counted).
+    async fn sleeping(&self) -> u32;
     /// Prints `line` to the child's stdout with `println!`, as careless code would.
     async fn print(&self, line: String);
     /// Prints `line` to the child's stdout with the C runtime's `printf` (and flushes it), as C
@@ -28,6 +31,9 @@ pub trait Helper {
 
 pub struct HelperImpl;
 
+/// The `sleep` handlers alive in this process.
+static SLEEPING: AtomicU32 = AtomicU32::new(0);
+
 impl Helper for HelperImpl {
     async fn add(&self, a: i64, b: i64) -> i64 {
         a + b
@@ -38,8 +44,21 @@ impl Helper for HelperImpl {
     }
 
     async fn sleep(&self, ms: u64) -> u64 {
+        /// Counts a handler while it lives.
+        struct Asleep;
+        impl Drop for Asleep {
+            fn drop(&mut self) {
+                SLEEPING.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        SLEEPING.fetch_add(1, Ordering::Relaxed);
+        let _asleep = Asleep;
         tokio::time::sleep(Duration::from_millis(ms)).await;
         ms
+    }
+
+    async fn sleeping(&self) -> u32 {
+        SLEEPING.load(Ordering::Relaxed)
     }
 
     async fn print(&self, line: String) {
