@@ -10,7 +10,7 @@ use std::sync::Arc;
 use common::{private_dir, within, TestServer};
 use rpc_core::{ClientConfig, ServerConfig};
 use rpc_transport::unix::EndpointExt;
-use rpc_transport::{BindError, ConnectError, Endpoint, Server};
+use rpc_transport::{BindError, ConnectError, Endpoint, Server, UnsafeDirectory};
 
 fn mode(path: &std::path::Path) -> u32 {
     std::fs::symlink_metadata(path)
@@ -45,7 +45,10 @@ async fn directory_open_to_others_is_refused() {
     assert!(
         matches!(
             result,
-            Err(BindError::Endpoint(ConnectError::InsecureDirectory { .. }))
+            Err(BindError::Endpoint(ConnectError::InsecureDirectory {
+                reason: UnsafeDirectory::OpenToOthers,
+                ..
+            }))
         ),
         "{result:?}"
     );
@@ -53,7 +56,13 @@ async fn directory_open_to_others_is_refused() {
         rpc_transport::connect_with::<common::ProbeClient>(&endpoint, &ClientConfig::default())
             .await;
     assert!(
-        matches!(client, Err(ConnectError::InsecureDirectory { .. })),
+        matches!(
+            client,
+            Err(ConnectError::InsecureDirectory {
+                reason: UnsafeDirectory::OpenToOthers,
+                ..
+            })
+        ),
         "{client:?}"
     );
 }
@@ -70,7 +79,10 @@ async fn symlinked_directory_is_refused() {
     assert!(
         matches!(
             result,
-            Err(BindError::Endpoint(ConnectError::InsecureDirectory { .. }))
+            Err(BindError::Endpoint(ConnectError::InsecureDirectory {
+                reason: UnsafeDirectory::Symlink,
+                ..
+            }))
         ),
         "{result:?}"
     );
@@ -166,7 +178,13 @@ async fn symlink_at_the_socket_path_is_refused() {
         rpc_transport::connect_with::<common::ProbeClient>(&endpoint, &ClientConfig::default())
             .await;
     assert!(
-        matches!(client, Err(ConnectError::InsecureDirectory { .. })),
+        matches!(
+            client,
+            Err(ConnectError::InsecureDirectory {
+                reason: UnsafeDirectory::EndpointIsSymlink,
+                ..
+            })
+        ),
         "{client:?}"
     );
 }

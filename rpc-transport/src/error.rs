@@ -16,7 +16,7 @@ pub enum ConnectError {
         /// The name.
         name: String,
         /// What is wrong with it.
-        reason: &'static str,
+        reason: NameProblem,
     },
     /// No server listens on the name.
     #[error("no server is listening on {endpoint}")]
@@ -39,23 +39,25 @@ pub enum ConnectError {
         /// The endpoint.
         endpoint: String,
     },
-    /// The server runs as another user than expected; nothing was sent to it.
-    #[error("server on {endpoint} runs as {actual}, expected {expected}")]
+    /// The server runs as another user than this client's (or the system's, which is trusted
+    /// too: root on Unix, SYSTEM on Windows); nothing was sent to it.
+    #[error("server on {endpoint} runs as {actual}, not as {expected} or the system")]
     UntrustedServer {
         /// The endpoint.
         endpoint: String,
-        /// Who the server was expected to be.
-        expected: String,
-        /// Who it is.
-        actual: String,
+        /// This client's user, whom the server was expected to run as.
+        expected: User,
+        /// The user the server runs as.
+        actual: User,
     },
-    /// The directory that holds endpoints is not private to this user.
+    /// The directory that holds endpoints is not private to this user, or the endpoint's file
+    /// in it is a symbolic link.
     #[error("endpoint directory {path} is not safe: {reason}")]
     InsecureDirectory {
-        /// The directory.
+        /// The directory, or the endpoint's file in it.
         path: String,
         /// What is wrong with it.
-        reason: &'static str,
+        reason: UnsafeDirectory,
     },
     /// Connecting failed for another reason.
     #[error("connecting to {endpoint} failed")]
@@ -72,6 +74,78 @@ pub enum ConnectError {
     /// protocol.
     #[error("handshake failed")]
     Handshake(#[source] RpcError),
+}
+
+/// What is wrong with an endpoint name ([`ConnectError::InvalidName`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NameProblem {
+    /// The name is empty.
+    Empty,
+    /// The name is longer than 64 bytes.
+    TooLong,
+    /// The name starts with a dot.
+    LeadingDot,
+    /// The name has a character other than ASCII letters, digits, `.`, `_` and `-`.
+    BadCharacter,
+}
+
+impl std::fmt::Display for NameProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NameProblem::Empty => "empty",
+            NameProblem::TooLong => "longer than 64 bytes",
+            NameProblem::LeadingDot => "starts with a dot",
+            NameProblem::BadCharacter => "only ASCII letters, digits, '.', '_' and '-' are allowed",
+        })
+    }
+}
+
+/// What makes an endpoint directory unsafe ([`ConnectError::InsecureDirectory`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UnsafeDirectory {
+    /// The directory is a symbolic link.
+    Symlink,
+    /// The path is not a directory.
+    NotADirectory,
+    /// The directory is owned by another user.
+    OtherOwner,
+    /// Group or others have access to the directory.
+    OpenToOthers,
+    /// The endpoint's socket, or one of its FIFOs, is a symbolic link.
+    EndpointIsSymlink,
+}
+
+impl std::fmt::Display for UnsafeDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UnsafeDirectory::Symlink => "it is a symbolic link",
+            UnsafeDirectory::NotADirectory => "it is not a directory",
+            UnsafeDirectory::OtherOwner => "it is owned by another user",
+            UnsafeDirectory::OpenToOthers => "it is accessible to other users",
+            UnsafeDirectory::EndpointIsSymlink => "the endpoint is a symbolic link",
+        })
+    }
+}
+
+/// A user, as the system names it ([`ConnectError::UntrustedServer`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum User {
+    /// A Unix user id.
+    Uid(u32),
+    /// A Windows security identifier (`S-1-5-...`).
+    Sid(String),
+}
+
+impl std::fmt::Display for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            User::Uid(uid) => write!(f, "uid {uid}"),
+            User::Sid(sid) => f.write_str(sid),
+        }
+    }
 }
 
 impl From<RpcError> for ConnectError {

@@ -49,7 +49,7 @@ pub mod unix;
 pub mod windows;
 
 pub use endpoint::Endpoint;
-pub use error::{BindError, ConnectError};
+pub use error::{BindError, ConnectError, NameProblem, UnsafeDirectory, User};
 pub use server::{serve, Server};
 
 use rpc_core::protocol::Rejection;

@@ -49,7 +49,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::time::Instant;
 
 use crate::endpoint::Endpoint;
-use crate::error::{BindError, ConnectError};
+use crate::error::{BindError, ConnectError, UnsafeDirectory, User};
 
 pub(crate) mod child;
 mod lock;
@@ -99,7 +99,7 @@ pub(crate) fn default_dir() -> PathBuf {
     }
 }
 
-fn insecure(path: &Path, reason: &'static str) -> ConnectError {
+fn insecure(path: &Path, reason: UnsafeDirectory) -> ConnectError {
     ConnectError::InsecureDirectory {
         path: path.display().to_string(),
         reason,
@@ -118,16 +118,16 @@ pub(crate) fn check_private_dir(dir: &Path, owners: &[u32]) -> Result<(), Connec
         },
     })?;
     if meta.file_type().is_symlink() {
-        return Err(insecure(dir, "it is a symbolic link"));
+        return Err(insecure(dir, UnsafeDirectory::Symlink));
     }
     if !meta.is_dir() {
-        return Err(insecure(dir, "it is not a directory"));
+        return Err(insecure(dir, UnsafeDirectory::NotADirectory));
     }
     if !owners.contains(&meta.uid()) {
-        return Err(insecure(dir, "it is owned by another user"));
+        return Err(insecure(dir, UnsafeDirectory::OtherOwner));
     }
     if meta.mode() & 0o077 != 0 {
-        return Err(insecure(dir, "it is accessible to other users"));
+        return Err(insecure(dir, UnsafeDirectory::OpenToOthers));
     }
     Ok(())
 }
@@ -395,7 +395,7 @@ pub(crate) async fn connect(
     if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
         return Err(ConnectError::InsecureDirectory {
             path: shown(),
-            reason: "the socket is a symbolic link",
+            reason: UnsafeDirectory::EndpointIsSymlink,
         });
     }
     let stream = loop {
@@ -434,8 +434,8 @@ pub(crate) async fn connect(
     if !trusted_server(cred.uid(), me) {
         return Err(ConnectError::UntrustedServer {
             endpoint: shown(),
-            expected: format!("uid {me} or root"),
-            actual: format!("uid {}", cred.uid()),
+            expected: User::Uid(me),
+            actual: User::Uid(cred.uid()),
         });
     }
     let (read, write) = stream.into_split();

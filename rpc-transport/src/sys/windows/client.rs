@@ -13,7 +13,7 @@ use super::pipe::{self, Pipe};
 use super::pipe_path;
 use super::security::{own_user_sid, owner_sid, trusted_owner, CLIENT_ACCESS};
 use crate::endpoint::Endpoint;
-use crate::error::ConnectError;
+use crate::error::{ConnectError, User};
 
 /// How long a client waits between attempts while every instance is busy.
 const BUSY_RETRY: Duration = Duration::from_millis(10);
@@ -79,8 +79,8 @@ pub(super) fn check_owner(pipe: &NamedPipeClient, endpoint: &str) -> Result<(), 
     if !trusted_owner(&owner, &own) {
         return Err(ConnectError::UntrustedServer {
             endpoint: endpoint.to_owned(),
-            expected: format!("{own} or SYSTEM"),
-            actual: owner,
+            expected: User::Sid(own),
+            actual: User::Sid(owner),
         });
     }
     Ok(())

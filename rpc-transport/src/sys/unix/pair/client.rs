@@ -14,7 +14,7 @@ use tokio::net::unix::pipe;
 
 use super::{client_lock_path, open_flags, paths, session_lock_path, RETRY};
 use crate::endpoint::Endpoint;
-use crate::error::ConnectError;
+use crate::error::{ConnectError, UnsafeDirectory, User};
 use crate::sys::{
     check_private_dir, default_dir, euid, probe_lock, trusted_server, HeldLock, LockState,
 };
@@ -73,7 +73,7 @@ pub async fn connect<C: Client>(
         },
         Some(libc::ELOOP) => ConnectError::InsecureDirectory {
             path: shown.clone(),
-            reason: "a FIFO is a symbolic link",
+            reason: UnsafeDirectory::EndpointIsSymlink,
         },
         Some(libc::EACCES) => ConnectError::PermissionDenied {
             endpoint: shown.clone(),
@@ -123,8 +123,8 @@ pub async fn connect<C: Client>(
     if !trusted_server(meta.uid(), me) {
         return Err(ConnectError::UntrustedServer {
             endpoint: shown.clone(),
-            expected: format!("uid {me} or root"),
-            actual: format!("uid {}", meta.uid()),
+            expected: User::Uid(me),
+            actual: User::Uid(meta.uid()),
         });
     }
 

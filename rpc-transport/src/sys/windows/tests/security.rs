@@ -186,7 +186,7 @@ async fn a_pipe_owned_by_another_user_is_refused_before_anything_is_sent() {
     let result = connect(&endpoint, &ClientConfig::default()).await;
     match result {
         Err(ConnectError::UntrustedServer { actual, .. }) => {
-            assert_eq!(actual, "S-1-5-21-1-2-3-4242");
+            assert_eq!(actual, crate::User::Sid("S-1-5-21-1-2-3-4242".to_owned()));
         }
         other => panic!("expected UntrustedServer, got {:?}", other.map(|_| ())),
     }
