@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, Visitor};
 
-use super::{Error, State};
+use super::{Error, State, LEFT};
 
 /// Wraps a deserializer.
 pub(super) struct Guard<'s, D> {
@@ -40,6 +40,8 @@ struct GuardCollection<'s, A> {
     hint: Option<usize>,
     /// Elements (or entries) started so far.
     started: usize,
+    /// The bytes of input left when the last element started.
+    left: usize,
     /// Elements promised after the one being decoded, counted in [`State::promised`].
     promised: usize,
 }
@@ -51,16 +53,24 @@ impl<'s, A> GuardCollection<'s, A> {
             state,
             hint: state.cap(claimed),
             started: 0,
+            left: 0,
             promised: 0,
         };
         collection.promise();
         collection
     }
 
-    /// Records that the next element starts.
-    fn start(&mut self) {
+    /// Records that the next element starts; fails if the last one took no bytes and too many
+    /// such have been taken.
+    fn start<E>(&mut self) -> Result<(), Error<E>> {
+        let left = LEFT.with(std::cell::Cell::get);
+        if self.started > 0 && left == self.left {
+            self.state.took_nothing()?;
+        }
+        self.left = left;
         self.started = self.started.saturating_add(1);
         self.promise();
+        Ok(())
     }
 
     /// Brings this collection's share of [`State::promised`] up to date.
@@ -219,7 +229,7 @@ impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for GuardCollection<'_, A> {
         &mut self,
         seed: S,
     ) -> Result<Option<S::Value>, Self::Error> {
-        self.start();
+        self.start()?;
         let seed = self.seed(seed);
         self.inner
             .next_element_seed(seed)
@@ -238,7 +248,7 @@ impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for GuardCollection<'_, A> {
         &mut self,
         seed: S,
     ) -> Result<Option<S::Value>, Self::Error> {
-        self.start();
+        self.start()?;
         let seed = self.seed(seed);
         self.inner
             .next_key_seed(seed)

@@ -25,6 +25,10 @@
 //! than there are bytes left. An element takes at least one byte unless it encodes as nothing
 //! (a unit, say), so an honest hint is cut only around such elements, and then the container
 //! grows as elements come.
+//!
+//! Elements that encode as nothing (a `Vec<()>`'s) would let a length of a few bytes claim
+//! more elements than a decode could count through in years: at most [`MAX_EMPTY_ELEMENTS`] of
+//! them are taken in one value, past which it fails with [`DecodeError::TooManyEmpty`].
 
 use std::cell::Cell;
 use std::fmt;
@@ -42,6 +46,11 @@ pub(crate) use plan::{Plan, Side};
 
 /// The nesting limit of [`DecodeLimits::default`].
 pub(crate) const DEFAULT_MAX_DEPTH: u32 = 128;
+
+/// Most elements of sequences and maps that take no bytes of the input (the units of a
+/// `Vec<()>`) in one value decoded from a peer; past it the value fails with
+/// [`DecodeError::TooManyEmpty`].
+pub(crate) const MAX_EMPTY_ELEMENTS: usize = 1 << 16;
 
 /// Limits applied when decoding data from a peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +100,13 @@ pub enum DecodeError {
         /// The limit that was exceeded.
         max_depth: u32,
     },
+    /// The value has more than 65,536 elements that take no bytes of the input (the units of
+    /// a `Vec<()>`): a length of a few bytes cannot make the receiver count for ever.
+    #[error("more than {max} elements that take no bytes")]
+    TooManyEmpty {
+        /// The limit that was exceeded.
+        max: usize,
+    },
     /// The value decoded but did not use all the bytes.
     #[error("{count} bytes left over after the value")]
     TrailingBytes {
@@ -107,7 +123,10 @@ impl From<&DecodeError> for WireDecodeError {
         match err {
             DecodeError::TooDeep { .. } => WireDecodeError::TooDeep,
             DecodeError::TrailingBytes { .. } => WireDecodeError::TrailingBytes,
-            DecodeError::Malformed(_) => WireDecodeError::Malformed,
+            // As malformed on the wire, which has no word of its own for it.
+            DecodeError::TooManyEmpty { .. } | DecodeError::Malformed(_) => {
+                WireDecodeError::Malformed
+            }
         }
     }
 }
@@ -136,8 +155,9 @@ pub(crate) fn from_slice<'de, T: de::Deserialize<'de>>(
     let state = State {
         depth: Cell::new(0),
         max: limits.max_depth,
-        too_deep: Cell::new(false),
+        smuggled: Cell::new(None),
         promised: Cell::new(0),
+        empty: Cell::new(0),
     };
     let mut de = postcard::Deserializer::from_flavor(Input { bytes });
     let value = T::deserialize(Guard {
@@ -145,8 +165,11 @@ pub(crate) fn from_slice<'de, T: de::Deserialize<'de>>(
         state: &state,
     })
     .map_err(|e| match e {
-        Error::TooDeep => DecodeError::TooDeep {
+        Error::Limit(Limit::Depth) => DecodeError::TooDeep {
             max_depth: limits.max_depth,
+        },
+        Error::Limit(Limit::Empty) => DecodeError::TooManyEmpty {
+            max: MAX_EMPTY_ELEMENTS,
         },
         Error::Inner(e) => DecodeError::Malformed(e),
     })?;
@@ -212,13 +235,31 @@ impl<'de> Flavor<'de> for Input<'de> {
     }
 }
 
-/// The error of the wrappers: the wrapped deserializer's error, or the limit.
+/// The error of the wrappers: the wrapped deserializer's error, or a limit.
 #[derive(Debug, thiserror::Error)]
 enum Error<E> {
-    #[error("value nested too deep")]
-    TooDeep,
+    #[error("{0}")]
+    Limit(Limit),
     #[error(transparent)]
     Inner(E),
+}
+
+/// A limit of the guard that a value exceeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    /// [`DecodeLimits::max_depth`].
+    Depth,
+    /// [`MAX_EMPTY_ELEMENTS`].
+    Empty,
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Limit::Depth => "value nested too deep",
+            Limit::Empty => "too many elements that take no bytes",
+        })
+    }
 }
 
 impl<E: de::Error> de::Error for Error<E> {
@@ -231,12 +272,14 @@ impl<E: de::Error> de::Error for Error<E> {
 struct State {
     depth: Cell<u32>,
     max: u32,
-    /// Set while a [`Error::TooDeep`] travels through the wrapped deserializer as its own error
+    /// Set while an [`Error::Limit`] travels through the wrapped deserializer as its own error
     /// type, which cannot carry it; the next wrapper it comes out of turns it back.
-    too_deep: Cell<bool>,
+    smuggled: Cell<Option<Limit>>,
     /// How many elements the open sequences and maps have promised after the ones being
     /// decoded (the sum of their [`GuardCollection::promised`]).
     promised: Cell<usize>,
+    /// Elements of sequences and maps so far that took no bytes.
+    empty: Cell<usize>,
 }
 
 impl State {
@@ -251,29 +294,38 @@ impl State {
     /// Our error going into the wrapped deserializer.
     fn smuggle<E: de::Error>(&self, err: Error<E>) -> E {
         match err {
-            Error::TooDeep => {
-                self.too_deep.set(true);
-                E::custom("value nested too deep")
+            Error::Limit(limit) => {
+                self.smuggled.set(Some(limit));
+                E::custom(limit)
             }
             Error::Inner(e) => e,
         }
     }
 
     /// The wrapped deserializer's error coming out to us. The deserializer passes errors
-    /// straight up, so a smuggled [`Error::TooDeep`] is the next error out.
+    /// straight up, so a smuggled [`Error::Limit`] is the next error out.
     fn recover<E>(&self, err: E) -> Error<E> {
-        if self.too_deep.replace(false) {
-            Error::TooDeep
-        } else {
-            Error::Inner(err)
+        match self.smuggled.take() {
+            Some(limit) => Error::Limit(limit),
+            None => Error::Inner(err),
         }
+    }
+
+    /// Counts an element that took no bytes, or fails past [`MAX_EMPTY_ELEMENTS`].
+    fn took_nothing<E>(&self) -> Result<(), Error<E>> {
+        let empty = self.empty.get() + 1;
+        if empty > MAX_EMPTY_ELEMENTS {
+            return Err(Error::Limit(Limit::Empty));
+        }
+        self.empty.set(empty);
+        Ok(())
     }
 
     /// Runs `f` one level deeper, or fails if that is too deep.
     fn nest<T, E: de::Error>(&self, f: impl FnOnce() -> Result<T, Error<E>>) -> Result<T, E> {
         let depth = self.depth.get();
         if depth >= self.max {
-            return Err(self.smuggle(Error::TooDeep));
+            return Err(self.smuggle(Error::Limit(Limit::Depth)));
         }
         self.depth.set(depth + 1);
         let result = f();
@@ -310,6 +362,42 @@ mod tests {
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct Unit;
+
+    /// Elements that take no bytes are counted: a length of ten bytes claiming 2^64 - 1 units
+    /// fails at once (it took hours to count through), in a sequence, a map and nested ones;
+    /// up to the limit they decode, and elements that take bytes are not counted.
+    #[test]
+    fn elements_that_take_no_bytes_are_bounded() {
+        let endless = encode(&u64::MAX);
+        let refused = Some(DecodeError::TooManyEmpty {
+            max: MAX_EMPTY_ELEMENTS,
+        });
+        assert_eq!(from_slice::<Vec<()>>(&endless, &limits(8)).err(), refused);
+        assert_eq!(from_slice::<Vec<Unit>>(&endless, &limits(8)).err(), refused);
+        assert_eq!(
+            from_slice::<HashMap<(), ()>>(&endless, &limits(8)).err(),
+            refused
+        );
+        // Sequences of empty sequences: each inner one takes its length byte, the counts of
+        // the units inside them add up across the value.
+        let mut nested = encode(&3u8);
+        for _ in 0..3 {
+            nested.extend(encode(&(MAX_EMPTY_ELEMENTS as u64 / 2)));
+        }
+        assert_eq!(
+            from_slice::<Vec<Vec<()>>>(&nested, &limits(8)).err(),
+            refused
+        );
+        assert_eq!(
+            from_slice::<Vec<()>>(&encode(&vec![(); MAX_EMPTY_ELEMENTS]), &limits(8)),
+            Ok(vec![(); MAX_EMPTY_ELEMENTS])
+        );
+        let bytes = vec![7u8; 2 * MAX_EMPTY_ELEMENTS];
+        round_trip(bytes.iter().map(|&b| u32::from(b)).collect::<Vec<u32>>());
+        // One unit too many.
+        let over = encode(&vec![(); MAX_EMPTY_ELEMENTS + 1]);
+        assert_eq!(from_slice::<Vec<()>>(&over, &limits(8)).err(), refused);
+    }
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct Newtype(u64);

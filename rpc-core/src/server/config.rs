@@ -26,6 +26,14 @@ use crate::stream::credit::{clamp_window, DEFAULT_WINDOW};
 /// [`max_frame`](Self::max_frame) bytes being read, which must complete within
 /// [`frame_timeout`](Self::frame_timeout); per server at most
 /// [`max_connections`](Self::max_connections) connections.
+///
+/// These are counts, and the worst case of a connection is their product: each handler holds
+/// its arguments, decoded from a frame of up to `max_frame` bytes (decoded values can take
+/// more memory than their encoding: a `Vec<String>` about 24 bytes an element, whatever the
+/// string), and each stream from the client up to its window and one item. At the defaults a
+/// connection that sends frames of the largest size to handlers that wait can make the server
+/// hold gigabytes; a server that takes large values from clients it does not trust lowers
+/// `max_frame`, `max_in_flight` or `max_streams`.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub(crate) max_frame: u32,
@@ -168,7 +176,8 @@ impl ServerConfig {
     /// the client's replies to callbacks while they are under it, and past it the server stops
     /// reading too. Stream frames are not counted: a result
     /// stream sends nothing while more than 256 KiB of frames wait on its connection, so each
-    /// open stream adds at most one batch (64 KiB of items, or one item) beyond that.
+    /// open stream adds at most one batch (64 KiB of items and the item that crosses it)
+    /// beyond that.
     pub fn max_unsent_bytes(&mut self, bytes: usize) -> &mut Self {
         self.max_unsent_bytes = bytes;
         self
