@@ -121,6 +121,7 @@ impl App {
                 Color32::from_rgb(200, 40, 40),
                 format!("Failed: {}", model::chain(error)),
             ),
+            SessionState::Stopped { .. } => (Color32::GRAY, "Stopped".to_owned()),
             _ => (Color32::GRAY, format!("{state:?}")),
         };
         ui.label(RichText::new(text).color(color).strong());

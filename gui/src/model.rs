@@ -133,6 +133,7 @@ pub(crate) fn state_words(state: &SessionState) -> String {
         SessionState::Connecting { lost: None, .. } => "connecting".to_owned(),
         SessionState::Connecting { .. } => "reconnecting".to_owned(),
         SessionState::Failed { .. } => "failed".to_owned(),
+        SessionState::Stopped { .. } => "stopped".to_owned(),
         _ => "unknown".to_owned(),
     }
 }

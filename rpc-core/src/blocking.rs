@@ -8,7 +8,11 @@
 //! not panic the way a nested `block_on` does: it blocks that runtime's thread until the call
 //! completes. Use the async client there. On the background runtime's own thread (in a callback
 //! served on a blocking client's connection), where it would wait forever for the thread that
-//! runs it, it fails with [`RpcError::BlockingOnItsRuntime`].
+//! runs it, it fails with [`RpcError::BlockingOnItsRuntime`]. The one case that cannot be told
+//! apart: a blocking client made with [`BlockingClient::from_async`] from an async client whose
+//! connection a current-thread runtime drives, called on that runtime's thread, blocks the
+//! thread that would deliver its reply and never returns. Make blocking clients with
+//! `rpc_transport::blocking`, or call such a client only from other threads.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -26,7 +30,9 @@ pub trait BlockingClient: Clone + Send + Sync + Sized + 'static {
     type Async: Client;
 
     /// Wraps a connected async client. Its connection must be driven by the background runtime
-    /// (connect it with [`run`]), or by a runtime that outlives the blocking client.
+    /// (connect it with [`run`]), or by a runtime that outlives the blocking client; if that is
+    /// a current-thread runtime, never call the blocking client on that runtime's thread: the
+    /// call would block the thread that delivers its reply, and never return.
     fn from_async(client: Self::Async) -> Self;
 
     /// The async client underneath, for use inside an async runtime.

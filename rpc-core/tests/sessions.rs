@@ -356,7 +356,8 @@ async fn a_call_with_a_stream_skips_a_server_that_is_shutting_down() {
 }
 
 /// The runtime that drives a session shuts down while a call without a deadline, made from
-/// another runtime, waits for a connection: the call fails at once instead of hanging.
+/// another runtime, waits for a connection: the call fails at once instead of hanging, and the
+/// session's state says it has stopped.
 #[test]
 fn a_session_whose_runtime_dies_fails_its_waiting_calls() {
     let lab = Lab::new();
@@ -389,6 +390,13 @@ fn a_session_whose_runtime_dies_fails_its_waiting_calls() {
     assert!(
         matches!(outcome, Err(RpcError::ConnectionClosed)),
         "{outcome:?}"
+    );
+    // Whoever watches the state (a GUI) sees that the session has stopped, not that it is
+    // still connecting.
+    assert!(
+        matches!(session.state(), SessionState::Stopped { .. }),
+        "{:?}",
+        session.state()
     );
 }
 
@@ -439,4 +447,10 @@ fn backoff_doubles_up_to_the_cap() {
     assert_eq!(waits, [10, 20, 40, 70, 70, 70]);
     assert_eq!(config.get_jitter(), 1.0);
     assert_eq!(config.get_backoff(u32::MAX), Duration::from_millis(70));
+    // No setting makes it redial without a pause.
+    config
+        .backoff_base(Duration::ZERO)
+        .backoff_cap(Duration::ZERO);
+    assert_eq!(config.get_backoff(1), Duration::from_millis(1));
+    assert_eq!(config.get_backoff(u32::MAX), Duration::from_millis(1));
 }

@@ -31,8 +31,11 @@ struct Stopped;
 impl<K> Drop for Driver<K> {
     fn drop(&mut self) {
         // The task is gone (the session was dropped, or its runtime shut down): no call waits
-        // for a connection that will not come.
+        // for a connection that will not come, and whoever watches the state sees it.
         self.current.send_replace(Current::Stopped);
+        self.state.send_replace(SessionState::Stopped {
+            since: Instant::now(),
+        });
     }
 }
 
@@ -88,6 +91,11 @@ impl<K: Connect> Driver<K> {
         let mut last_error = None;
         if quick_losses > 0 {
             let next_attempt = Instant::now() + self.delay(quick_losses);
+            // Waiting for "retry now" from before the state that invites it is published, so
+            // that a press as soon as it shows is not lost.
+            let retry = self.retry.notified();
+            tokio::pin!(retry);
+            retry.as_mut().enable();
             self.state.send_replace(SessionState::Connecting {
                 since,
                 lost: lost.clone(),
@@ -99,7 +107,7 @@ impl<K: Connect> Driver<K> {
             tokio::select! {
                 () = self.stop.cancelled() => return Err(Stopped),
                 () = tokio::time::sleep_until(next_attempt) => {}
-                () = self.retry.notified() => {}
+                () = retry => {}
             }
         }
         loop {

@@ -194,7 +194,8 @@ impl Link {
     }
 
     /// As [`ClientHandle::notify`]. Through a session, a one-way call waits for a connection
-    /// within its deadline and is sent once.
+    /// within its deadline and is written to it once; if that connection is lost before the
+    /// server read it, nothing says so (a one-way call has no answer).
     ///
     /// # Errors
     ///
@@ -262,7 +263,7 @@ impl Link {
             Route::Direct(handle) => handle.call_uploading(method, args, upload).await,
             Route::Session(session) => {
                 let handle = session.for_upload(method).await?;
-                lost_once(handle.call_uploading(method, args, upload).await)
+                lost_once(&handle, handle.call_uploading(method, args, upload).await)
             }
         }
     }
@@ -288,7 +289,10 @@ impl Link {
             Route::Direct(handle) => handle.call_fallible_uploading(method, args, upload).await,
             Route::Session(session) => {
                 let handle = session.for_upload(method).await?;
-                lost_once(handle.call_fallible_uploading(method, args, upload).await)
+                lost_once(
+                    &handle,
+                    handle.call_fallible_uploading(method, args, upload).await,
+                )
             }
         }
     }
@@ -314,15 +318,19 @@ impl Link {
             Route::Direct(handle) => handle.open_stream_uploading(method, args, upload).await,
             Route::Session(session) => {
                 let handle = session.for_upload(method).await?;
-                lost_once(handle.open_stream_uploading(method, args, upload).await)
+                lost_once(
+                    &handle,
+                    handle.open_stream_uploading(method, args, upload).await,
+                )
             }
         }
     }
 }
 
-/// A call through a session that is sent once: a lost connection is reported as such.
-fn lost_once<T>(outcome: Result<T, RpcError>) -> Result<T, RpcError> {
-    outcome.map_err(|error| match connection_lost(&error) {
+/// A call through a session on `handle` that is sent once: a lost connection is reported as
+/// such (a protocol error or a refusal on a connection that is still open is the call's own).
+fn lost_once<T>(handle: &ClientHandle, outcome: Result<T, RpcError>) -> Result<T, RpcError> {
+    outcome.map_err(|error| match lost_on(&error, handle) {
         Some(may_have_run) => RpcError::ConnectionLost {
             may_have_run,
             cause: Box::new(error),

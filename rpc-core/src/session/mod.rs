@@ -25,8 +25,8 @@
 //! or reads it when it draws. How to connect is a [`Connect`]: `rpc-transport` has one for
 //! named endpoints (`rpc_transport::session`).
 //!
-//! The session's task stops, and its connection closes, when the last typed client made with it
-//! and the last [`Session`] are dropped.
+//! The session's task stops, and its connection closes, when the last typed client made with it,
+//! the last [`Session`] and the last of its streams that it reopens are dropped.
 
 mod driver;
 mod link;
@@ -94,15 +94,16 @@ impl SessionConfig {
         Self::default()
     }
 
-    /// The wait after the first failed attempt.
+    /// The wait after the first failed attempt; at least a millisecond (a server that is down
+    /// is never redialled in a loop without a pause).
     pub fn backoff_base(&mut self, base: Duration) -> &mut Self {
-        self.base = base;
+        self.base = base.max(Duration::from_millis(1));
         self
     }
 
-    /// The longest wait between attempts.
+    /// The longest wait between attempts; at least a millisecond.
     pub fn backoff_cap(&mut self, cap: Duration) -> &mut Self {
-        self.cap = cap;
+        self.cap = cap.max(Duration::from_millis(1));
         self
     }
 
@@ -164,6 +165,13 @@ pub enum SessionState {
         since: Instant,
         /// Why.
         error: SessionError,
+    },
+    /// The session's task has ended (its runtime shut down, or every typed client and
+    /// [`Session`] of it was dropped): it makes no more attempts, and calls fail with
+    /// [`RpcError::ConnectionClosed`].
+    Stopped {
+        /// Since when.
+        since: Instant,
     },
 }
 
@@ -335,6 +343,7 @@ impl Session {
             settled = state.wait_for(|state| !matches!(state, SessionState::Connecting { .. })) => {
                 match &*settled.map_err(|_| RpcError::ConnectionClosed)? {
                     SessionState::Failed { error, .. } => Err(RpcError::SessionFailed(error.clone())),
+                    SessionState::Stopped { .. } => Err(RpcError::ConnectionClosed),
                     _ => Ok(()),
                 }
             }
