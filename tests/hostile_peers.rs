@@ -179,6 +179,25 @@ async fn frame_over_the_maximum_closes_only_that_connection() {
     server.assert_serving().await;
 }
 
+/// Before the handshake, the peer is nobody yet: a hello longer than 64 KiB is refused from its
+/// length prefix, whatever the server's maximum frame, and the connection closed at once (not
+/// after the handshake or frame timeout, here longer than the test waits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hello_over_64_kib_is_refused_from_its_prefix() {
+    let server = TestServer::start_with(
+        ServerConfig::new()
+            .max_frame(16 << 20)
+            .handshake_timeout(Duration::from_secs(600))
+            .frame_timeout(Duration::from_secs(600)),
+    );
+    let mut peer = RawPeer::connect(&server.address).await;
+    peer.send_raw(&(64 * 1024 + 1u32).to_le_bytes())
+        .await
+        .expect("send");
+    assert!(peer.closes().await, "the server waited for the hello");
+    server.assert_serving().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_refuses_to_send_a_request_over_the_servers_maximum() {
     let server = TestServer::start_with(ServerConfig::new().max_frame(1024));

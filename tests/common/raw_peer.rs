@@ -216,6 +216,21 @@ impl RawPeer {
     }
 
     /// Reads until the server closes the connection; returns the headers seen on the way.
+    /// Whether the server closes the connection (or breaks it) within the patience, whatever it
+    /// sends before; `false` if it keeps it open.
+    pub async fn closes(&mut self) -> bool {
+        let closed = async {
+            while let Ok(Some(_)) = self
+                .reader
+                .read_frame(rpc_core::protocol::DEFAULT_MAX_FRAME)
+                .await
+            {}
+        };
+        tokio::time::timeout(crate::common::PATIENCE, closed)
+            .await
+            .is_ok()
+    }
+
     pub async fn until_closed(&mut self) -> Vec<Header> {
         let mut seen = Vec::new();
         while let Some((header, _)) = self.recv().await {

@@ -9,6 +9,10 @@ use crate::server::config::ServerConfig;
 use crate::server::ConnectionError;
 use crate::service::{Dispatch, ServiceDescriptor};
 
+/// The longest hello read: a peer that is nobody yet makes the server set aside no more (a
+/// hello is a few dozen bytes and a service name).
+pub(crate) const MAX_HELLO: u32 = 64 * 1024;
+
 /// Reads the hello and answers it; returns the client's maximum frame.
 pub(super) async fn handshake<D: Dispatch, R: FrameRead, W: FrameWrite>(
     reader: &mut R,
@@ -18,7 +22,7 @@ pub(super) async fn handshake<D: Dispatch, R: FrameRead, W: FrameWrite>(
 ) -> Result<u32, ConnectionError> {
     let descriptor = service.descriptor();
     let frame = reader
-        .read_frame(config.max_frame)
+        .read_frame(config.max_frame.min(MAX_HELLO))
         .await
         .map_err(ConnectionError::Frame)?
         .ok_or(ConnectionError::Protocol(ProtocolError::ExpectedHandshake))?;
