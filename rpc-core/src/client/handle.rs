@@ -20,8 +20,9 @@ use crate::protocol::{GoodbyeReason, Header, ReplyStatus, WireError};
 use crate::service::{MethodDescriptor, MethodKind, ServiceDescriptor};
 use crate::writer::Outbox;
 
-/// Most bytes of one side's calls and one-way calls waiting to be written before a one-way call
-/// waits for room (1 MiB, as [`crate::ServerConfig::max_unsent_bytes`] by default).
+/// Most bytes of one side's calls and one-way calls waiting to be written before a call or
+/// one-way call waits for room (1 MiB, as [`crate::ServerConfig::max_unsent_bytes`] by
+/// default): a peer that does not read cannot make calls queue without end.
 pub(crate) const MAX_UNSENT_CALLS: usize = 1024 * 1024;
 
 /// What the handles of one connection share.
@@ -146,7 +147,9 @@ impl ClientHandle {
         self.shared.conn.until_closed().await;
     }
 
-    /// Calls a method whose result is a plain `T`.
+    /// Calls a method whose result is a plain `T`. While more than 1 MiB of this side's calls
+    /// wait to be written (a peer that does not read), the call first waits for the writer to
+    /// catch up, within its deadline.
     ///
     /// # Errors
     ///
@@ -243,18 +246,9 @@ impl ClientHandle {
         self.shared.binding.check(method)?;
         let frame = self.encode(&Header::Notify { method: method.id }, args)?;
         self.check_open()?;
-        let outbox = &self.shared.outbox;
-        if outbox.unsent_calls() > MAX_UNSENT_CALLS {
-            // A call waits for its reply; a one-way call, which has none, waits here, so that a
-            // loop of them cannot queue without end while the peer does not read.
-            let drained = outbox.calls_drained_to(MAX_UNSENT_CALLS);
-            match self.call_deadline(Instant::now()).0 {
-                Some(deadline) => tokio::time::timeout_at(deadline, drained)
-                    .await
-                    .map_err(|_| RpcError::DeadlineExceeded)?,
-                None => drained.await,
-            }
-            self.check_open()?;
+        if self.shared.outbox.unsent_calls() > MAX_UNSENT_CALLS {
+            self.room_for_calls(self.call_deadline(Instant::now()).0)
+                .await?;
         }
         tracing::trace!(
             service = self.shared.service.name,
@@ -265,6 +259,20 @@ impl ClientHandle {
             .outbox
             .send_encoded(frame, false)
             .map_err(|_| self.closed_error())
+    }
+
+    /// Waits while more than [`MAX_UNSENT_CALLS`] bytes of this side's calls wait to be written
+    /// (a peer that does not read), within `deadline`; so that a loop of calls, or of one-way
+    /// calls, cannot queue without end.
+    async fn room_for_calls(&self, deadline: Option<Instant>) -> Result<(), RpcError> {
+        let drained = self.shared.outbox.calls_drained_to(MAX_UNSENT_CALLS);
+        match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, drained)
+                .await
+                .map_err(|_| RpcError::DeadlineExceeded)?,
+            None => drained.await,
+        }
+        self.check_open()
     }
 
     /// The deadline of a call made at `now` on this handle, and the time left until it: the
@@ -385,6 +393,10 @@ impl ClientHandle {
                 },
                 args,
             )?;
+            if shared.outbox.unsent_calls() > MAX_UNSENT_CALLS {
+                // Boxed: the wait is rare, and the future of every call stays small.
+                Box::pin(self.room_for_calls(deadline)).await?;
+            }
             if shared.conn.shutting_down.load(Ordering::Acquire) {
                 return Err(RpcError::ShuttingDown);
             }
