@@ -118,6 +118,9 @@ impl ServerConfig {
     /// a client past the limit is refused at once (`ServerBusy`, which the transport's connect
     /// reports as busy), sixteen such refusals at a time; past those, its connection is closed
     /// without a word. On Windows a few more pipe instances always wait for the next clients.
+    /// Each connection holds a descriptor (on Unix two: the socket and a copy that watches for
+    /// the client's leaving), so the process's descriptor limit must leave room for twice this
+    /// number.
     ///
     /// # Panics
     ///

@@ -16,8 +16,9 @@
 //! * **Replies go out as handlers finish**, in any order; replies that are ready together go
 //!   out together (a few to a write).
 //! * **Cancellation and deadlines**: a handler is dropped when its caller cancels, when its
-//!   deadline passes, or when the client goes away (one-way handlers already started run to
-//!   completion).
+//!   deadline passes, or when the client goes away. One-way calls received run to completion,
+//!   also those still waiting their turn when the client goes away (the connection's slot is
+//!   held until the last has run): a message sent is a message handled.
 //! * **Bounded**: at most [`ServerConfig::max_in_flight`] handlers (calls and queued one-way
 //!   calls) per connection, and replies waiting to be written past
 //!   [`ServerConfig::max_unsent_bytes`] stop the reading of new calls: excess calls wait in the

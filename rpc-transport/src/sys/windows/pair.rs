@@ -233,8 +233,7 @@ impl PairServer {
     }
 
     /// [`PairServer::bind`], with the settings that `serve` will use (the handshake timeout
-    /// also bounds how long a client may take to open its second pipe, and the maximum frame
-    /// bounds what the connection's reading thread takes).
+    /// also bounds how long a client may take to open its second pipe).
     ///
     /// # Errors
     ///
