@@ -31,7 +31,7 @@
 //! | 1 | the method returned its application error, printed as JSON on stdout |
 //! | 2 | usage or bad input: unknown command or method, wrong number of arguments, an argument that does not fit its type |
 //! | 3 | connection, transport or output error: the service cannot be reached, the connection broke, stdout closed |
-//! | 4 | remote framework error: the service refused the call, or its reply does not match its own description |
+//! | 4 | remote framework error: the service refused the call or its deadline passed, or its reply does not match its own description |
 //!
 //! Other messages go to stderr, prefixed `rpc: `.
 

@@ -44,6 +44,7 @@ fn fail(error: &CliError) -> ExitCode {
         message.push_str(&format!(": {cause}"));
         source = cause.source();
     }
-    eprintln!("{message}");
+    // Not `eprintln!`, which panics when stderr is gone (`rpc watch x 2>&1 | head -1`).
+    let _ = writeln!(std::io::stderr().lock(), "{message}");
     ExitCode::from(error.exit().code())
 }

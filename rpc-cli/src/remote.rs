@@ -17,6 +17,14 @@ use crate::run::{Backend, Reply, ServiceEntry};
 /// which it cannot ask.
 pub const BUSY: &str = "(busy: at its limit of connections)";
 
+/// How long `rpc list` waits for each service to describe itself: one that hangs does not hold
+/// up the list for the call deadline.
+const LIST_DESCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What `rpc list` shows in place of the interface of a server it cannot reach or that does not
+/// describe itself, followed by why.
+pub const UNREACHABLE: &str = "(unreachable: ";
+
 /// Reaches the services of this machine; runs its own single-thread runtime.
 #[derive(Debug)]
 pub struct Remote {
@@ -75,6 +83,21 @@ impl Remote {
     }
 }
 
+/// The entry of `rpc list` for a server it cannot reach or that does not describe itself.
+fn unreachable(name: String, error: &dyn std::error::Error) -> ServiceEntry {
+    let mut why = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        why.push_str(": ");
+        why.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    ServiceEntry {
+        name,
+        interface: format!("{UNREACHABLE}{why})"),
+    }
+}
+
 fn connection(name: &str, error: ConnectError) -> CliError {
     CliError::Connection {
         service: name.to_owned(),
@@ -119,10 +142,12 @@ pub fn describe_schema(schema: &ServiceSchema) -> Option<Describe> {
             Some(MethodSchema {
                 name: method.name.clone(),
                 id: method.id,
+                // A kind this build does not know is not called as something else.
                 kind: match method.kind.as_str() {
                     "oneway" => MethodKind::Oneway,
                     "stream" => MethodKind::Stream,
-                    _ => MethodKind::Call,
+                    "call" => MethodKind::Call,
+                    _ => return None,
                 },
                 docs: method.docs.clone(),
                 args: method.args.clone(),
@@ -162,14 +187,24 @@ impl Backend for Remote {
                     continue;
                 }
                 // A socket left by a dead server is not a service.
-                Err(_) => continue,
+                Err(ConnectError::NotFound { .. }) => continue,
+                // A server this user may not reach, or that does not speak the protocol, is
+                // shown with the reason rather than hidden.
+                Err(error) => {
+                    entries.push(unreachable(name, &error));
+                    continue;
+                }
             };
-            if let Ok(schema) = self.schema(&name, &handle) {
-                entries.push(ServiceEntry {
+            let described = self
+                .runtime
+                .block_on(handle.with_timeout(Some(LIST_DESCRIBE_TIMEOUT)).describe());
+            entries.push(match described {
+                Ok(schema) => ServiceEntry {
                     name,
                     interface: schema.service,
-                });
-            }
+                },
+                Err(error) => unreachable(name, &error),
+            });
         }
         Ok(entries)
     }
