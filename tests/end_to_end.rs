@@ -140,7 +140,10 @@ async fn graceful_shutdown_finishes_calls_in_flight() {
     });
     server.expect_event(&Event::Computing(11)).await;
     server.shutdown.cancel();
-    // The call in flight, which can finish only now that the shutdown has begun, is answered.
+    // The call in flight, which can finish only once the server has begun to drain (its
+    // goodbye has reached the client), is answered.
+    let connection = client.handle().connection().expect("a direct connection");
+    within("the goodbye", connection.shutting_down()).await;
     common::release(11);
     assert_eq!(
         within("call in flight", in_flight)

@@ -52,22 +52,28 @@ fn output(command: &mut Command) -> Output {
             .spawn()
             .expect("run example"),
     );
+    // Read on threads of their own, so that the example never waits on a full pipe; their
+    // ends are waited for within the patience too (a process the example left behind could
+    // hold them open).
     let read_all = |pipe: Option<Box<dyn Read + Send>>| {
+        let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut bytes = Vec::new();
             if let Some(mut pipe) = pipe {
                 let _ = pipe.read_to_end(&mut bytes);
             }
-            bytes
-        })
+            let _ = tx.send(bytes);
+        });
+        rx
     };
     let stdout = read_all(child.0.stdout.take().map(|p| Box::new(p) as _));
     let stderr = read_all(child.0.stderr.take().map(|p| Box::new(p) as _));
     let status = child.wait();
+    let ended = |rx: mpsc::Receiver<Vec<u8>>| rx.recv_timeout(PATIENCE).expect("the output's end");
     Output {
         status,
-        stdout: stdout.join().expect("stdout"),
-        stderr: stderr.join().expect("stderr"),
+        stdout: ended(stdout),
+        stderr: ended(stderr),
     }
 }
 

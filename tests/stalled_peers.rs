@@ -1,4 +1,5 @@
 //! 200 peers that claim a maximum-size frame and stall cost little memory and are dropped.
+//! (They stall after their handshake: a hello is refused from its prefix past 64 KiB.)
 //!
 //! This file is its own test binary with a single test, because it counts every allocation of
 //! the process.
@@ -60,14 +61,14 @@ const PEERS: usize = 200;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_peers_claiming_the_maximum_cost_little_and_are_dropped() {
     let server =
-        TestServer::start_with(ServerConfig::new().handshake_timeout(Duration::from_millis(1500)));
+        TestServer::start_with(ServerConfig::new().frame_timeout(Duration::from_millis(1500)));
     server.assert_serving().await;
     let before = CURRENT.load(Ordering::Relaxed);
     PEAK.store(before, Ordering::Relaxed);
 
     let mut peers = Vec::with_capacity(PEERS);
     for _ in 0..PEERS {
-        let mut peer = RawPeer::connect(&server.address).await;
+        let mut peer = RawPeer::handshake(&server.address).await;
         // The prefix of a maximum-size frame, a few bytes of it, then nothing more.
         let mut start = DEFAULT_MAX_FRAME.to_le_bytes().to_vec();
         start.extend_from_slice(&[0; 16]);
@@ -84,7 +85,7 @@ async fn stalled_peers_claiming_the_maximum_cost_little_and_are_dropped() {
     // A good client is served while they stall.
     server.assert_serving().await;
 
-    // Every stalled peer is dropped once its handshake time is up.
+    // Every stalled peer is dropped once its frame's time is up.
     for peer in &mut peers {
         within("the server to drop a stalled peer", peer.until_closed()).await;
     }

@@ -17,7 +17,8 @@ pub enum Exit {
     /// written.
     Connection,
     /// 4: the service answered with a framework error (a method it turned out not to have,
-    /// arguments it could not decode, a reply that does not decode, ...).
+    /// arguments it could not decode, a reply that does not decode, ...) or the call's deadline
+    /// passed.
     Remote,
 }
 
@@ -98,8 +99,9 @@ pub enum CliError {
         #[source]
         source: ConnectionFailure,
     },
-    /// The service answered with a framework error, or with what this build cannot read.
-    #[error("{service} did not answer the call")]
+    /// The service answered with a framework error (or its deadline passed), or with what this
+    /// build cannot read.
+    #[error("the call to {service} failed")]
     Remote {
         /// The service.
         service: String,
@@ -155,6 +157,18 @@ pub enum RemoteFailure {
         /// The method.
         method: String,
     },
+}
+
+/// An error and each of its causes, on one line, separated by `: `.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 impl CliError {

@@ -1,6 +1,5 @@
 //! The `rpc` command. What it does and its exit codes are documented in the `rpc_cli` library.
 
-use std::error::Error;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -38,12 +37,7 @@ fn main() -> ExitCode {
 
 /// Prints `error` and each of its causes on one line to stderr; its exit code.
 fn fail(error: &CliError) -> ExitCode {
-    let mut message = format!("rpc: {error}");
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
+    let message = format!("rpc: {}", rpc_cli::error::chain(error));
     // Not `eprintln!`, which panics when stderr is gone (`rpc watch x 2>&1 | head -1`).
     let _ = writeln!(std::io::stderr().lock(), "{message}");
     ExitCode::from(error.exit().code())

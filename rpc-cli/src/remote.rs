@@ -17,8 +17,8 @@ use crate::run::{Backend, Reply, ServiceEntry};
 /// which it cannot ask.
 pub const BUSY: &str = "(busy: at its limit of connections)";
 
-/// How long `rpc list` waits for each service to describe itself: one that hangs does not hold
-/// up the list for the call deadline.
+/// How long `rpc list` waits for each service to connect, to answer the handshake and to
+/// describe itself: one that hangs does not hold up the list for the usual timeouts.
 const LIST_DESCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What `rpc list` shows in place of the interface of a server it cannot reach or that does not
@@ -62,16 +62,24 @@ impl Remote {
 
     /// As [`Remote::connect`], with the transport's own error.
     fn reach(&mut self, name: &str) -> Result<ClientHandle, ConnectError> {
+        self.reach_with(name, &ClientConfig::default())
+    }
+
+    /// As [`Remote::reach`], with `config`.
+    fn reach_with(
+        &mut self,
+        name: &str,
+        config: &ClientConfig,
+    ) -> Result<ClientHandle, ConnectError> {
         if let Some((last, handle)) = &self.last {
             if last == name {
                 return Ok(handle.clone());
             }
         }
         let endpoint = Endpoint::new(name)?;
-        let handle = self.runtime.block_on(rpc_transport::connect_any(
-            &endpoint,
-            &ClientConfig::default(),
-        ))?;
+        let handle = self
+            .runtime
+            .block_on(rpc_transport::connect_any(&endpoint, config))?;
         self.last = Some((name.to_owned(), handle.clone()));
         Ok(handle)
     }
@@ -85,16 +93,9 @@ impl Remote {
 
 /// The entry of `rpc list` for a server it cannot reach or that does not describe itself.
 fn unreachable(name: String, error: &dyn std::error::Error) -> ServiceEntry {
-    let mut why = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        why.push_str(": ");
-        why.push_str(&cause.to_string());
-        source = cause.source();
-    }
     ServiceEntry {
         name,
-        interface: format!("{UNREACHABLE}{why})"),
+        interface: format!("{UNREACHABLE}{})", crate::error::chain(error)),
     }
 }
 
@@ -174,9 +175,13 @@ pub fn describe_schema(schema: &ServiceSchema) -> Option<Describe> {
 impl Backend for Remote {
     fn list(&mut self) -> Result<Vec<ServiceEntry>, CliError> {
         let names = rpc_transport::list_endpoints().map_err(|e| connection("services", e))?;
+        let mut quick = ClientConfig::new();
+        quick
+            .connect_timeout(LIST_DESCRIBE_TIMEOUT)
+            .handshake_timeout(LIST_DESCRIBE_TIMEOUT);
         let mut entries = Vec::new();
         for name in names {
-            let handle = match self.reach(&name) {
+            let handle = match self.reach_with(&name, &quick) {
                 Ok(handle) => handle,
                 // A server at its limit of connections is a service all the same.
                 Err(ConnectError::Busy { .. }) => {

@@ -215,7 +215,6 @@ impl RawPeer {
         frame
     }
 
-    /// Reads until the server closes the connection; returns the headers seen on the way.
     /// Whether the server closes the connection (or breaks it) within the patience, whatever it
     /// sends before; `false` if it keeps it open.
     pub async fn closes(&mut self) -> bool {
@@ -231,6 +230,7 @@ impl RawPeer {
             .is_ok()
     }
 
+    /// Reads until the server closes the connection; returns the headers seen on the way.
     pub async fn until_closed(&mut self) -> Vec<Header> {
         let mut seen = Vec::new();
         while let Some((header, _)) = self.recv().await {

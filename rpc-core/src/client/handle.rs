@@ -245,16 +245,22 @@ impl ClientHandle {
         debug_assert_eq!(method.kind, MethodKind::Oneway);
         self.shared.binding.check(method)?;
         let frame = self.encode(&Header::Notify { method: method.id }, args)?;
-        self.check_open()?;
-        if self.shared.outbox.unsent_calls() > MAX_UNSENT_CALLS {
-            self.room_for_calls(self.call_deadline(Instant::now()).0)
-                .await?;
-        }
         tracing::trace!(
             service = self.shared.service.name,
             method = method.name,
             "notify"
         );
+        self.send_one_way(frame).await
+    }
+
+    /// Sends the frame of a one-way call, once there is room for it (see
+    /// [`ClientHandle::notify`]).
+    pub(super) async fn send_one_way(&self, frame: Encoded) -> Result<(), RpcError> {
+        self.check_open()?;
+        if self.shared.outbox.unsent_calls() > MAX_UNSENT_CALLS {
+            self.room_for_calls(self.call_deadline(Instant::now()).0)
+                .await?;
+        }
         self.shared
             .outbox
             .send_encoded(frame, false)
@@ -384,7 +390,13 @@ impl ClientHandle {
         async move {
             shared.binding.check(method)?;
             let started = Instant::now();
-            let (deadline, timeout) = self.call_deadline(started);
+            let (deadline, mut timeout) = self.call_deadline(started);
+            if shared.outbox.unsent_calls() > MAX_UNSENT_CALLS {
+                // Boxed: the wait is rare, and the future of every call stays small.
+                Box::pin(self.room_for_calls(deadline)).await?;
+                // The server gets what is left of the deadline.
+                timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            }
             let frame = self.encode(
                 &Header::Call {
                     id,
@@ -393,10 +405,6 @@ impl ClientHandle {
                 },
                 args,
             )?;
-            if shared.outbox.unsent_calls() > MAX_UNSENT_CALLS {
-                // Boxed: the wait is rare, and the future of every call stays small.
-                Box::pin(self.room_for_calls(deadline)).await?;
-            }
             if shared.conn.shutting_down.load(Ordering::Acquire) {
                 return Err(RpcError::ShuttingDown);
             }

@@ -114,10 +114,6 @@ impl ClientHandle {
     /// As [`ClientHandle::notify`].
     pub async fn notify_raw(&self, method: u32, args: &[u8]) -> Result<(), RpcError> {
         let frame = self.encode(&Header::Notify { method }, &Encoded(args))?;
-        self.check_open()?;
-        self.shared
-            .outbox
-            .send_encoded(frame, false)
-            .map_err(|_| self.closed_error())
+        self.send_one_way(frame).await
     }
 }

@@ -1,6 +1,7 @@
 //! The generated code names what it uses by full path: a service in a module that shadows the
 //! prelude's names (`Result`, `Option`, `Box`, `Vec`, `String`, `Send`, `Sync`, `Clone`,
-//! `Default`, `Future`, `Some`, `Ok`) with its own compiles and works.
+//! `Default`, `Future`, `Some`, `Ok`, `drop`) and `Arc` and `Pin` with its own compiles and
+//! works.
 
 #![allow(dead_code, non_camel_case_types, non_snake_case)]
 
@@ -70,4 +71,13 @@ async fn main() {
             .expect("connect");
     assert_eq!(client.echo("hi".to_owned()).await.expect("call"), "hi");
     assert!(matches!(client.check(0).await, Ok(Err(shadowing::Failure(0)))));
+    let mut count = client.count(3).await.expect("open");
+    let mut items = std::vec::Vec::new();
+    while let std::option::Option::Some(item) =
+        futures_util::StreamExt::next(&mut count).await
+    {
+        items.push(item.expect("item"));
+    }
+    assert_eq!(items, [0, 1, 2]);
+    client.note(std::option::Option::Some(1)).await.expect("note");
 }
