@@ -13,6 +13,10 @@ use super::path::Path;
 use super::shape::{container_name, is_zero_sized, keys_are_strings};
 use super::{CodecError, MAX_DEPTH, MAX_ZERO_SIZED_ELEMENTS};
 
+/// Most values room is reserved for at once in a sequence or map: beyond it, the vector grows
+/// as values come.
+const RESERVE_MAX: usize = 1024;
+
 /// Reads values from the front of its input, tracking the path for errors.
 pub(super) struct Decoder<'a, 'b> {
     registry: &'a Registry,
@@ -224,10 +228,11 @@ impl<'a, 'b> Decoder<'a, 'b> {
     }
 
     /// `len` values of one format. `len` is a checked length or a type's fixed array size;
-    /// room is reserved for no more than the input could hold.
+    /// room is reserved for no more than the input could hold, nor [`RESERVE_MAX`] values
+    /// (nested sequences each claiming the whole input reserve no more than that each).
     #[inline(never)]
     fn elements(&mut self, len: usize, format: &Format) -> Result<Value, CodecError> {
-        let mut items = Vec::with_capacity(len.min(self.input.len()));
+        let mut items = Vec::with_capacity(len.min(self.input.len()).min(RESERVE_MAX));
         for i in 0..len {
             let mark = self.path.index(i);
             items.push(self.value(format)?);
@@ -241,7 +246,7 @@ impl<'a, 'b> Decoder<'a, 'b> {
         let zero_sized = is_zero_sized(key, self.registry) && is_zero_sized(value, self.registry);
         let len = self.element_count(zero_sized)?;
         if !keys_are_strings(key, self.registry) {
-            let mut pairs = Vec::with_capacity(len.min(self.input.len()));
+            let mut pairs = Vec::with_capacity(len.min(self.input.len()).min(RESERVE_MAX));
             let pair = [key.clone(), value.clone()];
             for i in 0..len {
                 let mark = self.path.index(i);
