@@ -255,6 +255,9 @@ fn walk(stream: &[u8], call_at: usize, stalled: bool) -> Walk {
                     }
                 }
                 Ok(_) => Fault::Protocol(ProtocolError::ExpectedHandshake),
+                // The hello of another version, whose later fields this one cannot read, is
+                // still refused for its version.
+                Err(_) if other_version(frame.bytes(stream)).is_some() => Fault::Rejected,
                 Err(_) => Fault::Protocol(ProtocolError::BadHeader),
             };
             return stop(walk, Expect::Fault(fault));
@@ -337,6 +340,14 @@ fn header_len(payload: &[u8]) -> usize {
         Ok((_, rest)) => payload.len() - rest.len(),
         Err(_) => payload.len(),
     }
+}
+
+/// The version of a hello that does not decode as this version's, if it is another: every
+/// version's hello begins with its kind (0), the magic and a varint version.
+fn other_version(bytes: &[u8]) -> Option<u16> {
+    let rest = bytes.strip_prefix(&[0u8])?.strip_prefix(&MAGIC[..])?;
+    let (version, _) = postcard::take_from_bytes::<u16>(rest).ok()?;
+    (version != PROTOCOL_VERSION).then_some(version)
 }
 
 fn fault_of(result: &Result<(), ConnectionError>) -> Option<Fault> {
