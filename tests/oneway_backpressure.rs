@@ -18,6 +18,20 @@ pub trait Log {
     async fn store(&self, data: ByteBuf) -> u64;
 }
 
+/// A client over one end of an in-memory pair, whose calls have `timeout`.
+async fn connect(
+    reader: rpc_core::memory::MemoryReader,
+    writer: rpc_core::memory::MemoryWriter,
+    timeout: Duration,
+) -> LogClient {
+    let mut config = ClientConfig::new();
+    config.default_timeout(Some(timeout));
+    let handle = ClientHandle::connect(reader, writer, <LogClient as Client>::SERVICE, &config)
+        .await
+        .expect("connect");
+    LogClient::from_handle(handle)
+}
+
 /// A client of a server that welcomes it and then never reads: sends 64 KiB lines until one
 /// waits. Before, every one returned at once: 4,096 of them queued 256 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,17 +43,7 @@ async fn one_way_calls_to_a_peer_that_does_not_read_wait_for_room() {
         std::future::pending::<()>().await;
         drop((reader, writer));
     });
-    let mut config = ClientConfig::new();
-    config.default_timeout(Some(Duration::from_secs(1)));
-    let handle = ClientHandle::connect(
-        client_reader,
-        client_writer,
-        <LogClient as Client>::SERVICE,
-        &config,
-    )
-    .await
-    .expect("connect");
-    let log = LogClient::from_handle(handle);
+    let log = connect(client_reader, client_writer, Duration::from_secs(1)).await;
     const MOST: usize = 4_096;
     let line = ByteBuf::from(vec![7u8; 64 * 1024]);
     let mut sent = 0;
@@ -84,17 +88,7 @@ async fn calls_to_a_peer_that_does_not_read_wait_for_room_too() {
         drop(writer);
         calls
     });
-    let mut config = ClientConfig::new();
-    config.default_timeout(Some(Duration::from_millis(500)));
-    let handle = ClientHandle::connect(
-        client_reader,
-        client_writer,
-        <LogClient as Client>::SERVICE,
-        &config,
-    )
-    .await
-    .expect("connect");
-    let log = LogClient::from_handle(handle);
+    let log = connect(client_reader, client_writer, Duration::from_millis(500)).await;
     const CALLS: usize = 1_024;
     let data = ByteBuf::from(vec![7u8; 64 * 1024]);
     let calls = (0..CALLS).map(|_| log.store(data.clone()));
