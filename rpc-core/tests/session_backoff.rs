@@ -7,8 +7,9 @@ mod session_lab;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use rpc_core::session::SessionState;
 use rpc_core::session::{Session, SessionConfig};
-use session_lab::{connections, until, Lab, StoreClient};
+use session_lab::{connections, until, Lab, Mode, StoreClient};
 
 /// Starts a session against a server that drops its next five connections at once, with a
 /// backoff of 100 ms doubling to 1 s and no jitter.
@@ -60,4 +61,74 @@ async fn calls_that_lose_their_connection_do_not_cut_the_backoff_short() {
     });
     sixth_connection_after_the_backoff(&session, started).await;
     calling.abort();
+}
+
+/// A connection lost after it was up for a while, then attempts that fail (the server is down):
+/// the call that lost the connection asks the session to look again (a nudge), which must not
+/// end the wait after the first failed attempt either. Before, the nudge was kept until that
+/// wait and ended it at once.
+#[tokio::test(start_paused = true)]
+async fn a_call_lost_with_its_connection_does_not_cut_the_wait_after_a_failed_attempt() {
+    let lab = Lab::new();
+    let mut config = SessionConfig::new();
+    config
+        .backoff_base(Duration::from_secs(1))
+        .backoff_cap(Duration::from_secs(1))
+        .jitter(0.0);
+    let (store, session) = lab.start(&config, None);
+    until(&session, "the connection", |state| {
+        connections(state) == Some(1)
+    })
+    .await;
+    // Up for longer than the backoff's cap: its loss is not a quick one.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stalled = tokio::spawn({
+        let store = store.clone();
+        async move { store.stall_once().await }
+    });
+    lab.shared.until_started("stall_once", 1).await;
+    lab.set(Mode::Down);
+    let lost = tokio::time::Instant::now();
+    lab.kill();
+    // The first attempt comes at once, the second once the first one's wait has passed.
+    until(&session, "the second attempt to fail", |state| {
+        matches!(state, SessionState::Connecting { attempts: 2.., .. })
+    })
+    .await;
+    let waited = lost.elapsed();
+    assert!(waited >= Duration::from_secs(1), "{waited:?}");
+    stalled.abort();
+}
+
+/// "Retry now" ends the wait after a failed attempt, however long it would be.
+#[tokio::test(start_paused = true)]
+async fn retry_now_ends_the_wait_after_a_failed_attempt() {
+    let lab = Lab::new();
+    lab.set(Mode::Down);
+    let mut config = SessionConfig::new();
+    config
+        .backoff_base(Duration::from_secs(600))
+        .backoff_cap(Duration::from_secs(600))
+        .jitter(0.0);
+    let started = tokio::time::Instant::now();
+    let (store, session) = lab.start(&config, None);
+    until(&session, "the wait after the first attempt", |state| {
+        matches!(
+            state,
+            SessionState::Connecting {
+                next_attempt: Some(_),
+                ..
+            }
+        )
+    })
+    .await;
+    lab.set(Mode::Up);
+    session.retry_now();
+    until(&session, "the connection", |state| {
+        connections(state) == Some(1)
+    })
+    .await;
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(600), "{waited:?}");
+    assert_eq!(store.get().await.expect("get"), 0);
 }

@@ -103,7 +103,8 @@ impl<K: Connect> Driver<K> {
                 last_error: None,
                 next_attempt: Some(next_attempt),
             });
-            // Not ended by a nudge: the calls that lost the connection give one each.
+            // Not ended by a nudge: the calls that lost the connection give one each (a
+            // nudge only makes a connection that is up be looked at again, in `watch`).
             tokio::select! {
                 () = self.stop.cancelled() => return Err(Stopped),
                 () = tokio::time::sleep_until(next_attempt) => {}
@@ -150,6 +151,10 @@ impl<K: Connect> Driver<K> {
                 // The backoff goes on growing from the connections lost at once before.
                 let next_attempt =
                     Instant::now() + self.delay(attempts.saturating_add(quick_losses));
+                // As above: registered before the state that invites a press is published.
+                let retry = self.retry.notified();
+                tokio::pin!(retry);
+                retry.as_mut().enable();
                 self.current
                     .send_replace(Current::Waiting(Some(error.clone())));
                 self.state.send_replace(SessionState::Connecting {
@@ -162,7 +167,9 @@ impl<K: Connect> Driver<K> {
                 tokio::select! {
                     () = self.stop.cancelled() => return Err(Stopped),
                     () = tokio::time::sleep_until(next_attempt) => {}
-                    () = self.nudge.notified() => {}
+                    // Not a nudge: one left by a call that lost the connection before this
+                    // wait began would end it at once.
+                    () = retry => {}
                 }
             }
             last_error = Some(error);

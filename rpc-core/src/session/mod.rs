@@ -200,10 +200,11 @@ pub(crate) struct Hub {
     /// Shared with the session's task, so that "retry now" leaves the failed state at once.
     current_tx: Arc<watch::Sender<Current>>,
     state: Arc<watch::Sender<SessionState>>,
-    /// Retry now, or look at the connection again (a call saw it shut down).
+    /// Look at the connection again (a call saw it go or shut down); only a connection that
+    /// is up is looked at again, so a nudge never ends a wait of the backoff.
     pub(crate) nudge: Arc<Notify>,
-    /// Retry now, from the user only ([`Session::retry_now`]): it alone ends the wait after a
-    /// connection lost as soon as it came up, which calls that lost it would otherwise end.
+    /// Retry now, from the user only ([`Session::retry_now`]): it alone ends a wait of the
+    /// backoff, which calls that lost the connection would otherwise end.
     retry: Arc<Notify>,
     /// Stops the session's task when the last client and [`Session`] are gone.
     _stop: DropGuard,
@@ -319,8 +320,8 @@ impl Session {
                 _ => false,
             });
         }
-        self.hub.nudge.notify_one();
-        // Only a wait under way: a press while connected leaves nothing for later.
+        // Only a wait under way: a press while connected, or during an attempt, leaves nothing
+        // for later.
         self.hub.retry.notify_waiters();
     }
 
