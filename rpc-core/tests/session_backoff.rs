@@ -1,6 +1,7 @@
-//! A session against a server that takes each connection and drops it as soon as the handshake
-//! is done: such a loss counts as a failed attempt, so the session is not redialled in a loop,
-//! whether calls go on or not. (Paused time: the clock moves by the session's waits only.)
+//! The waits of a session's backoff: a server that takes each connection and drops it as soon
+//! as the handshake is done counts as a failed attempt, so the session is not redialled in a
+//! loop, whether calls go on or not; calls that lose their connection never cut a wait short;
+//! "retry now" does. (Paused time: the clock moves by the session's waits only.)
 
 mod session_lab;
 
