@@ -6,7 +6,9 @@ mod common;
 use bytes::Bytes;
 use common::{frame, stream_item, within};
 use futures_util::StreamExt;
-use rpc_core::frame::{FrameRead, FrameWrite};
+use std::time::Duration;
+
+use rpc_core::frame::{FrameError, FrameRead, FrameWrite};
 use rpc_core::protocol::{Header, ReplyStatus, DEFAULT_MAX_FRAME};
 use rpc_core::{Client, ClientConfig, ProtocolError, RpcError};
 
@@ -214,6 +216,27 @@ async fn a_server_sending_an_item_in_parts_past_the_maximum_frame_is_a_typed_err
                 ..
             }))
         ),
+        "{end:?}"
+    );
+}
+
+/// A server that starts a frame and never finishes it: the client's frame timeout closes the
+/// connection, and a stream with no deadline ends with the typed error instead of waiting for
+/// ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_stalling_inside_a_frame_ends_the_stream_at_the_frame_timeout() {
+    fn half_an_item(id: u64) -> Vec<Vec<u8>> {
+        let mut item = stream_item(id, 7);
+        item.truncate(item.len() - 1);
+        vec![item]
+    }
+    let timeout = Duration::from_millis(200);
+    let mut config = ClientConfig::new();
+    config.frame_timeout(timeout).default_timeout(None);
+    let (items, end) = ticks_from_raw_server(half_an_item, &config).await;
+    assert!(items.is_empty(), "{items:?}");
+    assert!(
+        matches!(end, Some(RpcError::Frame(FrameError::Stalled(t))) if t == timeout),
         "{end:?}"
     );
 }

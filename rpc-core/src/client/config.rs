@@ -26,6 +26,7 @@ pub struct ClientConfig {
     pub(crate) max_frame: u32,
     pub(crate) default_timeout: Option<Duration>,
     pub(crate) handshake_timeout: Duration,
+    pub(crate) frame_timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) child_exit_grace: Duration,
     pub(crate) stream_window: u32,
@@ -40,6 +41,7 @@ impl Default for ClientConfig {
             max_frame: DEFAULT_MAX_FRAME,
             default_timeout: Some(Duration::from_secs(30)),
             handshake_timeout: Duration::from_secs(10),
+            frame_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             child_exit_grace: Duration::from_secs(5),
             stream_window: DEFAULT_WINDOW,
@@ -120,6 +122,19 @@ impl ClientConfig {
         self
     }
 
+    /// Sets how long a frame from the server may take to arrive once its first bytes have.
+    /// Default 10 s, as the server's [`crate::ServerConfig::frame_timeout`]. A server that starts
+    /// a frame and stalls closes the connection with
+    /// [`FrameError::Stalled`](crate::frame::FrameError::Stalled), which every call and stream on
+    /// it then reports, rather than holding open a stream that no item can reach. Time the
+    /// client spends not reading (its callbacks at their limit) does not count. Transports
+    /// that deliver whole messages (Windows message pipes, memory) have no partial frames and
+    /// ignore it.
+    pub fn frame_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.frame_timeout = timeout;
+        self
+    }
+
     /// Sets how long connecting keeps retrying an endpoint that is busy (every instance of a
     /// Windows pipe taken, a pipe pair serving another client, on Linux the queue of a Unix
     /// socket's connections waiting to be accepted full). Default 5 s.
@@ -170,6 +185,11 @@ impl ClientConfig {
     /// How long the handshake may take.
     pub fn get_handshake_timeout(&self) -> Duration {
         self.handshake_timeout
+    }
+
+    /// How long a frame from the server may take to arrive once its first bytes have.
+    pub fn get_frame_timeout(&self) -> Duration {
+        self.frame_timeout
     }
 
     /// How long connecting keeps retrying a busy endpoint.

@@ -117,6 +117,7 @@ impl ClientHandle {
         check_callbacks(service, config)?;
         let (server_max_frame, binding) =
             handshake(&mut reader, &mut writer, service, config).await?;
+        reader.set_frame_timeout(config.frame_timeout);
 
         let conn = new_conn();
         let writer_conn = Arc::clone(&conn);

@@ -197,8 +197,16 @@ impl<R: AsyncRead + Unpin + Send + 'static> ChildReader<R> {
 }
 
 impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for ChildReader<R> {
+    fn set_frame_timeout(&mut self, timeout: Duration) {
+        self.inner.set_frame_timeout(timeout);
+    }
+
     fn holds_nothing(&self) -> bool {
         self.inner.holds_nothing()
+    }
+
+    fn pause(&mut self) {
+        self.inner.pause();
     }
 
     fn refused_frame_start(&self) -> &[u8] {
