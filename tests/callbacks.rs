@@ -217,3 +217,58 @@ async fn a_server_shutting_down_still_takes_the_replies_its_calls_wait_on() {
     assert_eq!(installed.expect("call"), Ok(3));
     assert_eq!(seen.progress.lock().expect("lock").len(), 3);
 }
+
+/// When the server goes, the one-way callbacks it sent still run to their end on the client, in
+/// order, also those waiting their turn, as a server runs the one-way calls of a client that
+/// leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_way_callbacks_run_on_after_the_server_goes() {
+    let served = serve(&ServerConfig::default());
+    let seen = Arc::new(FrontEndSeen::default());
+    seen.progress_held.send_replace(true);
+    let installer = client(&served, true, &seen).await;
+    // The progress went out before the reply: the client has it once the call returns.
+    assert_eq!(
+        installer.install("editor".into()).await.expect("call"),
+        Ok(6)
+    );
+    served.shutdown.cancel();
+    within(
+        "the client to see the connection close",
+        installer
+            .handle()
+            .connection()
+            .expect("a connection")
+            .closed(),
+    )
+    .await;
+    seen.progress_held.send_replace(false);
+    seen.until("the progress", |seen| {
+        seen.progress.lock().expect("lock").len() == 3
+    })
+    .await;
+    assert_eq!(
+        *seen.progress.lock().expect("lock"),
+        [(1, 3), (2, 3), (3, 3)]
+    );
+}
+
+/// A callback's handle back to the server has the client's own default timeout, not the
+/// library's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_from_a_callback_have_the_clients_default_timeout() {
+    let served = serve(&ServerConfig::default());
+    let seen = Arc::new(FrontEndSeen::default());
+    let timeout = Some(Duration::from_secs(7));
+    let mut config = ClientConfig::new();
+    config
+        .serve_callbacks(PromptServer::new(FrontEnd {
+            answer: true,
+            seen: Arc::clone(&seen),
+        }))
+        .default_timeout(timeout);
+    let installer: InstallerClient = served.client(&config).await;
+    // nest(1) on the server -> check(0) on the client, which calls nest(0) on the server.
+    assert_eq!(installer.nest(1).await.expect("call"), 2);
+    assert_eq!(*seen.check_timeouts.lock().expect("lock"), [timeout]);
+}

@@ -4,10 +4,11 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use rpc_core::{CallContext, ClientConfig, ServerConfig};
+use rpc_core::{CallContext, Client, ClientConfig, ServerConfig};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use crate::common;
@@ -60,6 +61,10 @@ pub(crate) struct FrontEndSeen {
     pub(crate) hold: std::sync::atomic::AtomicBool,
     pub(crate) release: Notify,
     pub(crate) changed: Notify,
+    /// While true, `progress` waits before it records.
+    pub(crate) progress_held: watch::Sender<bool>,
+    /// The timeout of the handle to the installer that each `check` made.
+    pub(crate) check_timeouts: Mutex<Vec<Option<Duration>>>,
 }
 
 impl FrontEndSeen {
@@ -95,6 +100,8 @@ impl Prompt for FrontEnd {
     }
 
     async fn progress(&self, done: u64, total: u64) {
+        let mut held = self.seen.progress_held.subscribe();
+        let _ = held.wait_for(|held| !held).await;
         self.seen.progress.lock().expect("lock").push((done, total));
         self.seen.changed.notify_waiters();
     }
@@ -102,6 +109,11 @@ impl Prompt for FrontEnd {
     async fn check(&self, depth: u32) -> u32 {
         let context = CallContext::current().expect("in a call");
         let installer: InstallerClient = context.callbacks().expect("the server");
+        self.seen
+            .check_timeouts
+            .lock()
+            .expect("lock")
+            .push(installer.handle().timeout());
         installer.nest(depth).await.expect("nest") + 1
     }
 

@@ -88,8 +88,12 @@ impl ClientConfig {
     /// so that a callback that calls the server, which calls back, does not deadlock. A server
     /// that leaves meanwhile is seen gone at once on transports that tell when the other end
     /// closes without reading (Unix sockets, Windows named pipes; on others when a callback
-    /// finishes): what it sent before is still read (replies, stream items), the calls it sent
-    /// are not started. Zero is taken as one: a client that serves callbacks runs at least one.
+    /// finishes): what it sent before is still read (replies, stream items, one-way calls,
+    /// which run), the calls that wait for a reply are not started. Once the server is gone,
+    /// the handlers of its calls are dropped, and its one-way calls run to their end, also
+    /// those waiting their turn (as a server runs those of a client that leaves); dropping the
+    /// client's last handle stops them all. Zero is taken as one: a client that serves
+    /// callbacks runs at least one.
     pub fn max_callbacks_in_flight(&mut self, callbacks: usize) -> &mut Self {
         self.max_callbacks_in_flight = callbacks.max(1);
         self

@@ -176,6 +176,7 @@ impl ClientHandle {
                 reader_task: Some(reader_task.abort_handle()),
                 wake_on_call: config.callbacks.is_some(),
                 binding,
+                default_timeout: config.default_timeout,
             }
         });
         Ok(Self {
@@ -206,6 +207,7 @@ impl ClientHandle {
                 reader_task: None,
                 wake_on_call: true,
                 binding: Binding::All,
+                default_timeout: ClientConfig::default().default_timeout,
             }),
             timeout: ClientConfig::default().default_timeout,
             deadline: None,
@@ -215,8 +217,8 @@ impl ClientHandle {
     /// A handle of the connection of `shared`, whose calls end no later than `deadline`.
     pub(crate) fn from_link(shared: Arc<Shared>, deadline: Option<Instant>) -> Self {
         Self {
+            timeout: shared.default_timeout,
             shared,
-            timeout: ClientConfig::default().default_timeout,
             deadline,
         }
     }

@@ -42,6 +42,9 @@ pub(crate) struct Shared {
     pub(super) wake_on_call: bool,
     /// How this client's methods bind to the server's.
     pub(super) binding: Binding,
+    /// The deadline of the calls of handles made from the connection (a callback's
+    /// [`crate::CallContext::callbacks`]): the client's [`crate::ClientConfig::default_timeout`].
+    pub(super) default_timeout: Option<Duration>,
 }
 
 impl Shared {

@@ -36,12 +36,11 @@ pub(super) struct CallbackSide {
 /// Reads frames from the server until the connection ends, serves its callbacks if the client
 /// has some, and fails calls whose deadline passes; returns why the connection ended.
 pub(super) async fn read_replies<R: FrameRead>(
-    mut reader: R,
+    reader: R,
     conn: &Conn,
     max_frame: u32,
     callbacks: Option<CallbackSide>,
 ) -> RpcError {
-    let mut deadlines = Deadlines::new();
     let peer = Arc::new(PeerInfo::unknown());
     let mut serving = callbacks.as_ref().map(|side| {
         let descriptor = side.dispatch.descriptor();
@@ -57,13 +56,32 @@ pub(super) async fn read_replies<R: FrameRead>(
         };
         Serving::new(calls, side.outbox.clone(), false)
     });
+    let why = read_frames(reader, conn, max_frame, callbacks.as_ref(), &mut serving).await;
+    // As a server does for a client that leaves: nobody takes the replies of the server's calls,
+    // so their handlers are dropped, and the one-way calls it sent run to their end, also
+    // those waiting their turn.
+    if let Some(serving) = serving {
+        serving.leave_oneway_running();
+    }
+    why
+}
+
+/// The reading of [`read_replies`].
+async fn read_frames<R: FrameRead, D: Dispatch>(
+    mut reader: R,
+    conn: &Conn,
+    max_frame: u32,
+    callbacks: Option<&CallbackSide>,
+    serving: &mut Option<Serving<'_, D>>,
+) -> RpcError {
+    let mut deadlines = Deadlines::new();
     let mut out = Vec::new();
     // The server closed its end while this client was not reading (its callbacks at their
     // limit): what it sent before is still read, and its calls are no longer started.
     let mut server_gone = false;
     let mut turns = 0u32;
     loop {
-        if let (Some(side), false) = (&callbacks, out.is_empty()) {
+        if let (Some(side), false) = (callbacks, out.is_empty()) {
             let _ = side.outbox.send_all_now(&mut out);
         }
         // Callbacks over their limit stop the reading, but each call of this client still
@@ -71,11 +89,10 @@ pub(super) async fn read_replies<R: FrameRead>(
         // Replies to the server's callbacks that it has not taken: past the limit, the reading
         // stops too, as a server stops reading the calls of a client that takes no replies.
         let backlog = callbacks
-            .as_ref()
             .is_some_and(|side| side.outbox.unsent_replies() > side.config.max_unsent_bytes);
         let reading = server_gone
             || !backlog
-                && match (&serving, &callbacks) {
+                && match (&*serving, callbacks) {
                     (Some(serving), Some(side)) => {
                         let max = side.config.get_max_in_flight();
                         serving.handlers_below(max + conn.in_flight().min(max))
@@ -89,8 +106,11 @@ pub(super) async fn read_replies<R: FrameRead>(
             deadlines.expire_due(conn);
         }
         // While not reading, this waits for the server to close its end, without reading.
+        // Handlers that have finished are joined first: until then they count against the
+        // limit of callbacks in flight.
         let frame = tokio::select! {
             biased;
+            () = joined(serving) => continue,
             incoming = next_incoming(&mut reader, reading, max_frame) => match incoming {
                 Received::Frame(frame) => frame,
                 Received::Closed => {
@@ -99,8 +119,7 @@ pub(super) async fn read_replies<R: FrameRead>(
                 }
             },
             () = std::future::poll_fn(|cx| deadlines.poll_tick(conn, cx)) => continue,
-            () = joined(&mut serving) => continue,
-            () = drained(callbacks.as_ref()), if backlog && !reading => continue,
+            () = drained(callbacks), if backlog && !reading => continue,
         };
         let frame = match frame {
             Ok(Some(frame)) => frame,
@@ -152,7 +171,7 @@ pub(super) async fn read_replies<R: FrameRead>(
                 method,
                 deadline_us,
             } => {
-                let Some(serving) = &mut serving else {
+                let Some(serving) = serving.as_mut() else {
                     return ProtocolError::UnexpectedKind("call from server").into();
                 };
                 if server_gone {
@@ -166,15 +185,15 @@ pub(super) async fn read_replies<R: FrameRead>(
                 }
             }
             Header::Notify { method } => {
-                let Some(serving) = &mut serving else {
+                let Some(serving) = serving.as_mut() else {
                     return ProtocolError::UnexpectedKind("call from server").into();
                 };
-                if !server_gone {
-                    serving.notify(method, &frame, body_at);
-                }
+                // Run also once the server is gone, as a server runs those of a client that
+                // left.
+                serving.notify(method, &frame, body_at);
             }
             Header::Cancel { id } => {
-                let Some(serving) = &mut serving else {
+                let Some(serving) = serving.as_mut() else {
                     return ProtocolError::UnexpectedKind("call from server").into();
                 };
                 serving.cancel(id);

@@ -370,6 +370,14 @@ impl<'a, D: Dispatch> Serving<'a, D> {
         }
     }
 
+    /// The caller is gone and this side stops serving it: the calls are dropped, as by
+    /// [`Self::caller_gone`], and the one-way handlers, also those waiting their turn, run on
+    /// to their end on their own tasks.
+    pub(crate) fn leave_oneway_running(mut self) {
+        self.caller_gone();
+        self.tasks.detach_all();
+    }
+
     /// Drops every handler still running and waits for their tasks to end.
     pub(crate) async fn stop(mut self) {
         self.tasks.shutdown().await;
