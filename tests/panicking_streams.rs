@@ -1,7 +1,7 @@
 //! Stream tasks that panic outside their handler's guard: a result stream whose source panics
 //! when it is dropped, after its end went out, must still stop counting against the
 //! connection's limit of open streams; a handler that panics when its deadline drops it, before
-//! it returned its stream, must still have its call answered.
+//! it returned its stream or its result, must still have its call answered.
 
 mod common;
 
@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_util::StreamExt;
-use rpc_core::protocol::WireError;
+use rpc_core::protocol::{Header, ReplyStatus, WireError};
 use rpc_core::{ClientConfig, RpcError, ServerConfig, Stream};
 
 /// Opens streams whose source panics when dropped.
@@ -19,6 +19,8 @@ pub trait Fragile {
     async fn one(&self) -> Stream<u32>;
     /// Never returns its stream; panics when it is dropped.
     async fn stuck(&self) -> Stream<u32>;
+    /// Never answers; panics when it is dropped.
+    async fn stuck_call(&self) -> u32;
 }
 
 /// A stream of one item that panics when dropped.
@@ -48,6 +50,11 @@ impl Fragile for FragileImpl {
     }
 
     async fn stuck(&self) -> Stream<u32> {
+        let _guard = PanicOnDrop(futures_util::stream::iter(0..0));
+        std::future::pending().await
+    }
+
+    async fn stuck_call(&self) -> u32 {
         let _guard = PanicOnDrop(futures_util::stream::iter(0..0));
         std::future::pending().await
     }
@@ -85,12 +92,23 @@ async fn a_stream_whose_source_panics_when_dropped_frees_its_place() {
     .await;
 }
 
-/// A stream's handler stopped at its deadline, whose drop panics: the call is still answered
-/// (the client here is a raw peer that does not enforce the deadline itself). Before, the
-/// panicking task was forgotten without a word, and the call waited for the connection's end.
+/// A handler stopped at its deadline, whose drop panics: the call is still answered (the client
+/// here is a raw peer that does not enforce the deadline itself), for a call that returns a
+/// stream as for a plain one. Before, the panicking task was forgotten without a word, and the
+/// call waited for the connection's end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_that_panics_when_stopped_still_has_its_call_answered() {
-    use rpc_core::protocol::{Header, ReplyStatus};
+    for method in ["stuck", "stuck_call"] {
+        assert_eq!(
+            answer_when_stopped(method).await,
+            ReplyStatus::Failed(WireError::HandlerPanicked),
+            "{method}"
+        );
+    }
+}
+
+/// How a raw peer's call of `method`, with a deadline of 20 ms, is answered.
+async fn answer_when_stopped(method: &str) -> ReplyStatus {
     use rpc_core::Client;
     let served = common::Served::start(
         |_: std::sync::Arc<()>| FragileServer::new(FragileImpl),
@@ -98,15 +116,15 @@ async fn a_handler_that_panics_when_stopped_still_has_its_call_answered() {
     );
     let service = <FragileClient as Client>::SERVICE;
     let mut peer = common::RawPeer::handshake_for(&served.address, service).await;
-    let stuck = service
+    let method = service
         .methods
         .iter()
-        .find(|m| m.name == "stuck")
+        .find(|m| m.name == method)
         .map(|m| m.id)
         .expect("the method");
     let call = Header::Call {
         id: 1,
-        method: stuck,
+        method,
         deadline_us: Some(20_000),
     };
     peer.send_raw(&common::frame(&call, &[]))
@@ -114,10 +132,7 @@ async fn a_handler_that_panics_when_stopped_still_has_its_call_answered() {
         .expect("send");
     loop {
         match common::within("the answer", peer.recv()).await {
-            Some((Header::Reply { id: 1, status }, _)) => {
-                assert_eq!(status, ReplyStatus::Failed(WireError::HandlerPanicked));
-                break;
-            }
+            Some((Header::Reply { id: 1, status }, _)) => return status,
             Some(_) => {}
             None => panic!("closed without an answer"),
         }

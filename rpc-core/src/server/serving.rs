@@ -128,10 +128,21 @@ impl<'a, D: Dispatch> Serving<'a, D> {
                 .is_some_and(|handle| handle.id() == task)
             {
                 self.cancels.remove(&id);
-                if let (Some(sending), true) = (self.streams.sent(id), panicked) {
-                    // Unless its end went out before the panic: the client waits for it.
+                if panicked {
                     let panic = WireError::HandlerPanicked;
-                    end_sending(&self.outbox, id, &sending, panic.clone(), panic);
+                    match self.streams.sent(id) {
+                        // Unless its end went out before the panic: the client waits for it.
+                        Some(sending) => {
+                            end_sending(&self.outbox, id, &sending, panic.clone(), panic);
+                        }
+                        // A call whose handler panicked outside its guard (dropped at its
+                        // deadline, or when its stream from the client failed) before its reply
+                        // went out: answered now, or its caller would wait for ever.
+                        None if !lock(&self.answered).contains(&(id, task)) => {
+                            let _ = self.outbox.send_encoded(failed(id, panic), true);
+                        }
+                        None => {}
+                    }
                 }
             }
         }
