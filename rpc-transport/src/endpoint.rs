@@ -25,7 +25,8 @@ impl Endpoint {
     /// An endpoint in the platform's default place for `name`.
     ///
     /// Names are 1 to 64 characters of ASCII letters, digits, `.`, `_` and `-`, not starting
-    /// with `.`.
+    /// with `.`. On Windows they are pipe names, which ignore case (`Calc` and `calc` are one
+    /// endpoint there), and a pipe pair named `x` also takes the names `x.in` and `x.out`.
     ///
     /// # Errors
     ///

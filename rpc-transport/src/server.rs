@@ -263,12 +263,18 @@ async fn turn_away(
         Err(error) if platform::is_transient_accept_error(&error) => {
             tokio::time::sleep(ACCEPT_RETRY_AFTER).await;
         }
-        Err(_) => *listener = None,
+        // Closed as at the end, so that the endpoint is gone once the server returns.
+        Err(_) => {
+            if let Some(listener) = listener.take() {
+                listener.close().await;
+            }
+        }
     }
 }
 
-/// Serves `service` on `name` until Ctrl-C (on Unix also SIGTERM; on Windows also Ctrl-Break,
-/// the console closing, log-off and shutdown), then shuts down gracefully.
+/// Serves `service` on `name` until Ctrl-C (on Unix also SIGTERM; on Windows also Ctrl-Break
+/// and the console closing, and log-off and system shutdown, which Windows sends to services
+/// only), then shuts down gracefully.
 ///
 /// # Errors
 ///

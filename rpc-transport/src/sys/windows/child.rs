@@ -3,7 +3,9 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::windows::io::{AsRawHandle, BorrowedHandle, FromRawHandle, OwnedHandle, RawHandle};
+use std::os::windows::io::{
+    AsRawHandle, BorrowedHandle, FromRawHandle, IntoRawHandle, OwnedHandle, RawHandle,
+};
 
 use rpc_core::PeerInfo;
 use tokio::process::Command;
@@ -147,11 +149,15 @@ pub(crate) fn take_stdio() -> io::Result<(BoxReader, BoxWriter)> {
             BorrowedHandle::borrow_raw(output as RawHandle).try_clone_to_owned()?,
         )
     };
+    // Standard input reads the null device from now on (end of file at once), as on Unix, also
+    // for processes started with inherited handles; the slot owns the handle from then on.
+    let nul = std::fs::OpenOptions::new().read(true).open("NUL")?;
     // SAFETY: SetStdHandle only replaces the process's standard handle slots; std looks the
-    // handles up on every write, so prints follow the new ones.
+    // handles up on every write, so prints follow the new ones. `nul` is an open handle whose
+    // ownership passes to the slot.
     unsafe {
         if SetStdHandle(STD_OUTPUT_HANDLE, GetStdHandle(STD_ERROR_HANDLE)) == 0
-            || SetStdHandle(STD_INPUT_HANDLE, std::ptr::null_mut()) == 0
+            || SetStdHandle(STD_INPUT_HANDLE, nul.into_raw_handle() as HANDLE) == 0
         {
             return Err(io::Error::last_os_error());
         }

@@ -109,6 +109,9 @@ impl Listener {
     /// instance).
     pub(crate) async fn accept(&mut self) -> io::Result<(PipeReader, PipeWriter, PeerInfo)> {
         self.top_up()?;
+        // Instances that failed in a row in this call: a failure that every new instance meets
+        // at once is the endpoint's, not an instance's, and ends the accepting.
+        let mut broken = 0;
         let index = loop {
             let (result, index) = {
                 let connects = self
@@ -122,17 +125,23 @@ impl Listener {
                 Ok(()) => break index,
                 // A client came and went before we saw it: the instance is left closing.
                 // Disconnect it so that it listens again, and wait for the next client.
-                Err(e) if e.raw_os_error() == Some(ERROR_NO_DATA as i32) => {
-                    if let Some(waiting) = self.waiting.get(index) {
-                        waiting.disconnect()?;
-                    }
-                }
-                // That instance is broken: it goes, the others wait on.
+                Err(e)
+                    if e.raw_os_error() == Some(ERROR_NO_DATA as i32)
+                        && self
+                            .waiting
+                            .get(index)
+                            .is_some_and(|waiting| waiting.disconnect().is_ok()) => {}
+                // That instance is broken: another takes its place, the others wait on.
                 Err(e) => {
                     if index < self.waiting.len() {
                         self.waiting.swap_remove(index);
                     }
-                    return Err(e);
+                    broken += 1;
+                    if broken > WAITING {
+                        return Err(e);
+                    }
+                    tracing::warn!(error = %e, "a waiting instance of the pipe failed; replaced");
+                    self.top_up()?;
                 }
             }
         };

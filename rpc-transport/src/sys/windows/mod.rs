@@ -123,9 +123,10 @@ pub(crate) fn is_transient_accept_error(error: &io::Error) -> bool {
 }
 
 /// Completes when the process is asked to stop: Ctrl-C or Ctrl-Break, its console closing, the
-/// user logging off or the system shutting down. For the last three, Windows ends the process
-/// a few seconds after the request (5 s for a closing console); tokio's handler keeps the
-/// process alive until then, so a graceful shutdown that fits that time completes.
+/// user logging off or the system shutting down (the last two reach services only: Windows
+/// ends a program of a user's session without them). For the last three, Windows ends the
+/// process a few seconds after the request (5 s for a closing console); tokio's handler keeps
+/// the process alive until then, so a graceful shutdown that fits that time completes.
 pub(crate) async fn termination_signal() {
     use tokio::signal::windows::{ctrl_break, ctrl_c, ctrl_close, ctrl_logoff, ctrl_shutdown};
     // A listener that cannot be installed never fires; the others still do.

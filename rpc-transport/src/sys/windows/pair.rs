@@ -22,7 +22,7 @@ use rpc_core::{
     serve_connection, CancellationToken, Client, ClientConfig, Dispatch, PeerInfo, ServerConfig,
 };
 use tokio::net::windows::named_pipe::{NamedPipeServer, PipeMode, ServerOptions};
-use windows_sys::Win32::Foundation::ERROR_ACCESS_DENIED;
+use windows_sys::Win32::Foundation::{ERROR_ACCESS_DENIED, ERROR_NO_DATA};
 use windows_sys::Win32::Storage::FileSystem::{
     FILE_GENERIC_READ, FILE_READ_ATTRIBUTES, FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA, READ_CONTROL,
 };
@@ -119,15 +119,20 @@ impl PairListener {
         let pid = loop {
             let (input, output) = (server(&self.input)?, server(&self.output)?);
             // Whichever the client opens first; the other must follow within the timeout.
+            // A failure names the pipe whose wait failed.
             let both = async {
                 tokio::select! {
                     first = input.connect() => match first {
-                        Ok(()) => tokio::time::timeout(self.patience, output.connect()).await,
-                        Err(e) => Ok(Err(e)),
+                        Ok(()) => tokio::time::timeout(self.patience, output.connect())
+                            .await
+                            .map(|second| second.map_err(|e| (e, output))),
+                        Err(e) => Ok(Err((e, input))),
                     },
                     first = output.connect() => match first {
-                        Ok(()) => tokio::time::timeout(self.patience, input.connect()).await,
-                        Err(e) => Ok(Err(e)),
+                        Ok(()) => tokio::time::timeout(self.patience, input.connect())
+                            .await
+                            .map(|second| second.map_err(|e| (e, input))),
+                        Err(e) => Ok(Err((e, output))),
                     },
                 }
             };
@@ -147,7 +152,14 @@ impl PairListener {
                         }
                     }
                 }
-                Ok(Err(e)) => return Err(e),
+                // A client came and went before the server waited on the pipe (anyone may open
+                // it and close it at once): that pipe is disconnected, so that it listens again;
+                // the other one's wait goes on.
+                Ok(Err((e, failed))) if e.raw_os_error() == Some(ERROR_NO_DATA as i32) => {
+                    tracing::debug!("a client opened a pipe of the pair and closed it at once");
+                    failed.disconnect()?;
+                }
+                Ok(Err((e, _))) => return Err(e),
                 Err(_) => {
                     tracing::warn!("a client opened one pipe of the pair and not the other");
                     self.disconnect();

@@ -38,6 +38,9 @@ pub(super) const PIPE_BUFFER: u32 = 64 * 1024;
 /// stream either way; message read mode keeps the pipe as our own peers see it.
 pub(super) const CLIENT_READ_MODE: u32 = PIPE_READMODE_MESSAGE;
 
+/// The most one read of a pipe takes: the runtime reads a pipe 64 KiB at a time at most.
+pub(super) const READ_MAX: usize = 64 * 1024;
+
 /// One end of a pipe.
 #[derive(Debug)]
 pub(crate) enum Pipe {
@@ -155,7 +158,11 @@ impl AsyncRead for ReadHalf {
         let mut empty = 0;
         loop {
             ready!(this.pipe.poll_read_ready(cx))?;
-            match this.pipe.try_read(buf.initialize_unfilled()) {
+            // Only as much as one read can take is zeroed: the frame reader offers all the room
+            // of its buffer each time (megabytes while a large frame arrives), and zeroing it
+            // all for every message would let a peer's one-byte messages cost that much each.
+            let room = buf.remaining().min(READ_MAX);
+            match this.pipe.try_read(buf.initialize_unfilled_to(room)) {
                 // An empty message reads as nothing, as the end of the pipe does: the pipe's
                 // state tells them apart, or, once the other end is gone, the next read.
                 Ok(0) if is_connected(this.pipe.handle()) || !this.nothing_after_close => {

@@ -10,7 +10,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::{connected_pair, frame, next, raw, raw_client, unique_endpoint};
 use crate::error::ConnectError;
-use crate::sys::windows::pipe::{CLIENT_READ_MODE, PIPE_BUFFER};
+use crate::sys::windows::pipe::{ReadHalf, CLIENT_READ_MODE, PIPE_BUFFER, READ_MAX};
 use crate::sys::windows::{connect, Listener};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,4 +298,32 @@ async fn busy_pipe_is_retried_within_a_bounded_wait() {
         .expect("task")
         .map_err(|e| e.to_string())
         .expect("the waiting client gets in");
+}
+
+/// A read zeroes at most what one read of a pipe can take, however much room the reader's
+/// buffer offers (megabytes while a large frame arrives): a peer's small messages cannot make
+/// each read clear that much.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_zeroes_no_more_than_one_read_takes() {
+    use std::mem::MaybeUninit;
+    use tokio::io::{AsyncRead, ReadBuf};
+
+    let (server_reader, mut client, _listener) = raw_client("zeroing").await;
+    let mut half = ReadHalf::new(std::sync::Arc::clone(&server_reader.pipe));
+    client.write_all(b"0123456789").await.expect("write");
+    let mut storage = vec![MaybeUninit::<u8>::uninit(); 4 << 20];
+    let mut buf = ReadBuf::uninit(&mut storage);
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut half).poll_read(cx, &mut buf)),
+    )
+    .await
+    .expect("a read within 10 s")
+    .expect("read");
+    assert_eq!(buf.filled(), b"0123456789");
+    assert!(
+        buf.initialized().len() <= READ_MAX,
+        "{} bytes zeroed",
+        buf.initialized().len()
+    );
 }
