@@ -21,7 +21,7 @@ use crate::{Stream, StreamReceiver};
 
 /// What the reader task and the sending task share about one argument stream.
 pub(super) struct Outgoing {
-    /// Items the server has granted and the stream not sent; closed when the server stops it.
+    /// Bytes the server has granted and the stream not spent; closed when the server stops it.
     pub(super) credit: Semaphore,
     /// The server has granted credit: the stream is open on its side, and must be ended.
     pub(super) opened: AtomicBool,

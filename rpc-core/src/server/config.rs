@@ -189,7 +189,8 @@ impl ServerConfig {
     /// Sets how many streams one connection may have open at once, either way (a call that
     /// sends and receives counts once). Default 64. Opening one
     /// more fails that call with a typed error ([`crate::protocol::WireError::TooManyStreams`]);
-    /// open streams do not count as calls in flight. Each holds one task and, while its client
+    /// open streams do not count as calls in flight. Each holds at most one task (none for an
+    /// upload whose call was answered on its first poll) and, while its client
     /// does not take items, no items: they wait in its client, within the client's stream
     /// window.
     pub fn max_streams(&mut self, streams: usize) -> &mut Self {

@@ -28,7 +28,7 @@ pub(crate) struct Batch {
     groups: Vec<Vec<Bytes>>,
     /// Frames (or their parts) ready, in order, before those in `open`.
     frames: Vec<Bytes>,
-    /// Bytes in `frames` and `open`.
+    /// Bytes of the group under way (in `frames` and `open` since the last group was taken).
     group_len: usize,
     /// Bytes in `frames` and `open`.
     len: usize,
