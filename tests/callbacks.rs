@@ -165,15 +165,7 @@ async fn a_connection_closed_by_the_shutdown_timeout_fails_kept_handles() {
         matches!(refused, Err(RpcError::ConnectionClosed)),
         "{refused:?}"
     );
-    within(
-        "the client to see the connection close",
-        installer
-            .handle()
-            .connection()
-            .expect("a connection")
-            .closed(),
-    )
-    .await;
+    client_sees_the_connection_close(&installer).await;
     let ended = within("the waiting call to end", waiting)
         .await
         .expect("join");
@@ -233,15 +225,7 @@ async fn one_way_callbacks_run_on_after_the_server_goes() {
         Ok(6)
     );
     served.shutdown.cancel();
-    within(
-        "the client to see the connection close",
-        installer
-            .handle()
-            .connection()
-            .expect("a connection")
-            .closed(),
-    )
-    .await;
+    client_sees_the_connection_close(&installer).await;
     seen.progress_held.send_replace(false);
     seen.until("the progress", |seen| {
         seen.progress.lock().expect("lock").len() == 3
@@ -271,4 +255,17 @@ async fn calls_from_a_callback_have_the_clients_default_timeout() {
     // nest(1) on the server -> check(0) on the client, which calls nest(0) on the server.
     assert_eq!(installer.nest(1).await.expect("call"), 2);
     assert_eq!(*seen.check_timeouts.lock().expect("lock"), [timeout]);
+}
+
+/// Waits until `installer`'s connection has closed.
+async fn client_sees_the_connection_close(installer: &InstallerClient) {
+    within(
+        "the client to see the connection close",
+        installer
+            .handle()
+            .connection()
+            .expect("a connection")
+            .closed(),
+    )
+    .await;
 }
