@@ -131,9 +131,9 @@ impl ClientConfig {
     /// a frame and stalls closes the connection with
     /// [`FrameError::Stalled`](crate::frame::FrameError::Stalled), which every call and stream on
     /// it then reports, rather than holding open a stream that no item can reach. Time the
-    /// client spends not reading (its callbacks at their limit) does not count. Transports
-    /// that deliver whole messages (Windows message pipes, memory) have no partial frames and
-    /// ignore it.
+    /// client spends not reading (its callbacks at their limit) does not count. Every
+    /// transport reads frames as a byte stream and keeps it (Windows pipes too), except the
+    /// in-memory one, which hands over whole frames and has none that could stall.
     pub fn frame_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.frame_timeout = timeout;
         self
