@@ -81,7 +81,7 @@ struct State {
     queue: Queue,
     /// Stream frames waiting for the writer task, in order, in groups of whole frames; they
     /// go out after the frames in `queue`.
-    bulk: VecDeque<Vec<Bytes>>,
+    bulk: VecDeque<BulkGroup>,
     /// Calls to send frames other than stream frames so far: a stream that sees it change
     /// sends long items in parts, so that those frames need not wait behind a whole item.
     others_sent: u64,
@@ -99,6 +99,14 @@ struct State {
     /// [`Closer::close_now`] was called: the writer task drops the transport, also one it is
     /// writing to, and ends, whoever still holds an [`Outbox`].
     closed_now: bool,
+}
+
+/// Frames that go out together in the stream lane.
+struct BulkGroup {
+    frames: Vec<Bytes>,
+    /// The frames open a call of this side's (behind stream frames queued before it): they
+    /// count among its unsent calls, not among the stream frames.
+    call: bool,
 }
 
 struct Shared {
@@ -274,7 +282,10 @@ impl Outbox {
         let mut bytes = 0;
         for group in groups {
             bytes += group.iter().map(Bytes::len).sum::<usize>();
-            state.bulk.push_back(group);
+            state.bulk.push_back(BulkGroup {
+                frames: group,
+                call: false,
+            });
         }
         if bytes > 0 {
             shared.unsent.fetch_add(bytes, Ordering::Relaxed);
@@ -348,9 +359,11 @@ impl Outbox {
         }
         state.others_sent += 1;
         let bytes = frames.iter().map(Bytes::len).sum::<usize>();
-        shared.unsent.fetch_add(bytes, Ordering::Relaxed);
-        shared.unsent_bulk.fetch_add(bytes, Ordering::Relaxed);
-        state.bulk.push_back(frames);
+        shared.count_unsent(bytes, self.1);
+        state.bulk.push_back(BulkGroup {
+            frames,
+            call: self.1,
+        });
         drop(state);
         shared.work.notify_one();
         Ok(())

@@ -71,12 +71,19 @@ async fn run_writer(shared: Arc<Shared>, on_error: impl FnOnce(FrameError)) {
             } else {
                 state.flush_needed = false;
                 calls_written = state.queue.take_into(&mut batch, MAX_BATCH);
-                while bulk_written < BULK_PER_WRITE && batch.len() < MAX_BATCH {
+                let mut lane_written = 0;
+                while lane_written < BULK_PER_WRITE && batch.len() < MAX_BATCH {
                     let Some(group) = state.bulk.pop_front() else {
                         break;
                     };
-                    bulk_written += group.iter().map(Bytes::len).sum::<usize>();
-                    batch.extend(group);
+                    let bytes = group.frames.iter().map(Bytes::len).sum::<usize>();
+                    lane_written += bytes;
+                    if group.call {
+                        calls_written += bytes;
+                    } else {
+                        bulk_written += bytes;
+                    }
+                    batch.extend(group.frames);
                 }
                 // Only this task takes the writer, and it always puts it back.
                 Ok(state.writer.take().map(|writer| (writer, false)))
