@@ -1,5 +1,6 @@
 //! Whole frames from a byte stream.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Poll};
@@ -8,7 +9,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::frame::{check_len, FrameError, FrameRead};
 use crate::protocol::LEN_PREFIX;
@@ -58,6 +59,10 @@ pub struct FrameReader<R> {
     allocation: (usize, usize),
     /// How long a started frame may take to complete.
     frame_timeout: Option<Duration>,
+    /// The timer of the frame timeout, kept from frame to frame: moving a registered timer's
+    /// deadline later costs no lock of the runtime's timer driver, where a timer made for each
+    /// wait registers and deregisters under that lock.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl<R: AsyncRead + Unpin + Send + 'static> FrameReader<R> {
@@ -70,6 +75,7 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameReader<R> {
             paused: None,
             allocation: (0, 0),
             frame_timeout: None,
+            timer: None,
         }
     }
 
@@ -190,7 +196,7 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for FrameReader<R> {
                     buf.extend_from_slice(read.filled());
                     Poll::Ready(Ok::<_, io::Error>(read.filled().len()))
                 })
-                .await
+                .await?
             } else {
                 if self.buf.capacity() - self.buf.len() < MIN_SPARE {
                     self.buf.reserve(READ_CHUNK);
@@ -198,20 +204,26 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for FrameReader<R> {
                 // Inside a frame: the rest must come within the frame timeout.
                 match (self.started, self.frame_timeout) {
                     (Some(started), Some(timeout)) => {
-                        match tokio::time::timeout_at(
-                            started + timeout,
-                            self.inner.read_buf(&mut self.buf),
-                        )
-                        .await
-                        {
-                            Ok(read) => read,
-                            Err(_) => return Err(FrameError::Stalled(timeout)),
+                        let deadline = started + timeout;
+                        let timer = self
+                            .timer
+                            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                        if timer.deadline() != deadline {
+                            timer.as_mut().reset(deadline);
                         }
+                        let mut read = std::pin::pin!(self.inner.read_buf(&mut self.buf));
+                        std::future::poll_fn(|cx| {
+                            if let Poll::Ready(read) = read.as_mut().poll(cx) {
+                                return Poll::Ready(read.map_err(FrameError::from));
+                            }
+                            ready!(timer.as_mut().poll(cx));
+                            Poll::Ready(Err(FrameError::Stalled(timeout)))
+                        })
+                        .await?
                     }
-                    _ => self.inner.read_buf(&mut self.buf).await,
+                    _ => self.inner.read_buf(&mut self.buf).await?,
                 }
-            }
-            .map_err(FrameError::from)?;
+            };
             self.note_allocation();
             if n == 0 {
                 if self.buf.is_empty() {
@@ -234,7 +246,6 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for FrameReader<R> {
 mod tests {
     use super::*;
     use crate::protocol::DEFAULT_MAX_FRAME;
-    use std::future::Future;
     use tokio::io::AsyncWriteExt;
 
     fn frame(payload: &[u8]) -> Vec<u8> {
