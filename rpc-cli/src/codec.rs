@@ -28,9 +28,10 @@
 //! expected there and what was given. Decoding treats its input, and the registry, as coming
 //! from a peer: it checks every length against the bytes left before allocating, refuses
 //! trailing bytes, bounds nesting at [`MAX_DEPTH`] so that a recursive type cannot exhaust the
-//! stack, and bounds the number of values by the input's size so that types of zero bytes
-//! nested by a hostile registry cannot multiply without end, nor long names in its registry be
-//! copied once per byte of input ([`CodecError::TooManyValues`]).
+//! stack, and bounds the number of values by the input's size and by [`MAX_VALUES`] so that
+//! types of zero bytes nested by a hostile registry cannot multiply without end, nor long names
+//! in its registry be copied once per byte of input ([`CodecError::TooManyValues`]); it looks
+//! through each of the registry's types once, however often the input asks about it.
 //!
 //! ```
 //! use rpc_cli::codec::{decode, encode};
@@ -74,6 +75,13 @@ pub const MAX_DEPTH: usize = 128;
 /// How many elements a decoded sequence or map of zero-sized elements (such as `Vec<()>`) may
 /// declare. Other sequences are bounded by the input itself, since each element takes a byte.
 pub const MAX_ZERO_SIZED_ELEMENTS: usize = 1 << 16;
+
+/// The most values (every struct, field, element, byte of a byte buffer, ...) one decode
+/// produces, whatever the input's size: `serde_json`'s values take 72 bytes each, so at most
+/// about 1.2 GB, and the text of strings and keys (bounded by the input). Below it, a decode
+/// produces at most 8 values per byte of input and 65,536 more, about 600 bytes of memory per
+/// byte of a reply; past either, [`CodecError::TooManyValues`].
+pub const MAX_VALUES: usize = 1 << 24;
 
 /// Encodes `value`, a JSON value of shape `format`, in the postcard wire format.
 ///

@@ -134,12 +134,14 @@ fn convert<T: Serialize, U: DeserializeOwned>(value: &T) -> Option<U> {
         .and_then(|json| serde_json::from_value(json).ok())
 }
 
-/// The server's schema as the commands read it.
+/// The server's schema as the commands read it. A method this build cannot read (of a kind it
+/// does not know, or with shapes it cannot convert: a newer server's) is left out, so that the
+/// others can still be called; `None` when the named types themselves cannot be read.
 pub fn describe_schema(schema: &ServiceSchema) -> Option<Describe> {
     let methods = schema
         .methods
         .iter()
-        .map(|method| {
+        .filter_map(|method| {
             Some(MethodSchema {
                 name: method.name.clone(),
                 id: method.id,
@@ -163,7 +165,7 @@ pub fn describe_schema(schema: &ServiceSchema) -> Option<Describe> {
                 upload: method.stream_arg.as_ref().map(|(name, _, _)| name.clone()),
             })
         })
-        .collect::<Option<Vec<_>>>()?;
+        .collect();
     Some(Describe {
         service: schema.service.clone(),
         fingerprint: schema.bounded_fingerprint(),
@@ -278,6 +280,35 @@ impl Backend for Remote {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A method of a kind this build does not know is left out; the others can be called
+    /// (before, one such method made the whole service unusable).
+    #[test]
+    fn a_method_of_an_unknown_kind_is_left_out() {
+        use rpc_core::schema::{MethodSchema, Shape};
+        let method = |name: &str, kind: &str| MethodSchema {
+            name: name.to_owned(),
+            id: 1,
+            kind: kind.to_owned(),
+            docs: String::new(),
+            args: Vec::new(),
+            args_shape: Shape::Tuple(Vec::new()),
+            stream_arg: None,
+            result: "u32".to_owned(),
+            result_shape: Shape::U32,
+            error: None,
+        };
+        let schema = ServiceSchema {
+            service: "svc".to_owned(),
+            callbacks: None,
+            methods: vec![method("later", "sometime"), method("now", "call")],
+            types: Default::default(),
+            untraced: Vec::new(),
+        };
+        let describe = describe_schema(&schema).expect("readable");
+        let names: Vec<_> = describe.methods.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["now"]);
+    }
 
     /// A server that is shutting down (one that restarts, under the connection a `describe`
     /// made) cannot be reached: exit code 3, not the service's refusal.

@@ -10,8 +10,8 @@ use serde_reflection::{ContainerFormat, Format, Named, Registry, VariantFormat};
 
 use super::number::{f32_to_json, float_to_json, Int, IntType};
 use super::path::Path;
-use super::shape::{container_name, is_zero_sized, keys_are_strings};
-use super::{CodecError, MAX_DEPTH, MAX_ZERO_SIZED_ELEMENTS};
+use super::shape::{container_name, ShapeMemo};
+use super::{CodecError, MAX_DEPTH, MAX_VALUES, MAX_ZERO_SIZED_ELEMENTS};
 
 /// Most values room is reserved for at once in a sequence or map: beyond it, the vector grows
 /// as values come.
@@ -26,15 +26,21 @@ pub(super) struct Decoder<'a, 'b> {
     /// How many more values may be produced; see [`value_budget`].
     budget: usize,
     start_len: usize,
+    /// What the registry's named types are like, found out once.
+    shapes: ShapeMemo,
 }
 
-/// How many values (every struct, field, element, ...) decoding `len` bytes may produce. Values
-/// that take no bytes (`()`, unit structs) could otherwise multiply without bound under a
-/// registry sent by a peer; real values stay far below this. A name a value repeats (a field's
-/// key, a variant's name) counts one more value per [`NAME_BYTES_PER_VALUE`] bytes of it: a
-/// registry's names are as long as the peer likes, and each 1-byte variant would copy one.
+/// How many values (every struct, field, element, byte of a byte buffer, ...) decoding `len`
+/// bytes may produce: 8 per byte and 65,536 more, and never more than [`MAX_VALUES`]. Values
+/// that take no bytes (`()`, unit structs), or a hostile registry's types nested hundreds deep
+/// around a byte, could otherwise multiply without bound; real values stay below 8 per byte
+/// unless they hold many empty ones. A name a value repeats (a field's key, a variant's name)
+/// counts one more value per [`NAME_BYTES_PER_VALUE`] bytes of it: a registry's names are as
+/// long as the peer likes, and each 1-byte variant would copy one.
 pub(super) fn value_budget(len: usize) -> usize {
-    len.saturating_mul(64).saturating_add(1 << 16)
+    len.saturating_mul(8)
+        .saturating_add(1 << 16)
+        .min(MAX_VALUES)
 }
 
 /// Bytes of a repeated name that count as one value against [`value_budget`].
@@ -49,6 +55,7 @@ impl<'a, 'b> Decoder<'a, 'b> {
             depth: 0,
             budget: value_budget(input.len()),
             start_len: input.len(),
+            shapes: ShapeMemo::default(),
         }
     }
 
@@ -93,7 +100,8 @@ impl<'a, 'b> Decoder<'a, 'b> {
                 byte => Err(self.bad_tag("Option tag", byte)),
             },
             Format::Seq(inner) => {
-                let len = self.element_count(is_zero_sized(inner, self.registry))?;
+                let zero_sized = self.shapes.is_zero_sized(inner, self.registry);
+                let len = self.element_count(zero_sized)?;
                 self.elements(len, inner)
             }
             Format::Map { key, value } => self.map(key, value),
@@ -133,6 +141,7 @@ impl<'a, 'b> Decoder<'a, 'b> {
             Format::Str => Value::String(self.string("String")?),
             Format::Bytes => {
                 let len = self.element_count(false)?;
+                self.spend(len)?;
                 let bytes = self.take(len)?;
                 Value::Array(bytes.iter().map(|b| Value::from(*b)).collect())
             }
@@ -243,9 +252,10 @@ impl<'a, 'b> Decoder<'a, 'b> {
 
     #[inline(never)]
     fn map(&mut self, key: &Format, value: &Format) -> Result<Value, CodecError> {
-        let zero_sized = is_zero_sized(key, self.registry) && is_zero_sized(value, self.registry);
+        let zero_sized = self.shapes.is_zero_sized(key, self.registry)
+            && self.shapes.is_zero_sized(value, self.registry);
         let len = self.element_count(zero_sized)?;
-        if !keys_are_strings(key, self.registry) {
+        if !self.shapes.keys_are_strings(key, self.registry) {
             let mut pairs = Vec::with_capacity(len.min(self.input.len()).min(RESERVE_MAX));
             let pair = [key.clone(), value.clone()];
             for i in 0..len {

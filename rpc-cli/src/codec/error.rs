@@ -131,9 +131,10 @@ pub enum CodecError {
         /// The limit.
         limit: usize,
     },
-    /// Decoding would produce more values than its input can justify (only values that take no
-    /// bytes, nested by a hostile registry, or names of hostile lengths repeated in the output,
-    /// get there).
+    /// Decoding would produce more values than its input can justify, or more than
+    /// [`MAX_VALUES`](super::MAX_VALUES) (values that take no bytes nested by a hostile
+    /// registry, names of hostile lengths repeated in the output, or a byte buffer longer than
+    /// the ceiling).
     #[error("{path}: more than {limit} values for the input's size")]
     TooManyValues {
         /// Where the limit was reached.

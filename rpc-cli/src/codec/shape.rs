@@ -1,5 +1,7 @@
 //! Questions about formats that both directions ask: names, zero size, how maps look in JSON.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 use serde_reflection::{ContainerFormat, Format, Registry, VariantFormat};
 
@@ -127,56 +129,97 @@ pub(super) fn keys_are_strings(key: &Format, registry: &Registry) -> bool {
     }
 }
 
-/// Whether every value of this format encodes to zero bytes (`()`, unit structs, empty tuples
-/// and arrays of such). Every other format takes at least one byte per value, which bounds the
-/// length of a sequence by the input. Cycles, unknown names, and shapes too large to look
-/// through (a registry from a peer could nest types exponentially) count as not zero-sized,
-/// which only makes the length check stricter.
-pub(super) fn is_zero_sized(format: &Format, registry: &Registry) -> bool {
-    let mut steps = 0;
-    zero_sized(format, registry, 0, &mut steps)
+/// The answers of [`ShapeMemo::is_zero_sized`] and [`keys_are_strings`] for named types, kept
+/// for one decode: a registry from a peer may name types that take thousands of steps to look
+/// through, and a reply may ask about the same type once for each of its bytes (every empty
+/// sequence of it). Holds at most two answers per name in the registry.
+#[derive(Default)]
+pub(super) struct ShapeMemo {
+    zero_sized: HashMap<String, bool>,
+    string_keys: HashMap<String, bool>,
 }
 
-fn zero_sized(format: &Format, registry: &Registry, depth: usize, steps: &mut usize) -> bool {
-    const MAX_STEPS: usize = 4096;
-    *steps += 1;
-    if depth > MAX_DEPTH || *steps > MAX_STEPS {
-        return false;
+impl ShapeMemo {
+    /// Whether every value of this format encodes to zero bytes (`()`, unit structs, empty tuples
+    /// and arrays of such). Every other format takes at least one byte per value, which bounds the
+    /// length of a sequence by the input. Cycles, unknown names, and shapes too large to look
+    /// through (a registry from a peer could nest types exponentially) count as not zero-sized,
+    /// which only makes the length check stricter. Each named type is looked through once.
+    pub(super) fn is_zero_sized(&mut self, format: &Format, registry: &Registry) -> bool {
+        let mut steps = 0;
+        self.zero_sized(format, registry, 0, &mut steps)
     }
-    let depth = depth + 1;
-    match format {
-        Format::Unit => true,
-        Format::Tuple(formats) => all_zero_sized(formats, registry, depth, steps),
-        Format::TupleArray { content, size } => {
-            *size == 0 || zero_sized(content, registry, depth, steps)
+
+    /// [`keys_are_strings`], each named type looked through once.
+    pub(super) fn keys_are_strings(&mut self, key: &Format, registry: &Registry) -> bool {
+        let Format::TypeName(name) = key else {
+            return keys_are_strings(key, registry);
+        };
+        if let Some(&known) = self.string_keys.get(name) {
+            return known;
         }
-        Format::TypeName(name) => match registry.get(name) {
-            Some(ContainerFormat::UnitStruct) => true,
-            Some(ContainerFormat::NewTypeStruct(inner)) => {
-                zero_sized(inner, registry, depth, steps)
-            }
-            Some(ContainerFormat::TupleStruct(formats)) => {
-                all_zero_sized(formats, registry, depth, steps)
-            }
-            Some(ContainerFormat::Struct(fields)) => {
-                let formats = fields.iter().map(|field| &field.value);
-                all_zero_sized(formats, registry, depth, steps)
-            }
-            Some(ContainerFormat::Enum(_)) | None => false,
-        },
-        _ => false,
+        let answer = keys_are_strings(key, registry);
+        self.string_keys.insert(name.clone(), answer);
+        answer
     }
-}
 
-fn all_zero_sized<'f>(
-    formats: impl IntoIterator<Item = &'f Format>,
-    registry: &Registry,
-    depth: usize,
-    steps: &mut usize,
-) -> bool {
-    formats
-        .into_iter()
-        .all(|format| zero_sized(format, registry, depth, steps))
+    fn zero_sized(
+        &mut self,
+        format: &Format,
+        registry: &Registry,
+        depth: usize,
+        steps: &mut usize,
+    ) -> bool {
+        const MAX_STEPS: usize = 4096;
+        *steps += 1;
+        if depth > MAX_DEPTH || *steps > MAX_STEPS {
+            return false;
+        }
+        let depth = depth + 1;
+        match format {
+            Format::Unit => true,
+            Format::Tuple(formats) => self.all_zero_sized(formats, registry, depth, steps),
+            Format::TupleArray { content, size } => {
+                *size == 0 || self.zero_sized(content, registry, depth, steps)
+            }
+            Format::TypeName(name) => {
+                if let Some(&known) = self.zero_sized.get(name) {
+                    return known;
+                }
+                // An answer cut short (a cycle, too many steps) is "not zero-sized", which is
+                // kept as well: it only makes the length check stricter.
+                let answer = match registry.get(name) {
+                    Some(ContainerFormat::UnitStruct) => true,
+                    Some(ContainerFormat::NewTypeStruct(inner)) => {
+                        self.zero_sized(inner, registry, depth, steps)
+                    }
+                    Some(ContainerFormat::TupleStruct(formats)) => {
+                        self.all_zero_sized(formats, registry, depth, steps)
+                    }
+                    Some(ContainerFormat::Struct(fields)) => {
+                        let formats = fields.iter().map(|field| &field.value);
+                        self.all_zero_sized(formats, registry, depth, steps)
+                    }
+                    Some(ContainerFormat::Enum(_)) | None => false,
+                };
+                self.zero_sized.insert(name.clone(), answer);
+                answer
+            }
+            _ => false,
+        }
+    }
+
+    fn all_zero_sized<'f>(
+        &mut self,
+        formats: impl IntoIterator<Item = &'f Format>,
+        registry: &Registry,
+        depth: usize,
+        steps: &mut usize,
+    ) -> bool {
+        formats
+            .into_iter()
+            .all(|format| self.zero_sized(format, registry, depth, steps))
+    }
 }
 
 /// What a JSON value should have been, written out only when an error needs it.

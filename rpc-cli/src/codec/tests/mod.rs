@@ -1,5 +1,6 @@
 //! Codec tests: real Rust values encoded by postcard are the reference for every byte.
 
+mod amplification;
 mod json_errors;
 mod peer_bytes;
 mod round_trip;

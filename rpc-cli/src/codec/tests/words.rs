@@ -146,3 +146,22 @@ fn words_encode_as_postcard_encodes_the_arguments() -> TestResult {
     assert_eq!(bytes, expected);
     Ok(())
 }
+
+/// A float given as JSON (with `--json`, or inside an object) is sent as the `f64` nearest to
+/// what was written, as a bare word is: `serde_json`'s default parser rounds some of them one
+/// step off (this one was sent as 51.24817837550541).
+#[test]
+fn floats_in_json_keep_every_digit() -> TestResult {
+    use super::super::parse_json;
+    let text = "51.248178375505404";
+    let exact: f64 = text.parse()?;
+    let format = Format::Tuple(vec![Format::F64]);
+    for value in [
+        parse_json(&format!("[{text}]"), &format, "a")?,
+        json!([word(text, &Format::F64)?]),
+    ] {
+        let bytes = encode(&value, &format, &Registry::new(), "a")?;
+        assert_eq!(bytes, exact.to_le_bytes(), "{value}");
+    }
+    Ok(())
+}
