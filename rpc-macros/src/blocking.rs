@@ -129,11 +129,11 @@ fn blocking_method(service: &Service, method: &Method) -> TokenStream {
     let into_iter = matches!(method.output, Output::Stream { .. })
         .then(|| quote!(.map(#private::StreamIter::new)));
     let docs = docs(method);
-    let deprecated = method.deprecated();
+    let carried = method.carried_attrs();
     let allow = (method.args.len() >= 6).then(|| quote!(#[allow(clippy::too_many_arguments)]));
     quote! {
         #(#docs)*
-        #(#deprecated)*
+        #(#carried)*
         #allow
         #vis fn #ident(&self, #(#params),*) -> ::core::result::Result<#output, #private::RpcError> {
             #(#streams)*

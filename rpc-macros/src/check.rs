@@ -132,12 +132,14 @@ fn check_method(errors: &mut Errors, service: &Service, method: &Method) {
     let (fn_token, ident) = (&sig.fn_token, &sig.ident);
 
     for attr in &method.attrs {
-        if attr.path().is_ident("cfg") || attr.path().is_ident("cfg_attr") {
+        if attr.path().is_ident("cfg") {
             errors.spanned(
                 attr,
                 "`#[cfg]` is not supported on service methods: method ids and the fingerprint \
                  would change with the configuration",
             );
+        } else if attr.path().is_ident("cfg_attr") {
+            check_cfg_attr(errors, attr);
         }
     }
     if let Some(constness) = &sig.constness {
@@ -252,6 +254,31 @@ fn check_idempotent(errors: &mut Errors, method: &Method) {
     }
 }
 
+/// `#[cfg_attr(condition, attrs...)]` on a method: accepted unless an attribute it adds is one
+/// that would change the method's id or options, or remove it, with the configuration.
+fn check_cfg_attr(errors: &mut Errors, attr: &syn::Attribute) {
+    use syn::punctuated::Punctuated;
+    let parsed = attr.parse_args_with(Punctuated::<syn::Meta, syn::Token![,]>::parse_terminated);
+    let metas = match parsed {
+        Ok(metas) => metas,
+        // Not ours to explain: the compiler reports a malformed `cfg_attr` itself.
+        Err(_) => return,
+    };
+    for meta in metas.iter().skip(1) {
+        let path = meta.path();
+        if ["cfg", "cfg_attr", "rpc"]
+            .iter()
+            .any(|name| path.is_ident(name))
+        {
+            errors.spanned(
+                meta,
+                "a conditional `#[cfg]`, `#[cfg_attr]` or `#[rpc]` is not supported on service \
+                 methods: method ids and the fingerprint would change with the configuration",
+            );
+        }
+    }
+}
+
 fn check_receiver(errors: &mut Errors, method: &Method) {
     let Some(FnArg::Receiver(receiver)) = method.sig.inputs.first() else {
         errors.push(syn::Error::new(
@@ -276,6 +303,14 @@ fn check_receiver(errors: &mut Errors, method: &Method) {
             "service methods must take `&self`, not `&mut self`: calls run concurrently; keep \
              mutable state behind a `Mutex` or atomics",
         );
+    } else if let Some((_, Some(lifetime))) = &receiver.reference {
+        if lifetime.ident != "_" {
+            errors.spanned(
+                receiver,
+                "service methods must take `&self` without a lifetime: each call borrows the \
+                 service for as long as it runs",
+            );
+        }
     }
 }
 

@@ -108,6 +108,9 @@ fn client_method(service: &Service, index: usize, method: &Method) -> TokenStrea
     let args = quote_spanned!(span=> &(#(#names,)*));
     let args_ty = method.args_tuple_type();
     let descriptor = quote_spanned!(span=> &__RPC_METHODS[#index]);
+    // `&self` has the span of the body's `self`: with different spans, the body's would not
+    // resolve to it when the trait comes from another macro's input (`macro_rules!`).
+    let receiver = quote_spanned!(span=> &self);
     let (output, body) = match (&method.kind, &method.output, method.stream_arg()) {
         (Kind::Call, output, Some((stream, item))) => {
             let upload = quote!(#private::Stream::new(#stream));
@@ -155,14 +158,14 @@ fn client_method(service: &Service, index: usize, method: &Method) -> TokenStrea
     };
     let rpc_error = quote!(#private::RpcError);
     let docs = docs(method);
-    let deprecated = method.deprecated();
+    let carried = method.carried_attrs();
     // Clippy's limit is 7 parameters, `&self` included; the trait method already says so.
     let allow = (method.args.len() >= 6).then(|| quote!(#[allow(clippy::too_many_arguments)]));
     quote! {
         #(#docs)*
-        #(#deprecated)*
+        #(#carried)*
         #allow
-        #vis async fn #ident(&self, #(#params),*) -> ::core::result::Result<#output, #rpc_error> {
+        #vis async fn #ident(#receiver, #(#params),*) -> ::core::result::Result<#output, #rpc_error> {
             #body
         }
     }

@@ -72,11 +72,13 @@ fn generate(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let blocking_impls = blocking::impls(&service);
     let server_struct = server::struct_def(&service);
     let server_impls = server::impls(&service);
-    // `#[cfg]` on the trait (written after `#[service]`) applies to everything generated with it.
+    // `#[cfg]` on the trait (written after `#[service]`) applies to everything generated with it,
+    // and so does `#[allow]`: the generated code repeats the trait's types, and what the trait
+    // allows of them (a deprecated type) is allowed in the copies too.
     let cfg = service
         .attrs
         .iter()
-        .filter(|attr| attr.path().is_ident("cfg"));
+        .filter(|attr| attr.path().is_ident("cfg") || attr.path().is_ident("allow"));
     let cfg = quote!(#(#cfg)*);
     Ok(quote! {
         #trait_def

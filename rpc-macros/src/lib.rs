@@ -83,14 +83,18 @@ use proc_macro::TokenStream;
 /// `Stream` is the user's own type, a plain value, and an alias of `rpc_core::Stream` under
 /// another name is not seen as a stream.
 ///
+/// `#[allow]` on the trait applies to everything generated with it, and on a method to the
+/// clients' methods too, which repeat its name and types (a deprecated type, say).
+///
 /// # Rules (each a compile error)
 ///
 /// The trait has no generic parameters, `where` clause, associated types, consts or macros, and
 /// is not `unsafe` or `auto`. Every method is an `async fn` without generics, `where` clause,
-/// default body, `unsafe`, `extern`, `const` or `#[cfg]`, takes `&self` first, and its arguments
-/// are plain names (at most 16, a stream argument apart). Argument and result types are owned: no references or
-/// non-`'static` lifetimes at any depth (a `Cow` needs its `'static` written), no `impl
-/// Trait`, no `Self`. Method names are distinct
+/// default body, `unsafe`, `extern`, `const` or `#[cfg]` (a `#[cfg_attr]` may add docs, lints
+/// or `deprecated`, not `cfg` or `rpc`), takes `&self` first (no lifetime written), and its
+/// arguments are plain names (at most 16, a stream argument apart). Argument and result types
+/// are owned: no references or non-`'static` lifetimes at any depth (a `Cow` needs its
+/// `'static` written), no `impl Trait`, no `Self`. Method names are distinct
 /// and none of `with_timeout`, `handle`, `from_handle`, `clone`, `fmt` (the client's own) or
 /// `as_async`, `from_async` (the blocking client's own). A service name is not empty, has no
 /// control characters and is not `*` (which a client sends to take any service).

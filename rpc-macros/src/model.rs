@@ -361,12 +361,15 @@ impl Method {
         self.attrs.iter().filter(|attr| attr.path().is_ident("doc"))
     }
 
-    /// The `#[deprecated]` attribute, if any: the clients' methods carry it too, so that their
-    /// callers are told.
-    pub(crate) fn deprecated(&self) -> impl Iterator<Item = &Attribute> {
-        self.attrs
-            .iter()
-            .filter(|attr| attr.path().is_ident("deprecated"))
+    /// The attributes the clients' methods carry too: `#[deprecated]`, so that their callers
+    /// are told; `#[allow]`, since they repeat the method's name and types; and `#[cfg_attr]`,
+    /// which adds only such attributes or docs.
+    pub(crate) fn carried_attrs(&self) -> impl Iterator<Item = &Attribute> {
+        self.attrs.iter().filter(|attr| {
+            let path = attr.path();
+            // `cfg_attr` here adds neither `cfg` nor `rpc` (checked): docs, lints, deprecation.
+            path.is_ident("deprecated") || path.is_ident("allow") || path.is_ident("cfg_attr")
+        })
     }
 }
 

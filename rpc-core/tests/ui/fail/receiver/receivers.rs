@@ -6,6 +6,7 @@ pub trait Store {
     async fn put(&mut self, key: String);
     async fn boxed(self: Box<Self>) -> u32;
     async fn typed(self: &Self) -> u32;
+    async fn forever(&'static self) -> u32;
     async fn fine(&self) -> u32;
 }
 
