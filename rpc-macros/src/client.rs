@@ -176,7 +176,12 @@ fn client_method(service: &Service, index: usize, method: &Method) -> TokenStrea
 pub(crate) fn docs(method: &Method) -> Vec<TokenStream> {
     let own: Vec<&Attribute> = method.docs().collect();
     let mut docs: Vec<TokenStream> = own.iter().map(|attr| quote!(#attr)).collect();
-    if own.is_empty() {
+    // `#[doc(alias = ...)]` and `#[doc(hidden)]` are not text: a method with only those gets the
+    // generated summary line too.
+    if !own
+        .iter()
+        .any(|attr| matches!(attr.meta, Meta::NameValue(_)))
+    {
         let line = match method.kind {
             Kind::Call => format!(" Calls `{}` on the server.", method.name),
             Kind::Oneway => format!(

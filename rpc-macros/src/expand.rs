@@ -31,13 +31,20 @@ fn as_written(item: TokenStream) -> TokenStream {
     };
     let ours = |attr: &syn::Attribute| attr.path().is_ident("rpc");
     for trait_item in &mut item.items {
-        if let syn::TraitItem::Fn(method) = trait_item {
-            method.attrs.retain(|attr| !ours(attr));
-            for input in &mut method.sig.inputs {
-                if let syn::FnArg::Typed(arg) = input {
-                    arg.attrs.retain(|attr| !ours(attr));
+        match trait_item {
+            syn::TraitItem::Fn(method) => {
+                method.attrs.retain(|attr| !ours(attr));
+                for input in &mut method.sig.inputs {
+                    if let syn::FnArg::Typed(arg) = input {
+                        arg.attrs.retain(|attr| !ours(attr));
+                    }
                 }
             }
+            // Refused items too: their error is the macro's, not "cannot find attribute `rpc`".
+            syn::TraitItem::Const(item) => item.attrs.retain(|attr| !ours(attr)),
+            syn::TraitItem::Type(item) => item.attrs.retain(|attr| !ours(attr)),
+            syn::TraitItem::Macro(item) => item.attrs.retain(|attr| !ours(attr)),
+            _ => {}
         }
     }
     quote!(#item)

@@ -94,7 +94,9 @@ use proc_macro::TokenStream;
 /// or `deprecated`, not `cfg` or `rpc`), takes `&self` first (no lifetime written), and its
 /// arguments are plain names (at most 16, a stream argument apart). Argument and result types
 /// are owned: no references or non-`'static` lifetimes at any depth (a `Cow` needs its
-/// `'static` written), no `impl Trait`, no `Self`. Method names are distinct
+/// `'static` written), no `impl Trait`, no `Self`; they must also be `Send + Sync` (results
+/// `Send`), since the blocking client runs each call on the library's runtime (a `Cell` or
+/// `Rc` fails there, reported on the attribute). Method names are distinct
 /// and none of `with_timeout`, `handle`, `from_handle`, `clone`, `fmt` (the client's own) or
 /// `as_async`, `from_async` (the blocking client's own). A service name is not empty, has no
 /// control characters and is not `*` (which a client sends to take any service).
