@@ -236,6 +236,18 @@ impl<'a, 'b> Decoder<'a, 'b> {
         Ok(Value::Array(items))
     }
 
+    /// A map's entry whose key is not written as a string: `[key, value]` (as a tuple of the
+    /// two formats, which are the map's own: every format met keeps its address in the memo).
+    fn pair(&mut self, key: &Format, value: &Format) -> Result<Value, CodecError> {
+        let mut items = Vec::with_capacity(2);
+        for (i, format) in [key, value].into_iter().enumerate() {
+            let mark = self.path.index(i);
+            items.push(self.value(format)?);
+            self.path.cut(mark);
+        }
+        Ok(Value::Array(items))
+    }
+
     /// `len` values of one format. `len` is a checked length or a type's fixed array size;
     /// room is reserved for no more than the input could hold, nor [`RESERVE_MAX`] values
     /// (nested sequences each claiming the whole input reserve no more than that each).
@@ -257,10 +269,9 @@ impl<'a, 'b> Decoder<'a, 'b> {
         let len = self.element_count(zero_sized)?;
         if !self.shapes.keys_are_strings(key, self.registry) {
             let mut pairs = Vec::with_capacity(len.min(self.input.len()).min(RESERVE_MAX));
-            let pair = [key.clone(), value.clone()];
             for i in 0..len {
                 let mark = self.path.index(i);
-                pairs.push(self.tuple(&pair)?);
+                pairs.push(self.pair(key, value)?);
                 self.path.cut(mark);
             }
             return Ok(Value::Array(pairs));

@@ -129,38 +129,44 @@ pub(super) fn keys_are_strings(key: &Format, registry: &Registry) -> bool {
     }
 }
 
-/// The answers of [`ShapeMemo::is_zero_sized`] and [`keys_are_strings`] for named types, kept
-/// for one decode: a registry from a peer may name types that take thousands of steps to look
-/// through, and a reply may ask about the same type once for each of its bytes (every empty
-/// sequence of it). Holds at most two answers per name in the registry.
+/// The answers of [`ShapeMemo::is_zero_sized`] and [`keys_are_strings`] for the formats of one
+/// decode, by the address of each format node (the registry and the root format are borrowed
+/// for the whole decode, so a node keeps its address and no address is reused): a registry
+/// from a peer may hold types that take thousands of steps to look through, and a reply may ask
+/// about the same one once for each of its bytes (every empty sequence of it). Holds at most two
+/// answers per format node of the registry and the root.
 #[derive(Default)]
 pub(super) struct ShapeMemo {
-    zero_sized: HashMap<String, bool>,
-    string_keys: HashMap<String, bool>,
+    zero_sized: HashMap<usize, bool>,
+    string_keys: HashMap<usize, bool>,
+}
+
+/// The memo's key for a format node.
+fn node(format: &Format) -> usize {
+    std::ptr::from_ref(format) as usize
 }
 
 impl ShapeMemo {
-    /// Whether every value of this format encodes to zero bytes (`()`, unit structs, empty tuples
-    /// and arrays of such). Every other format takes at least one byte per value, which bounds the
-    /// length of a sequence by the input. Cycles, unknown names, and shapes too large to look
-    /// through (a registry from a peer could nest types exponentially) count as not zero-sized,
-    /// which only makes the length check stricter. Each named type is looked through once.
+    /// Whether every value of this format encodes to zero bytes (`()`, unit structs, empty
+    /// tuples and arrays of such). Every other format takes at least one byte per value, which
+    /// bounds the length of a sequence by the input. Cycles, unknown names, and shapes too large
+    /// to look through (a registry from a peer could nest types exponentially) count as not
+    /// zero-sized, which only makes the length check stricter. Each format node is looked
+    /// through once; an answer cut short by those limits is not kept.
     pub(super) fn is_zero_sized(&mut self, format: &Format, registry: &Registry) -> bool {
-        let mut steps = 0;
-        self.zero_sized(format, registry, 0, &mut steps)
+        let mut walk = Walk {
+            steps: 0,
+            cut_short: false,
+        };
+        self.zero_sized(format, registry, 0, &mut walk)
     }
 
-    /// [`keys_are_strings`], each named type looked through once.
+    /// [`keys_are_strings`], each format node looked through once.
     pub(super) fn keys_are_strings(&mut self, key: &Format, registry: &Registry) -> bool {
-        let Format::TypeName(name) = key else {
-            return keys_are_strings(key, registry);
-        };
-        if let Some(&known) = self.string_keys.get(name) {
-            return known;
-        }
-        let answer = keys_are_strings(key, registry);
-        self.string_keys.insert(name.clone(), answer);
-        answer
+        *self
+            .string_keys
+            .entry(node(key))
+            .or_insert_with(|| keys_are_strings(key, registry))
     }
 
     fn zero_sized(
@@ -168,45 +174,48 @@ impl ShapeMemo {
         format: &Format,
         registry: &Registry,
         depth: usize,
-        steps: &mut usize,
+        walk: &mut Walk,
     ) -> bool {
         const MAX_STEPS: usize = 4096;
-        *steps += 1;
-        if depth > MAX_DEPTH || *steps > MAX_STEPS {
+        if let Some(&known) = self.zero_sized.get(&node(format)) {
+            return known;
+        }
+        walk.steps += 1;
+        if depth > MAX_DEPTH || walk.steps > MAX_STEPS {
+            walk.cut_short = true;
             return false;
         }
         let depth = depth + 1;
-        match format {
+        // Whether this node's own walk is cut short: the walks of the nodes before it may have
+        // been, without making its answer less than whole.
+        let before = std::mem::replace(&mut walk.cut_short, false);
+        let answer = match format {
             Format::Unit => true,
-            Format::Tuple(formats) => self.all_zero_sized(formats, registry, depth, steps),
+            Format::Tuple(formats) => self.all_zero_sized(formats, registry, depth, walk),
             Format::TupleArray { content, size } => {
-                *size == 0 || self.zero_sized(content, registry, depth, steps)
+                *size == 0 || self.zero_sized(content, registry, depth, walk)
             }
-            Format::TypeName(name) => {
-                if let Some(&known) = self.zero_sized.get(name) {
-                    return known;
+            Format::TypeName(name) => match registry.get(name) {
+                Some(ContainerFormat::UnitStruct) => true,
+                Some(ContainerFormat::NewTypeStruct(inner)) => {
+                    self.zero_sized(inner, registry, depth, walk)
                 }
-                // An answer cut short (a cycle, too many steps) is "not zero-sized", which is
-                // kept as well: it only makes the length check stricter.
-                let answer = match registry.get(name) {
-                    Some(ContainerFormat::UnitStruct) => true,
-                    Some(ContainerFormat::NewTypeStruct(inner)) => {
-                        self.zero_sized(inner, registry, depth, steps)
-                    }
-                    Some(ContainerFormat::TupleStruct(formats)) => {
-                        self.all_zero_sized(formats, registry, depth, steps)
-                    }
-                    Some(ContainerFormat::Struct(fields)) => {
-                        let formats = fields.iter().map(|field| &field.value);
-                        self.all_zero_sized(formats, registry, depth, steps)
-                    }
-                    Some(ContainerFormat::Enum(_)) | None => false,
-                };
-                self.zero_sized.insert(name.clone(), answer);
-                answer
-            }
+                Some(ContainerFormat::TupleStruct(formats)) => {
+                    self.all_zero_sized(formats, registry, depth, walk)
+                }
+                Some(ContainerFormat::Struct(fields)) => {
+                    let formats = fields.iter().map(|field| &field.value);
+                    self.all_zero_sized(formats, registry, depth, walk)
+                }
+                Some(ContainerFormat::Enum(_)) | None => false,
+            },
             _ => false,
+        };
+        if !walk.cut_short {
+            self.zero_sized.insert(node(format), answer);
         }
+        walk.cut_short |= before;
+        answer
     }
 
     fn all_zero_sized<'f>(
@@ -214,12 +223,19 @@ impl ShapeMemo {
         formats: impl IntoIterator<Item = &'f Format>,
         registry: &Registry,
         depth: usize,
-        steps: &mut usize,
+        walk: &mut Walk,
     ) -> bool {
         formats
             .into_iter()
-            .all(|format| self.zero_sized(format, registry, depth, steps))
+            .all(|format| self.zero_sized(format, registry, depth, walk))
     }
+}
+
+/// One question to [`ShapeMemo::is_zero_sized`]: the steps taken, and whether a limit cut the
+/// walk of the current node short.
+struct Walk {
+    steps: usize,
+    cut_short: bool,
 }
 
 /// What a JSON value should have been, written out only when an error needs it.

@@ -126,22 +126,32 @@ fn a_reply_never_decodes_into_more_than_max_values() -> TestResult {
     Ok(())
 }
 
-/// 262,144 empty sequences of a type that takes 4,096 steps to look through: each type is
-/// looked through once per decode, not once per sequence (a billion steps, minutes of work for
-/// a reply of 256 KiB). Run on a thread of its own, so that a decode that does not end fails
-/// the test rather than holding it.
+/// 262,144 empty sequences of a type that takes 4,096 steps to look through, named or not:
+/// each format is looked through once per decode, not once per sequence (a billion steps,
+/// minutes of work for a reply of 256 KiB).
 #[test]
 fn each_type_is_looked_through_once_per_decode() -> TestResult {
+    fn named() -> (Registry, Format) {
+        (doubling_registry(12), Format::TypeName("T0".to_owned()))
+    }
+    fn unnamed() -> (Registry, Format) {
+        (Registry::new(), Format::Tuple(vec![Format::Unit; 4000]))
+    }
+    empty_sequences_of(named)?;
+    empty_sequences_of(unnamed)
+}
+
+/// Decodes 262,144 empty sequences of the element `shape` gives, on a thread of its own, so
+/// that a decode that does not end fails the test rather than holding it.
+fn empty_sequences_of(shape: fn() -> (Registry, Format)) -> TestResult {
     const SEQUENCES: usize = 1 << 18;
     let mut input = postcard::to_stdvec(&(SEQUENCES as u64))?;
     input.resize(input.len() + SEQUENCES, 0);
     let (done, result) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         // Made here: formats are not `Send`.
-        let registry = doubling_registry(12);
-        let format = Format::Seq(Box::new(Format::Seq(Box::new(Format::TypeName(
-            "T0".to_owned(),
-        )))));
+        let (registry, element) = shape();
+        let format = Format::Seq(Box::new(Format::Seq(Box::new(element))));
         let decoded = decode(&input, &format, &registry, "v").map(|value| match value {
             Value::Array(items) => items.len(),
             _ => 0,
