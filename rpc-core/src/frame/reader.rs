@@ -61,8 +61,9 @@ pub struct FrameReader<R> {
     frame_timeout: Option<Duration>,
     /// The timer of the frame timeout, kept from frame to frame: moving a registered timer's
     /// deadline later costs no lock of the runtime's timer driver, where a timer made for each
-    /// wait registers and deregisters under that lock.
-    timer: Option<Pin<Box<Sleep>>>,
+    /// wait registers and deregisters under that lock. With the runtime it belongs to: a reader
+    /// read from another runtime makes a new one.
+    timer: Option<(tokio::runtime::Id, Pin<Box<Sleep>>)>,
 }
 
 impl<R: AsyncRead + Unpin + Send + 'static> FrameReader<R> {
@@ -205,12 +206,19 @@ impl<R: AsyncRead + Unpin + Send + 'static> FrameRead for FrameReader<R> {
                 match (self.started, self.frame_timeout) {
                     (Some(started), Some(timeout)) => {
                         let deadline = started + timeout;
-                        let timer = self
-                            .timer
-                            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                        if timer.deadline() != deadline {
-                            timer.as_mut().reset(deadline);
-                        }
+                        let runtime = tokio::runtime::Handle::current().id();
+                        let timer = match &mut self.timer {
+                            Some((id, timer)) if *id == runtime => {
+                                if timer.deadline() != deadline {
+                                    timer.as_mut().reset(deadline);
+                                }
+                                timer
+                            }
+                            kept => {
+                                let timer = Box::pin(tokio::time::sleep_until(deadline));
+                                &mut kept.insert((runtime, timer)).1
+                            }
+                        };
                         let mut read = std::pin::pin!(self.inner.read_buf(&mut self.buf));
                         std::future::poll_fn(|cx| {
                             if let Poll::Ready(read) = read.as_mut().poll(cx) {
@@ -578,6 +586,40 @@ mod tests {
 
         tx.write_all(first).await.expect("write");
         let stalled = reader.read_frame(DEFAULT_MAX_FRAME).await;
+        assert_eq!(stalled, Err(FrameError::Stalled(timeout)));
+    }
+
+    /// A reader read from a second runtime once the first is gone: its frame timeout still
+    /// holds (the timer kept from the first runtime would panic, its driver shut down).
+    #[test]
+    fn a_reader_read_from_another_runtime_keeps_its_frame_timeout() {
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+        };
+        let timeout = Duration::from_millis(50);
+        let (mut tx, rx) = tokio::io::duplex(64);
+        let mut reader = FrameReader::new(rx);
+        reader.set_frame_timeout(timeout);
+        let whole = frame(b"hello");
+        let (start, rest) = whole.split_at(3);
+        // A frame that arrives in two parts: the second read, inside the frame, makes the timer.
+        let first = runtime().block_on(async {
+            tx.write_all(start).await.expect("write");
+            let (frame, ()) = tokio::join!(reader.read_frame(DEFAULT_MAX_FRAME), async {
+                tokio::task::yield_now().await;
+                tx.write_all(rest).await.expect("write");
+            });
+            frame
+        });
+        assert_eq!(first, Ok(Some(Bytes::from_static(b"hello"))));
+        // The first runtime is gone; a frame that stalls on the second one fails as it should.
+        let stalled = runtime().block_on(async {
+            tx.write_all(start).await.expect("write");
+            reader.read_frame(DEFAULT_MAX_FRAME).await
+        });
         assert_eq!(stalled, Err(FrameError::Stalled(timeout)));
     }
 }

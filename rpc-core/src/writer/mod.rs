@@ -120,7 +120,8 @@ struct Shared {
     unsent: AtomicUsize,
     /// The part of `unsent` that stream frames make up.
     unsent_bulk: AtomicUsize,
-    /// The part of `unsent` that this side's own calls (not in the stream lane) make up.
+    /// The part of `unsent` that this side's own calls make up, also those that open a stream and
+    /// wait in the stream lane.
     unsent_calls: AtomicUsize,
     /// The transport takes frames in parts.
     accepts_parts: bool,
@@ -360,6 +361,11 @@ impl Outbox {
         state.others_sent += 1;
         let bytes = frames.iter().map(Bytes::len).sum::<usize>();
         shared.count_unsent(bytes, self.1);
+        if !self.1 {
+            // Not this side's calls (no such sender opens streams today): counted as the
+            // stream frames the writer task takes them for.
+            shared.unsent_bulk.fetch_add(bytes, Ordering::Relaxed);
+        }
         state.bulk.push_back(BulkGroup {
             frames,
             call: self.1,
@@ -400,8 +406,8 @@ impl Outbox {
             .saturating_sub(calls)
     }
 
-    /// Bytes of this side's calls (outside the stream lane) waiting for the writer task or
-    /// being written by it.
+    /// Bytes of this side's calls (also those that open a stream, in the stream lane) waiting for
+    /// the writer task or being written by it.
     pub(crate) fn unsent_calls(&self) -> usize {
         self.0 .0.unsent_calls.load(Ordering::Relaxed)
     }
