@@ -82,10 +82,10 @@ fn generate(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     // `#[cfg]` on the trait (written after `#[service]`) applies to everything generated with it,
     // and so does `#[allow]`: the generated code repeats the trait's types, and what the trait
     // allows of them (a deprecated type) is allowed in the copies too.
-    let cfg = service
-        .attrs
-        .iter()
-        .filter(|attr| attr.path().is_ident("cfg") || attr.path().is_ident("allow"));
+    let cfg = service.attrs.iter().filter(|attr| {
+        let path = attr.path();
+        path.is_ident("cfg") || path.is_ident("allow") || crate::model::adds_only(attr, &["allow"])
+    });
     let cfg = quote!(#(#cfg)*);
     Ok(quote! {
         #trait_def

@@ -83,15 +83,16 @@ use proc_macro::TokenStream;
 /// `Stream` is the user's own type, a plain value, and an alias of `rpc_core::Stream` under
 /// another name is not seen as a stream.
 ///
-/// `#[allow]` on the trait applies to everything generated with it, and on a method to the
-/// clients' methods too, which repeat its name and types (a deprecated type, say).
+/// `#[allow]` on the trait (or a `#[cfg_attr]` adding only `allow`) applies to everything
+/// generated with it, and on a method (with `#[deprecated]`) to the clients' methods too, which
+/// repeat its name and types (a deprecated type, say).
 ///
 /// # Rules (each a compile error)
 ///
 /// The trait has no generic parameters, `where` clause, associated types, consts or macros, and
 /// is not `unsafe` or `auto`. Every method is an `async fn` without generics, `where` clause,
-/// default body, `unsafe`, `extern`, `const` or `#[cfg]` (a `#[cfg_attr]` may add docs, lints
-/// or `deprecated`, not `cfg` or `rpc`), takes `&self` first (no lifetime written), and its
+/// default body, `unsafe`, `extern`, `const` or `#[cfg]` (a `#[cfg_attr]` may add any
+/// attribute but `cfg`, `cfg_attr` or `rpc`), takes `&self` first (no lifetime written), and its
 /// arguments are plain names (at most 16, a stream argument apart). Argument and result types
 /// are owned: no references or non-`'static` lifetimes at any depth (a `Cow` needs its
 /// `'static` written), no `impl Trait`, no `Self`; they must also be `Send + Sync` (results

@@ -362,13 +362,14 @@ impl Method {
     }
 
     /// The attributes the clients' methods carry too: `#[deprecated]`, so that their callers
-    /// are told; `#[allow]`, since they repeat the method's name and types; and `#[cfg_attr]`,
-    /// which adds only such attributes or docs.
+    /// are told; `#[allow]`, since they repeat the method's name and types; and a `#[cfg_attr]`
+    /// that adds only those two. Other attributes stay on the trait's method.
     pub(crate) fn carried_attrs(&self) -> impl Iterator<Item = &Attribute> {
         self.attrs.iter().filter(|attr| {
             let path = attr.path();
-            // `cfg_attr` here adds neither `cfg` nor `rpc` (checked): docs, lints, deprecation.
-            path.is_ident("deprecated") || path.is_ident("allow") || path.is_ident("cfg_attr")
+            path.is_ident("deprecated")
+                || path.is_ident("allow")
+                || adds_only(attr, &["allow", "deprecated"])
         })
     }
 }
@@ -424,4 +425,22 @@ pub(crate) fn respan(tokens: TokenStream, span: Span) -> TokenStream {
             tree
         })
         .collect()
+}
+
+/// Whether `attr` is a `#[cfg_attr(condition, ...)]` that adds only attributes named in `names`
+/// (and at least one).
+pub(crate) fn adds_only(attr: &Attribute, names: &[&str]) -> bool {
+    use syn::punctuated::Punctuated;
+    if !attr.path().is_ident("cfg_attr") {
+        return false;
+    }
+    let Ok(metas) = attr.parse_args_with(Punctuated::<syn::Meta, syn::Token![,]>::parse_terminated)
+    else {
+        return false;
+    };
+    metas.len() > 1
+        && metas
+            .iter()
+            .skip(1)
+            .all(|meta| names.iter().any(|name| meta.path().is_ident(name)))
 }

@@ -61,6 +61,8 @@ pub(crate) fn schema_fn(service: &Service) -> TokenStream {
         .iter()
         .map(|method| method_schema(service, method, &builder));
     quote! {
+        // Repeats the methods' types, which a method may allow to be deprecated.
+        #[allow(deprecated)]
         fn __rpc_schema() -> &'static #private::ServiceSchema {
             static SCHEMA: ::std::sync::OnceLock<#private::ServiceSchema> =
                 ::std::sync::OnceLock::new();
