@@ -67,7 +67,9 @@ pub(crate) fn schema_fn(service: &Service) -> TokenStream {
             static SCHEMA: ::std::sync::OnceLock<#private::ServiceSchema> =
                 ::std::sync::OnceLock::new();
             SCHEMA.get_or_init(|| {
-                let __text = |__text: &str| <str as ::std::borrow::ToOwned>::to_owned(__text);
+                let __text = |__text: &::core::primitive::str| {
+                    <::core::primitive::str as ::std::borrow::ToOwned>::to_owned(__text)
+                };
                 let mut #builder = #private::SchemaBuilder::new(#name, #callbacks);
                 #(#methods)*
                 #builder.finish()

@@ -106,8 +106,8 @@ pub(crate) fn impls(service: &Service) -> TokenStream {
 
             fn dispatch(
                 &self,
-                #method_id: u32,
-                #args: &[u8],
+                #method_id: ::core::primitive::u32,
+                #args: &[::core::primitive::u8],
                 #limits: &#private::DecodeLimits,
                 #incoming: ::core::option::Option<#private::Incoming>,
             ) -> ::core::result::Result<#private::HandlerFuture, #private::DispatchError> {

@@ -1,7 +1,7 @@
 //! The generated code names what it uses by full path: a service in a module that shadows the
 //! prelude's names (`Result`, `Option`, `Box`, `Vec`, `String`, `Send`, `Sync`, `Clone`,
-//! `Default`, `Future`, `Some`, `Ok`, `drop`) and `Arc` and `Pin` with its own compiles and
-//! works.
+//! `Default`, `Future`, `Some`, `Ok`, `drop`), the primitive types' names (`u32`, `str`, ...)
+//! and `Arc` and `Pin` with its own compiles and works.
 
 #![allow(dead_code, non_camel_case_types, non_snake_case)]
 
@@ -21,10 +21,17 @@ mod shadowing {
     pub fn Some() {}
     pub fn Ok() {}
     pub fn drop() {}
+    pub struct u8;
+    pub struct u32;
+    pub struct u64;
+    pub struct usize;
+    pub struct bool;
+    pub struct str;
+    use std::primitive::u32 as Int;
 
     /// Why a call failed.
     #[derive(Debug, serde::Serialize, serde::Deserialize)]
-    pub struct Failure(pub u32);
+    pub struct Failure(pub Int);
 
     /// A service among the shadows.
     #[rpc_core::service]
@@ -32,12 +39,12 @@ mod shadowing {
         /// Echoes.
         async fn echo(&self, text: std::string::String) -> std::string::String;
         /// A typed error through the module's `Result`.
-        async fn check(&self, n: u32) -> Result<u32>;
+        async fn check(&self, n: Int) -> Result<Int>;
         /// A stream.
-        async fn count(&self, n: u32) -> rpc_core::Stream<u32>;
+        async fn count(&self, n: Int) -> rpc_core::Stream<Int>;
         /// One-way.
         #[rpc(oneway)]
-        async fn note(&self, n: std::option::Option<u32>);
+        async fn note(&self, n: std::option::Option<Int>);
     }
 
     pub struct Impl;
@@ -47,7 +54,7 @@ mod shadowing {
             text
         }
 
-        async fn check(&self, n: u32) -> Result<u32> {
+        async fn check(&self, n: Int) -> Result<Int> {
             if n == 0 {
                 std::result::Result::Err(Failure(n))
             } else {
@@ -55,11 +62,11 @@ mod shadowing {
             }
         }
 
-        async fn count(&self, n: u32) -> rpc_core::Stream<u32> {
+        async fn count(&self, n: Int) -> rpc_core::Stream<Int> {
             rpc_core::Stream::iter(0..n)
         }
 
-        async fn note(&self, _n: std::option::Option<u32>) {}
+        async fn note(&self, _n: std::option::Option<Int>) {}
     }
 }
 
