@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use common::within;
+use futures_util::StreamExt;
 use rpc_core::protocol::WireError;
 use rpc_core::{ClientConfig, RpcError, ServerConfig, Stream};
 use store_support::{chunks, serve, Seen, StoreClient, StoreImpl, StoreServer};
@@ -99,4 +100,39 @@ async fn uploads_waiting_for_items_are_not_calls_in_flight() {
     assert_eq!(first.expect("first"), vec![0, 1, 2]);
     assert_eq!(second.expect("second"), vec![10, 11]);
     assert_eq!(store.add(1, 2).await.expect("add"), 3);
+}
+
+/// A stream that ended as it should (its source ran out) no longer counts against
+/// `max_streams`: at one stream, chats one after another each open once the one before has
+/// ended. Before, a result stream's place was given back only when it was cancelled or its task
+/// panicked, and the second chat was refused with `TooManyStreams` for the rest of the
+/// connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_ended_frees_its_place() {
+    let served = serve(ServerConfig::new().max_streams(1));
+    let store = served.client::<StoreClient>(&ClientConfig::default()).await;
+    for round in 0..10 {
+        // The server forgets a stream once its task is joined, which may come just after the
+        // client has seen the stream's end: a refusal until then is tried again.
+        let replies = within("the chat to open", async {
+            loop {
+                let outgoing = Stream::iter(["hi".to_owned()]);
+                match store.chat(format!("room {round}"), outgoing).await {
+                    Err(RpcError::Remote(WireError::TooManyStreams { .. })) => {
+                        tokio::task::yield_now().await;
+                    }
+                    other => break other.expect("open"),
+                }
+            }
+        })
+        .await;
+        let replies: Vec<_> = within("the chat's end", replies.collect()).await;
+        assert_eq!(
+            replies
+                .into_iter()
+                .map(|r| r.expect("item"))
+                .collect::<Vec<_>>(),
+            [format!("room {round}: hi")]
+        );
+    }
 }

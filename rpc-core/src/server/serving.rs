@@ -128,9 +128,11 @@ impl<'a, D: Dispatch> Serving<'a, D> {
                 .is_some_and(|handle| handle.id() == task)
             {
                 self.cancels.remove(&id);
+                // Its stream, if it sent one, is no longer open, however it ended.
+                let sending = self.streams.sent(id);
                 if panicked {
                     let panic = WireError::HandlerPanicked;
-                    match self.streams.sent(id) {
+                    match sending {
                         // Unless its end went out before the panic: the client waits for it.
                         Some(sending) => {
                             end_sending(&self.outbox, id, &sending, panic.clone(), panic);
