@@ -150,8 +150,9 @@ pub trait FrameRead: Send + 'static {
 
     /// Completes when the peer has closed its end, without reading anything: the engine waits
     /// on it while it does not read (at its in-flight limit, or while replies wait to be
-    /// written), so that a peer that leaves is noticed at once and its handlers are dropped.
-    /// Data that arrives meanwhile is left for [`read_frame`](FrameRead::read_frame).
+    /// written), so that a peer that leaves is noticed at once and the handlers of its calls are
+    /// dropped. Data that arrives meanwhile is left for [`read_frame`](FrameRead::read_frame):
+    /// a server still reads it, for the one-way calls the peer sent before it left.
     ///
     /// The default never completes: such a transport's departed peer is noticed when reading
     /// resumes, or when a reply cannot be written.

@@ -126,6 +126,11 @@ where
     let mut serving = Serving::new(calls, outbox.clone(), true);
     let mut draining = false;
     let mut client_gone = false;
+    // The client closed its end while this side was not reading (at its limit of handlers): what
+    // it sent before is still read as handlers finish, for its one-way calls (a message sent is
+    // a message handled), up to the end of what it sent; nothing else in it is acted on, as
+    // nobody waits for replies any more.
+    let mut client_left = false;
     // A write failed: the connection ends with it once the one-way handlers have finished.
     let mut write_failed = None;
     // Frames to send, gathered while more work is ready at once.
@@ -154,7 +159,9 @@ where
             .map_or(0, |conn| conn.in_flight().min(max));
         // While draining, no handler starts, and the calls in flight may wait on what the client
         // sends (replies to callbacks, their upload's items): reading goes on.
-        let reading = !client_gone && !backlog && (draining || serving.handlers_below(max + lent));
+        let reading = !client_gone
+            && (client_left || !backlog)
+            && (draining || serving.handlers_below(max + lent));
         tokio::select! {
             biased;
             () = serving.joined() => {}
@@ -173,11 +180,18 @@ where
             }
             () = outbox.replies_and_calls_drained_to(config.max_unsent_bytes), if backlog && !client_gone => {}
             // While not reading, this waits for the client to leave, without reading.
-            incoming = next_incoming(&mut reader, reading, config.max_frame), if !client_gone => {
+            // Once the client has left, this waits for handlers instead.
+            incoming = next_incoming(&mut reader, reading, config.max_frame), if !client_gone && (reading || !client_left) => {
                 let frame = match incoming {
                     Received::Frame(Ok(Some(frame))) => frame,
-                    Received::Frame(Ok(None)) | Received::Closed => {
+                    Received::Frame(Ok(None)) => {
                         client_gone = true;
+                        serving.caller_gone();
+                        fail_callbacks(callback_conn.as_deref());
+                        continue;
+                    }
+                    Received::Closed => {
+                        client_left = true;
                         serving.caller_gone();
                         fail_callbacks(callback_conn.as_deref());
                         continue;
@@ -195,6 +209,9 @@ where
                     break Err(protocol_violation(&mut out, ProtocolError::BadHeader));
                 };
                 let body_at = frame.len() - rest.len();
+                if client_left && !matches!(header, Header::Notify { .. } | Header::Goodbye { .. }) {
+                    continue;
+                }
                 match header {
                     // Sent before the client had the goodbye: refused, never run.
                     Header::Call { id, .. } if draining => {

@@ -25,7 +25,8 @@
 //!   transport and none is dropped. A frame once started must complete within
 //!   [`ServerConfig::frame_timeout`]. While it does not read, the connection still watches for
 //!   the client leaving (on transports that can tell, such as Unix sockets), and drops the
-//!   client's handlers at once when it does.
+//!   handlers of the client's calls at once when it does; what the client sent before it left
+//!   is still read, as handlers finish, for its one-way calls.
 //!
 //! The transport's server loop calls [`serve_connection`] once per accepted connection.
 
