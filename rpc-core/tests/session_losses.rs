@@ -1,6 +1,6 @@
 //! What a session's caller is told about a call that may have run: a stream's opening stopped
 //! by a graceful shutdown, an idempotent call lost and then never sent again because the
-//! session failed, and a stream of a method that is not idempotent, which is not opened again.
+//! session failed or the server that came back lacks the method, and a stream of a method that is not idempotent, which is not opened again.
 
 mod session_lab;
 
@@ -70,6 +70,36 @@ async fn an_idempotent_call_lost_before_the_session_fails_may_have_run() {
         ),
         "{outcome:?}"
     );
+}
+
+/// An idempotent call whose connection is lost waits to be sent again; when the server that
+/// comes back is an older version without the method, the call fails as lost and maybe run, not
+/// with the refusal, which says that nothing was sent.
+#[tokio::test]
+async fn an_idempotent_call_lost_and_then_refused_by_an_older_server_may_have_run() {
+    let lab = Lab::new();
+    let (store, session) = lab.start(&quick(), Some(Duration::from_secs(20)));
+    let stalled = tokio::spawn({
+        let store = store.clone();
+        async move { store.stall_once().await }
+    });
+    lab.shared.until_started("stall_once", 1).await;
+    lab.set(Mode::Older);
+    lab.kill();
+    let outcome = within("the lost call", stalled).await.expect("joined");
+    assert!(
+        matches!(
+            &outcome,
+            Err(RpcError::ConnectionLost {
+                may_have_run: true,
+                ..
+            })
+        ),
+        "{outcome:?}"
+    );
+    // The session is up, on the older server.
+    assert_eq!(within("get", store.get()).await.expect("get"), 0);
+    assert!(matches!(session.state(), SessionState::Connected { .. }));
 }
 
 /// A subscription whose server shuts down gracefully (its goodbye, then the stream's end with

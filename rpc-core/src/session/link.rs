@@ -369,6 +369,17 @@ pub(super) fn lost_on(error: &RpcError, handle: &ClientHandle) -> Option<bool> {
     })
 }
 
+/// Whether `error` refused a call on its connection before anything was sent.
+fn refused_unsent(error: &RpcError) -> bool {
+    matches!(
+        error,
+        RpcError::UnknownMethod { .. }
+            | RpcError::Incompatible { .. }
+            | RpcError::RequestTooLarge { .. }
+            | RpcError::Encode(_)
+    )
+}
+
 /// The time left until `deadline`, as a call's timeout.
 pub(super) fn remaining(deadline: Option<Instant>) -> Option<Duration> {
     deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()))
@@ -485,7 +496,18 @@ impl SessionLink {
                 done => return done,
             };
             let Some(may_have_run) = lost_on(&error, &handle) else {
-                return Err(error);
+                return Err(match loss {
+                    // Refused here before it was sent (the server that came back serves another
+                    // version without the method, or takes smaller frames): as it was, lost on a
+                    // connection where it may have run.
+                    Some((may_have_run, cause)) if refused_unsent(&error) => {
+                        RpcError::ConnectionLost {
+                            may_have_run,
+                            cause: Box::new(cause),
+                        }
+                    }
+                    _ => error,
+                });
             };
             let never_sent = matches!(error, RpcError::ShuttingDown);
             let may_have_run = may_have_run || loss.as_ref().is_some_and(|(may, _)| *may);

@@ -1,5 +1,5 @@
 //! The in-memory laboratory of the session tests: a store service, and a connector whose server
-//! the test kills, takes down, or replaces by one of another interface.
+//! the test kills, takes down, or replaces by one of another interface or an older version.
 #![allow(dead_code, unreachable_pub)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -162,6 +162,21 @@ impl Store for StoreImpl {
 
 struct Other;
 
+/// An older version of `Store`: welcomed by a client of `Store`, whose other methods it does
+/// not have.
+#[rpc_core::service(name = "Store")]
+pub trait OlderStore {
+    /// As `Store::get`.
+    #[rpc(idempotent)]
+    async fn get(&self) -> u64;
+}
+
+impl OlderStore for Other {
+    async fn get(&self) -> u64 {
+        0
+    }
+}
+
 impl OtherStore for Other {
     async fn get(&self) -> String {
         String::new()
@@ -174,6 +189,8 @@ pub enum Mode {
     Up,
     Down,
     OtherInterface,
+    /// An older version of the same interface.
+    Older,
 }
 
 /// Connects over in-memory pairs to a server the test controls.
@@ -278,6 +295,18 @@ impl Connect for Lab {
             let _ = match mode {
                 Mode::OtherInterface => {
                     let service = OtherStoreServer::new(Other);
+                    rpc_core::serve_connection(
+                        server_reader,
+                        server_writer,
+                        peer,
+                        service,
+                        &config,
+                        &token,
+                    )
+                    .await
+                }
+                Mode::Older => {
+                    let service = OlderStoreServer::new(Other);
                     rpc_core::serve_connection(
                         server_reader,
                         server_writer,
