@@ -104,13 +104,25 @@ async fn a_call_lost_with_its_connection_does_not_cut_the_wait_after_a_failed_at
 /// "Retry now" ends the wait after a failed attempt, however long it would be.
 #[tokio::test(start_paused = true)]
 async fn retry_now_ends_the_wait_after_a_failed_attempt() {
+    retry_now_ends_a_wait_of(Duration::from_secs(600), 0.0).await;
+}
+
+/// A backoff longer than the clock can count (`Duration::MAX`, a way to ask for "retry now"
+/// only) waits a year at most, with or without jitter. Before, the session's task panicked
+/// computing the wait, and the session stopped for good.
+#[tokio::test(start_paused = true)]
+async fn a_backoff_too_long_for_the_clock_waits_for_retry_now() {
+    retry_now_ends_a_wait_of(Duration::MAX, 0.0).await;
+    retry_now_ends_a_wait_of(Duration::MAX, 0.5).await;
+}
+
+/// Starts a session whose server is down, with a backoff of `wait`; "retry now" in the wait
+/// after the first attempt connects at once.
+async fn retry_now_ends_a_wait_of(wait: Duration, jitter: f64) {
     let lab = Lab::new();
     lab.set(Mode::Down);
     let mut config = SessionConfig::new();
-    config
-        .backoff_base(Duration::from_secs(600))
-        .backoff_cap(Duration::from_secs(600))
-        .jitter(0.0);
+    config.backoff_base(wait).backoff_cap(wait).jitter(jitter);
     let started = tokio::time::Instant::now();
     let (store, session) = lab.start(&config, None);
     until(&session, "the wait after the first attempt", |state| {

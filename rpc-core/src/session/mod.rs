@@ -63,6 +63,9 @@ pub trait Connect: Send + Sync + 'static {
     fn is_permanent(&self, error: &Self::Error) -> bool;
 }
 
+/// The longest wait a session's backoff can be set to: a year, within what the clock counts.
+const MAX_BACKOFF: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 /// The backoff of a session's attempts to connect.
 ///
 /// After a connection is lost the first attempt is made at once, unless the connection was
@@ -95,15 +98,16 @@ impl SessionConfig {
     }
 
     /// The wait after the first failed attempt; at least a millisecond (a server that is down
-    /// is never redialled in a loop without a pause).
+    /// is never redialled in a loop without a pause), at most a year (a longer one, such as
+    /// `Duration::MAX`, leaves the next attempt to [`Session::retry_now`] as well).
     pub fn backoff_base(&mut self, base: Duration) -> &mut Self {
-        self.base = base.max(Duration::from_millis(1));
+        self.base = base.clamp(Duration::from_millis(1), MAX_BACKOFF);
         self
     }
 
-    /// The longest wait between attempts; at least a millisecond.
+    /// The longest wait between attempts; at least a millisecond, at most a year.
     pub fn backoff_cap(&mut self, cap: Duration) -> &mut Self {
-        self.cap = cap.max(Duration::from_millis(1));
+        self.cap = cap.clamp(Duration::from_millis(1), MAX_BACKOFF);
         self
     }
 
