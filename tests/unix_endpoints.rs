@@ -316,6 +316,24 @@ async fn stopped_server_leaves_nothing_behind() {
 /// directory: a user's runtime directory at logout, old files of `/tmp` aged out) while a new
 /// server took the name removes nothing of the new server's when it stops: the new one stays
 /// reachable and keeps the name.
+/// A live server whose lock file was removed from under it (an old file of `/tmp` aged out by
+/// the system) keeps its name: its socket still takes connections. Before, the next server
+/// took the free lock, removed the live socket as stale and served in its place, leaving the
+/// first unreachable.
+#[tokio::test]
+async fn a_live_server_whose_lock_file_was_removed_keeps_its_name() {
+    let dir = private_dir();
+    let endpoint = Endpoint::new("aged").expect("name").in_dir(dir.path());
+    let server = TestServer::start_at(endpoint.clone(), &ServerConfig::default());
+    std::fs::remove_file(dir.path().join("aged.lock")).expect("remove the lock file");
+    let second = bind(&endpoint);
+    assert!(
+        matches!(second, Err(BindError::AddrInUse { .. })),
+        "{second:?}"
+    );
+    server.assert_serving().await;
+}
+
 #[tokio::test]
 async fn a_server_whose_files_were_removed_leaves_the_next_servers_alone() {
     let dir = private_dir();

@@ -149,3 +149,53 @@ pub(crate) fn probe_lock(path: &Path) -> io::Result<LockState> {
     }
     Ok(LockState::Held)
 }
+
+/// Whether a server listens on the socket at `path`: a connection to it is taken at once, or
+/// would wait because its backlog is full. Never waits. A lock file removed from under a live
+/// server (an old file of `/tmp` aged out by the system) leaves its name's lock free for the
+/// next taker; this tells that the socket is still that server's.
+pub(crate) fn socket_answers(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd};
+
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: `sockaddr_un` is plain data, valid when zeroed.
+    let mut address: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    // One byte is left for the terminating zero; a longer path cannot have been bound.
+    if bytes.len() >= address.sun_path.len() {
+        return false;
+    }
+    address.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (to, from) in address.sun_path.iter_mut().zip(bytes) {
+        *to = *from as libc::c_char;
+    }
+    // SAFETY: plain system calls; the descriptor is owned (and closed) from here on.
+    let socket = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) };
+    if socket == -1 {
+        return false;
+    }
+    // SAFETY: `socket` is a descriptor just opened and owned by nothing else.
+    let socket = unsafe { OwnedFd::from_raw_fd(socket) };
+    // SAFETY: a descriptor this function owns; the flags are valid for it.
+    let blocking = unsafe {
+        libc::fcntl(socket.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) == -1
+            || libc::fcntl(socket.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) == -1
+    };
+    if blocking {
+        return false;
+    }
+    let length = std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
+    // SAFETY: `address` is a valid `sockaddr_un` of at least `length` bytes.
+    let connected = unsafe {
+        libc::connect(
+            socket.as_raw_fd(),
+            std::ptr::addr_of!(address).cast::<libc::sockaddr>(),
+            length as libc::socklen_t,
+        )
+    };
+    connected == 0
+        || matches!(
+            io::Error::last_os_error().raw_os_error(),
+            Some(libc::EAGAIN | libc::EINPROGRESS)
+        )
+}

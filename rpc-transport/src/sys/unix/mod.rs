@@ -267,6 +267,11 @@ impl Listener {
         };
 
         let path = socket_path(&dir, endpoint);
+        // The lock is ours, but a server whose lock file was removed from under it still takes
+        // connections on its socket: the name is its own.
+        if lock::socket_answers(&path) {
+            return Err(BindError::AddrInUse { name: name.clone() });
+        }
         // We hold the lock, so whoever made a socket here is gone: reclaim it.
         remove_stale(&path, FileTypeExt::is_socket, |path| {
             BindError::NotASocket { path }
