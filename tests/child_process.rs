@@ -71,6 +71,32 @@ async fn calls_over_a_child_stdio() {
     assert_eq!(answered, 1000);
 }
 
+/// A child served over a socket as its stdio (as parents built on libuv give their children),
+/// whose parent keeps the socket open and never says hello: the connection ends at the
+/// handshake timeout, and the process exits as `main` returns. Before, a socket was read on
+/// tokio's blocking threads, and the runtime's shutdown waited for the read under way until the
+/// parent wrote or closed.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_served_over_a_socket_exits_when_its_connection_ends() {
+    use std::os::fd::OwnedFd;
+
+    let (parent_end, child_end) = std::os::unix::net::UnixStream::pair().expect("socket pair");
+    let child_output = child_end.try_clone().expect("clone");
+    let mut process = child(&["returns"])
+        .stdin(Stdio::from(OwnedFd::from(child_end)))
+        .stdout(Stdio::from(OwnedFd::from(child_output)))
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn the child");
+    let status = within("the child to exit", process.wait())
+        .await
+        .expect("wait");
+    assert!(status.success(), "{status}");
+    drop(parent_end);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_mebibytes_each_way() {
     let (helper, _process) = start(&["stdio"], &ClientConfig::default()).await;

@@ -3,6 +3,8 @@
 //! * `stdio`: serves over stdin/stdout, exits 0 when the parent closes the connection.
 //! * `exit-after MS`: serves over stdio, and exits with status 7 after MS milliseconds.
 //! * `linger`: serves over stdio, then does not exit when the parent closes it.
+//! * `returns`: serves over stdio, then returns from `main` however the connection ended (the
+//!   runtime's shutdown waits for its blocking threads).
 //! * `garbage`: writes text to stdout, then waits for stdin to close.
 //! * `pipes`: serves over the pipes from `spawn_with_pipes`, writing a line to stdout as well.
 //! * `callbacks`: serves `Relay`, which calls the parent back, over stdio.
@@ -29,6 +31,11 @@ async fn main() {
             tokio::select! {
                 result = serve_stdio(service) => exit_with(result),
                 () = tokio::time::sleep(Duration::from_millis(ms)) => std::process::exit(7),
+            }
+        }
+        "returns" => {
+            if let Err(error) = serve_stdio(service).await {
+                eprintln!("rpc-test-child: {error}");
             }
         }
         "linger" => {

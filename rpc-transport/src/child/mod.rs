@@ -13,7 +13,10 @@
 //!   [`SpawnError::Handshake`], showing what it wrote instead, and is killed.
 //!
 //! **Child**: [`serve_stdio`] (or [`serve_inherited_pipes`]) serves a service to the parent and
-//! returns when the parent goes away.
+//! returns when the parent goes away. Its stdin and stdout may be pipes or sockets (parents
+//! built on libuv hand their children socket pairs); on Unix a file or a terminal works too, but
+//! is read on tokio's blocking threads, and a read under way when the connection ends holds the
+//! runtime's shutdown until it has data.
 //!
 //! # Keeping stdout clean
 //!

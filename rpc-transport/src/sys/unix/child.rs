@@ -126,25 +126,46 @@ pub(crate) fn take_stdio() -> io::Result<(BoxReader, BoxWriter)> {
     Ok((reader(File::from(input))?, writer(File::from(output))?))
 }
 
-fn is_pipe(file: &File) -> bool {
-    file.metadata().is_ok_and(|m| m.file_type().is_fifo())
+/// What a standard stream is, for how it is read or written.
+enum Kind {
+    Pipe,
+    Socket,
+    /// A file or a terminal, which the reactor cannot wait on.
+    Other,
+}
+
+fn kind(file: &File) -> Kind {
+    match file.metadata().map(|m| m.file_type()) {
+        Ok(kind) if kind.is_fifo() => Kind::Pipe,
+        Ok(kind) if kind.is_socket() => Kind::Socket,
+        _ => Kind::Other,
+    }
+}
+
+/// A socket (parents built on libuv give their children socket pairs as stdio), waited on by
+/// the reactor as a pipe is: a read left under way does not hold the runtime's shutdown.
+fn socket(file: File) -> io::Result<tokio::net::UnixStream> {
+    let socket = std::os::unix::net::UnixStream::from(OwnedFd::from(file));
+    socket.set_nonblocking(true)?;
+    tokio::net::UnixStream::from_std(socket)
 }
 
 fn reader(file: File) -> io::Result<BoxReader> {
-    if is_pipe(&file) {
-        Ok(Box::new(pipe::Receiver::from_file(file)?))
-    } else {
-        // A file, a socket or a terminal: read it on tokio's blocking threads.
-        Ok(Box::new(tokio::fs::File::from_std(file)))
-    }
+    Ok(match kind(&file) {
+        Kind::Pipe => Box::new(pipe::Receiver::from_file(file)?),
+        Kind::Socket => Box::new(socket(file)?),
+        // Read on tokio's blocking threads: a read under way when the connection ends holds the
+        // runtime's shutdown until the file has data or the terminal a line.
+        Kind::Other => Box::new(tokio::fs::File::from_std(file)),
+    })
 }
 
 fn writer(file: File) -> io::Result<BoxWriter> {
-    if is_pipe(&file) {
-        Ok(Box::new(pipe::Sender::from_file(file)?))
-    } else {
-        Ok(Box::new(tokio::fs::File::from_std(file)))
-    }
+    Ok(match kind(&file) {
+        Kind::Pipe => Box::new(pipe::Sender::from_file(file)?),
+        Kind::Socket => Box::new(socket(file)?),
+        Kind::Other => Box::new(tokio::fs::File::from_std(file)),
+    })
 }
 
 /// The parent process as the peer.
