@@ -155,3 +155,35 @@ async fn a_stream_of_a_method_not_idempotent_is_not_reopened() {
         "opened once"
     );
 }
+
+/// A stream that takes a stream from the client is not opened again after a reconnect (its
+/// upload is gone): it ends with its connection's loss as `ConnectionLost`, as a stream of a
+/// method not idempotent does. Before, it ended with how the connection was lost
+/// (`ConnectionClosed` here).
+#[tokio::test]
+async fn a_stream_that_takes_an_upload_ends_with_the_loss() {
+    let lab = Lab::new();
+    let (store, session) = lab.start(&quick(), Some(Duration::from_secs(20)));
+    let (sender, upload) = rpc_core::Stream::channel(4);
+    let mut items = within("open", store.echo(upload)).await.expect("opened");
+    sender.send(7).await.expect("send");
+    assert_eq!(
+        within("an item", items.next()).await.map(|i| i.ok()),
+        Some(Some(7))
+    );
+    lab.set(Mode::Down);
+    lab.kill();
+    until(&session, "the loss", |s| !s.is_connected()).await;
+    let lost = within("the loss", items.next()).await;
+    assert!(
+        matches!(
+            lost,
+            Some(Err(RpcError::ConnectionLost {
+                may_have_run: true,
+                ..
+            }))
+        ),
+        "{lost:?}"
+    );
+    assert!(within("the end", items.next()).await.is_none());
+}

@@ -298,7 +298,8 @@ impl Link {
     }
 
     /// As [`ClientHandle::open_stream_uploading`]; through a session the stream is not
-    /// opened again after a reconnect: it ends with the connection.
+    /// opened again after a reconnect: it ends with the connection, with
+    /// [`RpcError::ConnectionLost`].
     ///
     /// # Errors
     ///
@@ -318,10 +319,13 @@ impl Link {
             Route::Direct(handle) => handle.open_stream_uploading(method, args, upload).await,
             Route::Session(session) => {
                 let handle = session.for_upload(method).await?;
-                lost_once(
+                let mut receiver = lost_once(
                     &handle,
                     handle.open_stream_uploading(method, args, upload).await,
-                )
+                )?;
+                // Its upload is gone with the connection: it ends with it, as `ConnectionLost`.
+                receiver.resume = Some(resume::Resume::never());
+                Ok(receiver)
             }
         }
     }

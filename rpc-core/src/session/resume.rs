@@ -25,6 +25,17 @@ pub(crate) struct Resume<T> {
     opening: Mutex<Option<Opening<T>>>,
 }
 
+impl<T> Resume<T> {
+    /// For a stream that is not opened again: it ends with its connection, as a call is sent at
+    /// most once, with `ConnectionLost`.
+    pub(super) fn never() -> Box<Self> {
+        Box::new(Self {
+            reopen: None,
+            opening: Mutex::new(None),
+        })
+    }
+}
+
 /// Opens a stream through the session; if its method is idempotent, the receiver opens it again
 /// after a reconnect.
 pub(super) async fn open<A, T>(
@@ -41,14 +52,7 @@ where
             handle.open_stream::<A, T>(method, args).await
         })
         .await?;
-    // A stream that is not opened again ends with its connection, as a call is sent at most
-    // once.
-    let not_reopened = || {
-        Box::new(Resume {
-            reopen: None,
-            opening: Mutex::new(None),
-        })
-    };
+    let not_reopened = Resume::never;
     if !method.idempotent {
         // Opening it again would run its handler again: a stream that is not a subscription (a
         // job's progress).

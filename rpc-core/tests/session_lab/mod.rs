@@ -38,6 +38,8 @@ pub trait Store {
     async fn progress(&self, from: u64) -> rpc_core::Stream<u64>;
     /// The sum of the items, once they end; never answers if one of them is 0.
     async fn sum(&self, items: rpc_core::Stream<u64>) -> u64;
+    /// Each item sent back as it comes.
+    async fn echo(&self, items: rpc_core::Stream<u64>) -> rpc_core::Stream<u64>;
 }
 
 /// Another service: a server of it refuses a client of `Store` (another version of `Store`
@@ -134,6 +136,11 @@ impl Store for StoreImpl {
             sum += item;
         }
         sum
+    }
+
+    async fn echo(&self, items: rpc_core::Stream<u64>) -> rpc_core::Stream<u64> {
+        self.0.start("echo");
+        items
     }
 
     async fn progress(&self, from: u64) -> rpc_core::Stream<u64> {
