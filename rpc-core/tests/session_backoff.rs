@@ -1,7 +1,8 @@
 //! The waits of a session's backoff: a server that takes each connection and drops it as soon
 //! as the handshake is done counts as a failed attempt, so the session is not redialled in a
 //! loop, whether calls go on or not; calls that lose their connection never cut a wait short;
-//! "retry now" does. (Paused time: the clock moves by the session's waits only.)
+//! "retry now" does; a subscription slow to open again waits the backoff between openings.
+//! (Paused time: the clock moves by the session's waits only.)
 
 mod session_lab;
 
@@ -144,4 +145,33 @@ async fn retry_now_ends_a_wait_of(wait: Duration, jitter: f64) {
     let waited = started.elapsed();
     assert!(waited < Duration::from_secs(600), "{waited:?}");
     assert_eq!(store.get().await.expect("get"), 0);
+}
+
+/// A subscription whose server takes longer than the calls' deadline to open it again after a
+/// reconnect is opened again after the session's backoff, which grows: over two seconds with a
+/// deadline of 10 ms and a backoff of 100 ms doubling to 1 s, a handful of openings (each
+/// starts the server's handler). Before, it was opened again at once, about 200 times.
+#[tokio::test(start_paused = true)]
+async fn a_stream_slow_to_reopen_is_opened_again_after_the_backoff() {
+    use futures_util::StreamExt;
+    let lab = Lab::new();
+    let mut config = SessionConfig::new();
+    config
+        .backoff_base(Duration::from_millis(100))
+        .backoff_cap(Duration::from_secs(1))
+        .jitter(0.0);
+    let (store, _session) = lab.start(&config, Some(Duration::from_millis(10)));
+    let mut items = store.watch(1).await.expect("opened");
+    lab.shared.opens_held.send_replace(true);
+    lab.kill();
+    let reading = tokio::spawn(async move { items.next().await.map(|item| item.is_ok()) });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let opened = lab
+        .shared
+        .opened
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .len();
+    assert!((2..=8).contains(&opened), "opened {opened} times");
+    reading.abort();
 }

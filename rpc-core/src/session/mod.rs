@@ -210,6 +210,8 @@ pub(crate) struct Hub {
     /// Retry now, from the user only ([`Session::retry_now`]): it alone ends a wait of the
     /// backoff, which calls that lost the connection would otherwise end.
     retry: Arc<Notify>,
+    /// The session's backoff, also between openings of a stream that take too long.
+    pub(crate) backoff: SessionConfig,
     /// Stops the session's task when the last client and [`Session`] are gone.
     _stop: DropGuard,
 }
@@ -272,6 +274,7 @@ impl Session {
             state,
             nudge,
             retry,
+            backoff: config.clone(),
             _stop: stop.drop_guard(),
         });
         let link = Link::session(Arc::clone(&hub), client.get_default_timeout());

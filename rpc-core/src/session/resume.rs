@@ -85,8 +85,9 @@ where
 
 /// Opens the stream again once the session has a connection, for as long as it takes: a
 /// subscription waits for its server. An opening that outlasts the session's deadline (a
-/// server still starting) is tried again. Ends only if the session fails, or the server
-/// refuses.
+/// server still starting) is tried again after the session's backoff, which grows with each
+/// such opening (each one started the server's handler). Ends only if the session fails, or
+/// the server refuses.
 async fn reopen<A, T>(
     session: &SessionLink,
     method: &'static MethodDescriptor,
@@ -97,6 +98,7 @@ where
     T: DeserializeOwned,
 {
     let mut lost: Option<ClientHandle> = None;
+    let mut too_long = 0u32;
     loop {
         let handle = session.connected(None, lost.as_ref()).await?;
         match handle
@@ -106,10 +108,14 @@ where
         {
             Err(error) if lost_on(&error, &handle).is_some() => lost = Some(handle),
             Err(RpcError::DeadlineExceeded) => {
+                too_long = too_long.saturating_add(1);
+                let wait = session.hub.backoff.get_backoff(too_long);
                 tracing::debug!(
                     method = method.name,
+                    ?wait,
                     "reopening took too long; trying again"
                 );
+                tokio::time::sleep(wait).await;
             }
             opened => return opened,
         }
