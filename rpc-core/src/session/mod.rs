@@ -286,13 +286,16 @@ impl Session {
         self.hub.state.borrow().clone()
     }
 
-    /// The state as a watch channel: `changed().await` wakes on every change.
+    /// The state as a watch channel: `changed().await` wakes once the state has changed, and
+    /// the receiver then sees the latest state (a state that lasted only between two looks,
+    /// such as a brief `Connected` between two quick losses, may be missed).
     pub fn watch(&self) -> watch::Receiver<SessionState> {
         self.hub.state.subscribe()
     }
 
     /// Tries to connect now: ends the wait of the backoff, or starts again after a failure.
-    /// Does nothing while connected.
+    /// Does nothing while connected, or while an attempt is under way (its outcome decides
+    /// what follows: a wait of the backoff, which a later call ends).
     pub fn retry_now(&self) {
         let now = Instant::now();
         // Only a failed session waits again, and only while it is failed: not one whose task
