@@ -131,14 +131,15 @@ where
     // a message handled), up to the end of what it sent; nothing else in it is acted on, as
     // nobody waits for replies any more.
     let mut client_left = false;
-    // A write failed: the connection ends with it once the one-way handlers have finished.
-    let mut write_failed = None;
+    // A write, or a read once the client went, failed: the connection ends with it once the
+    // one-way handlers have finished.
+    let mut ended_with = None;
     // Frames to send, gathered while more work is ready at once.
     let mut out: Vec<Bytes> = Vec::new();
 
     let result = loop {
         if (draining || client_gone) && serving.is_idle() {
-            break write_failed
+            break ended_with
                 .take()
                 .map_or(Ok(()), |e| Err(ConnectionError::Frame(e)));
         }
@@ -166,14 +167,18 @@ where
             biased;
             () = serving.joined() => {}
             () = tick(&mut deadlines, callback_conn.as_deref()) => {}
-            error = &mut write_err, if write_failed.is_none() => {
+            error = &mut write_err, if ended_with.is_none() => {
                 let Ok(error) = error else {
                     break Ok(());
                 };
+                ended_with = Some(error);
+                // A client that has left: what it sent is still read, up to its end.
+                if client_left {
+                    continue;
+                }
                 // The client can take nothing more (it has gone, seen here because the server
                 // was not reading): as when it leaves, its calls are dropped and the one-way
                 // handlers already started finish; then the connection ends with the error.
-                write_failed = Some(error);
                 client_gone = true;
                 serving.caller_gone();
                 fail_callbacks(callback_conn.as_deref());
@@ -201,6 +206,18 @@ where
                             out.push(header_frame(&Header::Goodbye {
                                 reason: GoodbyeReason::FrameTooLarge { len, max },
                             }));
+                            break Err(ConnectionError::Frame(error));
+                        }
+                        // The client went (inside a frame, or closing with data of this side's
+                        // unread, which resets the connection), or had left already: as when it
+                        // leaves, its calls are dropped and the one-way handlers already started
+                        // run to their end; then the connection ends with the error.
+                        if client_left || went(&error) {
+                            ended_with.get_or_insert(error);
+                            client_gone = true;
+                            serving.caller_gone();
+                            fail_callbacks(callback_conn.as_deref());
+                            continue;
                         }
                         break Err(ConnectionError::Frame(error));
                     }
@@ -352,6 +369,22 @@ async fn tick(deadlines: &mut Deadlines, conn: Option<&Conn>) {
         Some(conn) => std::future::poll_fn(|cx| deadlines.poll_tick(conn, cx)).await,
         None => std::future::pending().await,
     }
+}
+
+/// Whether a read failed because the client went: the stream ended inside a frame, or the
+/// connection was reset (a client that closes with data unread resets it).
+fn went(error: &FrameError) -> bool {
+    matches!(
+        error,
+        FrameError::Truncated { .. }
+            | FrameError::PeerExited(_)
+            | FrameError::Io(
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            )
+    )
 }
 
 fn protocol_violation(out: &mut Vec<Bytes>, error: ProtocolError) -> ConnectionError {
