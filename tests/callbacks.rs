@@ -237,6 +237,29 @@ async fn one_way_callbacks_run_on_after_the_server_goes() {
     );
 }
 
+/// Dropping the client's last handle stops the one-way callbacks still running after the server
+/// went, as it does while the server is there. Before, they ran on, detached, after the client
+/// was gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_way_callbacks_left_running_stop_with_the_clients_last_handle() {
+    let served = serve(&ServerConfig::default());
+    let seen = Arc::new(FrontEndSeen::default());
+    seen.progress_held.send_replace(true);
+    let installer = client(&served, true, &seen).await;
+    assert_eq!(
+        installer.install("editor".into()).await.expect("call"),
+        Ok(6)
+    );
+    served.shutdown.cancel();
+    client_sees_the_connection_close(&installer).await;
+    drop(installer);
+    seen.until("the running progress handler to be dropped", |seen| {
+        seen.progress_dropped.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert!(seen.progress.lock().expect("lock").is_empty());
+}
+
 /// A callback's handle back to the server has the client's own default timeout, not the
 /// library's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,6 +63,8 @@ pub(crate) struct FrontEndSeen {
     pub(crate) changed: Notify,
     /// While true, `progress` waits before it records.
     pub(crate) progress_held: watch::Sender<bool>,
+    /// `progress` handlers dropped before they recorded.
+    pub(crate) progress_dropped: AtomicU32,
     /// The timeout of the handle to the installer that each `check` made.
     pub(crate) check_timeouts: Mutex<Vec<Option<Duration>>>,
 }
@@ -87,6 +89,18 @@ impl Drop for WaitGuard {
     }
 }
 
+/// Counts a `progress` handler dropped before it recorded, unless disarmed.
+struct ProgressGuard(Option<Arc<FrontEndSeen>>);
+
+impl Drop for ProgressGuard {
+    fn drop(&mut self) {
+        if let Some(seen) = &self.0 {
+            seen.progress_dropped.fetch_add(1, Ordering::SeqCst);
+            seen.changed.notify_waiters();
+        }
+    }
+}
+
 impl Prompt for FrontEnd {
     async fn confirm(&self, question: String) -> bool {
         assert!(question.starts_with("install "));
@@ -100,8 +114,10 @@ impl Prompt for FrontEnd {
     }
 
     async fn progress(&self, done: u64, total: u64) {
+        let mut unfinished = ProgressGuard(Some(Arc::clone(&self.seen)));
         let mut held = self.seen.progress_held.subscribe();
         let _ = held.wait_for(|held| !held).await;
+        unfinished.0 = None;
         self.seen.progress.lock().expect("lock").push((done, total));
         self.seen.changed.notify_waiters();
     }

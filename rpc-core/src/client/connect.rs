@@ -158,11 +158,13 @@ impl ClientHandle {
             });
             let reader_task = tokio::spawn(
                 async move {
-                    let error = read_replies(reader, &reader_conn, max_frame, callbacks).await;
-                    tracing::debug!(%error, "client connection ended");
-                    writer_task.abort();
-                    reader_conn.fail_all(error);
-                    drop(guard);
+                    read_replies(reader, &reader_conn, max_frame, callbacks, |error| {
+                        tracing::debug!(%error, "client connection ended");
+                        writer_task.abort();
+                        reader_conn.fail_all(error);
+                        drop(guard);
+                    })
+                    .await;
                 }
                 .instrument(tracing::debug_span!("rpc.client", service = service.name)),
             );

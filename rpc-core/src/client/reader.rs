@@ -34,13 +34,16 @@ pub(super) struct CallbackSide {
 }
 
 /// Reads frames from the server until the connection ends, serves its callbacks if the client
-/// has some, and fails calls whose deadline passes; returns why the connection ended.
+/// has some, and fails calls whose deadline passes; then hands why the connection ended to
+/// `ended`, and returns once the one-way callbacks the server sent have run to their end
+/// (dropping this future drops them: the client's last handle is gone).
 pub(super) async fn read_replies<R: FrameRead>(
     reader: R,
     conn: &Conn,
     max_frame: u32,
     callbacks: Option<CallbackSide>,
-) -> RpcError {
+    ended: impl FnOnce(RpcError),
+) {
     let peer = Arc::new(PeerInfo::unknown());
     let mut serving = callbacks.as_ref().map(|side| {
         let descriptor = side.dispatch.descriptor();
@@ -57,13 +60,13 @@ pub(super) async fn read_replies<R: FrameRead>(
         Serving::new(calls, side.outbox.clone(), false)
     });
     let why = read_frames(reader, conn, max_frame, callbacks.as_ref(), &mut serving).await;
+    ended(why);
     // As a server does for a client that leaves: nobody takes the replies of the server's calls,
     // so their handlers are dropped, and the one-way calls it sent run to their end, also
     // those waiting their turn.
     if let Some(serving) = serving {
-        serving.leave_oneway_running();
+        serving.run_oneway_to_end().await;
     }
-    why
 }
 
 /// The reading of [`read_replies`].

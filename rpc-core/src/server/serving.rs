@@ -384,11 +384,11 @@ impl<'a, D: Dispatch> Serving<'a, D> {
     }
 
     /// The caller is gone and this side stops serving it: the calls are dropped, as by
-    /// [`Self::caller_gone`], and the one-way handlers, also those waiting their turn, run on
-    /// to their end on their own tasks.
-    pub(crate) fn leave_oneway_running(mut self) {
+    /// [`Self::caller_gone`], and this waits for the one-way handlers, also those waiting their
+    /// turn, to run to their end (dropping it drops them).
+    pub(crate) async fn run_oneway_to_end(mut self) {
         self.caller_gone();
-        self.tasks.detach_all();
+        while self.tasks.join_next().await.is_some() {}
     }
 
     /// Drops every handler still running and waits for their tasks to end.
