@@ -86,8 +86,8 @@ where
 /// Opens the stream again once the session has a connection, for as long as it takes: a
 /// subscription waits for its server. An opening that outlasts the session's deadline (a
 /// server still starting) is tried again after the session's backoff, which grows with each
-/// such opening (each one started the server's handler). Ends only if the session fails, or
-/// the server refuses.
+/// such opening on one connection (each one started the server's handler); another
+/// connection is tried at once. Ends only if the session fails, or the server refuses.
 async fn reopen<A, T>(
     session: &SessionLink,
     method: &'static MethodDescriptor,
@@ -115,7 +115,13 @@ where
                     ?wait,
                     "reopening took too long; trying again"
                 );
-                tokio::time::sleep(wait).await;
+                let mut current = session.hub.current.clone();
+                current.mark_unchanged();
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    // Another connection (or the session's end) is tried at once.
+                    _ = current.changed() => too_long = 0,
+                }
             }
             opened => return opened,
         }
