@@ -173,3 +173,58 @@ fn types_that_refer_to_each_other_are_listed_once() {
     }
     assert_eq!(schema.untraced, Vec::<String>::new());
 }
+
+/// A generic type used with two parameters that are alike but for their names (two ids, each a
+/// `u64`): `v1` of a service, and `v2`, where the page's fields are swapped.
+macro_rules! pages {
+    ($module:ident, { $($fields:tt)* }) => {
+        mod $module {
+            #![allow(dead_code)]
+            use serde::{Deserialize, Serialize};
+
+            #[derive(Debug, Clone, Serialize, Deserialize)]
+            pub struct Page<T> {
+                pub items: Vec<T>,
+                $($fields)*
+            }
+
+            #[derive(Debug, Clone, Serialize, Deserialize)]
+            pub struct UserId(pub u64);
+
+            #[derive(Debug, Clone, Serialize, Deserialize)]
+            pub struct GroupId(pub u64);
+
+            #[rpc_core::service(name = "Pages")]
+            pub trait Pages {
+                async fn users(&self) -> Page<UserId>;
+                async fn groups(&self) -> Page<GroupId>;
+            }
+        }
+    };
+}
+
+pages!(pages_v1, { pub offset: u32, pub limit: u16 });
+pages!(pages_v2, { pub limit: u16, pub offset: u32 });
+
+/// The two pages are traced, as one type (their structures are the same, names left out), and
+/// a change inside them is caught for both methods. Before, the second made the name `Page`
+/// untraced, and both methods compared it by its name only: the swap went through unseen.
+#[test]
+fn a_generic_type_with_parameters_alike_but_for_their_names_is_traced() {
+    let v1 = schema::<pages_v1::PagesClient>();
+    let v2 = schema::<pages_v2::PagesClient>();
+    assert_eq!(v1.untraced, Vec::<String>::new());
+    let mut changes = v2.breaking_changes(v1);
+    changes.sort_by_key(|change| format!("{change:?}"));
+    assert_eq!(
+        changes,
+        [
+            Change::Result {
+                method: "groups".to_owned()
+            },
+            Change::Result {
+                method: "users".to_owned()
+            },
+        ]
+    );
+}

@@ -47,6 +47,8 @@ const MAX_NESTING: usize = 256;
 struct Open {
     names: Vec<String>,
     left: usize,
+    /// A shape was written as too large: the hash stands for more than one structure.
+    cut: bool,
 }
 
 impl Open {
@@ -54,6 +56,7 @@ impl Open {
         Self {
             names: Vec::new(),
             left,
+            cut: false,
         }
     }
 }
@@ -62,6 +65,7 @@ impl Open {
 /// shape is written as too large (no schema a program derives comes near them).
 fn write(hash: &mut Fnv, shape: &Shape, types: &Types, open: &mut Open) {
     if open.left == 0 {
+        open.cut = true;
         hash.text("too large");
         return;
     }
@@ -73,6 +77,7 @@ fn write(hash: &mut Fnv, shape: &Shape, types: &Types, open: &mut Open) {
                 return;
             }
             if open.names.len() >= MAX_NESTING {
+                open.cut = true;
                 hash.text("too large");
                 return;
             }
@@ -164,10 +169,22 @@ fn write_container(hash: &mut Fnv, container: &ContainerShape, types: &Types, op
 /// A hash of the structure of the named type `name`, expanded from `types`: equal for two
 /// types that encode alike, whatever they and the types in them are called.
 pub(super) fn structure(name: &str, types: &Types) -> u64 {
+    structure_of(name, types).0
+}
+
+/// The structure's hash of the named type `name` of `types`, if nothing in it was cut short by
+/// the hash's bounds (then the hash tells its structure from every other).
+pub(super) fn whole_structure(name: &str, types: &Types) -> Option<u64> {
+    let (hash, cut) = structure_of(name, types);
+    (!cut).then_some(hash)
+}
+
+fn structure_of(name: &str, types: &Types) -> (u64, bool) {
     let mut hash = Fnv::new();
     let shape = Shape::TypeName(name.to_owned());
-    write(&mut hash, &shape, types, &mut Open::new(MAX_SHAPES));
-    hash.0
+    let mut open = Open::new(MAX_SHAPES);
+    write(&mut hash, &shape, types, &mut open);
+    (hash.0, open.cut)
 }
 
 pub(super) fn method_hashes(method: &MethodSchema, types: &Types) -> (u64, u64) {

@@ -61,13 +61,25 @@ impl SchemaBuilder {
                 }
                 let renames = self.renames(&traced);
                 shape.rename(&renames);
-                for (name, mut container) in traced {
+                let whole: Vec<bool> = traced
+                    .keys()
+                    .map(|name| super::hash::whole_structure(name, &traced).is_some())
+                    .collect();
+                for ((name, mut container), whole) in traced.into_iter().zip(whole) {
                     container.rename(&renames);
                     let name = renames.get(&name).cloned().unwrap_or(name);
                     match self.schema.types.get(&name) {
-                        // Two structures under one new name (their hashes were cut short by
-                        // the hash's bound): neither can be told by its name.
-                        Some(known) if *known != container => {
+                        // Under one name, a structure that only the names of the types in it
+                        // tell from the known one (a `Page<UserId>` beside a `Page<GroupId>`
+                        // whose ids are alike) is the known one: its hash is the same, names
+                        // left out. Two whose hashes were cut short by the hash's bounds
+                        // cannot be told apart: neither is known by more than its name.
+                        Some(known)
+                            if *known != container
+                                && !(whole
+                                    && super::hash::whole_structure(&name, &self.schema.types)
+                                        .is_some()) =>
+                        {
                             self.schema.types.remove(&name);
                             self.schema.untraced.push(name);
                         }
