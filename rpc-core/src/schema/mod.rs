@@ -78,8 +78,11 @@ pub enum Change {
         newer: String,
     },
     /// The service calls back another service, or calls back none where it did, or the other
-    /// way round: every client of the other version is rejected at connect. (A change inside
-    /// the callback service rejects them too; it is that service's own schema that shows it.)
+    /// way round: every client of the other version is rejected at connect. (Any change inside
+    /// the callback service rejects them too, an added method included: the two sides compare
+    /// it whole. That service's own schema shows it as a change of its
+    /// [`fingerprint`](ServiceSchema::fingerprint), which [`ServiceSchema::breaking_changes`]
+    /// does not report for an added method.)
     Callbacks {
         /// The callback service in the older schema.
         older: Option<String>,

@@ -44,8 +44,9 @@ impl SchemaBuilder {
     }
 
     /// The shape of `T`, traced from its `Deserialize`. A type whose `Deserialize` cannot be
-    /// traced (it refuses every value the tracer tries) is known by `written`, its
-    /// Rust spelling, instead, and a warning says so.
+    /// traced (it refuses every value the tracer tries, or holds two types of one serde name,
+    /// which the tracer cannot tell apart) is known by `written`, its Rust spelling, instead,
+    /// and a warning says so.
     pub fn shape<T: DeserializeOwned>(&mut self, written: &str) -> Shape {
         match trace::<T>() {
             Some((mut shape, registry)) => {
@@ -96,8 +97,9 @@ impl SchemaBuilder {
                 tracing::warn!(
                     r#type = written,
                     "the shape of this type cannot be traced (its Deserialize refused every \
-                     value tried): it is compared by its name, and a change inside it is not \
-                     caught"
+                     value tried, it holds two types of one serde name such as a Page<User> \
+                     and a Page<Group>, or a format the tracer cannot follow): it is compared \
+                     by its name, and a change inside it is not caught"
                 );
                 // A type traced under this name is no longer told apart from this one.
                 self.schema.types.remove(written);
