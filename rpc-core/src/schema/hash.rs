@@ -51,7 +51,14 @@ struct Open {
     left: usize,
     /// A shape was written as too large: the hash stands for more than one structure.
     cut: bool,
+    /// The work on names (hashed, copied, compared with the open ones) is charged to `left`
+    /// too, a shape per [`NAME_BYTES_PER_SHAPE`] bytes: a schema from elsewhere may name
+    /// types with names of megabytes.
+    charge_names: bool,
 }
+
+/// Bytes of names worked on that count as one shape, for a schema from elsewhere.
+const NAME_BYTES_PER_SHAPE: usize = 64;
 
 impl Open {
     fn new(left: usize) -> Self {
@@ -59,7 +66,24 @@ impl Open {
             names: Vec::new(),
             left,
             cut: false,
+            charge_names: false,
         }
+    }
+
+    /// Charges the work on `bytes` bytes of names, if they are charged; `false` if that is past
+    /// the bound.
+    fn charge(&mut self, bytes: usize) -> bool {
+        if !self.charge_names {
+            return true;
+        }
+        let cost = bytes / NAME_BYTES_PER_SHAPE;
+        if cost >= self.left {
+            self.left = 0;
+            self.cut = true;
+            return false;
+        }
+        self.left -= cost;
+        true
     }
 }
 
@@ -74,6 +98,17 @@ fn write(hash: &mut Fnv, shape: &Shape, types: &Types, open: &mut Open) {
     open.left -= 1;
     match shape {
         Shape::TypeName(name) => {
+            // The names compared in full are those of the same length.
+            let compared: usize = open
+                .names
+                .iter()
+                .filter(|n| n.len() == name.len())
+                .map(String::len)
+                .sum();
+            if !open.charge(name.len().saturating_add(compared)) {
+                hash.text("too large");
+                return;
+            }
             if let Some(depth) = open.names.iter().position(|n| n == name) {
                 hash.text(&format!("rec{depth}"));
                 return;
@@ -190,14 +225,20 @@ fn structure_of(name: &str, types: &Types) -> (u64, bool) {
 }
 
 pub(super) fn method_hashes(method: &MethodSchema, types: &Types) -> (u64, u64) {
-    hashes_within(method, types, &mut (2 * MAX_SHAPES))
+    hashes_within(method, types, &mut (2 * MAX_SHAPES), false)
 }
 
 /// The method's hashes, each side writing at most [`MAX_SHAPES`] shapes, and both at most
 /// `budget`, which is left with what they did not write.
-fn hashes_within(method: &MethodSchema, types: &Types, budget: &mut usize) -> (u64, u64) {
+fn hashes_within(
+    method: &MethodSchema,
+    types: &Types,
+    budget: &mut usize,
+    charge_names: bool,
+) -> (u64, u64) {
     // Each side has its own bound: a huge argument does not hide a change in the result.
     let mut open = Open::new(MAX_SHAPES.min(*budget));
+    open.charge_names = charge_names;
     let mut args = Fnv::new();
     args.text(&method.kind);
     write(&mut args, &method.args_shape, types, &mut open);
@@ -210,6 +251,7 @@ fn hashes_within(method: &MethodSchema, types: &Types, budget: &mut usize) -> (u
     }
     *budget -= MAX_SHAPES.min(*budget) - open.left;
     let mut open = Open::new(MAX_SHAPES.min(*budget));
+    open.charge_names = charge_names;
     let mut result = Fnv::new();
     result.text(&method.kind);
     write(&mut result, &method.result_shape, types, &mut open);
@@ -227,19 +269,20 @@ fn hashes_within(method: &MethodSchema, types: &Types, budget: &mut usize) -> (u
 /// The fingerprint of `schema`: each method's hashes, within the bounds of each.
 pub(super) fn fingerprint(schema: &ServiceSchema) -> u64 {
     let mut unbounded = usize::MAX;
-    fingerprint_within(schema, &mut unbounded)
+    fingerprint_within(schema, &mut unbounded, false)
 }
 
 /// The fingerprint of `schema` if it takes at most [`MAX_SCHEMA_SHAPES`] shapes in all.
 pub(super) fn bounded_fingerprint(schema: &ServiceSchema) -> Option<u64> {
     let mut budget = MAX_SCHEMA_SHAPES;
-    let fingerprint = fingerprint_within(schema, &mut budget);
+    let fingerprint = fingerprint_within(schema, &mut budget, true);
     (budget > 0).then_some(fingerprint)
 }
 
 /// The fingerprint of `schema`, writing at most `budget` shapes in all (then each method as
-/// too large), and leaving in `budget` what it did not write.
-fn fingerprint_within(schema: &ServiceSchema, budget: &mut usize) -> u64 {
+/// too large), and leaving in `budget` what it did not write; with `charge_names`, the work on
+/// names counts too (see [`Open`]).
+fn fingerprint_within(schema: &ServiceSchema, budget: &mut usize, charge_names: bool) -> u64 {
     let mut hash = Fnv::new();
     hash.text(&schema.service);
     // In the order of their ids, which do not depend on where the methods are written:
@@ -248,7 +291,7 @@ fn fingerprint_within(schema: &ServiceSchema, budget: &mut usize) -> u64 {
     let mut methods: Vec<&MethodSchema> = schema.methods.iter().collect();
     methods.sort_by_key(|method| method.id);
     for method in methods {
-        let (args, result) = hashes_within(method, &schema.types, budget);
+        let (args, result) = hashes_within(method, &schema.types, budget, charge_names);
         hash.bytes(&method.id.to_le_bytes());
         hash.bytes(&args.to_le_bytes());
         hash.bytes(&result.to_le_bytes());
@@ -341,6 +384,44 @@ mod tests {
         assert_eq!(bounded_fingerprint(&repeated(Shape::U8)), None);
         let small = taking("D63", dag());
         assert_eq!(bounded_fingerprint(&small), Some(fingerprint(&small)));
+    }
+
+    /// A schema from elsewhere whose types, 18 levels of each naming the next twice, end in a
+    /// type of a name of a megabyte, in ten methods: fingerprinted within its bound, or not at
+    /// all. Before, only shapes counted: each of the 2^18 uses of the long name hashed and
+    /// copied the whole of it, for hours.
+    #[test]
+    fn long_names_count_against_the_bound_of_a_hostile_schema() {
+        let long = "L".repeat(1 << 20);
+        let types: Types = (0..18)
+            .map(|i| {
+                let next = if i == 17 {
+                    name(long.clone())
+                } else {
+                    name(format!("D{}", i + 1))
+                };
+                (
+                    format!("D{i}"),
+                    ContainerShape::TupleStruct(vec![next.clone(), next]),
+                )
+            })
+            .collect();
+        let mut schema = taking("D0", types);
+        let method = schema.methods[0].clone();
+        schema.methods = (0..10)
+            .map(|i| MethodSchema {
+                id: i,
+                ..method.clone()
+            })
+            .collect();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(bounded_fingerprint(&schema));
+        });
+        let fingerprint = finished
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the fingerprint within a minute");
+        assert_eq!(fingerprint, None);
     }
 
     /// Schemas from elsewhere that would need more stack than there is (100,000 named types,
