@@ -1,7 +1,7 @@
 //! How a client's methods bind to the methods of the server it reached: all of them (the same
 //! interface), or each one as the server's welcome lists it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::error::RpcError;
 use crate::protocol::MethodEntry;
@@ -40,7 +40,14 @@ impl Binding {
             return Binding::All;
         };
         let schema = service.schema();
-        let server: HashMap<u32, &MethodEntry> = table.iter().map(|e| (e.id, e)).collect();
+        // Only the entries of methods this client has: a hostile table of millions of entries
+        // costs no map of them all.
+        let mine: HashSet<u32> = schema.methods.iter().map(|m| m.id).collect();
+        let server: HashMap<u32, &MethodEntry> = table
+            .iter()
+            .filter(|e| mine.contains(&e.id))
+            .map(|e| (e.id, e))
+            .collect();
         let each = schema
             .methods
             .iter()
