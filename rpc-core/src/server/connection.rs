@@ -1,10 +1,12 @@
 //! One connection's loop: read calls, start them, track them, answer, drain.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
+use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::deadlines::Deadlines;
@@ -30,6 +32,12 @@ use crate::writer::{spawn_writer, Closer};
 /// other worked (pipelined calls per second: about 0.1 of the coalescing raw peer with 256,
 /// 0.18-0.21 with 8; 4 and 16 were no better).
 const MAX_GATHERED: usize = 8;
+
+/// How long the client's data is still read after a write to it failed, if the transport does
+/// not say that the client closed its end: what it sent before it went (seen first by the
+/// failed write) is read, for its one-way calls, and a client whose end is held open elsewhere
+/// (a FIFO, a standard input) is let go. As the client's reader after a failed write.
+const WRITE_FAILED_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Serves one connection until the client closes it, it breaks, or `shutdown` is cancelled and
 /// the calls in flight have finished.
@@ -126,11 +134,16 @@ where
     let mut serving = Serving::new(calls, outbox.clone(), true);
     let mut draining = false;
     let mut client_gone = false;
-    // The client closed its end while this side was not reading (at its limit of handlers): what
-    // it sent before is still read as handlers finish, for its one-way calls (a message sent is
-    // a message handled), up to the end of what it sent; nothing else in it is acted on, as
-    // nobody waits for replies any more.
+    // The client left (it closed its end while this side was not reading, or a write to it
+    // failed): what it sent before is still read as handlers finish, for its one-way calls (a
+    // message sent is a message handled), up to the end of what it sent; nothing else in it is
+    // acted on, as nobody waits for replies any more.
     let mut client_left = false;
+    // The client closed its end (the transport said so): what it sent ends.
+    let mut client_closed = false;
+    // A write failed on a transport that has not said the client closed its end (it may be
+    // held open elsewhere, as a FIFO or a standard input may): its data is read until then.
+    let mut grace: Option<Pin<Box<Sleep>>> = None;
     // A write, or a read once the client went, failed: the connection ends with it once the
     // one-way handlers have finished.
     let mut ended_with = None;
@@ -172,21 +185,27 @@ where
                     break Ok(());
                 };
                 ended_with = Some(error);
-                // A client that has left: what it sent is still read, up to its end.
-                if client_left {
-                    continue;
+                // The client can take nothing more (it has gone, often seen here before the
+                // transport says so): as when it leaves, its calls are dropped and the one-way
+                // handlers already started finish, and what it sent is still read; then the
+                // connection ends with the error.
+                if !client_left {
+                    client_left = true;
+                    serving.caller_gone();
+                    fail_callbacks(callback_conn.as_deref());
                 }
-                // The client can take nothing more (it has gone, seen here because the server
-                // was not reading): as when it leaves, its calls are dropped and the one-way
-                // handlers already started finish; then the connection ends with the error.
+                if !client_closed {
+                    grace = Some(Box::pin(tokio::time::sleep(WRITE_FAILED_GRACE)));
+                }
+            }
+            // The client's data has not ended: its end is held open elsewhere.
+            () = until(&mut grace), if grace.is_some() && !client_gone && !client_closed => {
                 client_gone = true;
-                serving.caller_gone();
-                fail_callbacks(callback_conn.as_deref());
             }
             () = outbox.replies_and_calls_drained_to(config.max_unsent_bytes), if backlog && !client_gone => {}
-            // While not reading, this waits for the client to leave, without reading.
-            // Once the client has left, this waits for handlers instead.
-            incoming = next_incoming(&mut reader, reading, config.max_frame), if !client_gone && (reading || !client_left) => {
+            // While not reading, this waits for the client to close its end, without reading;
+            // once it has, this waits for handlers instead.
+            incoming = next_incoming(&mut reader, reading, config.max_frame), if !client_gone && (reading || !client_closed) => {
                 let frame = match incoming {
                     Received::Frame(Ok(Some(frame))) => frame,
                     Received::Frame(Ok(None)) => {
@@ -196,9 +215,13 @@ where
                         continue;
                     }
                     Received::Closed => {
-                        client_left = true;
-                        serving.caller_gone();
-                        fail_callbacks(callback_conn.as_deref());
+                        client_closed = true;
+                        grace = None;
+                        if !client_left {
+                            client_left = true;
+                            serving.caller_gone();
+                            fail_callbacks(callback_conn.as_deref());
+                        }
                         continue;
                     }
                     Received::Frame(Err(error)) => {
@@ -367,6 +390,14 @@ fn fail_callbacks(conn: Option<&Conn>) {
 async fn tick(deadlines: &mut Deadlines, conn: Option<&Conn>) {
     match conn {
         Some(conn) => std::future::poll_fn(|cx| deadlines.poll_tick(conn, cx)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for `grace` to pass; pending for ever without one.
+async fn until(grace: &mut Option<Pin<Box<Sleep>>>) {
+    match grace {
+        Some(sleep) => sleep.as_mut().await,
         None => std::future::pending().await,
     }
 }
