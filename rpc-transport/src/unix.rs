@@ -15,7 +15,7 @@ use crate::Endpoint;
 pub trait EndpointExt: sealed::Sealed {
     /// The same name with its socket in `dir` instead of the default directory. The directory
     /// gets the same checks as the default one (created 0700 if missing, a real directory,
-    /// owned by the user, closed to others).
+    /// owned by the user (a client also accepts one of root's), closed to others).
     #[must_use]
     fn in_dir(self, dir: impl Into<PathBuf>) -> Self;
 

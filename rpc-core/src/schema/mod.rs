@@ -35,7 +35,9 @@ pub struct ServiceSchema {
     /// is listed as `Name#` and a hash of its structure.
     pub types: BTreeMap<String, ContainerShape>,
     /// Types whose shape could not be traced (a `Deserialize` that refuses every value the
-    /// tracer tries), by their Rust spelling: they are compared by name only.
+    /// tracer tries, two types of one serde name inside one argument, two structures under one
+    /// name too large for the hash to tell apart), by their Rust or serde name: they are
+    /// compared by name only. Building the schema logs a warning for each.
     pub untraced: Vec<String>,
 }
 

@@ -57,7 +57,14 @@ impl SchemaBuilder {
                             traced.insert(name, container);
                         }
                         // Not reached for a trace that completed; known by its name if it is.
-                        None => self.schema.untraced.push(name),
+                        None => {
+                            tracing::warn!(
+                                r#type = name,
+                                "the shape of this type cannot be traced: it is compared by its \
+                                 name, and a change inside it is not caught"
+                            );
+                            self.schema.untraced.push(name);
+                        }
                     }
                 }
                 let renames = self.renames(&traced);
@@ -81,6 +88,12 @@ impl SchemaBuilder {
                                     && super::hash::whole_structure(&name, &self.schema.types)
                                         .is_some()) =>
                         {
+                            tracing::warn!(
+                                r#type = name,
+                                "two types of this name are too large for their hashes to tell \
+                                 them apart: both are compared by their name, and a change inside \
+                                 them is not caught"
+                            );
                             self.schema.types.remove(&name);
                             self.schema.untraced.push(name);
                         }

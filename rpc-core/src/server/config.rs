@@ -205,8 +205,8 @@ impl ServerConfig {
     /// client starts an item only while it holds credit, so a stream from a client costs the
     /// server at most this much plus one item (at most the maximum frame) while its handler
     /// does not take them (in memory, at most eight times that: an item kept as a view of the
-    /// buffer it was read into keeps at most eight times its length of it alive; items under
-    /// 8 KiB are copied); a client that sends more breaks the protocol and is disconnected.
+    /// buffer it was read into keeps at most eight times its length of it alive; items in
+    /// frames of up to 8 KiB are copied); a client that sends more breaks the protocol and is disconnected.
     pub fn stream_window(&mut self, bytes: u32) -> &mut Self {
         self.stream_window = clamp_window(bytes);
         self
