@@ -51,10 +51,13 @@ struct Open {
     left: usize,
     /// A shape was written as too large: the hash stands for more than one structure.
     cut: bool,
-    /// The work on names (hashed, copied, compared with the open ones) is charged to `left`
-    /// too, a shape per [`NAME_BYTES_PER_SHAPE`] bytes: a schema from elsewhere may name
-    /// types with names of megabytes.
+    /// The work on names (of types, fields and variants: hashed, copied, compared with the open
+    /// ones) is charged to `left` too, a shape per [`NAME_BYTES_PER_SHAPE`] bytes: a schema from
+    /// elsewhere may have names of megabytes.
     charge_names: bool,
+    /// A charge for names went past the bound: the hash is not the one the schema's own side
+    /// computes (which charges none), so it is no answer at all.
+    names_cut: bool,
 }
 
 /// Bytes of names worked on that count as one shape, for a schema from elsewhere.
@@ -67,6 +70,7 @@ impl Open {
             left,
             cut: false,
             charge_names: false,
+            names_cut: false,
         }
     }
 
@@ -80,6 +84,7 @@ impl Open {
         if cost >= self.left {
             self.left = 0;
             self.cut = true;
+            self.names_cut = true;
             return false;
         }
         self.left -= cost;
@@ -158,6 +163,10 @@ fn write(hash: &mut Fnv, shape: &Shape, types: &Types, open: &mut Open) {
 fn write_fields(hash: &mut Fnv, fields: &[Named<Shape>], types: &Types, open: &mut Open) {
     hash.text(&format!("fields{}", fields.len()));
     for field in fields {
+        if !open.charge(field.name.len()) {
+            hash.text("too large");
+            return;
+        }
         hash.text(&field.name);
         write(hash, &field.value, types, open);
     }
@@ -183,6 +192,10 @@ fn write_container(hash: &mut Fnv, container: &ContainerShape, types: &Types, op
         ContainerShape::Enum(variants) => {
             hash.text(&format!("enum{}", variants.len()));
             for (index, variant) in variants {
+                if !open.charge(variant.name.len()) {
+                    hash.text("too large");
+                    return;
+                }
                 hash.text(&format!("{index}:{}", variant.name));
                 match &variant.value {
                     VariantShape::Unit => hash.text("unit"),
@@ -250,6 +263,9 @@ fn hashes_within(
         None => args.text("no stream"),
     }
     *budget -= MAX_SHAPES.min(*budget) - open.left;
+    if open.names_cut {
+        *budget = 0;
+    }
     let mut open = Open::new(MAX_SHAPES.min(*budget));
     open.charge_names = charge_names;
     let mut result = Fnv::new();
@@ -263,6 +279,9 @@ fn hashes_within(
         None => result.text("no error"),
     }
     *budget -= MAX_SHAPES.min(*budget) - open.left;
+    if open.names_cut {
+        *budget = 0;
+    }
     (args.0, result.0)
 }
 
@@ -422,6 +441,57 @@ mod tests {
             .recv_timeout(std::time::Duration::from_secs(60))
             .expect("the fingerprint within a minute");
         assert_eq!(fingerprint, None);
+    }
+
+    /// As above, with the long name a field's, then a variant's (each hashed at every use).
+    #[test]
+    fn long_field_and_variant_names_count_against_the_bound_of_a_hostile_schema() {
+        let long = "L".repeat(1 << 20);
+        let last = [
+            ContainerShape::Struct(vec![Named {
+                name: long.clone(),
+                value: Shape::U8,
+            }]),
+            ContainerShape::Enum(
+                [(
+                    0,
+                    Named {
+                        name: long,
+                        value: VariantShape::Unit,
+                    },
+                )]
+                .into_iter()
+                .collect(),
+            ),
+        ];
+        for last in last {
+            let mut types: Types = (0..17)
+                .map(|i| {
+                    let next = name(format!("D{}", i + 1));
+                    (
+                        format!("D{i}"),
+                        ContainerShape::TupleStruct(vec![next.clone(), next]),
+                    )
+                })
+                .collect();
+            types.insert("D17".into(), last);
+            let mut schema = taking("D0", types);
+            let method = schema.methods[0].clone();
+            schema.methods = (0..10)
+                .map(|i| MethodSchema {
+                    id: i,
+                    ..method.clone()
+                })
+                .collect();
+            let (done, finished) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = done.send(bounded_fingerprint(&schema));
+            });
+            let fingerprint = finished
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .expect("the fingerprint within a minute");
+            assert_eq!(fingerprint, None);
+        }
     }
 
     /// Schemas from elsewhere that would need more stack than there is (100,000 named types,
