@@ -33,10 +33,11 @@ use crate::writer::{spawn_writer, Closer};
 /// 0.18-0.21 with 8; 4 and 16 were no better).
 const MAX_GATHERED: usize = 8;
 
-/// How long the client's data is still read after a write to it failed, if the transport does
-/// not say that the client closed its end: what it sent before it went (seen first by the
-/// failed write) is read, for its one-way calls, and a client whose end is held open elsewhere
-/// (a FIFO, a standard input) is let go. As the client's reader after a failed write.
+/// How long the client's data is still waited for after a write to it failed, counted from the
+/// last frame read, if the transport does not say that the client closed its end: what it sent
+/// before it went (seen first by the failed write) is read, for its one-way calls, and a client
+/// whose end is held open elsewhere (a FIFO, a standard input) is let go once nothing more
+/// comes. As the client's reader after a failed write.
 const WRITE_FAILED_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Serves one connection until the client closes it, it breaks, or `shutdown` is cancelled and
@@ -142,7 +143,8 @@ where
     // The client closed its end (the transport said so): what it sent ends.
     let mut client_closed = false;
     // A write failed on a transport that has not said the client closed its end (it may be
-    // held open elsewhere, as a FIFO or a standard input may): its data is read until then.
+    // held open elsewhere, as a FIFO or a standard input may): its data is read until nothing
+    // more has come for this long.
     let mut grace: Option<Pin<Box<Sleep>>> = None;
     // A write, or a read once the client went, failed: the connection ends with it once the
     // one-way handlers have finished.
@@ -207,7 +209,13 @@ where
             // once it has, this waits for handlers instead.
             incoming = next_incoming(&mut reader, reading, config.max_frame), if !client_gone && (reading || !client_closed) => {
                 let frame = match incoming {
-                    Received::Frame(Ok(Some(frame))) => frame,
+                    Received::Frame(Ok(Some(frame))) => {
+                        // Data still comes: the grace is counted from the last of it.
+                        if let Some(grace) = grace.as_mut() {
+                            grace.as_mut().reset(tokio::time::Instant::now() + WRITE_FAILED_GRACE);
+                        }
+                        frame
+                    }
                     Received::Frame(Ok(None)) => {
                         client_gone = true;
                         serving.caller_gone();
