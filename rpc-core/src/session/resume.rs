@@ -83,11 +83,16 @@ where
     Ok(receiver)
 }
 
+/// The longest wait between two openings of a stream that took too long: the session's
+/// backoff may be set far longer (to leave its attempts to `retry_now`), which does nothing
+/// while connected.
+const MAX_REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Opens the stream again once the session has a connection, for as long as it takes: a
 /// subscription waits for its server. An opening that outlasts the session's deadline (a
-/// server still starting) is tried again after the session's backoff, which grows with each
-/// such opening on one connection (each one started the server's handler); another
-/// connection is tried at once. Ends only if the session fails, or the server refuses.
+/// server still starting) is tried again after the session's backoff (at most
+/// [`MAX_REOPEN_WAIT`]), which grows with each such opening on one connection (each one started
+/// the server's handler); another connection is tried at once. Ends only if the session fails, or the server refuses.
 async fn reopen<A, T>(
     session: &SessionLink,
     method: &'static MethodDescriptor,
@@ -101,22 +106,30 @@ where
     let mut too_long = 0u32;
     loop {
         let handle = session.connected(None, lost.as_ref()).await?;
+        // From before the opening: a connection that changes while it is under way is seen.
+        let mut current = session.hub.current.clone();
+        current.mark_unchanged();
         match handle
             .with_timeout(session.timeout)
             .open_stream::<A, T>(method, args)
             .await
         {
-            Err(error) if lost_on(&error, &handle).is_some() => lost = Some(handle),
+            Err(error) if lost_on(&error, &handle).is_some() => {
+                lost = Some(handle);
+                too_long = 0;
+            }
             Err(RpcError::DeadlineExceeded) => {
                 too_long = too_long.saturating_add(1);
-                let wait = session.hub.backoff.get_backoff(too_long);
+                let wait = session
+                    .hub
+                    .backoff
+                    .get_backoff(too_long)
+                    .min(MAX_REOPEN_WAIT);
                 tracing::debug!(
                     method = method.name,
                     ?wait,
                     "reopening took too long; trying again"
                 );
-                let mut current = session.hub.current.clone();
-                current.mark_unchanged();
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
                     // Another connection (or the session's end) is tried at once.
