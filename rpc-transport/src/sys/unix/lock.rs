@@ -151,7 +151,8 @@ pub(crate) fn probe_lock(path: &Path) -> io::Result<LockState> {
 }
 
 /// Whether a server listens on the socket at `path`: a connection to it is taken at once, or
-/// would wait because its backlog is full. Never waits. A lock file removed from under a live
+/// would wait because its backlog is full (on Linux; macOS refuses a connection to a full
+/// backlog, which then looks like no server). Never waits. A lock file removed from under a live
 /// server (an old file of `/tmp` aged out by the system) leaves its name's lock free for the
 /// next taker; this tells that the socket is still that server's.
 pub(crate) fn socket_answers(path: &Path) -> bool {
@@ -184,7 +185,8 @@ pub(crate) fn socket_answers(path: &Path) -> bool {
     if blocking {
         return false;
     }
-    let length = std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
+    // The path starts after `sun_family` (and `sun_len` where there is one); its zero counts.
+    let length = std::mem::offset_of!(libc::sockaddr_un, sun_path) + bytes.len() + 1;
     // SAFETY: `address` is a valid `sockaddr_un` of at least `length` bytes.
     let connected = unsafe {
         libc::connect(
