@@ -73,9 +73,9 @@ async fn calls_over_a_child_stdio() {
 
 /// A child served over a socket as its stdio (as parents built on libuv give their children),
 /// whose parent keeps the socket open and never says hello: the connection ends at the
-/// handshake timeout, and the process exits as `main` returns. Before, a socket was read on
-/// tokio's blocking threads, and the runtime's shutdown waited for the read under way until the
-/// parent wrote or closed.
+/// handshake timeout, and the process exits as `main` returns, leaving the socket's flags as
+/// they were. Before, a socket was read on tokio's blocking threads, and the runtime's shutdown
+/// waited for the read under way until the parent wrote or closed.
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_child_served_over_a_socket_exits_when_its_connection_ends() {
@@ -83,6 +83,8 @@ async fn a_child_served_over_a_socket_exits_when_its_connection_ends() {
 
     let (parent_end, child_end) = std::os::unix::net::UnixStream::pair().expect("socket pair");
     let child_output = child_end.try_clone().expect("clone");
+    // The same open socket, as a shell that started the child would hold it.
+    let shared = child_end.try_clone().expect("clone");
     let mut process = child(&["returns"])
         .stdin(Stdio::from(OwnedFd::from(child_end)))
         .stdout(Stdio::from(OwnedFd::from(child_output)))
@@ -94,6 +96,11 @@ async fn a_child_served_over_a_socket_exits_when_its_connection_ends() {
         .await
         .expect("wait");
     assert!(status.success(), "{status}");
+    // Made non-blocking while the child served, and put back as it was.
+    // SAFETY: F_GETFL only reads the flags of a descriptor this test owns.
+    let flags = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&shared), libc::F_GETFL) };
+    assert_ne!(flags, -1);
+    assert_eq!(flags & libc::O_NONBLOCK, 0, "left non-blocking");
     drop(parent_end);
 }
 

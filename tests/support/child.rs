@@ -3,8 +3,8 @@
 //! * `stdio`: serves over stdin/stdout, exits 0 when the parent closes the connection.
 //! * `exit-after MS`: serves over stdio, and exits with status 7 after MS milliseconds.
 //! * `linger`: serves over stdio, then does not exit when the parent closes it.
-//! * `returns`: serves over stdio, then returns from `main` however the connection ended (the
-//!   runtime's shutdown waits for its blocking threads).
+//! * `returns`: serves over stdio with a handshake timeout of 200 ms, then returns from `main`
+//!   however the connection ended (the runtime's shutdown waits for its blocking threads).
 //! * `garbage`: writes text to stdout, then waits for stdin to close.
 //! * `pipes`: serves over the pipes from `spawn_with_pipes`, writing a line to stdout as well.
 //! * `callbacks`: serves `Relay`, which calls the parent back, over stdio.
@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use child_service::{HelperImpl, HelperServer, RelayImpl, RelayServer};
 use rpc_core::ServerConfig;
-use rpc_transport::child::{serve_inherited_pipes, serve_stdio};
+use rpc_transport::child::{serve_inherited_pipes, serve_stdio, serve_stdio_with};
 
 #[tokio::main]
 async fn main() {
@@ -34,7 +34,9 @@ async fn main() {
             }
         }
         "returns" => {
-            if let Err(error) = serve_stdio(service).await {
+            let mut config = ServerConfig::new();
+            config.handshake_timeout(Duration::from_millis(200));
+            if let Err(error) = serve_stdio_with(service, &config).await {
                 eprintln!("rpc-test-child: {error}");
             }
         }

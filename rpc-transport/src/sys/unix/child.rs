@@ -6,8 +6,11 @@ use std::io::{self, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileTypeExt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use rpc_core::PeerInfo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::unix::pipe;
 use tokio::process::Command;
 
@@ -150,10 +153,81 @@ fn socket(file: File) -> io::Result<tokio::net::UnixStream> {
     tokio::net::UnixStream::from_std(socket)
 }
 
+/// A pipe or a socket of the standard streams, made non-blocking for the reactor. That flag
+/// belongs to the open file, which other processes may share (a shell that started this one
+/// reads it next), so the flags it had are put back when the connection lets it go.
+struct Restored<T> {
+    inner: T,
+    fd: RawFd,
+    flags: libc::c_int,
+}
+
+impl<T: AsRawFd> Restored<T> {
+    /// `make` turns `file` into what the reactor waits on; `file`'s flags from before are kept.
+    fn new(file: File, make: impl FnOnce(File) -> io::Result<T>) -> io::Result<Self> {
+        // SAFETY: F_GETFL only reads the flags of a descriptor `file` owns.
+        let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
+        if flags == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        let inner = make(file)?;
+        let fd = inner.as_raw_fd();
+        Ok(Self { inner, fd, flags })
+    }
+}
+
+impl<T> Drop for Restored<T> {
+    fn drop(&mut self) {
+        // SAFETY: `fd` is `inner`'s, still open here (fields are dropped after this); F_SETFL
+        // only sets its status flags back.
+        unsafe { libc::fcntl(self.fd, libc::F_SETFL, self.flags) };
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Restored<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Restored<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 fn reader(file: File) -> io::Result<BoxReader> {
     Ok(match kind(&file) {
-        Kind::Pipe => Box::new(pipe::Receiver::from_file(file)?),
-        Kind::Socket => Box::new(socket(file)?),
+        Kind::Pipe => Box::new(Restored::new(file, pipe::Receiver::from_file)?),
+        Kind::Socket => Box::new(Restored::new(file, socket)?),
         // Read on tokio's blocking threads: a read under way when the connection ends holds the
         // runtime's shutdown until the file has data or the terminal a line.
         Kind::Other => Box::new(tokio::fs::File::from_std(file)),
@@ -162,8 +236,8 @@ fn reader(file: File) -> io::Result<BoxReader> {
 
 fn writer(file: File) -> io::Result<BoxWriter> {
     Ok(match kind(&file) {
-        Kind::Pipe => Box::new(pipe::Sender::from_file(file)?),
-        Kind::Socket => Box::new(socket(file)?),
+        Kind::Pipe => Box::new(Restored::new(file, pipe::Sender::from_file)?),
+        Kind::Socket => Box::new(Restored::new(file, socket)?),
         Kind::Other => Box::new(tokio::fs::File::from_std(file)),
     })
 }
