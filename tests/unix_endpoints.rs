@@ -312,10 +312,6 @@ async fn stopped_server_leaves_nothing_behind() {
     again.assert_serving().await;
 }
 
-/// A server whose socket and lock file were removed from under it (the system cleaned the
-/// directory: a user's runtime directory at logout, old files of `/tmp` aged out) while a new
-/// server took the name removes nothing of the new server's when it stops: the new one stays
-/// reachable and keeps the name.
 /// A live server whose lock file was removed from under it (an old file of `/tmp` aged out by
 /// the system) keeps its name: its socket still takes connections. Before, the next server
 /// took the free lock, removed the live socket as stale and served in its place, leaving the
@@ -334,6 +330,10 @@ async fn a_live_server_whose_lock_file_was_removed_keeps_its_name() {
     server.assert_serving().await;
 }
 
+/// A server whose socket and lock file were removed from under it (the system cleaned the
+/// directory: a user's runtime directory at logout, old files of `/tmp` aged out) while a new
+/// server took the name removes nothing of the new server's when it stops: the new one stays
+/// reachable and keeps the name.
 #[tokio::test]
 async fn a_server_whose_files_were_removed_leaves_the_next_servers_alone() {
     let dir = private_dir();
